@@ -1,0 +1,1 @@
+//! Library side of the genesis tool (used by `ledgerd localnet` too).

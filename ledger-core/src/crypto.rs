@@ -1,0 +1,294 @@
+//! Keys, signatures and the checksummed address text form.
+//!
+//! Verification is `verify_strict` everywhere and weak (small-order) keys are refused wherever a key enters,
+//! so every node applies one rule to every signature (see ENGINEERING-NOTES: dalek's plain `verify` and
+//! batch verification accept inputs that `verify_strict` refuses). Every signed message is
+//! `blake3(domain context, len(chain_id) || chain_id || payload)`, so a signature made for one chain or one
+//! kind of message never verifies as another.
+
+use std::fmt;
+use std::str::FromStr;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+
+use crate::hash::{Domain, Hash};
+
+/// A raw 32-byte ed25519 public key. Accounts are identified by their key, so this is also the address.
+///
+/// The bytes are not checked on construction or decoding; [`PublicKey::verifying_key`] checks them (a valid
+/// point that is not of small order) wherever a key is about to be trusted.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+pub struct PublicKey(pub [u8; 32]);
+
+/// Accounts are addressed by their public key.
+pub type Address = PublicKey;
+
+/// A 64-byte ed25519 signature.
+#[derive(Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Signature(pub [u8; 64]);
+
+/// Why a key or a signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("public key is not a valid ed25519 point")]
+    InvalidKey,
+    #[error("public key is weak (small order)")]
+    WeakKey,
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// Why an address text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("address must start with {ADDRESS_PREFIX:?}")]
+    BadPrefix,
+    #[error("address must be {expected} characters, got {got}")]
+    BadLength { expected: usize, got: usize },
+    #[error("address is not valid hex after the prefix")]
+    BadHex,
+    #[error("address checksum does not match (mistyped address?)")]
+    BadChecksum,
+    #[error("address is not a usable public key: {0}")]
+    BadKey(CryptoError),
+}
+
+/// Text addresses are `ldg` + 64 hex digits of the key + 8 hex digits of checksum.
+pub const ADDRESS_PREFIX: &str = "ldg";
+const ADDRESS_CHECKSUM_BYTES: usize = 4;
+/// Length of an address in text form.
+pub const ADDRESS_TEXT_LEN: usize = ADDRESS_PREFIX.len() + 2 * (32 + ADDRESS_CHECKSUM_BYTES);
+
+impl PublicKey {
+    /// Decompress and check the key: a valid curve point that is not of small order.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, CryptoError> {
+        let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| CryptoError::InvalidKey)?;
+        if vk.is_weak() {
+            return Err(CryptoError::WeakKey);
+        }
+        Ok(vk)
+    }
+
+    /// Verify `signature` over (`domain`, `chain_id`, `payload`) with `verify_strict`.
+    pub fn verify(
+        &self,
+        domain: Domain,
+        chain_id: &str,
+        payload: &[u8],
+        signature: &Signature,
+    ) -> Result<(), CryptoError> {
+        verify_with(&self.verifying_key()?, domain, chain_id, payload, signature)
+    }
+
+    fn checksum(&self) -> [u8; ADDRESS_CHECKSUM_BYTES] {
+        let h = Hash::digest(Domain::AddressChecksum, &self.0);
+        let mut out = [0u8; ADDRESS_CHECKSUM_BYTES];
+        out.copy_from_slice(&h.0[..ADDRESS_CHECKSUM_BYTES]);
+        out
+    }
+
+    /// The checksummed text form, `ldg…`.
+    pub fn to_address_string(&self) -> String {
+        let mut s = String::with_capacity(ADDRESS_TEXT_LEN);
+        s.push_str(ADDRESS_PREFIX);
+        s.push_str(&hex::encode(self.0));
+        s.push_str(&hex::encode(self.checksum()));
+        s
+    }
+
+    /// Parse the text form, checking prefix, length, checksum and that the key is usable.
+    /// Upper- and lower-case hex are both accepted.
+    pub fn parse_address(s: &str) -> Result<PublicKey, AddressError> {
+        let s = s.trim();
+        if s.len() != ADDRESS_TEXT_LEN {
+            return Err(AddressError::BadLength { expected: ADDRESS_TEXT_LEN, got: s.len() });
+        }
+        let Some(body) = s.strip_prefix(ADDRESS_PREFIX) else {
+            return Err(AddressError::BadPrefix);
+        };
+        let mut raw = [0u8; 32 + ADDRESS_CHECKSUM_BYTES];
+        hex::decode_to_slice(body, &mut raw).map_err(|_| AddressError::BadHex)?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&raw[..32]);
+        let pk = PublicKey(key);
+        if pk.checksum()[..] != raw[32..] {
+            return Err(AddressError::BadChecksum);
+        }
+        pk.verifying_key().map_err(AddressError::BadKey)?;
+        Ok(pk)
+    }
+}
+
+/// Verify with an already decompressed key (validator sets cache theirs).
+pub fn verify_with(
+    key: &VerifyingKey,
+    domain: Domain,
+    chain_id: &str,
+    payload: &[u8],
+    signature: &Signature,
+) -> Result<(), CryptoError> {
+    let msg = signing_message(domain, chain_id, payload);
+    let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+    key.verify_strict(msg.as_bytes(), &sig).map_err(|_| CryptoError::BadSignature)
+}
+
+/// The 32 bytes that are actually signed: a domain-separated digest of the chain id and the payload.
+pub fn signing_message(domain: Domain, chain_id: &str, payload: &[u8]) -> Hash {
+    let mut h = Hash::hasher(domain);
+    // Length-prefix the chain id so (chain id, payload) pairs cannot run into each other.
+    h.update(&(chain_id.len() as u64).to_le_bytes());
+    h.update(chain_id.as_bytes());
+    h.update(payload);
+    Hash::from_hasher(&h)
+}
+
+/// A signing key. The 32-byte seed is the secret; it is zeroized on drop by dalek.
+#[derive(Clone)]
+pub struct Keypair {
+    signing: SigningKey,
+    public: PublicKey,
+}
+
+impl Keypair {
+    /// Build a keypair from its secret seed. Fails only if the derived public key is weak, which for a
+    /// properly hashed seed does not happen, but the check keeps the rule "no weak key enters" total.
+    pub fn from_seed(seed: &[u8; 32]) -> Keypair {
+        let signing = SigningKey::from_bytes(seed);
+        let public = PublicKey(signing.verifying_key().to_bytes());
+        Keypair { signing, public }
+    }
+
+    pub fn public(&self) -> PublicKey {
+        self.public
+    }
+
+    /// The secret seed, for writing a key file. Handle with care.
+    pub fn seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
+    /// Sign (`domain`, `chain_id`, `payload`).
+    pub fn sign(&self, domain: Domain, chain_id: &str, payload: &[u8]) -> Signature {
+        let msg = signing_message(domain, chain_id, payload);
+        Signature(self.signing.sign(msg.as_bytes()).to_bytes())
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret.
+        write!(f, "Keypair({})", self.public)
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_address_string())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", &hex::encode(self.0)[..8])
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PublicKey::parse_address(s)
+    }
+}
+
+impl serde::Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_address_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        PublicKey::parse_address(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Signature {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sig({})", &hex::encode(self.0)[..8])
+    }
+}
+
+impl serde::Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        let mut out = [0u8; 64];
+        hex::decode_to_slice(s.as_bytes(), &mut out)
+            .map_err(|_| serde::de::Error::custom("signature must be 128 hex characters"))?;
+        Ok(Signature(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kp(i: u8) -> Keypair {
+        Keypair::from_seed(&[i; 32])
+    }
+
+    #[test]
+    fn sign_verify_and_domain_and_chain_separation() {
+        let k = kp(1);
+        let sig = k.sign(Domain::TxSignature, "chain-a", b"payload");
+        assert_eq!(k.public().verify(Domain::TxSignature, "chain-a", b"payload", &sig), Ok(()));
+        assert_eq!(
+            k.public().verify(Domain::TxSignature, "chain-b", b"payload", &sig),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            k.public().verify(Domain::VoteSignature, "chain-a", b"payload", &sig),
+            Err(CryptoError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn address_round_trip_and_typo() {
+        let pk = kp(7).public();
+        let s = pk.to_address_string();
+        assert_eq!(s.len(), ADDRESS_TEXT_LEN);
+        assert_eq!(PublicKey::parse_address(&s), Ok(pk));
+        assert_eq!(PublicKey::parse_address(&s.to_uppercase().replacen("LDG", "ldg", 1)), Ok(pk));
+        // Change one hex digit of the key part: the checksum catches it.
+        let mut typo: Vec<char> = s.chars().collect();
+        typo[10] = if typo[10] == '0' { '1' } else { '0' };
+        let typo: String = typo.into_iter().collect();
+        assert_eq!(PublicKey::parse_address(&typo), Err(AddressError::BadChecksum));
+        assert!(matches!(PublicKey::parse_address("ldg00"), Err(AddressError::BadLength { .. })));
+        let wrong_prefix = format!("xyz{}", &s[3..]);
+        assert_eq!(PublicKey::parse_address(&wrong_prefix), Err(AddressError::BadPrefix));
+    }
+
+    #[test]
+    fn weak_key_refused() {
+        // The identity point (y = 1) is of small order.
+        let mut id = [0u8; 32];
+        id[0] = 1;
+        assert_eq!(PublicKey(id).verifying_key().err(), Some(CryptoError::WeakKey));
+        let addr = PublicKey(id).to_address_string();
+        assert_eq!(PublicKey::parse_address(&addr), Err(AddressError::BadKey(CryptoError::WeakKey)));
+    }
+}

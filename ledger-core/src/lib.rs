@@ -1,0 +1,35 @@
+//! The deterministic heart of the ledger: types, canonical encoding, hashing, signatures, the state
+//! transition and (in `consensus`) the BFT state machine.
+//!
+//! This crate is pure: no I/O, no clock, no randomness, no async runtime. Everything that decides state is
+//! a function of its inputs, so every node computes the same bytes. The node crate is the shell that owns
+//! the network, the disk, timers and keys.
+
+#![forbid(unsafe_code)]
+
+pub mod block;
+pub mod cert;
+pub mod crypto;
+pub mod encoding;
+pub mod genesis;
+pub mod hash;
+pub mod keyfile;
+pub mod merkle;
+pub mod params;
+pub mod state;
+pub mod tx;
+pub mod types;
+pub mod validator;
+pub mod vote;
+
+pub use block::{Block, BlockError, BlockHeader, PROTOCOL_VERSION, Parent};
+pub use cert::{CertError, CommitCertificate, CommitSig};
+pub use crypto::{Address, Keypair, PublicKey, Signature};
+pub use genesis::{Genesis, GenesisAccount, GenesisError};
+pub use hash::{Domain, Hash};
+pub use params::ConsensusParams;
+pub use state::{Account, AccountStore, LtHash, MemStore, StateChanges, StateOverlay};
+pub use tx::{SignedTransaction, Transaction, TxError, TxId};
+pub use types::{Height, Round};
+pub use validator::{Validator, ValidatorSet};
+pub use vote::{Proposal, SignedProposal, SignedVote, Vote, VoteKind};

@@ -1,0 +1,1 @@
+//! Test harnesses: the deterministic consensus simulator and multi-process network tests.
