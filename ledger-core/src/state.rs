@@ -166,8 +166,9 @@ impl<'s, S: AccountStore + ?Sized> StateOverlay<'s, S> {
     }
 
     /// Apply one transaction: every check, then the transfer, or nothing at all.
-    /// `signature_verified` says the caller already verified this exact transaction's signature (the
-    /// mempool remembers this), so it is not verified twice.
+    /// `signature_verified` says this exact transaction (by id) already passed
+    /// [`SignedTransaction::check_stateless`] (keys and signature; the mempool remembers this), so those
+    /// checks are not repeated.
     pub fn apply_tx(
         &mut self,
         ctx: &TxContext<'_>,

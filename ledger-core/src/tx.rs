@@ -134,15 +134,17 @@ impl SignedTransaction {
         self.id
     }
 
-    /// Every check that needs no account state: size, chain id, amount, fee, memo, keys, signature.
-    /// The signature check is the expensive part (~35 µs); callers that remember verified ids skip this
-    /// and call [`SignedTransaction::check_without_signature`] instead.
+    /// Every check that needs no account state: size, chain id, amount, fee, memo, both keys (valid points,
+    /// not weak) and the signature. The key and signature checks are the expensive part (~35 µs); callers
+    /// that remember which ids passed this call [`SignedTransaction::check_without_signature`] instead.
     pub fn check_stateless(&self, chain_id: &str, params: &ConsensusParams) -> Result<(), TxError> {
         self.check_without_signature(chain_id, params)?;
+        self.tx.recipient.verifying_key().map_err(|error| TxError::BadKey { role: "recipient", error })?;
         self.verify_signature()
     }
 
-    /// [`SignedTransaction::check_stateless`] minus the signature verification.
+    /// [`SignedTransaction::check_stateless`] minus the key and signature checks: only for a transaction
+    /// already known to have passed them.
     pub fn check_without_signature(&self, chain_id: &str, params: &ConsensusParams) -> Result<(), TxError> {
         let tx = &self.tx;
         if tx.chain_id != chain_id {
@@ -167,7 +169,6 @@ impl SignedTransaction {
         if tx.amount.checked_add(tx.fee).is_none() {
             return Err(TxError::Overflow);
         }
-        tx.recipient.verifying_key().map_err(|error| TxError::BadKey { role: "recipient", error })?;
         Ok(())
     }
 
