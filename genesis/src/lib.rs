@@ -96,3 +96,12 @@ pub fn parse_address(input: &str) -> Result<Address, Error> {
         source,
     })
 }
+
+/// Read a plaintext key file (`ledger_core::keyfile`), bounded to `KEY_FILE_BYTES_MAX`.
+pub fn read_plaintext_key(path: &std::path::Path) -> Result<ledger_core::Keypair, Error> {
+    let text = files::read_text(path, ledger_core::keyfile::KEY_FILE_BYTES_MAX)?;
+    ledger_core::keyfile::from_plaintext_json(&text).map_err(|source| Error::BadKeyFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}

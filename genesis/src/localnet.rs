@@ -170,11 +170,14 @@ pub fn create_localnet(opts: &LocalnetOptions) -> Result<LocalnetManifest, Error
         files::write_public(&home.join("config.toml"), &config_toml(i, node, &peers))?;
         files::write_secret(
             &home.join("validator_key.json"),
-            &keyfile::to_plaintext_json(&node.validator, Some(DEV_KEY_WARNING)),
+            &with_newline(keyfile::to_plaintext_json(
+                &node.validator,
+                Some(DEV_KEY_WARNING),
+            )),
         )?;
         files::write_secret(
             &home.join("p2p_key.json"),
-            &p2p_key::p2p_key_json(&node.p2p_seed),
+            &with_newline(p2p_key::p2p_key_json(&node.p2p_seed)),
         )?;
         manifest_nodes.push(ManifestNode {
             name: format!("node{i}"),
@@ -192,7 +195,7 @@ pub fn create_localnet(opts: &LocalnetOptions) -> Result<LocalnetManifest, Error
         let key_file = accounts_dir.join(format!("account{j}.json"));
         files::write_secret(
             &key_file,
-            &keyfile::to_plaintext_json(key, Some(DEV_KEY_WARNING)),
+            &with_newline(keyfile::to_plaintext_json(key, Some(DEV_KEY_WARNING))),
         )?;
         manifest_accounts.push(ManifestAccount {
             address: key.public(),
@@ -357,6 +360,11 @@ fn prepare_out_dir(out: &Path, force: bool) -> Result<(), Error> {
         }
     }
     files::create_dir(out)
+}
+
+fn with_newline(mut text: String) -> String {
+    text.push('\n');
+    text
 }
 
 fn is_node_dir_name(name: &str) -> bool {

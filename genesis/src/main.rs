@@ -1,14 +1,14 @@
 //! `genesis`: create, edit and check genesis files, and lay out local networks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use genesis::LocalnetOptions;
 use genesis::localnet::{DEFAULT_ACCOUNT_BALANCE, DEFAULT_BASE_PORT, DEFAULT_GENESIS_TIME_MS};
-use genesis::{Error, LocalnetOptions};
-use ledger_core::{Genesis, GenesisAccount, Validator, keyfile};
+use ledger_core::{Genesis, GenesisAccount, Validator};
 
 const ABOUT: &str = "Create, edit and check chain genesis files, and lay out local networks";
 
@@ -148,11 +148,27 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` joins the context chain on one line.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. Library errors already quote their source in their message, so a
+/// cause whose text the line already holds is skipped rather than repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 fn run(command: Command) -> Result<()> {
@@ -209,7 +225,7 @@ fn new(args: NewArgs) -> Result<()> {
 fn add_validator(args: AddValidatorArgs) -> Result<()> {
     let public_key = match (&args.address, &args.key_file) {
         (Some(address), _) => genesis::parse_address(address)?,
-        (None, Some(path)) => read_key_file(path)?,
+        (None, Some(path)) => genesis::read_plaintext_key(path)?.public(),
         (None, None) => anyhow::bail!("give --address or --key-file"),
     };
     let mut draft = genesis::read_draft(&args.file)?;
@@ -276,19 +292,6 @@ fn localnet(args: LocalnetArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The address of a plaintext key file (the secret is only used to check the file is consistent).
-fn read_key_file(path: &Path) -> Result<ledger_core::PublicKey> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let key = keyfile::from_plaintext_json(&text).map_err(|source| Error::BadKeyFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(key.public())
 }
 
 fn describe(genesis: &Genesis) -> String {
