@@ -635,6 +635,10 @@ impl Consensus {
         let p = &signed.proposal;
         self.check_height(p.height)?;
         self.check_round(p.round)?;
+        if self.decision.is_some() {
+            // The height is decided: proposals no longer matter.
+            return Ok(());
+        }
         let expected = self.validators.proposer(p.height, p.round).public_key;
         if p.proposer != expected {
             return Err(ConsensusError::WrongProposer {

@@ -545,7 +545,7 @@ fn l49_l54_decide() {
                 (Valid(1, true), vec![O::Prevote(0, Some(1))]),
                 (Precommits(3, 0, Some(1)), vec![O::Decide(0, 1)]),
                 (Fire(TPropose, 0), vec![]),
-                (Prop(1, 2, None), vec![O::Validate(2)]),
+                (Prop(1, 2, None), vec![]),
             ],
         ),
         case(
