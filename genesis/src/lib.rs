@@ -27,12 +27,10 @@ use ledger_core::genesis::GenesisError;
 use ledger_core::keyfile::KeyFileError;
 use ledger_core::{Address, PublicKey};
 
-pub use draft::{
-    add_account, add_validator, check_draft, new_draft, read_draft, read_final, write_genesis,
-};
+pub use draft::{add_account, add_validator, check_draft, new_draft, read_draft, read_final, write_genesis};
 pub use localnet::{
-    LOCALNET_ACCOUNTS_MAX, LocalnetManifest, LocalnetOptions, ManifestAccount, ManifestNode,
-    create_localnet, read_manifest,
+    LOCALNET_ACCOUNTS_MAX, LocalnetManifest, LocalnetOptions, ManifestAccount, ManifestNode, create_localnet,
+    read_manifest,
 };
 pub use p2p_key::{P2pKeyError, p2p_key_json, parse_p2p_key_json, peer_id_from_public_key};
 
@@ -41,15 +39,9 @@ pub use p2p_key::{P2pKeyError, p2p_key_json, parse_p2p_key_json, peer_id_from_pu
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{} is larger than {max} bytes", path.display())]
     FileTooLarge { path: PathBuf, max: usize },
     #[error("{}: {source}", path.display())]
@@ -66,10 +58,7 @@ pub enum Error {
     ZeroPower { key: PublicKey },
     #[error("account {address} is already in the genesis")]
     DuplicateAccount { address: Address },
-    #[error(
-        "total supply overflows u64: current supply {supply} plus {amount} is more than {}",
-        u64::MAX
-    )]
+    #[error("total supply overflows u64: current supply {supply} plus {amount} is more than {}", u64::MAX)]
     SupplyOverflow { supply: u128, amount: u64 },
     #[error("{} already holds a non-empty genesis.json; pass --force to reset the localnet", dir.display())]
     AlreadyExists { dir: PathBuf },
@@ -91,17 +80,12 @@ pub(crate) fn clip(input: &str) -> String {
 
 /// Parse a checksummed `ldg…` address with an error that quotes the input.
 pub fn parse_address(input: &str) -> Result<Address, Error> {
-    PublicKey::parse_address(input).map_err(|source| Error::BadAddress {
-        input: clip(input),
-        source,
-    })
+    PublicKey::parse_address(input).map_err(|source| Error::BadAddress { input: clip(input), source })
 }
 
 /// Read a plaintext key file (`ledger_core::keyfile`), bounded to `KEY_FILE_BYTES_MAX`.
 pub fn read_plaintext_key(path: &std::path::Path) -> Result<ledger_core::Keypair, Error> {
     let text = files::read_text(path, ledger_core::keyfile::KEY_FILE_BYTES_MAX)?;
-    ledger_core::keyfile::from_plaintext_json(&text).map_err(|source| Error::BadKeyFile {
-        path: path.to_path_buf(),
-        source,
-    })
+    ledger_core::keyfile::from_plaintext_json(&text)
+        .map_err(|source| Error::BadKeyFile { path: path.to_path_buf(), source })
 }

@@ -39,7 +39,8 @@ pub const VALIDATOR_POWER: u64 = 10;
 pub const MANIFEST_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Written into every dev key file.
-pub const DEV_KEY_WARNING: &str = "UNSAFE dev key: generated deterministically from a public localnet seed. Never hold real funds with it.";
+pub const DEV_KEY_WARNING: &str =
+    "UNSAFE dev key: generated deterministically from a public localnet seed. Never hold real funds with it.";
 
 const MANIFEST_FILE: &str = "localnet.json";
 const GENESIS_FILE: &str = "genesis.json";
@@ -150,10 +151,7 @@ pub fn create_localnet(opts: &LocalnetOptions) -> Result<LocalnetManifest, Error
     let genesis = build_genesis(opts, &nodes, &account_keys)?;
 
     prepare_out_dir(&opts.out, opts.force)?;
-    let out = fs::canonicalize(&opts.out).map_err(|source| Error::Read {
-        path: opts.out.clone(),
-        source,
-    })?;
+    let out = fs::canonicalize(&opts.out).map_err(|source| Error::Read { path: opts.out.clone(), source })?;
 
     draft::write_genesis(&out.join(GENESIS_FILE), &genesis)?;
 
@@ -161,24 +159,14 @@ pub fn create_localnet(opts: &LocalnetOptions) -> Result<LocalnetManifest, Error
     for (i, node) in nodes.iter().enumerate() {
         let home = out.join(format!("node{i}"));
         files::create_dir(&home)?;
-        let peers: Vec<String> = nodes
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| *k != i)
-            .map(|(_, n)| n.p2p_multiaddr())
-            .collect();
+        let peers: Vec<String> =
+            nodes.iter().enumerate().filter(|(k, _)| *k != i).map(|(_, n)| n.p2p_multiaddr()).collect();
         files::write_public(&home.join("config.toml"), &config_toml(i, node, &peers))?;
         files::write_secret(
             &home.join("validator_key.json"),
-            &with_newline(keyfile::to_plaintext_json(
-                &node.validator,
-                Some(DEV_KEY_WARNING),
-            )),
+            &with_newline(keyfile::to_plaintext_json(&node.validator, Some(DEV_KEY_WARNING))),
         )?;
-        files::write_secret(
-            &home.join("p2p_key.json"),
-            &with_newline(p2p_key::p2p_key_json(&node.p2p_seed)),
-        )?;
+        files::write_secret(&home.join("p2p_key.json"), &with_newline(p2p_key::p2p_key_json(&node.p2p_seed)))?;
         manifest_nodes.push(ManifestNode {
             name: format!("node{i}"),
             home,
@@ -193,14 +181,8 @@ pub fn create_localnet(opts: &LocalnetOptions) -> Result<LocalnetManifest, Error
     let mut manifest_accounts = Vec::with_capacity(account_keys.len());
     for (j, key) in account_keys.iter().enumerate() {
         let key_file = accounts_dir.join(format!("account{j}.json"));
-        files::write_secret(
-            &key_file,
-            &with_newline(keyfile::to_plaintext_json(key, Some(DEV_KEY_WARNING))),
-        )?;
-        manifest_accounts.push(ManifestAccount {
-            address: key.public(),
-            key_file,
-        });
+        files::write_secret(&key_file, &with_newline(keyfile::to_plaintext_json(key, Some(DEV_KEY_WARNING))))?;
+        manifest_accounts.push(ManifestAccount { address: key.public(), key_file });
     }
 
     let manifest = LocalnetManifest {
@@ -220,10 +202,7 @@ pub fn create_localnet(opts: &LocalnetOptions) -> Result<LocalnetManifest, Error
 pub fn read_manifest(dir: &Path) -> Result<LocalnetManifest, Error> {
     let path = dir.join(MANIFEST_FILE);
     let text = files::read_text(&path, MANIFEST_BYTES_MAX)?;
-    serde_json::from_str(&text).map_err(|e| Error::BadManifest {
-        path,
-        message: e.to_string(),
-    })
+    serde_json::from_str(&text).map_err(|e| Error::BadManifest { path, message: e.to_string() })
 }
 
 /// Keys and ports of one node.
@@ -266,9 +245,7 @@ fn check_options(opts: &LocalnetOptions) -> Result<(), Error> {
         )));
     }
     if opts.account_balance == 0 && opts.accounts > 0 {
-        return Err(Error::InvalidArgument(
-            "dev account balance must be at least 1".to_string(),
-        ));
+        return Err(Error::InvalidArgument("dev account balance must be at least 1".to_string()));
     }
     if u128::from(opts.account_balance) * opts.accounts as u128 > u128::from(u64::MAX) {
         return Err(Error::SupplyOverflow {
@@ -286,11 +263,7 @@ fn node_keys(opts: &LocalnetOptions) -> Vec<NodeKeys> {
             // check_options bounded every port to u16.
             let api_port = opts.base_port.saturating_add((2 * i) as u16);
             NodeKeys {
-                validator: Keypair::from_seed(&derive_dev_seed(
-                    opts.seed,
-                    KeyRole::Validator,
-                    i as u64,
-                )),
+                validator: Keypair::from_seed(&derive_dev_seed(opts.seed, KeyRole::Validator, i as u64)),
                 peer_id: p2p_key::peer_id_from_seed(&p2p_seed),
                 p2p_seed,
                 api_port,
@@ -300,11 +273,7 @@ fn node_keys(opts: &LocalnetOptions) -> Vec<NodeKeys> {
         .collect()
 }
 
-fn build_genesis(
-    opts: &LocalnetOptions,
-    nodes: &[NodeKeys],
-    accounts: &[Keypair],
-) -> Result<Genesis, Error> {
+fn build_genesis(opts: &LocalnetOptions, nodes: &[NodeKeys], accounts: &[Keypair]) -> Result<Genesis, Error> {
     let mut genesis = draft::new_draft(&opts.chain_id, opts.genesis_time_ms, opts.min_fee)?;
     genesis.validators = nodes
         .iter()
@@ -315,13 +284,8 @@ fn build_genesis(
             moniker: format!("node{i}"),
         })
         .collect();
-    genesis.accounts = accounts
-        .iter()
-        .map(|k| GenesisAccount {
-            address: k.public(),
-            balance: opts.account_balance,
-        })
-        .collect();
+    genesis.accounts =
+        accounts.iter().map(|k| GenesisAccount { address: k.public(), balance: opts.account_balance }).collect();
     genesis.validate()?;
     Ok(genesis)
 }
@@ -329,24 +293,14 @@ fn build_genesis(
 /// Create `out`, refusing (or with `force`, clearing) a previous localnet in it.
 fn prepare_out_dir(out: &Path, force: bool) -> Result<(), Error> {
     let genesis_path = out.join(GENESIS_FILE);
-    let has_genesis = fs::metadata(&genesis_path)
-        .map(|m| m.len() > 0)
-        .unwrap_or(false);
+    let has_genesis = fs::metadata(&genesis_path).map(|m| m.len() > 0).unwrap_or(false);
     if has_genesis && !force {
-        return Err(Error::AlreadyExists {
-            dir: out.to_path_buf(),
-        });
+        return Err(Error::AlreadyExists { dir: out.to_path_buf() });
     }
     if force && out.is_dir() {
-        let entries = fs::read_dir(out).map_err(|source| Error::Read {
-            path: out.to_path_buf(),
-            source,
-        })?;
+        let entries = fs::read_dir(out).map_err(|source| Error::Read { path: out.to_path_buf(), source })?;
         for entry in entries {
-            let entry = entry.map_err(|source| Error::Read {
-                path: out.to_path_buf(),
-                source,
-            })?;
+            let entry = entry.map_err(|source| Error::Read { path: out.to_path_buf(), source })?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
             let path = entry.path();
@@ -368,17 +322,12 @@ fn with_newline(mut text: String) -> String {
 }
 
 fn is_node_dir_name(name: &str) -> bool {
-    name.strip_prefix("node")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    name.strip_prefix("node").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `node{i}/config.toml`: the template of `docs/home-layout.md`, with comments, since `toml` writes none.
 fn config_toml(i: usize, node: &NodeKeys, bootstrap_peers: &[String]) -> String {
-    let peers = bootstrap_peers
-        .iter()
-        .map(|p| format!("\"{p}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let peers = bootstrap_peers.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
     format!(
         r#"# Node configuration written by `genesis localnet` (see docs/home-layout.md).
 # Paths are relative to this home directory unless absolute. Unknown keys are an error.
@@ -441,45 +390,18 @@ mod tests {
         let ok = LocalnetOptions::new(4, 10, "unused");
         assert!(check_options(&ok).is_ok());
         for bad in [
-            LocalnetOptions {
-                validators: 0,
-                ..ok.clone()
-            },
-            LocalnetOptions {
-                validators: VALIDATORS_MAX + 1,
-                ..ok.clone()
-            },
-            LocalnetOptions {
-                accounts: LOCALNET_ACCOUNTS_MAX + 1,
-                ..ok.clone()
-            },
-            LocalnetOptions {
-                chain_id: "No Caps".into(),
-                ..ok.clone()
-            },
-            LocalnetOptions {
-                base_port: 0,
-                ..ok.clone()
-            },
-            LocalnetOptions {
-                base_port: 65530,
-                ..ok.clone()
-            },
-            LocalnetOptions {
-                account_balance: u64::MAX,
-                ..ok.clone()
-            },
+            LocalnetOptions { validators: 0, ..ok.clone() },
+            LocalnetOptions { validators: VALIDATORS_MAX + 1, ..ok.clone() },
+            LocalnetOptions { accounts: LOCALNET_ACCOUNTS_MAX + 1, ..ok.clone() },
+            LocalnetOptions { chain_id: "No Caps".into(), ..ok.clone() },
+            LocalnetOptions { base_port: 0, ..ok.clone() },
+            LocalnetOptions { base_port: 65530, ..ok.clone() },
+            LocalnetOptions { account_balance: u64::MAX, ..ok.clone() },
         ] {
             assert!(check_options(&bad).is_err(), "{bad:?}");
         }
         // The highest base port that still fits 4 nodes: 65528 .. 65535.
-        assert!(
-            check_options(&LocalnetOptions {
-                base_port: 65528,
-                ..ok
-            })
-            .is_ok()
-        );
+        assert!(check_options(&LocalnetOptions { base_port: 65528, ..ok }).is_ok());
     }
 
     #[test]

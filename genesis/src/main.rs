@@ -82,11 +82,7 @@ struct AddValidatorArgs {
     /// Draft genesis file, edited in place
     file: PathBuf,
     /// Validator address (checksummed ldg... text)
-    #[arg(
-        long,
-        required_unless_present = "key_file",
-        conflicts_with = "key_file"
-    )]
+    #[arg(long, required_unless_present = "key_file", conflicts_with = "key_file")]
     address: Option<String>,
     /// Take the address from a plaintext key file instead
     #[arg(long)]
@@ -198,17 +194,12 @@ fn run(command: Command) -> Result<()> {
 
 fn new(args: NewArgs) -> Result<()> {
     if !args.force && args.out.exists() {
-        anyhow::bail!(
-            "{} already exists; pass --force to overwrite it",
-            args.out.display()
-        );
+        anyhow::bail!("{} already exists; pass --force to overwrite it", args.out.display());
     }
     let genesis_time_ms = match args.genesis_time_ms {
         Some(t) => t,
         None => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .context("system clock is before 1970")?;
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).context("system clock is before 1970")?;
             u64::try_from(now.as_millis()).context("system clock is out of range")?
         }
     };
@@ -229,37 +220,19 @@ fn add_validator(args: AddValidatorArgs) -> Result<()> {
         (None, None) => anyhow::bail!("give --address or --key-file"),
     };
     let mut draft = genesis::read_draft(&args.file)?;
-    let validator = Validator {
-        public_key,
-        power: args.power,
-        moniker: args.moniker,
-    };
+    let validator = Validator { public_key, power: args.power, moniker: args.moniker };
     genesis::add_validator(&mut draft, validator)?;
     genesis::write_genesis(&args.file, &draft)?;
-    println!(
-        "added validator {public_key} with power {} to {}",
-        args.power,
-        args.file.display()
-    );
+    println!("added validator {public_key} with power {} to {}", args.power, args.file.display());
     Ok(())
 }
 
 fn add_account(args: AddAccountArgs) -> Result<()> {
     let address = genesis::parse_address(&args.address)?;
     let mut draft = genesis::read_draft(&args.file)?;
-    genesis::add_account(
-        &mut draft,
-        GenesisAccount {
-            address,
-            balance: args.amount,
-        },
-    )?;
+    genesis::add_account(&mut draft, GenesisAccount { address, balance: args.amount })?;
     genesis::write_genesis(&args.file, &draft)?;
-    println!(
-        "added account {address} with balance {} to {}",
-        args.amount,
-        args.file.display()
-    );
+    println!("added account {address} with balance {} to {}", args.amount, args.file.display());
     Ok(())
 }
 
@@ -286,10 +259,7 @@ fn localnet(args: LocalnetArgs) -> Result<()> {
         manifest.genesis_hash
     );
     for node in &manifest.nodes {
-        println!(
-            "  {}  api {}  p2p {}",
-            node.name, node.api_url, node.p2p_addr
-        );
+        println!("  {}  api {}  p2p {}", node.name, node.api_url, node.p2p_addr);
     }
     Ok(())
 }
@@ -303,16 +273,10 @@ fn describe(genesis: &Genesis) -> String {
     if genesis.validators.is_empty() {
         out.push_str("validators:     0 (draft: add at least one before `validate`)\n");
     } else {
-        out.push_str(&format!(
-            "validators:     {} (total power {total_power})\n",
-            genesis.validators.len()
-        ));
+        out.push_str(&format!("validators:     {} (total power {total_power})\n", genesis.validators.len()));
     }
     for v in &genesis.validators {
-        out.push_str(&format!(
-            "  {}  power {:>6}  {}\n",
-            v.public_key, v.power, v.moniker
-        ));
+        out.push_str(&format!("  {}  power {:>6}  {}\n", v.public_key, v.power, v.moniker));
     }
     out.push_str(&format!("accounts:       {}\n", genesis.accounts.len()));
     out.push_str(&format!("total supply:   {}\n", genesis.total_supply()));

@@ -75,13 +75,9 @@ pub fn p2p_key_json(seed: &[u8; 32]) -> String {
 /// Parse `p2p_key.json`, checking that the stated peer id is the secret's. Returns the seed and peer id.
 pub fn parse_p2p_key_json(text: &str) -> Result<([u8; 32], String), P2pKeyError> {
     if text.len() > P2P_KEY_FILE_BYTES_MAX {
-        return Err(P2pKeyError::TooLarge {
-            len: text.len(),
-            max: P2P_KEY_FILE_BYTES_MAX,
-        });
+        return Err(P2pKeyError::TooLarge { len: text.len(), max: P2P_KEY_FILE_BYTES_MAX });
     }
-    let file: P2pKeyFile =
-        serde_json::from_str(text).map_err(|e| P2pKeyError::Json(e.to_string()))?;
+    let file: P2pKeyFile = serde_json::from_str(text).map_err(|e| P2pKeyError::Json(e.to_string()))?;
     if file.kind != P2P_KEY_KIND {
         return Err(P2pKeyError::WrongKind(file.kind.chars().take(40).collect()));
     }
@@ -89,14 +85,10 @@ pub fn parse_p2p_key_json(text: &str) -> Result<([u8; 32], String), P2pKeyError>
         return Err(P2pKeyError::WrongVersion(file.version));
     }
     let mut seed = [0u8; 32];
-    hex::decode_to_slice(file.secret_key.as_bytes(), &mut seed)
-        .map_err(|_| P2pKeyError::BadSecret)?;
+    hex::decode_to_slice(file.secret_key.as_bytes(), &mut seed).map_err(|_| P2pKeyError::BadSecret)?;
     let derived = peer_id_from_seed(&seed);
     if derived != file.peer_id {
-        return Err(P2pKeyError::PeerIdMismatch {
-            stated: file.peer_id.chars().take(80).collect(),
-            derived,
-        });
+        return Err(P2pKeyError::PeerIdMismatch { stated: file.peer_id.chars().take(80).collect(), derived });
     }
     Ok((seed, derived))
 }
@@ -109,8 +101,7 @@ mod tests {
     /// protobuf `08011240 || seed || public`, the public key protobuf `08011220 || public`. The peer id is the
     /// one several independent libp2p implementations derive from that key.
     const SPEC_SEED_HEX: &str = "7e0830617c4a7de83925dfb2694556b12936c477a0e1feb2e148ec9da60fee7d";
-    const SPEC_PUBLIC_HEX: &str =
-        "1ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e";
+    const SPEC_PUBLIC_HEX: &str = "1ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e";
     const SPEC_PEER_ID: &str = "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq";
 
     fn decode32(s: &str) -> [u8; 32] {
@@ -121,19 +112,13 @@ mod tests {
 
     #[test]
     fn spec_vector_public_key_to_peer_id() {
-        assert_eq!(
-            peer_id_from_public_key(&decode32(SPEC_PUBLIC_HEX)),
-            SPEC_PEER_ID
-        );
+        assert_eq!(peer_id_from_public_key(&decode32(SPEC_PUBLIC_HEX)), SPEC_PEER_ID);
     }
 
     #[test]
     fn spec_vector_seed_to_public_key_and_peer_id() {
         let seed = decode32(SPEC_SEED_HEX);
-        assert_eq!(
-            Keypair::from_seed(&seed).public().0,
-            decode32(SPEC_PUBLIC_HEX)
-        );
+        assert_eq!(Keypair::from_seed(&seed).public().0, decode32(SPEC_PUBLIC_HEX));
         assert_eq!(peer_id_from_seed(&seed), SPEC_PEER_ID);
     }
 
@@ -152,23 +137,11 @@ mod tests {
     fn key_file_round_trip_and_mismatch() {
         let seed = [3u8; 32];
         let text = p2p_key_json(&seed);
-        assert_eq!(
-            parse_p2p_key_json(&text),
-            Ok((seed, peer_id_from_seed(&seed)))
-        );
+        assert_eq!(parse_p2p_key_json(&text), Ok((seed, peer_id_from_seed(&seed))));
         let forged = text.replace(&peer_id_from_seed(&seed), &peer_id_from_seed(&[4u8; 32]));
-        assert!(matches!(
-            parse_p2p_key_json(&forged),
-            Err(P2pKeyError::PeerIdMismatch { .. })
-        ));
+        assert!(matches!(parse_p2p_key_json(&forged), Err(P2pKeyError::PeerIdMismatch { .. })));
         let wrong_kind = text.replace(P2P_KEY_KIND, "rsa");
-        assert!(matches!(
-            parse_p2p_key_json(&wrong_kind),
-            Err(P2pKeyError::WrongKind(_))
-        ));
-        assert!(matches!(
-            parse_p2p_key_json("{}"),
-            Err(P2pKeyError::Json(_))
-        ));
+        assert!(matches!(parse_p2p_key_json(&wrong_kind), Err(P2pKeyError::WrongKind(_))));
+        assert!(matches!(parse_p2p_key_json("{}"), Err(P2pKeyError::Json(_))));
     }
 }

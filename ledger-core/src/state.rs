@@ -26,9 +26,7 @@ use crate::types::Height;
 use crate::validator::ValidatorSet;
 
 /// An account: its balance and the nonce its next transaction must carry.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Account {
     pub balance: u64,
     pub nonce: u64,

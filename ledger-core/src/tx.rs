@@ -211,6 +211,18 @@ impl BorshDeserialize for SignedTransaction {
     }
 }
 
+/// JSON view: the id, the transaction's fields and the signature.
+impl Serialize for SignedTransaction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("SignedTransaction", 3)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("tx", &self.tx)?;
+        st.serialize_field("signature", &self.signature)?;
+        st.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,17 +242,5 @@ mod tests {
         }
         .sign(&k);
         assert_eq!(tx.encoded_len(), tx.encode().len());
-    }
-}
-
-/// JSON view: the id, the transaction's fields and the signature.
-impl Serialize for SignedTransaction {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("SignedTransaction", 3)?;
-        st.serialize_field("id", &self.id)?;
-        st.serialize_field("tx", &self.tx)?;
-        st.serialize_field("signature", &self.signature)?;
-        st.end()
     }
 }

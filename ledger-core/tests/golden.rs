@@ -26,14 +26,14 @@ fn signed_transaction_bytes_and_id() {
     assert_eq!(
         hex::encode(tx.encode()),
         concat!(
-            "06000000676f6c64656e", // chain id "golden"
+            "06000000676f6c64656e",                                             // chain id "golden"
             "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c", // sender
             "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394", // recipient
-            "e803000000000000", // amount
-            "0200000000000000", // fee
-            "0700000000000000", // nonce
-            "6300000000000000", // expiry
-            "020000006869", // memo "hi"
+            "e803000000000000",                                                 // amount
+            "0200000000000000",                                                 // fee
+            "0700000000000000",                                                 // nonce
+            "6300000000000000",                                                 // expiry
+            "020000006869",                                                     // memo "hi"
             "30248938e1828a26190f29156ad030ecd917ff5cf24dcde73275e40b1e228167c57e65f0a3e4ff735952bb32c708b6ad40b3aa3a363cdbab395525b6a17b5c0a"
         )
     );
@@ -58,7 +58,10 @@ fn domains_and_structures() {
         d(Domain::VoteSignature),
         d(Domain::ProposalSignature),
     ];
-    assert_eq!(all.join(","), "8459b4736caa0c39,fe3513654c58e2af,489e4e4c07947a59,c38fcffe651efb7c,356be8b3562bae67,da8c37e77e011cad,f46e5690aae829ad,68150fa6573f0d06,49b4cf1238f3e5a1,80e9518389aa4b03,527cd4d2e7e66150,06e71fda4775bb57,fb108ac8226e5598");
+    assert_eq!(
+        all.join(","),
+        "8459b4736caa0c39,fe3513654c58e2af,489e4e4c07947a59,c38fcffe651efb7c,356be8b3562bae67,da8c37e77e011cad,f46e5690aae829ad,68150fa6573f0d06,49b4cf1238f3e5a1,80e9518389aa4b03,527cd4d2e7e66150,06e71fda4775bb57,fb108ac8226e5598"
+    );
 
     let k = Keypair::from_seed(&[3; 32]);
     let vote = Vote {
@@ -69,7 +72,10 @@ fn domains_and_structures() {
         validator: k.public(),
     }
     .sign("golden", &k);
-    assert_eq!(hex::encode(ledger_core::encoding::encode(&vote)), "01050000000000000001000000010909090909090909090909090909090909090909090909090909090909090909ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1ec717925baac1ce08ac38085e47cbaeceec1ef71da46a62479ae7853159e47a5dc36332266a322c527e6cd351d8880b268f4541f9643158309ebfaac4c956209");
+    assert_eq!(
+        hex::encode(ledger_core::encoding::encode(&vote)),
+        "01050000000000000001000000010909090909090909090909090909090909090909090909090909090909090909ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1ec717925baac1ce08ac38085e47cbaeceec1ef71da46a62479ae7853159e47a5dc36332266a322c527e6cd351d8880b268f4541f9643158309ebfaac4c956209"
+    );
 
     let cert = CommitCertificate {
         height: Height(5),
@@ -90,5 +96,8 @@ fn domains_and_structures() {
         last_commit_hash: cert.hash(),
     };
     assert_eq!(header.hash().to_hex(), "3e1e84222b7698318fbf21913e903328d171cdba06ea7ccf756c4a2363c864c8");
-    assert_eq!(k.public().to_address_string(), "ldged4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1405839fe");
+    assert_eq!(
+        k.public().to_address_string(),
+        "ldged4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1405839fe"
+    );
 }

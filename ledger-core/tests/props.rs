@@ -6,8 +6,8 @@ use ledger_core::hash::{Domain, Hash};
 use ledger_core::merkle;
 use ledger_core::state::{Account, ApplyError, LtHash, MemStore, StateOverlay, TxContext};
 use ledger_core::{
-    Block, BlockHeader, CommitCertificate, CommitSig, ConsensusParams, Height, Round, SignedTransaction,
-    Transaction, TxError, Vote, VoteKind,
+    Block, BlockHeader, CommitCertificate, CommitSig, ConsensusParams, Height, Round, SignedTransaction, Transaction,
+    TxError, Vote, VoteKind,
 };
 use proptest::prelude::*;
 
@@ -32,9 +32,8 @@ fn transfer(from: &Keypair, to: PublicKey, amount: u64, fee: u64, nonce: u64, me
 }
 
 fn arb_tx() -> impl Strategy<Value = SignedTransaction> {
-    (0u8..8, 0u8..8, 1u64.., 1u64..1000, any::<u64>(), "[a-z ]{0,40}").prop_map(|(a, b, amount, fee, nonce, memo)| {
-        transfer(&key(a), key(b).public(), amount, fee, nonce, &memo)
-    })
+    (0u8..8, 0u8..8, 1u64.., 1u64..1000, any::<u64>(), "[a-z ]{0,40}")
+        .prop_map(|(a, b, amount, fee, nonce, memo)| transfer(&key(a), key(b).public(), amount, fee, nonce, &memo))
 }
 
 fn arb_block() -> impl Strategy<Value = Block> {
@@ -78,8 +77,8 @@ fn ctx(params: &ConsensusParams, height: u64) -> TxContext<'_> {
 /// `s + L` where L is the order of the ed25519 group: the classic malleated signature.
 fn malleate(sig: &Signature) -> Signature {
     const L: [u8; 32] = [
-        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
     ];
     let mut out = sig.0;
     let mut carry = 0u16;
@@ -330,10 +329,12 @@ fn each_tx_error_has_its_own_reason() {
     let mut store = MemStore::new();
     store.set_account(key(0).public(), Account { balance: 100, nonce: 0 });
     let c = ctx(&params, 5);
-    let apply = |tx: &SignedTransaction| StateOverlay::new(&store).apply_tx(&c, tx, false).map_err(|e| match e {
-        ApplyError::Tx(t) => t,
-        ApplyError::Store(s) => panic!("store error {s}"),
-    });
+    let apply = |tx: &SignedTransaction| {
+        StateOverlay::new(&store).apply_tx(&c, tx, false).map_err(|e| match e {
+            ApplyError::Tx(t) => t,
+            ApplyError::Store(s) => panic!("store error {s}"),
+        })
+    };
     let base = Transaction {
         chain_id: CHAIN.into(),
         sender: key(0).public(),

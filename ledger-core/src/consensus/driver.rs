@@ -62,39 +62,21 @@ pub enum Event {
     /// A prevote or precommit from the network.
     Vote(SignedVote),
     /// The shell's verdict on a block it was asked to validate ([`Action::ValidateBlock`]).
-    BlockValidity {
-        height: Height,
-        round: Round,
-        block_hash: Hash,
-        valid: bool,
-    },
+    BlockValidity { height: Height, round: Round, block_hash: Hash, valid: bool },
     /// The block the shell built after [`Action::BuildBlock`].
-    ProposalValue {
-        height: Height,
-        round: Round,
-        block_hash: Hash,
-    },
+    ProposalValue { height: Height, round: Round, block_hash: Hash },
     /// A timer scheduled by [`Action::ScheduleTimeout`] fired.
     TimeoutFired(Timeout),
     /// The decided block was committed (or the node synced past this height): start `height` with
     /// `validators`. Precommits for the last decided height keep being collected.
-    NewHeight {
-        height: Height,
-        validators: ValidatorSet,
-    },
+    NewHeight { height: Height, validators: ValidatorSet },
 }
 
 /// Proof of misbehaviour: two different messages signed by one validator for one slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Evidence {
-    DoubleVote {
-        first: SignedVote,
-        second: SignedVote,
-    },
-    DoubleProposal {
-        first: SignedProposal,
-        second: SignedProposal,
-    },
+    DoubleVote { first: SignedVote, second: SignedVote },
+    DoubleProposal { first: SignedProposal, second: SignedProposal },
 }
 
 /// What the core asks the shell to do, in order (see the module doc for the contract).
@@ -144,41 +126,25 @@ pub enum ConsensusError {
     #[error("message is for height {got}, expected {expected}")]
     WrongHeight { expected: Height, got: Height },
     #[error("message is for round {got}, more than {max_ahead} rounds ahead of {current}")]
-    RoundTooFarAhead {
-        current: Round,
-        got: Round,
-        max_ahead: u32,
-    },
+    RoundTooFarAhead { current: Round, got: Round, max_ahead: u32 },
     #[error(transparent)]
     Message(#[from] MessageError),
     #[error("proposer of round {round} is {expected:?}, not {got:?}")]
-    WrongProposer {
-        round: Round,
-        expected: PublicKey,
-        got: PublicKey,
-    },
+    WrongProposer { round: Round, expected: PublicKey, got: PublicKey },
     #[error("proof-of-lock round {pol_round} is not below the proposal round {round}")]
     PolRoundNotBelowRound { round: Round, pol_round: Round },
     #[error("{what} for ({height:?}, {round:?}) was not asked for")]
-    Unsolicited {
-        what: &'static str,
-        height: Height,
-        round: Round,
-    },
+    Unsolicited { what: &'static str, height: Height, round: Round },
     #[error("new height {got} is not above the current height {current}")]
     HeightNotAbove { current: Height, got: Height },
-    #[error(
-        "signer state has signed at height {signed}, above the start height {start}: storage went back"
-    )]
+    #[error("signer state has signed at height {signed}, above the start height {start}: storage went back")]
     SignerAhead { signed: Height, start: Height },
 }
 
 impl From<VoteError> for ConsensusError {
     fn from(e: VoteError) -> Self {
         match e {
-            VoteError::WrongHeight { expected, got } => {
-                ConsensusError::WrongHeight { expected, got }
-            }
+            VoteError::WrongHeight { expected, got } => ConsensusError::WrongHeight { expected, got },
             VoteError::Message(m) => ConsensusError::Message(m),
         }
     }
@@ -272,10 +238,7 @@ impl Consensus {
         if let Some((signed, _, _)) = config.signer.position()
             && signed > config.height
         {
-            return Err(ConsensusError::SignerAhead {
-                signed,
-                start: config.height,
-            });
+            return Err(ConsensusError::SignerAhead { signed, start: config.height });
         }
         Ok(Consensus {
             chain_id: config.chain_id,
@@ -353,23 +316,14 @@ impl Consensus {
     pub fn commit_certificate(&self, height: Height) -> Option<CommitCertificate> {
         if height == self.height {
             let d = self.decision?;
-            return self
-                .keeper
-                .commit_certificate(&self.validators, d.round, d.block_hash);
+            return self.keeper.commit_certificate(&self.validators, d.round, d.block_hash);
         }
         let p = self.previous.as_ref().filter(|p| p.height == height)?;
         Some(CommitCertificate {
             height: p.height,
             round: p.round,
             block_hash: p.block_hash,
-            signatures: p
-                .signatures
-                .iter()
-                .map(|(i, s)| CommitSig {
-                    validator_index: *i,
-                    signature: *s,
-                })
-                .collect(),
+            signatures: p.signatures.iter().map(|(i, s)| CommitSig { validator_index: *i, signature: *s }).collect(),
         })
     }
 
@@ -387,44 +341,21 @@ impl Consensus {
             _ if !self.started => return Err(ConsensusError::NotStarted),
             Event::Proposal(p) => self.on_proposal(p, &mut out)?,
             Event::Vote(v) => self.on_vote(v, &mut out)?,
-            Event::BlockValidity {
-                height,
-                round,
-                block_hash,
-                valid,
-            } => {
+            Event::BlockValidity { height, round, block_hash, valid } => {
                 self.check_height(height)?;
                 match self.verdicts.get_mut(&block_hash) {
-                    Some(v @ Verdict::Pending) => {
-                        *v = if valid {
-                            Verdict::Valid
-                        } else {
-                            Verdict::Invalid
-                        }
-                    }
+                    Some(v @ Verdict::Pending) => *v = if valid { Verdict::Valid } else { Verdict::Invalid },
                     // A repeated or late verdict: the first one stands.
                     Some(_) => {}
                     None => {
-                        return Err(ConsensusError::Unsolicited {
-                            what: "block validity",
-                            height,
-                            round,
-                        });
+                        return Err(ConsensusError::Unsolicited { what: "block validity", height, round });
                     }
                 }
             }
-            Event::ProposalValue {
-                height,
-                round,
-                block_hash,
-            } => {
+            Event::ProposalValue { height, round, block_hash } => {
                 self.check_height(height)?;
                 if round != self.round || !self.flags.awaiting_value || self.step != Step::Propose {
-                    return Err(ConsensusError::Unsolicited {
-                        what: "proposal value",
-                        height,
-                        round,
-                    });
+                    return Err(ConsensusError::Unsolicited { what: "proposal value", height, round });
                 }
                 self.flags.awaiting_value = false;
                 // L19: a freshly built value has validRound -1.
@@ -433,10 +364,7 @@ impl Consensus {
             Event::TimeoutFired(t) => self.on_timeout(t, &mut out),
             Event::NewHeight { height, validators } => {
                 if height <= self.height {
-                    return Err(ConsensusError::HeightNotAbove {
-                        current: self.height,
-                        got: height,
-                    });
+                    return Err(ConsensusError::HeightNotAbove { current: self.height, got: height });
                 }
                 self.previous = self.decision.map(|d| PreviousCommit {
                     height: self.height,
@@ -461,21 +389,14 @@ impl Consensus {
 
     fn check_height(&self, got: Height) -> Result<(), ConsensusError> {
         if got != self.height {
-            return Err(ConsensusError::WrongHeight {
-                expected: self.height,
-                got,
-            });
+            return Err(ConsensusError::WrongHeight { expected: self.height, got });
         }
         Ok(())
     }
 
     fn check_round(&self, got: Round) -> Result<(), ConsensusError> {
         if u64::from(got.0) > u64::from(self.round.0) + u64::from(ROUNDS_AHEAD_MAX) {
-            return Err(ConsensusError::RoundTooFarAhead {
-                current: self.round,
-                got,
-                max_ahead: ROUNDS_AHEAD_MAX,
-            });
+            return Err(ConsensusError::RoundTooFarAhead { current: self.round, got, max_ahead: ROUNDS_AHEAD_MAX });
         }
         Ok(())
     }
@@ -499,11 +420,7 @@ impl Consensus {
     /// Start the height: round 0 (L10), or, after a restart, the round and step of the last signed message
     /// with the persisted lock, re-broadcasting that message so peers that missed it get it.
     fn begin_height(&mut self, out: &mut Vec<Action>) {
-        let resume = self
-            .signer
-            .last_signed()
-            .filter(|m| m.position().0 == self.height)
-            .cloned();
+        let resume = self.signer.last_signed().filter(|m| m.position().0 == self.height).cloned();
         let Some(last) = resume else {
             self.start_round(Round(0), out);
             return;
@@ -523,11 +440,7 @@ impl Consensus {
                 self.schedule(TimeoutKind::Propose, out);
             }
             SignedMessage::Vote(v) => {
-                self.step = if step == SignStep::Prevote {
-                    Step::Prevote
-                } else {
-                    Step::Precommit
-                };
+                self.step = if step == SignStep::Prevote { Step::Prevote } else { Step::Precommit };
                 self.count_vote(v.clone(), out);
                 out.push(Action::BroadcastVote(v));
             }
@@ -535,17 +448,11 @@ impl Consensus {
     }
 
     fn my_key(&self) -> Option<&Keypair> {
-        self.key
-            .as_ref()
-            .filter(|k| self.validators.index_of(&k.public()).is_some())
+        self.key.as_ref().filter(|k| self.validators.index_of(&k.public()).is_some())
     }
 
     fn schedule(&self, kind: TimeoutKind, out: &mut Vec<Action>) {
-        out.push(Action::ScheduleTimeout(Timeout {
-            height: self.height,
-            round: self.round,
-            kind,
-        }));
+        out.push(Action::ScheduleTimeout(Timeout { height: self.height, round: self.round, kind }));
     }
 
     /// L11-L21.
@@ -564,10 +471,7 @@ impl Consensus {
                 // L18: getValue() is the shell's job.
                 None => {
                     self.flags.awaiting_value = true;
-                    out.push(Action::BuildBlock {
-                        height: self.height,
-                        round,
-                    });
+                    out.push(Action::BuildBlock { height: self.height, round });
                 }
             }
         }
@@ -581,13 +485,8 @@ impl Consensus {
         let Some(key) = self.my_key().cloned() else {
             return;
         };
-        let proposal = Proposal {
-            height: self.height,
-            round: self.round,
-            pol_round,
-            block_hash,
-            proposer: key.public(),
-        };
+        let proposal =
+            Proposal { height: self.height, round: self.round, pol_round, block_hash, proposer: key.public() };
         let signed = match self.signer.sign_proposal(&self.chain_id, &key, proposal) {
             Signing::Fresh(p) => {
                 out.push(Action::PersistSignerState(self.signer.clone()));
@@ -608,13 +507,7 @@ impl Consensus {
         let Some(key) = self.my_key().cloned() else {
             return;
         };
-        let vote = Vote {
-            kind,
-            height: self.height,
-            round: self.round,
-            block_hash,
-            validator: key.public(),
-        };
+        let vote = Vote { kind, height: self.height, round: self.round, block_hash, validator: key.public() };
         let signed = match self.signer.sign_vote(&self.chain_id, &key, vote) {
             Signing::Fresh(v) => {
                 out.push(Action::PersistSignerState(self.signer.clone()));
@@ -627,11 +520,7 @@ impl Consensus {
         self.count_vote(signed, out);
     }
 
-    fn on_proposal(
-        &mut self,
-        signed: SignedProposal,
-        out: &mut Vec<Action>,
-    ) -> Result<(), ConsensusError> {
+    fn on_proposal(&mut self, signed: SignedProposal, out: &mut Vec<Action>) -> Result<(), ConsensusError> {
         let p = &signed.proposal;
         self.check_height(p.height)?;
         self.check_round(p.round)?;
@@ -641,19 +530,12 @@ impl Consensus {
         }
         let expected = self.validators.proposer(p.height, p.round).public_key;
         if p.proposer != expected {
-            return Err(ConsensusError::WrongProposer {
-                round: p.round,
-                expected,
-                got: p.proposer,
-            });
+            return Err(ConsensusError::WrongProposer { round: p.round, expected, got: p.proposer });
         }
         if let Some(pol_round) = p.pol_round
             && pol_round >= p.round
         {
-            return Err(ConsensusError::PolRoundNotBelowRound {
-                round: p.round,
-                pol_round,
-            });
+            return Err(ConsensusError::PolRoundNotBelowRound { round: p.round, pol_round });
         }
         if let Some(first) = self.proposals.get(&p.round) {
             if *first == signed {
@@ -661,30 +543,19 @@ impl Consensus {
             }
             signed.verify(&self.chain_id, &self.validators)?;
             if self.double_proposals.insert(p.round) {
-                out.push(Action::Evidence(Evidence::DoubleProposal {
-                    first: first.clone(),
-                    second: signed,
-                }));
+                out.push(Action::Evidence(Evidence::DoubleProposal { first: first.clone(), second: signed }));
             }
             return Ok(());
         }
         signed.verify(&self.chain_id, &self.validators)?;
         let (round, block_hash) = (p.round, p.block_hash);
-        if let Some(index) = self
-            .validators
-            .index_of(&p.proposer)
-            .and_then(|i| u16::try_from(i).ok())
-        {
+        if let Some(index) = self.validators.index_of(&p.proposer).and_then(|i| u16::try_from(i).ok()) {
             self.saw_round(index, round);
         }
         self.proposals.insert(round, signed);
         if let std::collections::btree_map::Entry::Vacant(e) = self.verdicts.entry(block_hash) {
             e.insert(Verdict::Pending);
-            out.push(Action::ValidateBlock {
-                height: self.height,
-                round,
-                block_hash,
-            });
+            out.push(Action::ValidateBlock { height: self.height, round, block_hash });
         }
         Ok(())
     }
@@ -695,18 +566,11 @@ impl Consensus {
             && v.height == prev.height
         {
             // Late precommit for the last decided height: only useful to complete its certificate.
-            if v.kind != VoteKind::Precommit
-                || v.round != prev.round
-                || v.block_hash != Some(prev.block_hash)
-            {
+            if v.kind != VoteKind::Precommit || v.round != prev.round || v.block_hash != Some(prev.block_hash) {
                 return Ok(());
             }
             vote.verify(&self.chain_id, &prev.validators)?;
-            if let Some(index) = prev
-                .validators
-                .index_of(&v.validator)
-                .and_then(|i| u16::try_from(i).ok())
-            {
+            if let Some(index) = prev.validators.index_of(&v.validator).and_then(|i| u16::try_from(i).ok()) {
                 prev.signatures.insert(index, vote.signature);
             }
             return Ok(());
@@ -717,19 +581,14 @@ impl Consensus {
             // After the decision only precommits matter (for the certificate).
             return Ok(());
         }
-        let outcome = self
-            .keeper
-            .add(&self.chain_id, &self.validators, vote.clone())?;
+        let outcome = self.keeper.add(&self.chain_id, &self.validators, vote.clone())?;
         self.after_add(&vote, outcome, out);
         Ok(())
     }
 
     /// Count a vote we signed ourselves (already trusted, but the keeper checks it like any other).
     fn count_vote(&mut self, vote: SignedVote, out: &mut Vec<Action>) {
-        if let Ok(outcome) = self
-            .keeper
-            .add(&self.chain_id, &self.validators, vote.clone())
-        {
+        if let Ok(outcome) = self.keeper.add(&self.chain_id, &self.validators, vote.clone()) {
             self.after_add(&vote, outcome, out);
         }
     }
@@ -737,10 +596,7 @@ impl Consensus {
     fn after_add(&mut self, vote: &SignedVote, outcome: AddOutcome, out: &mut Vec<Action>) {
         match outcome {
             AddOutcome::Counted(_) => {
-                if let Some(index) = self
-                    .validators
-                    .index_of(&vote.vote.validator)
-                    .and_then(|i| u16::try_from(i).ok())
+                if let Some(index) = self.validators.index_of(&vote.vote.validator).and_then(|i| u16::try_from(i).ok())
                 {
                     self.saw_round(index, vote.vote.round);
                 }
@@ -825,10 +681,7 @@ impl Consensus {
 
     /// L29: lockedRound <= vr or lockedValue = v.
     fn lock_allows_pol(&self, v: Hash, vr: Round) -> bool {
-        self.lock_ignored()
-            || self
-                .locked
-                .is_none_or(|l| l.round <= vr || l.block_hash == v)
+        self.lock_ignored() || self.locked.is_none_or(|l| l.round <= vr || l.block_hash == v)
     }
 
     fn fire_one_rule(&mut self, out: &mut Vec<Action>) -> bool {
@@ -837,22 +690,12 @@ impl Consensus {
         }
         // L49-L54: decide in any round.
         for r in self.keeper.precommit_rounds() {
-            if let Some(v) = self
-                .keeper
-                .quorum_value(&self.validators, r, VoteKind::Precommit)
+            if let Some(v) = self.keeper.quorum_value(&self.validators, r, VoteKind::Precommit)
                 && self.verdict(v) == Some(true)
                 && let Some(certificate) = self.keeper.commit_certificate(&self.validators, r, v)
             {
-                self.decision = Some(Decision {
-                    round: r,
-                    block_hash: v,
-                });
-                out.push(Action::Decide {
-                    height: self.height,
-                    round: r,
-                    block_hash: v,
-                    certificate,
-                });
+                self.decision = Some(Decision { round: r, block_hash: v });
+                out.push(Action::Decide { height: self.height, round: r, block_hash: v, certificate });
                 return true;
             }
         }
@@ -877,10 +720,7 @@ impl Consensus {
                     return true;
                 }
                 // L28-L33
-                Some(vr)
-                    if vr < r
-                        && self.keeper.quorum_value(set, vr, VoteKind::Prevote) == Some(v) =>
-                {
+                Some(vr) if vr < r && self.keeper.quorum_value(set, vr, VoteKind::Prevote) == Some(v) => {
                     let vote = (valid && self.lock_allows_pol(v, vr)).then_some(v);
                     self.cast_vote(VoteKind::Prevote, vote, out);
                     self.step = Step::Prevote;
@@ -902,27 +742,18 @@ impl Consensus {
         if self.step >= Step::Prevote
             && !self.flags.polka_value_seen
             && let Some(v) = self.keeper.quorum_value(set, r, VoteKind::Prevote)
-            && self
-                .proposals
-                .get(&r)
-                .is_some_and(|p| p.proposal.block_hash == v)
+            && self.proposals.get(&r).is_some_and(|p| p.proposal.block_hash == v)
             && self.verdict(v) == Some(true)
         {
             self.flags.polka_value_seen = true;
             if self.step == Step::Prevote {
-                let lock = Lock {
-                    round: r,
-                    block_hash: v,
-                };
+                let lock = Lock { round: r, block_hash: v };
                 self.locked = Some(lock); // L38-L39
                 self.signer.set_lock(self.height, lock);
                 self.cast_vote(VoteKind::Precommit, Some(v), out); // L40
                 self.step = Step::Precommit; // L41
             }
-            self.valid = Some(Lock {
-                round: r,
-                block_hash: v,
-            }); // L42-L43
+            self.valid = Some(Lock { round: r, block_hash: v }); // L42-L43
             return true;
         }
         // L44-L46
@@ -932,9 +763,7 @@ impl Consensus {
             return true;
         }
         // L47-L48
-        if !self.flags.precommit_timeout_scheduled
-            && self.keeper.has_any_quorum(set, r, VoteKind::Precommit)
-        {
+        if !self.flags.precommit_timeout_scheduled && self.keeper.has_any_quorum(set, r, VoteKind::Precommit) {
             self.flags.precommit_timeout_scheduled = true;
             self.schedule(TimeoutKind::Precommit, out);
             return true;
@@ -973,30 +802,17 @@ impl Consensus {
             .keeper
             .precommit_rounds()
             .into_iter()
-            .filter_map(|r| {
-                self.keeper
-                    .quorum_value(&self.validators, r, VoteKind::Precommit)
-                    .map(|v| (r, v))
-            })
+            .filter_map(|r| self.keeper.quorum_value(&self.validators, r, VoteKind::Precommit).map(|v| (r, v)))
             .filter(|(_, v)| !self.verdicts.contains_key(v))
             .collect();
-        if let Some(v) = self
-            .keeper
-            .quorum_value(&self.validators, self.round, VoteKind::Prevote)
-            && self
-                .proposals
-                .get(&self.round)
-                .is_none_or(|p| p.proposal.block_hash != v)
+        if let Some(v) = self.keeper.quorum_value(&self.validators, self.round, VoteKind::Prevote)
+            && self.proposals.get(&self.round).is_none_or(|p| p.proposal.block_hash != v)
         {
             wanted.push((self.round, v));
         }
         for (round, block_hash) in wanted {
             if self.requested.insert((round, block_hash)) {
-                out.push(Action::RequestProposal {
-                    height: self.height,
-                    round,
-                    block_hash,
-                });
+                out.push(Action::RequestProposal { height: self.height, round, block_hash });
             }
         }
     }

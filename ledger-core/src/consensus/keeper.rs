@@ -46,9 +46,7 @@ pub enum AddOutcome {
     Duplicate,
     /// A different vote from the same validator for the same (round, kind): not counted. `evidence` is the
     /// (first, second) pair the first time this slot is seen equivocating, `None` afterwards.
-    Equivocation {
-        evidence: Option<Box<(SignedVote, SignedVote)>>,
-    },
+    Equivocation { evidence: Option<Box<(SignedVote, SignedVote)>> },
 }
 
 /// Votes of one (round, kind).
@@ -74,12 +72,7 @@ pub struct VoteKeeper {
 
 impl VoteKeeper {
     pub fn new(height: Height) -> VoteKeeper {
-        VoteKeeper {
-            height,
-            tallies: BTreeMap::new(),
-            reported: BTreeSet::new(),
-            equivocators: BTreeSet::new(),
-        }
+        VoteKeeper { height, tallies: BTreeMap::new(), reported: BTreeSet::new(), equivocators: BTreeSet::new() }
     }
 
     pub fn height(&self) -> Height {
@@ -87,17 +80,9 @@ impl VoteKeeper {
     }
 
     /// Verify and add a vote. Memory per (round, kind) is bounded by the validator set size.
-    pub fn add(
-        &mut self,
-        chain_id: &str,
-        set: &ValidatorSet,
-        vote: SignedVote,
-    ) -> Result<AddOutcome, VoteError> {
+    pub fn add(&mut self, chain_id: &str, set: &ValidatorSet, vote: SignedVote) -> Result<AddOutcome, VoteError> {
         if vote.vote.height != self.height {
-            return Err(VoteError::WrongHeight {
-                expected: self.height,
-                got: vote.vote.height,
-            });
+            return Err(VoteError::WrongHeight { expected: self.height, got: vote.vote.height });
         }
         let key = (vote.vote.round, vote.vote.kind);
         let index = set
@@ -111,10 +96,7 @@ impl VoteKeeper {
         }
         vote.verify(chain_id, set)?;
         if let Some(first) = existing {
-            let evidence = self
-                .equivocators
-                .insert((key.0, key.1, index))
-                .then(|| Box::new((first.clone(), vote)));
+            let evidence = self.equivocators.insert((key.0, key.1, index)).then(|| Box::new((first.clone(), vote)));
             return Ok(AddOutcome::Equivocation { evidence });
         }
         let power = set.get(usize::from(index)).map_or(0, |v| v.power);
@@ -139,34 +121,24 @@ impl VoteKeeper {
 
     /// True when more than 2/3 of the power voted in (`round`, `kind`), for anything.
     pub fn has_any_quorum(&self, set: &ValidatorSet, round: Round, kind: VoteKind) -> bool {
-        self.tallies
-            .get(&(round, kind))
-            .is_some_and(|t| set.is_quorum(t.total))
+        self.tallies.get(&(round, kind)).is_some_and(|t| set.is_quorum(t.total))
     }
 
     /// True when more than 2/3 of the power voted nil in (`round`, `kind`).
     pub fn has_nil_quorum(&self, set: &ValidatorSet, round: Round, kind: VoteKind) -> bool {
-        self.power_for(round, kind, None)
-            .is_some_and(|p| set.is_quorum(p))
+        self.power_for(round, kind, None).is_some_and(|p| set.is_quorum(p))
     }
 
     /// The block that more than 2/3 of the power voted for in (`round`, `kind`), if any. Unique: each
     /// validator counts once, so two values cannot both pass 2/3.
     pub fn quorum_value(&self, set: &ValidatorSet, round: Round, kind: VoteKind) -> Option<Hash> {
         let tally = self.tallies.get(&(round, kind))?;
-        tally
-            .power
-            .iter()
-            .find_map(|(value, power)| if set.is_quorum(*power) { *value } else { None })
+        tally.power.iter().find_map(|(value, power)| if set.is_quorum(*power) { *value } else { None })
     }
 
     /// Rounds that hold precommits, ascending.
     pub fn precommit_rounds(&self) -> Vec<Round> {
-        self.tallies
-            .keys()
-            .filter(|(_, k)| *k == VoteKind::Precommit)
-            .map(|(r, _)| *r)
-            .collect()
+        self.tallies.keys().filter(|(_, k)| *k == VoteKind::Precommit).map(|(r, _)| *r).collect()
     }
 
     /// Signatures of the precommits for `block_hash` in `round`, by increasing validator index.
@@ -177,24 +149,15 @@ impl VoteKeeper {
                 t.votes
                     .iter()
                     .filter(|(_, v)| v.vote.block_hash == Some(block_hash))
-                    .map(|(i, v)| CommitSig {
-                        validator_index: *i,
-                        signature: v.signature,
-                    })
+                    .map(|(i, v)| CommitSig { validator_index: *i, signature: v.signature })
                     .collect()
             })
             .unwrap_or_default()
     }
 
     /// A certificate from the precommits for `block_hash` in `round`, if they are more than 2/3 of the power.
-    pub fn commit_certificate(
-        &self,
-        set: &ValidatorSet,
-        round: Round,
-        block_hash: Hash,
-    ) -> Option<CommitCertificate> {
-        self.power_for(round, VoteKind::Precommit, Some(block_hash))
-            .filter(|p| set.is_quorum(*p))?;
+    pub fn commit_certificate(&self, set: &ValidatorSet, round: Round, block_hash: Hash) -> Option<CommitCertificate> {
+        self.power_for(round, VoteKind::Precommit, Some(block_hash)).filter(|p| set.is_quorum(*p))?;
         Some(CommitCertificate {
             height: self.height,
             round,
@@ -204,9 +167,6 @@ impl VoteKeeper {
     }
 
     fn power_for(&self, round: Round, kind: VoteKind, value: Option<Hash>) -> Option<u64> {
-        self.tallies
-            .get(&(round, kind))
-            .and_then(|t| t.power.get(&value))
-            .copied()
+        self.tallies.get(&(round, kind)).and_then(|t| t.power.get(&value)).copied()
     }
 }

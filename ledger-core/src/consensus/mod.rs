@@ -60,8 +60,7 @@ mod signer;
 mod tests;
 
 pub use driver::{
-    Action, Config, Consensus, ConsensusError, Event, Evidence, Step, Timeout, TimeoutKind,
-    timeout_duration_ms,
+    Action, Config, Consensus, ConsensusError, Event, Evidence, Step, Timeout, TimeoutKind, timeout_duration_ms,
 };
 pub use keeper::{AddOutcome, Threshold, VoteError, VoteKeeper};
 pub use signer::{Lock, SignStep, SignedMessage, SignerState};

@@ -95,12 +95,7 @@ impl SignerState {
     }
 
     /// Sign `vote` unless it conflicts with what was signed before.
-    pub(crate) fn sign_vote(
-        &mut self,
-        chain_id: &str,
-        key: &Keypair,
-        vote: Vote,
-    ) -> Signing<SignedVote> {
+    pub(crate) fn sign_vote(&mut self, chain_id: &str, key: &Keypair, vote: Vote) -> Signing<SignedVote> {
         let position = (vote.height, vote.round, vote_step(vote.kind));
         match self.check(position) {
             Check::Above => {
@@ -131,9 +126,7 @@ impl SignerState {
                 Signing::Fresh(signed)
             }
             Check::Same => match &self.last {
-                Some(SignedMessage::Proposal(p)) if p.proposal == proposal => {
-                    Signing::Repeat(p.clone())
-                }
+                Some(SignedMessage::Proposal(p)) if p.proposal == proposal => Signing::Repeat(p.clone()),
                 _ => Signing::Refused,
             },
             Check::Below => Signing::Refused,

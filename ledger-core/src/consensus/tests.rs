@@ -24,11 +24,7 @@ fn set() -> ValidatorSet {
         keys()
             .iter()
             .enumerate()
-            .map(|(i, k)| Validator {
-                public_key: k.public(),
-                power: 1,
-                moniker: format!("v{i}"),
-            })
+            .map(|(i, k)| Validator { public_key: k.public(), power: 1, moniker: format!("v{i}") })
             .collect(),
     )
     .unwrap()
@@ -45,9 +41,7 @@ fn proposer_of(round: u32) -> usize {
 
 /// A validator that is not the proposer of any of `rounds`.
 fn non_proposer(rounds: &[u32]) -> usize {
-    (0..4)
-        .find(|i| rounds.iter().all(|r| proposer_of(*r) != *i))
-        .unwrap()
+    (0..4).find(|i| rounds.iter().all(|r| proposer_of(*r) != *i)).unwrap()
 }
 
 fn others(me: usize) -> Vec<usize> {
@@ -68,14 +62,7 @@ fn node(me: Option<usize>, signer: SignerState) -> Consensus {
 
 fn vote(from: usize, kind: VoteKind, round: u32, hash: Option<u8>) -> SignedVote {
     let k = &keys()[from];
-    Vote {
-        kind,
-        height: H,
-        round: Round(round),
-        block_hash: hash.map(block),
-        validator: k.public(),
-    }
-    .sign(CHAIN, k)
+    Vote { kind, height: H, round: Round(round), block_hash: hash.map(block), validator: k.public() }.sign(CHAIN, k)
 }
 
 fn proposal(round: u32, hash: u8, pol: Option<u32>) -> SignedProposal {
@@ -122,37 +109,20 @@ enum Out {
 
 fn events(me: usize, input: &In) -> Vec<Event> {
     let from_others = |n: usize, kind, round, hash| -> Vec<Event> {
-        others(me)
-            .into_iter()
-            .take(n)
-            .map(|o| Event::Vote(vote(o, kind, round, hash)))
-            .collect()
+        others(me).into_iter().take(n).map(|o| Event::Vote(vote(o, kind, round, hash))).collect()
     };
     match input.clone() {
         In::Start => vec![Event::Start],
         In::Prop(r, v, pol) => vec![Event::Proposal(proposal(r, v, pol))],
         In::Valid(v, valid) => {
-            vec![Event::BlockValidity {
-                height: H,
-                round: Round(0),
-                block_hash: block(v),
-                valid,
-            }]
+            vec![Event::BlockValidity { height: H, round: Round(0), block_hash: block(v), valid }]
         }
-        In::Value(r, v) => vec![Event::ProposalValue {
-            height: H,
-            round: Round(r),
-            block_hash: block(v),
-        }],
+        In::Value(r, v) => vec![Event::ProposalValue { height: H, round: Round(r), block_hash: block(v) }],
         In::Prevote(o, r, v) => vec![Event::Vote(vote(others(me)[o], VoteKind::Prevote, r, v))],
         In::Precommit(o, r, v) => vec![Event::Vote(vote(others(me)[o], VoteKind::Precommit, r, v))],
         In::Prevotes(n, r, v) => from_others(n, VoteKind::Prevote, r, v),
         In::Precommits(n, r, v) => from_others(n, VoteKind::Precommit, r, v),
-        In::Fire(kind, r) => vec![Event::TimeoutFired(Timeout {
-            height: H,
-            round: Round(r),
-            kind,
-        })],
+        In::Fire(kind, r) => vec![Event::TimeoutFired(Timeout { height: H, round: Round(r), kind })],
     }
 }
 
@@ -164,11 +134,7 @@ fn summarise(actions: &[Action]) -> Vec<Out> {
             Action::PersistSignerState(_) => None,
             Action::BroadcastProposal(p) => {
                 let p = &p.proposal;
-                Some(Out::Propose(
-                    p.round.0,
-                    byte(&p.block_hash),
-                    p.pol_round.map(|r| r.0),
-                ))
+                Some(Out::Propose(p.round.0, byte(&p.block_hash), p.pol_round.map(|r| r.0)))
             }
             Action::BroadcastVote(v) => {
                 let v = &v.vote;
@@ -181,12 +147,8 @@ fn summarise(actions: &[Action]) -> Vec<Out> {
             Action::ScheduleTimeout(t) => Some(Out::Timeout(t.kind, t.round.0)),
             Action::BuildBlock { round, .. } => Some(Out::Build(round.0)),
             Action::ValidateBlock { block_hash, .. } => Some(Out::Validate(byte(block_hash))),
-            Action::RequestProposal {
-                round, block_hash, ..
-            } => Some(Out::Request(round.0, byte(block_hash))),
-            Action::Decide {
-                round, block_hash, ..
-            } => Some(Out::Decide(round.0, byte(block_hash))),
+            Action::RequestProposal { round, block_hash, .. } => Some(Out::Request(round.0, byte(block_hash))),
+            Action::Decide { round, block_hash, .. } => Some(Out::Decide(round.0, byte(block_hash))),
             Action::Evidence(_) => Some(Out::Evidence),
         })
         .collect()
@@ -220,14 +182,7 @@ struct Case {
 }
 
 fn case(name: &'static str, me: usize, steps: Vec<(In, Vec<Out>)>) -> Case {
-    Case {
-        name,
-        me,
-        broken_lock: false,
-        steps,
-        locked: None,
-        valid: None,
-    }
+    Case { name, me, broken_lock: false, steps, locked: None, valid: None }
 }
 
 fn run(cases: Vec<Case>) {
@@ -267,10 +222,7 @@ fn locked_on_1_then_round_1() -> Vec<(In, Vec<Out>)> {
         (Start, vec![O::Timeout(TPropose, 0)]),
         (Prop(0, 1, None), vec![O::Validate(1)]),
         (Valid(1, true), vec![O::Prevote(0, Some(1))]),
-        (
-            Prevotes(2, 0, Some(1)),
-            vec![O::Timeout(TPrevote, 0), O::Precommit(0, Some(1))],
-        ),
+        (Prevotes(2, 0, Some(1)), vec![O::Timeout(TPrevote, 0), O::Precommit(0, Some(1))]),
         (Precommits(2, 0, None), vec![O::Timeout(TPrecommit, 0)]),
         (Fire(TPrecommit, 0), vec![O::Timeout(TPropose, 1)]),
     ]
@@ -294,14 +246,8 @@ fn l11_l21_start_round_and_proposer_path() {
     // As proposer of round 1 with validValue = 1 from round 0: re-propose it with validRound 0 (L15-L16,
     // L19), then prevote it through L28 (the polka of round 0 is known).
     relock.pop();
-    relock.push((
-        Fire(TPrecommit, 0),
-        vec![
-            O::Propose(1, 1, Some(0)),
-            O::Timeout(TPropose, 1),
-            O::Prevote(1, Some(1)),
-        ],
-    ));
+    relock
+        .push((Fire(TPrecommit, 0), vec![O::Propose(1, 1, Some(0)), O::Timeout(TPropose, 1), O::Prevote(1, Some(1))]));
     run(vec![
         case(
             "non-proposer schedules the propose timeout (L21)",
@@ -313,20 +259,14 @@ fn l11_l21_start_round_and_proposer_path() {
             p0,
             vec![
                 (Start, vec![O::Build(0), O::Timeout(TPropose, 0)]),
-                (
-                    Value(0, 7),
-                    vec![O::Propose(0, 7, None), O::Prevote(0, Some(7))],
-                ),
+                (Value(0, 7), vec![O::Propose(0, 7, None), O::Prevote(0, Some(7))]),
                 (Value(0, 8), vec![O::Rejected]),
             ],
         ),
         case(
             "a value for a round we do not propose in is refused",
             non_proposer(&[0]),
-            vec![
-                (Start, vec![O::Timeout(TPropose, 0)]),
-                (Value(0, 7), vec![O::Rejected]),
-            ],
+            vec![(Start, vec![O::Timeout(TPropose, 0)]), (Value(0, 7), vec![O::Rejected])],
         ),
         Case {
             locked: Some(Some((0, 1))),
@@ -373,22 +313,8 @@ fn l22_l27_prevote_on_proposal() {
                 (Prop(0, 1, None), vec![]),
             ],
         ),
-        Case {
-            locked: Some(Some((0, 1))),
-            ..case(
-                "locked on another value: prevote nil (L23)",
-                me,
-                locked_other,
-            )
-        },
-        Case {
-            broken_lock: true,
-            ..case(
-                "broken-lock ignores the lock (negative control)",
-                me,
-                broken,
-            )
-        },
+        Case { locked: Some(Some((0, 1))), ..case("locked on another value: prevote nil (L23)", me, locked_other) },
+        Case { broken_lock: true, ..case("broken-lock ignores the lock (negative control)", me, broken) },
     ]);
 }
 
@@ -399,10 +325,7 @@ fn l28_l33_proposal_with_pol() {
     let mut unlock = locked_on_1_then_round_1();
     unlock.extend([
         (Prevotes(3, 1, Some(2)), vec![O::Request(1, 2)]),
-        (
-            Fire(TPropose, 1),
-            vec![O::Prevote(1, None), O::Timeout(TPrevote, 1)],
-        ),
+        (Fire(TPropose, 1), vec![O::Prevote(1, None), O::Timeout(TPrevote, 1)]),
         (Precommits(3, 1, None), vec![O::Timeout(TPrecommit, 1)]),
         (Fire(TPrecommit, 1), vec![O::Timeout(TPropose, 2)]),
         (Prop(2, 2, Some(1)), vec![O::Validate(2)]),
@@ -415,10 +338,7 @@ fn l28_l33_proposal_with_pol() {
             vec![
                 (Start, vec![O::Timeout(TPropose, 0)]),
                 (Fire(TPropose, 0), vec![O::Prevote(0, None)]),
-                (
-                    Prevotes(3, 0, Some(2)),
-                    vec![O::Timeout(TPrevote, 0), O::Request(0, 2)],
-                ),
+                (Prevotes(3, 0, Some(2)), vec![O::Timeout(TPrevote, 0), O::Request(0, 2)]),
                 (Fire(TPrevote, 0), vec![O::Precommit(0, None)]),
                 (Precommits(3, 0, None), vec![O::Timeout(TPrecommit, 0)]),
                 (Fire(TPrecommit, 0), vec![O::Timeout(TPropose, 1)]),
@@ -441,19 +361,12 @@ fn l28_l33_proposal_with_pol() {
         ),
         Case {
             locked: Some(Some((0, 1))),
-            ..case(
-                "locked at round 0, POL at round 1 unlocks (L29 lockedRound <= vr)",
-                me,
-                unlock,
-            )
+            ..case("locked at round 0, POL at round 1 unlocks (L29 lockedRound <= vr)", me, unlock)
         },
         case(
             "POL round not below the round is refused",
             me,
-            vec![
-                (Start, vec![O::Timeout(TPropose, 0)]),
-                (Prop(1, 2, Some(1)), vec![O::Rejected]),
-            ],
+            vec![(Start, vec![O::Timeout(TPropose, 0)]), (Prop(1, 2, Some(1)), vec![O::Rejected])],
         ),
     ]);
 }
@@ -489,10 +402,7 @@ fn l34_l48_prevote_and_precommit_thresholds() {
             ..case(
                 "L36: polka for the proposal: lock and precommit it",
                 me,
-                with(vec![(
-                    Prevotes(2, 0, Some(1)),
-                    vec![O::Timeout(TPrevote, 0), O::Precommit(0, Some(1))],
-                )]),
+                with(vec![(Prevotes(2, 0, Some(1)), vec![O::Timeout(TPrevote, 0), O::Precommit(0, Some(1))])]),
             )
         },
         Case {
@@ -515,10 +425,7 @@ fn l34_l48_prevote_and_precommit_thresholds() {
         case(
             "L44: nil polka: precommit nil",
             me,
-            with(vec![(
-                Prevotes(3, 0, None),
-                vec![O::Timeout(TPrevote, 0), O::Precommit(0, None)],
-            )]),
+            with(vec![(Prevotes(3, 0, None), vec![O::Timeout(TPrevote, 0), O::Precommit(0, None)])]),
         ),
         case(
             "L47: 2f+1 precommits for anything schedule the precommit timeout, once",
@@ -553,10 +460,7 @@ fn l49_l54_decide() {
             me,
             vec![
                 (Start, vec![O::Timeout(TPropose, 0)]),
-                (
-                    Precommits(3, 0, Some(1)),
-                    vec![O::Timeout(TPrecommit, 0), O::Request(0, 1)],
-                ),
+                (Precommits(3, 0, Some(1)), vec![O::Timeout(TPrecommit, 0), O::Request(0, 1)]),
                 (Prop(0, 1, None), vec![O::Validate(1)]),
                 (Valid(1, true), vec![O::Decide(0, 1)]),
             ],
@@ -612,10 +516,7 @@ fn l55_round_skip() {
         case(
             "messages too far ahead are refused",
             me,
-            vec![
-                (Start, vec![O::Timeout(TPropose, 0)]),
-                (Prevote(0, ROUNDS_AHEAD_MAX + 1, None), vec![O::Rejected]),
-            ],
+            vec![(Start, vec![O::Timeout(TPropose, 0)]), (Prevote(0, ROUNDS_AHEAD_MAX + 1, None), vec![O::Rejected])],
         ),
     ]);
 }
@@ -639,11 +540,7 @@ fn l57_l67_timeouts() {
         case(
             "stale timeouts (other round or step) do nothing",
             me,
-            vec![
-                (Start, vec![O::Timeout(TPropose, 0)]),
-                (Fire(TPropose, 1), vec![]),
-                (Fire(TPrevote, 0), vec![]),
-            ],
+            vec![(Start, vec![O::Timeout(TPropose, 0)]), (Fire(TPropose, 1), vec![]), (Fire(TPrevote, 0), vec![])],
         ),
     ]);
 }
@@ -651,29 +548,11 @@ fn l57_l67_timeouts() {
 #[test]
 fn timeouts_grow_with_the_round() {
     let p = ConsensusParams::default();
-    let t = |kind, r| {
-        timeout_duration_ms(
-            &p,
-            &Timeout {
-                height: H,
-                round: Round(r),
-                kind,
-            },
-        )
-    };
+    let t = |kind, r| timeout_duration_ms(&p, &Timeout { height: H, round: Round(r), kind });
     assert_eq!(t(TPropose, 0), p.timeout_propose_ms);
-    assert_eq!(
-        t(TPrevote, 2),
-        p.timeout_prevote_ms + 2 * p.timeout_delta_ms
-    );
-    assert_eq!(
-        t(TPrecommit, 3),
-        p.timeout_precommit_ms + 3 * p.timeout_delta_ms
-    );
-    assert_eq!(
-        t(TPropose, u32::MAX),
-        p.timeout_propose_ms + u64::from(u32::MAX) * p.timeout_delta_ms
-    );
+    assert_eq!(t(TPrevote, 2), p.timeout_prevote_ms + 2 * p.timeout_delta_ms);
+    assert_eq!(t(TPrecommit, 3), p.timeout_precommit_ms + 3 * p.timeout_delta_ms);
+    assert_eq!(t(TPropose, u32::MAX), p.timeout_propose_ms + u64::from(u32::MAX) * p.timeout_delta_ms);
 }
 
 /// Feed events, return all actions (panics on refusal).
@@ -689,13 +568,7 @@ fn last_persisted(actions: &[Action]) -> SignerState {
     actions
         .iter()
         .rev()
-        .find_map(|a| {
-            if let Action::PersistSignerState(s) = a {
-                Some(s.clone())
-            } else {
-                None
-            }
-        })
+        .find_map(|a| if let Action::PersistSignerState(s) = a { Some(s.clone()) } else { None })
         .unwrap()
 }
 
@@ -708,20 +581,12 @@ fn signer_guard_refuses_conflicts_after_restart() {
         vec![
             Event::Start,
             Event::Proposal(proposal(0, 1, None)),
-            Event::BlockValidity {
-                height: H,
-                round: Round(0),
-                block_hash: block(1),
-                valid: true,
-            },
+            Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
         ],
     );
     let persisted = last_persisted(&actions);
     let my_prevote = vote(me, VoteKind::Prevote, 0, Some(1));
-    assert_eq!(
-        persisted.last_signed(),
-        Some(&SignedMessage::Vote(my_prevote.clone()))
-    );
+    assert_eq!(persisted.last_signed(), Some(&SignedMessage::Vote(my_prevote.clone())));
 
     // Survives encoding, as the node stores it.
     let bytes = crate::encoding::encode(&persisted);
@@ -734,45 +599,19 @@ fn signer_guard_refuses_conflicts_after_restart() {
     assert_eq!(actions, vec![Action::BroadcastVote(my_prevote.clone())]);
     assert_eq!((n.round(), n.step()), (Round(0), Step::Prevote));
     // The propose timeout of round 0 would prevote nil: the machine is past that step, nothing is signed.
-    assert_eq!(
-        n.handle(Event::TimeoutFired(Timeout {
-            height: H,
-            round: Round(0),
-            kind: TPropose
-        }))
-        .unwrap(),
-        vec![]
-    );
+    assert_eq!(n.handle(Event::TimeoutFired(Timeout { height: H, round: Round(0), kind: TPropose })).unwrap(), vec![]);
 
     // The guard itself: a different prevote in the same slot, or anything below it, is refused; the same
     // payload gets the stored message back.
     let key = &keys()[me];
     let mut guard = restored;
-    let other = Vote {
-        block_hash: Some(block(2)),
-        ..my_prevote.vote.clone()
-    };
+    let other = Vote { block_hash: Some(block(2)), ..my_prevote.vote.clone() };
     assert_eq!(guard.sign_vote(CHAIN, key, other), signer::Signing::Refused);
-    assert_eq!(
-        guard.sign_vote(CHAIN, key, my_prevote.vote.clone()),
-        signer::Signing::Repeat(my_prevote.clone())
-    );
-    let p = Proposal {
-        height: H,
-        round: Round(0),
-        pol_round: None,
-        block_hash: block(2),
-        proposer: key.public(),
-    };
+    assert_eq!(guard.sign_vote(CHAIN, key, my_prevote.vote.clone()), signer::Signing::Repeat(my_prevote.clone()));
+    let p = Proposal { height: H, round: Round(0), pol_round: None, block_hash: block(2), proposer: key.public() };
     assert_eq!(guard.sign_proposal(CHAIN, key, p), signer::Signing::Refused);
-    let precommit = Vote {
-        kind: VoteKind::Precommit,
-        ..my_prevote.vote.clone()
-    };
-    assert!(matches!(
-        guard.sign_vote(CHAIN, key, precommit),
-        signer::Signing::Fresh(_)
-    ));
+    let precommit = Vote { kind: VoteKind::Precommit, ..my_prevote.vote.clone() };
+    assert!(matches!(guard.sign_vote(CHAIN, key, precommit), signer::Signing::Fresh(_)));
 
     // A signer state from a later height means storage went back: refuse to start.
     let later = Consensus::new(Config {
@@ -793,50 +632,21 @@ fn lock_survives_restart() {
     let mut events = vec![
         Event::Start,
         Event::Proposal(proposal(0, 1, None)),
-        Event::BlockValidity {
-            height: H,
-            round: Round(0),
-            block_hash: block(1),
-            valid: true,
-        },
+        Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
     ];
-    events.extend(
-        others(me)
-            .into_iter()
-            .take(2)
-            .map(|o| Event::Vote(vote(o, VoteKind::Prevote, 0, Some(1)))),
-    );
+    events.extend(others(me).into_iter().take(2).map(|o| Event::Vote(vote(o, VoteKind::Prevote, 0, Some(1)))));
     let actions = feed(&mut n, events);
     let persisted = last_persisted(&actions);
-    assert_eq!(
-        persisted.lock_at(H),
-        Some(Lock {
-            round: Round(0),
-            block_hash: block(1)
-        })
-    );
+    assert_eq!(persisted.lock_at(H), Some(Lock { round: Round(0), block_hash: block(1) }));
 
     // After a restart the node is still locked: a new proposal for another block in round 1 gets nil.
     let mut n = node(Some(me), persisted);
     let mut events = vec![Event::Start];
-    events.extend(
-        others(me)
-            .into_iter()
-            .take(2)
-            .map(|o| Event::Vote(vote(o, VoteKind::Prevote, 1, None))),
-    );
+    events.extend(others(me).into_iter().take(2).map(|o| Event::Vote(vote(o, VoteKind::Prevote, 1, None))));
     events.push(Event::Proposal(proposal(1, 2, None)));
-    events.push(Event::BlockValidity {
-        height: H,
-        round: Round(1),
-        block_hash: block(2),
-        valid: true,
-    });
+    events.push(Event::BlockValidity { height: H, round: Round(1), block_hash: block(2), valid: true });
     let actions = feed(&mut n, events);
-    let prevotes: Vec<_> = summarise(&actions)
-        .into_iter()
-        .filter(|o| matches!(o, O::Prevote(1, _)))
-        .collect();
+    let prevotes: Vec<_> = summarise(&actions).into_iter().filter(|o| matches!(o, O::Prevote(1, _))).collect();
     assert_eq!(prevotes, vec![O::Prevote(1, None)]);
 }
 
@@ -850,43 +660,21 @@ fn equivocation_yields_evidence_with_both_votes_once() {
     let b = vote(cheater, VoteKind::Prevote, 0, Some(2));
     let c = vote(cheater, VoteKind::Prevote, 0, None);
     assert_eq!(n.handle(Event::Vote(a.clone())).unwrap(), vec![]);
-    assert_eq!(
-        n.handle(Event::Vote(a.clone())).unwrap(),
-        vec![],
-        "duplicate"
-    );
+    assert_eq!(n.handle(Event::Vote(a.clone())).unwrap(), vec![], "duplicate");
     assert_eq!(
         n.handle(Event::Vote(b.clone())).unwrap(),
-        vec![Action::Evidence(Evidence::DoubleVote {
-            first: a.clone(),
-            second: b
-        })]
+        vec![Action::Evidence(Evidence::DoubleVote { first: a.clone(), second: b })]
     );
-    assert_eq!(
-        n.handle(Event::Vote(c)).unwrap(),
-        vec![],
-        "evidence once per slot"
-    );
+    assert_eq!(n.handle(Event::Vote(c)).unwrap(), vec![], "evidence once per slot");
     // A precommit in the same round is another slot: no evidence.
-    assert_eq!(
-        n.handle(Event::Vote(vote(cheater, VoteKind::Precommit, 0, Some(2))))
-            .unwrap(),
-        vec![]
-    );
+    assert_eq!(n.handle(Event::Vote(vote(cheater, VoteKind::Precommit, 0, Some(2)))).unwrap(), vec![]);
 
     // Equivocating proposer.
     let p = proposer_of(0);
     let first = proposal(0, 1, None);
     let k = &keys()[p];
-    let second = Proposal {
-        block_hash: block(2),
-        ..first.proposal.clone()
-    }
-    .sign(CHAIN, k);
-    assert_eq!(
-        summarise(&n.handle(Event::Proposal(first.clone())).unwrap()),
-        vec![O::Validate(1)]
-    );
+    let second = Proposal { block_hash: block(2), ..first.proposal.clone() }.sign(CHAIN, k);
+    assert_eq!(summarise(&n.handle(Event::Proposal(first.clone())).unwrap()), vec![O::Validate(1)]);
     assert_eq!(
         n.handle(Event::Proposal(second.clone())).unwrap(),
         vec![Action::Evidence(Evidence::DoubleProposal { first, second })]
@@ -897,102 +685,51 @@ fn equivocation_yields_evidence_with_both_votes_once() {
 fn bad_messages_are_refused() {
     let me = non_proposer(&[0]);
     let mut n = node(Some(me), SignerState::default());
-    assert_eq!(
-        n.handle(Event::Vote(vote(0, VoteKind::Prevote, 0, None)))
-            .unwrap_err(),
-        ConsensusError::NotStarted
-    );
+    assert_eq!(n.handle(Event::Vote(vote(0, VoteKind::Prevote, 0, None))).unwrap_err(), ConsensusError::NotStarted);
     n.handle(Event::Start).unwrap();
-    assert_eq!(
-        n.handle(Event::Start).unwrap_err(),
-        ConsensusError::AlreadyStarted
-    );
+    assert_eq!(n.handle(Event::Start).unwrap_err(), ConsensusError::AlreadyStarted);
 
     let outsider = Keypair::from_seed(&[99; 32]);
-    let v = Vote {
-        kind: VoteKind::Prevote,
-        height: H,
-        round: Round(0),
-        block_hash: None,
-        validator: outsider.public(),
-    }
-    .sign(CHAIN, &outsider);
+    let v =
+        Vote { kind: VoteKind::Prevote, height: H, round: Round(0), block_hash: None, validator: outsider.public() }
+            .sign(CHAIN, &outsider);
     assert_eq!(
         n.handle(Event::Vote(v)).unwrap_err(),
         ConsensusError::Message(MessageError::NotAValidator(outsider.public()))
     );
 
     let k = &keys()[others(me)[0]];
-    let wrong_height = Vote {
-        kind: VoteKind::Prevote,
-        height: Height(2),
-        round: Round(0),
-        block_hash: None,
-        validator: k.public(),
-    }
-    .sign(CHAIN, k);
+    let wrong_height =
+        Vote { kind: VoteKind::Prevote, height: Height(2), round: Round(0), block_hash: None, validator: k.public() }
+            .sign(CHAIN, k);
     assert_eq!(
         n.handle(Event::Vote(wrong_height)).unwrap_err(),
-        ConsensusError::WrongHeight {
-            expected: H,
-            got: Height(2)
-        }
+        ConsensusError::WrongHeight { expected: H, got: Height(2) }
     );
 
     let mut bad_sig = vote(others(me)[0], VoteKind::Prevote, 0, None);
     bad_sig.signature.0[0] ^= 1;
-    assert!(matches!(
-        n.handle(Event::Vote(bad_sig)),
-        Err(ConsensusError::Message(MessageError::BadSignature(_)))
-    ));
-    let other_chain = Vote {
-        kind: VoteKind::Prevote,
-        height: H,
-        round: Round(0),
-        block_hash: None,
-        validator: k.public(),
-    }
-    .sign("other-chain", k);
-    assert!(matches!(
-        n.handle(Event::Vote(other_chain)),
-        Err(ConsensusError::Message(MessageError::BadSignature(_)))
-    ));
+    assert!(matches!(n.handle(Event::Vote(bad_sig)), Err(ConsensusError::Message(MessageError::BadSignature(_)))));
+    let other_chain =
+        Vote { kind: VoteKind::Prevote, height: H, round: Round(0), block_hash: None, validator: k.public() }
+            .sign("other-chain", k);
+    assert!(matches!(n.handle(Event::Vote(other_chain)), Err(ConsensusError::Message(MessageError::BadSignature(_)))));
 
     // A proposal signed by a validator that is not the round's proposer.
     let not_proposer = (0..4).find(|i| *i != proposer_of(0)).unwrap();
     let kp = &keys()[not_proposer];
-    let p = Proposal {
-        height: H,
-        round: Round(0),
-        pol_round: None,
-        block_hash: block(1),
-        proposer: kp.public(),
-    }
-    .sign(CHAIN, kp);
-    assert!(matches!(
-        n.handle(Event::Proposal(p)),
-        Err(ConsensusError::WrongProposer { .. })
-    ));
+    let p = Proposal { height: H, round: Round(0), pol_round: None, block_hash: block(1), proposer: kp.public() }
+        .sign(CHAIN, kp);
+    assert!(matches!(n.handle(Event::Proposal(p)), Err(ConsensusError::WrongProposer { .. })));
 
     // A proposal with a forged signature.
     let mut forged = proposal(0, 1, None);
     forged.signature.0[5] ^= 1;
-    assert!(matches!(
-        n.handle(Event::Proposal(forged)),
-        Err(ConsensusError::Message(_))
-    ));
+    assert!(matches!(n.handle(Event::Proposal(forged)), Err(ConsensusError::Message(_))));
 
     // Verdicts and values nobody asked for.
-    let verdict = Event::BlockValidity {
-        height: H,
-        round: Round(0),
-        block_hash: block(9),
-        valid: true,
-    };
-    assert!(matches!(
-        n.handle(verdict),
-        Err(ConsensusError::Unsolicited { .. })
-    ));
+    let verdict = Event::BlockValidity { height: H, round: Round(0), block_hash: block(9), valid: true };
+    assert!(matches!(n.handle(verdict), Err(ConsensusError::Unsolicited { .. })));
 
     // None of that moved the machine.
     assert_eq!((n.round(), n.step()), (Round(0), Step::Propose));
@@ -1006,45 +743,21 @@ fn certificate_at_decision_verifies_and_late_precommits_complete_it() {
     let mut events = vec![
         Event::Start,
         Event::Proposal(proposal(0, 1, None)),
-        Event::BlockValidity {
-            height: H,
-            round: Round(0),
-            block_hash: block(1),
-            valid: true,
-        },
+        Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
     ];
-    events.extend(
-        o.iter()
-            .take(2)
-            .map(|i| Event::Vote(vote(*i, VoteKind::Prevote, 0, Some(1)))),
-    );
-    events.extend(
-        o.iter()
-            .take(2)
-            .map(|i| Event::Vote(vote(*i, VoteKind::Precommit, 0, Some(1)))),
-    );
+    events.extend(o.iter().take(2).map(|i| Event::Vote(vote(*i, VoteKind::Prevote, 0, Some(1)))));
+    events.extend(o.iter().take(2).map(|i| Event::Vote(vote(*i, VoteKind::Precommit, 0, Some(1)))));
     let actions = feed(&mut n, events);
     let cert: CommitCertificate = actions
         .iter()
-        .find_map(|a| {
-            if let Action::Decide { certificate, .. } = a {
-                Some(certificate.clone())
-            } else {
-                None
-            }
-        })
+        .find_map(|a| if let Action::Decide { certificate, .. } = a { Some(certificate.clone()) } else { None })
         .unwrap();
     cert.verify_for(CHAIN, &set(), H, block(1)).unwrap();
     assert_eq!(cert.signatures.len(), 3);
-    assert!(
-        cert.signatures
-            .windows(2)
-            .all(|w| w[0].validator_index < w[1].validator_index)
-    );
+    assert!(cert.signatures.windows(2).all(|w| w[0].validator_index < w[1].validator_index));
 
     // A late precommit at the decided height is collected.
-    n.handle(Event::Vote(vote(o[2], VoteKind::Precommit, 0, Some(1))))
-        .unwrap();
+    n.handle(Event::Vote(vote(o[2], VoteKind::Precommit, 0, Some(1)))).unwrap();
     assert_eq!(n.commit_certificate(H).unwrap().signatures.len(), 4);
 
     // And after the next height starts, for the previous height, with the set of that height.
@@ -1053,43 +766,19 @@ fn certificate_at_decision_verifies_and_late_precommits_complete_it() {
         let mut e = vec![
             Event::Start,
             Event::Proposal(proposal(0, 1, None)),
-            Event::BlockValidity {
-                height: H,
-                round: Round(0),
-                block_hash: block(1),
-                valid: true,
-            },
+            Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
         ];
-        e.extend(
-            o.iter()
-                .take(2)
-                .map(|i| Event::Vote(vote(*i, VoteKind::Prevote, 0, Some(1)))),
-        );
-        e.extend(
-            o.iter()
-                .take(2)
-                .map(|i| Event::Vote(vote(*i, VoteKind::Precommit, 0, Some(1)))),
-        );
+        e.extend(o.iter().take(2).map(|i| Event::Vote(vote(*i, VoteKind::Prevote, 0, Some(1)))));
+        e.extend(o.iter().take(2).map(|i| Event::Vote(vote(*i, VoteKind::Precommit, 0, Some(1)))));
         e
     });
-    n2.handle(Event::NewHeight {
-        height: H.next(),
-        validators: set(),
-    })
-    .unwrap();
+    n2.handle(Event::NewHeight { height: H.next(), validators: set() }).unwrap();
     assert_eq!(n2.height(), Height(2));
-    n2.handle(Event::Vote(vote(o[2], VoteKind::Precommit, 0, Some(1))))
-        .unwrap();
+    n2.handle(Event::Vote(vote(o[2], VoteKind::Precommit, 0, Some(1)))).unwrap();
     let full = n2.commit_certificate(H).unwrap();
     full.verify_for(CHAIN, &set(), H, block(1)).unwrap();
     assert_eq!(full.signatures.len(), 4);
-    assert!(
-        n2.handle(Event::NewHeight {
-            height: H,
-            validators: set()
-        })
-        .is_err()
-    );
+    assert!(n2.handle(Event::NewHeight { height: H, validators: set() }).is_err());
 }
 
 #[test]
@@ -1098,19 +787,16 @@ fn full_node_decides_without_signing() {
     let mut events = vec![
         Event::Start,
         Event::Proposal(proposal(0, 1, None)),
-        Event::BlockValidity {
-            height: H,
-            round: Round(0),
-            block_hash: block(1),
-            valid: true,
-        },
+        Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
     ];
     events.extend((0..3).map(|i| Event::Vote(vote(i, VoteKind::Precommit, 0, Some(1)))));
     let actions = feed(&mut n, events);
-    assert!(!actions.iter().any(|a| matches!(
-        a,
-        Action::BroadcastVote(_) | Action::BroadcastProposal(_) | Action::PersistSignerState(_)
-    )));
+    assert!(
+        !actions.iter().any(|a| matches!(
+            a,
+            Action::BroadcastVote(_) | Action::BroadcastProposal(_) | Action::PersistSignerState(_)
+        ))
+    );
     assert_eq!(n.decision(), Some((Round(0), block(1))));
 }
 
@@ -1118,22 +804,13 @@ fn full_node_decides_without_signing() {
 fn keeper_reports_each_threshold_once() {
     let s = set();
     let mut k = VoteKeeper::new(H);
-    let add = |k: &mut VoteKeeper, from, hash| {
-        k.add(CHAIN, &s, vote(from, VoteKind::Prevote, 0, hash))
-            .unwrap()
-    };
+    let add = |k: &mut VoteKeeper, from, hash| k.add(CHAIN, &s, vote(from, VoteKind::Prevote, 0, hash)).unwrap();
     assert_eq!(add(&mut k, 0, Some(1)), AddOutcome::Counted(vec![]));
     assert_eq!(add(&mut k, 1, Some(1)), AddOutcome::Counted(vec![]));
-    assert_eq!(
-        add(&mut k, 2, Some(1)),
-        AddOutcome::Counted(vec![Threshold::Any, Threshold::Value(block(1))])
-    );
+    assert_eq!(add(&mut k, 2, Some(1)), AddOutcome::Counted(vec![Threshold::Any, Threshold::Value(block(1))]));
     assert_eq!(add(&mut k, 3, None), AddOutcome::Counted(vec![]));
     assert_eq!(add(&mut k, 3, None), AddOutcome::Duplicate);
-    assert_eq!(
-        k.quorum_value(&s, Round(0), VoteKind::Prevote),
-        Some(block(1))
-    );
+    assert_eq!(k.quorum_value(&s, Round(0), VoteKind::Prevote), Some(block(1)));
     assert!(!k.has_nil_quorum(&s, Round(0), VoteKind::Prevote));
 }
 
@@ -1142,17 +819,8 @@ fn same_events_same_actions() {
     let me = non_proposer(&[0]);
     let script = || {
         let mut e = vec![Event::Start, Event::Proposal(proposal(0, 1, None))];
-        e.push(Event::BlockValidity {
-            height: H,
-            round: Round(0),
-            block_hash: block(1),
-            valid: true,
-        });
-        e.extend(
-            others(me)
-                .into_iter()
-                .map(|o| Event::Vote(vote(o, VoteKind::Precommit, 0, Some(1)))),
-        );
+        e.push(Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true });
+        e.extend(others(me).into_iter().map(|o| Event::Vote(vote(o, VoteKind::Precommit, 0, Some(1)))));
         e
     };
     let a = feed(&mut node(Some(me), SignerState::default()), script());

@@ -106,8 +106,7 @@ fn main() -> anyhow::Result<()> {
     for s in &senders {
         store.set_account(s.public(), Account { balance: 1_000_000, nonce: 0 });
     }
-    let txs: Vec<SignedTransaction> =
-        senders.iter().zip(&recipients).map(|(s, to)| transfer(s, *to, 0)).collect();
+    let txs: Vec<SignedTransaction> = senders.iter().zip(&recipients).map(|(s, to)| transfer(s, *to, 0)).collect();
     let params = ConsensusParams::default();
     let proposer = senders[0].public();
     let genesis = Genesis {
