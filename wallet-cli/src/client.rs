@@ -157,12 +157,8 @@ impl NodeClient {
             Some(t) => ("/txs?wait=commit", t + Duration::from_secs(5)),
             None => ("/txs", REQUEST_TIMEOUT),
         };
-        let request = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .timeout(timeout)
-            .body(body);
+        let request =
+            self.http.post(self.url(path)).header("content-type", "application/json").timeout(timeout).body(body);
         let value = self.send(request, path, SMALL_BODY_BYTES_MAX)?;
         from_value(value, path)
     }
@@ -189,10 +185,12 @@ impl NodeClient {
         let response = request.send().map_err(|e| self.transport_error(&e))?;
         let status = response.status();
         let mut body = Vec::new();
-        response
-            .take(body_max + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| WalletError::new(ErrorKind::Unreachable, format!("lost the connection to the node at {} while reading {path}: {e}", self.base)))?;
+        response.take(body_max + 1).read_to_end(&mut body).map_err(|e| {
+            WalletError::new(
+                ErrorKind::Unreachable,
+                format!("lost the connection to the node at {} while reading {path}: {e}", self.base),
+            )
+        })?;
         if body.len() as u64 > body_max {
             return Err(WalletError::generic(format!(
                 "the node's answer to {path} is larger than {body_max} bytes; refusing to read it"
@@ -216,7 +214,10 @@ impl NodeClient {
             });
         }
         serde_json::from_slice(&body).map_err(|e| {
-            WalletError::generic(format!("the node's answer to {path} is not valid JSON ({e}); is {} a ledger node?", self.base))
+            WalletError::generic(format!(
+                "the node's answer to {path} is not valid JSON ({e}); is {} a ledger node?",
+                self.base
+            ))
         })
     }
 
@@ -247,6 +248,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn from_value<T: DeserializeOwned>(value: serde_json::Value, path: &str) -> Result<T, WalletError> {
-    serde_json::from_value(value)
-        .map_err(|e| WalletError::generic(format!("the node's answer to {path} does not have the expected fields: {e}")))
+    serde_json::from_value(value).map_err(|e| {
+        WalletError::generic(format!("the node's answer to {path} does not have the expected fields: {e}"))
+    })
 }

@@ -47,12 +47,12 @@ impl PasswordSource<'_> {
 
     fn preset(&self) -> Result<Option<Zeroizing<String>>, WalletError> {
         if let Some(path) = self.file {
-            let bytes = read_bounded(path, PASSWORD_FILE_BYTES_MAX).map_err(|e| {
-                WalletError::key(format!("cannot read password file {}: {e}", path.display()))
-            })?;
-            let text = Zeroizing::new(String::from_utf8(bytes.to_vec()).map_err(|_| {
-                WalletError::key(format!("password file {} is not UTF-8 text", path.display()))
-            })?);
+            let bytes = read_bounded(path, PASSWORD_FILE_BYTES_MAX)
+                .map_err(|e| WalletError::key(format!("cannot read password file {}: {e}", path.display())))?;
+            let text = Zeroizing::new(
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| WalletError::key(format!("password file {} is not UTF-8 text", path.display())))?,
+            );
             // One trailing newline is the file's line ending, not part of the password.
             let trimmed = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
             return Ok(Some(Zeroizing::new(trimmed.to_string())));

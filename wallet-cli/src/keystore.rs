@@ -129,10 +129,8 @@ impl EncryptedKey {
         let f = &self.file;
         let salt = decode_hex_exact::<SALT_BYTES>(&f.kdf.salt, "kdf.salt")?;
         let nonce = decode_hex_exact::<NONCE_BYTES>(&f.cipher.nonce, "cipher.nonce")?;
-        let ciphertext = Zeroizing::new(decode_hex_exact::<{ SEED_BYTES + TAG_BYTES }>(
-            &f.cipher.ciphertext,
-            "cipher.ciphertext",
-        )?);
+        let ciphertext =
+            Zeroizing::new(decode_hex_exact::<{ SEED_BYTES + TAG_BYTES }>(&f.cipher.ciphertext, "cipher.ciphertext")?);
         let cost = KdfCost { m_cost_kib: f.kdf.m_cost_kib, t_cost: f.kdf.t_cost, p_cost: f.kdf.p_cost };
         let key = derive_key(password, &salt, cost)?;
         let cipher = XChaCha20Poly1305::new(&(*key).into());
@@ -168,8 +166,7 @@ pub fn parse_key_file(text: &str) -> Result<KeyFile, KeystoreError> {
             .map(KeyFile::Plaintext)
             .map_err(|e| KeystoreError::Malformed(e.to_string())),
         ENCRYPTED_KIND => {
-            let file: KeystoreFile =
-                serde_json::from_str(text).map_err(|e| KeystoreError::Malformed(e.to_string()))?;
+            let file: KeystoreFile = serde_json::from_str(text).map_err(|e| KeystoreError::Malformed(e.to_string()))?;
             check_header(&file)?;
             Ok(KeyFile::Encrypted(EncryptedKey { file }))
         }
@@ -232,7 +229,10 @@ fn check_header(f: &KeystoreFile) -> Result<(), KeystoreError> {
         return bad(format!("keystore version {} is not supported", f.version));
     }
     if f.kdf.name != KDF_NAME || f.kdf.version != 0x13 {
-        return bad(format!("kdf must be argon2id version 19, got {:?}", f.kdf.name.chars().take(20).collect::<String>()));
+        return bad(format!(
+            "kdf must be argon2id version 19, got {:?}",
+            f.kdf.name.chars().take(20).collect::<String>()
+        ));
     }
     if f.cipher.name != CIPHER_NAME {
         return bad("cipher must be xchacha20poly1305".to_string());
@@ -318,10 +318,7 @@ mod tests {
         let hostile = text.replace(&format!("\"m_cost_kib\": {}", M_COST_KIB_MIN), "\"m_cost_kib\": 4000000000");
         assert_ne!(hostile, text);
         assert!(matches!(parse_key_file(&hostile), Err(KeystoreError::Malformed(_))));
-        assert!(matches!(
-            parse_key_file(r#"{"kind": "something-else"}"#),
-            Err(KeystoreError::UnknownKind(_))
-        ));
+        assert!(matches!(parse_key_file(r#"{"kind": "something-else"}"#), Err(KeystoreError::UnknownKind(_))));
         assert!(matches!(parse_key_file("not json"), Err(KeystoreError::Malformed(_))));
     }
 

@@ -311,10 +311,7 @@ fn balance(client: &NodeClient, address: Option<&str>, key: Option<&Path>) -> Cm
     let account = client.account(&addr)?;
     let pending = account.next_nonce.saturating_sub(account.nonce);
     Ok(Outcome {
-        text: format!(
-            "address: {addr}\nbalance: {}\nnonce: {}\npending: {pending}\n",
-            account.balance, account.nonce
-        ),
+        text: format!("address: {addr}\nbalance: {}\nnonce: {}\npending: {pending}\n", account.balance, account.nonce),
         json: json!({
             "address": addr,
             "balance": account.balance,
@@ -402,7 +399,10 @@ fn send(client: &NodeClient, path: &Path, wait: WaitArgs) -> CmdResult {
     let max = 2 * TX_BYTES_MAX_CEILING as usize + 2;
     let text = files::read_text(path, max, "transaction file", ErrorKind::Usage)?;
     let bytes = hex::decode(text.trim()).map_err(|_| {
-        WalletError::usage(format!("{} does not hold a transaction in hex (as written by `wallet sign`)", path.display()))
+        WalletError::usage(format!(
+            "{} does not hold a transaction in hex (as written by `wallet sign`)",
+            path.display()
+        ))
     })?;
     let tx = SignedTransaction::decode(&bytes, TX_BYTES_MAX_CEILING as usize)
         .map_err(|e| WalletError::usage(format!("{} does not hold a valid transaction: {e}", path.display())))?;
@@ -438,7 +438,8 @@ fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Ins
         match current.status.as_str() {
             "committed" => return Ok(tx_outcome(&current)),
             "rejected" | "evicted" => {
-                let reason = current.reason.clone().unwrap_or(Reason { code: "unknown".into(), message: String::new() });
+                let reason =
+                    current.reason.clone().unwrap_or(Reason { code: "unknown".into(), message: String::new() });
                 let outcome = tx_outcome(&current);
                 return Err(Failure {
                     error: WalletError::new(
@@ -488,8 +489,7 @@ fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Ins
 
 /// A refusal of `POST /txs`: a 4xx with a code is the node rejecting the transaction (exit 4).
 fn admission_failure(id: &str, e: WalletError) -> Failure {
-    let Some(code) = e.node_code.clone().filter(|c| e.kind == ErrorKind::NodeError && !c.starts_with("http_5"))
-    else {
+    let Some(code) = e.node_code.clone().filter(|c| e.kind == ErrorKind::NodeError && !c.starts_with("http_5")) else {
         return e.into();
     };
     let message = e.message.clone();

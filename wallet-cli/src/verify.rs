@@ -173,7 +173,10 @@ pub fn verify_evidence(id: &TxId, chain_id: &str, validators: &ValidatorSet, evi
         if count_ok {
             format!("proof is for a tree of {} transactions, as the header says", header.tx_count)
         } else {
-            format!("proof is for a tree of {} leaves, the header has {} transactions", proof.leaf_count, header.tx_count)
+            format!(
+                "proof is for a tree of {} leaves, the header has {} transactions",
+                proof.leaf_count, header.tx_count
+            )
         },
     );
 

@@ -46,11 +46,8 @@ fn keygen_encrypted(dir: &TempDir, name: &str, password: &str) -> (PathBuf, Stri
     let path = dir.path().join(name);
     let o = run(wallet(&["keygen", "--out", path_str(&path)]).env("WALLET_PASSWORD", password));
     assert!(o.status.success(), "keygen failed: {}", stderr(&o));
-    let address = stdout(&o)
-        .lines()
-        .find_map(|l| l.strip_prefix("address: "))
-        .expect("keygen prints the address")
-        .to_string();
+    let address =
+        stdout(&o).lines().find_map(|l| l.strip_prefix("address: ")).expect("keygen prints the address").to_string();
     (path, address)
 }
 
@@ -118,8 +115,9 @@ fn password_file_works_and_its_trailing_newline_is_ignored() {
     let o = run(wallet(&["address", "--key", path_str(&key)]).env("WALLET_PASSWORD", "s3cret"));
     assert!(o.status.success(), "{}", stderr(&o));
     // The password file wins over the environment.
-    let o = run(wallet(&["address", "--key", path_str(&key), "--password-file", path_str(&pw)])
-        .env("WALLET_PASSWORD", "other"));
+    let o =
+        run(wallet(&["address", "--key", path_str(&key), "--password-file", path_str(&pw)])
+            .env("WALLET_PASSWORD", "other"));
     assert!(o.status.success(), "{}", stderr(&o));
 }
 

@@ -81,7 +81,13 @@ fn committed(chain_id: &str, keys: &[Keypair], signers: &[u16]) -> Committed {
     Committed { block: built.block, cert }
 }
 
-fn certificate(chain_id: &str, keys: &[Keypair], signers: &[u16], height: Height, block_hash: Hash) -> CommitCertificate {
+fn certificate(
+    chain_id: &str,
+    keys: &[Keypair],
+    signers: &[u16],
+    height: Height,
+    block_hash: Hash,
+) -> CommitCertificate {
     let signatures = signers
         .iter()
         .map(|&i| {
