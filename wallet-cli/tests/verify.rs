@@ -334,3 +334,150 @@ fn undecodable_evidence_is_refused() {
 fn an_empty_report_is_not_ok() {
     assert!(!Report { checks: Vec::new() }.ok());
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// `wallet verify` end to end against a canned node: a real HTTP server on 127.0.0.1 port 0 whose answers
+// are built from the real block and certificate above (tampered where the test says so).
+
+mod canned_node {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// Serve `routes` (path → (HTTP status, JSON body)) until the test process exits; returns the base URL.
+    pub fn serve(routes: HashMap<String, (u16, String)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                // Skip the headers; the wallet's GETs have no body.
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                    line.clear();
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (status, body) = routes
+                    .get(&path)
+                    .cloned()
+                    .unwrap_or((404, r#"{"error": {"code": "not_found", "message": "no such route"}}"#.to_string()));
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        url
+    }
+}
+
+/// Routes a node would serve for tx `index` of `c`, with `sent` as the evidence.
+fn routes_for(c: &Committed, index: usize, sent: &Sent) -> std::collections::HashMap<String, (u16, String)> {
+    let tx = &c.block.txs[index];
+    let id = tx.id().to_hex();
+    let hash = c.block.hash().to_hex();
+    let mut routes = std::collections::HashMap::new();
+    let tx_doc = serde_json::json!({
+        "id": id, "status": "committed", "height": sent.height, "index": index, "block_hash": hash,
+        "proof": sent.proof, "tx": tx.tx(), "tx_hex": sent.tx_hex,
+    });
+    routes.insert(format!("/txs/{id}"), (200, tx_doc.to_string()));
+    let block_doc = serde_json::json!({
+        "height": sent.height, "hash": hash, "header": c.block.header, "header_hex": sent.header_hex,
+        "txs": [], "signers": [], "last_commit": null,
+    });
+    routes.insert(format!("/blocks/{}", sent.height), (200, block_doc.to_string()));
+    let commit_doc = serde_json::json!({
+        "height": sent.height, "round": 0, "block_hash": hash, "signatures": c.cert.signatures,
+        "certificate_hex": sent.cert_hex,
+    });
+    routes.insert(format!("/blocks/{}/commit", sent.height), (200, commit_doc.to_string()));
+    routes
+}
+
+fn run_verify(url: &str, id: &str, json: bool) -> std::process::Output {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let genesis_path = dir.path().join("genesis.json");
+    std::fs::write(&genesis_path, genesis(CHAIN).to_json()).expect("write genesis");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wallet"));
+    cmd.env_remove("LEDGER_NODE").args(["--node", url]);
+    if json {
+        cmd.args(["--output", "json"]);
+    }
+    cmd.args(["verify", id, "--genesis"]).arg(&genesis_path);
+    cmd.output().expect("run wallet")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn cli_verify_passes_for_honest_evidence_and_prints_each_check() {
+    let c = honest();
+    let sent = Sent::of(&c, 3);
+    let url = canned_node::serve(routes_for(&c, 3, &sent));
+    let id = c.block.txs[3].id().to_hex();
+
+    let o = run_verify(&url, &id, false);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", text(&o.stderr));
+    let out = text(&o.stdout);
+    for check in ["tx_id", "header_chain", "proof_leaf_count", "merkle_proof", "certificate"] {
+        assert!(out.lines().any(|l| l.starts_with("ok") && l.contains(check)), "{check} missing: {out}");
+    }
+
+    let o = run_verify(&url, &id, true);
+    assert_eq!(o.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_str(&text(&o.stdout)).expect("one JSON document");
+    assert_eq!(doc["verified"], true);
+    assert_eq!(doc["block_hash"], c.block.hash().to_hex().as_str());
+}
+
+#[test]
+fn cli_verify_fails_with_exit_5_and_names_the_check() {
+    let c = honest();
+    let id = c.block.txs[1].id().to_hex();
+    let mut sent = Sent::of(&c, 1);
+    sent.proof.siblings[0].0[5] ^= 0x01;
+    let url = canned_node::serve(routes_for(&c, 1, &sent));
+    let o = run_verify(&url, &id, false);
+    assert_eq!(o.status.code(), Some(5), "stderr: {}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("FAIL merkle_proof"), "{}", text(&o.stdout));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("merkle_proof") && err.contains("do not trust"), "{err}");
+
+    let weak = committed(CHAIN, &validator_keys(), &[0, 1]);
+    let id = weak.block.txs[0].id().to_hex();
+    let url = canned_node::serve(routes_for(&weak, 0, &Sent::of(&weak, 0)));
+    let o = run_verify(&url, &id, true);
+    assert_eq!(o.status.code(), Some(5));
+    let doc: serde_json::Value = serde_json::from_str(&text(&o.stdout)).expect("one JSON document");
+    assert_eq!(doc["verified"], false);
+    assert!(text(&o.stderr).contains("certificate"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn cli_verify_of_a_pending_tx_or_a_missing_block() {
+    let c = honest();
+    let id = c.block.txs[0].id().to_hex();
+    let mut routes = routes_for(&c, 0, &Sent::of(&c, 0));
+    routes.insert(format!("/txs/{id}"), (200, serde_json::json!({"id": id, "status": "pending"}).to_string()));
+    let o = run_verify(&canned_node::serve(routes), &id, false);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(text(&o.stderr).contains("not committed"), "{}", text(&o.stderr));
+
+    // The node's own error shape comes through with its code and message (exit 7).
+    let mut routes = routes_for(&c, 0, &Sent::of(&c, 0));
+    routes.remove("/blocks/1");
+    let o = run_verify(&canned_node::serve(routes), &id, false);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("not_found") && err.contains("no such route"), "{err}");
+}
