@@ -202,7 +202,8 @@ impl NodeClient {
                     ErrorKind::NodeError,
                     format!("node error {} ({}): {}", error.code, status.as_u16(), error.message),
                 )
-                .with_node_code(error.code),
+                .with_node_code(error.code)
+                .with_node_reply(status.as_u16(), &error.message),
                 Err(_) => WalletError::new(
                     ErrorKind::NodeError,
                     format!(
@@ -210,7 +211,8 @@ impl NodeClient {
                         String::from_utf8_lossy(&body[..body.len().min(200)])
                     ),
                 )
-                .with_node_code(format!("http_{}", status.as_u16())),
+                .with_node_code(format!("http_{}", status.as_u16()))
+                .with_node_reply(status.as_u16(), ""),
             });
         }
         serde_json::from_slice(&body).map_err(|e| {

@@ -76,15 +76,25 @@ pub struct WalletError {
     pub message: String,
     /// The node's error code, when the node reported one.
     pub node_code: Option<String>,
+    /// The node's own message for that code, unwrapped (one line, bounded).
+    pub node_message: Option<String>,
+    /// The HTTP status of the node's error answer.
+    pub node_status: Option<u16>,
 }
 
 impl WalletError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> WalletError {
-        WalletError { kind, message: one_line(&message.into()), node_code: None }
+        WalletError { kind, message: one_line(&message.into()), node_code: None, node_message: None, node_status: None }
     }
 
     pub fn with_node_code(mut self, code: impl Into<String>) -> WalletError {
-        self.node_code = Some(code.into());
+        self.node_code = Some(one_line(&code.into()));
+        self
+    }
+
+    pub fn with_node_reply(mut self, status: u16, message: &str) -> WalletError {
+        self.node_status = Some(status);
+        self.node_message = Some(one_line(message));
         self
     }
 

@@ -182,13 +182,13 @@ struct Failure {
     text: Option<String>,
 }
 
-impl From<WalletError> for Failure {
-    fn from(error: WalletError) -> Failure {
-        Failure { error, json: None, text: None }
+impl From<WalletError> for Box<Failure> {
+    fn from(error: WalletError) -> Box<Failure> {
+        Box::new(Failure { error, json: None, text: None })
     }
 }
 
-type CmdResult = Result<Outcome, Failure>;
+type CmdResult = Result<Outcome, Box<Failure>>;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -441,7 +441,7 @@ fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Ins
                 let reason =
                     current.reason.clone().unwrap_or(Reason { code: "unknown".into(), message: String::new() });
                 let outcome = tx_outcome(&current);
-                return Err(Failure {
+                return Err(Box::new(Failure {
                     error: WalletError::new(
                         ErrorKind::Rejected,
                         format!(
@@ -455,7 +455,7 @@ fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Ins
                     .with_node_code(reason.code),
                     json: Some(outcome.json),
                     text: Some(outcome.text),
-                });
+                }));
             }
             "pending" | "unknown" => {}
             other => {
@@ -469,7 +469,7 @@ fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Ins
         let now = Instant::now();
         if now >= deadline {
             let outcome = tx_outcome(&current);
-            return Err(Failure {
+            return Err(Box::new(Failure {
                 error: WalletError::new(
                     ErrorKind::WaitTimeout,
                     format!(
@@ -480,7 +480,7 @@ fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Ins
                 ),
                 json: Some(outcome.json),
                 text: Some(outcome.text),
-            });
+            }));
         }
         thread::sleep(POLL_INTERVAL.min(deadline - now));
         current = client.tx(id)?;
@@ -488,20 +488,21 @@ fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Ins
 }
 
 /// A refusal of `POST /txs`: a 4xx with a code is the node rejecting the transaction (exit 4).
-fn admission_failure(id: &str, e: WalletError) -> Failure {
-    let Some(code) = e.node_code.clone().filter(|c| e.kind == ErrorKind::NodeError && !c.starts_with("http_5")) else {
+fn admission_failure(id: &str, e: WalletError) -> Box<Failure> {
+    let is_client_error = e.node_status.is_some_and(|s| (400..500).contains(&s));
+    let (ErrorKind::NodeError, true, Some(code)) = (e.kind, is_client_error, e.node_code.clone()) else {
         return e.into();
     };
-    let message = e.message.clone();
-    Failure {
+    let message = e.node_message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| e.message.clone());
+    Box::new(Failure {
         error: WalletError::new(
             ErrorKind::Rejected,
-            format!("the node rejected transaction {id}: {message}{}", rejection_hint(&code)),
+            format!("the node rejected transaction {id}: {code}: {message}{}", rejection_hint(&code)),
         )
         .with_node_code(code.clone()),
         json: Some(json!({ "id": id, "status": "rejected", "reason": { "code": code, "message": message } })),
         text: None,
-    }
+    })
 }
 
 fn rejection_hint(code: &str) -> &'static str {
@@ -558,7 +559,7 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path) -> CmdResult {
         .map_err(|e| WalletError::usage(format!("genesis file {}: {e}", genesis_path.display())))?;
     let validators = genesis.validator_set().map_err(|e| WalletError::usage(format!("genesis validators: {e}")))?;
 
-    let failed = |message: String| -> Failure { WalletError::new(ErrorKind::VerificationFailed, message).into() };
+    let failed = |message: String| -> Box<Failure> { WalletError::new(ErrorKind::VerificationFailed, message).into() };
     let status = client.tx(&id)?;
     if status.status != "committed" {
         return Err(failed(format!(
@@ -601,7 +602,7 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path) -> CmdResult {
         text.push_str(&format!("verified: {id} is committed at height {height}\n"));
         Ok(Outcome { json: doc, text })
     } else {
-        Err(Failure {
+        Err(Box::new(Failure {
             error: WalletError::new(
                 ErrorKind::VerificationFailed,
                 format!(
@@ -611,7 +612,7 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path) -> CmdResult {
             ),
             json: Some(doc),
             text: Some(text),
-        })
+        }))
     }
 }
 
@@ -676,4 +677,42 @@ fn render_text(doc: &Value) -> String {
     let mut out = String::new();
     walk("", doc, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_error(status: u16, code: &str, message: &str) -> WalletError {
+        WalletError::new(ErrorKind::NodeError, format!("node error {code} ({status}): {message}"))
+            .with_node_code(code)
+            .with_node_reply(status, message)
+    }
+
+    #[test]
+    fn a_4xx_answer_to_a_submission_is_a_rejection_with_the_nodes_own_message() {
+        let f = admission_failure("ab", node_error(400, "fee_too_low", "fee 1 is below the minimum 2"));
+        assert_eq!(f.error.kind, ErrorKind::Rejected);
+        assert_eq!(
+            f.error.message,
+            "the node rejected transaction ab: fee_too_low: fee 1 is below the minimum 2; raise --fee"
+        );
+        let doc = f.json.expect("result document");
+        assert_eq!(doc["status"], "rejected");
+        assert_eq!(doc["reason"]["message"], "fee 1 is below the minimum 2");
+    }
+
+    #[test]
+    fn a_5xx_or_a_transport_failure_is_not_a_rejection() {
+        let f = admission_failure("ab", node_error(500, "internal", "storage failed"));
+        assert_eq!(f.error.kind, ErrorKind::NodeError);
+        let f = admission_failure("ab", WalletError::new(ErrorKind::Unreachable, "cannot reach"));
+        assert_eq!(f.error.kind, ErrorKind::Unreachable);
+    }
+
+    #[test]
+    fn text_rendering_flattens_nested_fields() {
+        let doc = json!({"height": 3, "header": {"chain_id": "c"}, "txs": [{"id": "aa"}], "signers": ["x", "y"]});
+        assert_eq!(render_text(&doc), "header.chain_id: c\nheight: 3\nsigners: [x, y]\ntxs: 1 item(s)\n  aa\n");
+    }
 }
