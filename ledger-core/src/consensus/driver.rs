@@ -349,6 +349,22 @@ impl Consensus {
         out
     }
 
+    /// Votes of other validators worth relaying when progress stalls: every vote held for the rounds that
+    /// can still matter at this height (the current round and the locked and valid rounds). A peer that
+    /// missed some, in particular one of a double voter's conflicting votes, can then reach the same
+    /// thresholds we did (a polka that justified our lock, or one a POL proposal names). Gossipsub relays
+    /// every message anyway; a shell without such relaying (the simulator) must send these. Bounded by
+    /// 3 rounds x 2 kinds x validators x [`super::VALUES_PER_VOTER_MAX`].
+    pub fn relay_votes(&self) -> Vec<SignedVote> {
+        let mut rounds = vec![self.round];
+        rounds.extend(self.locked.map(|l| l.round));
+        rounds.extend(self.valid.map(|l| l.round));
+        rounds.sort_unstable();
+        rounds.dedup();
+        let me = self.my_key().map(|k| k.public());
+        rounds.into_iter().flat_map(|r| self.keeper.votes_in(r)).filter(|v| Some(v.vote.validator) != me).collect()
+    }
+
     /// Feed one event; get the actions to execute, in order. A refused event changes nothing.
     pub fn handle(&mut self, event: Event) -> Result<Vec<Action>, ConsensusError> {
         let mut out = Vec::new();
@@ -624,7 +640,7 @@ impl Consensus {
                 }
             }
             AddOutcome::Duplicate => {}
-            AddOutcome::Equivocation { evidence } => {
+            AddOutcome::Equivocation { evidence, .. } => {
                 if let Some(pair) = evidence {
                     let (first, second) = *pair;
                     out.push(Action::Evidence(Evidence::DoubleVote { first, second }));

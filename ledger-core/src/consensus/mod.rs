@@ -62,7 +62,7 @@ mod tests;
 pub use driver::{
     Action, Config, Consensus, ConsensusError, Event, Evidence, Step, Timeout, TimeoutKind, timeout_duration_ms,
 };
-pub use keeper::{AddOutcome, Threshold, VoteError, VoteKeeper};
+pub use keeper::{AddOutcome, Threshold, VALUES_PER_VOTER_MAX, VoteError, VoteKeeper};
 pub use signer::{Lock, SignStep, SignedMessage, SignerState};
 
 /// Messages for rounds above `current + ROUNDS_AHEAD_MAX` are refused. Large enough for round skipping

@@ -286,11 +286,10 @@ impl SimConfig {
                 }
             }
         }
-        // Known issue (see the report): a validator that double-votes can stall the core for good, because
-        // the keeper counts only the first vote per validator and slot, so honest nodes that saw different
-        // versions cannot all re-prove a polka formed with its vote. Such runs check safety and evidence
-        // only; `--strict-liveness` in the sim binary checks them too.
-        let check_liveness = !byzantine.iter().any(|(_, b)| b.equivocates_votes());
+        // Every run with Byzantine power below 1/3 must be live after the heal, double voters included: the
+        // keeper counts an equivocator once per value it voted for and honest nodes relay the votes behind
+        // their locks (this once stalled seeds 273 and 276). Only a forking coalition (>= 1/3) is exempt.
+        let check_liveness = !byzantine.iter().any(|(_, b)| matches!(b, Behaviour::ForkCoalition));
         SimConfig {
             seed,
             validators: n,

@@ -1060,8 +1060,18 @@ impl World {
                 SignedMessage::Vote(v) => Msg::Vote(v),
             })
             .collect();
+        // Honest nodes also relay the other validators' votes that matter (as gossipsub does in the node),
+        // so a double voter's two halves reach everyone. Sent plain: these are not this node's messages.
+        let relayed: Vec<Msg> = if self.nodes[i].behaviour.is_none() {
+            live.core.relay_votes().into_iter().map(Msg::Vote).collect()
+        } else {
+            Vec::new()
+        };
         for m in msgs {
             self.broadcast(i, m);
+        }
+        for m in relayed {
+            self.broadcast_plain(i, m);
         }
         match self.nodes[i].behaviour {
             Some(Behaviour::Replayer) => self.replay_old(i),
