@@ -4,11 +4,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "ledgerd",
-    version,
-    about = "BFT ledger validator and full node"
-)]
+#[command(name = "ledgerd", version, about = "BFT ledger validator and full node")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,11 +19,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Version => {
-            println!(
-                "ledgerd {} (protocol {})",
-                env!("CARGO_PKG_VERSION"),
-                ledger_core::PROTOCOL_VERSION
-            );
+            println!("ledgerd {} (protocol {})", env!("CARGO_PKG_VERSION"), ledger_core::PROTOCOL_VERSION);
         }
     }
     Ok(())
