@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod driver;
 pub mod keys;
 pub mod mempool;
 pub mod p2p;
