@@ -310,11 +310,7 @@ impl Driver {
 
     async fn on_network(&mut self, ev: NetworkEvent) -> Result<(), DriverError> {
         match ev {
-            NetworkEvent::PeerConnected(p) => {
-                if !self.sync.peers.contains(&p) {
-                    self.sync.peers.push(p);
-                }
-            }
+            NetworkEvent::PeerConnected(p) if !self.sync.peers.contains(&p) => self.sync.peers.push(p),
             NetworkEvent::PeerDisconnected(p) => self.sync.peers.retain(|q| *q != p),
             NetworkEvent::Gossip { source, message } => match message {
                 GossipMessage::TxBatch(_) => {} // admitted by the validator; a pending build sees it on tick

@@ -560,11 +560,9 @@ impl SwarmTask {
                     self.emit(NetworkEvent::PeerConnected(peer_id)).await?;
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    self.schedule_redial(&peer_id, false);
-                    self.emit(NetworkEvent::PeerDisconnected(peer_id)).await?;
-                }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.schedule_redial(&peer_id, false);
+                self.emit(NetworkEvent::PeerDisconnected(peer_id)).await?;
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
                 tracing::debug!(%peer, %error, "outgoing connection failed");
@@ -573,11 +571,11 @@ impl SwarmTask {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.handle_gossip(e).await?,
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-                if info.protocols.contains(&self.names.kad) {
-                    for addr in info.listen_addrs.into_iter().take(16) {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
+                if info.protocols.contains(&self.names.kad) =>
+            {
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.handle_sync(e),
