@@ -142,6 +142,7 @@ enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     PublishRaw(TopicKind, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
+    Shutdown,
 }
 
 /// Talks to the swarm task. Cheap to clone.
@@ -176,6 +177,11 @@ impl NetworkHandle {
     #[doc(hidden)]
     pub async fn publish_raw(&self, topic: TopicKind, bytes: Vec<u8>) -> Result<(), NetError> {
         self.ask(|tx| Command::PublishRaw(topic, bytes, tx)).await?
+    }
+
+    /// Stop the swarm task (it closes every connection and drops its listeners).
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
     }
 
     /// Our gossip score of `peer` (negative after it sent invalid messages).
@@ -440,9 +446,8 @@ impl SwarmTask {
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => break,
                     Some(cmd) => self.handle_command(cmd),
-                    // Every handle dropped: the node is shutting down.
-                    None => break,
                 },
                 event = self.swarm.select_next_some() => {
                     if self.handle_swarm_event(event).await.is_err() {
@@ -487,6 +492,7 @@ impl SwarmTask {
             Command::PublishRaw(topic, bytes, reply) => {
                 let _ = reply.send(self.publish(topic, bytes));
             }
+            Command::Shutdown => {}
             Command::PeerScore(peer, reply) => {
                 let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }

@@ -35,9 +35,21 @@ pub struct RunningNode {
     pub network: NetworkHandle,
     pub status: watch::Receiver<Status>,
     pub driver: tokio::task::JoinHandle<Result<(), DriverError>>,
+    pub network_task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningNode {
+    /// Stop the driver and the network, flush storage, and wait until the database is closed (so the same
+    /// data directory can be opened again).
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.driver.abort();
+        let _ = self.driver.await;
+        self.network.shutdown().await;
+        let _ = self.network_task.await;
+        self.shared.storage.flush()?;
+        Ok(())
+    }
+
     /// Admit transactions to the local mempool and gossip the admitted ones as one batch.
     pub async fn submit(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, MempoolError>> {
         let height = self.shared.storage.latest_height().unwrap_or_default();
@@ -95,10 +107,10 @@ pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     net.bootstrap_peers = setup.bootstrap_peers;
     net.max_peers = setup.max_peers;
     let validator = Arc::new(NodeGossipValidator { shared: shared.clone() });
-    let (network, events, _net_task) = p2p::spawn(net, validator, Arc::new(storage))?;
+    let (network, events, network_task) = p2p::spawn(net, validator, Arc::new(storage))?;
     let (driver, status) = Driver::new(shared.clone(), setup.validator_key, network.clone(), setup.driver)?;
     let driver = tokio::spawn(driver.run(events));
-    Ok(RunningNode { shared, network, status, driver })
+    Ok(RunningNode { shared, network, status, driver, network_task })
 }
 
 fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
@@ -137,18 +149,17 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let node = start(setup).await?;
+        let mut node = start(setup).await?;
         tracing::info!(peer_id = %node.network.local_peer_id(), moniker = %cfg.moniker, "node started");
         tokio::select! {
-            r = node.driver => match r {
+            r = &mut node.driver => match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(anyhow::Error::new(e).context("consensus driver stopped")),
                 Err(e) => Err(anyhow::anyhow!("consensus driver panicked: {e}")),
             },
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("shutting down");
-                node.shared.storage.flush()?;
-                Ok(())
+                node.shutdown().await
             }
         }
     })
@@ -318,6 +329,49 @@ mod tests {
             }
         }
         let _ = (&net.dirs, &net.p2p, &net.addrs, &net.ports);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn restart_on_the_same_data_resumes_and_height_never_goes_back() {
+        let g = genesis(1);
+        let mut net = start_net(&g, 1).await;
+        let node = net.nodes.pop().unwrap();
+        wait_height(&node, 3).await;
+        let ids: Vec<TxId> = node.submit(vec![transfer(&g, 0, 0, 7)]).await.into_iter().map(Result::unwrap).collect();
+        let h = node.status.borrow().height.0;
+        wait_height(&node, h + 2).await;
+        node.shutdown().await.unwrap();
+
+        let reopened = Storage::open(net.dirs[0].path(), StorageOptions::default()).unwrap();
+        let before = reopened.latest_height().unwrap();
+        assert!(reopened.tx_location(&ids[0]).unwrap().is_some());
+        drop(reopened);
+
+        let s = setup(&g, Some(validator_key(0)), net.p2p[0].clone(), net.ports[0], vec![], net.dirs[0].path());
+        let node = start(s).await.unwrap();
+        assert!(node.status.borrow().height >= before, "height went back after restart");
+        wait_height(&node, before.0 + 3).await;
+        assert!(node.shared.storage.tx_location(&ids[0]).unwrap().is_some());
+        node.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupted_storage_refuses_to_start_with_a_clear_message() {
+        let g = genesis(1);
+        let mut net = start_net(&g, 1).await;
+        let node = net.nodes.pop().unwrap();
+        wait_height(&node, 3).await;
+        node.shutdown().await.unwrap();
+        // A well-formed but wrong signer-independent value: the stored lattice hash of another state.
+        let store = Storage::open(net.dirs[0].path(), StorageOptions::default()).unwrap();
+        store.corrupt_lthash_for_tests();
+        drop(store);
+        let s = setup(&g, Some(validator_key(0)), net.p2p[0].clone(), net.ports[0], vec![], net.dirs[0].path());
+        let err = match start(s).await {
+            Ok(_) => panic!("started on corrupted storage"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("failed verification") && err.contains("state root"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -394,6 +394,16 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Overwrite the stored lattice hash with that of the empty state, keeping a valid checksum: what a
+    /// lost state write would look like. Tests of the start-up verification only.
+    #[doc(hidden)]
+    pub fn corrupt_lthash_for_tests(&self) {
+        let _ = self.chain.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&LtHash::default())));
+        let _ = self.db.flush();
+    }
+}
+
 impl AccountStore for Storage {
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
         self.get_decoded::<Account>(&hash_key(prefix::ACCOUNT, &address.0), 16)
