@@ -2,6 +2,8 @@
 //! and every node commits blocks. Heights are read from the nodes' logs (the HTTP API is not in this crate
 //! yet).
 
+#![allow(clippy::unwrap_used, clippy::panic)] // a test file: failing loudly is the point
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
