@@ -43,6 +43,10 @@ use crate::wire::{GossipMessage, ProposalMessage, SYNC_BLOCKS_MAX, SyncRequest, 
 pub const CANDIDATE_BLOCKS_MAX: usize = 64;
 /// Evidence kept in memory for the API.
 pub const EVIDENCE_MAX: usize = 1024;
+/// A proposed block may be at most this far ahead of the local clock to get our prevote. Like Tendermint's
+/// proposer-based timestamps, this is a local judgement for voting only; committed blocks (and blocks
+/// synced with a certificate) are never judged by the local clock.
+pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 10_000;
 /// How often the driver checks deferred work (building, syncing).
 const TICK: Duration = Duration::from_millis(20);
 /// How long to wait for a sync response before asking another peer.
@@ -126,13 +130,22 @@ impl GossipValidator for NodeGossipValidator {
                 }
                 if admitted > 0 { Validation::Accept } else { Validation::Ignore("nothing new".into()) }
             }
-            GossipMessage::Vote(v) => match v.verify(s.chain_id(), &s.validators) {
-                Ok(()) => Validation::Accept,
-                Err(e) => Validation::Reject(e.to_string()),
-            },
+            GossipMessage::Vote(v) => {
+                if let Err(e) = v.verify(s.chain_id(), &s.validators) {
+                    return Validation::Reject(e.to_string());
+                }
+                // Late precommits for the tip still count (fuller certificates); older ones are replays.
+                if s.storage.latest_height().is_ok_and(|tip| v.vote.height < tip) {
+                    return Validation::Ignore("vote for an old height".into());
+                }
+                Validation::Accept
+            }
             GossipMessage::Proposal(p) => {
                 if let Err(e) = p.proposal.verify(s.chain_id(), &s.validators) {
                     return Validation::Reject(e.to_string());
+                }
+                if s.storage.latest_height().is_ok_and(|tip| p.proposal.proposal.height <= tip) {
+                    return Validation::Ignore("proposal for a committed height".into());
                 }
                 let (prop, block) = (&p.proposal.proposal, &p.block);
                 if block.hash() != prop.block_hash {
@@ -585,6 +598,9 @@ impl Driver {
         let Some((block, changes)) = self.candidates.get(&hash) else { return Ok(()) };
         let valid = if changes.is_some() {
             true
+        } else if block.header.timestamp_ms > now_ms().saturating_add(TIMESTAMP_DRIFT_MAX_MS) {
+            tracing::info!(%height, ?round, %hash, timestamp_ms = block.header.timestamp_ms, "proposed block is from the future");
+            false
         } else {
             let block = block.clone();
             match self.execute_block(&block)? {

@@ -393,4 +393,95 @@ mod tests {
             );
         }
     }
+
+    struct AcceptAll;
+
+    impl p2p::GossipValidator for AcceptAll {
+        fn validate(&self, _: &libp2p::PeerId, _: &GossipMessage) -> p2p::Validation {
+            p2p::Validation::Accept
+        }
+    }
+
+    struct NoBlocks;
+
+    impl p2p::BlockProvider for NoBlocks {
+        fn blocks_from(
+            &self,
+            _: Height,
+            _: usize,
+            _: usize,
+        ) -> Vec<(ledger_core::Block, ledger_core::CommitCertificate)> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_peer_is_rejected_penalised_and_the_chain_goes_on() {
+        use ledger_core::{Proposal, Round, Signature};
+        let g = genesis(1);
+        let net = start_net(&g, 1).await;
+        let node = &net.nodes[0];
+        wait_height(node, 2).await;
+
+        let cfg = p2p::NetworkConfig::new(
+            &g.chain_id,
+            identity::Keypair::generate_ed25519(),
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            g.params.block_bytes_max as usize,
+        );
+        let mut cfg = cfg;
+        cfg.bootstrap_peers = vec![net.addrs[0].clone()];
+        let (attacker, mut events, _task) = p2p::spawn(cfg, Arc::new(AcceptAll), Arc::new(NoBlocks)).unwrap();
+        let node_id = node.network.local_peer_id();
+        tokio::time::timeout(DEADLINE, async {
+            while let Some(e) = events.recv().await {
+                if matches!(e, p2p::NetworkEvent::PeerSubscribed { peer, topic: crate::wire::TopicKind::Consensus } if peer == node_id) {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap();
+
+        // A forged tx (bad signature), a proposal signed by a non-validator, and garbage.
+        let good = transfer(&g, 1, 0, 3);
+        let forged = SignedTransaction::new(good.tx().clone(), Signature([9; 64]));
+        attacker.publish(GossipMessage::TxBatch(vec![forged.clone()])).await.unwrap();
+        let block = node.shared.storage.block(Height(1)).unwrap().unwrap();
+        let outsider = Keypair::from_seed(&[77; 32]);
+        let proposal = Proposal {
+            height: Height(1_000),
+            round: Round(0),
+            pol_round: None,
+            block_hash: block.hash(),
+            proposer: outsider.public(),
+        }
+        .sign(&g.chain_id, &outsider);
+        let msg = crate::wire::ProposalMessage { proposal, block };
+        attacker.publish(GossipMessage::Proposal(Box::new(msg))).await.unwrap();
+        attacker.publish_raw(crate::wire::TopicKind::Consensus, vec![1, 2, 3]).await.unwrap();
+        // Then a valid tx from the same peer: it commits, so the node did process the peer's messages.
+        attacker.publish(GossipMessage::TxBatch(vec![good.clone()])).await.unwrap();
+        let mut status = node.status.clone();
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                if node.shared.storage.tx_location(&good.id()).unwrap().is_some() {
+                    break;
+                }
+                status.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("valid tx from the same peer committed");
+        assert!(node.shared.storage.tx_location(&forged.id()).unwrap().is_none());
+        assert!(matches!(
+            node.shared.mempool().outcome(&forged.id()),
+            Some(crate::mempool::TxOutcome::Rejected { code: "bad_signature", .. })
+        ));
+        assert_eq!(node.status.borrow().catching_up, false, "a forged high proposal must not trigger sync");
+        let score = node.network.peer_score(attacker.local_peer_id()).await.unwrap().unwrap();
+        assert!(score < 0.0, "attacker keeps score {score}");
+        let h = node.status.borrow().height.0;
+        wait_height(node, h + 2).await;
+    }
 }
