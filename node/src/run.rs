@@ -478,7 +478,7 @@ mod tests {
             node.shared.mempool().outcome(&forged.id()),
             Some(crate::mempool::TxOutcome::Rejected { code: "bad_signature", .. })
         ));
-        assert_eq!(node.status.borrow().catching_up, false, "a forged high proposal must not trigger sync");
+        assert!(!node.status.borrow().catching_up, "a forged high proposal must not trigger sync");
         let score = node.network.peer_score(attacker.local_peer_id()).await.unwrap().unwrap();
         assert!(score < 0.0, "attacker keeps score {score}");
         let h = node.status.borrow().height.0;
