@@ -484,4 +484,83 @@ mod tests {
         let h = node.status.borrow().height.0;
         wait_height(node, h + 2).await;
     }
+
+    /// Serves the real chain, but lies: every certificate's signatures are replaced, and every other block
+    /// has its timestamp changed (so its certificate no longer matches its hash).
+    struct LyingProvider(Storage, Arc<tokio::sync::Notify>);
+
+    impl p2p::BlockProvider for LyingProvider {
+        fn blocks_from(
+            &self,
+            from: Height,
+            n: usize,
+            bytes: usize,
+        ) -> Vec<(ledger_core::Block, ledger_core::CommitCertificate)> {
+            let mut blocks = self.0.blocks_from(from, n, bytes).unwrap();
+            if !blocks.is_empty() {
+                self.1.notify_one();
+            }
+            for (i, (block, cert)) in blocks.iter_mut().enumerate() {
+                if i % 2 == 0 {
+                    for sig in &mut cert.signatures {
+                        sig.signature = ledger_core::Signature([3; 64]);
+                    }
+                } else {
+                    block.header.timestamp_ms += 1;
+                }
+            }
+            blocks
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_ignores_a_lying_peer_and_takes_the_verified_chain() {
+        let g = genesis(1);
+        let net = start_net(&g, 1).await;
+        wait_height(&net.nodes[0], 4).await;
+        // The liar runs a plain swarm that serves tampered copies of the validator's blocks.
+        let mut liar_cfg = p2p::NetworkConfig::new(
+            &g.chain_id,
+            identity::Keypair::generate_ed25519(),
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            g.params.block_bytes_max as usize,
+        );
+        liar_cfg.bootstrap_peers = vec![net.addrs[0].clone()];
+        let lied = Arc::new(tokio::sync::Notify::new());
+        let provider = Arc::new(LyingProvider(net.nodes[0].shared.storage.clone(), lied.clone()));
+        let (liar, mut liar_events, _liar_task) = p2p::spawn(liar_cfg, Arc::new(AcceptAll), provider).unwrap();
+        let liar_addr = tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Some(p2p::NetworkEvent::Listening(a)) = liar_events.recv().await {
+                    break a;
+                }
+            }
+        })
+        .await
+        .unwrap()
+        .with(Protocol::P2p(liar.local_peer_id()));
+        // Keep the liar's event queue drained.
+        tokio::spawn(async move { while liar_events.recv().await.is_some() {} });
+
+        // The follower first knows only the liar: it hears of new heights through the votes the liar
+        // forwards, asks the liar, and must refuse what it gets. Then it meets the validator.
+        let dir = tempfile::tempdir().unwrap();
+        let s = setup(&g, None, identity::Keypair::generate_ed25519(), free_port(), vec![liar_addr], dir.path());
+        let follower = start(s).await.unwrap();
+        tokio::time::timeout(DEADLINE, lied.notified()).await.expect("the liar was asked for blocks");
+        assert_eq!(follower.shared.storage.latest_height().unwrap(), Height(0), "a lie was committed");
+        follower.network.dial(net.addrs[0].clone()).await.unwrap();
+        let h = net.nodes[0].status.borrow().height.0 + 2;
+        wait_height(&follower, h).await;
+        for k in 1..=h {
+            assert_eq!(
+                follower.shared.storage.block(Height(k)).unwrap().map(|b| b.hash()),
+                net.nodes[0].shared.storage.block(Height(k)).unwrap().map(|b| b.hash()),
+                "height {k}"
+            );
+        }
+        // Every stored certificate verifies: no tampered one slipped in with a genuine block.
+        let set = g.validator_set().unwrap();
+        assert!(follower.shared.storage.verify_tail(&g, &set, 1_000).unwrap() >= Height(h));
+    }
 }
