@@ -6,10 +6,12 @@
 //!
 //! - `PersistSignerState` is written and flushed before the next action runs, so the vote or proposal it
 //!   guards is never sent unless it survives a crash. A failure to persist stops the driver: a validator
-//!   that cannot persist must not sign.
+//!   that cannot persist must not sign. A signed proposal's block is persisted in the same batch, so after a
+//!   restart the re-broadcast proposal comes with its block.
 //! - `BuildBlock` builds from the mempool with [`build_block`] as soon as transactions wait; with an empty
-//!   mempool it waits for transactions or `empty_block_interval_ms` since the last commit, but never more
-//!   than half the propose timeout, so the other validators do not time out on an idle proposer.
+//!   mempool (or only transactions that cannot apply yet) it waits for transactions or
+//!   `empty_block_interval_ms` since the last commit, but never more than half the propose timeout, so the
+//!   other validators do not time out on an idle proposer.
 //! - `ValidateBlock` runs [`apply_block`] on the committed state, trusting signatures the mempool verified.
 //! - `Decide` commits the block with its certificate in one atomic, flushed write, then updates the
 //!   mempool, then reports the new height, then starts the next height.
@@ -24,7 +26,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ledger_core::consensus::{self, Action, Consensus, ConsensusError, Event, Evidence, SignerState, Timeout};
+use ledger_core::consensus::{
+    self, Action, Consensus, ConsensusError, Event, Evidence, SignedMessage, SignerState, Timeout,
+};
 use ledger_core::state::{BlockTemplate, StoreError, apply_block, build_block};
 use ledger_core::{
     Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, StateChanges, ValidatorSet,
@@ -248,6 +252,13 @@ impl Driver {
             status.latest_block_hash = Some(b.hash());
             status.latest_block_time_ms = b.header.timestamp_ms;
         }
+        // The block of a proposal signed before a restart, so that re-broadcasting the proposal is useful.
+        let mut candidates = BTreeMap::new();
+        if let Some(block) = shared.storage.proposed_block()?
+            && block.height() == tip.next()
+        {
+            candidates.insert(block.hash(), (block, None));
+        }
         let (status_tx, status_rx) = watch::channel(status);
         let (timers_tx, timers_rx) = mpsc::channel(1024);
         let (sync_tx, sync_rx) = mpsc::channel(4);
@@ -258,7 +269,7 @@ impl Driver {
             network,
             opts,
             status: status_tx,
-            candidates: BTreeMap::new(),
+            candidates,
             awaiting_block: BTreeMap::new(),
             pending_build: None,
             queue: std::collections::VecDeque::new(),
@@ -366,22 +377,7 @@ impl Driver {
     }
 
     async fn on_tick(&mut self) -> Result<(), DriverError> {
-        if let Some((height, round, since)) = self.pending_build {
-            let have_txs = !self.shared.mempool().is_empty();
-            let interval = Duration::from_millis(self.opts.empty_block_interval_ms);
-            let half_propose = Duration::from_millis(
-                self.shared
-                    .params()
-                    .timeout_propose_ms
-                    .saturating_add(u64::from(round.0).saturating_mul(self.shared.params().timeout_delta_ms))
-                    / 2,
-            );
-            let empty_due = Instant::now() >= self.last_commit_at + interval || Instant::now() >= since + half_propose;
-            if have_txs || empty_due {
-                self.pending_build = None;
-                self.build(height, round)?;
-            }
-        }
+        self.try_build()?;
         self.maybe_sync();
         self.drain().await
     }
@@ -483,8 +479,13 @@ impl Driver {
         for action in actions {
             match action {
                 Action::PersistSignerState(state) => {
-                    // Durable before the broadcast that follows; a failure stops the validator.
-                    self.shared.storage.persist_signer_state(&encoding::encode(&state))?;
+                    // Durable before the broadcast that follows; a failure stops the validator. A proposal's
+                    // block is kept with it, so a restart can re-broadcast both.
+                    let block = match state.last_signed() {
+                        Some(SignedMessage::Proposal(p)) => self.candidates.get(&p.proposal.block_hash).map(|c| &c.0),
+                        _ => None,
+                    };
+                    self.shared.storage.persist_signer_state(&encoding::encode(&state), block)?;
                 }
                 Action::BroadcastProposal(proposal) => {
                     let hash = proposal.proposal.block_hash;
@@ -508,12 +509,9 @@ impl Driver {
                     });
                 }
                 Action::BuildBlock { height, round } => {
-                    // Built on the next tick (20 ms) at the latest; the answer is queued, not fed here.
+                    // Built now if transactions wait, else on a later tick; the answer is queued, not fed here.
                     self.pending_build = Some((height, round, Instant::now()));
-                    if !self.shared.mempool().is_empty() {
-                        self.pending_build = None;
-                        self.build(height, round)?;
-                    }
+                    self.try_build()?;
                 }
                 Action::ValidateBlock { height, round, block_hash } => {
                     if self.candidates.contains_key(&block_hash) {
@@ -555,17 +553,47 @@ impl Driver {
         }
     }
 
-    fn build(&mut self, height: Height, round: ledger_core::Round) -> Result<(), DriverError> {
+    /// Answer a pending BuildBlock: with transactions as soon as some apply; with an empty block once the
+    /// empty-block interval since the last commit has passed, or half the propose timeout since asked.
+    fn try_build(&mut self) -> Result<(), DriverError> {
+        let Some((height, round, since)) = self.pending_build else { return Ok(()) };
         if height != self.consensus.height() {
+            self.pending_build = None;
             return Ok(());
         }
+        let params = self.shared.params();
+        let propose_ms =
+            params.timeout_propose_ms.saturating_add(u64::from(round.0).saturating_mul(params.timeout_delta_ms));
+        let now = Instant::now();
+        let empty_due = now >= self.last_commit_at + Duration::from_millis(self.opts.empty_block_interval_ms)
+            || now >= since + Duration::from_millis(propose_ms / 2);
+        if !empty_due && self.shared.mempool().is_empty() {
+            return Ok(());
+        }
+        let Some(built) = self.build(height)? else {
+            self.pending_build = None;
+            return Ok(());
+        };
+        // Only transactions that cannot apply yet (nonce gaps) wait: no reason to propose before the interval.
+        if built.block.txs.is_empty() && !empty_due {
+            return Ok(());
+        }
+        self.pending_build = None;
+        let hash = built.block.hash();
+        tracing::debug!(%height, ?round, %hash, n_txs = built.block.txs.len(), "built block");
+        self.candidates.insert(hash, (built.block, Some(built.changes)));
+        self.queue.push_back(Event::ProposalValue { height, round, block_hash: hash });
+        Ok(())
+    }
+
+    fn build(&mut self, height: Height) -> Result<Option<ledger_core::state::BuiltBlock>, DriverError> {
         let (ph, phash, pts) = self.parent()?;
         let last_commit = if ph == Height::GENESIS {
             None
         } else {
             self.consensus.commit_certificate(ph).or(self.shared.storage.certificate(ph)?)
         };
-        let Some(proposer) = self.consensus_key_public() else { return Ok(()) };
+        let Some(proposer) = self.key_public else { return Ok(None) };
         let template = BlockTemplate {
             parent: Parent { height: ph, hash: phash, timestamp_ms: pts, chain_id: self.shared.chain_id() },
             proposer,
@@ -583,15 +611,8 @@ impl Driver {
             mempool.on_build_rejections(&built.rejected);
             built
         };
-        let hash = built.block.hash();
-        tracing::debug!(%height, ?round, %hash, n_txs = built.block.txs.len(), "built block");
-        self.candidates.insert(hash, (built.block, Some(built.changes)));
-        self.queue.push_back(Event::ProposalValue { height, round, block_hash: hash });
-        Ok(())
-    }
-
-    fn consensus_key_public(&self) -> Option<ledger_core::PublicKey> {
-        self.key_public
+        debug_assert_eq!(built.block.height(), height);
+        Ok(Some(built))
     }
 
     fn validate(&mut self, height: Height, round: ledger_core::Round, hash: Hash) -> Result<(), DriverError> {

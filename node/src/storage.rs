@@ -39,6 +39,7 @@ const META_HEIGHT: &[u8] = b"mheight";
 const META_LTHASH: &[u8] = b"mlthash";
 const META_SIGNER: &[u8] = b"msigner";
 const META_GENESIS: &[u8] = b"mgenesis";
+const META_PROPOSED_BLOCK: &[u8] = b"mproposed";
 
 const CHECKSUM_BYTES: usize = 16;
 const CHECKSUM_CONTEXT: &str = "ledger v1 node storage value checksum";
@@ -307,14 +308,25 @@ impl Storage {
         Ok(())
     }
 
-    /// Write the consensus signer state and flush; once this returns, the state survives a crash.
-    pub fn persist_signer_state(&self, bytes: &[u8]) -> Result<(), StorageError> {
+    /// Write the consensus signer state (and, when it holds a proposal, the proposed block) in one batch
+    /// and flush; once this returns, both survive a crash.
+    pub fn persist_signer_state(&self, bytes: &[u8], proposed_block: Option<&Block>) -> Result<(), StorageError> {
         if bytes.len() > SIGNER_STATE_BYTES_MAX {
             return Err(StorageError::SignerStateTooLarge { len: bytes.len(), max: SIGNER_STATE_BYTES_MAX });
         }
-        self.chain.insert(META_SIGNER, seal(META_SIGNER, bytes))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(META_SIGNER, seal(META_SIGNER, bytes));
+        if let Some(block) = proposed_block {
+            batch.insert(META_PROPOSED_BLOCK, seal(META_PROPOSED_BLOCK, &block.encode()));
+        }
+        self.chain.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The block of the last proposal this validator signed, if it was kept.
+    pub fn proposed_block(&self) -> Result<Option<Block>, StorageError> {
+        self.get_decoded(META_PROPOSED_BLOCK, self.opts.block_bytes_max)
     }
 
     pub fn signer_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
@@ -515,7 +527,7 @@ pub(crate) mod tests {
             tx = chain.transfer(0, 500);
             b1 = chain.commit_next(&store, vec![tx.clone()]);
             b2 = chain.commit_next(&store, vec![chain.transfer(1, 7)]);
-            store.persist_signer_state(b"signer").unwrap();
+            store.persist_signer_state(b"signer", Some(&b1)).unwrap();
         }
         let store = open(dir.path());
         store.init_genesis(&chain.genesis).unwrap();
@@ -525,6 +537,7 @@ pub(crate) mod tests {
         assert_eq!(store.height_of(&b2.hash()).unwrap(), Some(Height(2)));
         assert_eq!(store.tx_location(&tx.id()).unwrap(), Some(TxLocation { height: Height(1), index: 0 }));
         assert_eq!(store.signer_state().unwrap().as_deref(), Some(&b"signer"[..]));
+        assert_eq!(store.proposed_block().unwrap(), Some(b1.clone()));
         let sender = store.account(&chain.account.public()).unwrap();
         assert_eq!(sender, Account { balance: 1_000_000 - 501 - 8, nonce: 2 });
         assert_eq!(store.lthash().unwrap().root(), b2.header.state_root);
