@@ -51,6 +51,10 @@ pub const EVIDENCE_MAX: usize = 1024;
 /// proposer-based timestamps, this is a local judgement for voting only; committed blocks (and blocks
 /// synced with a certificate) are never judged by the local clock.
 pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 10_000;
+/// After this long at one height, the driver re-gossips its own signed messages (links lose messages, and
+/// one lost during a partition is otherwise never sent again). Not below the gossip duplicate cache, which
+/// would drop the copies.
+const REGOSSIP_AFTER: Duration = crate::p2p::GOSSIP_DUPLICATE_CACHE;
 /// How often the driver checks deferred work (building, syncing).
 const TICK: Duration = Duration::from_millis(20);
 /// How long to wait for a sync response before asking another peer.
@@ -204,6 +208,8 @@ pub struct Driver {
     /// A decision whose block is missing: resolved by sync.
     decided_without_block: Option<(Height, Hash)>,
     last_commit_at: Instant,
+    /// Last re-gossip of our own messages.
+    last_regossip_at: Instant,
     timers_tx: mpsc::Sender<Timeout>,
     timers_rx: mpsc::Receiver<Timeout>,
     sync: SyncState,
@@ -275,6 +281,7 @@ impl Driver {
             queue: std::collections::VecDeque::new(),
             decided_without_block: None,
             last_commit_at: Instant::now(),
+            last_regossip_at: Instant::now(),
             timers_tx,
             timers_rx,
             sync: SyncState::default(),
@@ -378,8 +385,31 @@ impl Driver {
 
     async fn on_tick(&mut self) -> Result<(), DriverError> {
         self.try_build()?;
+        self.maybe_regossip().await;
         self.maybe_sync();
         self.drain().await
+    }
+
+    /// Stuck at a height: send our own signed messages again (all were persisted before the first send).
+    async fn maybe_regossip(&mut self) {
+        let now = Instant::now();
+        if now < self.last_commit_at + REGOSSIP_AFTER || now < self.last_regossip_at + REGOSSIP_AFTER {
+            return;
+        }
+        self.last_regossip_at = now;
+        let messages = self.consensus.own_messages();
+        tracing::debug!(height = %self.consensus.height(), n = messages.len(), "re-gossiping own messages");
+        for m in messages {
+            match m {
+                SignedMessage::Vote(v) => self.publish(GossipMessage::Vote(v)).await,
+                SignedMessage::Proposal(proposal) => {
+                    if let Some((block, _)) = self.candidates.get(&proposal.proposal.block_hash) {
+                        let msg = ProposalMessage { proposal, block: block.clone() };
+                        self.publish(GossipMessage::Proposal(Box::new(msg))).await;
+                    }
+                }
+            }
+        }
     }
 
     fn behind(&self) -> bool {
@@ -548,7 +578,7 @@ impl Driver {
 
     async fn publish(&self, msg: GossipMessage) {
         match self.network.publish(msg).await {
-            Ok(()) | Err(NetError::NoPeers) => {}
+            Ok(()) | Err(NetError::NoPeers | NetError::Duplicate) => {}
             Err(e) => tracing::warn!(error = %e, "publish failed"),
         }
     }

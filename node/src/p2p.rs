@@ -126,6 +126,8 @@ pub enum NetError {
     Stopped,
     #[error("no peer is subscribed to the topic")]
     NoPeers,
+    #[error("the same message was published recently")]
+    Duplicate,
     #[error("publish failed: {0}")]
     Publish(String),
     #[error("sync request failed: {0}")]
@@ -328,6 +330,9 @@ fn score_params(names: &Names) -> gossipsub::PeerScoreParams {
     params
 }
 
+/// How long gossipsub remembers a message id (and drops copies of it).
+pub const GOSSIP_DUPLICATE_CACHE: Duration = Duration::from_secs(5);
+
 const REDIAL_BACKOFF_MIN: Duration = Duration::from_millis(500);
 const REDIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -359,6 +364,9 @@ pub fn spawn(
         .validate_messages()
         .validation_mode(ValidationMode::Anonymous)
         .heartbeat_interval(Duration::from_millis(500))
+        // Content-addressed ids make a re-sent message a duplicate until this expires; the driver re-gossips
+        // its own consensus messages after a stall no sooner than this.
+        .duplicate_cache_time(GOSSIP_DUPLICATE_CACHE)
         .message_id_fn(|m: &gossipsub::Message| {
             let mut h = blake3::Hasher::new_derive_key("ledger v1 gossip message id");
             h.update(m.topic.as_str().as_bytes());
@@ -479,6 +487,7 @@ impl SwarmTask {
         } else {
             self.swarm.behaviour_mut().gossipsub.publish(topic, bytes).map(|_| ()).map_err(|e| match e {
                 gossipsub::PublishError::NoPeersSubscribedToTopic => NetError::NoPeers,
+                gossipsub::PublishError::Duplicate => NetError::Duplicate,
                 other => NetError::Publish(other.to_string()),
             })
         }
