@@ -1,0 +1,579 @@
+//! The mempool: transactions waiting for a block.
+//!
+//! Admission runs the cheap checks first and the signature check (~35 µs) last, once per transaction: every
+//! pooled transaction is verified, so block validation passes `verified = |id| mempool.is_verified(id)`
+//! and does not verify again. The pool is bounded in count, bytes and per sender; pending transactions are
+//! ordered per sender by nonce, and [`Mempool::take_for_block`] interleaves senders round-robin in address
+//! order, starting one sender further each call, so no sender can starve the others and every node with the
+//! same pool picks the same candidates.
+//!
+//! Every rejection and eviction is recorded with a stable reason code (a [`TxError::code`] or one of the
+//! `mempool_*` codes below) in a bounded map of recent outcomes, for the API to report later.
+//!
+//! **Invariant:** nothing here iterates a hash map; all collections that decide order are `BTreeMap`s.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use ledger_core::{Account, AccountStore, Address, ConsensusParams, Height, SignedTransaction, TxError, TxId};
+
+/// Mempool rejection codes that are not transaction errors.
+pub mod code {
+    pub const MEMPOOL_FULL: &str = "mempool_full";
+    pub const DUPLICATE: &str = "duplicate";
+    pub const NONCE_TOO_FAR_AHEAD: &str = "nonce_too_far_ahead";
+    pub const SENDER_LIMIT: &str = "sender_limit";
+    pub const STORAGE: &str = "storage_error";
+}
+
+/// Limits, from the `[mempool]` config section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MempoolLimits {
+    pub max_txs: usize,
+    pub max_bytes: usize,
+    pub max_per_sender: usize,
+    pub max_nonce_gap: u64,
+    /// How many recent outcomes are remembered.
+    pub max_outcomes: usize,
+}
+
+impl Default for MempoolLimits {
+    fn default() -> Self {
+        MempoolLimits {
+            max_txs: 50_000,
+            max_bytes: 32 * 1024 * 1024,
+            max_per_sender: 1024,
+            max_nonce_gap: 64,
+            max_outcomes: 100_000,
+        }
+    }
+}
+
+/// Why a transaction was refused or dropped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    #[error(transparent)]
+    Tx(#[from] TxError),
+    #[error("mempool is full ({what})")]
+    Full { what: &'static str },
+    #[error("transaction is already known")]
+    Duplicate,
+    #[error("sender already has a pending transaction with nonce {nonce}")]
+    NonceTaken { nonce: u64 },
+    #[error("nonce {got} is more than {max_gap} ahead of the account nonce {account}")]
+    NonceTooFarAhead { account: u64, got: u64, max_gap: u64 },
+    #[error("sender has {pending} pending transactions, limit is {max}")]
+    SenderLimit { pending: usize, max: usize },
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl MempoolError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MempoolError::Tx(e) => e.code(),
+            MempoolError::Full { .. } => code::MEMPOOL_FULL,
+            MempoolError::Duplicate | MempoolError::NonceTaken { .. } => code::DUPLICATE,
+            MempoolError::NonceTooFarAhead { .. } => code::NONCE_TOO_FAR_AHEAD,
+            MempoolError::SenderLimit { .. } => code::SENDER_LIMIT,
+            MempoolError::Storage(_) => code::STORAGE,
+        }
+    }
+}
+
+/// What happened to a transaction the mempool has seen recently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxOutcome {
+    Pending,
+    Rejected { code: &'static str, message: String },
+    Evicted { code: &'static str, message: String },
+    Committed { height: Height },
+}
+
+struct Entry {
+    tx: SignedTransaction,
+    bytes: usize,
+}
+
+/// The mempool. Owned by one task (the driver); not internally synchronised.
+pub struct Mempool {
+    chain_id: String,
+    params: ConsensusParams,
+    limits: MempoolLimits,
+    by_id: BTreeMap<TxId, Entry>,
+    /// Pending ids per sender, by nonce.
+    by_sender: BTreeMap<Address, BTreeMap<u64, TxId>>,
+    bytes: usize,
+    outcomes: BTreeMap<TxId, TxOutcome>,
+    outcome_order: VecDeque<TxId>,
+    /// Rotates the sender that `take_for_block` starts with.
+    rotation: u64,
+}
+
+impl Mempool {
+    pub fn new(chain_id: &str, params: ConsensusParams, limits: MempoolLimits) -> Mempool {
+        Mempool {
+            chain_id: chain_id.to_string(),
+            params,
+            limits,
+            by_id: BTreeMap::new(),
+            by_sender: BTreeMap::new(),
+            bytes: 0,
+            outcomes: BTreeMap::new(),
+            outcome_order: VecDeque::new(),
+            rotation: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn contains(&self, id: &TxId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Whether `id`'s signature is known valid (every pooled transaction was verified on admission).
+    pub fn is_verified(&self, id: &TxId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    pub fn outcome(&self, id: &TxId) -> Option<&TxOutcome> {
+        self.outcomes.get(id)
+    }
+
+    /// Decode and admit raw bytes (from the API or a gossip batch).
+    pub fn add_bytes<S: AccountStore + ?Sized>(
+        &mut self,
+        bytes: &[u8],
+        store: &S,
+        committed_height: Height,
+    ) -> Result<TxId, MempoolError> {
+        let tx = SignedTransaction::decode(bytes, self.params.tx_bytes_max as usize)?;
+        self.add(tx, store, committed_height)
+    }
+
+    /// Admit a transaction against committed state at `committed_height` (it must fit the next block).
+    pub fn add<S: AccountStore + ?Sized>(
+        &mut self,
+        tx: SignedTransaction,
+        store: &S,
+        committed_height: Height,
+    ) -> Result<TxId, MempoolError> {
+        let id = tx.id();
+        let result = self.admit(tx, store, committed_height);
+        match &result {
+            Ok(()) => self.record(id, TxOutcome::Pending),
+            // A duplicate says nothing new about the first copy: keep its outcome.
+            Err(MempoolError::Duplicate) => {}
+            Err(e) => self.record(id, TxOutcome::Rejected { code: e.code(), message: e.to_string() }),
+        }
+        result.map(|()| id)
+    }
+
+    fn admit<S: AccountStore + ?Sized>(
+        &mut self,
+        tx: SignedTransaction,
+        store: &S,
+        committed_height: Height,
+    ) -> Result<(), MempoolError> {
+        let id = tx.id();
+        if self.by_id.contains_key(&id) {
+            return Err(MempoolError::Duplicate);
+        }
+        tx.check_without_signature(&self.chain_id, &self.params)?;
+        let t = tx.tx();
+        let next_height = committed_height.next();
+        if next_height.0 > t.expiry_height {
+            return Err(TxError::Expired { expiry_height: t.expiry_height, height: next_height.0 }.into());
+        }
+        let account = store.account(&t.sender).map_err(|e| MempoolError::Storage(e.0))?;
+        if t.nonce < account.nonce {
+            return Err(TxError::WrongNonce { expected: account.nonce, got: t.nonce }.into());
+        }
+        if t.nonce - account.nonce > self.limits.max_nonce_gap {
+            return Err(MempoolError::NonceTooFarAhead {
+                account: account.nonce,
+                got: t.nonce,
+                max_gap: self.limits.max_nonce_gap,
+            });
+        }
+        let pending = self.by_sender.get(&t.sender);
+        if pending.is_some_and(|p| p.contains_key(&t.nonce)) {
+            return Err(MempoolError::NonceTaken { nonce: t.nonce });
+        }
+        let n_pending = pending.map_or(0, BTreeMap::len);
+        if n_pending >= self.limits.max_per_sender {
+            return Err(MempoolError::SenderLimit { pending: n_pending, max: self.limits.max_per_sender });
+        }
+        let bytes = tx.encoded_len();
+        if self.by_id.len() >= self.limits.max_txs {
+            return Err(MempoolError::Full { what: "transaction count" });
+        }
+        if self.bytes + bytes > self.limits.max_bytes {
+            return Err(MempoolError::Full { what: "bytes" });
+        }
+        let needed = self.pending_spend(&t.sender) + u128::from(t.amount) + u128::from(t.fee);
+        if u128::from(account.balance) < needed {
+            return Err(TxError::InsufficientFunds { balance: account.balance, needed }.into());
+        }
+        // Last and once: the expensive check.
+        tx.verify_signature()?;
+        self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
+        self.bytes += bytes;
+        self.by_id.insert(id, Entry { tx, bytes });
+        Ok(())
+    }
+
+    /// Amount plus fee of every pending transaction of `sender`.
+    fn pending_spend(&self, sender: &Address) -> u128 {
+        self.by_sender.get(sender).map_or(0, |p| {
+            p.values()
+                .filter_map(|id| self.by_id.get(id))
+                .map(|e| u128::from(e.tx.tx().amount) + u128::from(e.tx.tx().fee))
+                .sum()
+        })
+    }
+
+    /// Up to `limit` candidates for the next block: senders round-robin in address order (starting one
+    /// further each call), each sender's transactions in nonce order. Deterministic for a given pool.
+    pub fn take_for_block(&mut self, limit: usize) -> Vec<SignedTransaction> {
+        let n_senders = self.by_sender.len();
+        let mut out = Vec::new();
+        if n_senders == 0 || limit == 0 {
+            return out;
+        }
+        let start = (self.rotation % n_senders as u64) as usize;
+        self.rotation = self.rotation.wrapping_add(1);
+        let mut queues: Vec<std::collections::btree_map::Values<'_, u64, TxId>> =
+            self.by_sender.values().cycle().skip(start).take(n_senders).map(|p| p.values()).collect();
+        let mut exhausted = 0;
+        while out.len() < limit && exhausted < queues.len() {
+            exhausted = 0;
+            for q in queues.iter_mut() {
+                if out.len() >= limit {
+                    break;
+                }
+                match q.next().and_then(|id| self.by_id.get(id)) {
+                    Some(e) => out.push(e.tx.clone()),
+                    None => exhausted += 1,
+                }
+            }
+        }
+        out
+    }
+
+    fn remove(&mut self, id: &TxId) -> Option<SignedTransaction> {
+        let entry = self.by_id.remove(id)?;
+        self.bytes -= entry.bytes;
+        let t = entry.tx.tx();
+        if let Some(p) = self.by_sender.get_mut(&t.sender) {
+            p.remove(&t.nonce);
+            if p.is_empty() {
+                self.by_sender.remove(&t.sender);
+            }
+        }
+        Some(entry.tx)
+    }
+
+    fn evict(&mut self, id: &TxId, error: &MempoolError) {
+        if self.remove(id).is_some() {
+            self.record(*id, TxOutcome::Evicted { code: error.code(), message: error.to_string() });
+        }
+    }
+
+    /// A block builder refused these candidates. Evict those that cannot become valid by waiting; a nonce
+    /// gap may close when the missing transaction arrives, so those stay.
+    pub fn on_build_rejections(&mut self, rejected: &[(TxId, TxError)]) {
+        for (id, error) in rejected {
+            if error.code() != "nonce_gap" {
+                self.evict(id, &MempoolError::Tx(error.clone()));
+            }
+        }
+    }
+
+    /// After committing block `height` with `committed` txs (on `store`, which now holds the new state):
+    /// drop the committed ones, then re-check every remaining one against the new state and evict the
+    /// expired, those whose nonce is used, and those the sender can no longer pay for.
+    pub fn on_block_committed<S: AccountStore + ?Sized>(&mut self, height: Height, committed: &[TxId], store: &S) {
+        for id in committed {
+            self.remove(id);
+            self.record(*id, TxOutcome::Committed { height });
+        }
+        let next_height = height.next().0;
+        let senders: Vec<Address> = self.by_sender.keys().copied().collect();
+        for sender in senders {
+            let account = match store.account(&sender) {
+                Ok(a) => a,
+                // Cannot re-check without state; keep and re-check after the next block.
+                Err(_) => continue,
+            };
+            let ids: Vec<TxId> = self.by_sender.get(&sender).map(|p| p.values().copied().collect()).unwrap_or_default();
+            let mut spend: u128 = 0;
+            for id in ids {
+                let Some(e) = self.by_id.get(&id) else {
+                    continue;
+                };
+                let t = e.tx.tx();
+                let error: Option<MempoolError> = if next_height > t.expiry_height {
+                    Some(TxError::Expired { expiry_height: t.expiry_height, height: next_height }.into())
+                } else if t.nonce < account.nonce {
+                    Some(TxError::WrongNonce { expected: account.nonce, got: t.nonce }.into())
+                } else {
+                    spend += u128::from(t.amount) + u128::from(t.fee);
+                    balance_short(&account, spend)
+                };
+                if let Some(error) = error {
+                    self.evict(&id, &error);
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, id: TxId, outcome: TxOutcome) {
+        if self.outcomes.insert(id, outcome).is_none() {
+            self.outcome_order.push_back(id);
+        }
+        while self.outcome_order.len() > self.limits.max_outcomes {
+            if let Some(old) = self.outcome_order.pop_front() {
+                self.outcomes.remove(&old);
+            }
+        }
+    }
+}
+
+fn balance_short(account: &Account, spend: u128) -> Option<MempoolError> {
+    (u128::from(account.balance) < spend)
+        .then_some(MempoolError::Tx(TxError::InsufficientFunds { balance: account.balance, needed: spend }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::{Keypair, MemStore, Signature, Transaction};
+
+    const CHAIN: &str = "test-chain";
+
+    fn key(i: u8) -> Keypair {
+        Keypair::from_seed(&[i; 32])
+    }
+
+    fn store(balances: &[(u8, u64)]) -> MemStore {
+        let mut s = MemStore::new();
+        for (i, b) in balances {
+            s.set_account(key(*i).public(), Account { balance: *b, nonce: 0 });
+        }
+        s
+    }
+
+    fn tx(from: u8, nonce: u64, amount: u64) -> SignedTransaction {
+        tx_with(from, nonce, amount, 100)
+    }
+
+    fn tx_with(from: u8, nonce: u64, amount: u64, expiry_height: u64) -> SignedTransaction {
+        Transaction {
+            chain_id: CHAIN.into(),
+            sender: key(from).public(),
+            recipient: key(200).public(),
+            amount,
+            fee: 1,
+            nonce,
+            expiry_height,
+            memo: String::new(),
+        }
+        .sign(&key(from))
+    }
+
+    fn pool(limits: MempoolLimits) -> Mempool {
+        Mempool::new(CHAIN, ConsensusParams::default(), limits)
+    }
+
+    fn code_of(r: Result<TxId, MempoolError>) -> &'static str {
+        r.err().map_or("ok", |e| e.code())
+    }
+
+    #[test]
+    fn admits_and_verifies_once() {
+        let s = store(&[(1, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        let t = tx(1, 0, 10);
+        let id = m.add(t.clone(), &s, Height(0)).unwrap();
+        assert!(m.is_verified(&id));
+        assert_eq!(m.outcome(&id), Some(&TxOutcome::Pending));
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.bytes(), t.encoded_len());
+    }
+
+    #[test]
+    fn rejects_duplicates() {
+        let s = store(&[(1, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        m.add(tx(1, 0, 10), &s, Height(0)).unwrap();
+        assert_eq!(code_of(m.add(tx(1, 0, 10), &s, Height(0))), "duplicate");
+        // Same sender and nonce, different transaction.
+        assert_eq!(code_of(m.add(tx(1, 0, 11), &s, Height(0))), "duplicate");
+    }
+
+    #[test]
+    fn rejects_bad_signature_and_records_why() {
+        let s = store(&[(1, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        let good = tx(1, 0, 10);
+        let forged = SignedTransaction::new(good.tx().clone(), Signature([7; 64]));
+        let id = forged.id();
+        assert_eq!(code_of(m.add(forged, &s, Height(0))), "bad_signature");
+        assert!(matches!(m.outcome(&id), Some(TxOutcome::Rejected { code: "bad_signature", .. })));
+        assert!(!m.is_verified(&id));
+    }
+
+    #[test]
+    fn rejects_wrong_chain_expired_and_malformed() {
+        let s = store(&[(1, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        let mut t = tx(1, 0, 10).tx().clone();
+        t.chain_id = "other".into();
+        assert_eq!(code_of(m.add(t.sign(&key(1)), &s, Height(0))), "wrong_chain");
+        assert_eq!(code_of(m.add(tx_with(1, 0, 10, 5), &s, Height(5))), "expired");
+        assert_eq!(code_of(m.add_bytes(&[1, 2, 3], &s, Height(0))), "malformed");
+        assert_eq!(code_of(m.add_bytes(&[0; 5000], &s, Height(0))), "too_large");
+    }
+
+    #[test]
+    fn nonce_window() {
+        let mut s = store(&[(1, 1000)]);
+        s.set_account(key(1).public(), Account { balance: 1000, nonce: 5 });
+        let limits = MempoolLimits { max_nonce_gap: 3, ..Default::default() };
+        let mut m = pool(limits);
+        assert_eq!(code_of(m.add(tx(1, 4, 1), &s, Height(0))), "nonce_too_low");
+        assert_eq!(code_of(m.add(tx(1, 9, 1), &s, Height(0))), "nonce_too_far_ahead");
+        assert_eq!(code_of(m.add(tx(1, 8, 1), &s, Height(0))), "ok");
+        assert_eq!(code_of(m.add(tx(1, 5, 1), &s, Height(0))), "ok");
+    }
+
+    #[test]
+    fn balance_counts_pending_txs() {
+        let s = store(&[(1, 25)]);
+        let mut m = pool(MempoolLimits::default());
+        assert_eq!(code_of(m.add(tx(1, 0, 10), &s, Height(0))), "ok"); // 11
+        assert_eq!(code_of(m.add(tx(1, 1, 10), &s, Height(0))), "ok"); // 22
+        assert_eq!(code_of(m.add(tx(1, 2, 10), &s, Height(0))), "insufficient_funds");
+        assert_eq!(code_of(m.add(tx(1, 2, 2), &s, Height(0))), "ok"); // 25
+    }
+
+    #[test]
+    fn bounded_by_count_bytes_and_sender() {
+        let s = store(&[(1, 1000), (2, 1000), (3, 1000)]);
+        let mut m = pool(MempoolLimits { max_txs: 2, ..Default::default() });
+        m.add(tx(1, 0, 1), &s, Height(0)).unwrap();
+        m.add(tx(2, 0, 1), &s, Height(0)).unwrap();
+        assert_eq!(code_of(m.add(tx(3, 0, 1), &s, Height(0))), "mempool_full");
+
+        let one = tx(1, 0, 1).encoded_len();
+        let mut m = pool(MempoolLimits { max_bytes: one * 2, ..Default::default() });
+        m.add(tx(1, 0, 1), &s, Height(0)).unwrap();
+        m.add(tx(2, 0, 1), &s, Height(0)).unwrap();
+        assert_eq!(code_of(m.add(tx(3, 0, 1), &s, Height(0))), "mempool_full");
+
+        let mut m = pool(MempoolLimits { max_per_sender: 2, ..Default::default() });
+        m.add(tx(1, 0, 1), &s, Height(0)).unwrap();
+        m.add(tx(1, 1, 1), &s, Height(0)).unwrap();
+        assert_eq!(code_of(m.add(tx(1, 2, 1), &s, Height(0))), "sender_limit");
+        assert_eq!(code_of(m.add(tx(2, 0, 1), &s, Height(0))), "ok");
+    }
+
+    #[test]
+    fn take_for_block_is_fair_ordered_and_deterministic() {
+        let s = store(&[(1, 1000), (2, 1000), (3, 1000)]);
+        let build = || {
+            let mut m = pool(MempoolLimits::default());
+            // Insert in a scrambled order.
+            for (from, nonce) in [(2, 1), (1, 2), (3, 0), (1, 0), (2, 0), (1, 1)] {
+                m.add(tx(from, nonce, 1), &s, Height(0)).unwrap();
+            }
+            m
+        };
+        let mut a = build();
+        let mut b = build();
+        let ta = a.take_for_block(100);
+        assert_eq!(ta, b.take_for_block(100));
+        assert_eq!(ta.len(), 6);
+        // Per sender, nonces ascend.
+        for from in [1u8, 2, 3] {
+            let nonces: Vec<u64> =
+                ta.iter().filter(|t| t.tx().sender == key(from).public()).map(|t| t.tx().nonce).collect();
+            let mut sorted = nonces.clone();
+            sorted.sort_unstable();
+            assert_eq!(nonces, sorted);
+        }
+        // Round-robin: the first three candidates come from three different senders.
+        let firsts: std::collections::BTreeSet<_> = ta[..3].iter().map(|t| t.tx().sender).collect();
+        assert_eq!(firsts.len(), 3);
+        // A limit is respected and the start rotates.
+        let t2 = a.take_for_block(1);
+        assert_eq!(t2.len(), 1);
+        assert_ne!(t2[0].tx().sender, ta[0].tx().sender);
+    }
+
+    #[test]
+    fn after_block_committed_removes_rechecks_and_evicts() {
+        let mut s = store(&[(1, 1000), (2, 30)]);
+        let mut m = pool(MempoolLimits::default());
+        let committed = tx(1, 0, 10);
+        let stale = tx(1, 1, 10);
+        let expiring = tx_with(1, 2, 10, 1);
+        let unpaid = tx(2, 0, 20);
+        for t in [&committed, &stale, &expiring, &unpaid] {
+            m.add(t.clone(), &s, Height(0)).unwrap();
+        }
+        // Block 1 commits `committed` and, as if via another node, nonce 1 of sender 1 and a spend of sender 2.
+        s.set_account(key(1).public(), Account { balance: 900, nonce: 2 });
+        s.set_account(key(2).public(), Account { balance: 5, nonce: 0 });
+        m.on_block_committed(Height(1), &[committed.id()], &s);
+        assert!(m.is_empty(), "{} left", m.len());
+        assert_eq!(m.outcome(&committed.id()), Some(&TxOutcome::Committed { height: Height(1) }));
+        assert!(matches!(m.outcome(&stale.id()), Some(TxOutcome::Evicted { code: "nonce_too_low", .. })));
+        assert!(matches!(m.outcome(&expiring.id()), Some(TxOutcome::Evicted { code: "expired", .. })));
+        assert!(matches!(m.outcome(&unpaid.id()), Some(TxOutcome::Evicted { code: "insufficient_funds", .. })));
+        assert_eq!(m.bytes(), 0);
+    }
+
+    #[test]
+    fn build_rejections_keep_nonce_gaps() {
+        let s = store(&[(1, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        let gap = tx(1, 3, 1);
+        let bad = tx(1, 0, 1);
+        m.add(gap.clone(), &s, Height(0)).unwrap();
+        m.add(bad.clone(), &s, Height(0)).unwrap();
+        m.on_build_rejections(&[
+            (gap.id(), TxError::WrongNonce { expected: 0, got: 3 }),
+            (bad.id(), TxError::InsufficientFunds { balance: 0, needed: 2 }),
+        ]);
+        assert!(m.contains(&gap.id()));
+        assert!(!m.contains(&bad.id()));
+    }
+
+    #[test]
+    fn outcomes_are_bounded() {
+        let s = store(&[]);
+        let mut m = pool(MempoolLimits { max_outcomes: 3, ..Default::default() });
+        let ids: Vec<TxId> = (0..5)
+            .map(|n| {
+                let t = tx(1, n, 1);
+                let id = t.id();
+                let _ = m.add(t, &s, Height(0));
+                id
+            })
+            .collect();
+        assert!(m.outcome(&ids[0]).is_none());
+        assert!(matches!(m.outcome(&ids[4]), Some(TxOutcome::Rejected { code: "insufficient_funds", .. })));
+    }
+}

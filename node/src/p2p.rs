@@ -1,0 +1,923 @@
+//! Peer-to-peer networking on libp2p 0.57: TCP + noise + yamux, identify, Kademlia, gossipsub and a
+//! request-response block-sync protocol.
+//!
+//! The swarm runs in its own tokio task ([`spawn`]). The rest of the node talks to it through bounded
+//! channels: [`NetworkHandle`] sends commands in, a `Receiver<NetworkEvent>` carries events out. When the
+//! event channel is full the swarm task waits, so a slow consumer slows the network instead of growing a
+//! queue without bound.
+//!
+//! Gossip: topics `ledger/<chain_id>/txs` (batches of signed transactions) and `ledger/<chain_id>/consensus`
+//! (proposals with their blocks, votes). Message ids are a blake3 content hash, authenticity is anonymous
+//! (every payload carries its own signatures, so a libp2p signature per message would only cost time), and
+//! `validate_messages` is on: every received message is decoded (bounded) and passed to the application's
+//! [`GossipValidator`], and the result is reported to gossipsub as Accept, Reject or Ignore. Only accepted
+//! messages are forwarded to peers and delivered to the application; rejected ones cost their sender score.
+//!
+//! Sync: `/ledger/<chain_id>/sync/1`, a request (from height, max count) answered from a [`BlockProvider`]
+//! with blocks and their certificates, bounded in count and bytes. Responses are data to verify, not truth.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, tcp, yamux};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::wire::{self, GossipMessage, SYNC_BLOCKS_MAX, SYNC_REQUEST_BYTES_MAX, SyncRequest, SyncResponse, TopicKind};
+use ledger_core::{Block, CommitCertificate, Height};
+
+/// Network settings.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    pub chain_id: String,
+    pub keypair: identity::Keypair,
+    pub listen_addr: Multiaddr,
+    /// Peers to dial at start and redial when they drop; each must end in `/p2p/<peer id>`.
+    pub bootstrap_peers: Vec<Multiaddr>,
+    pub max_peers: usize,
+    /// The chain's `block_bytes_max`; sets gossip and sync size limits (equal on every node).
+    pub block_bytes_max: usize,
+    pub idle_connection_timeout: Duration,
+    /// Capacity of the command and event channels.
+    pub channel_capacity: usize,
+    pub sync_request_timeout: Duration,
+}
+
+impl NetworkConfig {
+    pub fn new(chain_id: &str, keypair: identity::Keypair, listen_addr: Multiaddr, block_bytes_max: usize) -> Self {
+        NetworkConfig {
+            chain_id: chain_id.to_string(),
+            keypair,
+            listen_addr,
+            bootstrap_peers: Vec::new(),
+            max_peers: 50,
+            block_bytes_max,
+            idle_connection_timeout: Duration::from_secs(3600),
+            channel_capacity: 1024,
+            sync_request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The application's verdict on a gossip message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// Valid: deliver and forward.
+    Accept,
+    /// Invalid: drop and penalise the peer that sent it.
+    Reject(String),
+    /// Not useful (stale, duplicate) but not malicious: drop without penalty.
+    Ignore(String),
+}
+
+/// Checks gossip messages before they are forwarded. Runs on the swarm task: keep it quick.
+pub trait GossipValidator: Send + Sync + 'static {
+    fn validate(&self, source: &PeerId, message: &GossipMessage) -> Validation;
+}
+
+/// Serves block-sync requests from committed storage.
+pub trait BlockProvider: Send + Sync + 'static {
+    /// Blocks from `from`, at most `max_count` and about `max_bytes` (always at least one if any exists).
+    fn blocks_from(&self, from: Height, max_count: usize, max_bytes: usize) -> Vec<(Block, CommitCertificate)>;
+}
+
+impl BlockProvider for crate::storage::Storage {
+    fn blocks_from(&self, from: Height, max_count: usize, max_bytes: usize) -> Vec<(Block, CommitCertificate)> {
+        match crate::storage::Storage::blocks_from(self, from, max_count, max_bytes) {
+            Ok(blocks) => blocks,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serve sync request");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// What the network tells the application.
+#[derive(Clone, Debug)]
+pub enum NetworkEvent {
+    Listening(Multiaddr),
+    PeerConnected(PeerId),
+    PeerDisconnected(PeerId),
+    /// A peer subscribed to one of our topics (publishing to it can now succeed).
+    PeerSubscribed {
+        peer: PeerId,
+        topic: TopicKind,
+    },
+    /// A gossip message that decoded and that the validator accepted.
+    Gossip {
+        source: PeerId,
+        message: GossipMessage,
+    },
+}
+
+/// Network failures reported to callers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("network setup failed: {0}")]
+    Setup(String),
+    #[error("network task has stopped")]
+    Stopped,
+    #[error("no peer is subscribed to the topic")]
+    NoPeers,
+    #[error("the same message was published recently")]
+    Duplicate,
+    #[error("publish failed: {0}")]
+    Publish(String),
+    #[error("sync request failed: {0}")]
+    Sync(String),
+    #[error("dial failed: {0}")]
+    Dial(String),
+}
+
+enum Command {
+    Publish(GossipMessage, oneshot::Sender<Result<(), NetError>>),
+    RequestBlocks(PeerId, SyncRequest, oneshot::Sender<Result<SyncResponse, NetError>>),
+    Dial(Multiaddr, oneshot::Sender<Result<(), NetError>>),
+    ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    PublishRaw(TopicKind, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
+    PeerScore(PeerId, oneshot::Sender<Option<f64>>),
+    Shutdown,
+}
+
+/// Talks to the swarm task. Cheap to clone.
+#[derive(Clone)]
+pub struct NetworkHandle {
+    commands: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+}
+
+impl NetworkHandle {
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Publish to the message's topic. [`NetError::NoPeers`] is normal on a single node.
+    pub async fn publish(&self, message: GossipMessage) -> Result<(), NetError> {
+        self.ask(|tx| Command::Publish(message, tx)).await?
+    }
+
+    /// Ask `peer` for blocks. The response is unverified.
+    pub async fn request_blocks(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, NetError> {
+        self.ask(|tx| Command::RequestBlocks(peer, request, tx)).await?
+    }
+
+    /// Publish arbitrary bytes on a topic, bypassing encoding: for tests of hostile input only.
+    #[doc(hidden)]
+    pub async fn publish_raw(&self, topic: TopicKind, bytes: Vec<u8>) -> Result<(), NetError> {
+        self.ask(|tx| Command::PublishRaw(topic, bytes, tx)).await?
+    }
+
+    /// Stop the swarm task (it closes every connection and drops its listeners).
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+
+    /// Our gossip score of `peer` (negative after it sent invalid messages).
+    pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, NetError> {
+        self.ask(|tx| Command::PeerScore(peer, tx)).await
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.ask(|tx| Command::Dial(addr, tx)).await?
+    }
+
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NetError> {
+        self.ask(Command::ConnectedPeers).await
+    }
+
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.ask(Command::ListenAddrs).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    identify: identify::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    sync: request_response::Behaviour<SyncCodec>,
+}
+
+/// Length-prefixed (u32 big-endian) frames, with the length checked against a limit before reading.
+#[derive(Clone)]
+struct SyncCodec {
+    response_bytes_max: usize,
+}
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes, limit {max}")));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("frame too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = SyncRequest;
+    type Response = SyncResponse;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<SyncRequest> {
+        let bytes = read_frame(io, SYNC_REQUEST_BYTES_MAX).await?;
+        SyncRequest::decode(&bytes).map_err(invalid)
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<SyncResponse> {
+        let bytes = read_frame(io, self.response_bytes_max).await?;
+        SyncResponse::decode(&bytes, self.response_bytes_max).map_err(invalid)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: SyncRequest,
+    ) -> std::io::Result<()> {
+        write_frame(io, &req.encode()).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: SyncResponse,
+    ) -> std::io::Result<()> {
+        write_frame(io, &res.encode()).await
+    }
+}
+
+/// Protocol and topic names, all scoped to the chain so two chains never mix.
+struct Names {
+    txs: IdentTopic,
+    consensus: IdentTopic,
+    kad: StreamProtocol,
+    sync: StreamProtocol,
+    identify: String,
+}
+
+impl Names {
+    fn new(chain_id: &str) -> Result<Names, NetError> {
+        let proto = |s: String| StreamProtocol::try_from_owned(s).map_err(|e| NetError::Setup(e.to_string()));
+        Ok(Names {
+            txs: IdentTopic::new(format!("ledger/{chain_id}/txs")),
+            consensus: IdentTopic::new(format!("ledger/{chain_id}/consensus")),
+            kad: proto(format!("/ledger/{chain_id}/kad/1.0.0"))?,
+            sync: proto(format!("/ledger/{chain_id}/sync/1"))?,
+            identify: format!("/ledger/{chain_id}/1.0.0"),
+        })
+    }
+}
+
+/// Gossip peer scoring: the point is P4, the penalty for invalid messages (squared, so a few get a peer
+/// graylisted). Mesh-delivery penalties (P3) are off because a quiet chain delivers nothing for long
+/// stretches, and IP colocation is off because localnets share 127.0.0.1.
+fn score_params(names: &Names) -> gossipsub::PeerScoreParams {
+    let mut params = gossipsub::PeerScoreParams { ip_colocation_factor_weight: 0.0, ..Default::default() };
+    for topic in [&names.txs, &names.consensus] {
+        let t = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            time_in_mesh_weight: 0.01,
+            time_in_mesh_quantum: Duration::from_secs(1),
+            time_in_mesh_cap: 3600.0,
+            first_message_deliveries_weight: 1.0,
+            first_message_deliveries_decay: 0.5,
+            first_message_deliveries_cap: 20.0,
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: -10.0,
+            invalid_message_deliveries_decay: 0.3,
+            ..Default::default()
+        };
+        params.topics.insert(topic.hash(), t);
+    }
+    params
+}
+
+/// How long gossipsub remembers a message id (and drops copies of it).
+pub const GOSSIP_DUPLICATE_CACHE: Duration = Duration::from_secs(5);
+
+const REDIAL_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const REDIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+struct Redial {
+    addr: Multiaddr,
+    backoff: Duration,
+    /// `None` while connected or a dial is in flight.
+    next_attempt: Option<Instant>,
+}
+
+fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| if let Protocol::P2p(id) = p { Some(id) } else { None })
+}
+
+/// Start the swarm task. Returns a handle for commands, the event receiver and the task.
+pub fn spawn(
+    cfg: NetworkConfig,
+    validator: Arc<dyn GossipValidator>,
+    provider: Arc<dyn BlockProvider>,
+) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>, tokio::task::JoinHandle<()>), NetError> {
+    let names = Names::new(&cfg.chain_id)?;
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let max_transmit = wire::max_transmit_size(cfg.block_bytes_max);
+    let response_bytes_max = wire::sync_response_bytes_max(cfg.block_bytes_max);
+    let local_peer_id = cfg.keypair.public().to_peer_id();
+
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(max_transmit)
+        .validate_messages()
+        .validation_mode(ValidationMode::Anonymous)
+        .heartbeat_interval(Duration::from_millis(500))
+        // Content-addressed ids make a re-sent message a duplicate until this expires; the driver re-gossips
+        // its own consensus messages after a stall no sooner than this.
+        .duplicate_cache_time(GOSSIP_DUPLICATE_CACHE)
+        .message_id_fn(|m: &gossipsub::Message| {
+            let mut h = blake3::Hasher::new_derive_key("ledger v1 gossip message id");
+            h.update(m.topic.as_str().as_bytes());
+            h.update(&[0]);
+            h.update(&m.data);
+            MessageId::from(h.finalize().as_bytes().to_vec())
+        })
+        .build()
+        .map_err(|e| setup(&e))?;
+    let mut gossip = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config).map_err(|e| setup(&e))?;
+    gossip.with_peer_score(score_params(&names), gossipsub::PeerScoreThresholds::default()).map_err(|e| setup(&e))?;
+    gossip.subscribe(&names.txs).map_err(|e| setup(&e))?;
+    gossip.subscribe(&names.consensus).map_err(|e| setup(&e))?;
+
+    let mut kad_config = kad::Config::new(names.kad.clone());
+    kad_config.set_query_timeout(Duration::from_secs(30));
+    let mut kad = kad::Behaviour::with_config(local_peer_id, kad::store::MemoryStore::new(local_peer_id), kad_config);
+    kad.set_mode(Some(kad::Mode::Server));
+
+    let identify = identify::Behaviour::new(identify::Config::new(names.identify.clone(), cfg.keypair.public()));
+    let sync = request_response::Behaviour::with_codec(
+        SyncCodec { response_bytes_max },
+        [(names.sync.clone(), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(cfg.sync_request_timeout),
+    );
+    let behaviour = Behaviour { gossipsub: gossip, identify, kad, sync };
+
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_connection_timeout))
+        .build();
+    swarm.listen_on(cfg.listen_addr.clone()).map_err(|e| setup(&e))?;
+
+    let mut redials = HashMap::new();
+    for addr in &cfg.bootstrap_peers {
+        let peer =
+            peer_id_of(addr).ok_or_else(|| NetError::Setup(format!("bootstrap peer {addr} has no /p2p/<peer id>")))?;
+        if peer == local_peer_id {
+            continue;
+        }
+        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        redials.insert(
+            peer,
+            Redial { addr: addr.clone(), backoff: REDIAL_BACKOFF_MIN, next_attempt: Some(Instant::now()) },
+        );
+    }
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(cfg.channel_capacity);
+    let (ev_tx, ev_rx) = mpsc::channel(cfg.channel_capacity);
+    let task = SwarmTask {
+        swarm,
+        names,
+        validator,
+        provider,
+        events: ev_tx,
+        pending_sync: HashMap::new(),
+        redials,
+        max_peers: cfg.max_peers,
+        max_transmit,
+    };
+    let join = tokio::spawn(task.run(cmd_rx));
+    Ok((NetworkHandle { commands: cmd_tx, local_peer_id }, ev_rx, join))
+}
+
+struct SwarmTask {
+    swarm: Swarm<Behaviour>,
+    names: Names,
+    validator: Arc<dyn GossipValidator>,
+    provider: Arc<dyn BlockProvider>,
+    events: mpsc::Sender<NetworkEvent>,
+    pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, NetError>>>,
+    redials: HashMap<PeerId, Redial>,
+    max_peers: usize,
+    max_transmit: usize,
+}
+
+impl SwarmTask {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut kad_bootstrapped = false;
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => break,
+                    Some(cmd) => self.handle_command(cmd),
+                },
+                event = self.swarm.select_next_some() => {
+                    if self.handle_swarm_event(event).await.is_err() {
+                        break;
+                    }
+                }
+                _ = tick.tick() => {
+                    self.redial_due();
+                    if !kad_bootstrapped && self.swarm.connected_peers().next().is_some() {
+                        kad_bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
+                    }
+                }
+            }
+        }
+        tracing::debug!("network task stopped");
+    }
+
+    fn topic(&self, kind: TopicKind) -> &IdentTopic {
+        match kind {
+            TopicKind::Txs => &self.names.txs,
+            TopicKind::Consensus => &self.names.consensus,
+        }
+    }
+
+    fn publish(&mut self, kind: TopicKind, bytes: Vec<u8>) -> Result<(), NetError> {
+        let topic = self.topic(kind).clone();
+        if bytes.len() > self.max_transmit {
+            Err(NetError::Publish(format!("message of {} bytes exceeds {}", bytes.len(), self.max_transmit)))
+        } else {
+            self.swarm.behaviour_mut().gossipsub.publish(topic, bytes).map(|_| ()).map_err(|e| match e {
+                gossipsub::PublishError::NoPeersSubscribedToTopic => NetError::NoPeers,
+                gossipsub::PublishError::Duplicate => NetError::Duplicate,
+                other => NetError::Publish(other.to_string()),
+            })
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish(message, reply) => {
+                let _ = reply.send(self.publish(message.topic(), message.encode()));
+            }
+            Command::PublishRaw(topic, bytes, reply) => {
+                let _ = reply.send(self.publish(topic, bytes));
+            }
+            Command::Shutdown => {}
+            Command::PeerScore(peer, reply) => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+            }
+            Command::RequestBlocks(peer, request, reply) => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.pending_sync.insert(id, reply);
+            }
+            Command::Dial(addr, reply) => {
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| NetError::Dial(e.to_string())));
+            }
+            Command::ConnectedPeers(reply) => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::ListenAddrs(reply) => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+        }
+    }
+
+    fn redial_due(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (peer, r) in self.redials.iter_mut() {
+            if r.next_attempt.is_some_and(|t| t <= now) {
+                r.next_attempt = None;
+                due.push((*peer, r.addr.clone()));
+            }
+        }
+        for (peer, addr) in due {
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            tracing::debug!(%peer, %addr, "dialing bootstrap peer");
+            if let Err(e) = self.swarm.dial(addr) {
+                tracing::debug!(%peer, error = %e, "dial failed");
+                self.schedule_redial(&peer, true);
+            }
+        }
+    }
+
+    fn schedule_redial(&mut self, peer: &PeerId, failed: bool) {
+        if let Some(r) = self.redials.get_mut(peer) {
+            if failed {
+                r.backoff = (r.backoff * 2).min(REDIAL_BACKOFF_MAX);
+            }
+            r.next_attempt = Some(Instant::now() + r.backoff);
+        }
+    }
+
+    /// Err means the application dropped the event receiver.
+    async fn emit(&mut self, event: NetworkEvent) -> Result<(), ()> {
+        self.events.send(event).await.map_err(|_| ())
+    }
+
+    async fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), ()> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.emit(NetworkEvent::Listening(address)).await?;
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                if let Some(r) = self.redials.get_mut(&peer_id) {
+                    r.backoff = REDIAL_BACKOFF_MIN;
+                    r.next_attempt = None;
+                }
+                let n_peers = self.swarm.connected_peers().count();
+                if n_peers > self.max_peers && !self.redials.contains_key(&peer_id) {
+                    tracing::debug!(%peer_id, n_peers, "too many peers, disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                } else if num_established.get() == 1 {
+                    self.emit(NetworkEvent::PeerConnected(peer_id)).await?;
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.schedule_redial(&peer_id, false);
+                self.emit(NetworkEvent::PeerDisconnected(peer_id)).await?;
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                tracing::debug!(%peer, %error, "outgoing connection failed");
+                if !self.swarm.is_connected(&peer) {
+                    self.schedule_redial(&peer, true);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.handle_gossip(e).await?,
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
+                if info.protocols.contains(&self.names.kad) =>
+            {
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.handle_sync(e),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn handle_gossip(&mut self, event: gossipsub::Event) -> Result<(), ()> {
+        match event {
+            gossipsub::Event::Message { propagation_source, message_id, message } => {
+                let kind = if message.topic == self.names.txs.hash() {
+                    Some(TopicKind::Txs)
+                } else if message.topic == self.names.consensus.hash() {
+                    Some(TopicKind::Consensus)
+                } else {
+                    None
+                };
+                let decoded = match kind {
+                    Some(kind) => {
+                        GossipMessage::decode(&message.data, kind, self.max_transmit).map_err(|e| e.to_string())
+                    }
+                    None => Err("unknown topic".to_string()),
+                };
+                let (acceptance, deliver) = match decoded {
+                    Err(reason) => {
+                        tracing::debug!(peer = %propagation_source, %reason, "rejecting undecodable gossip");
+                        (MessageAcceptance::Reject, None)
+                    }
+                    Ok(msg) => match self.validator.validate(&propagation_source, &msg) {
+                        Validation::Accept => (MessageAcceptance::Accept, Some(msg)),
+                        Validation::Reject(reason) => {
+                            tracing::debug!(peer = %propagation_source, %reason, "rejecting invalid gossip");
+                            (MessageAcceptance::Reject, None)
+                        }
+                        Validation::Ignore(reason) => {
+                            tracing::trace!(peer = %propagation_source, %reason, "ignoring gossip");
+                            (MessageAcceptance::Ignore, None)
+                        }
+                    },
+                };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    acceptance,
+                );
+                if let Some(message) = deliver {
+                    self.emit(NetworkEvent::Gossip { source: propagation_source, message }).await?;
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                let kind = if topic == self.names.txs.hash() {
+                    Some(TopicKind::Txs)
+                } else if topic == self.names.consensus.hash() {
+                    Some(TopicKind::Consensus)
+                } else {
+                    None
+                };
+                if let Some(topic) = kind {
+                    self.emit(NetworkEvent::PeerSubscribed { peer: peer_id, topic }).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let max_count = request.max_count.min(SYNC_BLOCKS_MAX) as usize;
+                    let budget = wire::SYNC_RESPONSE_BUDGET_BYTES;
+                    let blocks = self.provider.blocks_from(request.from_height, max_count, budget);
+                    tracing::debug!(%peer, from = %request.from_height, n = blocks.len(), "serving sync request");
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse { blocks });
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending_sync.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.pending_sync.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Sync(error.to_string())));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound sync request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::tests::TestChain;
+    use crate::storage::{Storage, StorageOptions};
+    use ledger_core::SignedTransaction;
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    /// Accepts everything except transactions with amount 13, which it calls invalid.
+    struct TestValidator;
+
+    impl GossipValidator for TestValidator {
+        fn validate(&self, _: &PeerId, message: &GossipMessage) -> Validation {
+            match message {
+                GossipMessage::TxBatch(txs) if txs.iter().any(|t| t.tx().amount == 13) => {
+                    Validation::Reject("amount 13".into())
+                }
+                _ => Validation::Accept,
+            }
+        }
+    }
+
+    struct NoBlocks;
+
+    impl BlockProvider for NoBlocks {
+        fn blocks_from(&self, _: Height, _: usize, _: usize) -> Vec<(Block, CommitCertificate)> {
+            Vec::new()
+        }
+    }
+
+    struct Node {
+        handle: NetworkHandle,
+        events: mpsc::Receiver<NetworkEvent>,
+        addr: Multiaddr,
+        subscribed: Vec<(PeerId, TopicKind)>,
+    }
+
+    impl Node {
+        /// Wait for the first event matching `pick`, failing the test at the deadline. Subscriptions seen on
+        /// the way are remembered.
+        async fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(NetworkEvent) -> Option<T>) -> T {
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                    Ok(Some(e)) => {
+                        if let NetworkEvent::PeerSubscribed { peer, topic } = &e {
+                            self.subscribed.push((*peer, *topic));
+                        }
+                        if let Some(t) = pick(e) {
+                            return t;
+                        }
+                    }
+                    Ok(None) => panic!("network stopped while waiting for {what}"),
+                    Err(_) => panic!("timed out waiting for {what}"),
+                }
+            }
+        }
+    }
+
+    async fn start(bootstrap: Vec<Multiaddr>, provider: Arc<dyn BlockProvider>) -> Node {
+        let keypair = identity::Keypair::generate_ed25519();
+        let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        let mut cfg = NetworkConfig::new("test-chain", keypair, listen, 1 << 20);
+        cfg.bootstrap_peers = bootstrap;
+        let (handle, events, _task) = spawn(cfg, Arc::new(TestValidator), provider).unwrap();
+        let mut node = Node { handle, events, addr: Multiaddr::empty(), subscribed: Vec::new() };
+        let listen = node
+            .wait_for("listen address", |e| match e {
+                NetworkEvent::Listening(a) => Some(a),
+                _ => None,
+            })
+            .await;
+        node.addr = listen.with(Protocol::P2p(node.handle.local_peer_id()));
+        node
+    }
+
+    fn batch(chain: &TestChain, amounts: &[u64]) -> Vec<SignedTransaction> {
+        amounts.iter().enumerate().map(|(n, a)| chain.transfer(n as u64, *a)).collect()
+    }
+
+    async fn wait_subscribed(node: &mut Node, peers: &[PeerId], topic: TopicKind) {
+        let mut missing: Vec<PeerId> = peers.to_vec();
+        missing.retain(|m| !node.subscribed.contains(&(*m, topic)));
+        while !missing.is_empty() {
+            let p = node
+                .wait_for("subscriptions", |e| match e {
+                    NetworkEvent::PeerSubscribed { peer, topic: t } if t == topic => Some(peer),
+                    _ => None,
+                })
+                .await;
+            missing.retain(|m| *m != p);
+        }
+    }
+
+    async fn wait_gossip(node: &mut Node) -> (PeerId, GossipMessage) {
+        node.wait_for("gossip", |e| match e {
+            NetworkEvent::Gossip { source, message } => Some((source, message)),
+            _ => None,
+        })
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tx_batch_reaches_every_peer_and_invalid_is_not_delivered() {
+        let chain = TestChain::new();
+        let mut a = start(vec![], Arc::new(NoBlocks)).await;
+        let mut b = start(vec![a.addr.clone()], Arc::new(NoBlocks)).await;
+        let mut c = start(vec![a.addr.clone()], Arc::new(NoBlocks)).await;
+        let (bp, cp) = (b.handle.local_peer_id(), c.handle.local_peer_id());
+        wait_subscribed(&mut a, &[bp, cp], TopicKind::Txs).await;
+
+        let good = GossipMessage::TxBatch(batch(&chain, &[1, 2, 3]));
+        a.handle.publish(good.clone()).await.unwrap();
+        for node in [&mut b, &mut c] {
+            let (_, got) = wait_gossip(node).await;
+            assert_eq!(got, good);
+        }
+
+        // A forged batch (rejected by the validator) and garbage bytes, then a valid batch: the receivers see
+        // only the valid one.
+        let bad = GossipMessage::TxBatch(batch(&chain, &[13]));
+        a.handle.publish(bad).await.unwrap();
+        a.handle.publish_raw(TopicKind::Txs, vec![wire::WIRE_VERSION, 0, 255, 255, 255, 255]).await.unwrap();
+        a.handle.publish_raw(TopicKind::Consensus, vec![42; 100]).await.unwrap();
+        let good2 = GossipMessage::TxBatch(batch(&chain, &[4]));
+        a.handle.publish(good2.clone()).await.unwrap();
+        for node in [&mut b, &mut c] {
+            let (source, got) = wait_gossip(node).await;
+            assert_eq!(got, good2, "an invalid message was delivered");
+            assert_eq!(source, a.handle.local_peer_id());
+            let score = node.handle.peer_score(source).await.unwrap().unwrap();
+            assert!(score < 0.0, "sender of invalid messages keeps score {score}");
+        }
+
+        // And gossip from a leaf reaches the other leaf through the hub.
+        wait_subscribed(&mut b, &[a.handle.local_peer_id()], TopicKind::Txs).await;
+        let from_b = GossipMessage::TxBatch(batch(&chain, &[5, 6]));
+        b.handle.publish(from_b.clone()).await.unwrap();
+        let (_, got) = wait_gossip(&mut c).await;
+        assert_eq!(got, from_b);
+        let (_, got) = wait_gossip(&mut a).await;
+        assert_eq!(got, from_b);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publish_alone_reports_no_peers() {
+        let a = start(vec![], Arc::new(NoBlocks)).await;
+        let chain = TestChain::new();
+        let r = a.handle.publish(GossipMessage::TxBatch(batch(&chain, &[1]))).await;
+        assert_eq!(r, Err(NetError::NoPeers));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_returns_stored_blocks_bounded() {
+        let chain = TestChain::new();
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Storage::open(dir.path(), StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 1 << 20 })
+                .unwrap();
+        store.init_genesis(&chain.genesis).unwrap();
+        let mut blocks = Vec::new();
+        for n in 0..5 {
+            blocks.push(chain.commit_next(&store, vec![chain.transfer(n, 10)]));
+        }
+        let mut server = start(vec![], Arc::new(store.clone())).await;
+        let mut client = start(vec![server.addr.clone()], Arc::new(NoBlocks)).await;
+        let server_id = server.handle.local_peer_id();
+        client
+            .wait_for("connection", |e| match e {
+                NetworkEvent::PeerConnected(p) if p == server_id => Some(()),
+                _ => None,
+            })
+            .await;
+        let _ = &mut server.events;
+
+        let resp = client
+            .handle
+            .request_blocks(server_id, SyncRequest { from_height: Height(2), max_count: 2 })
+            .await
+            .unwrap();
+        let got: Vec<Block> = resp.blocks.iter().map(|(b, _)| b.clone()).collect();
+        assert_eq!(got, blocks[1..3].to_vec());
+        let set = chain.genesis.validator_set().unwrap();
+        for (block, cert) in &resp.blocks {
+            cert.verify_for(&chain.genesis.chain_id, &set, block.height(), block.hash()).unwrap();
+        }
+        // Asking for far too many is capped by the server; asking beyond the tip returns nothing.
+        let resp = client
+            .handle
+            .request_blocks(server_id, SyncRequest { from_height: Height(1), max_count: u32::MAX })
+            .await
+            .unwrap();
+        assert_eq!(resp.blocks.len(), 5);
+        let resp = client
+            .handle
+            .request_blocks(server_id, SyncRequest { from_height: Height(9), max_count: 10 })
+            .await
+            .unwrap();
+        assert!(resp.blocks.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bootstrap_peer_is_redialed_after_it_restarts() {
+        // Fixed key and port for the hub so it can come back at the same address.
+        let key = identity::Keypair::generate_ed25519();
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        let hub_id = key.public().to_peer_id();
+        let hub_addr = listen.clone().with(Protocol::P2p(hub_id));
+        let start_hub = || {
+            let cfg = NetworkConfig::new("test-chain", key.clone(), listen.clone(), 1 << 20);
+            spawn(cfg, Arc::new(TestValidator), Arc::new(NoBlocks)).unwrap()
+        };
+        let (hub, hub_events, hub_task) = start_hub();
+        let mut leaf = start(vec![hub_addr], Arc::new(NoBlocks)).await;
+        let connected = |e| match e {
+            NetworkEvent::PeerConnected(p) if p == hub_id => Some(()),
+            _ => None,
+        };
+        leaf.wait_for("first connection", connected).await;
+        drop((hub, hub_events));
+        hub_task.await.unwrap();
+        leaf.wait_for("disconnection", |e| match e {
+            NetworkEvent::PeerDisconnected(p) if p == hub_id => Some(()),
+            _ => None,
+        })
+        .await;
+        let (_hub, _hub_events, _task) = start_hub();
+        leaf.wait_for("reconnection", connected).await;
+    }
+}
