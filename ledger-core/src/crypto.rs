@@ -255,10 +255,7 @@ mod tests {
         let k = kp(1);
         let sig = k.sign(Domain::TxSignature, "chain-a", b"payload");
         assert_eq!(k.public().verify(Domain::TxSignature, "chain-a", b"payload", &sig), Ok(()));
-        assert_eq!(
-            k.public().verify(Domain::TxSignature, "chain-b", b"payload", &sig),
-            Err(CryptoError::BadSignature)
-        );
+        assert_eq!(k.public().verify(Domain::TxSignature, "chain-b", b"payload", &sig), Err(CryptoError::BadSignature));
         assert_eq!(
             k.public().verify(Domain::VoteSignature, "chain-a", b"payload", &sig),
             Err(CryptoError::BadSignature)

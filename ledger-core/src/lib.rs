@@ -9,6 +9,7 @@
 
 pub mod block;
 pub mod cert;
+pub mod consensus;
 pub mod crypto;
 pub mod encoding;
 pub mod genesis;

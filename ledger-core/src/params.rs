@@ -64,11 +64,7 @@ pub enum ParamsError {
 impl ConsensusParams {
     pub fn validate(&self) -> Result<(), ParamsError> {
         let check = |name: &'static str, value: u64, min: u64, max: u64| {
-            if value < min || value > max {
-                Err(ParamsError::OutOfRange { name, value, min, max })
-            } else {
-                Ok(())
-            }
+            if value < min || value > max { Err(ParamsError::OutOfRange { name, value, min, max }) } else { Ok(()) }
         };
         check("tx_bytes_max", self.tx_bytes_max.into(), 256, TX_BYTES_MAX_CEILING.into())?;
         check(

@@ -26,9 +26,7 @@ use crate::types::Height;
 use crate::validator::ValidatorSet;
 
 /// An account: its balance and the nonce its next transaction must carry.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Account {
     pub balance: u64,
     pub nonce: u64,
@@ -166,8 +164,9 @@ impl<'s, S: AccountStore + ?Sized> StateOverlay<'s, S> {
     }
 
     /// Apply one transaction: every check, then the transfer, or nothing at all.
-    /// `signature_verified` says the caller already verified this exact transaction's signature (the
-    /// mempool remembers this), so it is not verified twice.
+    /// `signature_verified` says this exact transaction (by id) already passed
+    /// [`SignedTransaction::check_stateless`] (keys and signature; the mempool remembers this), so those
+    /// checks are not repeated.
     pub fn apply_tx(
         &mut self,
         ctx: &TxContext<'_>,

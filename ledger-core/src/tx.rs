@@ -134,15 +134,17 @@ impl SignedTransaction {
         self.id
     }
 
-    /// Every check that needs no account state: size, chain id, amount, fee, memo, keys, signature.
-    /// The signature check is the expensive part (~35 µs); callers that remember verified ids skip this
-    /// and call [`SignedTransaction::check_without_signature`] instead.
+    /// Every check that needs no account state: size, chain id, amount, fee, memo, both keys (valid points,
+    /// not weak) and the signature. The key and signature checks are the expensive part (~35 µs); callers
+    /// that remember which ids passed this call [`SignedTransaction::check_without_signature`] instead.
     pub fn check_stateless(&self, chain_id: &str, params: &ConsensusParams) -> Result<(), TxError> {
         self.check_without_signature(chain_id, params)?;
+        self.tx.recipient.verifying_key().map_err(|error| TxError::BadKey { role: "recipient", error })?;
         self.verify_signature()
     }
 
-    /// [`SignedTransaction::check_stateless`] minus the signature verification.
+    /// [`SignedTransaction::check_stateless`] minus the key and signature checks: only for a transaction
+    /// already known to have passed them.
     pub fn check_without_signature(&self, chain_id: &str, params: &ConsensusParams) -> Result<(), TxError> {
         let tx = &self.tx;
         if tx.chain_id != chain_id {
@@ -167,7 +169,6 @@ impl SignedTransaction {
         if tx.amount.checked_add(tx.fee).is_none() {
             return Err(TxError::Overflow);
         }
-        tx.recipient.verifying_key().map_err(|error| TxError::BadKey { role: "recipient", error })?;
         Ok(())
     }
 
@@ -210,6 +211,18 @@ impl BorshDeserialize for SignedTransaction {
     }
 }
 
+/// JSON view: the id, the transaction's fields and the signature.
+impl Serialize for SignedTransaction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("SignedTransaction", 3)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("tx", &self.tx)?;
+        st.serialize_field("signature", &self.signature)?;
+        st.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,17 +242,5 @@ mod tests {
         }
         .sign(&k);
         assert_eq!(tx.encoded_len(), tx.encode().len());
-    }
-}
-
-/// JSON view: the id, the transaction's fields and the signature.
-impl Serialize for SignedTransaction {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("SignedTransaction", 3)?;
-        st.serialize_field("id", &self.id)?;
-        st.serialize_field("tx", &self.tx)?;
-        st.serialize_field("signature", &self.signature)?;
-        st.end()
     }
 }

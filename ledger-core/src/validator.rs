@@ -84,9 +84,7 @@ impl ValidatorSet {
                 .filter(|t| *t <= TOTAL_POWER_MAX)
                 .ok_or(ValidatorSetError::PowerOverflow { max: TOTAL_POWER_MAX })?;
             keys.push(
-                v.public_key
-                    .verifying_key()
-                    .map_err(|error| ValidatorSetError::BadKey { key: v.public_key, error })?,
+                v.public_key.verifying_key().map_err(|error| ValidatorSetError::BadKey { key: v.public_key, error })?,
             );
         }
         let schedule = proposer_schedule(&validators, total);
@@ -220,10 +218,7 @@ mod tests {
         assert_eq!(ValidatorSet::new(vec![]).err(), Some(ValidatorSetError::Empty));
         let k = Keypair::from_seed(&[9; 32]).public();
         let v = Validator { public_key: k, power: 1, moniker: "a".into() };
-        assert!(matches!(
-            ValidatorSet::new(vec![v.clone(), v.clone()]),
-            Err(ValidatorSetError::Duplicate { .. })
-        ));
+        assert!(matches!(ValidatorSet::new(vec![v.clone(), v.clone()]), Err(ValidatorSetError::Duplicate { .. })));
         let zero = Validator { power: 0, ..v.clone() };
         assert!(matches!(ValidatorSet::new(vec![zero]), Err(ValidatorSetError::ZeroPower { .. })));
         let huge = Validator { power: u64::MAX, ..v };

@@ -1,0 +1,150 @@
+//! The signer guard: the one place where this validator's consensus key signs.
+//!
+//! Invariant I7 (no honest double-sign) is enforced here, not in the round logic: the guard remembers the
+//! last (height, round, step) it signed and refuses anything at or below it, except the very same payload,
+//! which it answers with the stored signed message. The node persists [`SignerState`] (durably) before it
+//! broadcasts the message it guards, and hands it back at construction after a restart.
+//!
+//! The state also carries the lock (the paper's `lockedValue`/`lockedRound`), because forgetting a lock
+//! across a restart would let the validator prevote against its own precommit: a safety fault as real as a
+//! double sign. The lock only changes together with a precommit (L36-L41), so one persist covers both.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::crypto::Keypair;
+use crate::hash::Hash;
+use crate::types::{Height, Round};
+use crate::vote::{Proposal, SignedProposal, SignedVote, Vote, VoteKind};
+
+/// The step of a signed message, in signing order within a round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+pub enum SignStep {
+    Propose,
+    Prevote,
+    Precommit,
+}
+
+/// A message this validator signed.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum SignedMessage {
+    Proposal(SignedProposal),
+    Vote(SignedVote),
+}
+
+/// A lock (or a valid value): a block hash and the round whose polka justified it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Lock {
+    pub round: Round,
+    pub block_hash: Hash,
+}
+
+/// What the node persists for the signer. `Default` is the state of a validator that never signed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SignerState {
+    last: Option<SignedMessage>,
+    /// The lock held at `lock_height`; meaningless at any other height.
+    lock: Option<(Height, Lock)>,
+}
+
+/// The answer of the guard to a request to sign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Signing<T> {
+    /// Signed for the first time: persist the state, then broadcast.
+    Fresh(T),
+    /// The same payload was signed before: here is the stored message, nothing new to persist.
+    Repeat(T),
+    /// Refused: it would conflict with what was signed at `last`.
+    Refused,
+}
+
+impl SignedMessage {
+    /// (height, round, step) of the message: the order the guard enforces.
+    pub fn position(&self) -> (Height, Round, SignStep) {
+        match self {
+            SignedMessage::Proposal(p) => (p.proposal.height, p.proposal.round, SignStep::Propose),
+            SignedMessage::Vote(v) => (v.vote.height, v.vote.round, vote_step(v.vote.kind)),
+        }
+    }
+}
+
+pub(crate) fn vote_step(kind: VoteKind) -> SignStep {
+    match kind {
+        VoteKind::Prevote => SignStep::Prevote,
+        VoteKind::Precommit => SignStep::Precommit,
+    }
+}
+
+impl SignerState {
+    /// The last message signed, if any.
+    pub fn last_signed(&self) -> Option<&SignedMessage> {
+        self.last.as_ref()
+    }
+
+    /// (height, round, step) of the last message signed.
+    pub fn position(&self) -> Option<(Height, Round, SignStep)> {
+        self.last.as_ref().map(SignedMessage::position)
+    }
+
+    /// The lock held at `height`, if any.
+    pub fn lock_at(&self, height: Height) -> Option<Lock> {
+        self.lock.filter(|(h, _)| *h == height).map(|(_, l)| l)
+    }
+
+    pub(crate) fn set_lock(&mut self, height: Height, lock: Lock) {
+        self.lock = Some((height, lock));
+    }
+
+    /// Sign `vote` unless it conflicts with what was signed before.
+    pub(crate) fn sign_vote(&mut self, chain_id: &str, key: &Keypair, vote: Vote) -> Signing<SignedVote> {
+        let position = (vote.height, vote.round, vote_step(vote.kind));
+        match self.check(position) {
+            Check::Above => {
+                let signed = vote.sign(chain_id, key);
+                self.last = Some(SignedMessage::Vote(signed.clone()));
+                Signing::Fresh(signed)
+            }
+            Check::Same => match &self.last {
+                Some(SignedMessage::Vote(v)) if v.vote == vote => Signing::Repeat(v.clone()),
+                _ => Signing::Refused,
+            },
+            Check::Below => Signing::Refused,
+        }
+    }
+
+    /// Sign `proposal` unless it conflicts with what was signed before.
+    pub(crate) fn sign_proposal(
+        &mut self,
+        chain_id: &str,
+        key: &Keypair,
+        proposal: Proposal,
+    ) -> Signing<SignedProposal> {
+        let position = (proposal.height, proposal.round, SignStep::Propose);
+        match self.check(position) {
+            Check::Above => {
+                let signed = proposal.sign(chain_id, key);
+                self.last = Some(SignedMessage::Proposal(signed.clone()));
+                Signing::Fresh(signed)
+            }
+            Check::Same => match &self.last {
+                Some(SignedMessage::Proposal(p)) if p.proposal == proposal => Signing::Repeat(p.clone()),
+                _ => Signing::Refused,
+            },
+            Check::Below => Signing::Refused,
+        }
+    }
+
+    fn check(&self, position: (Height, Round, SignStep)) -> Check {
+        match self.position() {
+            None => Check::Above,
+            Some(last) if position > last => Check::Above,
+            Some(last) if position == last => Check::Same,
+            Some(_) => Check::Below,
+        }
+    }
+}
+
+enum Check {
+    Above,
+    Same,
+    Below,
+}

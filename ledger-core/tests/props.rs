@@ -1,0 +1,364 @@
+//! Property tests for the core: encoding, signatures, state transition, state root, Merkle proofs.
+
+use ledger_core::crypto::{CryptoError, Keypair, PublicKey, Signature};
+use ledger_core::encoding::{self, DecodeError};
+use ledger_core::hash::{Domain, Hash};
+use ledger_core::merkle;
+use ledger_core::state::{Account, ApplyError, LtHash, MemStore, StateOverlay, TxContext};
+use ledger_core::{
+    Block, BlockHeader, CommitCertificate, CommitSig, ConsensusParams, Height, Round, SignedTransaction, Transaction,
+    TxError, Vote, VoteKind,
+};
+use proptest::prelude::*;
+
+const CHAIN: &str = "prop-chain";
+
+fn key(i: u8) -> Keypair {
+    Keypair::from_seed(&[i.wrapping_add(1); 32])
+}
+
+fn transfer(from: &Keypair, to: PublicKey, amount: u64, fee: u64, nonce: u64, memo: &str) -> SignedTransaction {
+    Transaction {
+        chain_id: CHAIN.into(),
+        sender: from.public(),
+        recipient: to,
+        amount,
+        fee,
+        nonce,
+        expiry_height: 1_000,
+        memo: memo.into(),
+    }
+    .sign(from)
+}
+
+fn arb_tx() -> impl Strategy<Value = SignedTransaction> {
+    (0u8..8, 0u8..8, 1u64.., 1u64..1000, any::<u64>(), "[a-z ]{0,40}")
+        .prop_map(|(a, b, amount, fee, nonce, memo)| transfer(&key(a), key(b).public(), amount, fee, nonce, &memo))
+}
+
+fn arb_block() -> impl Strategy<Value = Block> {
+    (proptest::collection::vec(arb_tx(), 0..6), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+        |(txs, height, ts, with_cert)| {
+            let ids: Vec<Hash> = txs.iter().map(SignedTransaction::id).collect();
+            let last_commit = with_cert.then(|| CommitCertificate {
+                height: Height(height.saturating_sub(1)),
+                round: Round(3),
+                block_hash: Hash::digest(Domain::BlockHeader, b"parent"),
+                signatures: vec![CommitSig { validator_index: 0, signature: Signature([7; 64]) }],
+            });
+            Block {
+                header: BlockHeader {
+                    version: 1,
+                    chain_id: CHAIN.into(),
+                    height: Height(height),
+                    prev_block_hash: Hash::digest(Domain::BlockHeader, b"prev"),
+                    timestamp_ms: ts,
+                    proposer: key(0).public(),
+                    tx_count: txs.len() as u32,
+                    tx_root: merkle::root(&ids),
+                    state_root: Hash::ZERO,
+                    last_commit_hash: last_commit.as_ref().map_or(Hash::ZERO, CommitCertificate::hash),
+                },
+                txs,
+                last_commit,
+            }
+        },
+    )
+}
+
+fn params() -> ConsensusParams {
+    ConsensusParams::default()
+}
+
+fn ctx(params: &ConsensusParams, height: u64) -> TxContext<'_> {
+    TxContext { chain_id: CHAIN, params, height: Height(height), proposer: key(100).public() }
+}
+
+/// `s + L` where L is the order of the ed25519 group: the classic malleated signature.
+fn malleate(sig: &Signature) -> Signature {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut out = sig.0;
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let v = u16::from(out[32 + i]) + u16::from(L[i]) + carry;
+        out[32 + i] = v as u8;
+        carry = v >> 8;
+    }
+    Signature(out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn tx_encoding_round_trips(tx in arb_tx()) {
+        let bytes = tx.encode();
+        let back = SignedTransaction::decode(&bytes, 4096).expect("decodes");
+        prop_assert_eq!(&back, &tx);
+        prop_assert_eq!(back.id(), tx.id());
+        prop_assert_eq!(tx.id(), Hash::digest(Domain::TxId, &bytes));
+    }
+
+    #[test]
+    fn block_encoding_round_trips(block in arb_block()) {
+        let bytes = block.encode();
+        let back = Block::decode(&bytes, 1 << 20).expect("decodes");
+        prop_assert_eq!(back.hash(), block.hash());
+        prop_assert_eq!(back, block);
+    }
+
+    #[test]
+    fn trailing_bytes_rejected(tx in arb_tx(), extra in proptest::collection::vec(any::<u8>(), 1..8)) {
+        let mut bytes = tx.encode();
+        bytes.extend_from_slice(&extra);
+        prop_assert!(matches!(SignedTransaction::decode(&bytes, 4096), Err(TxError::Malformed(_))));
+    }
+
+    #[test]
+    fn truncated_bytes_rejected(tx in arb_tx(), cut in 1usize..50) {
+        let bytes = tx.encode();
+        let cut = cut.min(bytes.len());
+        prop_assert!(SignedTransaction::decode(&bytes[..bytes.len() - cut], 4096).is_err());
+    }
+
+    #[test]
+    fn oversized_input_rejected_before_parsing(tx in arb_tx()) {
+        let bytes = tx.encode();
+        let max = bytes.len() - 1;
+        prop_assert_eq!(
+            SignedTransaction::decode(&bytes, max),
+            Err(TxError::TooLarge { len: bytes.len(), max })
+        );
+    }
+
+    #[test]
+    fn non_canonical_option_tag_rejected(block in arb_block(), tag in 2u8..=255) {
+        // The last_commit option tag sits right after the txs; set it to a value borsh must refuse.
+        let mut bytes = encoding::encode(&block.header);
+        bytes.extend_from_slice(&encoding::encode(&block.txs));
+        bytes.push(tag);
+        prop_assert!(matches!(
+            encoding::decode::<Block>(&bytes, 1 << 20),
+            Err(DecodeError::Malformed(_) | DecodeError::NonCanonical)
+        ));
+    }
+
+    #[test]
+    fn signature_bound_to_chain_and_domain(tx in arb_tx(), other_chain in "[a-z]{1,10}") {
+        prop_assume!(other_chain != CHAIN);
+        prop_assert_eq!(tx.verify_signature(), Ok(()));
+        let payload = encoding::encode(tx.tx());
+        let sender = tx.tx().sender;
+        prop_assert_eq!(
+            sender.verify(Domain::TxSignature, &other_chain, &payload, tx.signature()),
+            Err(CryptoError::BadSignature)
+        );
+        prop_assert_eq!(
+            sender.verify(Domain::VoteSignature, CHAIN, &payload, tx.signature()),
+            Err(CryptoError::BadSignature)
+        );
+        // The same fields re-labelled with another chain id do not carry the signature over.
+        let mut moved = tx.tx().clone();
+        moved.chain_id = other_chain;
+        let forged = SignedTransaction::new(moved, *tx.signature());
+        prop_assert_eq!(forged.verify_signature(), Err(TxError::BadSignature));
+    }
+
+    #[test]
+    fn malleated_signature_rejected(tx in arb_tx()) {
+        let forged = SignedTransaction::new(tx.tx().clone(), malleate(tx.signature()));
+        prop_assert_ne!(forged.id(), tx.id());
+        prop_assert_eq!(forged.verify_signature(), Err(TxError::BadSignature));
+    }
+
+    #[test]
+    fn vote_signature_bound_to_fields(round in 0u32..100, height in 1u64..1000) {
+        let k = key(1);
+        let set = ledger_core::ValidatorSet::new(vec![ledger_core::Validator {
+            public_key: k.public(), power: 1, moniker: "v".into(),
+        }]).expect("set");
+        let vote = Vote {
+            kind: VoteKind::Prevote, height: Height(height), round: Round(round),
+            block_hash: None, validator: k.public(),
+        }.sign(CHAIN, &k);
+        prop_assert!(vote.verify(CHAIN, &set).is_ok());
+        let mut other = vote.clone();
+        other.vote.kind = VoteKind::Precommit;
+        prop_assert!(other.verify(CHAIN, &set).is_err());
+        prop_assert!(vote.verify("another-chain", &set).is_err());
+    }
+
+    #[test]
+    fn supply_conserved_over_random_sequences(
+        ops in proptest::collection::vec((0u8..6, 0u8..6, 1u64..5_000, 1u64..20, 0u64..3), 1..60)
+    ) {
+        let params = params();
+        let mut store = MemStore::new();
+        for i in 0..6 {
+            store.set_account(key(i).public(), Account { balance: 10_000, nonce: 0 });
+        }
+        let supply = store.total_supply();
+        let mut nonces = [0u64; 6];
+        for (height, chunk) in ops.chunks(7).enumerate() {
+            let mut overlay = StateOverlay::new(&store);
+            for &(from, to, amount, fee, nonce_skew) in chunk {
+                // Mostly right nonces, sometimes wrong ones, which must be refused without effect.
+                let nonce = nonces[from as usize] + nonce_skew % 2 * nonce_skew;
+                let tx = transfer(&key(from), key(to).public(), amount, fee, nonce, "");
+                match overlay.apply_tx(&ctx(&params, height as u64 + 1), &tx, false) {
+                    Ok(()) => nonces[from as usize] += 1,
+                    Err(ApplyError::Tx(
+                        TxError::WrongNonce { .. } | TxError::InsufficientFunds { .. }
+                    )) => {}
+                    Err(e) => prop_assert!(false, "unexpected error {e}"),
+                }
+            }
+            let changes = overlay.finish(store.lthash());
+            store.commit(&changes);
+            prop_assert_eq!(store.total_supply(), supply);
+            // The incrementally maintained root equals a from-scratch recomputation.
+            let mut fresh = LtHash::default();
+            for (a, acc) in store.accounts() {
+                fresh.insert(a, acc);
+            }
+            prop_assert_eq!(fresh.root(), store.state_root());
+        }
+    }
+
+    #[test]
+    fn state_root_independent_of_creation_order(
+        balances in proptest::collection::vec((1u64..1_000_000, 0u64..100), 1..20),
+        seed in any::<u64>()
+    ) {
+        let accounts: Vec<(PublicKey, Account)> = balances.iter().enumerate()
+            .map(|(i, (b, n))| (key(i as u8).public(), Account { balance: *b, nonce: *n }))
+            .collect();
+        let mut forward = MemStore::new();
+        for (a, acc) in &accounts { forward.set_account(*a, *acc); }
+        let mut shuffled = accounts.clone();
+        // Deterministic shuffle from the seed.
+        let mut s = seed;
+        for i in (1..shuffled.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        let mut other = MemStore::new();
+        for (a, acc) in &shuffled { other.set_account(*a, *acc); }
+        prop_assert_eq!(forward.state_root(), other.state_root());
+
+        // Any change of one balance or one nonce changes the root.
+        let (a, acc) = accounts[seed as usize % accounts.len()];
+        let mut b = forward.clone();
+        b.set_account(a, Account { balance: acc.balance + 1, ..acc });
+        prop_assert_ne!(b.state_root(), forward.state_root());
+        let mut n = forward.clone();
+        n.set_account(a, Account { nonce: acc.nonce + 1, ..acc });
+        prop_assert_ne!(n.state_root(), forward.state_root());
+    }
+
+    #[test]
+    fn tampered_merkle_proof_fails(n in 1usize..64, pick in any::<usize>(), flip in any::<usize>()) {
+        let ids: Vec<Hash> = (0..n).map(|i| Hash::digest(Domain::TxId, &(i as u64).to_le_bytes())).collect();
+        let root = merkle::root(&ids);
+        let i = pick % n;
+        let proof = merkle::prove(&ids, i).expect("in range");
+        prop_assert!(proof.verify(&root, &ids[i]));
+        if !proof.siblings.is_empty() {
+            let mut bad = proof.clone();
+            let s = flip % bad.siblings.len();
+            bad.siblings[s].0[flip % 32] ^= 1;
+            prop_assert!(!bad.verify(&root, &ids[i]));
+        }
+        let mut moved = proof.clone();
+        moved.index = ((i + 1 + flip % n.max(2)) % n) as u32;
+        if moved.index as usize != i {
+            prop_assert!(!moved.verify(&root, &ids[i]));
+        }
+        // A path alone can fit two tree sizes (RFC 6962), so verifiers must also check `leaf_count`
+        // against the header's `tx_count`; a proof claiming another index within the size must fail.
+        let mut out_of_range = proof.clone();
+        out_of_range.index = out_of_range.leaf_count;
+        prop_assert!(!out_of_range.verify(&root, &ids[i]));
+    }
+}
+
+#[test]
+fn replayed_nonce_rejected() {
+    let params = params();
+    let mut store = MemStore::new();
+    store.set_account(key(0).public(), Account { balance: 100, nonce: 0 });
+    let tx = transfer(&key(0), key(1).public(), 10, 1, 0, "");
+    let mut overlay = StateOverlay::new(&store);
+    overlay.apply_tx(&ctx(&params, 1), &tx, false).expect("first apply");
+    assert_eq!(
+        overlay.apply_tx(&ctx(&params, 1), &tx, false),
+        Err(ApplyError::Tx(TxError::WrongNonce { expected: 1, got: 0 }))
+    );
+}
+
+#[test]
+fn weak_keys_rejected_for_sender_and_recipient() {
+    let params = params();
+    let mut weak = [0u8; 32];
+    weak[0] = 1; // the identity point, small order
+    let weak = PublicKey(weak);
+    let to_weak = transfer(&key(0), weak, 10, 1, 0, "");
+    assert_eq!(to_weak.check_stateless(CHAIN, &params).map_err(|e| e.code()), Err("weak_key"));
+    let from_weak = SignedTransaction::new(
+        Transaction {
+            chain_id: CHAIN.into(),
+            sender: weak,
+            recipient: key(1).public(),
+            amount: 1,
+            fee: 1,
+            nonce: 0,
+            expiry_height: 10,
+            memo: String::new(),
+        },
+        Signature([0; 64]),
+    );
+    assert_eq!(from_weak.check_stateless(CHAIN, &params).map_err(|e| e.code()), Err("weak_key"));
+}
+
+#[test]
+fn each_tx_error_has_its_own_reason() {
+    let params = params();
+    let mut store = MemStore::new();
+    store.set_account(key(0).public(), Account { balance: 100, nonce: 0 });
+    let c = ctx(&params, 5);
+    let apply = |tx: &SignedTransaction| {
+        StateOverlay::new(&store).apply_tx(&c, tx, false).map_err(|e| match e {
+            ApplyError::Tx(t) => t,
+            ApplyError::Store(s) => panic!("store error {s}"),
+        })
+    };
+    let base = Transaction {
+        chain_id: CHAIN.into(),
+        sender: key(0).public(),
+        recipient: key(1).public(),
+        amount: 10,
+        fee: 1,
+        nonce: 0,
+        expiry_height: 10,
+        memo: String::new(),
+    };
+    let cases: Vec<(Transaction, &str)> = vec![
+        (Transaction { chain_id: "other".into(), ..base.clone() }, "wrong_chain"),
+        (Transaction { nonce: 1, ..base.clone() }, "nonce_gap"),
+        (Transaction { amount: 100, ..base.clone() }, "insufficient_funds"),
+        (Transaction { expiry_height: 4, ..base.clone() }, "expired"),
+        (Transaction { fee: 0, ..base.clone() }, "fee_too_low"),
+        (Transaction { amount: 0, ..base.clone() }, "zero_amount"),
+        (Transaction { amount: u64::MAX, ..base.clone() }, "overflow"),
+        (Transaction { memo: "x".repeat(257), ..base.clone() }, "memo_too_long"),
+    ];
+    for (tx, code) in cases {
+        assert_eq!(apply(&tx.sign(&key(0))).map_err(|e| e.code()), Err(code));
+    }
+    let bad_sig = SignedTransaction::new(base.clone(), Signature([1; 64]));
+    assert_eq!(apply(&bad_sig).map_err(|e| e.code()), Err("bad_signature"));
+    assert_eq!(apply(&base.sign(&key(0))), Ok(()));
+}
