@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod mempool;
 pub mod p2p;
 pub mod storage;
