@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use ledger_core::{Address, Hash, Height, SignedTransaction, TxId, merkle};
 use serde::Deserialize;
@@ -28,11 +28,7 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
 pub(crate) fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(t)| t).map_err(|e| {
         let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "body_too_large", e.body_text())
-        } else {
-            ApiError::new(status, "bad_request", e.body_text())
-        }
+        ApiError::new(status, super::error::code_for_status(status), e.body_text())
     })
 }
 

@@ -38,9 +38,6 @@ mod metrics;
 mod state;
 mod views;
 
-#[cfg(test)]
-mod tests;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
