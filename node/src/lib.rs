@@ -1,10 +1,30 @@
-//! ledgerd as a library: configuration, keys, storage, mempool and networking, used by the `ledgerd`
-//! binary and by integration tests.
+//! ledgerd as a library, used by the `ledgerd` binary and by tests.
+//!
+//! # Code map
+//! - [`config`]: `config.toml` + `LEDGERD_*` environment + flags, validated with the key and source named.
+//! - [`keys`]: p2p and validator key files (docs/home-layout.md).
+//! - [`storage`]: sled, one tree, one atomic flushed batch per block, checksummed values, tail check at start.
+//! - [`mempool`]: admission (signature verified once), bounds, fair deterministic candidates, outcomes.
+//! - [`wire`]: versioned borsh gossip and sync messages with bounded decoding.
+//! - [`p2p`]: the libp2p swarm task (gossipsub, identify, Kademlia, block sync) behind bounded channels.
+//! - [`driver`]: the one task that owns consensus and executes its actions in order.
+//! - [`api`]: the HTTP API (axum): JSON routes over storage and a `NodeHandle` to the driver, SSE, metrics.
+//! - [`run`]: assembles a node from a configuration (`ledgerd start`).
+//!
+//! **Architecture Invariant:** only the driver task writes storage and touches consensus state; the swarm
+//! task and the API read storage and use the mempool through its mutex.
+//!
+//! **Architecture Invariant:** a signed consensus message is broadcast only after the signer state that
+//! covers it has been written and flushed.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod config;
+pub mod driver;
+pub mod keys;
 pub mod mempool;
 pub mod p2p;
+pub mod run;
 pub mod storage;
 pub mod wire;

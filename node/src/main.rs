@@ -1,21 +1,69 @@
-//! ledgerd: the validator and full-node binary. Networking, storage and the API arrive with the node issue;
-//! for now it reports its version.
+//! ledgerd: the validator and full-node binary.
 
-use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use node::config::{self, Override};
+use node::keys;
 
 #[derive(Parser)]
-#[command(
-    name = "ledgerd",
-    version,
-    about = "BFT ledger validator and full node"
-)]
+#[command(name = "ledgerd", version, about = "BFT ledger validator and full node")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct HomeArg {
+    /// Node home directory (config.toml, keys, data).
+    #[arg(long, env = "LEDGERD_HOME")]
+    home: PathBuf,
+}
+
+#[derive(Args)]
+struct StartArgs {
+    #[command(flatten)]
+    home: HomeArg,
+    /// Overrides `genesis_file`.
+    #[arg(long)]
+    genesis_file: Option<String>,
+    /// Overrides `moniker`.
+    #[arg(long)]
+    moniker: Option<String>,
+    /// Overrides `data_dir`.
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Overrides `p2p.listen_addr` (a multiaddr).
+    #[arg(long)]
+    p2p_listen_addr: Option<String>,
+    /// Overrides `p2p.bootstrap_peers` (repeat for several).
+    #[arg(long)]
+    bootstrap_peer: Vec<String>,
+    /// Overrides `api.listen_addr` (IP:port).
+    #[arg(long)]
+    api_listen_addr: Option<String>,
+    /// Overrides any config key: `--set mempool.max_txs=1000`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Create a home directory: p2p key, validator key and a commented config.toml.
+    Init {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Human-readable node name.
+        #[arg(long, default_value = "node")]
+        moniker: String,
+    },
+    /// Run the node (a full node when there is no validator key).
+    Start(StartArgs),
+    /// Print this node's libp2p peer id.
+    ShowNodeId(HomeArg),
+    /// Print this node's validator address (error if it has no validator key).
+    ShowValidator(HomeArg),
     /// Print the version and protocol version.
     Version,
 }
@@ -23,12 +71,87 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Version => {
-            println!(
-                "ledgerd {} (protocol {})",
-                env!("CARGO_PKG_VERSION"),
-                ledger_core::PROTOCOL_VERSION
-            );
+            println!("ledgerd {} (protocol {})", env!("CARGO_PKG_VERSION"), ledger_core::PROTOCOL_VERSION);
+        }
+        Command::Init { home, moniker } => init(&home.home, &moniker)?,
+        Command::ShowNodeId(home) => {
+            let cfg = load_config(&home.home, &[])?;
+            let kp = keys::load_p2p_key(&cfg.p2p_key_file)?;
+            println!("{}", keys::peer_id(&kp));
+        }
+        Command::ShowValidator(home) => {
+            let cfg = load_config(&home.home, &[])?;
+            match keys::load_validator_key(&cfg.validator_key_file)? {
+                Some(k) => println!("{}", k.public().to_address_string()),
+                None => bail!("no validator key at {}: this is a full node", cfg.validator_key_file.display()),
+            }
+        }
+        Command::Start(args) => {
+            let overrides = start_overrides(&args)?;
+            let cfg = load_config(&args.home.home, &overrides)?;
+            init_tracing();
+            node::run::run(cfg)?;
         }
     }
     Ok(())
+}
+
+fn start_overrides(args: &StartArgs) -> anyhow::Result<Vec<Override>> {
+    let mut o = Vec::new();
+    let mut opt = |key: &str, v: &Option<String>, flag: &str| {
+        if let Some(v) = v {
+            o.push(Override::new(key, v.clone(), flag));
+        }
+    };
+    opt("genesis_file", &args.genesis_file, "--genesis-file");
+    opt("moniker", &args.moniker, "--moniker");
+    opt("data_dir", &args.data_dir, "--data-dir");
+    opt("p2p.listen_addr", &args.p2p_listen_addr, "--p2p-listen-addr");
+    opt("api.listen_addr", &args.api_listen_addr, "--api-listen-addr");
+    if !args.bootstrap_peer.is_empty() {
+        o.push(Override::new("p2p.bootstrap_peers", args.bootstrap_peer.join(","), "--bootstrap-peer"));
+    }
+    for s in &args.set {
+        o.push(Override::parse_set(s).map_err(anyhow::Error::msg)?);
+    }
+    Ok(o)
+}
+
+fn load_config(home: &Path, overrides: &[Override]) -> anyhow::Result<config::Config> {
+    let env: Vec<(String, String)> =
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    Ok(config::load(home, &env, overrides)?)
+}
+
+fn init(home: &Path, moniker: &str) -> anyhow::Result<()> {
+    if moniker.len() > ledger_core::params::MONIKER_BYTES_MAX {
+        bail!("moniker is longer than {} bytes", ledger_core::params::MONIKER_BYTES_MAX);
+    }
+    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
+    let config_path = home.join("config.toml");
+    if config_path.exists() {
+        bail!("{} already exists; refusing to overwrite an initialised home", config_path.display());
+    }
+    let p2p_seed = keys::random_seed();
+    keys::write_new_file(&home.join("p2p_key.json"), &format!("{}\n", genesis::p2p_key_json(&p2p_seed)), true)?;
+    let validator = ledger_core::Keypair::from_seed(&keys::random_seed());
+    let text =
+        ledger_core::keyfile::to_plaintext_json(&validator, Some("plaintext validator key: keep this file secret"));
+    keys::write_new_file(&home.join("validator_key.json"), &format!("{text}\n"), true)?;
+    keys::write_new_file(&config_path, &config::template(moniker), false)?;
+    println!("initialised {}", home.display());
+    println!("node id:   {}", genesis::p2p_key::peer_id_from_seed(&p2p_seed));
+    println!("validator: {}", validator.public().to_address_string());
+    println!(
+        "next: put the chain's genesis file at {} (or set genesis_file), then `ledgerd start --home {}`",
+        home.join("genesis.json").display(),
+        home.display()
+    );
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGERD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

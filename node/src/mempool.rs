@@ -14,9 +14,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use ledger_core::{
-    Account, AccountStore, Address, ConsensusParams, Height, SignedTransaction, TxError, TxId,
-};
+use ledger_core::{Account, AccountStore, Address, ConsensusParams, Height, SignedTransaction, TxError, TxId};
 
 /// Mempool rejection codes that are not transaction errors.
 pub mod code {
@@ -62,11 +60,7 @@ pub enum MempoolError {
     #[error("sender already has a pending transaction with nonce {nonce}")]
     NonceTaken { nonce: u64 },
     #[error("nonce {got} is more than {max_gap} ahead of the account nonce {account}")]
-    NonceTooFarAhead {
-        account: u64,
-        got: u64,
-        max_gap: u64,
-    },
+    NonceTooFarAhead { account: u64, got: u64, max_gap: u64 },
     #[error("sender has {pending} pending transactions, limit is {max}")]
     SenderLimit { pending: usize, max: usize },
     #[error("storage failure: {0}")]
@@ -180,13 +174,7 @@ impl Mempool {
             Ok(()) => self.record(id, TxOutcome::Pending),
             // A duplicate says nothing new about the first copy: keep its outcome.
             Err(MempoolError::Duplicate) => {}
-            Err(e) => self.record(
-                id,
-                TxOutcome::Rejected {
-                    code: e.code(),
-                    message: e.to_string(),
-                },
-            ),
+            Err(e) => self.record(id, TxOutcome::Rejected { code: e.code(), message: e.to_string() }),
         }
         result.map(|()| id)
     }
@@ -205,21 +193,11 @@ impl Mempool {
         let t = tx.tx();
         let next_height = committed_height.next();
         if next_height.0 > t.expiry_height {
-            return Err(TxError::Expired {
-                expiry_height: t.expiry_height,
-                height: next_height.0,
-            }
-            .into());
+            return Err(TxError::Expired { expiry_height: t.expiry_height, height: next_height.0 }.into());
         }
-        let account = store
-            .account(&t.sender)
-            .map_err(|e| MempoolError::Storage(e.0))?;
+        let account = store.account(&t.sender).map_err(|e| MempoolError::Storage(e.0))?;
         if t.nonce < account.nonce {
-            return Err(TxError::WrongNonce {
-                expected: account.nonce,
-                got: t.nonce,
-            }
-            .into());
+            return Err(TxError::WrongNonce { expected: account.nonce, got: t.nonce }.into());
         }
         if t.nonce - account.nonce > self.limits.max_nonce_gap {
             return Err(MempoolError::NonceTooFarAhead {
@@ -234,34 +212,22 @@ impl Mempool {
         }
         let n_pending = pending.map_or(0, BTreeMap::len);
         if n_pending >= self.limits.max_per_sender {
-            return Err(MempoolError::SenderLimit {
-                pending: n_pending,
-                max: self.limits.max_per_sender,
-            });
+            return Err(MempoolError::SenderLimit { pending: n_pending, max: self.limits.max_per_sender });
         }
         let bytes = tx.encoded_len();
         if self.by_id.len() >= self.limits.max_txs {
-            return Err(MempoolError::Full {
-                what: "transaction count",
-            });
+            return Err(MempoolError::Full { what: "transaction count" });
         }
         if self.bytes + bytes > self.limits.max_bytes {
             return Err(MempoolError::Full { what: "bytes" });
         }
         let needed = self.pending_spend(&t.sender) + u128::from(t.amount) + u128::from(t.fee);
         if u128::from(account.balance) < needed {
-            return Err(TxError::InsufficientFunds {
-                balance: account.balance,
-                needed,
-            }
-            .into());
+            return Err(TxError::InsufficientFunds { balance: account.balance, needed }.into());
         }
         // Last and once: the expensive check.
         tx.verify_signature()?;
-        self.by_sender
-            .entry(t.sender)
-            .or_default()
-            .insert(t.nonce, id);
+        self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
         self.bytes += bytes;
         self.by_id.insert(id, Entry { tx, bytes });
         Ok(())
@@ -287,14 +253,8 @@ impl Mempool {
         }
         let start = (self.rotation % n_senders as u64) as usize;
         self.rotation = self.rotation.wrapping_add(1);
-        let mut queues: Vec<std::collections::btree_map::Values<'_, u64, TxId>> = self
-            .by_sender
-            .values()
-            .cycle()
-            .skip(start)
-            .take(n_senders)
-            .map(|p| p.values())
-            .collect();
+        let mut queues: Vec<std::collections::btree_map::Values<'_, u64, TxId>> =
+            self.by_sender.values().cycle().skip(start).take(n_senders).map(|p| p.values()).collect();
         let mut exhausted = 0;
         while out.len() < limit && exhausted < queues.len() {
             exhausted = 0;
@@ -326,13 +286,7 @@ impl Mempool {
 
     fn evict(&mut self, id: &TxId, error: &MempoolError) {
         if self.remove(id).is_some() {
-            self.record(
-                *id,
-                TxOutcome::Evicted {
-                    code: error.code(),
-                    message: error.to_string(),
-                },
-            );
+            self.record(*id, TxOutcome::Evicted { code: error.code(), message: error.to_string() });
         }
     }
 
@@ -349,12 +303,7 @@ impl Mempool {
     /// After committing block `height` with `committed` txs (on `store`, which now holds the new state):
     /// drop the committed ones, then re-check every remaining one against the new state and evict the
     /// expired, those whose nonce is used, and those the sender can no longer pay for.
-    pub fn on_block_committed<S: AccountStore + ?Sized>(
-        &mut self,
-        height: Height,
-        committed: &[TxId],
-        store: &S,
-    ) {
+    pub fn on_block_committed<S: AccountStore + ?Sized>(&mut self, height: Height, committed: &[TxId], store: &S) {
         for id in committed {
             self.remove(id);
             self.record(*id, TxOutcome::Committed { height });
@@ -367,11 +316,7 @@ impl Mempool {
                 // Cannot re-check without state; keep and re-check after the next block.
                 Err(_) => continue,
             };
-            let ids: Vec<TxId> = self
-                .by_sender
-                .get(&sender)
-                .map(|p| p.values().copied().collect())
-                .unwrap_or_default();
+            let ids: Vec<TxId> = self.by_sender.get(&sender).map(|p| p.values().copied().collect()).unwrap_or_default();
             let mut spend: u128 = 0;
             for id in ids {
                 let Some(e) = self.by_id.get(&id) else {
@@ -379,21 +324,9 @@ impl Mempool {
                 };
                 let t = e.tx.tx();
                 let error: Option<MempoolError> = if next_height > t.expiry_height {
-                    Some(
-                        TxError::Expired {
-                            expiry_height: t.expiry_height,
-                            height: next_height,
-                        }
-                        .into(),
-                    )
+                    Some(TxError::Expired { expiry_height: t.expiry_height, height: next_height }.into())
                 } else if t.nonce < account.nonce {
-                    Some(
-                        TxError::WrongNonce {
-                            expected: account.nonce,
-                            got: t.nonce,
-                        }
-                        .into(),
-                    )
+                    Some(TxError::WrongNonce { expected: account.nonce, got: t.nonce }.into())
                 } else {
                     spend += u128::from(t.amount) + u128::from(t.fee);
                     balance_short(&account, spend)
@@ -418,10 +351,8 @@ impl Mempool {
 }
 
 fn balance_short(account: &Account, spend: u128) -> Option<MempoolError> {
-    (u128::from(account.balance) < spend).then_some(MempoolError::Tx(TxError::InsufficientFunds {
-        balance: account.balance,
-        needed: spend,
-    }))
+    (u128::from(account.balance) < spend)
+        .then_some(MempoolError::Tx(TxError::InsufficientFunds { balance: account.balance, needed: spend }))
 }
 
 #[cfg(test)]
@@ -438,13 +369,7 @@ mod tests {
     fn store(balances: &[(u8, u64)]) -> MemStore {
         let mut s = MemStore::new();
         for (i, b) in balances {
-            s.set_account(
-                key(*i).public(),
-                Account {
-                    balance: *b,
-                    nonce: 0,
-                },
-            );
+            s.set_account(key(*i).public(), Account { balance: *b, nonce: 0 });
         }
         s
     }
@@ -505,13 +430,7 @@ mod tests {
         let forged = SignedTransaction::new(good.tx().clone(), Signature([7; 64]));
         let id = forged.id();
         assert_eq!(code_of(m.add(forged, &s, Height(0))), "bad_signature");
-        assert!(matches!(
-            m.outcome(&id),
-            Some(TxOutcome::Rejected {
-                code: "bad_signature",
-                ..
-            })
-        ));
+        assert!(matches!(m.outcome(&id), Some(TxOutcome::Rejected { code: "bad_signature", .. })));
         assert!(!m.is_verified(&id));
     }
 
@@ -521,14 +440,8 @@ mod tests {
         let mut m = pool(MempoolLimits::default());
         let mut t = tx(1, 0, 10).tx().clone();
         t.chain_id = "other".into();
-        assert_eq!(
-            code_of(m.add(t.sign(&key(1)), &s, Height(0))),
-            "wrong_chain"
-        );
-        assert_eq!(
-            code_of(m.add(tx_with(1, 0, 10, 5), &s, Height(5))),
-            "expired"
-        );
+        assert_eq!(code_of(m.add(t.sign(&key(1)), &s, Height(0))), "wrong_chain");
+        assert_eq!(code_of(m.add(tx_with(1, 0, 10, 5), &s, Height(5))), "expired");
         assert_eq!(code_of(m.add_bytes(&[1, 2, 3], &s, Height(0))), "malformed");
         assert_eq!(code_of(m.add_bytes(&[0; 5000], &s, Height(0))), "too_large");
     }
@@ -536,23 +449,11 @@ mod tests {
     #[test]
     fn nonce_window() {
         let mut s = store(&[(1, 1000)]);
-        s.set_account(
-            key(1).public(),
-            Account {
-                balance: 1000,
-                nonce: 5,
-            },
-        );
-        let limits = MempoolLimits {
-            max_nonce_gap: 3,
-            ..Default::default()
-        };
+        s.set_account(key(1).public(), Account { balance: 1000, nonce: 5 });
+        let limits = MempoolLimits { max_nonce_gap: 3, ..Default::default() };
         let mut m = pool(limits);
         assert_eq!(code_of(m.add(tx(1, 4, 1), &s, Height(0))), "nonce_too_low");
-        assert_eq!(
-            code_of(m.add(tx(1, 9, 1), &s, Height(0))),
-            "nonce_too_far_ahead"
-        );
+        assert_eq!(code_of(m.add(tx(1, 9, 1), &s, Height(0))), "nonce_too_far_ahead");
         assert_eq!(code_of(m.add(tx(1, 8, 1), &s, Height(0))), "ok");
         assert_eq!(code_of(m.add(tx(1, 5, 1), &s, Height(0))), "ok");
     }
@@ -563,37 +464,25 @@ mod tests {
         let mut m = pool(MempoolLimits::default());
         assert_eq!(code_of(m.add(tx(1, 0, 10), &s, Height(0))), "ok"); // 11
         assert_eq!(code_of(m.add(tx(1, 1, 10), &s, Height(0))), "ok"); // 22
-        assert_eq!(
-            code_of(m.add(tx(1, 2, 10), &s, Height(0))),
-            "insufficient_funds"
-        );
+        assert_eq!(code_of(m.add(tx(1, 2, 10), &s, Height(0))), "insufficient_funds");
         assert_eq!(code_of(m.add(tx(1, 2, 2), &s, Height(0))), "ok"); // 25
     }
 
     #[test]
     fn bounded_by_count_bytes_and_sender() {
         let s = store(&[(1, 1000), (2, 1000), (3, 1000)]);
-        let mut m = pool(MempoolLimits {
-            max_txs: 2,
-            ..Default::default()
-        });
+        let mut m = pool(MempoolLimits { max_txs: 2, ..Default::default() });
         m.add(tx(1, 0, 1), &s, Height(0)).unwrap();
         m.add(tx(2, 0, 1), &s, Height(0)).unwrap();
         assert_eq!(code_of(m.add(tx(3, 0, 1), &s, Height(0))), "mempool_full");
 
         let one = tx(1, 0, 1).encoded_len();
-        let mut m = pool(MempoolLimits {
-            max_bytes: one * 2,
-            ..Default::default()
-        });
+        let mut m = pool(MempoolLimits { max_bytes: one * 2, ..Default::default() });
         m.add(tx(1, 0, 1), &s, Height(0)).unwrap();
         m.add(tx(2, 0, 1), &s, Height(0)).unwrap();
         assert_eq!(code_of(m.add(tx(3, 0, 1), &s, Height(0))), "mempool_full");
 
-        let mut m = pool(MempoolLimits {
-            max_per_sender: 2,
-            ..Default::default()
-        });
+        let mut m = pool(MempoolLimits { max_per_sender: 2, ..Default::default() });
         m.add(tx(1, 0, 1), &s, Height(0)).unwrap();
         m.add(tx(1, 1, 1), &s, Height(0)).unwrap();
         assert_eq!(code_of(m.add(tx(1, 2, 1), &s, Height(0))), "sender_limit");
@@ -618,11 +507,8 @@ mod tests {
         assert_eq!(ta.len(), 6);
         // Per sender, nonces ascend.
         for from in [1u8, 2, 3] {
-            let nonces: Vec<u64> = ta
-                .iter()
-                .filter(|t| t.tx().sender == key(from).public())
-                .map(|t| t.tx().nonce)
-                .collect();
+            let nonces: Vec<u64> =
+                ta.iter().filter(|t| t.tx().sender == key(from).public()).map(|t| t.tx().nonce).collect();
             let mut sorted = nonces.clone();
             sorted.sort_unstable();
             assert_eq!(nonces, sorted);
@@ -648,47 +534,14 @@ mod tests {
             m.add(t.clone(), &s, Height(0)).unwrap();
         }
         // Block 1 commits `committed` and, as if via another node, nonce 1 of sender 1 and a spend of sender 2.
-        s.set_account(
-            key(1).public(),
-            Account {
-                balance: 900,
-                nonce: 2,
-            },
-        );
-        s.set_account(
-            key(2).public(),
-            Account {
-                balance: 5,
-                nonce: 0,
-            },
-        );
+        s.set_account(key(1).public(), Account { balance: 900, nonce: 2 });
+        s.set_account(key(2).public(), Account { balance: 5, nonce: 0 });
         m.on_block_committed(Height(1), &[committed.id()], &s);
         assert!(m.is_empty(), "{} left", m.len());
-        assert_eq!(
-            m.outcome(&committed.id()),
-            Some(&TxOutcome::Committed { height: Height(1) })
-        );
-        assert!(matches!(
-            m.outcome(&stale.id()),
-            Some(TxOutcome::Evicted {
-                code: "nonce_too_low",
-                ..
-            })
-        ));
-        assert!(matches!(
-            m.outcome(&expiring.id()),
-            Some(TxOutcome::Evicted {
-                code: "expired",
-                ..
-            })
-        ));
-        assert!(matches!(
-            m.outcome(&unpaid.id()),
-            Some(TxOutcome::Evicted {
-                code: "insufficient_funds",
-                ..
-            })
-        ));
+        assert_eq!(m.outcome(&committed.id()), Some(&TxOutcome::Committed { height: Height(1) }));
+        assert!(matches!(m.outcome(&stale.id()), Some(TxOutcome::Evicted { code: "nonce_too_low", .. })));
+        assert!(matches!(m.outcome(&expiring.id()), Some(TxOutcome::Evicted { code: "expired", .. })));
+        assert!(matches!(m.outcome(&unpaid.id()), Some(TxOutcome::Evicted { code: "insufficient_funds", .. })));
         assert_eq!(m.bytes(), 0);
     }
 
@@ -701,20 +554,8 @@ mod tests {
         m.add(gap.clone(), &s, Height(0)).unwrap();
         m.add(bad.clone(), &s, Height(0)).unwrap();
         m.on_build_rejections(&[
-            (
-                gap.id(),
-                TxError::WrongNonce {
-                    expected: 0,
-                    got: 3,
-                },
-            ),
-            (
-                bad.id(),
-                TxError::InsufficientFunds {
-                    balance: 0,
-                    needed: 2,
-                },
-            ),
+            (gap.id(), TxError::WrongNonce { expected: 0, got: 3 }),
+            (bad.id(), TxError::InsufficientFunds { balance: 0, needed: 2 }),
         ]);
         assert!(m.contains(&gap.id()));
         assert!(!m.contains(&bad.id()));
@@ -723,10 +564,7 @@ mod tests {
     #[test]
     fn outcomes_are_bounded() {
         let s = store(&[]);
-        let mut m = pool(MempoolLimits {
-            max_outcomes: 3,
-            ..Default::default()
-        });
+        let mut m = pool(MempoolLimits { max_outcomes: 3, ..Default::default() });
         let ids: Vec<TxId> = (0..5)
             .map(|n| {
                 let t = tx(1, n, 1);
@@ -736,12 +574,6 @@ mod tests {
             })
             .collect();
         assert!(m.outcome(&ids[0]).is_none());
-        assert!(matches!(
-            m.outcome(&ids[4]),
-            Some(TxOutcome::Rejected {
-                code: "insufficient_funds",
-                ..
-            })
-        ));
+        assert!(matches!(m.outcome(&ids[4]), Some(TxOutcome::Rejected { code: "insufficient_funds", .. })));
     }
 }

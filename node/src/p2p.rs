@@ -21,22 +21,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::gossipsub::{
-    self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
-};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, tcp, yamux,
-};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::wire::{
-    self, GossipMessage, SYNC_BLOCKS_MAX, SYNC_REQUEST_BYTES_MAX, SyncRequest, SyncResponse,
-    TopicKind,
-};
+use crate::wire::{self, GossipMessage, SYNC_BLOCKS_MAX, SYNC_REQUEST_BYTES_MAX, SyncRequest, SyncResponse, TopicKind};
 use ledger_core::{Block, CommitCertificate, Height};
 
 /// Network settings.
@@ -57,12 +50,7 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
-    pub fn new(
-        chain_id: &str,
-        keypair: identity::Keypair,
-        listen_addr: Multiaddr,
-        block_bytes_max: usize,
-    ) -> Self {
+    pub fn new(chain_id: &str, keypair: identity::Keypair, listen_addr: Multiaddr, block_bytes_max: usize) -> Self {
         NetworkConfig {
             chain_id: chain_id.to_string(),
             keypair,
@@ -96,21 +84,11 @@ pub trait GossipValidator: Send + Sync + 'static {
 /// Serves block-sync requests from committed storage.
 pub trait BlockProvider: Send + Sync + 'static {
     /// Blocks from `from`, at most `max_count` and about `max_bytes` (always at least one if any exists).
-    fn blocks_from(
-        &self,
-        from: Height,
-        max_count: usize,
-        max_bytes: usize,
-    ) -> Vec<(Block, CommitCertificate)>;
+    fn blocks_from(&self, from: Height, max_count: usize, max_bytes: usize) -> Vec<(Block, CommitCertificate)>;
 }
 
 impl BlockProvider for crate::storage::Storage {
-    fn blocks_from(
-        &self,
-        from: Height,
-        max_count: usize,
-        max_bytes: usize,
-    ) -> Vec<(Block, CommitCertificate)> {
+    fn blocks_from(&self, from: Height, max_count: usize, max_bytes: usize) -> Vec<(Block, CommitCertificate)> {
         match crate::storage::Storage::blocks_from(self, from, max_count, max_bytes) {
             Ok(blocks) => blocks,
             Err(e) => {
@@ -148,6 +126,8 @@ pub enum NetError {
     Stopped,
     #[error("no peer is subscribed to the topic")]
     NoPeers,
+    #[error("the same message was published recently")]
+    Duplicate,
     #[error("publish failed: {0}")]
     Publish(String),
     #[error("sync request failed: {0}")]
@@ -158,14 +138,13 @@ pub enum NetError {
 
 enum Command {
     Publish(GossipMessage, oneshot::Sender<Result<(), NetError>>),
-    RequestBlocks(
-        PeerId,
-        SyncRequest,
-        oneshot::Sender<Result<SyncResponse, NetError>>,
-    ),
+    RequestBlocks(PeerId, SyncRequest, oneshot::Sender<Result<SyncResponse, NetError>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), NetError>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    PublishRaw(TopicKind, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
+    PeerScore(PeerId, oneshot::Sender<Option<f64>>),
+    Shutdown,
 }
 
 /// Talks to the swarm task. Cheap to clone.
@@ -180,15 +159,9 @@ impl NetworkHandle {
         self.local_peer_id
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, NetError> {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NetError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(make(tx))
-            .await
-            .map_err(|_| NetError::Stopped)?;
+        self.commands.send(make(tx)).await.map_err(|_| NetError::Stopped)?;
         rx.await.map_err(|_| NetError::Stopped)
     }
 
@@ -198,13 +171,24 @@ impl NetworkHandle {
     }
 
     /// Ask `peer` for blocks. The response is unverified.
-    pub async fn request_blocks(
-        &self,
-        peer: PeerId,
-        request: SyncRequest,
-    ) -> Result<SyncResponse, NetError> {
-        self.ask(|tx| Command::RequestBlocks(peer, request, tx))
-            .await?
+    pub async fn request_blocks(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, NetError> {
+        self.ask(|tx| Command::RequestBlocks(peer, request, tx)).await?
+    }
+
+    /// Publish arbitrary bytes on a topic, bypassing encoding: for tests of hostile input only.
+    #[doc(hidden)]
+    pub async fn publish_raw(&self, topic: TopicKind, bytes: Vec<u8>) -> Result<(), NetError> {
+        self.ask(|tx| Command::PublishRaw(topic, bytes, tx)).await?
+    }
+
+    /// Stop the swarm task (it closes every connection and drops its listeners).
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+
+    /// Our gossip score of `peer` (negative after it sent invalid messages).
+    pub async fn peer_score(&self, peer: PeerId) -> Result<Option<f64>, NetError> {
+        self.ask(|tx| Command::PeerScore(peer, tx)).await
     }
 
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
@@ -234,28 +218,19 @@ struct SyncCodec {
     response_bytes_max: usize,
 }
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(
-    io: &mut T,
-    max: usize,
-) -> std::io::Result<Vec<u8>> {
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes, limit {max}"),
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes, limit {max}")));
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     Ok(buf)
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(
-    io: &mut T,
-    bytes: &[u8],
-) -> std::io::Result<()> {
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("frame too large"))?;
     io.write_all(&len.to_be_bytes()).await?;
     io.write_all(bytes).await?;
@@ -319,9 +294,7 @@ struct Names {
 
 impl Names {
     fn new(chain_id: &str) -> Result<Names, NetError> {
-        let proto = |s: String| {
-            StreamProtocol::try_from_owned(s).map_err(|e| NetError::Setup(e.to_string()))
-        };
+        let proto = |s: String| StreamProtocol::try_from_owned(s).map_err(|e| NetError::Setup(e.to_string()));
         Ok(Names {
             txs: IdentTopic::new(format!("ledger/{chain_id}/txs")),
             consensus: IdentTopic::new(format!("ledger/{chain_id}/consensus")),
@@ -331,6 +304,34 @@ impl Names {
         })
     }
 }
+
+/// Gossip peer scoring: the point is P4, the penalty for invalid messages (squared, so a few get a peer
+/// graylisted). Mesh-delivery penalties (P3) are off because a quiet chain delivers nothing for long
+/// stretches, and IP colocation is off because localnets share 127.0.0.1.
+fn score_params(names: &Names) -> gossipsub::PeerScoreParams {
+    let mut params = gossipsub::PeerScoreParams { ip_colocation_factor_weight: 0.0, ..Default::default() };
+    for topic in [&names.txs, &names.consensus] {
+        let t = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            time_in_mesh_weight: 0.01,
+            time_in_mesh_quantum: Duration::from_secs(1),
+            time_in_mesh_cap: 3600.0,
+            first_message_deliveries_weight: 1.0,
+            first_message_deliveries_decay: 0.5,
+            first_message_deliveries_cap: 20.0,
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            invalid_message_deliveries_weight: -10.0,
+            invalid_message_deliveries_decay: 0.3,
+            ..Default::default()
+        };
+        params.topics.insert(topic.hash(), t);
+    }
+    params
+}
+
+/// How long gossipsub remembers a message id (and drops copies of it).
+pub const GOSSIP_DUPLICATE_CACHE: Duration = Duration::from_secs(5);
 
 const REDIAL_BACKOFF_MIN: Duration = Duration::from_millis(500);
 const REDIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -343,13 +344,7 @@ struct Redial {
 }
 
 fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| {
-        if let Protocol::P2p(id) = p {
-            Some(id)
-        } else {
-            None
-        }
-    })
+    addr.iter().find_map(|p| if let Protocol::P2p(id) = p { Some(id) } else { None })
 }
 
 /// Start the swarm task. Returns a handle for commands, the event receiver and the task.
@@ -357,14 +352,7 @@ pub fn spawn(
     cfg: NetworkConfig,
     validator: Arc<dyn GossipValidator>,
     provider: Arc<dyn BlockProvider>,
-) -> Result<
-    (
-        NetworkHandle,
-        mpsc::Receiver<NetworkEvent>,
-        tokio::task::JoinHandle<()>,
-    ),
-    NetError,
-> {
+) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>, tokio::task::JoinHandle<()>), NetError> {
     let names = Names::new(&cfg.chain_id)?;
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let max_transmit = wire::max_transmit_size(cfg.block_bytes_max);
@@ -376,6 +364,9 @@ pub fn spawn(
         .validate_messages()
         .validation_mode(ValidationMode::Anonymous)
         .heartbeat_interval(Duration::from_millis(500))
+        // Content-addressed ids make a re-sent message a duplicate until this expires; the driver re-gossips
+        // its own consensus messages after a stall no sooner than this.
+        .duplicate_cache_time(GOSSIP_DUPLICATE_CACHE)
         .message_id_fn(|m: &gossipsub::Message| {
             let mut h = blake3::Hasher::new_derive_key("ledger v1 gossip message id");
             h.update(m.topic.as_str().as_bytes());
@@ -385,68 +376,45 @@ pub fn spawn(
         })
         .build()
         .map_err(|e| setup(&e))?;
-    let mut gossip = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
-        .map_err(|e| setup(&e))?;
+    let mut gossip = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config).map_err(|e| setup(&e))?;
+    gossip.with_peer_score(score_params(&names), gossipsub::PeerScoreThresholds::default()).map_err(|e| setup(&e))?;
     gossip.subscribe(&names.txs).map_err(|e| setup(&e))?;
     gossip.subscribe(&names.consensus).map_err(|e| setup(&e))?;
 
     let mut kad_config = kad::Config::new(names.kad.clone());
     kad_config.set_query_timeout(Duration::from_secs(30));
-    let mut kad = kad::Behaviour::with_config(
-        local_peer_id,
-        kad::store::MemoryStore::new(local_peer_id),
-        kad_config,
-    );
+    let mut kad = kad::Behaviour::with_config(local_peer_id, kad::store::MemoryStore::new(local_peer_id), kad_config);
     kad.set_mode(Some(kad::Mode::Server));
 
-    let identify = identify::Behaviour::new(identify::Config::new(
-        names.identify.clone(),
-        cfg.keypair.public(),
-    ));
+    let identify = identify::Behaviour::new(identify::Config::new(names.identify.clone(), cfg.keypair.public()));
     let sync = request_response::Behaviour::with_codec(
         SyncCodec { response_bytes_max },
         [(names.sync.clone(), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(cfg.sync_request_timeout),
     );
-    let behaviour = Behaviour {
-        gossipsub: gossip,
-        identify,
-        kad,
-        sync,
-    };
+    let behaviour = Behaviour { gossipsub: gossip, identify, kad, sync };
 
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
         .map_err(|e| setup(&e))?
         .with_behaviour(|_| behaviour)
         .map_err(|e| setup(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_connection_timeout))
         .build();
-    swarm
-        .listen_on(cfg.listen_addr.clone())
-        .map_err(|e| setup(&e))?;
+    swarm.listen_on(cfg.listen_addr.clone()).map_err(|e| setup(&e))?;
 
     let mut redials = HashMap::new();
     for addr in &cfg.bootstrap_peers {
-        let peer = peer_id_of(addr).ok_or_else(|| {
-            NetError::Setup(format!("bootstrap peer {addr} has no /p2p/<peer id>"))
-        })?;
+        let peer =
+            peer_id_of(addr).ok_or_else(|| NetError::Setup(format!("bootstrap peer {addr} has no /p2p/<peer id>")))?;
         if peer == local_peer_id {
             continue;
         }
         swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
         redials.insert(
             peer,
-            Redial {
-                addr: addr.clone(),
-                backoff: REDIAL_BACKOFF_MIN,
-                next_attempt: Some(Instant::now()),
-            },
+            Redial { addr: addr.clone(), backoff: REDIAL_BACKOFF_MIN, next_attempt: Some(Instant::now()) },
         );
     }
 
@@ -462,17 +430,9 @@ pub fn spawn(
         redials,
         max_peers: cfg.max_peers,
         max_transmit,
-        block_bytes_max: cfg.block_bytes_max,
     };
     let join = tokio::spawn(task.run(cmd_rx));
-    Ok((
-        NetworkHandle {
-            commands: cmd_tx,
-            local_peer_id,
-        },
-        ev_rx,
-        join,
-    ))
+    Ok((NetworkHandle { commands: cmd_tx, local_peer_id }, ev_rx, join))
 }
 
 struct SwarmTask {
@@ -485,7 +445,6 @@ struct SwarmTask {
     redials: HashMap<PeerId, Redial>,
     max_peers: usize,
     max_transmit: usize,
-    block_bytes_max: usize,
 }
 
 impl SwarmTask {
@@ -495,9 +454,8 @@ impl SwarmTask {
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => break,
                     Some(cmd) => self.handle_command(cmd),
-                    // Every handle dropped: the node is shutting down.
-                    None => break,
                 },
                 event = self.swarm.select_next_some() => {
                     if self.handle_swarm_event(event).await.is_err() {
@@ -522,40 +480,37 @@ impl SwarmTask {
         }
     }
 
+    fn publish(&mut self, kind: TopicKind, bytes: Vec<u8>) -> Result<(), NetError> {
+        let topic = self.topic(kind).clone();
+        if bytes.len() > self.max_transmit {
+            Err(NetError::Publish(format!("message of {} bytes exceeds {}", bytes.len(), self.max_transmit)))
+        } else {
+            self.swarm.behaviour_mut().gossipsub.publish(topic, bytes).map(|_| ()).map_err(|e| match e {
+                gossipsub::PublishError::NoPeersSubscribedToTopic => NetError::NoPeers,
+                gossipsub::PublishError::Duplicate => NetError::Duplicate,
+                other => NetError::Publish(other.to_string()),
+            })
+        }
+    }
+
     fn handle_command(&mut self, cmd: Command) {
         match cmd {
             Command::Publish(message, reply) => {
-                let topic = self.topic(message.topic()).clone();
-                let bytes = message.encode();
-                let result = if bytes.len() > self.max_transmit {
-                    Err(NetError::Publish(format!(
-                        "message of {} bytes exceeds {}",
-                        bytes.len(),
-                        self.max_transmit
-                    )))
-                } else {
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .publish(topic, bytes)
-                        .map(|_| ())
-                        .map_err(|e| match e {
-                            gossipsub::PublishError::NoPeersSubscribedToTopic => NetError::NoPeers,
-                            other => NetError::Publish(other.to_string()),
-                        })
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.publish(message.topic(), message.encode()));
+            }
+            Command::PublishRaw(topic, bytes, reply) => {
+                let _ = reply.send(self.publish(topic, bytes));
+            }
+            Command::Shutdown => {}
+            Command::PeerScore(peer, reply) => {
+                let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
             }
             Command::RequestBlocks(peer, request, reply) => {
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.pending_sync.insert(id, reply);
             }
             Command::Dial(addr, reply) => {
-                let _ = reply.send(
-                    self.swarm
-                        .dial(addr)
-                        .map_err(|e| NetError::Dial(e.to_string())),
-                );
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| NetError::Dial(e.to_string())));
             }
             Command::ConnectedPeers(reply) => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
@@ -607,11 +562,7 @@ impl SwarmTask {
                 tracing::info!(%address, "listening");
                 self.emit(NetworkEvent::Listening(address)).await?;
             }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                num_established,
-                ..
-            } => {
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
                 if let Some(r) = self.redials.get_mut(&peer_id) {
                     r.backoff = REDIAL_BACKOFF_MIN;
                     r.next_attempt = None;
@@ -624,36 +575,22 @@ impl SwarmTask {
                     self.emit(NetworkEvent::PeerConnected(peer_id)).await?;
                 }
             }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established,
-                ..
-            } => {
-                if num_established == 0 {
-                    self.schedule_redial(&peer_id, false);
-                    self.emit(NetworkEvent::PeerDisconnected(peer_id)).await?;
-                }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.schedule_redial(&peer_id, false);
+                self.emit(NetworkEvent::PeerDisconnected(peer_id)).await?;
             }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(peer),
-                error,
-                ..
-            } => {
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
                 tracing::debug!(%peer, %error, "outgoing connection failed");
                 if !self.swarm.is_connected(&peer) {
                     self.schedule_redial(&peer, true);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.handle_gossip(e).await?,
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) => {
-                if info.protocols.contains(&self.names.kad) {
-                    for addr in info.listen_addrs.into_iter().take(16) {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                    }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }))
+                if info.protocols.contains(&self.names.kad) =>
+            {
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.handle_sync(e),
@@ -664,11 +601,7 @@ impl SwarmTask {
 
     async fn handle_gossip(&mut self, event: gossipsub::Event) -> Result<(), ()> {
         match event {
-            gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            } => {
+            gossipsub::Event::Message { propagation_source, message_id, message } => {
                 let kind = if message.topic == self.names.txs.hash() {
                     Some(TopicKind::Txs)
                 } else if message.topic == self.names.consensus.hash() {
@@ -677,8 +610,9 @@ impl SwarmTask {
                     None
                 };
                 let decoded = match kind {
-                    Some(kind) => GossipMessage::decode(&message.data, kind, self.max_transmit)
-                        .map_err(|e| e.to_string()),
+                    Some(kind) => {
+                        GossipMessage::decode(&message.data, kind, self.max_transmit).map_err(|e| e.to_string())
+                    }
                     None => Err("unknown topic".to_string()),
                 };
                 let (acceptance, deliver) = match decoded {
@@ -698,16 +632,13 @@ impl SwarmTask {
                         }
                     },
                 };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    acceptance,
+                );
                 if let Some(message) = deliver {
-                    self.emit(NetworkEvent::Gossip {
-                        source: propagation_source,
-                        message,
-                    })
-                    .await?;
+                    self.emit(NetworkEvent::Gossip { source: propagation_source, message }).await?;
                 }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
@@ -719,11 +650,7 @@ impl SwarmTask {
                     None
                 };
                 if let Some(topic) = kind {
-                    self.emit(NetworkEvent::PeerSubscribed {
-                        peer: peer_id,
-                        topic,
-                    })
-                    .await?;
+                    self.emit(NetworkEvent::PeerSubscribed { peer: peer_id, topic }).await?;
                 }
             }
             _ => {}
@@ -734,33 +661,20 @@ impl SwarmTask {
     fn handle_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
+                request_response::Message::Request { request, channel, .. } => {
                     let max_count = request.max_count.min(SYNC_BLOCKS_MAX) as usize;
                     let budget = wire::SYNC_RESPONSE_BUDGET_BYTES;
-                    let blocks = self
-                        .provider
-                        .blocks_from(request.from_height, max_count, budget);
+                    let blocks = self.provider.blocks_from(request.from_height, max_count, budget);
                     tracing::debug!(%peer, from = %request.from_height, n = blocks.len(), "serving sync request");
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_response(channel, SyncResponse { blocks });
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse { blocks });
                 }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
+                request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.pending_sync.remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => {
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
                 if let Some(reply) = self.pending_sync.remove(&request_id) {
                     let _ = reply.send(Err(NetError::Sync(error.to_string())));
                 }
@@ -770,6 +684,240 @@ impl SwarmTask {
             }
             request_response::Event::ResponseSent { .. } => {}
         }
-        let _ = self.block_bytes_max;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::tests::TestChain;
+    use crate::storage::{Storage, StorageOptions};
+    use ledger_core::SignedTransaction;
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    /// Accepts everything except transactions with amount 13, which it calls invalid.
+    struct TestValidator;
+
+    impl GossipValidator for TestValidator {
+        fn validate(&self, _: &PeerId, message: &GossipMessage) -> Validation {
+            match message {
+                GossipMessage::TxBatch(txs) if txs.iter().any(|t| t.tx().amount == 13) => {
+                    Validation::Reject("amount 13".into())
+                }
+                _ => Validation::Accept,
+            }
+        }
+    }
+
+    struct NoBlocks;
+
+    impl BlockProvider for NoBlocks {
+        fn blocks_from(&self, _: Height, _: usize, _: usize) -> Vec<(Block, CommitCertificate)> {
+            Vec::new()
+        }
+    }
+
+    struct Node {
+        handle: NetworkHandle,
+        events: mpsc::Receiver<NetworkEvent>,
+        addr: Multiaddr,
+        subscribed: Vec<(PeerId, TopicKind)>,
+    }
+
+    impl Node {
+        /// Wait for the first event matching `pick`, failing the test at the deadline. Subscriptions seen on
+        /// the way are remembered.
+        async fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(NetworkEvent) -> Option<T>) -> T {
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                    Ok(Some(e)) => {
+                        if let NetworkEvent::PeerSubscribed { peer, topic } = &e {
+                            self.subscribed.push((*peer, *topic));
+                        }
+                        if let Some(t) = pick(e) {
+                            return t;
+                        }
+                    }
+                    Ok(None) => panic!("network stopped while waiting for {what}"),
+                    Err(_) => panic!("timed out waiting for {what}"),
+                }
+            }
+        }
+    }
+
+    async fn start(bootstrap: Vec<Multiaddr>, provider: Arc<dyn BlockProvider>) -> Node {
+        let keypair = identity::Keypair::generate_ed25519();
+        let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        let mut cfg = NetworkConfig::new("test-chain", keypair, listen, 1 << 20);
+        cfg.bootstrap_peers = bootstrap;
+        let (handle, events, _task) = spawn(cfg, Arc::new(TestValidator), provider).unwrap();
+        let mut node = Node { handle, events, addr: Multiaddr::empty(), subscribed: Vec::new() };
+        let listen = node
+            .wait_for("listen address", |e| match e {
+                NetworkEvent::Listening(a) => Some(a),
+                _ => None,
+            })
+            .await;
+        node.addr = listen.with(Protocol::P2p(node.handle.local_peer_id()));
+        node
+    }
+
+    fn batch(chain: &TestChain, amounts: &[u64]) -> Vec<SignedTransaction> {
+        amounts.iter().enumerate().map(|(n, a)| chain.transfer(n as u64, *a)).collect()
+    }
+
+    async fn wait_subscribed(node: &mut Node, peers: &[PeerId], topic: TopicKind) {
+        let mut missing: Vec<PeerId> = peers.to_vec();
+        missing.retain(|m| !node.subscribed.contains(&(*m, topic)));
+        while !missing.is_empty() {
+            let p = node
+                .wait_for("subscriptions", |e| match e {
+                    NetworkEvent::PeerSubscribed { peer, topic: t } if t == topic => Some(peer),
+                    _ => None,
+                })
+                .await;
+            missing.retain(|m| *m != p);
+        }
+    }
+
+    async fn wait_gossip(node: &mut Node) -> (PeerId, GossipMessage) {
+        node.wait_for("gossip", |e| match e {
+            NetworkEvent::Gossip { source, message } => Some((source, message)),
+            _ => None,
+        })
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tx_batch_reaches_every_peer_and_invalid_is_not_delivered() {
+        let chain = TestChain::new();
+        let mut a = start(vec![], Arc::new(NoBlocks)).await;
+        let mut b = start(vec![a.addr.clone()], Arc::new(NoBlocks)).await;
+        let mut c = start(vec![a.addr.clone()], Arc::new(NoBlocks)).await;
+        let (bp, cp) = (b.handle.local_peer_id(), c.handle.local_peer_id());
+        wait_subscribed(&mut a, &[bp, cp], TopicKind::Txs).await;
+
+        let good = GossipMessage::TxBatch(batch(&chain, &[1, 2, 3]));
+        a.handle.publish(good.clone()).await.unwrap();
+        for node in [&mut b, &mut c] {
+            let (_, got) = wait_gossip(node).await;
+            assert_eq!(got, good);
+        }
+
+        // A forged batch (rejected by the validator) and garbage bytes, then a valid batch: the receivers see
+        // only the valid one.
+        let bad = GossipMessage::TxBatch(batch(&chain, &[13]));
+        a.handle.publish(bad).await.unwrap();
+        a.handle.publish_raw(TopicKind::Txs, vec![wire::WIRE_VERSION, 0, 255, 255, 255, 255]).await.unwrap();
+        a.handle.publish_raw(TopicKind::Consensus, vec![42; 100]).await.unwrap();
+        let good2 = GossipMessage::TxBatch(batch(&chain, &[4]));
+        a.handle.publish(good2.clone()).await.unwrap();
+        for node in [&mut b, &mut c] {
+            let (source, got) = wait_gossip(node).await;
+            assert_eq!(got, good2, "an invalid message was delivered");
+            assert_eq!(source, a.handle.local_peer_id());
+            let score = node.handle.peer_score(source).await.unwrap().unwrap();
+            assert!(score < 0.0, "sender of invalid messages keeps score {score}");
+        }
+
+        // And gossip from a leaf reaches the other leaf through the hub.
+        wait_subscribed(&mut b, &[a.handle.local_peer_id()], TopicKind::Txs).await;
+        let from_b = GossipMessage::TxBatch(batch(&chain, &[5, 6]));
+        b.handle.publish(from_b.clone()).await.unwrap();
+        let (_, got) = wait_gossip(&mut c).await;
+        assert_eq!(got, from_b);
+        let (_, got) = wait_gossip(&mut a).await;
+        assert_eq!(got, from_b);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publish_alone_reports_no_peers() {
+        let a = start(vec![], Arc::new(NoBlocks)).await;
+        let chain = TestChain::new();
+        let r = a.handle.publish(GossipMessage::TxBatch(batch(&chain, &[1]))).await;
+        assert_eq!(r, Err(NetError::NoPeers));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_returns_stored_blocks_bounded() {
+        let chain = TestChain::new();
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Storage::open(dir.path(), StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 1 << 20 })
+                .unwrap();
+        store.init_genesis(&chain.genesis).unwrap();
+        let mut blocks = Vec::new();
+        for n in 0..5 {
+            blocks.push(chain.commit_next(&store, vec![chain.transfer(n, 10)]));
+        }
+        let mut server = start(vec![], Arc::new(store.clone())).await;
+        let mut client = start(vec![server.addr.clone()], Arc::new(NoBlocks)).await;
+        let server_id = server.handle.local_peer_id();
+        client
+            .wait_for("connection", |e| match e {
+                NetworkEvent::PeerConnected(p) if p == server_id => Some(()),
+                _ => None,
+            })
+            .await;
+        let _ = &mut server.events;
+
+        let resp = client
+            .handle
+            .request_blocks(server_id, SyncRequest { from_height: Height(2), max_count: 2 })
+            .await
+            .unwrap();
+        let got: Vec<Block> = resp.blocks.iter().map(|(b, _)| b.clone()).collect();
+        assert_eq!(got, blocks[1..3].to_vec());
+        let set = chain.genesis.validator_set().unwrap();
+        for (block, cert) in &resp.blocks {
+            cert.verify_for(&chain.genesis.chain_id, &set, block.height(), block.hash()).unwrap();
+        }
+        // Asking for far too many is capped by the server; asking beyond the tip returns nothing.
+        let resp = client
+            .handle
+            .request_blocks(server_id, SyncRequest { from_height: Height(1), max_count: u32::MAX })
+            .await
+            .unwrap();
+        assert_eq!(resp.blocks.len(), 5);
+        let resp = client
+            .handle
+            .request_blocks(server_id, SyncRequest { from_height: Height(9), max_count: 10 })
+            .await
+            .unwrap();
+        assert!(resp.blocks.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bootstrap_peer_is_redialed_after_it_restarts() {
+        // Fixed key and port for the hub so it can come back at the same address.
+        let key = identity::Keypair::generate_ed25519();
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+        let hub_id = key.public().to_peer_id();
+        let hub_addr = listen.clone().with(Protocol::P2p(hub_id));
+        let start_hub = || {
+            let cfg = NetworkConfig::new("test-chain", key.clone(), listen.clone(), 1 << 20);
+            spawn(cfg, Arc::new(TestValidator), Arc::new(NoBlocks)).unwrap()
+        };
+        let (hub, hub_events, hub_task) = start_hub();
+        let mut leaf = start(vec![hub_addr], Arc::new(NoBlocks)).await;
+        let connected = |e| match e {
+            NetworkEvent::PeerConnected(p) if p == hub_id => Some(()),
+            _ => None,
+        };
+        leaf.wait_for("first connection", connected).await;
+        drop((hub, hub_events));
+        hub_task.await.unwrap();
+        leaf.wait_for("disconnection", |e| match e {
+            NetworkEvent::PeerDisconnected(p) if p == hub_id => Some(()),
+            _ => None,
+        })
+        .await;
+        let (_hub, _hub_events, _task) = start_hub();
+        leaf.wait_for("reconnection", connected).await;
     }
 }

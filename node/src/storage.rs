@@ -21,8 +21,8 @@ use std::path::Path;
 
 use ledger_core::state::StoreError;
 use ledger_core::{
-    Account, AccountStore, Address, Block, CommitCertificate, Genesis, Hash, Height, LtHash,
-    StateChanges, TxId, ValidatorSet, encoding,
+    Account, AccountStore, Address, Block, CommitCertificate, Genesis, Hash, Height, LtHash, StateChanges, TxId,
+    ValidatorSet, encoding,
 };
 
 /// Key prefixes inside the `chain` tree.
@@ -39,6 +39,7 @@ const META_HEIGHT: &[u8] = b"mheight";
 const META_LTHASH: &[u8] = b"mlthash";
 const META_SIGNER: &[u8] = b"msigner";
 const META_GENESIS: &[u8] = b"mgenesis";
+const META_PROPOSED_BLOCK: &[u8] = b"mproposed";
 
 const CHECKSUM_BYTES: usize = 16;
 const CHECKSUM_CONTEXT: &str = "ledger v1 node storage value checksum";
@@ -80,10 +81,7 @@ pub struct StorageOptions {
 
 impl Default for StorageOptions {
     fn default() -> Self {
-        StorageOptions {
-            cache_capacity_bytes: 64 * 1024 * 1024,
-            block_bytes_max: 32 * 1024 * 1024,
-        }
+        StorageOptions { cache_capacity_bytes: 64 * 1024 * 1024, block_bytes_max: 32 * 1024 * 1024 }
     }
 }
 
@@ -154,19 +152,13 @@ fn be_u64(b: &[u8]) -> u64 {
 }
 
 fn corrupt(key: &[u8], detail: impl Into<String>) -> StorageError {
-    StorageError::Corrupt {
-        what: describe_key(key),
-        detail: detail.into(),
-    }
+    StorageError::Corrupt { what: describe_key(key), detail: detail.into() }
 }
 
 impl Storage {
     /// Open (or create) the database in `dir`.
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(opts.cache_capacity_bytes)
-            .open()?;
+        let db = sled::Config::new().path(dir).cache_capacity(opts.cache_capacity_bytes).open()?;
         let chain = db.open_tree("chain")?;
         Ok(Storage { db, chain, opts })
     }
@@ -177,10 +169,7 @@ impl Storage {
             return Ok(None);
         };
         if raw.len() < CHECKSUM_BYTES {
-            return Err(corrupt(
-                key,
-                format!("value of {} bytes is shorter than its checksum", raw.len()),
-            ));
+            return Err(corrupt(key, format!("value of {} bytes is shorter than its checksum", raw.len())));
         }
         let (payload, sum) = raw.split_at(raw.len() - CHECKSUM_BYTES);
         if checksum(key, payload) != sum {
@@ -196,9 +185,7 @@ impl Storage {
     ) -> Result<Option<T>, StorageError> {
         match self.get(key)? {
             None => Ok(None),
-            Some(bytes) => encoding::decode(&bytes, max)
-                .map(Some)
-                .map_err(|e| corrupt(key, e.to_string())),
+            Some(bytes) => encoding::decode(&bytes, max).map(Some).map_err(|e| corrupt(key, e.to_string())),
         }
     }
 
@@ -217,19 +204,10 @@ impl Storage {
             let k = hash_key(prefix::ACCOUNT, &address.0);
             batch.insert(&k[..], seal(&k, &encoding::encode(account)));
         }
-        batch.insert(
-            META_LTHASH,
-            seal(META_LTHASH, &encoding::encode(state.lthash())),
-        );
-        batch.insert(
-            META_HEIGHT,
-            seal(META_HEIGHT, &encoding::encode(&Height::GENESIS)),
-        );
+        batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(state.lthash())));
+        batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&Height::GENESIS)));
         // Written last in the batch; the batch is atomic, so its presence means genesis state is complete.
-        batch.insert(
-            META_GENESIS,
-            seal(META_GENESIS, &encoding::encode(&expected)),
-        );
+        batch.insert(META_GENESIS, seal(META_GENESIS, &encoding::encode(&expected)));
         self.chain.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
@@ -237,21 +215,16 @@ impl Storage {
 
     /// Height of the latest committed block (0 = genesis only).
     pub fn latest_height(&self) -> Result<Height, StorageError> {
-        self.get_decoded::<Height>(META_HEIGHT, 8)?
-            .ok_or(StorageError::NotInitialised)
+        self.get_decoded::<Height>(META_HEIGHT, 8)?.ok_or(StorageError::NotInitialised)
     }
 
     /// Lattice hash of the latest committed state.
     pub fn lthash(&self) -> Result<LtHash, StorageError> {
-        self.get_decoded::<LtHash>(META_LTHASH, 4096)?
-            .ok_or(StorageError::NotInitialised)
+        self.get_decoded::<LtHash>(META_LTHASH, 4096)?.ok_or(StorageError::NotInitialised)
     }
 
     pub fn block(&self, height: Height) -> Result<Option<Block>, StorageError> {
-        self.get_decoded(
-            &height_key(prefix::BLOCK, height),
-            self.opts.block_bytes_max,
-        )
+        self.get_decoded(&height_key(prefix::BLOCK, height), self.opts.block_bytes_max)
     }
 
     /// The certificate that committed the block at `height`.
@@ -281,10 +254,7 @@ impl Storage {
         let mut h = from.max(Height(1));
         while h <= tip && out.len() < max_count {
             let (Some(block), Some(cert)) = (self.block(h)?, self.certificate(h)?) else {
-                return Err(corrupt(
-                    &height_key(prefix::BLOCK, h),
-                    "block or certificate below the tip is missing",
-                ));
+                return Err(corrupt(&height_key(prefix::BLOCK, h), "block or certificate below the tip is missing"));
             };
             let len = block.encode().len() + encoding::encode(&cert).len();
             if !out.is_empty() && bytes + len > max_bytes {
@@ -320,10 +290,7 @@ impl Storage {
         batch.insert(&k[..], seal(&k, &encoding::encode(&height)));
         for (index, tx) in block.txs.iter().enumerate() {
             let k = hash_key(prefix::TX, &tx.id().0);
-            let loc = TxLocation {
-                height,
-                index: index as u32,
-            };
+            let loc = TxLocation { height, index: index as u32 };
             batch.insert(&k[..], seal(&k, &encoding::encode(&loc)));
         }
         for (address, account) in &changes.accounts {
@@ -334,27 +301,32 @@ impl Storage {
                 batch.insert(&k[..], seal(&k, &encoding::encode(account)));
             }
         }
-        batch.insert(
-            META_LTHASH,
-            seal(META_LTHASH, &encoding::encode(&changes.lthash)),
-        );
+        batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&changes.lthash)));
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&height)));
         self.chain.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// Write the consensus signer state and flush; once this returns, the state survives a crash.
-    pub fn persist_signer_state(&self, bytes: &[u8]) -> Result<(), StorageError> {
+    /// Write the consensus signer state (and, when it holds a proposal, the proposed block) in one batch
+    /// and flush; once this returns, both survive a crash.
+    pub fn persist_signer_state(&self, bytes: &[u8], proposed_block: Option<&Block>) -> Result<(), StorageError> {
         if bytes.len() > SIGNER_STATE_BYTES_MAX {
-            return Err(StorageError::SignerStateTooLarge {
-                len: bytes.len(),
-                max: SIGNER_STATE_BYTES_MAX,
-            });
+            return Err(StorageError::SignerStateTooLarge { len: bytes.len(), max: SIGNER_STATE_BYTES_MAX });
         }
-        self.chain.insert(META_SIGNER, seal(META_SIGNER, bytes))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(META_SIGNER, seal(META_SIGNER, bytes));
+        if let Some(block) = proposed_block {
+            batch.insert(META_PROPOSED_BLOCK, seal(META_PROPOSED_BLOCK, &block.encode()));
+        }
+        self.chain.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The block of the last proposal this validator signed, if it was kept.
+    pub fn proposed_block(&self) -> Result<Option<Block>, StorageError> {
+        self.get_decoded(META_PROPOSED_BLOCK, self.opts.block_bytes_max)
     }
 
     pub fn signer_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
@@ -370,12 +342,7 @@ impl Storage {
     /// Check the last `n` blocks: each is stored under its height and indexed by its hash, links to its
     /// parent (genesis for height 1), carries a valid certificate, and the tip's state root equals the
     /// root of the stored lattice hash. Returns the tip height.
-    pub fn verify_tail(
-        &self,
-        genesis: &Genesis,
-        validators: &ValidatorSet,
-        n: u64,
-    ) -> Result<Height, StorageError> {
+    pub fn verify_tail(&self, genesis: &Genesis, validators: &ValidatorSet, n: u64) -> Result<Height, StorageError> {
         let expected = genesis.hash();
         match self.get_decoded::<Hash>(META_GENESIS, 32)? {
             None => return Err(StorageError::NotInitialised),
@@ -388,24 +355,16 @@ impl Storage {
         let lthash = self.lthash()?;
         if let Some((k, _)) = self
             .chain
-            .range(
-                height_key(prefix::BLOCK, tip.next())..height_key(prefix::BLOCK, Height(u64::MAX)),
-            )
+            .range(height_key(prefix::BLOCK, tip.next())..height_key(prefix::BLOCK, Height(u64::MAX)))
             .next()
             .transpose()?
         {
-            return Err(corrupt(
-                &k,
-                format!("a block is stored above the recorded tip {tip}"),
-            ));
+            return Err(corrupt(&k, format!("a block is stored above the recorded tip {tip}")));
         }
         if tip == Height::GENESIS {
             let root = genesis.initial_state().state_root();
             if lthash.root() != root {
-                return Err(corrupt(
-                    META_LTHASH,
-                    "state at genesis does not match the genesis file",
-                ));
+                return Err(corrupt(META_LTHASH, "state at genesis does not match the genesis file"));
             }
             return Ok(tip);
         }
@@ -414,41 +373,25 @@ impl Storage {
         let mut h = tip;
         loop {
             let bk = height_key(prefix::BLOCK, h);
-            let block = self
-                .block(h)?
-                .ok_or_else(|| corrupt(&bk, "block below the tip is missing"))?;
+            let block = self.block(h)?.ok_or_else(|| corrupt(&bk, "block below the tip is missing"))?;
             if block.height() != h {
-                return Err(corrupt(
-                    &bk,
-                    format!("holds a block of height {}", block.height()),
-                ));
+                return Err(corrupt(&bk, format!("holds a block of height {}", block.height())));
             }
             let hash = block.hash();
             if self.height_of(&hash)? != Some(h) {
-                return Err(corrupt(
-                    &bk,
-                    "block hash index does not point to this height",
-                ));
+                return Err(corrupt(&bk, "block hash index does not point to this height"));
             }
             let ck = height_key(prefix::CERT, h);
-            let cert = self
-                .certificate(h)?
-                .ok_or_else(|| corrupt(&ck, "certificate is missing"))?;
+            let cert = self.certificate(h)?.ok_or_else(|| corrupt(&ck, "certificate is missing"))?;
             cert.verify_for(&genesis.chain_id, validators, h, hash)
                 .map_err(|e| corrupt(&ck, format!("certificate does not verify: {e}")))?;
             if h == tip && block.header.state_root != lthash.root() {
-                return Err(corrupt(
-                    META_LTHASH,
-                    format!("state root does not match the tip block {tip}"),
-                ));
+                return Err(corrupt(META_LTHASH, format!("state root does not match the tip block {tip}")));
             }
             if let Some(c) = &child
                 && c.header.prev_block_hash != hash
             {
-                return Err(corrupt(
-                    &bk,
-                    format!("block {} does not link to it", c.height()),
-                ));
+                return Err(corrupt(&bk, format!("block {} does not link to it", c.height())));
             }
             if h == Height(1) && block.header.prev_block_hash != expected {
                 return Err(corrupt(&bk, "first block does not link to genesis"));
@@ -460,6 +403,16 @@ impl Storage {
             h = Height(h.0 - 1);
         }
         Ok(tip)
+    }
+}
+
+impl Storage {
+    /// Overwrite the stored lattice hash with that of the empty state, keeping a valid checksum: what a
+    /// lost state write would look like. Tests of the start-up verification only.
+    #[doc(hidden)]
+    pub fn corrupt_lthash_for_tests(&self) {
+        let _ = self.chain.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&LtHash::default())));
+        let _ = self.db.flush();
     }
 }
 
@@ -475,9 +428,7 @@ impl AccountStore for Storage {
 pub(crate) mod tests {
     use super::*;
     use ledger_core::state::{BlockTemplate, build_block};
-    use ledger_core::{
-        CommitSig, GenesisAccount, Keypair, Round, Transaction, Validator, Vote, VoteKind,
-    };
+    use ledger_core::{CommitSig, GenesisAccount, Keypair, Round, Transaction, Validator, Vote, VoteKind};
 
     /// A one-validator chain for tests: genesis, its validator key and a funded account key.
     pub(crate) struct TestChain {
@@ -494,23 +445,12 @@ pub(crate) mod tests {
                 chain_id: "test-chain".into(),
                 genesis_time_ms: 1_000,
                 protocol_version: ledger_core::PROTOCOL_VERSION,
-                validators: vec![Validator {
-                    public_key: validator.public(),
-                    power: 10,
-                    moniker: "v0".into(),
-                }],
-                accounts: vec![GenesisAccount {
-                    address: account.public(),
-                    balance: 1_000_000,
-                }],
+                validators: vec![Validator { public_key: validator.public(), power: 10, moniker: "v0".into() }],
+                accounts: vec![GenesisAccount { address: account.public(), balance: 1_000_000 }],
                 params: ledger_core::ConsensusParams::default(),
             };
             genesis.validate().expect("valid genesis");
-            TestChain {
-                genesis,
-                validator,
-                account,
-            }
+            TestChain { genesis, validator, account }
         }
 
         pub(crate) fn transfer(&self, nonce: u64, amount: u64) -> ledger_core::SignedTransaction {
@@ -540,29 +480,18 @@ pub(crate) mod tests {
                 height: block.height(),
                 round: Round(0),
                 block_hash: block.hash(),
-                signatures: vec![CommitSig {
-                    validator_index: 0,
-                    signature: vote.signature,
-                }],
+                signatures: vec![CommitSig { validator_index: 0, signature: vote.signature }],
             }
         }
 
         /// Build, certify and commit the next block with `txs`.
-        pub(crate) fn commit_next(
-            &self,
-            store: &Storage,
-            txs: Vec<ledger_core::SignedTransaction>,
-        ) -> Block {
+        pub(crate) fn commit_next(&self, store: &Storage, txs: Vec<ledger_core::SignedTransaction>) -> Block {
             let tip = store.latest_height().unwrap();
             let (parent_hash, parent_ts, last_commit) = if tip == Height::GENESIS {
                 (self.genesis.hash(), self.genesis.genesis_time_ms, None)
             } else {
                 let b = store.block(tip).unwrap().unwrap();
-                (
-                    b.hash(),
-                    b.header.timestamp_ms,
-                    store.certificate(tip).unwrap(),
-                )
+                (b.hash(), b.header.timestamp_ms, store.certificate(tip).unwrap())
             };
             let parent = ledger_core::Parent {
                 height: tip,
@@ -570,35 +499,19 @@ pub(crate) mod tests {
                 timestamp_ms: parent_ts,
                 chain_id: &self.genesis.chain_id,
             };
-            let template = BlockTemplate {
-                parent,
-                proposer: self.validator.public(),
-                timestamp_ms: parent_ts + 1,
-                last_commit,
-            };
+            let template =
+                BlockTemplate { parent, proposer: self.validator.public(), timestamp_ms: parent_ts + 1, last_commit };
             let lthash = store.lthash().unwrap();
-            let built = build_block(store, &lthash, template, &self.genesis.params, txs, &|_| {
-                false
-            })
-            .unwrap();
+            let built = build_block(store, &lthash, template, &self.genesis.params, txs, &|_| false).unwrap();
             assert!(built.rejected.is_empty(), "{:?}", built.rejected);
             let cert = self.certify(&built.block);
-            store
-                .commit_block(&built.block, &cert, &built.changes)
-                .unwrap();
+            store.commit_block(&built.block, &cert, &built.changes).unwrap();
             built.block
         }
     }
 
     fn open(dir: &Path) -> Storage {
-        Storage::open(
-            dir,
-            StorageOptions {
-                cache_capacity_bytes: 1 << 20,
-                block_bytes_max: 4 << 20,
-            },
-        )
-        .unwrap()
+        Storage::open(dir, StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 4 << 20 }).unwrap()
     }
 
     #[test]
@@ -610,60 +523,29 @@ pub(crate) mod tests {
         {
             let store = open(dir.path());
             store.init_genesis(&chain.genesis).unwrap();
-            assert_eq!(
-                store.verify_tail(&chain.genesis, &set, 10).unwrap(),
-                Height(0)
-            );
+            assert_eq!(store.verify_tail(&chain.genesis, &set, 10).unwrap(), Height(0));
             tx = chain.transfer(0, 500);
             b1 = chain.commit_next(&store, vec![tx.clone()]);
             b2 = chain.commit_next(&store, vec![chain.transfer(1, 7)]);
-            store.persist_signer_state(b"signer").unwrap();
+            store.persist_signer_state(b"signer", Some(&b1)).unwrap();
         }
         let store = open(dir.path());
         store.init_genesis(&chain.genesis).unwrap();
-        assert_eq!(
-            store.verify_tail(&chain.genesis, &set, 10).unwrap(),
-            Height(2)
-        );
+        assert_eq!(store.verify_tail(&chain.genesis, &set, 10).unwrap(), Height(2));
         assert_eq!(store.latest_height().unwrap(), Height(2));
         assert_eq!(store.block(Height(1)).unwrap(), Some(b1.clone()));
         assert_eq!(store.height_of(&b2.hash()).unwrap(), Some(Height(2)));
-        assert_eq!(
-            store.tx_location(&tx.id()).unwrap(),
-            Some(TxLocation {
-                height: Height(1),
-                index: 0
-            })
-        );
-        assert_eq!(
-            store.signer_state().unwrap().as_deref(),
-            Some(&b"signer"[..])
-        );
+        assert_eq!(store.tx_location(&tx.id()).unwrap(), Some(TxLocation { height: Height(1), index: 0 }));
+        assert_eq!(store.signer_state().unwrap().as_deref(), Some(&b"signer"[..]));
+        assert_eq!(store.proposed_block().unwrap(), Some(b1.clone()));
         let sender = store.account(&chain.account.public()).unwrap();
-        assert_eq!(
-            sender,
-            Account {
-                balance: 1_000_000 - 501 - 8,
-                nonce: 2
-            }
-        );
+        assert_eq!(sender, Account { balance: 1_000_000 - 501 - 8, nonce: 2 });
         assert_eq!(store.lthash().unwrap().root(), b2.header.state_root);
         // Bounded reads: count and bytes.
-        assert_eq!(
-            store.blocks_from(Height(1), 1, usize::MAX).unwrap().len(),
-            1
-        );
+        assert_eq!(store.blocks_from(Height(1), 1, usize::MAX).unwrap().len(), 1);
         assert_eq!(store.blocks_from(Height(1), 10, 1).unwrap().len(), 1);
-        assert_eq!(
-            store.blocks_from(Height(0), 10, usize::MAX).unwrap().len(),
-            2
-        );
-        assert!(
-            store
-                .blocks_from(Height(3), 10, usize::MAX)
-                .unwrap()
-                .is_empty()
-        );
+        assert_eq!(store.blocks_from(Height(0), 10, usize::MAX).unwrap().len(), 2);
+        assert!(store.blocks_from(Height(3), 10, usize::MAX).unwrap().is_empty());
     }
 
     #[test]
@@ -674,15 +556,9 @@ pub(crate) mod tests {
         store.init_genesis(&chain.genesis).unwrap();
         let b1 = chain.commit_next(&store, vec![]);
         let cert = chain.certify(&b1);
-        let changes = StateChanges {
-            accounts: vec![],
-            lthash: store.lthash().unwrap(),
-            state_root: b1.header.state_root,
-        };
-        assert!(matches!(
-            store.commit_block(&b1, &cert, &changes),
-            Err(StorageError::NotNextHeight { .. })
-        ));
+        let changes =
+            StateChanges { accounts: vec![], lthash: store.lthash().unwrap(), state_root: b1.header.state_root };
+        assert!(matches!(store.commit_block(&b1, &cert, &changes), Err(StorageError::NotNextHeight { .. })));
     }
 
     #[test]
@@ -693,10 +569,7 @@ pub(crate) mod tests {
         store.init_genesis(&chain.genesis).unwrap();
         let mut other = chain.genesis.clone();
         other.chain_id = "other-chain".into();
-        assert!(matches!(
-            store.init_genesis(&other),
-            Err(StorageError::WrongGenesis { .. })
-        ));
+        assert!(matches!(store.init_genesis(&other), Err(StorageError::WrongGenesis { .. })));
     }
 
     #[test]
@@ -732,19 +605,9 @@ pub(crate) mod tests {
         store.init_genesis(&chain.genesis).unwrap();
         chain.commit_next(&store, vec![]);
         chain.commit_next(&store, vec![]);
-        let raw = store
-            .chain
-            .get(height_key(prefix::BLOCK, Height(1)))
-            .unwrap()
-            .unwrap();
-        store
-            .chain
-            .insert(height_key(prefix::BLOCK, Height(2)), raw)
-            .unwrap();
-        assert!(matches!(
-            store.block(Height(2)),
-            Err(StorageError::Corrupt { .. })
-        ));
+        let raw = store.chain.get(height_key(prefix::BLOCK, Height(1))).unwrap().unwrap();
+        store.chain.insert(height_key(prefix::BLOCK, Height(2)), raw).unwrap();
+        assert!(matches!(store.block(Height(2)), Err(StorageError::Corrupt { .. })));
     }
 
     #[test]
@@ -757,10 +620,7 @@ pub(crate) mod tests {
         chain.commit_next(&store, vec![chain.transfer(0, 5)]);
         // A well-checksummed but wrong lattice hash (as if the state write were lost).
         let wrong = LtHash::default();
-        store
-            .chain
-            .insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&wrong)))
-            .unwrap();
+        store.chain.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&wrong))).unwrap();
         let err = store.verify_tail(&chain.genesis, &set, 10).unwrap_err();
         assert!(err.to_string().contains("state root"), "{err}");
     }
@@ -782,10 +642,7 @@ pub(crate) mod tests {
         let mut flipped = false;
         for entry in walk(dir.path()) {
             let mut bytes = std::fs::read(&entry).unwrap();
-            if let Some(pos) = bytes
-                .windows(marker.len())
-                .position(|w| w == marker.as_bytes())
-            {
+            if let Some(pos) = bytes.windows(marker.len()).position(|w| w == marker.as_bytes()) {
                 bytes[pos] ^= 0x20;
                 std::fs::write(&entry, bytes).unwrap();
                 flipped = true;
@@ -793,14 +650,9 @@ pub(crate) mod tests {
         }
         assert!(flipped, "marker not found in the sled files");
         // Either sled's own log checksum or ours must catch it; never silently serve the flipped block.
-        let result = Storage::open(
-            dir.path(),
-            StorageOptions {
-                cache_capacity_bytes: 1 << 20,
-                block_bytes_max: 4 << 20,
-            },
-        )
-        .and_then(|s| s.verify_tail(&chain.genesis, &set, 10).map(|_| s));
+        let result =
+            Storage::open(dir.path(), StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 4 << 20 })
+                .and_then(|s| s.verify_tail(&chain.genesis, &set, 10).map(|_| s));
         match result {
             Err(_) => {}
             Ok(s) => {
@@ -814,11 +666,7 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() {
-                out.extend(walk(&p))
-            } else {
-                out.push(p)
-            }
+            if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
         }
         out
     }

@@ -6,9 +6,7 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use ledger_core::encoding::{self, DecodeError};
-use ledger_core::{
-    Block, CommitCertificate, Height, SignedProposal, SignedTransaction, SignedVote,
-};
+use ledger_core::{Block, CommitCertificate, Height, SignedProposal, SignedTransaction, SignedVote};
 
 /// Version byte in front of every gossip message and sync frame.
 pub const WIRE_VERSION: u8 = 1;
@@ -91,11 +89,7 @@ fn frame<T: BorshSerialize>(value: &T) -> Vec<u8> {
 
 fn unframe<T: BorshSerialize + BorshDeserialize>(bytes: &[u8], max: usize) -> Result<T, WireError> {
     if bytes.len() > max {
-        return Err(DecodeError::TooLarge {
-            len: bytes.len(),
-            max,
-        }
-        .into());
+        return Err(DecodeError::TooLarge { len: bytes.len(), max }.into());
     }
     let (&version, rest) = bytes.split_first().ok_or(WireError::Empty)?;
     if version != WIRE_VERSION {
@@ -117,17 +111,11 @@ impl GossipMessage {
                 return Err(WireError::EmptyBatch);
             }
             if txs.len() > TX_BATCH_MAX {
-                return Err(WireError::BatchTooLarge {
-                    n: txs.len(),
-                    max: TX_BATCH_MAX,
-                });
+                return Err(WireError::BatchTooLarge { n: txs.len(), max: TX_BATCH_MAX });
             }
         }
         if msg.topic() != topic {
-            return Err(WireError::WrongTopic {
-                topic,
-                got: msg.topic(),
-            });
+            return Err(WireError::WrongTopic { topic, got: msg.topic() });
         }
         Ok(msg)
     }
@@ -165,10 +153,7 @@ impl SyncResponse {
     pub fn decode(bytes: &[u8], max: usize) -> Result<SyncResponse, WireError> {
         let r: SyncResponse = unframe(bytes, max)?;
         if r.blocks.len() > SYNC_BLOCKS_MAX as usize {
-            return Err(WireError::TooManyBlocks {
-                n: r.blocks.len(),
-                max: SYNC_BLOCKS_MAX,
-            });
+            return Err(WireError::TooManyBlocks { n: r.blocks.len(), max: SYNC_BLOCKS_MAX });
         }
         Ok(r)
     }
@@ -198,56 +183,30 @@ mod tests {
     fn round_trip_and_hostile_bytes() {
         let m = GossipMessage::TxBatch(vec![tx(), tx()]);
         let bytes = m.encode();
-        assert_eq!(
-            GossipMessage::decode(&bytes, TopicKind::Txs, 1 << 20),
-            Ok(m)
-        );
+        assert_eq!(GossipMessage::decode(&bytes, TopicKind::Txs, 1 << 20), Ok(m));
         assert!(matches!(
             GossipMessage::decode(&bytes, TopicKind::Consensus, 1 << 20),
             Err(WireError::WrongTopic { .. })
         ));
-        assert_eq!(
-            GossipMessage::decode(&[], TopicKind::Txs, 10),
-            Err(WireError::Empty)
-        );
-        assert_eq!(
-            GossipMessage::decode(&[9, 0], TopicKind::Txs, 10),
-            Err(WireError::UnknownVersion(9))
-        );
-        assert!(matches!(
-            GossipMessage::decode(&bytes, TopicKind::Txs, 10),
-            Err(WireError::Decode(_))
-        ));
+        assert_eq!(GossipMessage::decode(&[], TopicKind::Txs, 10), Err(WireError::Empty));
+        assert_eq!(GossipMessage::decode(&[9, 0], TopicKind::Txs, 10), Err(WireError::UnknownVersion(9)));
+        assert!(matches!(GossipMessage::decode(&bytes, TopicKind::Txs, 10), Err(WireError::Decode(_))));
         // Truncated, trailing byte, unknown enum tag, huge claimed length.
         assert!(GossipMessage::decode(&bytes[..bytes.len() - 1], TopicKind::Txs, 1 << 20).is_err());
         let mut long = bytes.clone();
         long.push(0);
         assert!(GossipMessage::decode(&long, TopicKind::Txs, 1 << 20).is_err());
         assert!(GossipMessage::decode(&[WIRE_VERSION, 7], TopicKind::Txs, 1 << 20).is_err());
-        assert!(
-            GossipMessage::decode(
-                &[WIRE_VERSION, 0, 255, 255, 255, 255],
-                TopicKind::Txs,
-                1 << 20
-            )
-            .is_err()
-        );
+        assert!(GossipMessage::decode(&[WIRE_VERSION, 0, 255, 255, 255, 255], TopicKind::Txs, 1 << 20).is_err());
         assert_eq!(
-            GossipMessage::decode(
-                &GossipMessage::TxBatch(vec![]).encode(),
-                TopicKind::Txs,
-                1 << 20
-            ),
+            GossipMessage::decode(&GossipMessage::TxBatch(vec![]).encode(), TopicKind::Txs, 1 << 20),
             Err(WireError::EmptyBatch)
         );
     }
 
     #[test]
     fn sync_frames() {
-        let r = SyncRequest {
-            from_height: Height(5),
-            max_count: 3,
-        };
+        let r = SyncRequest { from_height: Height(5), max_count: 3 };
         assert_eq!(SyncRequest::decode(&r.encode()), Ok(r));
         assert!(SyncRequest::decode(&[WIRE_VERSION; 100]).is_err());
         let resp = SyncResponse { blocks: vec![] };

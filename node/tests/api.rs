@@ -130,8 +130,8 @@ impl Net {
         };
         let candidates = txs.unwrap_or_else(|| self.node.take_for_block(1000));
         let lthash = self.storage.lthash().unwrap();
-        let built =
-            build_block(self.storage.as_ref(), &lthash, template, &self.genesis.params, candidates, &|_| false).unwrap();
+        let built = build_block(self.storage.as_ref(), &lthash, template, &self.genesis.params, candidates, &|_| false)
+            .unwrap();
         assert!(built.rejected.is_empty(), "{:?}", built.rejected);
         let cert = self.certify(&built.block, 3);
         self.node.commit_block(&built.block, &cert, &built.changes).unwrap();
@@ -165,7 +165,8 @@ impl Net {
     }
 
     async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
-        let req = Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string()));
+        let req =
+            Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string()));
         call(&self.app, req.unwrap()).await
     }
 
@@ -233,7 +234,10 @@ async fn node_routes() {
     assert_eq!(missed(&net.validators[0].public()), 0);
     assert!(vals.iter().all(|x| x["voting_power"] == 10 && x["moniker"].is_string()));
 
-    net.node.set_peers(vec![api::PeerInfo { peer_id: "12D3KooWpeer".into(), address: Some("/ip4/127.0.0.1/tcp/1".into()) }]);
+    net.node.set_peers(vec![api::PeerInfo {
+        peer_id: "12D3KooWpeer".into(),
+        address: Some("/ip4/127.0.0.1/tcp/1".into()),
+    }]);
     let (s, v) = net.get("/peers").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["n_peers"], 1);
@@ -259,7 +263,8 @@ async fn block_routes_and_pagination() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["height"], 1);
     assert_eq!(v["hash"], b1.hash().to_hex());
-    let header: BlockHeader = encoding::decode(&hex::decode(v["header_hex"].as_str().unwrap()).unwrap(), 1 << 16).unwrap();
+    let header: BlockHeader =
+        encoding::decode(&hex::decode(v["header_hex"].as_str().unwrap()).unwrap(), 1 << 16).unwrap();
     assert_eq!(header.hash(), b1.hash(), "header_hex re-hashes to the block hash");
     assert_eq!(v["header"]["tx_count"], 2);
     let txs = v["txs"].as_array().unwrap();
@@ -267,7 +272,8 @@ async fn block_routes_and_pagination() {
     assert_eq!(txs[0]["id"], b1.txs[0].id().to_hex());
     assert_eq!(txs[0]["amount"], 5);
     assert_eq!(txs[0]["sender"], net.accounts[0].public().to_address_string());
-    let signers: BTreeSet<String> = v["signers"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().into()).collect();
+    let signers: BTreeSet<String> =
+        v["signers"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().into()).collect();
     let expected: BTreeSet<String> = net.validators[..3].iter().map(|k| k.public().to_address_string()).collect();
     assert_eq!(signers, expected);
     assert_eq!(v["last_commit"], Value::Null);
@@ -301,7 +307,8 @@ async fn block_routes_and_pagination() {
     assert_error(&net.get(&format!("/blocks/by-hash/{}", Hash([7; 32]))).await, StatusCode::NOT_FOUND, "not_found");
 
     // Pagination: newest first, `next` is the cursor for the older page.
-    let heights = |v: &Value| v["blocks"].as_array().unwrap().iter().map(|b| b["height"].as_u64().unwrap()).collect::<Vec<_>>();
+    let heights =
+        |v: &Value| v["blocks"].as_array().unwrap().iter().map(|b| b["height"].as_u64().unwrap()).collect::<Vec<_>>();
     let (s, v) = net.get("/blocks?limit=2").await;
     assert_eq!((s, heights(&v), v["next"].as_u64()), (StatusCode::OK, vec![3, 2], Some(2)));
     assert_eq!(v["blocks"][0]["hash"], b3.hash().to_hex());
@@ -326,7 +333,10 @@ async fn transaction_lifecycle_accounts_and_proofs() {
     let tx0 = net.tx(0, 0, 100);
     let tx1 = net.tx(0, 1, 200);
     let (s, v) = net.submit(&tx0).await;
-    assert_eq!((s, v["id"].as_str(), v["status"].as_str()), (StatusCode::OK, Some(tx0.id().to_hex().as_str()), Some("pending")));
+    assert_eq!(
+        (s, v["id"].as_str(), v["status"].as_str()),
+        (StatusCode::OK, Some(tx0.id().to_hex().as_str()), Some("pending"))
+    );
     assert_eq!(net.submit(&tx1).await.0, StatusCode::OK);
     let (_, v) = net.get(&format!("/txs/{}", tx0.id())).await;
     assert_eq!(v["status"], "pending");
@@ -366,7 +376,10 @@ async fn transaction_lifecycle_accounts_and_proofs() {
     // Unknown account: zeros, not 404. Malformed: 400.
     let stranger = key(77).public().to_address_string();
     let (s, v) = net.get(&format!("/accounts/{stranger}")).await;
-    assert_eq!((s, v["balance"].as_u64(), v["nonce"].as_u64(), v["next_nonce"].as_u64()), (StatusCode::OK, Some(0), Some(0), Some(0)));
+    assert_eq!(
+        (s, v["balance"].as_u64(), v["nonce"].as_u64(), v["next_nonce"].as_u64()),
+        (StatusCode::OK, Some(0), Some(0), Some(0))
+    );
     assert_error(&net.get("/accounts/ldg1234").await, StatusCode::BAD_REQUEST, "bad_address");
     let mut typo = addr.clone();
     typo.replace_range(10..11, if &addr[10..11] == "0" { "1" } else { "0" });
@@ -381,7 +394,9 @@ async fn transaction_lifecycle_accounts_and_proofs() {
     // Account history with a cursor that splits a block: account 1 sent `extra` and received tx0 and tx1.
     net.commit(Some(vec![net.tx(1, 1, 3)]));
     let a1 = net.accounts[1].public().to_address_string();
-    let ids = |v: &Value| v["txs"].as_array().unwrap().iter().map(|t| t["tx"]["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let ids = |v: &Value| {
+        v["txs"].as_array().unwrap().iter().map(|t| t["tx"]["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
     let (s, v) = net.get(&format!("/accounts/{a1}/txs?limit=2")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["txs"][0]["height"], 4);
@@ -390,7 +405,9 @@ async fn transaction_lifecycle_accounts_and_proofs() {
     assert_eq!(first.len(), 2);
     let next = v["next"].clone();
     assert_eq!(next["before"], 2, "{v}");
-    let (_, v2) = net.get(&format!("/accounts/{a1}/txs?limit=2&before={}&before_index={}", next["before"], next["before_index"])).await;
+    let (_, v2) = net
+        .get(&format!("/accounts/{a1}/txs?limit=2&before={}&before_index={}", next["before"], next["before_index"]))
+        .await;
     let second = ids(&v2);
     let (_, all) = net.get(&format!("/accounts/{a1}/txs")).await;
     let all = ids(&all);
@@ -432,16 +449,65 @@ async fn every_rejection_code() {
     bad_sig = SignedTransaction::new(bad_sig.tx().clone(), sig);
     let cases: Vec<(&str, StatusCode, SignedTransaction)> = vec![
         ("bad_signature", StatusCode::BAD_REQUEST, bad_sig),
-        ("wrong_chain", StatusCode::BAD_REQUEST, net.tx_with(0, |t| { t.chain_id = "other".into(); t.nonce = 1 })),
+        (
+            "wrong_chain",
+            StatusCode::BAD_REQUEST,
+            net.tx_with(0, |t| {
+                t.chain_id = "other".into();
+                t.nonce = 1
+            }),
+        ),
         ("nonce_too_low", StatusCode::BAD_REQUEST, net.tx(0, 0, 6)),
         ("nonce_too_far_ahead", StatusCode::BAD_REQUEST, net.tx(0, 100, 5)),
         ("insufficient_funds", StatusCode::BAD_REQUEST, net.tx(1, 0, 5000)),
-        ("expired", StatusCode::BAD_REQUEST, net.tx_with(0, |t| { t.nonce = 1; t.expiry_height = 1 })),
-        ("fee_too_low", StatusCode::BAD_REQUEST, net.tx_with(0, |t| { t.nonce = 1; t.fee = 0 })),
-        ("zero_amount", StatusCode::BAD_REQUEST, net.tx_with(0, |t| { t.nonce = 1; t.amount = 0 })),
-        ("memo_too_long", StatusCode::BAD_REQUEST, net.tx_with(0, |t| { t.nonce = 1; t.memo = "m".repeat(300) })),
-        ("too_large", StatusCode::BAD_REQUEST, net.tx_with(0, |t| { t.nonce = 1; t.memo = "m".repeat(2000) })),
-        ("overflow", StatusCode::BAD_REQUEST, net.tx_with(0, |t| { t.nonce = 1; t.amount = u64::MAX })),
+        (
+            "expired",
+            StatusCode::BAD_REQUEST,
+            net.tx_with(0, |t| {
+                t.nonce = 1;
+                t.expiry_height = 1
+            }),
+        ),
+        (
+            "fee_too_low",
+            StatusCode::BAD_REQUEST,
+            net.tx_with(0, |t| {
+                t.nonce = 1;
+                t.fee = 0
+            }),
+        ),
+        (
+            "zero_amount",
+            StatusCode::BAD_REQUEST,
+            net.tx_with(0, |t| {
+                t.nonce = 1;
+                t.amount = 0
+            }),
+        ),
+        (
+            "memo_too_long",
+            StatusCode::BAD_REQUEST,
+            net.tx_with(0, |t| {
+                t.nonce = 1;
+                t.memo = "m".repeat(300)
+            }),
+        ),
+        (
+            "too_large",
+            StatusCode::BAD_REQUEST,
+            net.tx_with(0, |t| {
+                t.nonce = 1;
+                t.memo = "m".repeat(2000)
+            }),
+        ),
+        (
+            "overflow",
+            StatusCode::BAD_REQUEST,
+            net.tx_with(0, |t| {
+                t.nonce = 1;
+                t.amount = u64::MAX
+            }),
+        ),
     ];
     for (expected, status, tx) in &cases {
         let got = net.submit(tx).await;
@@ -449,7 +515,11 @@ async fn every_rejection_code() {
         // The mempool remembers why, for GET /txs/{id}.
         let (_, v) = net.get(&format!("/txs/{}", tx.id())).await;
         if *expected != "too_large" {
-            assert_eq!((v["status"].as_str(), v["reason"]["code"].as_str()), (Some("rejected"), Some(*expected)), "{v}");
+            assert_eq!(
+                (v["status"].as_str(), v["reason"]["code"].as_str()),
+                (Some("rejected"), Some(*expected)),
+                "{v}"
+            );
         }
     }
     assert_error(&net.post("/txs", json!({"tx": "00ff"})).await, StatusCode::BAD_REQUEST, "malformed");
@@ -460,7 +530,11 @@ async fn every_rejection_code() {
     // Same nonce, different transaction.
     assert_eq!(code(&net.submit(&net.tx(0, 1, 6)).await), "duplicate");
     // Bad JSON bodies get the error shape too.
-    assert_error(&net.post("/txs", json!({"transaction": "00"})).await, StatusCode::UNPROCESSABLE_ENTITY, "bad_request");
+    assert_error(
+        &net.post("/txs", json!({"transaction": "00"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_request",
+    );
     let req = Request::post("/txs").header(header::CONTENT_TYPE, "application/json").body(Body::from("{")).unwrap();
     assert_error(&call(&net.app, req).await, StatusCode::BAD_REQUEST, "bad_request");
     let req = Request::post("/txs").body(Body::from("{}")).unwrap();
@@ -526,7 +600,10 @@ async fn wait_commit_answers_on_commit_or_times_out() {
         .body(Body::from(json!({ "tx": api::tx_hex(&tx) }).to_string()))
         .unwrap();
     let (s, v) = call(&net.app, req).await;
-    assert_eq!((s, v["status"].as_str(), v["id"].as_str()), (StatusCode::OK, Some("pending"), Some(tx.id().to_hex().as_str())));
+    assert_eq!(
+        (s, v["status"].as_str(), v["id"].as_str()),
+        (StatusCode::OK, Some("pending"), Some(tx.id().to_hex().as_str()))
+    );
 
     // A rejected transaction is a 4xx right away, even with wait=commit.
     let req = Request::post("/txs?wait=commit")
@@ -547,7 +624,8 @@ async fn body_limit_unknown_route_wrong_method() {
         .body(Body::from(big.clone()))
         .unwrap();
     assert_error(&call(&net.app, req).await, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
-    let stream = futures::stream::iter(big.chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let stream =
+        futures::stream::iter(big.chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
     let req = Request::post("/txs/batch")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(stream))
@@ -565,7 +643,9 @@ async fn body_limit_unknown_route_wrong_method() {
 fn parse_prometheus(text: &str) -> (std::collections::BTreeMap<String, String>, BTreeSet<String>) {
     let valid_name = |n: &str| {
         !n.is_empty()
-            && n.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+            && n.chars()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
     };
     let mut types = std::collections::BTreeMap::new();
     let mut samples = BTreeSet::new();
@@ -646,7 +726,11 @@ async fn metrics_are_prometheus_text() {
     }
     assert!(samples.contains("ledger_block_interval_seconds_bucket"));
     let value = |name: &str| {
-        text.lines().find(|l| l.starts_with(&format!("{name} "))).and_then(|l| l.rsplit(' ').next()).unwrap().to_string()
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap()
+            .to_string()
     };
     assert_eq!(value("ledger_txs_committed_total"), "1");
     assert_eq!(value("ledger_committed_height"), "2");
@@ -656,12 +740,12 @@ async fn metrics_are_prometheus_text() {
     assert_eq!(value("ledger_commit_latency_seconds_count"), "1");
     assert!(text.contains("ledger_build_info{"));
 
-    let req = Request::get("/metrics").header(header::ACCEPT, "application/openmetrics-text").body(Body::empty()).unwrap();
+    let req =
+        Request::get("/metrics").header(header::ACCEPT, "application/openmetrics-text").body(Body::empty()).unwrap();
     let res = net.app.clone().oneshot(req).await.unwrap();
     let text = String::from_utf8(axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
     assert!(text.ends_with("# EOF\n"));
 }
-
 
 #[tokio::test]
 async fn openapi_lists_every_route() {
@@ -781,7 +865,10 @@ async fn events_stream_submitted_tx_in_committed_block() {
     let f = events.next().await.unwrap();
     assert_eq!(f.event, "tx");
     assert_eq!(f.data["id"], tx.id().to_hex());
-    assert_eq!((f.data["height"].as_u64(), f.data["index"].as_u64(), f.data["amount"].as_u64()), (Some(1), Some(0), Some(42)));
+    assert_eq!(
+        (f.data["height"].as_u64(), f.data["index"].as_u64(), f.data["amount"].as_u64()),
+        (Some(1), Some(0), Some(42))
+    );
     let f = events.next().await.unwrap();
     assert_eq!(f.event, "block");
     assert_eq!(f.id.as_deref(), Some("1"));
@@ -856,7 +943,9 @@ async fn serve_over_tcp_and_shut_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let metrics = Arc::new(Metrics::new());
-    let state = ApiState::new(net.storage.clone(), net.genesis.clone(), net.node.clone(), metrics, ApiConfig::default()).unwrap();
+    let state =
+        ApiState::new(net.storage.clone(), net.genesis.clone(), net.node.clone(), metrics, ApiConfig::default())
+            .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async move {
         let _ = stopped.await;

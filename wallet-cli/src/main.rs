@@ -1,12 +1,718 @@
-//! wallet: the users' CLI. Key handling and transfers arrive with the wallet issue.
+//! `wallet`: the users' CLI. Keys (encrypted keystore or plaintext dev keys), balances, transfers, offline
+//! signing, and trust-minimised verification that a transaction is committed.
+//!
+//! Output: in `--output text` (default) results go to stdout as `key: value` lines; in `--output json`
+//! stdout carries exactly one JSON document, a result or `{"error": {"kind", "message", "exit_code"}}`.
+//! Prompts, warnings and errors go to stderr; an error is one line `error: …` saying what happened and
+//! what to do. Exit codes are listed in [`wallet_cli::error::ErrorKind`] and in `wallet --help`.
 
-use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ledger_core::genesis::{GENESIS_BYTES_MAX, validate_chain_id};
+use ledger_core::params::{MEMO_BYTES_MAX_CEILING, TX_BYTES_MAX_CEILING};
+use ledger_core::{Genesis, Hash, PublicKey, SignedTransaction, Transaction};
+use serde_json::{Value, json};
+use wallet_cli::client::{NodeClient, Reason, TxStatus};
+use wallet_cli::error::{EXIT_CODES_HELP, ErrorKind, WalletError};
+use wallet_cli::files::{self, PasswordSource};
+use wallet_cli::keystore::{self, KDF_DEFAULT, KeyFile};
+use wallet_cli::verify;
+
+const DEFAULT_NODE: &str = "http://127.0.0.1:26600";
+const PLAINTEXT_WARNING: &str =
+    "UNENCRYPTED key: anyone who can read this file can spend its funds. For development only.";
+/// How often `--wait` asks the node about a pending transaction.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Parser)]
-#[command(name = "wallet", version, about = "Ledger wallet")]
-struct Cli {}
+#[command(name = "wallet", version, about = "Ledger wallet: keys, transfers and trust-minimised confirmation")]
+#[command(after_help = EXIT_CODES_HELP)]
+struct Cli {
+    /// Node API base URL (plain http).
+    #[arg(long, global = true, env = "LEDGER_NODE", default_value = DEFAULT_NODE)]
+    node: String,
+    /// Output format: text lines, or exactly one JSON document on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Read the keystore password from this file (otherwise WALLET_PASSWORD, otherwise a hidden prompt).
+    #[arg(long, global = true)]
+    password_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _ = Cli::parse();
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new key in an encrypted keystore (Argon2id + XChaCha20-Poly1305, mode 0600).
+    Keygen {
+        /// Where to write the key file; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write an unencrypted plaintext key file instead (development only).
+        #[arg(long)]
+        insecure_plaintext: bool,
+    },
+    /// Print the address of a key file.
+    Address {
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Show an account's balance, nonce and number of pending transactions.
+    Balance {
+        /// Address to look up (or use --key).
+        #[arg(required_unless_present = "key", conflicts_with = "key")]
+        address: Option<String>,
+        /// Key file whose (stated) address to look up; no password needed.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Sign and submit a transfer, reading chain id, nonce and balance from the node.
+    Transfer(TransferArgs),
+    /// Sign a transfer offline (no network) and write its hex to a file.
+    Sign(SignArgs),
+    /// Broadcast a transaction signed with `wallet sign`.
+    Send {
+        /// File holding the signed transaction's hex.
+        tx_file: PathBuf,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Show a transaction's status.
+    Tx {
+        /// Transaction id (64 hex characters).
+        id: String,
+    },
+    /// Show a block.
+    Block {
+        /// Height, or `latest`.
+        #[arg(default_value = "latest")]
+        height: String,
+    },
+    /// Show the node's status.
+    Status,
+    /// Check locally, from canonical bytes, that a transaction is committed on the chain of a genesis file.
+    Verify {
+        /// Transaction id (64 hex characters).
+        id: String,
+        /// The chain's genesis.json: chain id and validator set to check against.
+        #[arg(long)]
+        genesis: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct TransferArgs {
+    #[arg(long)]
+    key: PathBuf,
+    /// Recipient address (ldg…, checksummed).
+    #[arg(long)]
+    to: String,
+    #[arg(long)]
+    amount: u64,
+    /// Fee; default is the chain's minimum fee (from GET /genesis), or 1 if the node does not say.
+    #[arg(long)]
+    fee: Option<u64>,
+    #[arg(long, default_value = "")]
+    memo: String,
+    /// Nonce; default is the account's next nonce, counting pending transactions.
+    #[arg(long)]
+    nonce: Option<u64>,
+    /// The transaction expires this many blocks after the current height.
+    #[arg(long, default_value_t = 1000)]
+    expiry_blocks: u64,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    #[arg(long)]
+    key: PathBuf,
+    #[arg(long)]
+    to: String,
+    #[arg(long)]
+    amount: u64,
+    #[arg(long)]
+    fee: u64,
+    #[arg(long)]
+    nonce: u64,
+    #[arg(long)]
+    chain_id: String,
+    /// Last height the transaction may be included at.
+    #[arg(long)]
+    expiry_height: u64,
+    #[arg(long, default_value = "")]
+    memo: String,
+    /// Where to write the signed transaction's hex.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args, Clone, Copy)]
+struct WaitArgs {
+    /// Wait until the transaction is committed or rejected.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits before giving up (exit code 8).
+    #[arg(long, default_value_t = 60)]
+    timeout_secs: u64,
+}
+
+/// A command's result: one JSON document and its text rendering.
+struct Outcome {
+    json: Value,
+    text: String,
+}
+
+/// A failure, with the result document to print anyway when there is one (a rejected transfer, a failed
+/// verification).
+struct Failure {
+    error: WalletError,
+    json: Option<Value>,
+    text: Option<String>,
+}
+
+impl From<WalletError> for Box<Failure> {
+    fn from(error: WalletError) -> Box<Failure> {
+        Box::new(Failure { error, json: None, text: None })
+    }
+}
+
+type CmdResult = Result<Outcome, Box<Failure>>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version exit 0; usage errors print clap's explanation and exit 2.
+        Err(e) => e.exit(),
+    };
+    let output = cli.output;
+    match run(cli) {
+        Ok(outcome) => {
+            match output {
+                Output::Json => println!("{}", outcome.json),
+                Output::Text => print!("{}", outcome.text),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            let code = failure.error.kind.exit_code();
+            match output {
+                Output::Json => {
+                    let doc = failure.json.unwrap_or_else(|| {
+                        let mut error = json!({
+                            "kind": failure.error.kind.name(),
+                            "message": failure.error.message,
+                            "exit_code": code,
+                        });
+                        if let Some(c) = &failure.error.node_code {
+                            error["code"] = json!(c);
+                        }
+                        json!({ "error": error })
+                    });
+                    println!("{doc}");
+                }
+                Output::Text => {
+                    if let Some(text) = failure.text {
+                        print!("{text}");
+                    }
+                }
+            }
+            eprintln!("error: {}", failure.error.message);
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> CmdResult {
+    let passwords = PasswordSource { file: cli.password_file.as_deref() };
+    let node = cli.node;
+    let client = || NodeClient::new(&node);
+    match cli.command {
+        Command::Keygen { out, insecure_plaintext } => keygen(&out, insecure_plaintext, &passwords),
+        Command::Address { key } => {
+            let key = files::load_key(&key, &passwords)?;
+            let address = key.public().to_address_string();
+            Ok(Outcome { text: format!("{address}\n"), json: json!({ "address": address }) })
+        }
+        Command::Balance { address, key } => balance(&client()?, address.as_deref(), key.as_deref()),
+        Command::Transfer(args) => transfer(&client()?, &args, &passwords),
+        Command::Sign(args) => sign_offline(&args, &passwords),
+        Command::Send { tx_file, wait } => send(&client()?, &tx_file, wait),
+        Command::Tx { id } => {
+            let id = parse_tx_id(&id)?;
+            let doc = client()?.get_json(&format!("/txs/{id}"), wallet_cli::client::SMALL_BODY_BYTES_MAX)?;
+            Ok(Outcome { text: render_text(&doc), json: doc })
+        }
+        Command::Block { height } => block(&client()?, &height),
+        Command::Status => {
+            let doc = client()?.get_json("/status", wallet_cli::client::SMALL_BODY_BYTES_MAX)?;
+            Ok(Outcome { text: render_text(&doc), json: doc })
+        }
+        Command::Verify { id, genesis } => verify_cmd(&client()?, &id, &genesis),
+    }
+}
+
+fn keygen(out: &Path, insecure_plaintext: bool, passwords: &PasswordSource<'_>) -> CmdResult {
+    // Fail before asking for a password when the file exists; create_new below still guards the race.
+    if out.exists() {
+        return Err(WalletError::usage(format!(
+            "{} already exists; refusing to overwrite a key file: choose another --out path",
+            out.display()
+        ))
+        .into());
+    }
+    let contents = if insecure_plaintext {
+        let key = keystore::generate_keypair().map_err(|e| WalletError::generic(e.to_string()))?;
+        eprintln!(
+            "warning: writing an UNENCRYPTED key to {}: anyone who can read it can spend its funds",
+            out.display()
+        );
+        (key.public(), zeroize::Zeroizing::new(ledger_core::keyfile::to_plaintext_json(&key, Some(PLAINTEXT_WARNING))))
+    } else {
+        let password = passwords.new_password()?;
+        let key = keystore::generate_keypair().map_err(|e| WalletError::generic(e.to_string()))?;
+        let text = keystore::encrypt(&key, password.as_bytes(), KDF_DEFAULT).map_err(|e| match e {
+            keystore::KeystoreError::EmptyPassword => WalletError::usage(e.to_string()),
+            other => WalletError::generic(format!("cannot encrypt the key: {other}")),
+        })?;
+        (key.public(), zeroize::Zeroizing::new(text))
+    };
+    let (address, text) = contents;
+    files::write_private_new(out, text.as_bytes())?;
+    let address = address.to_address_string();
+    Ok(Outcome {
+        text: format!("address: {address}\nkey file: {}\n", out.display()),
+        json: json!({ "address": address, "file": out.display().to_string(), "encrypted": !insecure_plaintext }),
+    })
+}
+
+fn balance(client: &NodeClient, address: Option<&str>, key: Option<&Path>) -> CmdResult {
+    let address = match (address, key) {
+        (Some(a), _) => parse_address(a, "address")?,
+        (None, Some(path)) => match files::open_key_file(path)? {
+            KeyFile::Plaintext(k) => k.public(),
+            // The stated address is enough to look up a balance; no password needed.
+            KeyFile::Encrypted(e) => e.stated_address(),
+        },
+        (None, None) => return Err(WalletError::usage("give an ADDRESS or --key FILE").into()),
+    };
+    let addr = address.to_address_string();
+    let account = client.account(&addr)?;
+    let pending = account.next_nonce.saturating_sub(account.nonce);
+    Ok(Outcome {
+        text: format!("address: {addr}\nbalance: {}\nnonce: {}\npending: {pending}\n", account.balance, account.nonce),
+        json: json!({
+            "address": addr,
+            "balance": account.balance,
+            "nonce": account.nonce,
+            "next_nonce": account.next_nonce,
+            "pending": pending,
+        }),
+    })
+}
+
+fn transfer(client: &NodeClient, args: &TransferArgs, passwords: &PasswordSource<'_>) -> CmdResult {
+    // Check everything local first, so a typo costs neither a password prompt nor a network call.
+    let recipient = parse_address(&args.to, "--to address")?;
+    check_amount_and_memo(args.amount, &args.memo)?;
+    let key = files::load_key(&args.key, passwords)?;
+    let status = client.status()?;
+    let fee = match args.fee {
+        Some(f) => f,
+        None => client.min_fee()?.unwrap_or_else(|| {
+            eprintln!("note: the node does not report the chain's minimum fee; using fee 1 (set --fee to choose)");
+            1
+        }),
+    };
+    let sender = key.public().to_address_string();
+    let account = client.account(&sender)?;
+    let needed = u128::from(args.amount) + u128::from(fee);
+    if needed > u128::from(account.balance) {
+        return Err(WalletError::new(
+            ErrorKind::Rejected,
+            format!(
+                "insufficient funds: {sender} has {} but amount {} + fee {fee} = {needed}; lower --amount or fund the account",
+                account.balance, args.amount
+            ),
+        )
+        .into());
+    }
+    let nonce = args.nonce.unwrap_or(account.next_nonce);
+    let expiry_height = status.height.checked_add(args.expiry_blocks).ok_or_else(|| {
+        WalletError::usage(format!("--expiry-blocks {} overflows the block height", args.expiry_blocks))
+    })?;
+    let tx = Transaction {
+        chain_id: status.chain_id.clone(),
+        sender: key.public(),
+        recipient,
+        amount: args.amount,
+        fee,
+        nonce,
+        expiry_height,
+        memo: args.memo.clone(),
+    }
+    .sign(&key);
+    if args.wait.wait {
+        eprintln!("submitted {}; waiting for it to be committed…", tx.id());
+    }
+    submit_and_report(client, &tx, args.wait)
+}
+
+fn sign_offline(args: &SignArgs, passwords: &PasswordSource<'_>) -> CmdResult {
+    let recipient = parse_address(&args.to, "--to address")?;
+    check_amount_and_memo(args.amount, &args.memo)?;
+    validate_chain_id(&args.chain_id).map_err(|e| WalletError::usage(e.to_string()))?;
+    let key = files::load_key(&args.key, passwords)?;
+    let tx = Transaction {
+        chain_id: args.chain_id.clone(),
+        sender: key.public(),
+        recipient,
+        amount: args.amount,
+        fee: args.fee,
+        nonce: args.nonce,
+        expiry_height: args.expiry_height,
+        memo: args.memo.clone(),
+    }
+    .sign(&key);
+    let hex = hex::encode(tx.encode());
+    std::fs::write(&args.out, format!("{hex}\n"))
+        .map_err(|e| WalletError::generic(format!("cannot write {}: {e}", args.out.display())))?;
+    let id = tx.id().to_hex();
+    Ok(Outcome {
+        text: format!("id: {id}\nfile: {}\n", args.out.display()),
+        json: json!({ "id": id, "file": args.out.display().to_string(), "tx_hex": hex }),
+    })
+}
+
+fn send(client: &NodeClient, path: &Path, wait: WaitArgs) -> CmdResult {
+    let max = 2 * TX_BYTES_MAX_CEILING as usize + 2;
+    let text = files::read_text(path, max, "transaction file", ErrorKind::Usage)?;
+    let bytes = hex::decode(text.trim()).map_err(|_| {
+        WalletError::usage(format!(
+            "{} does not hold a transaction in hex (as written by `wallet sign`)",
+            path.display()
+        ))
+    })?;
+    let tx = SignedTransaction::decode(&bytes, TX_BYTES_MAX_CEILING as usize)
+        .map_err(|e| WalletError::usage(format!("{} does not hold a valid transaction: {e}", path.display())))?;
+    tx.verify_signature().map_err(|e| {
+        WalletError::usage(format!("the transaction in {} is not validly signed ({e}); sign it again", path.display()))
+    })?;
+    submit_and_report(client, &tx, wait)
+}
+
+/// Submit, then report pending, or with `--wait` the final outcome.
+fn submit_and_report(client: &NodeClient, tx: &SignedTransaction, wait: WaitArgs) -> CmdResult {
+    let id = tx.id().to_hex();
+    let timeout = Duration::from_secs(wait.timeout_secs);
+    let answer = client
+        .submit(&hex::encode(tx.encode()), wait.wait.then_some(timeout))
+        .map_err(|e| admission_failure(&id, e))?;
+    if answer.id != id {
+        return Err(WalletError::generic(format!(
+            "the node answered with transaction id {} but the transaction's id is {id}; the node is misbehaving",
+            answer.id.chars().take(64).collect::<String>()
+        ))
+        .into());
+    }
+    if !wait.wait {
+        return Ok(tx_outcome(&answer));
+    }
+    wait_for_commit(client, &id, answer, Instant::now() + timeout, wait.timeout_secs)
+}
+
+fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Instant, timeout_secs: u64) -> CmdResult {
+    let mut current = first;
+    loop {
+        match current.status.as_str() {
+            "committed" => return Ok(tx_outcome(&current)),
+            "rejected" | "evicted" => {
+                let reason =
+                    current.reason.clone().unwrap_or(Reason { code: "unknown".into(), message: String::new() });
+                let outcome = tx_outcome(&current);
+                return Err(Box::new(Failure {
+                    error: WalletError::new(
+                        ErrorKind::Rejected,
+                        format!(
+                            "transaction {id} was {}: {}: {}{}",
+                            current.status,
+                            reason.code,
+                            reason.message,
+                            rejection_hint(&reason.code)
+                        ),
+                    )
+                    .with_node_code(reason.code),
+                    json: Some(outcome.json),
+                    text: Some(outcome.text),
+                }));
+            }
+            "pending" | "unknown" => {}
+            other => {
+                return Err(WalletError::generic(format!(
+                    "the node reports an unknown status {:?} for {id}",
+                    other.chars().take(32).collect::<String>()
+                ))
+                .into());
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let outcome = tx_outcome(&current);
+            return Err(Box::new(Failure {
+                error: WalletError::new(
+                    ErrorKind::WaitTimeout,
+                    format!(
+                        "transaction {id} is still {} after {timeout_secs} s; check later with `wallet tx {id}` \
+                         or wait longer with --timeout-secs",
+                        current.status
+                    ),
+                ),
+                json: Some(outcome.json),
+                text: Some(outcome.text),
+            }));
+        }
+        thread::sleep(POLL_INTERVAL.min(deadline - now));
+        current = client.tx(id)?;
+    }
+}
+
+/// A refusal of `POST /txs`: a 4xx with a code is the node rejecting the transaction (exit 4).
+fn admission_failure(id: &str, e: WalletError) -> Box<Failure> {
+    let is_client_error = e.node_status.is_some_and(|s| (400..500).contains(&s));
+    let (ErrorKind::NodeError, true, Some(code)) = (e.kind, is_client_error, e.node_code.clone()) else {
+        return e.into();
+    };
+    let message = e.node_message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| e.message.clone());
+    Box::new(Failure {
+        error: WalletError::new(
+            ErrorKind::Rejected,
+            format!("the node rejected transaction {id}: {code}: {message}{}", rejection_hint(&code)),
+        )
+        .with_node_code(code.clone()),
+        json: Some(json!({ "id": id, "status": "rejected", "reason": { "code": code, "message": message } })),
+        text: None,
+    })
+}
+
+fn rejection_hint(code: &str) -> &'static str {
+    match code {
+        "nonce_too_low" => "; that nonce is used already: retry without --nonce",
+        "nonce_too_far_ahead" | "nonce_gap" => "; use the next nonce (omit --nonce)",
+        "insufficient_funds" => "; check `wallet balance`",
+        "fee_too_low" => "; raise --fee",
+        "expired" => "; raise --expiry-blocks (or --expiry-height) and sign again",
+        "wrong_chain" => "; the transaction is for another chain than this node's",
+        "mempool_full" => "; the node is busy: retry later",
+        "duplicate" => "; it was submitted already: see `wallet tx ID`",
+        "memo_too_long" => "; shorten --memo",
+        _ => "",
+    }
+}
+
+fn tx_outcome(s: &TxStatus) -> Outcome {
+    let mut doc = json!({ "id": s.id, "status": s.status });
+    let mut text = format!("id: {}\nstatus: {}\n", s.id, s.status);
+    if let Some(h) = s.height {
+        doc["height"] = json!(h);
+        text.push_str(&format!("height: {h}\n"));
+    }
+    if let Some(i) = s.index {
+        doc["index"] = json!(i);
+    }
+    if let Some(b) = &s.block_hash {
+        doc["block_hash"] = json!(b);
+        text.push_str(&format!("block_hash: {b}\n"));
+    }
+    if let Some(r) = &s.reason {
+        doc["reason"] = json!({ "code": r.code, "message": r.message });
+        text.push_str(&format!("reason: {}: {}\n", r.code, r.message));
+    }
+    Outcome { json: doc, text }
+}
+
+fn block(client: &NodeClient, height: &str) -> CmdResult {
+    let height = height.trim();
+    if height != "latest" && height.parse::<u64>().is_err() {
+        return Err(WalletError::usage(format!("block height {height:?} is not a number or `latest`")).into());
+    }
+    let doc = client.get_json(&format!("/blocks/{height}"), wallet_cli::client::BLOCK_BODY_BYTES_MAX)?;
+    Ok(Outcome { text: render_text(&doc), json: doc })
+}
+
+fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path) -> CmdResult {
+    let id_hash = Hash::from_hex(&id.trim().to_ascii_lowercase())
+        .map_err(|e| WalletError::usage(format!("transaction id: {e}")))?;
+    let id = id_hash.to_hex();
+    let genesis_text = files::read_text(genesis_path, GENESIS_BYTES_MAX, "genesis file", ErrorKind::Usage)?;
+    let genesis = Genesis::from_json(&genesis_text)
+        .map_err(|e| WalletError::usage(format!("genesis file {}: {e}", genesis_path.display())))?;
+    let validators = genesis.validator_set().map_err(|e| WalletError::usage(format!("genesis validators: {e}")))?;
+
+    let failed = |message: String| -> Box<Failure> { WalletError::new(ErrorKind::VerificationFailed, message).into() };
+    let status = client.tx(&id)?;
+    if status.status != "committed" {
+        return Err(failed(format!(
+            "transaction {id} is {} on the node, not committed: there is nothing to verify yet",
+            status.status.chars().take(32).collect::<String>()
+        )));
+    }
+    let (Some(height), Some(proof), Some(tx_hex)) = (status.height, status.proof.clone(), status.tx_hex.as_deref())
+    else {
+        return Err(failed(format!(
+            "the node says {id} is committed but does not send height, proof and tx_hex: cannot verify"
+        )));
+    };
+    let header = client.block_header_hex(height)?;
+    let commit = client.commit(height)?;
+    let evidence = verify::decode_evidence(
+        tx_hex,
+        height,
+        proof,
+        &header.header_hex,
+        &commit.certificate_hex,
+        genesis.params.tx_bytes_max as usize,
+    )
+    .map_err(|e| failed(format!("verification failed: {e}; do not trust this node's claim")))?;
+    let report = verify::verify_evidence(&id_hash, &genesis.chain_id, &validators, &evidence);
+
+    let mut text = String::new();
+    for c in &report.checks {
+        text.push_str(&format!("{} {}: {}\n", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail));
+    }
+    let doc = json!({
+        "id": id,
+        "verified": report.ok(),
+        "height": height,
+        "block_hash": evidence.header.hash().to_hex(),
+        "chain_id": genesis.chain_id,
+        "checks": report.checks,
+    });
+    if report.ok() {
+        text.push_str(&format!("verified: {id} is committed at height {height}\n"));
+        Ok(Outcome { json: doc, text })
+    } else {
+        Err(Box::new(Failure {
+            error: WalletError::new(
+                ErrorKind::VerificationFailed,
+                format!(
+                    "verification failed: check {} did not pass; do not trust this node's claim",
+                    report.failed().join(", ")
+                ),
+            ),
+            json: Some(doc),
+            text: Some(text),
+        }))
+    }
+}
+
+fn parse_address(text: &str, what: &str) -> Result<PublicKey, WalletError> {
+    PublicKey::parse_address(text).map_err(|e| {
+        let shown: String = text.trim().chars().take(80).collect();
+        WalletError::usage(format!("invalid {what} {shown:?}: {e}; check the address and try again"))
+    })
+}
+
+fn parse_tx_id(text: &str) -> Result<String, WalletError> {
+    Hash::from_hex(&text.trim().to_ascii_lowercase())
+        .map(|h| h.to_hex())
+        .map_err(|e| WalletError::usage(format!("transaction id: {e}")))
+}
+
+fn check_amount_and_memo(amount: u64, memo: &str) -> Result<(), WalletError> {
+    if amount == 0 {
+        return Err(WalletError::usage("--amount must be greater than zero"));
+    }
+    if memo.len() > MEMO_BYTES_MAX_CEILING as usize {
+        return Err(WalletError::usage(format!(
+            "--memo is {} bytes, the most any chain allows is {MEMO_BYTES_MAX_CEILING}",
+            memo.len()
+        )));
+    }
     Ok(())
+}
+
+/// `key: value` lines for a JSON document: nested objects as dotted keys, arrays of objects by their
+/// `id` (or `hash`) when they have one.
+fn render_text(doc: &Value) -> String {
+    fn walk(prefix: &str, v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            Value::Array(items) if items.iter().any(Value::is_object) => {
+                out.push_str(&format!("{prefix}: {} item(s)\n", items.len()));
+                for item in items {
+                    if let Some(id) = item.get("id").or_else(|| item.get("hash")).and_then(Value::as_str) {
+                        out.push_str(&format!("  {id}\n"));
+                    }
+                }
+            }
+            Value::Array(items) => {
+                let parts: Vec<String> = items.iter().map(scalar).collect();
+                out.push_str(&format!("{prefix}: [{}]\n", parts.join(", ")));
+            }
+            other => out.push_str(&format!("{prefix}: {}\n", scalar(other))),
+        }
+    }
+    fn scalar(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+    let mut out = String::new();
+    walk("", doc, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_error(status: u16, code: &str, message: &str) -> WalletError {
+        WalletError::new(ErrorKind::NodeError, format!("node error {code} ({status}): {message}"))
+            .with_node_code(code)
+            .with_node_reply(status, message)
+    }
+
+    #[test]
+    fn a_4xx_answer_to_a_submission_is_a_rejection_with_the_nodes_own_message() {
+        let f = admission_failure("ab", node_error(400, "fee_too_low", "fee 1 is below the minimum 2"));
+        assert_eq!(f.error.kind, ErrorKind::Rejected);
+        assert_eq!(
+            f.error.message,
+            "the node rejected transaction ab: fee_too_low: fee 1 is below the minimum 2; raise --fee"
+        );
+        let doc = f.json.expect("result document");
+        assert_eq!(doc["status"], "rejected");
+        assert_eq!(doc["reason"]["message"], "fee 1 is below the minimum 2");
+    }
+
+    #[test]
+    fn a_5xx_or_a_transport_failure_is_not_a_rejection() {
+        let f = admission_failure("ab", node_error(500, "internal", "storage failed"));
+        assert_eq!(f.error.kind, ErrorKind::NodeError);
+        let f = admission_failure("ab", WalletError::new(ErrorKind::Unreachable, "cannot reach"));
+        assert_eq!(f.error.kind, ErrorKind::Unreachable);
+    }
+
+    #[test]
+    fn text_rendering_flattens_nested_fields() {
+        let doc = json!({"height": 3, "header": {"chain_id": "c"}, "txs": [{"id": "aa"}], "signers": ["x", "y"]});
+        assert_eq!(render_text(&doc), "header.chain_id: c\nheight: 3\nsigners: [x, y]\ntxs: 1 item(s)\n  aa\n");
+    }
 }

@@ -327,6 +327,28 @@ impl Consensus {
         })
     }
 
+    /// This validator's own signed messages at the current height (its proposals, then its votes by round
+    /// and kind), for the shell to re-gossip: links lose messages, and a message lost during a partition
+    /// is otherwise never sent again. Every message returned was signed (and its signer state persisted)
+    /// before, so re-sending it is safe (contract rule 3). Empty for a full node.
+    pub fn own_messages(&self) -> Vec<SignedMessage> {
+        let Some(key) = self.my_key() else {
+            return Vec::new();
+        };
+        let me = key.public();
+        let mut out: Vec<SignedMessage> = self
+            .proposals
+            .values()
+            .filter(|p| p.proposal.proposer == me)
+            .cloned()
+            .map(SignedMessage::Proposal)
+            .collect();
+        if let Some(index) = self.validators.index_of(&me).and_then(|i| u16::try_from(i).ok()) {
+            out.extend(self.keeper.votes_of(index).into_iter().map(SignedMessage::Vote));
+        }
+        out
+    }
+
     /// Feed one event; get the actions to execute, in order. A refused event changes nothing.
     pub fn handle(&mut self, event: Event) -> Result<Vec<Action>, ConsensusError> {
         let mut out = Vec::new();

@@ -136,6 +136,12 @@ impl VoteKeeper {
         tally.power.iter().find_map(|(value, power)| if set.is_quorum(*power) { *value } else { None })
     }
 
+    /// Every vote counted from validator `index` at this height, by (round, kind). For re-gossip: the
+    /// shell re-sends its own votes so peers that lost them can still reach a threshold.
+    pub fn votes_of(&self, index: u16) -> Vec<SignedVote> {
+        self.tallies.values().filter_map(|t| t.votes.get(&index)).cloned().collect()
+    }
+
     /// Rounds that hold precommits, ascending.
     pub fn precommit_rounds(&self) -> Vec<Round> {
         self.tallies.keys().filter(|(_, k)| *k == VoteKind::Precommit).map(|(r, _)| *r).collect()

@@ -827,3 +827,34 @@ fn same_events_same_actions() {
     let b = feed(&mut node(Some(me), SignerState::default()), script());
     assert_eq!(a, b);
 }
+
+#[test]
+fn own_messages_are_what_this_validator_signed_at_the_height() {
+    let sent = |actions: &[Action]| -> Vec<SignedMessage> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::BroadcastProposal(p) => Some(SignedMessage::Proposal(p.clone())),
+                Action::BroadcastVote(v) => Some(SignedMessage::Vote(v.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    // The proposer of round 0: its proposal, then its prevote, then (after a nil polka) its precommit.
+    let me = proposer_of(0);
+    let mut n = node(Some(me), SignerState::default());
+    let mut actions =
+        feed(&mut n, vec![Event::Start, Event::ProposalValue { height: H, round: Round(0), block_hash: block(1) }]);
+    actions.extend(feed(
+        &mut n,
+        others(me).into_iter().map(|o| Event::Vote(vote(o, VoteKind::Prevote, 0, None))).collect(),
+    ));
+    // Others' votes are not ours.
+    let own = n.own_messages();
+    assert_eq!(own, sent(&actions));
+    assert_eq!(own.len(), 3);
+    // A full node has none; the next height starts empty.
+    assert!(node(None, SignerState::default()).own_messages().is_empty());
+    feed(&mut n, vec![Event::NewHeight { height: Height(2), validators: set() }]);
+    assert!(n.own_messages().iter().all(|m| m.position().0 == Height(2)));
+}

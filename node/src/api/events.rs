@@ -135,14 +135,17 @@ impl EventStream {
             }
             if self.next_height <= self.replay_until {
                 let from = Height(self.next_height);
-                let chunk =
-                    match self.state.read(move |st| st.blocks_from(from, REPLAY_CHUNK_BLOCKS, REPLAY_CHUNK_BYTES)).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            self.fail("internal", &e.message);
-                            continue;
-                        }
-                    };
+                let chunk = match self
+                    .state
+                    .read(move |st| st.blocks_from(from, REPLAY_CHUNK_BLOCKS, REPLAY_CHUNK_BYTES))
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.fail("internal", &e.message);
+                        continue;
+                    }
+                };
                 if chunk.is_empty() {
                     self.replay_until = self.next_height - 1;
                 }

@@ -45,9 +45,9 @@ fn parse_height(s: &str, tip: Height) -> Result<Height, ApiError> {
     if s == "latest" {
         return Ok(tip);
     }
-    s.parse::<u64>()
-        .map(Height)
-        .map_err(|_| ApiError::bad_request("bad_height", format!("height must be a non-negative integer or `latest`, got {s:?}")))
+    s.parse::<u64>().map(Height).map_err(|_| {
+        ApiError::bad_request("bad_height", format!("height must be a non-negative integer or `latest`, got {s:?}"))
+    })
 }
 
 fn page_limit(state: &ApiState, limit: Option<usize>) -> Result<usize, ApiError> {
@@ -445,11 +445,17 @@ async fn wait_for_commit(
     responses((status = 200, description = "One result per transaction, in order: {id} or {error}", body = BatchResponse),
               (status = 400, description = "Too many transactions or malformed body", body = ErrorView),
               (status = 413, description = "Request body above the limit", body = ErrorView)))]
-pub async fn submit_batch(State(s): State<ApiState>, body: Result<Json<BatchRequest>, JsonRejection>) -> ApiResult<BatchResponse> {
+pub async fn submit_batch(
+    State(s): State<ApiState>,
+    body: Result<Json<BatchRequest>, JsonRejection>,
+) -> ApiResult<BatchResponse> {
     let body = json_body(body)?;
     let max = s.inner.config.batch_txs_max;
     if body.txs.len() > max {
-        return Err(ApiError::bad_request("too_many_txs", format!("batch has {} transactions, limit is {max}", body.txs.len())));
+        return Err(ApiError::bad_request(
+            "too_many_txs",
+            format!("batch has {} transactions, limit is {max}", body.txs.len()),
+        ));
     }
     // Decode hex first; only well-formed hex goes to the node, and results are put back in order.
     let decoded: Vec<Result<Vec<u8>, ErrorBody>> = body.txs.iter().map(|t| decode_hex_tx(t)).collect();

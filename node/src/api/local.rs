@@ -110,7 +110,8 @@ impl LocalNode {
             }
         });
         // No subscribers is fine.
-        let _ = self.blocks.send(BlockEvent { block: Arc::new(block.clone()), certificate: Arc::new(certificate.clone()) });
+        let _ =
+            self.blocks.send(BlockEvent { block: Arc::new(block.clone()), certificate: Arc::new(certificate.clone()) });
         Ok(())
     }
 
@@ -119,10 +120,10 @@ impl LocalNode {
     }
 
     fn submit_one(&self, pool: &mut Pool, bytes: &[u8]) -> Result<TxId, Rejection> {
-        let height = self.storage.latest_height().map_err(|e| Rejection {
-            code: crate::mempool::code::STORAGE.to_string(),
-            message: e.to_string(),
-        })?;
+        let height = self
+            .storage
+            .latest_height()
+            .map_err(|e| Rejection { code: crate::mempool::code::STORAGE.to_string(), message: e.to_string() })?;
         let id = pool
             .mempool
             .add_bytes(bytes, self.storage.as_ref(), height)

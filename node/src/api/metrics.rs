@@ -165,7 +165,8 @@ fn openmetrics_to_prometheus(text: &str) -> String {
     let mut renamed: BTreeMap<&str, (String, &str)> = BTreeMap::new();
     for line in text.lines() {
         let mut words = line.split(' ');
-        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) = (words.next(), words.next(), words.next(), words.next())
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
         {
             match kind {
                 "counter" => {

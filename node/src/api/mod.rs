@@ -115,9 +115,7 @@ pub fn router(state: ApiState) -> Router {
     routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.body_bytes_max))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal("handler panicked").into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal("handler panicked").into_response()))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
         .layer(RequestBodyLimitLayer::new(config.body_bytes_max))
         .layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
@@ -132,10 +130,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    let listener = LimitedListener {
-        inner: listener,
-        permits: Arc::new(Semaphore::new(state.inner.config.connections_max)),
-    };
+    let listener =
+        LimitedListener { inner: listener, permits: Arc::new(Semaphore::new(state.inner.config.connections_max)) };
     let closer = state.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -164,10 +160,8 @@ async fn json_errors(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if is_json {
         return res;
     }
@@ -207,11 +201,8 @@ impl axum::serve::Listener for LimitedListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let permit = match self.permits.clone().acquire_owned().await {
-            Ok(p) => Some(p),
-            // The semaphore is never closed; if it were, serve without a limit rather than stop.
-            Err(_) => None,
-        };
+        // The semaphore is never closed; if it were, serve without a limit rather than stop.
+        let permit = self.permits.clone().acquire_owned().await.ok();
         let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
         (LimitedStream { stream, _permit: permit }, addr)
     }
@@ -253,4 +244,3 @@ impl AsyncWrite for LimitedStream {
         self.stream.is_write_vectored()
     }
 }
-

@@ -167,7 +167,11 @@ pub struct ProofView {
 
 impl ProofView {
     pub fn of(p: &MerkleProof) -> ProofView {
-        ProofView { index: p.index, leaf_count: p.leaf_count, siblings: p.siblings.iter().map(|h| h.to_hex()).collect() }
+        ProofView {
+            index: p.index,
+            leaf_count: p.leaf_count,
+            siblings: p.siblings.iter().map(|h| h.to_hex()).collect(),
+        }
     }
 }
 

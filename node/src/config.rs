@@ -1,0 +1,560 @@
+//! Node configuration: `config.toml` (docs/home-layout.md), overridden by environment variables
+//! (`LEDGERD_<SECTION>_<KEY>`, e.g. `LEDGERD_P2P_MAX_PEERS`, `LEDGERD_GENESIS_FILE`) and by command-line
+//! flags, in that order of precedence (flag over environment over file over default).
+//!
+//! Every key is declared once in [`KEYS`]. Unknown keys (in the file or as `LEDGERD_*` variables) and
+//! invalid values are refused at start with a message that names the key and where the value came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+
+/// Largest config file accepted, in bytes.
+pub const CONFIG_BYTES_MAX: usize = 1024 * 1024;
+/// Most bootstrap peers.
+pub const BOOTSTRAP_PEERS_MAX: usize = 256;
+/// Environment variables with the `LEDGERD_` prefix that are not config keys.
+pub const NON_CONFIG_ENV: &[&str] = &["LEDGERD_HOME", "LEDGERD_LOG"];
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => write!(f, "default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "environment variable {v}"),
+            Source::Flag(v) => write!(f, "flag {v}"),
+        }
+    }
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("config file {path} is {len} bytes, limit is {max}")]
+    TooLarge { path: PathBuf, len: u64, max: usize },
+    #[error("config file {path} is not valid TOML: {error}")]
+    Parse { path: PathBuf, error: String },
+    #[error("unknown config key `{key}` (from {origin}); known keys: {known}")]
+    UnknownKey { key: String, origin: Source, known: String },
+    #[error("invalid value for `{key}` (from {origin}): {reason}")]
+    Invalid { key: String, origin: Source, reason: String },
+    #[error("`genesis_file` is required: set it in {path}, with LEDGERD_GENESIS_FILE or with --genesis-file")]
+    MissingGenesis { path: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Str,
+    U64 { min: u64, max: u64 },
+    StrList,
+}
+
+/// One configuration key: dotted name (`section.key` or `key`) and type.
+struct KeySpec {
+    name: &'static str,
+    kind: Kind,
+}
+
+const fn key(name: &'static str, kind: Kind) -> KeySpec {
+    KeySpec { name, kind }
+}
+
+const fn int(min: u64, max: u64) -> Kind {
+    Kind::U64 { min, max }
+}
+
+/// Every key the node accepts.
+const KEYS: &[KeySpec] = &[
+    key("moniker", Kind::Str),
+    key("genesis_file", Kind::Str),
+    key("validator_key_file", Kind::Str),
+    key("p2p_key_file", Kind::Str),
+    key("data_dir", Kind::Str),
+    key("p2p.listen_addr", Kind::Str),
+    key("p2p.bootstrap_peers", Kind::StrList),
+    key("p2p.max_peers", int(1, 10_000)),
+    key("api.listen_addr", Kind::Str),
+    key("storage.cache_capacity_mb", int(1, 1 << 20)),
+    key("consensus.empty_block_interval_ms", int(1, 3_600_000)),
+    key("mempool.max_txs", int(1, 10_000_000)),
+    key("mempool.max_bytes", int(1024, 1 << 34)),
+    key("mempool.max_per_sender", int(1, 1_000_000)),
+    key("mempool.max_nonce_gap", int(0, 1_000_000)),
+];
+
+/// The environment variable of a key: `p2p.max_peers` -> `LEDGERD_P2P_MAX_PEERS`.
+pub fn env_name(key: &str) -> String {
+    format!("LEDGERD_{}", key.replace('.', "_").to_uppercase())
+}
+
+fn known_keys() -> String {
+    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+/// The loaded configuration, with paths resolved against the home directory.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub home: PathBuf,
+    pub moniker: String,
+    pub genesis_file: PathBuf,
+    pub validator_key_file: PathBuf,
+    pub p2p_key_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub p2p_listen_addr: Multiaddr,
+    pub bootstrap_peers: Vec<Multiaddr>,
+    pub max_peers: usize,
+    pub api_listen_addr: SocketAddr,
+    pub cache_capacity_mb: u64,
+    pub empty_block_interval_ms: u64,
+    pub mempool_max_txs: usize,
+    pub mempool_max_bytes: usize,
+    pub mempool_max_per_sender: usize,
+    pub mempool_max_nonce_gap: u64,
+}
+
+impl Config {
+    pub fn mempool_limits(&self) -> crate::mempool::MempoolLimits {
+        crate::mempool::MempoolLimits {
+            max_txs: self.mempool_max_txs,
+            max_bytes: self.mempool_max_bytes,
+            max_per_sender: self.mempool_max_per_sender,
+            max_nonce_gap: self.mempool_max_nonce_gap,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Value {
+    Str(String),
+    U64(u64),
+    List(Vec<String>),
+}
+
+/// Values by key, with where each came from.
+struct Layers {
+    values: BTreeMap<&'static str, (Value, Source)>,
+}
+
+fn spec(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+fn invalid(key: &str, source: &Source, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), origin: source.clone(), reason: reason.into() }
+}
+
+fn from_toml(spec: &KeySpec, v: &toml::Value, source: &Source) -> Result<Value, ConfigError> {
+    let bad = |expected: &str| invalid(spec.name, source, format!("expected {expected}, got {}", v.type_str()));
+    match spec.kind {
+        Kind::Str => v.as_str().map(|s| Value::Str(s.to_string())).ok_or_else(|| bad("a string")),
+        Kind::U64 { .. } => {
+            let i = v.as_integer().ok_or_else(|| bad("an integer"))?;
+            u64::try_from(i).map(Value::U64).map_err(|_| invalid(spec.name, source, format!("{i} is negative")))
+        }
+        Kind::StrList => {
+            let arr = v.as_array().ok_or_else(|| bad("an array of strings"))?;
+            if arr.len() > BOOTSTRAP_PEERS_MAX {
+                return Err(invalid(
+                    spec.name,
+                    source,
+                    format!("{} entries, limit is {BOOTSTRAP_PEERS_MAX}", arr.len()),
+                ));
+            }
+            arr.iter()
+                .map(|e| e.as_str().map(str::to_string).ok_or_else(|| bad("an array of strings")))
+                .collect::<Result<_, _>>()
+                .map(Value::List)
+        }
+    }
+}
+
+fn from_text(spec: &KeySpec, text: &str, source: &Source) -> Result<Value, ConfigError> {
+    match spec.kind {
+        Kind::Str => Ok(Value::Str(text.to_string())),
+        Kind::U64 { .. } => text.trim().parse::<u64>().map(Value::U64).map_err(|_| {
+            invalid(spec.name, source, format!("expected an unsigned integer, got {:?}", truncate(text, 40)))
+        }),
+        Kind::StrList => {
+            let items: Vec<String> =
+                text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+            if items.len() > BOOTSTRAP_PEERS_MAX {
+                return Err(invalid(
+                    spec.name,
+                    source,
+                    format!("{} entries, limit is {BOOTSTRAP_PEERS_MAX}", items.len()),
+                ));
+            }
+            Ok(Value::List(items))
+        }
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+impl Layers {
+    fn set(&mut self, spec: &'static KeySpec, value: Value, source: Source) {
+        self.values.insert(spec.name, (value, source));
+    }
+
+    fn file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.to_path_buf(), error: e.to_string() })?;
+        let source = Source::File(path.to_path_buf());
+        let unknown = |key: String| ConfigError::UnknownKey { key, origin: source.clone(), known: known_keys() };
+        for (k, v) in &table {
+            if let Some(s) = spec(k) {
+                self.set(s, from_toml(s, v, &source)?, source.clone());
+            } else if let Some(section) = v.as_table() {
+                if !KEYS.iter().any(|s| s.name.starts_with(&format!("{k}."))) {
+                    return Err(unknown(format!("[{}]", truncate(k, 40))));
+                }
+                for (ik, iv) in section {
+                    let name = format!("{k}.{ik}");
+                    let s = spec(&name).ok_or_else(|| unknown(truncate(&name, 80)))?;
+                    self.set(s, from_toml(s, iv, &source)?, source.clone());
+                }
+            } else {
+                return Err(unknown(truncate(k, 80)));
+            }
+        }
+        Ok(())
+    }
+
+    fn env(&mut self, env: &[(String, String)]) -> Result<(), ConfigError> {
+        for (name, value) in env {
+            if !name.starts_with("LEDGERD_") || NON_CONFIG_ENV.contains(&name.as_str()) {
+                continue;
+            }
+            let source = Source::Env(name.clone());
+            let s = KEYS.iter().find(|k| env_name(k.name) == *name).ok_or_else(|| ConfigError::UnknownKey {
+                key: truncate(name, 80),
+                origin: source.clone(),
+                known: KEYS.iter().map(|k| env_name(k.name)).collect::<Vec<_>>().join(", "),
+            })?;
+            self.set(s, from_text(s, value, &source)?, source);
+        }
+        Ok(())
+    }
+
+    fn flags(&mut self, flags: &[Override]) -> Result<(), ConfigError> {
+        for o in flags {
+            let source = Source::Flag(o.flag.clone());
+            let s = spec(&o.key).ok_or_else(|| ConfigError::UnknownKey {
+                key: truncate(&o.key, 80),
+                origin: source.clone(),
+                known: known_keys(),
+            })?;
+            self.set(s, from_text(s, &o.value, &source)?, source);
+        }
+        Ok(())
+    }
+
+    fn str_or(&self, name: &str, default: &str) -> (String, Source) {
+        match self.values.get(name) {
+            Some((Value::Str(s), src)) => (s.clone(), src.clone()),
+            _ => (default.to_string(), Source::Default),
+        }
+    }
+
+    fn u64_or(&self, name: &str, default: u64) -> Result<u64, ConfigError> {
+        let (v, src) = match self.values.get(name) {
+            Some((Value::U64(v), src)) => (*v, src.clone()),
+            _ => (default, Source::Default),
+        };
+        if let Some(KeySpec { kind: Kind::U64 { min, max }, .. }) = spec(name)
+            && (v < *min || v > *max)
+        {
+            return Err(invalid(name, &src, format!("{v} is outside {min}..={max}")));
+        }
+        Ok(v)
+    }
+}
+
+/// A value given on the command line: the config key, the value text and the flag that carried it.
+#[derive(Clone, Debug)]
+pub struct Override {
+    pub key: String,
+    pub value: String,
+    pub flag: String,
+}
+
+impl Override {
+    pub fn new(key: &str, value: impl Into<String>, flag: &str) -> Override {
+        Override { key: key.to_string(), value: value.into(), flag: flag.to_string() }
+    }
+
+    /// Parse `KEY=VALUE` from `--set`.
+    pub fn parse_set(text: &str) -> Result<Override, String> {
+        let (k, v) = text.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {:?}", truncate(text, 80)))?;
+        Ok(Override::new(k.trim(), v, &format!("--set {}", truncate(k.trim(), 80))))
+    }
+}
+
+fn resolve(home: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { home.join(p) }
+}
+
+/// Load `HOME/config.toml`, then apply `env` (all process variables; non-`LEDGERD_` ones are skipped) and
+/// `flags`.
+pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result<Config, ConfigError> {
+    let path = home.join("config.toml");
+    let mut layers = Layers { values: BTreeMap::new() };
+    let len = std::fs::metadata(&path).map_err(|error| ConfigError::Read { path: path.clone(), error })?.len();
+    if len > CONFIG_BYTES_MAX as u64 {
+        return Err(ConfigError::TooLarge { path, len, max: CONFIG_BYTES_MAX });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read { path: path.clone(), error })?;
+    layers.file(&path, &text)?;
+    layers.env(env)?;
+    layers.flags(flags)?;
+
+    let (genesis_file, genesis_src) = layers.str_or("genesis_file", "");
+    if genesis_file.is_empty() {
+        return Err(if genesis_src == Source::Default {
+            ConfigError::MissingGenesis { path }
+        } else {
+            invalid("genesis_file", &genesis_src, "must not be empty")
+        });
+    }
+    let (moniker, moniker_src) = layers.str_or("moniker", "node");
+    if moniker.len() > ledger_core::params::MONIKER_BYTES_MAX {
+        return Err(invalid(
+            "moniker",
+            &moniker_src,
+            format!("longer than {} bytes", ledger_core::params::MONIKER_BYTES_MAX),
+        ));
+    }
+    let (listen, listen_src) = layers.str_or("p2p.listen_addr", "/ip4/0.0.0.0/tcp/26601");
+    let p2p_listen_addr: Multiaddr =
+        listen.parse().map_err(|e| invalid("p2p.listen_addr", &listen_src, format!("not a multiaddr: {e}")))?;
+    let bootstrap_peers = match layers.values.get("p2p.bootstrap_peers") {
+        Some((Value::List(items), src)) => items
+            .iter()
+            .map(|s| {
+                let addr: Multiaddr = s.parse().map_err(|e| {
+                    invalid("p2p.bootstrap_peers", src, format!("{:?} is not a multiaddr: {e}", truncate(s, 120)))
+                })?;
+                if !addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+                    return Err(invalid(
+                        "p2p.bootstrap_peers",
+                        src,
+                        format!("{:?} does not end in /p2p/<peer id>", truncate(s, 120)),
+                    ));
+                }
+                Ok(addr)
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
+    let (api, api_src) = layers.str_or("api.listen_addr", "127.0.0.1:26600");
+    let api_listen_addr: SocketAddr =
+        api.parse().map_err(|e| invalid("api.listen_addr", &api_src, format!("not an IP:port address: {e}")))?;
+
+    Ok(Config {
+        home: home.to_path_buf(),
+        moniker,
+        genesis_file: resolve(home, &genesis_file),
+        validator_key_file: resolve(home, &layers.str_or("validator_key_file", "validator_key.json").0),
+        p2p_key_file: resolve(home, &layers.str_or("p2p_key_file", "p2p_key.json").0),
+        data_dir: resolve(home, &layers.str_or("data_dir", "data").0),
+        p2p_listen_addr,
+        bootstrap_peers,
+        max_peers: layers.u64_or("p2p.max_peers", 50)? as usize,
+        api_listen_addr,
+        cache_capacity_mb: layers.u64_or("storage.cache_capacity_mb", 64)?,
+        empty_block_interval_ms: layers.u64_or("consensus.empty_block_interval_ms", 1000)?,
+        mempool_max_txs: layers.u64_or("mempool.max_txs", 50_000)? as usize,
+        mempool_max_bytes: layers.u64_or("mempool.max_bytes", 32 * 1024 * 1024)? as usize,
+        mempool_max_per_sender: layers.u64_or("mempool.max_per_sender", 1024)? as usize,
+        mempool_max_nonce_gap: layers.u64_or("mempool.max_nonce_gap", 64)?,
+    })
+}
+
+/// The commented `config.toml` that `ledgerd init` writes (`toml` writes no comments).
+pub fn template(moniker: &str) -> String {
+    format!(
+        r#"# ledgerd node configuration (see docs/home-layout.md).
+# Paths are relative to this home directory unless absolute. Unknown keys are an error.
+# Every key can be overridden by an environment variable LEDGERD_<SECTION>_<KEY>
+# (e.g. LEDGERD_P2P_MAX_PEERS=20, LEDGERD_GENESIS_FILE=/path/genesis.json) and some by flags of
+# `ledgerd start` (--genesis-file, --p2p-listen-addr, --api-listen-addr, --bootstrap-peer, --set KEY=VALUE).
+
+moniker = {moniker:?}
+# REQUIRED: the chain's genesis file (from `genesis` or your network's operators). The node refuses to
+# start without it, and refuses a data directory created for another genesis.
+genesis_file = "genesis.json"
+# Validator signing key (plaintext). Delete or point elsewhere to run a full node.
+validator_key_file = "validator_key.json"
+# libp2p identity, separate from the validator key.
+p2p_key_file = "p2p_key.json"
+# Database and signer state, created by the node.
+data_dir = "data"
+
+[p2p]
+listen_addr = "/ip4/0.0.0.0/tcp/26601"
+# Peers to dial at start and redial when they drop: "/ip4/HOST/tcp/PORT/p2p/PEER_ID".
+bootstrap_peers = []
+max_peers = 50
+
+[api]
+listen_addr = "127.0.0.1:26600"
+
+[storage]
+# sled page cache in MiB (sled's own default is 1 GiB).
+cache_capacity_mb = 64
+
+[consensus]
+# With an empty mempool, propose an empty block at most this often.
+empty_block_interval_ms = 1000
+
+[mempool]
+max_txs = 50000
+max_bytes = 33554432
+max_per_sender = 1024
+# How far ahead of the account nonce a pending transaction may be.
+max_nonce_gap = 64
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home_with(text: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), text).unwrap();
+        dir
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn template_loads_with_defaults_and_resolved_paths() {
+        let dir = home_with(&template("alice"));
+        let c = load(dir.path(), &[], &[]).unwrap();
+        assert_eq!(c.moniker, "alice");
+        assert_eq!(c.genesis_file, dir.path().join("genesis.json"));
+        assert_eq!(c.max_peers, 50);
+        assert_eq!(c.mempool_max_nonce_gap, 64);
+        assert!(c.bootstrap_peers.is_empty());
+    }
+
+    #[test]
+    fn home_layout_example_loads() {
+        let text = r#"
+moniker = "node0"
+genesis_file = "/abs/genesis.json"
+[p2p]
+listen_addr = "/ip4/127.0.0.1/tcp/26601"
+bootstrap_peers = ["/ip4/127.0.0.1/tcp/26603/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"]
+max_peers = 7
+[storage]
+cache_capacity_mb = 16
+"#;
+        let dir = home_with(text);
+        let c = load(dir.path(), &[], &[]).unwrap();
+        assert_eq!(c.genesis_file, PathBuf::from("/abs/genesis.json"));
+        assert_eq!(c.bootstrap_peers.len(), 1);
+        assert_eq!(c.max_peers, 7);
+        assert_eq!(c.cache_capacity_mb, 16);
+    }
+
+    #[test]
+    fn precedence_flag_over_env_over_file() {
+        let dir = home_with("genesis_file = \"g.json\"\n[p2p]\nmax_peers = 5\n");
+        let c = load(dir.path(), &env(&[("LEDGERD_P2P_MAX_PEERS", "6"), ("PATH", "/bin")]), &[]).unwrap();
+        assert_eq!(c.max_peers, 6);
+        let flags = [Override::parse_set("p2p.max_peers=7").unwrap()];
+        let c = load(dir.path(), &env(&[("LEDGERD_P2P_MAX_PEERS", "6")]), &flags).unwrap();
+        assert_eq!(c.max_peers, 7);
+        let c = load(dir.path(), &env(&[("LEDGERD_P2P_BOOTSTRAP_PEERS", "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN, /ip4/1.2.3.5/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN")]), &[]).unwrap();
+        assert_eq!(c.bootstrap_peers.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_naming_key_and_source() {
+        let dir = home_with("genesis_file = \"g\"\nbogus = 1\n");
+        let e = load(dir.path(), &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("`bogus`") && e.contains("config.toml"), "{e}");
+
+        let dir = home_with("genesis_file = \"g\"\n[p2p]\nlisten_adr = \"x\"\n");
+        let e = load(dir.path(), &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("p2p.listen_adr"), "{e}");
+
+        let dir = home_with("genesis_file = \"g\"\n[nosuch]\nx = 1\n");
+        assert!(load(dir.path(), &[], &[]).unwrap_err().to_string().contains("[nosuch]"));
+
+        let dir = home_with("genesis_file = \"g\"\n");
+        let e = load(dir.path(), &env(&[("LEDGERD_P2P_MAXPEERS", "3")]), &[]).unwrap_err().to_string();
+        assert!(e.contains("LEDGERD_P2P_MAXPEERS") && e.contains("environment variable"), "{e}");
+        assert!(load(dir.path(), &env(&[("LEDGERD_HOME", "/x"), ("LEDGERD_LOG", "debug")]), &[]).is_ok());
+
+        let e = load(dir.path(), &[], &[Override::parse_set("nope=1").unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("`nope`") && e.contains("flag --set nope"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_naming_key_and_source() {
+        let dir = home_with("genesis_file = \"g\"\n[p2p]\nmax_peers = \"many\"\n");
+        let e = load(dir.path(), &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("p2p.max_peers") && e.contains("expected an integer") && e.contains("file"), "{e}");
+
+        let dir = home_with("genesis_file = \"g\"\n");
+        let e = load(dir.path(), &env(&[("LEDGERD_MEMPOOL_MAX_TXS", "-1")]), &[]).unwrap_err().to_string();
+        assert!(e.contains("mempool.max_txs") && e.contains("LEDGERD_MEMPOOL_MAX_TXS"), "{e}");
+        let e = load(dir.path(), &env(&[("LEDGERD_MEMPOOL_MAX_TXS", "0")]), &[]).unwrap_err().to_string();
+        assert!(e.contains("outside"), "{e}");
+
+        let flags = [Override::new("p2p.listen_addr", "not-an-addr", "--p2p-listen-addr")];
+        let e = load(dir.path(), &[], &flags).unwrap_err().to_string();
+        assert!(e.contains("p2p.listen_addr") && e.contains("flag --p2p-listen-addr"), "{e}");
+
+        let flags = [Override::new("p2p.bootstrap_peers", "/ip4/1.2.3.4/tcp/5", "--bootstrap-peer")];
+        let e = load(dir.path(), &[], &flags).unwrap_err().to_string();
+        assert!(e.contains("/p2p/"), "{e}");
+
+        let flags = [Override::new("api.listen_addr", "localhost", "--api-listen-addr")];
+        assert!(load(dir.path(), &[], &flags).is_err());
+
+        let dir = home_with("[p2p\n");
+        assert!(matches!(load(dir.path(), &[], &[]), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn genesis_file_is_required() {
+        let dir = home_with("moniker = \"x\"\n");
+        let e = load(dir.path(), &[], &[]).unwrap_err();
+        assert!(matches!(e, ConfigError::MissingGenesis { .. }), "{e}");
+        let c = load(dir.path(), &env(&[("LEDGERD_GENESIS_FILE", "/g.json")]), &[]).unwrap();
+        assert_eq!(c.genesis_file, PathBuf::from("/g.json"));
+    }
+
+    #[test]
+    fn oversized_file_is_refused() {
+        let dir = home_with(&"#".repeat(CONFIG_BYTES_MAX + 1));
+        assert!(matches!(load(dir.path(), &[], &[]), Err(ConfigError::TooLarge { .. })));
+    }
+}

@@ -1,0 +1,715 @@
+//! The consensus driver: ONE tokio task that owns the consensus state machine and executes its actions.
+//!
+//! Inputs: gossip from the network task (proposals with blocks, votes; transactions are admitted to the
+//! mempool by the gossip validator before they get here), fired timers, block-sync responses and a periodic
+//! tick. Outputs: the [`Action`]s of `ledger_core::consensus`, executed strictly in the order returned:
+//!
+//! - `PersistSignerState` is written and flushed before the next action runs, so the vote or proposal it
+//!   guards is never sent unless it survives a crash. A failure to persist stops the driver: a validator
+//!   that cannot persist must not sign. A signed proposal's block is persisted in the same batch, so after a
+//!   restart the re-broadcast proposal comes with its block.
+//! - `BuildBlock` builds from the mempool with [`build_block`] as soon as transactions wait; with an empty
+//!   mempool (or only transactions that cannot apply yet) it waits for transactions or
+//!   `empty_block_interval_ms` since the last commit, but never more than half the propose timeout, so the
+//!   other validators do not time out on an idle proposer.
+//! - `ValidateBlock` runs [`apply_block`] on the committed state, trusting signatures the mempool verified.
+//! - `Decide` commits the block with its certificate in one atomic, flushed write, then updates the
+//!   mempool, then reports the new height, then starts the next height.
+//! - When a peer shows a higher height, or a decided block is missing, the driver syncs: it asks one peer
+//!   at a time for blocks, verifies each certificate against the validator set and executes each block
+//!   before committing it. No peer is trusted.
+//!
+//! **Invariant:** nothing but this task touches the consensus state; other tasks read storage (which is
+//! only written here) and the mempool (behind a mutex).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ledger_core::consensus::{
+    self, Action, Consensus, ConsensusError, Event, Evidence, SignedMessage, SignerState, Timeout,
+};
+use ledger_core::state::{BlockTemplate, StoreError, apply_block, build_block};
+use ledger_core::{
+    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, StateChanges, ValidatorSet,
+    encoding,
+};
+use libp2p::PeerId;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::mempool::Mempool;
+use crate::p2p::{GossipValidator, NetError, NetworkEvent, NetworkHandle, Validation};
+use crate::storage::{Storage, StorageError};
+use crate::wire::{GossipMessage, ProposalMessage, SYNC_BLOCKS_MAX, SyncRequest, SyncResponse};
+
+/// Candidate blocks kept for the current height (own and proposed).
+pub const CANDIDATE_BLOCKS_MAX: usize = 64;
+/// Evidence kept in memory for the API.
+pub const EVIDENCE_MAX: usize = 1024;
+/// A proposed block may be at most this far ahead of the local clock to get our prevote. Like Tendermint's
+/// proposer-based timestamps, this is a local judgement for voting only; committed blocks (and blocks
+/// synced with a certificate) are never judged by the local clock.
+pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 10_000;
+/// After this long at one height, the driver re-gossips its own signed messages (links lose messages, and
+/// one lost during a partition is otherwise never sent again). Not below the gossip duplicate cache, which
+/// would drop the copies.
+const REGOSSIP_AFTER: Duration = crate::p2p::GOSSIP_DUPLICATE_CACHE;
+/// How often the driver checks deferred work (building, syncing).
+const TICK: Duration = Duration::from_millis(20);
+/// How long to wait for a sync response before asking another peer.
+const SYNC_RETRY: Duration = Duration::from_secs(2);
+
+/// Why the driver stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("storage failure: {0}")]
+    Storage(#[from] StorageError),
+    #[error("state store failure: {0}")]
+    Store(#[from] StoreError),
+    #[error("consensus refused its own input: {0}")]
+    Consensus(#[from] ConsensusError),
+    #[error("stored signer state is unreadable: {0}")]
+    SignerState(String),
+    #[error("block {height} was decided but cannot be applied: {reason}")]
+    DecidedBlockInvalid { height: Height, reason: String },
+    #[error("network task stopped")]
+    NetworkStopped,
+}
+
+/// What the rest of the node sees of the driver.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Latest committed height.
+    pub height: Height,
+    pub latest_block_hash: Option<Hash>,
+    pub latest_block_time_ms: u64,
+    /// True while syncing from peers.
+    pub catching_up: bool,
+}
+
+/// Shared between the driver, the gossip validator and the API.
+pub struct Shared {
+    pub genesis: Genesis,
+    pub validators: ValidatorSet,
+    pub storage: Storage,
+    pub mempool: Mutex<Mempool>,
+    pub evidence: Mutex<Vec<Evidence>>,
+}
+
+impl Shared {
+    /// The mempool, even if a thread panicked while holding it (its invariants hold between calls).
+    pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
+        self.mempool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn chain_id(&self) -> &str {
+        &self.genesis.chain_id
+    }
+
+    pub fn params(&self) -> &ConsensusParams {
+        &self.genesis.params
+    }
+}
+
+/// Validates gossip for the node: transactions are admitted to the mempool right here (signature verified
+/// once); consensus messages must be signed by a validator and a proposal must carry the block it names.
+pub struct NodeGossipValidator {
+    pub shared: Arc<Shared>,
+}
+
+impl GossipValidator for NodeGossipValidator {
+    fn validate(&self, _source: &PeerId, message: &GossipMessage) -> Validation {
+        let s = &self.shared;
+        match message {
+            GossipMessage::TxBatch(txs) => {
+                let height = match s.storage.latest_height() {
+                    Ok(h) => h,
+                    Err(e) => return Validation::Ignore(format!("storage: {e}")),
+                };
+                let mut admitted = 0usize;
+                let mut mempool = s.mempool();
+                for tx in txs {
+                    match mempool.add(tx.clone(), &s.storage, height) {
+                        Ok(_) => admitted += 1,
+                        Err(e) if is_forgery(e.code()) => return Validation::Reject(format!("tx {}: {e}", tx.id())),
+                        Err(_) => {}
+                    }
+                }
+                if admitted > 0 { Validation::Accept } else { Validation::Ignore("nothing new".into()) }
+            }
+            GossipMessage::Vote(v) => {
+                if let Err(e) = v.verify(s.chain_id(), &s.validators) {
+                    return Validation::Reject(e.to_string());
+                }
+                // Late precommits for the tip still count (fuller certificates); older ones are replays.
+                if s.storage.latest_height().is_ok_and(|tip| v.vote.height < tip) {
+                    return Validation::Ignore("vote for an old height".into());
+                }
+                Validation::Accept
+            }
+            GossipMessage::Proposal(p) => {
+                if let Err(e) = p.proposal.verify(s.chain_id(), &s.validators) {
+                    return Validation::Reject(e.to_string());
+                }
+                if s.storage.latest_height().is_ok_and(|tip| p.proposal.proposal.height <= tip) {
+                    return Validation::Ignore("proposal for a committed height".into());
+                }
+                let (prop, block) = (&p.proposal.proposal, &p.block);
+                if block.hash() != prop.block_hash {
+                    return Validation::Reject("block does not match the proposal's hash".into());
+                }
+                if block.header.proposer != prop.proposer || block.height() != prop.height {
+                    return Validation::Reject("block proposer or height differs from the proposal's".into());
+                }
+                Validation::Accept
+            }
+        }
+    }
+}
+
+/// Codes that only a forged or broken transaction can have (as opposed to stale or unlucky ones).
+fn is_forgery(code: &str) -> bool {
+    matches!(code, "bad_signature" | "malformed" | "wrong_chain" | "too_large" | "weak_key" | "bad_key")
+}
+
+/// Options of the driver.
+#[derive(Clone, Debug)]
+pub struct DriverOptions {
+    pub empty_block_interval_ms: u64,
+    /// Blocks checked at start by [`Storage::verify_tail`].
+    pub verify_tail_blocks: u64,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions { empty_block_interval_ms: 1000, verify_tail_blocks: 100 }
+    }
+}
+
+/// Everything the driver owns.
+pub struct Driver {
+    shared: Arc<Shared>,
+    consensus: Consensus,
+    /// This validator's consensus key, if it has one in the set.
+    key_public: Option<ledger_core::PublicKey>,
+    network: NetworkHandle,
+    opts: DriverOptions,
+    status: watch::Sender<Status>,
+    /// Blocks of the current height by hash, with their state changes once executed.
+    candidates: BTreeMap<Hash, (Block, Option<StateChanges>)>,
+    /// ValidateBlock requests whose block has not arrived yet.
+    awaiting_block: BTreeMap<Hash, (Height, ledger_core::Round)>,
+    /// A BuildBlock that waits for transactions or the empty-block interval.
+    pending_build: Option<(Height, ledger_core::Round, Instant)>,
+    /// Events the driver itself produced (built block, verdict, new height), fed after the current batch of
+    /// actions has run, in order.
+    queue: std::collections::VecDeque<Event>,
+    /// A decision whose block is missing: resolved by sync.
+    decided_without_block: Option<(Height, Hash)>,
+    last_commit_at: Instant,
+    /// Last re-gossip of our own messages.
+    last_regossip_at: Instant,
+    timers_tx: mpsc::Sender<Timeout>,
+    timers_rx: mpsc::Receiver<Timeout>,
+    sync: SyncState,
+    sync_tx: mpsc::Sender<(PeerId, Result<SyncResponse, NetError>)>,
+    sync_rx: mpsc::Receiver<(PeerId, Result<SyncResponse, NetError>)>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Highest height a peer has shown us (through consensus messages).
+    target: Height,
+    peers: Vec<PeerId>,
+    next_peer: usize,
+    in_flight: Option<Instant>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Driver {
+    /// Build the driver at the height after the stored tip, with the persisted signer state.
+    pub fn new(
+        shared: Arc<Shared>,
+        key: Option<Keypair>,
+        network: NetworkHandle,
+        opts: DriverOptions,
+    ) -> Result<(Driver, watch::Receiver<Status>), DriverError> {
+        let tip = shared.storage.latest_height()?;
+        let key_public = key.as_ref().map(Keypair::public).filter(|k| shared.validators.index_of(k).is_some());
+        let signer = match shared.storage.signer_state()? {
+            None => SignerState::default(),
+            Some(bytes) => encoding::decode::<SignerState>(&bytes, crate::storage::SIGNER_STATE_BYTES_MAX)
+                .map_err(|e| DriverError::SignerState(e.to_string()))?,
+        };
+        let consensus = Consensus::new(consensus::Config {
+            chain_id: shared.genesis.chain_id.clone(),
+            validators: shared.validators.clone(),
+            params: shared.genesis.params.clone(),
+            key,
+            signer,
+            height: tip.next(),
+        })?;
+        let mut status = Status { height: tip, ..Status::default() };
+        if let Some(b) = shared.storage.block(tip)? {
+            status.latest_block_hash = Some(b.hash());
+            status.latest_block_time_ms = b.header.timestamp_ms;
+        }
+        // The block of a proposal signed before a restart, so that re-broadcasting the proposal is useful.
+        let mut candidates = BTreeMap::new();
+        if let Some(block) = shared.storage.proposed_block()?
+            && block.height() == tip.next()
+        {
+            candidates.insert(block.hash(), (block, None));
+        }
+        let (status_tx, status_rx) = watch::channel(status);
+        let (timers_tx, timers_rx) = mpsc::channel(1024);
+        let (sync_tx, sync_rx) = mpsc::channel(4);
+        let driver = Driver {
+            shared,
+            consensus,
+            key_public,
+            network,
+            opts,
+            status: status_tx,
+            candidates,
+            awaiting_block: BTreeMap::new(),
+            pending_build: None,
+            queue: std::collections::VecDeque::new(),
+            decided_without_block: None,
+            last_commit_at: Instant::now(),
+            last_regossip_at: Instant::now(),
+            timers_tx,
+            timers_rx,
+            sync: SyncState::default(),
+            sync_tx,
+            sync_rx,
+        };
+        Ok((driver, status_rx))
+    }
+
+    /// Run until the network stops or a fatal error.
+    pub async fn run(mut self, mut events: mpsc::Receiver<NetworkEvent>) -> Result<(), DriverError> {
+        let actions = self.consensus.handle(Event::Start)?;
+        self.execute(actions).await?;
+        self.drain().await?;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_network(ev).await?,
+                    None => return Err(DriverError::NetworkStopped),
+                },
+                Some(t) = self.timers_rx.recv() => self.feed(Event::TimeoutFired(t)).await?,
+                Some((peer, resp)) = self.sync_rx.recv() => self.on_sync_response(peer, resp).await?,
+                _ = tick.tick() => self.on_tick().await?,
+            }
+        }
+    }
+
+    fn parent(&self) -> Result<(Height, Hash, u64), DriverError> {
+        let tip = self.shared.storage.latest_height()?;
+        if tip == Height::GENESIS {
+            return Ok((tip, self.shared.genesis.hash(), self.shared.genesis.genesis_time_ms));
+        }
+        let b = self.shared.storage.block(tip)?.ok_or_else(|| StorageError::Corrupt {
+            what: format!("block {tip}"),
+            detail: "the tip block is missing".into(),
+        })?;
+        Ok((tip, b.hash(), b.header.timestamp_ms))
+    }
+
+    /// Feed an event, then every event the resulting actions produce, in order. What the core refuses is
+    /// dropped quietly: a bad or stale peer message is an outcome, not an error.
+    async fn feed(&mut self, event: Event) -> Result<(), DriverError> {
+        self.queue.push_back(event);
+        self.drain().await
+    }
+
+    async fn drain(&mut self) -> Result<(), DriverError> {
+        while let Some(event) = self.queue.pop_front() {
+            match self.consensus.handle(event) {
+                Ok(actions) => self.execute(actions).await?,
+                Err(e) => tracing::debug!(error = %e, "consensus refused an event"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_network(&mut self, ev: NetworkEvent) -> Result<(), DriverError> {
+        match ev {
+            NetworkEvent::PeerConnected(p) if !self.sync.peers.contains(&p) => self.sync.peers.push(p),
+            NetworkEvent::PeerDisconnected(p) => self.sync.peers.retain(|q| *q != p),
+            NetworkEvent::Gossip { source, message } => match message {
+                GossipMessage::TxBatch(_) => {} // admitted by the validator; a pending build sees it on tick
+                GossipMessage::Vote(v) => {
+                    self.note_height(source, v.vote.height);
+                    self.feed(Event::Vote(v)).await?;
+                }
+                GossipMessage::Proposal(p) => {
+                    let ProposalMessage { proposal, block } = *p;
+                    let h = proposal.proposal.height;
+                    self.note_height(source, h);
+                    if h == self.consensus.height() && self.candidates.len() < CANDIDATE_BLOCKS_MAX {
+                        let hash = block.hash();
+                        self.candidates.entry(hash).or_insert((block, None));
+                        if let Some((height, round)) = self.awaiting_block.remove(&hash) {
+                            self.validate(height, round, hash)?;
+                        }
+                        if self.decided_without_block.is_some_and(|(dh, bh)| dh == h && bh == hash) {
+                            self.decided_without_block = None;
+                            self.commit_decided()?;
+                        }
+                    }
+                    self.feed(Event::Proposal(proposal)).await?;
+                }
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A message for a height above ours means the network has committed blocks we lack.
+    fn note_height(&mut self, peer: PeerId, height: Height) {
+        if height > self.consensus.height() {
+            // Heights only count as evidence of being behind if this peer can serve them.
+            self.sync.target = self.sync.target.max(Height(height.0 - 1));
+            if !self.sync.peers.contains(&peer) {
+                self.sync.peers.push(peer);
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) -> Result<(), DriverError> {
+        self.try_build()?;
+        self.maybe_regossip().await;
+        self.maybe_sync();
+        self.drain().await
+    }
+
+    /// Stuck at a height: send our own signed messages again (all were persisted before the first send).
+    async fn maybe_regossip(&mut self) {
+        let now = Instant::now();
+        if now < self.last_commit_at + REGOSSIP_AFTER || now < self.last_regossip_at + REGOSSIP_AFTER {
+            return;
+        }
+        self.last_regossip_at = now;
+        let messages = self.consensus.own_messages();
+        tracing::debug!(height = %self.consensus.height(), n = messages.len(), "re-gossiping own messages");
+        for m in messages {
+            match m {
+                SignedMessage::Vote(v) => self.publish(GossipMessage::Vote(v)).await,
+                SignedMessage::Proposal(proposal) => {
+                    if let Some((block, _)) = self.candidates.get(&proposal.proposal.block_hash) {
+                        let msg = ProposalMessage { proposal, block: block.clone() };
+                        self.publish(GossipMessage::Proposal(Box::new(msg))).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn behind(&self) -> bool {
+        self.sync.target >= self.consensus.height() || self.decided_without_block.is_some()
+    }
+
+    fn maybe_sync(&mut self) {
+        let catching_up = self.behind();
+        self.status.send_if_modified(|s| {
+            let changed = s.catching_up != catching_up;
+            s.catching_up = catching_up;
+            changed
+        });
+        if !catching_up || self.sync.peers.is_empty() {
+            return;
+        }
+        if self.sync.in_flight.is_some_and(|t| t.elapsed() < SYNC_RETRY) {
+            return;
+        }
+        let peer = self.sync.peers[self.sync.next_peer % self.sync.peers.len()];
+        self.sync.next_peer = self.sync.next_peer.wrapping_add(1);
+        self.sync.in_flight = Some(Instant::now());
+        let request = SyncRequest { from_height: self.consensus.height(), max_count: SYNC_BLOCKS_MAX };
+        let (network, tx) = (self.network.clone(), self.sync_tx.clone());
+        tracing::debug!(%peer, from = %request.from_height, "requesting blocks");
+        tokio::spawn(async move {
+            let resp = network.request_blocks(peer, request).await;
+            let _ = tx.send((peer, resp)).await;
+        });
+    }
+
+    async fn on_sync_response(
+        &mut self,
+        peer: PeerId,
+        resp: Result<SyncResponse, NetError>,
+    ) -> Result<(), DriverError> {
+        self.sync.in_flight = None;
+        let blocks = match resp {
+            Ok(r) => r.blocks,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "sync request failed");
+                return Ok(());
+            }
+        };
+        if blocks.is_empty() {
+            // The peer has nothing above our tip: forget the hint it gave.
+            self.sync.target = self.sync.target.min(self.shared.storage.latest_height()?);
+        }
+        for (block, cert) in blocks {
+            let height = self.consensus.height();
+            if block.height() != height {
+                break;
+            }
+            let hash = block.hash();
+            if let Err(e) = cert.verify_for(self.shared.chain_id(), &self.shared.validators, height, hash) {
+                tracing::warn!(%peer, %height, error = %e, "peer sent a block with a bad certificate");
+                break;
+            }
+            let changes = match self.execute_block(&block)? {
+                Ok(c) => c,
+                Err(reason) => {
+                    tracing::warn!(%peer, %height, %reason, "peer sent a certified block that does not apply");
+                    break;
+                }
+            };
+            self.commit(&block, &cert, &changes)?;
+            self.start_next_height(height);
+            // NewHeight runs before the next block, so the core's height follows the store's.
+            self.drain().await?;
+        }
+        Ok(())
+    }
+
+    /// Execute `block` on committed state. Outer error: storage; inner: the block is invalid.
+    fn execute_block(&self, block: &Block) -> Result<Result<StateChanges, String>, DriverError> {
+        let (ph, phash, pts) = self.parent()?;
+        let parent = Parent { height: ph, hash: phash, timestamp_ms: pts, chain_id: self.shared.chain_id() };
+        let lthash = self.shared.storage.lthash()?;
+        let mempool = self.shared.mempool();
+        let result = apply_block(
+            &self.shared.storage,
+            &lthash,
+            block,
+            &parent,
+            &self.shared.validators,
+            self.shared.params(),
+            &|id| mempool.is_verified(id),
+        );
+        match result {
+            Ok(c) => Ok(Ok(c)),
+            Err(ledger_core::state::ApplyBlockError::Store(e)) => Err(e.into()),
+            Err(ledger_core::state::ApplyBlockError::Invalid(e)) => Ok(Err(e.to_string())),
+        }
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>) -> Result<(), DriverError> {
+        for action in actions {
+            match action {
+                Action::PersistSignerState(state) => {
+                    // Durable before the broadcast that follows; a failure stops the validator. A proposal's
+                    // block is kept with it, so a restart can re-broadcast both.
+                    let block = match state.last_signed() {
+                        Some(SignedMessage::Proposal(p)) => self.candidates.get(&p.proposal.block_hash).map(|c| &c.0),
+                        _ => None,
+                    };
+                    self.shared.storage.persist_signer_state(&encoding::encode(&state), block)?;
+                }
+                Action::BroadcastProposal(proposal) => {
+                    let hash = proposal.proposal.block_hash;
+                    match self.candidates.get(&hash) {
+                        Some((block, _)) => {
+                            let msg = ProposalMessage { proposal, block: block.clone() };
+                            self.publish(GossipMessage::Proposal(Box::new(msg))).await;
+                        }
+                        // After a restart the block of a re-broadcast proposal is gone; peers will time out
+                        // on this round and move on.
+                        None => tracing::warn!(%hash, "cannot re-broadcast a proposal without its block"),
+                    }
+                }
+                Action::BroadcastVote(vote) => self.publish(GossipMessage::Vote(vote)).await,
+                Action::ScheduleTimeout(t) => {
+                    let ms = consensus::timeout_duration_ms(self.shared.params(), &t);
+                    let tx = self.timers_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        let _ = tx.send(t).await;
+                    });
+                }
+                Action::BuildBlock { height, round } => {
+                    // Built now if transactions wait, else on a later tick; the answer is queued, not fed here.
+                    self.pending_build = Some((height, round, Instant::now()));
+                    self.try_build()?;
+                }
+                Action::ValidateBlock { height, round, block_hash } => {
+                    if self.candidates.contains_key(&block_hash) {
+                        self.validate(height, round, block_hash)?;
+                    } else {
+                        self.awaiting_block.insert(block_hash, (height, round));
+                    }
+                }
+                Action::RequestProposal { height, round, block_hash } => {
+                    // No fetch protocol for single proposals: a decided block we lack is synced instead.
+                    tracing::debug!(%height, ?round, %block_hash, "proposal missing");
+                }
+                Action::Decide { height, round, block_hash, certificate } => {
+                    tracing::debug!(%height, ?round, %block_hash, "decided");
+                    let _ = certificate;
+                    if self.candidates.contains_key(&block_hash) {
+                        self.commit_decided()?;
+                    } else {
+                        tracing::info!(%height, %block_hash, "decided block is missing, syncing it");
+                        self.decided_without_block = Some((height, block_hash));
+                    }
+                }
+                Action::Evidence(e) => {
+                    tracing::warn!(evidence = ?e, "validator misbehaviour detected");
+                    let mut ev = self.shared.evidence.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if ev.len() < EVIDENCE_MAX {
+                        ev.push(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, msg: GossipMessage) {
+        match self.network.publish(msg).await {
+            Ok(()) | Err(NetError::NoPeers | NetError::Duplicate) => {}
+            Err(e) => tracing::warn!(error = %e, "publish failed"),
+        }
+    }
+
+    /// Answer a pending BuildBlock: with transactions as soon as some apply; with an empty block once the
+    /// empty-block interval since the last commit has passed, or half the propose timeout since asked.
+    fn try_build(&mut self) -> Result<(), DriverError> {
+        let Some((height, round, since)) = self.pending_build else { return Ok(()) };
+        if height != self.consensus.height() {
+            self.pending_build = None;
+            return Ok(());
+        }
+        let params = self.shared.params();
+        let propose_ms =
+            params.timeout_propose_ms.saturating_add(u64::from(round.0).saturating_mul(params.timeout_delta_ms));
+        let now = Instant::now();
+        let empty_due = now >= self.last_commit_at + Duration::from_millis(self.opts.empty_block_interval_ms)
+            || now >= since + Duration::from_millis(propose_ms / 2);
+        if !empty_due && self.shared.mempool().is_empty() {
+            return Ok(());
+        }
+        let Some(built) = self.build(height)? else {
+            self.pending_build = None;
+            return Ok(());
+        };
+        // Only transactions that cannot apply yet (nonce gaps) wait: no reason to propose before the interval.
+        if built.block.txs.is_empty() && !empty_due {
+            return Ok(());
+        }
+        self.pending_build = None;
+        let hash = built.block.hash();
+        tracing::debug!(%height, ?round, %hash, n_txs = built.block.txs.len(), "built block");
+        self.candidates.insert(hash, (built.block, Some(built.changes)));
+        self.queue.push_back(Event::ProposalValue { height, round, block_hash: hash });
+        Ok(())
+    }
+
+    fn build(&mut self, height: Height) -> Result<Option<ledger_core::state::BuiltBlock>, DriverError> {
+        let (ph, phash, pts) = self.parent()?;
+        let last_commit = if ph == Height::GENESIS {
+            None
+        } else {
+            self.consensus.commit_certificate(ph).or(self.shared.storage.certificate(ph)?)
+        };
+        let Some(proposer) = self.key_public else { return Ok(None) };
+        let template = BlockTemplate {
+            parent: Parent { height: ph, hash: phash, timestamp_ms: pts, chain_id: self.shared.chain_id() },
+            proposer,
+            timestamp_ms: now_ms(),
+            last_commit,
+        };
+        let lthash = self.shared.storage.lthash()?;
+        let built = {
+            let mut mempool = self.shared.mempool();
+            let candidates = mempool.take_for_block(self.shared.params().txs_per_block_max as usize);
+            let built =
+                build_block(&self.shared.storage, &lthash, template, self.shared.params(), candidates, &|id| {
+                    mempool.is_verified(id)
+                })?;
+            mempool.on_build_rejections(&built.rejected);
+            built
+        };
+        debug_assert_eq!(built.block.height(), height);
+        Ok(Some(built))
+    }
+
+    fn validate(&mut self, height: Height, round: ledger_core::Round, hash: Hash) -> Result<(), DriverError> {
+        let Some((block, changes)) = self.candidates.get(&hash) else { return Ok(()) };
+        let valid = if changes.is_some() {
+            true
+        } else if block.header.timestamp_ms > now_ms().saturating_add(TIMESTAMP_DRIFT_MAX_MS) {
+            tracing::info!(%height, ?round, %hash, timestamp_ms = block.header.timestamp_ms, "proposed block is from the future");
+            false
+        } else {
+            let block = block.clone();
+            match self.execute_block(&block)? {
+                Ok(c) => {
+                    if let Some(entry) = self.candidates.get_mut(&hash) {
+                        entry.1 = Some(c);
+                    }
+                    true
+                }
+                Err(reason) => {
+                    tracing::info!(%height, ?round, %hash, %reason, "proposed block is invalid");
+                    false
+                }
+            }
+        };
+        self.queue.push_back(Event::BlockValidity { height, round, block_hash: hash, valid });
+        Ok(())
+    }
+
+    /// Commit the decided block of the current height (its block is among the candidates).
+    fn commit_decided(&mut self) -> Result<(), DriverError> {
+        let height = self.consensus.height();
+        let Some((_, hash)) = self.consensus.decision() else { return Ok(()) };
+        let Some(cert) = self.consensus.commit_certificate(height) else { return Ok(()) };
+        let Some((block, changes)) = self.candidates.get(&hash).cloned() else { return Ok(()) };
+        let changes = match changes {
+            Some(c) => c,
+            None => {
+                self.execute_block(&block)?.map_err(|reason| DriverError::DecidedBlockInvalid { height, reason })?
+            }
+        };
+        self.commit(&block, &cert, &changes)?;
+        self.start_next_height(height);
+        Ok(())
+    }
+
+    /// Durable commit, then mempool, then report.
+    fn commit(&mut self, block: &Block, cert: &CommitCertificate, changes: &StateChanges) -> Result<(), DriverError> {
+        let height = block.height();
+        self.shared.storage.commit_block(block, cert, changes)?;
+        let ids = block.tx_ids();
+        self.shared.mempool().on_block_committed(height, &ids, &self.shared.storage);
+        self.last_commit_at = Instant::now();
+        tracing::info!(%height, hash = %block.hash(), n_txs = ids.len(), "committed block");
+        self.status.send_modify(|s| {
+            s.height = height;
+            s.latest_block_hash = Some(block.hash());
+            s.latest_block_time_ms = block.header.timestamp_ms;
+        });
+        Ok(())
+    }
+
+    /// Queue the next height; stale internal events of the old height are refused by the core.
+    fn start_next_height(&mut self, committed: Height) {
+        self.candidates.clear();
+        self.awaiting_block.clear();
+        self.pending_build = None;
+        self.decided_without_block = None;
+        self.queue.push_back(Event::NewHeight { height: committed.next(), validators: self.shared.validators.clone() });
+    }
+}

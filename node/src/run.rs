@@ -1,0 +1,566 @@
+//! Assembling a node: genesis, keys, storage (verified at start), mempool, network and driver.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use ledger_core::{Genesis, Keypair, SignedTransaction, TxId};
+use libp2p::{Multiaddr, identity};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::driver::{Driver, DriverError, DriverOptions, NodeGossipValidator, Shared, Status};
+use crate::mempool::{Mempool, MempoolError, MempoolLimits};
+use crate::p2p::{self, NetError, NetworkConfig, NetworkHandle};
+use crate::storage::{Storage, StorageOptions};
+use crate::wire::GossipMessage;
+
+/// Everything needed to start a node, whatever it was loaded from.
+pub struct NodeSetup {
+    pub genesis: Genesis,
+    pub validator_key: Option<Keypair>,
+    pub p2p_key: identity::Keypair,
+    pub listen_addr: Multiaddr,
+    pub bootstrap_peers: Vec<Multiaddr>,
+    pub max_peers: usize,
+    pub data_dir: std::path::PathBuf,
+    pub cache_capacity_bytes: u64,
+    pub mempool: MempoolLimits,
+    pub driver: DriverOptions,
+}
+
+/// A running node.
+pub struct RunningNode {
+    pub shared: Arc<Shared>,
+    pub network: NetworkHandle,
+    pub status: watch::Receiver<Status>,
+    pub driver: tokio::task::JoinHandle<Result<(), DriverError>>,
+    pub network_task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stop the driver and the network, flush storage, and wait until the database is closed (so the same
+    /// data directory can be opened again).
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.driver.abort();
+        let _ = self.driver.await;
+        self.network.shutdown().await;
+        let _ = self.network_task.await;
+        self.shared.storage.flush()?;
+        Ok(())
+    }
+
+    /// Admit transactions to the local mempool and gossip the admitted ones as one batch.
+    pub async fn submit(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, MempoolError>> {
+        let height = self.shared.storage.latest_height().unwrap_or_default();
+        let mut admitted = Vec::new();
+        let results: Vec<_> = {
+            let mut mempool = self.shared.mempool();
+            txs.into_iter()
+                .map(|tx| {
+                    let r = mempool.add(tx.clone(), &self.shared.storage, height);
+                    if r.is_ok() {
+                        admitted.push(tx);
+                    }
+                    r
+                })
+                .collect()
+        };
+        for chunk in admitted.chunks(crate::wire::TX_BATCH_MAX) {
+            match self.network.publish(GossipMessage::TxBatch(chunk.to_vec())).await {
+                Ok(()) | Err(NetError::NoPeers) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot gossip transactions"),
+            }
+        }
+        results
+    }
+}
+
+/// Open storage (initialising or verifying it), start the network and the driver.
+pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
+    let genesis = setup.genesis;
+    let validators = genesis.validator_set().context("genesis validator set")?;
+    let storage = Storage::open(
+        &setup.data_dir,
+        StorageOptions {
+            cache_capacity_bytes: setup.cache_capacity_bytes,
+            block_bytes_max: genesis.params.block_bytes_max as usize,
+        },
+    )
+    .with_context(|| format!("cannot open the database in {}", setup.data_dir.display()))?;
+    storage.init_genesis(&genesis)?;
+    let tip = storage
+        .verify_tail(&genesis, &validators, setup.driver.verify_tail_blocks)
+        .context("stored chain failed verification at start; the node will not run on it")?;
+    tracing::info!(chain_id = %genesis.chain_id, height = %tip, "storage verified");
+    let mempool = Mempool::new(&genesis.chain_id, genesis.params.clone(), setup.mempool);
+    let block_bytes_max = genesis.params.block_bytes_max as usize;
+    let chain_id = genesis.chain_id.clone();
+    let shared = Arc::new(Shared {
+        genesis,
+        validators,
+        storage: storage.clone(),
+        mempool: Mutex::new(mempool),
+        evidence: Mutex::new(Vec::new()),
+    });
+    let mut net = NetworkConfig::new(&chain_id, setup.p2p_key, setup.listen_addr, block_bytes_max);
+    net.bootstrap_peers = setup.bootstrap_peers;
+    net.max_peers = setup.max_peers;
+    let validator = Arc::new(NodeGossipValidator { shared: shared.clone() });
+    let (network, events, network_task) = p2p::spawn(net, validator, Arc::new(storage))?;
+    let (driver, status) = Driver::new(shared.clone(), setup.validator_key, network.clone(), setup.driver)?;
+    let driver = tokio::spawn(driver.run(events));
+    Ok(RunningNode { shared, network, status, driver, network_task })
+}
+
+fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
+    let len = std::fs::metadata(path).with_context(|| format!("cannot read genesis file {}", path.display()))?.len();
+    if len > ledger_core::genesis::GENESIS_BYTES_MAX as u64 {
+        anyhow::bail!(
+            "genesis file {} is {len} bytes, limit is {}",
+            path.display(),
+            ledger_core::genesis::GENESIS_BYTES_MAX
+        );
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read genesis file {}", path.display()))?;
+    Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
+}
+
+/// `ledgerd start`: run the node from its configuration until Ctrl-C or a fatal error.
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let genesis = read_genesis(&cfg.genesis_file)?;
+    let p2p_key = crate::keys::load_p2p_key(&cfg.p2p_key_file)?;
+    let validator_key = crate::keys::load_validator_key(&cfg.validator_key_file)?;
+    match &validator_key {
+        Some(k) => tracing::info!(validator = %k.public().to_address_string(), "running as validator"),
+        None => tracing::info!("no validator key: running as a full node"),
+    }
+    let setup = NodeSetup {
+        genesis,
+        validator_key,
+        p2p_key,
+        listen_addr: cfg.p2p_listen_addr.clone(),
+        bootstrap_peers: cfg.bootstrap_peers.clone(),
+        max_peers: cfg.max_peers,
+        data_dir: cfg.data_dir.join("db"),
+        cache_capacity_bytes: cfg.cache_capacity_mb * 1024 * 1024,
+        mempool: cfg.mempool_limits(),
+        driver: DriverOptions { empty_block_interval_ms: cfg.empty_block_interval_ms, ..Default::default() },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let mut node = start(setup).await?;
+        tracing::info!(peer_id = %node.network.local_peer_id(), moniker = %cfg.moniker, "node started");
+        tokio::select! {
+            r = &mut node.driver => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("consensus driver stopped")),
+                Err(e) => Err(anyhow::anyhow!("consensus driver panicked: {e}")),
+            },
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("shutting down");
+                node.shutdown().await
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::{ConsensusParams, GenesisAccount, Height, Transaction, Validator};
+    use libp2p::multiaddr::Protocol;
+    use std::time::Duration;
+
+    const DEADLINE: Duration = Duration::from_secs(60);
+
+    fn validator_key(i: u8) -> Keypair {
+        Keypair::from_seed(&[100 + i; 32])
+    }
+
+    fn account_key(i: u8) -> Keypair {
+        Keypair::from_seed(&[200 + i; 32])
+    }
+
+    fn genesis(n: u8) -> Genesis {
+        let g = Genesis {
+            chain_id: "driver-test".into(),
+            genesis_time_ms: 1_000,
+            protocol_version: ledger_core::PROTOCOL_VERSION,
+            validators: (0..n)
+                .map(|i| Validator { public_key: validator_key(i).public(), power: 10, moniker: format!("v{i}") })
+                .collect(),
+            accounts: (0..4).map(|i| GenesisAccount { address: account_key(i).public(), balance: 1_000_000 }).collect(),
+            params: ConsensusParams {
+                timeout_propose_ms: 600,
+                timeout_prevote_ms: 200,
+                timeout_precommit_ms: 200,
+                timeout_delta_ms: 100,
+                ..ConsensusParams::default()
+            },
+        };
+        g.validate().unwrap();
+        g
+    }
+
+    fn transfer(g: &Genesis, from: u8, nonce: u64, amount: u64) -> SignedTransaction {
+        Transaction {
+            chain_id: g.chain_id.clone(),
+            sender: account_key(from).public(),
+            recipient: account_key((from + 1) % 4).public(),
+            amount,
+            fee: 1,
+            nonce,
+            expiry_height: 10_000,
+            memo: String::new(),
+        }
+        .sign(&account_key(from))
+    }
+
+    fn setup(
+        g: &Genesis,
+        key: Option<Keypair>,
+        p2p: identity::Keypair,
+        port: u16,
+        peers: Vec<Multiaddr>,
+        dir: &Path,
+    ) -> NodeSetup {
+        NodeSetup {
+            genesis: g.clone(),
+            validator_key: key,
+            p2p_key: p2p,
+            listen_addr: format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+            bootstrap_peers: peers,
+            max_peers: 50,
+            data_dir: dir.to_path_buf(),
+            cache_capacity_bytes: 4 << 20,
+            mempool: MempoolLimits::default(),
+            driver: DriverOptions { empty_block_interval_ms: 100, verify_tail_blocks: 100 },
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    async fn wait_height(node: &RunningNode, h: u64) {
+        let mut status = node.status.clone();
+        tokio::time::timeout(DEADLINE, status.wait_for(|s| s.height >= Height(h)))
+            .await
+            .unwrap_or_else(|_| panic!("height {h} not reached; at {:?}", node.status.borrow().height))
+            .unwrap();
+    }
+
+    struct Net {
+        nodes: Vec<RunningNode>,
+        dirs: Vec<tempfile::TempDir>,
+        p2p: Vec<identity::Keypair>,
+        addrs: Vec<Multiaddr>,
+        ports: Vec<u16>,
+    }
+
+    async fn start_net(g: &Genesis, n: u8) -> Net {
+        let p2p: Vec<identity::Keypair> = (0..n).map(|_| identity::Keypair::generate_ed25519()).collect();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let addrs: Vec<Multiaddr> = (0..n as usize)
+            .map(|i| {
+                format!("/ip4/127.0.0.1/tcp/{}", ports[i])
+                    .parse::<Multiaddr>()
+                    .unwrap()
+                    .with(Protocol::P2p(p2p[i].public().to_peer_id()))
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        let mut dirs = Vec::new();
+        for i in 0..n as usize {
+            let dir = tempfile::tempdir().unwrap();
+            let peers = addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.clone()).collect();
+            let s = setup(g, Some(validator_key(i as u8)), p2p[i].clone(), ports[i], peers, dir.path());
+            nodes.push(start(s).await.unwrap());
+            dirs.push(dir);
+        }
+        Net { nodes, dirs, p2p, addrs, ports }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn n1_commits_empty_blocks_and_transactions() {
+        let g = genesis(1);
+        let net = start_net(&g, 1).await;
+        let node = &net.nodes[0];
+        wait_height(node, 2).await;
+        let txs: Vec<_> = (0..5).map(|n| transfer(&g, 0, n, 10)).collect();
+        let ids: Vec<TxId> = node.submit(txs).await.into_iter().map(Result::unwrap).collect();
+        let h = node.status.borrow().height.0;
+        wait_height(node, h + 3).await;
+        for id in &ids {
+            assert!(node.shared.storage.tx_location(id).unwrap().is_some(), "tx {id} not committed");
+        }
+        let acc = ledger_core::AccountStore::account(&node.shared.storage, &account_key(0).public()).unwrap();
+        assert_eq!(acc.nonce, 5);
+        assert!(node.shared.mempool().is_empty());
+        assert!(node.shared.storage.signer_state().unwrap().is_some(), "signer state persisted");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn n4_agree_on_blocks_with_transactions_from_every_node() {
+        let g = genesis(4);
+        let net = start_net(&g, 4).await;
+        for node in &net.nodes {
+            wait_height(node, 2).await;
+        }
+        let mut ids = Vec::new();
+        for (i, node) in net.nodes.iter().enumerate() {
+            let txs: Vec<_> = (0..3).map(|n| transfer(&g, i as u8, n, 5)).collect();
+            ids.extend(node.submit(txs).await.into_iter().map(Result::unwrap));
+        }
+        let target = net.nodes.iter().map(|n| n.status.borrow().height.0).max().unwrap() + 4;
+        for node in &net.nodes {
+            wait_height(node, target).await;
+        }
+        // I1 agreement and every tx committed everywhere.
+        for h in 1..=target {
+            let hashes: Vec<_> =
+                net.nodes.iter().map(|n| n.shared.storage.block(Height(h)).unwrap().unwrap().hash()).collect();
+            assert!(hashes.windows(2).all(|w| w[0] == w[1]), "fork at height {h}");
+        }
+        for id in &ids {
+            for node in &net.nodes {
+                assert!(node.shared.storage.tx_location(id).unwrap().is_some(), "tx {id} missing on a node");
+            }
+        }
+        let _ = (&net.dirs, &net.p2p, &net.addrs, &net.ports);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn restart_on_the_same_data_resumes_and_height_never_goes_back() {
+        let g = genesis(1);
+        let mut net = start_net(&g, 1).await;
+        let node = net.nodes.pop().unwrap();
+        wait_height(&node, 3).await;
+        let ids: Vec<TxId> = node.submit(vec![transfer(&g, 0, 0, 7)]).await.into_iter().map(Result::unwrap).collect();
+        let h = node.status.borrow().height.0;
+        wait_height(&node, h + 2).await;
+        node.shutdown().await.unwrap();
+
+        let reopened = Storage::open(net.dirs[0].path(), StorageOptions::default()).unwrap();
+        let before = reopened.latest_height().unwrap();
+        assert!(reopened.tx_location(&ids[0]).unwrap().is_some());
+        drop(reopened);
+
+        let s = setup(&g, Some(validator_key(0)), net.p2p[0].clone(), net.ports[0], vec![], net.dirs[0].path());
+        let node = start(s).await.unwrap();
+        assert!(node.status.borrow().height >= before, "height went back after restart");
+        wait_height(&node, before.0 + 3).await;
+        assert!(node.shared.storage.tx_location(&ids[0]).unwrap().is_some());
+        node.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupted_storage_refuses_to_start_with_a_clear_message() {
+        let g = genesis(1);
+        let mut net = start_net(&g, 1).await;
+        let node = net.nodes.pop().unwrap();
+        wait_height(&node, 3).await;
+        node.shutdown().await.unwrap();
+        // A well-formed but wrong signer-independent value: the stored lattice hash of another state.
+        let store = Storage::open(net.dirs[0].path(), StorageOptions::default()).unwrap();
+        store.corrupt_lthash_for_tests();
+        drop(store);
+        let s = setup(&g, Some(validator_key(0)), net.p2p[0].clone(), net.ports[0], vec![], net.dirs[0].path());
+        let err = match start(s).await {
+            Ok(_) => panic!("started on corrupted storage"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("failed verification") && err.contains("state root"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_node_follows_and_late_node_syncs() {
+        let g = genesis(1);
+        let net = start_net(&g, 1).await;
+        wait_height(&net.nodes[0], 5).await;
+        // A full node (no validator key) that joins late catches up through block sync and then follows.
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            setup(&g, None, identity::Keypair::generate_ed25519(), free_port(), vec![net.addrs[0].clone()], dir.path());
+        let follower = start(s).await.unwrap();
+        let h = net.nodes[0].status.borrow().height.0 + 3;
+        wait_height(&follower, h).await;
+        for k in 1..=h {
+            assert_eq!(
+                follower.shared.storage.block(Height(k)).unwrap().map(|b| b.hash()),
+                net.nodes[0].shared.storage.block(Height(k)).unwrap().map(|b| b.hash())
+            );
+        }
+    }
+
+    struct AcceptAll;
+
+    impl p2p::GossipValidator for AcceptAll {
+        fn validate(&self, _: &libp2p::PeerId, _: &GossipMessage) -> p2p::Validation {
+            p2p::Validation::Accept
+        }
+    }
+
+    struct NoBlocks;
+
+    impl p2p::BlockProvider for NoBlocks {
+        fn blocks_from(
+            &self,
+            _: Height,
+            _: usize,
+            _: usize,
+        ) -> Vec<(ledger_core::Block, ledger_core::CommitCertificate)> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_peer_is_rejected_penalised_and_the_chain_goes_on() {
+        use ledger_core::{Proposal, Round, Signature};
+        let g = genesis(1);
+        let net = start_net(&g, 1).await;
+        let node = &net.nodes[0];
+        wait_height(node, 2).await;
+
+        let cfg = p2p::NetworkConfig::new(
+            &g.chain_id,
+            identity::Keypair::generate_ed25519(),
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            g.params.block_bytes_max as usize,
+        );
+        let mut cfg = cfg;
+        cfg.bootstrap_peers = vec![net.addrs[0].clone()];
+        let (attacker, mut events, _task) = p2p::spawn(cfg, Arc::new(AcceptAll), Arc::new(NoBlocks)).unwrap();
+        let node_id = node.network.local_peer_id();
+        tokio::time::timeout(DEADLINE, async {
+            while let Some(e) = events.recv().await {
+                if matches!(e, p2p::NetworkEvent::PeerSubscribed { peer, topic: crate::wire::TopicKind::Consensus } if peer == node_id) {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap();
+
+        // A forged tx (bad signature), a proposal signed by a non-validator, and garbage.
+        let good = transfer(&g, 1, 0, 3);
+        let forged = SignedTransaction::new(good.tx().clone(), Signature([9; 64]));
+        attacker.publish(GossipMessage::TxBatch(vec![forged.clone()])).await.unwrap();
+        let block = node.shared.storage.block(Height(1)).unwrap().unwrap();
+        let outsider = Keypair::from_seed(&[77; 32]);
+        let proposal = Proposal {
+            height: Height(1_000),
+            round: Round(0),
+            pol_round: None,
+            block_hash: block.hash(),
+            proposer: outsider.public(),
+        }
+        .sign(&g.chain_id, &outsider);
+        let msg = crate::wire::ProposalMessage { proposal, block };
+        attacker.publish(GossipMessage::Proposal(Box::new(msg))).await.unwrap();
+        attacker.publish_raw(crate::wire::TopicKind::Consensus, vec![1, 2, 3]).await.unwrap();
+        // Then a valid tx from the same peer: it commits, so the node did process the peer's messages.
+        attacker.publish(GossipMessage::TxBatch(vec![good.clone()])).await.unwrap();
+        let mut status = node.status.clone();
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                if node.shared.storage.tx_location(&good.id()).unwrap().is_some() {
+                    break;
+                }
+                status.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("valid tx from the same peer committed");
+        assert!(node.shared.storage.tx_location(&forged.id()).unwrap().is_none());
+        assert!(matches!(
+            node.shared.mempool().outcome(&forged.id()),
+            Some(crate::mempool::TxOutcome::Rejected { code: "bad_signature", .. })
+        ));
+        assert!(!node.status.borrow().catching_up, "a forged high proposal must not trigger sync");
+        let score = node.network.peer_score(attacker.local_peer_id()).await.unwrap().unwrap();
+        assert!(score < 0.0, "attacker keeps score {score}");
+        let h = node.status.borrow().height.0;
+        wait_height(node, h + 2).await;
+    }
+
+    /// Serves the real chain, but lies: every certificate's signatures are replaced, and every other block
+    /// has its timestamp changed (so its certificate no longer matches its hash).
+    struct LyingProvider(Storage, Arc<tokio::sync::Notify>);
+
+    impl p2p::BlockProvider for LyingProvider {
+        fn blocks_from(
+            &self,
+            from: Height,
+            n: usize,
+            bytes: usize,
+        ) -> Vec<(ledger_core::Block, ledger_core::CommitCertificate)> {
+            let mut blocks = self.0.blocks_from(from, n, bytes).unwrap();
+            if !blocks.is_empty() {
+                self.1.notify_one();
+            }
+            for (i, (block, cert)) in blocks.iter_mut().enumerate() {
+                if i % 2 == 0 {
+                    for sig in &mut cert.signatures {
+                        sig.signature = ledger_core::Signature([3; 64]);
+                    }
+                } else {
+                    block.header.timestamp_ms += 1;
+                }
+            }
+            blocks
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_ignores_a_lying_peer_and_takes_the_verified_chain() {
+        let g = genesis(1);
+        let net = start_net(&g, 1).await;
+        wait_height(&net.nodes[0], 4).await;
+        // The liar runs a plain swarm that serves tampered copies of the validator's blocks.
+        let mut liar_cfg = p2p::NetworkConfig::new(
+            &g.chain_id,
+            identity::Keypair::generate_ed25519(),
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            g.params.block_bytes_max as usize,
+        );
+        liar_cfg.bootstrap_peers = vec![net.addrs[0].clone()];
+        let lied = Arc::new(tokio::sync::Notify::new());
+        let provider = Arc::new(LyingProvider(net.nodes[0].shared.storage.clone(), lied.clone()));
+        let (liar, mut liar_events, _liar_task) = p2p::spawn(liar_cfg, Arc::new(AcceptAll), provider).unwrap();
+        let liar_addr = tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Some(p2p::NetworkEvent::Listening(a)) = liar_events.recv().await {
+                    break a;
+                }
+            }
+        })
+        .await
+        .unwrap()
+        .with(Protocol::P2p(liar.local_peer_id()));
+        // Keep the liar's event queue drained.
+        tokio::spawn(async move { while liar_events.recv().await.is_some() {} });
+
+        // The follower first knows only the liar: it hears of new heights through the votes the liar
+        // forwards, asks the liar, and must refuse what it gets. Then it meets the validator.
+        let dir = tempfile::tempdir().unwrap();
+        let s = setup(&g, None, identity::Keypair::generate_ed25519(), free_port(), vec![liar_addr], dir.path());
+        let follower = start(s).await.unwrap();
+        tokio::time::timeout(DEADLINE, lied.notified()).await.expect("the liar was asked for blocks");
+        assert_eq!(follower.shared.storage.latest_height().unwrap(), Height(0), "a lie was committed");
+        follower.network.dial(net.addrs[0].clone()).await.unwrap();
+        let h = net.nodes[0].status.borrow().height.0 + 2;
+        wait_height(&follower, h).await;
+        for k in 1..=h {
+            assert_eq!(
+                follower.shared.storage.block(Height(k)).unwrap().map(|b| b.hash()),
+                net.nodes[0].shared.storage.block(Height(k)).unwrap().map(|b| b.hash()),
+                "height {k}"
+            );
+        }
+        // Every stored certificate verifies: no tampered one slipped in with a genuine block.
+        let set = g.validator_set().unwrap();
+        assert!(follower.shared.storage.verify_tail(&g, &set, 1_000).unwrap() >= Height(h));
+    }
+}

@@ -1,0 +1,115 @@
+//! Run the consensus simulator over a range of seeds.
+//!
+//! `cargo run --release -p tests --bin sim -- --seeds N [--first-seed S] [--validators V] [--byzantine B]`
+//!
+//! Each seed is one deterministic run (see `tests::sim`). Prints every failing seed with its configuration
+//! and violations; exits 1 if any run broke an invariant. The last line is always the summary:
+//! `seeds=N violations=V heights=H faults=F elapsed_s=T`.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use clap::Parser;
+use tests::sim::{Report, SimConfig, run};
+
+#[derive(Parser)]
+#[command(about = "Deterministic consensus simulator")]
+struct Args {
+    /// Number of seeds (runs).
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// First seed; runs use first-seed .. first-seed + seeds.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// Validators per run (default: 4, 7 or 10, drawn from the seed).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    validators: Option<u64>,
+    /// Byzantine validators per run (default: 0..=f, drawn from the seed). More than f is allowed and
+    /// is expected to produce violations.
+    #[arg(long)]
+    byzantine: Option<u64>,
+    /// Worker threads; each run is single-threaded, results are reported in seed order.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Also check liveness in runs with a double-voting validator (a known stall of the core).
+    #[arg(long)]
+    strict_liveness: bool,
+    /// Print one line per run.
+    #[arg(long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let started = Instant::now();
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let config = |seed: u64| {
+        let mut c = SimConfig::random(seed, args.validators.map(|v| v as usize), args.byzantine.map(|b| b as usize));
+        c.check_liveness |= args.strict_liveness;
+        c
+    };
+    let next = AtomicU64::new(0);
+    let results: Mutex<Vec<(u64, Report)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= args.seeds {
+                        break;
+                    }
+                    let seed = args.first_seed + k;
+                    let report = run(&config(seed));
+                    results.lock().expect("no worker panicked").push((seed, report));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("no worker panicked");
+    results.sort_by_key(|(seed, _)| *seed);
+    let (mut violations, mut heights, mut faults) = (0usize, 0u64, 0u64);
+    for (seed, r) in &results {
+        heights += r.heights;
+        faults += r.faults;
+        if args.verbose {
+            println!(
+                "seed={seed} n={} heights={} min_height={} faults={} crashes={} restarts={} evidence={} \
+                 delivered={} sim_ms={} trace={:016x}",
+                r.validators,
+                r.heights,
+                r.min_height,
+                r.faults,
+                r.crashes,
+                r.restarts,
+                r.evidence,
+                r.delivered,
+                r.sim_ms,
+                r.trace_hash
+            );
+        }
+        if !r.violations.is_empty() {
+            violations += r.violations.len();
+            println!("FAILED seed={seed}");
+            print!("{}", config(*seed));
+            for v in &r.violations {
+                println!("  violation {v}");
+            }
+            println!(
+                "  reproduce: cargo run --release -p tests --bin sim -- --seeds 1 --first-seed {seed}{}{}",
+                args.validators.map(|v| format!(" --validators {v}")).unwrap_or_default(),
+                args.byzantine.map(|b| format!(" --byzantine {b}")).unwrap_or_default()
+            );
+            if args.strict_liveness {
+                println!("  (with --strict-liveness)");
+            }
+        }
+    }
+    println!(
+        "seeds={} violations={violations} heights={heights} faults={faults} elapsed_s={:.1}",
+        args.seeds,
+        started.elapsed().as_secs_f64()
+    );
+    if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,334 @@
+//! Multi-process harness: a localnet of real `ledgerd` processes, each with its own home, ports and sled
+//! data, driven over its real HTTP API.
+//!
+//! Nothing here sleeps to synchronise: every wait polls an observable condition (an HTTP answer, a height)
+//! until a deadline, and fails with what it last saw. Ports are allocated per harness from a range derived
+//! from the process id and a counter, and each one is checked free by binding it before use, so parallel
+//! tests and parallel test binaries do not collide.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+/// Where the `ledgerd` binary is. Built once per test process with the same profile as the tests.
+pub fn ledgerd_bin() -> Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| build_ledgerd().map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow!(e))
+}
+
+fn build_ledgerd() -> Result<PathBuf> {
+    if let Ok(path) = std::env::var("LEDGERD_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let release = !cfg!(debug_assertions);
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "-p", "node", "--bin", "ledgerd"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("running cargo build for ledgerd")?;
+    if !status.success() {
+        bail!("cargo build of ledgerd failed");
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>/ledgerd
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| if deps.ends_with("deps") { deps.parent() } else { Some(deps) })
+        .ok_or_else(|| anyhow!("cannot locate the target directory from {}", exe.display()))?;
+    let bin = profile_dir.join("ledgerd");
+    if !bin.exists() {
+        bail!("ledgerd not found at {}", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Allocate `count` consecutive free ports, distinct across harnesses in this process and unlikely to
+/// collide across processes (the range starts at an offset derived from the pid).
+pub fn allocate_ports(count: u16) -> Result<u16> {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span: u16 = 24_000;
+    let pid_offset = (std::process::id() % 97) as u16 * 240;
+    for _ in 0..200 {
+        let slot = NEXT.fetch_add(count, Ordering::SeqCst) % (span - count);
+        let base = 30_000 + (pid_offset + slot) % (span - count);
+        let free = (base..base + count).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return Ok(base);
+        }
+    }
+    bail!("no free port range of {count} found")
+}
+
+/// A JSON-over-HTTP client for one node.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub base: String,
+    http: reqwest::blocking::Client,
+}
+
+/// An HTTP answer: status code and JSON body (Null when the body is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl ApiClient {
+    pub fn new(base: &str) -> ApiClient {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_else(|_| reqwest::blocking::Client::new());
+        ApiClient { base: base.trim_end_matches('/').to_string(), http }
+    }
+
+    pub fn get(&self, path: &str) -> Result<Answer> {
+        let resp = self.http.get(format!("{}{}", self.base, path)).send()?;
+        let status = resp.status().as_u16();
+        let body = serde_json::from_str(&resp.text()?).unwrap_or(Value::Null);
+        Ok(Answer { status, body })
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Answer> {
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()?;
+        let status = resp.status().as_u16();
+        let body = serde_json::from_str(&resp.text()?).unwrap_or(Value::Null);
+        Ok(Answer { status, body })
+    }
+
+    /// `GET /status`, or an error when the node does not answer.
+    pub fn status(&self) -> Result<Value> {
+        let a = self.get("/status")?;
+        if a.status != 200 {
+            bail!("status answered {}: {}", a.status, a.body);
+        }
+        Ok(a.body)
+    }
+
+    pub fn height(&self) -> Result<u64> {
+        self.status()?["height"].as_u64().ok_or_else(|| anyhow!("status has no height"))
+    }
+
+    /// Submit a signed transaction's canonical bytes.
+    pub fn submit(&self, tx_bytes: &[u8]) -> Result<Answer> {
+        self.post("/txs", &serde_json::json!({ "tx": hex::encode(tx_bytes) }))
+    }
+
+    /// The hash of the block at `height`, if the node has it.
+    pub fn block_hash(&self, height: u64) -> Result<Option<String>> {
+        let a = self.get(&format!("/blocks/{height}"))?;
+        match a.status {
+            200 => Ok(a.body["hash"].as_str().map(str::to_string)),
+            404 => Ok(None),
+            s => bail!("GET /blocks/{height} answered {s}: {}", a.body),
+        }
+    }
+}
+
+/// Poll `check` until it returns `Some`, or fail after `timeout` with the last observation.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("nothing observed yet");
+    loop {
+        match check() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => last = "condition not met".to_string(),
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        // Polling interval of an observation loop, not a synchronisation sleep: the condition is re-checked.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One `ledgerd` process of a localnet.
+pub struct NodeProc {
+    pub name: String,
+    pub home: PathBuf,
+    pub api: ApiClient,
+    child: Option<Child>,
+    log: PathBuf,
+    extra_args: Vec<String>,
+}
+
+impl NodeProc {
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The last lines of this node's log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// A localnet created with the `genesis` library and run as separate processes.
+pub struct Localnet {
+    pub dir: PathBuf,
+    pub manifest: genesis::LocalnetManifest,
+    pub nodes: Vec<NodeProc>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Localnet {
+    /// Create the files for `validators` validators and `accounts` dev accounts in a fresh temp dir.
+    pub fn create(validators: usize, accounts: usize) -> Result<Localnet> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut lnet = Self::create_in(&dir, validators, accounts)?;
+        lnet._tmp = Some(tmp);
+        Ok(lnet)
+    }
+
+    /// Create the files in `dir` (kept after the run).
+    pub fn create_in(dir: &Path, validators: usize, accounts: usize) -> Result<Localnet> {
+        let ports = allocate_ports(2 * validators as u16)?;
+        let mut opts = genesis::LocalnetOptions::new(validators, accounts, dir.to_path_buf());
+        opts.base_port = ports;
+        let manifest = genesis::create_localnet(&opts)?;
+        let nodes = manifest
+            .nodes
+            .iter()
+            .map(|n| NodeProc {
+                name: n.name.clone(),
+                home: PathBuf::from(&n.home),
+                api: ApiClient::new(&n.api_url),
+                child: None,
+                log: PathBuf::from(&n.home).join("ledgerd.log"),
+                extra_args: Vec::new(),
+            })
+            .collect();
+        Ok(Localnet { dir: dir.to_path_buf(), manifest, nodes, _tmp: None })
+    }
+
+    /// Start node `i` (`ledgerd start --home HOME`), logging to HOME/ledgerd.log (appended).
+    pub fn start(&mut self, i: usize) -> Result<()> {
+        let bin = ledgerd_bin()?;
+        let node = &mut self.nodes[i];
+        let log = fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
+        let child = Command::new(bin)
+            .arg("start")
+            .arg("--home")
+            .arg(&node.home)
+            .args(&node.extra_args)
+            .env("RUST_LOG", std::env::var("LEDGER_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning ledgerd for {}", node.name))?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    pub fn start_all(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit (up to `timeout`, then kill -9 and fail).
+    pub fn stop(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        let Some(mut child) = self.nodes[i].child.take() else { return Ok(()) };
+        signal(child.id(), "TERM")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!("{} exited with {status} after SIGTERM:\n{}", self.nodes[i].name, self.nodes[i].log_tail(20));
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{} did not exit within {timeout:?} of SIGTERM", self.nodes[i].name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGSTOP / SIGCONT.
+    pub fn pause(&mut self, i: usize) -> Result<()> {
+        self.nodes[i].pid().map_or(Ok(()), |pid| signal(pid, "STOP"))
+    }
+
+    pub fn resume(&mut self, i: usize) -> Result<()> {
+        self.nodes[i].pid().map_or(Ok(()), |pid| signal(pid, "CONT"))
+    }
+
+    /// Wait until node `i` answers and reports at least `height`.
+    pub fn wait_height(&self, i: usize, height: u64, timeout: Duration) -> Result<u64> {
+        let api = self.nodes[i].api.clone();
+        wait_for(&format!("{} to reach height {height}", self.nodes[i].name), timeout, || {
+            let h = api.height()?;
+            Ok((h >= height).then_some(h))
+        })
+        .with_context(|| format!("log tail of {}:\n{}", self.nodes[i].name, self.nodes[i].log_tail(30)))
+    }
+
+    /// Wait until every listed node reports at least `height`.
+    pub fn wait_all(&self, which: &[usize], height: u64, timeout: Duration) -> Result<()> {
+        for &i in which {
+            self.wait_height(i, height, timeout)?;
+        }
+        Ok(())
+    }
+
+    /// The private key file of dev account `j`.
+    pub fn account_key(&self, j: usize) -> Result<ledger_core::Keypair> {
+        let text = fs::read_to_string(&self.manifest.accounts[j].key_file)?;
+        Ok(ledger_core::keyfile::from_plaintext_json(&text)?)
+    }
+}
+
+impl Drop for Localnet {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) -> Result<()> {
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
+    if !status.success() {
+        bail!("kill -{sig} {pid} failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The invariants, checked as the run goes (after every step that could break one) and at the end.
+//!
+//! - I1 agreement: no two honest nodes commit different blocks at one height.
+//! - I2/I3/I4 validity: every committed block extends its parent by hash, carries a verifying certificate
+//!   of the parent, passes `check_against_parent` and `apply_block` on the parent state (which refuses
+//!   double spends and overdrafts), and leaves the total supply unchanged.
+//! - I5 durability: a restarted node's chain is not shorter than what it committed before.
+//! - I7 no honest double-sign: every message an honest validator ever sent, across restarts; two
+//!   different payloads for one (height, round, step) is a violation.
+//! - I10 accountability: when an honest node's core accepted two different messages from one Byzantine
+//!   validator for one slot (at the message's height, before deciding it), that node reported evidence.
+//! - I6 liveness is checked by the world (it owns the clock).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use ledger_core::consensus::{Evidence, SignStep, SignedMessage};
+use ledger_core::state::apply_block;
+use ledger_core::{Block, CommitCertificate, ConsensusParams, Hash, Height, MemStore, Parent, PublicKey, ValidatorSet};
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    Agreement { height: u64, first: (usize, Hash), second: (usize, Hash) },
+    Validity { node: usize, height: u64, reason: String },
+    DoubleSign { validator: usize, height: u64, round: u32, step: SignStep },
+    MissingEvidence { node: usize, validator: usize, height: u64, round: u32, step: SignStep },
+    Durability { node: usize, reason: String },
+    Liveness { height: u64, waited_ms: u64, heights: Vec<u64> },
+}
+
+impl Violation {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Violation::Agreement { .. } => "agreement",
+            Violation::Validity { .. } => "validity",
+            Violation::DoubleSign { .. } => "double-sign",
+            Violation::MissingEvidence { .. } => "evidence",
+            Violation::Durability { .. } => "durability",
+            Violation::Liveness { .. } => "liveness",
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.kind())?;
+        match self {
+            Violation::Agreement { height, first, second } => write!(
+                f,
+                "height {height}: node {} committed {}, node {} committed {}",
+                first.0, first.1, second.0, second.1
+            ),
+            Violation::Validity { node, height, reason } => write!(f, "node {node} height {height}: {reason}"),
+            Violation::DoubleSign { validator, height, round, step } => {
+                write!(f, "honest validator {validator} signed two {step:?} messages at height {height} round {round}")
+            }
+            Violation::MissingEvidence { node, validator, height, round, step } => write!(
+                f,
+                "node {node} accepted two {step:?} messages of validator {validator} at height {height} round \
+                 {round} but reported no evidence"
+            ),
+            Violation::Durability { node, reason } => write!(f, "node {node}: {reason}"),
+            Violation::Liveness { height, waited_ms, heights } => {
+                write!(
+                    f,
+                    "height {height} not committed by every honest node after {waited_ms} ms; heights {heights:?}"
+                )
+            }
+        }
+    }
+}
+
+type Slot = (usize, u64, u32, SignStep);
+
+pub struct Checker {
+    chain_id: String,
+    validators: ValidatorSet,
+    params: ConsensusParams,
+    supply: u128,
+    /// First commit seen per height: (node, block hash).
+    committed: BTreeMap<u64, (usize, Hash)>,
+    /// Blocks already checked for validity (a block hash pins its parent and so its parent state).
+    valid_blocks: BTreeSet<Hash>,
+    /// Every message honest validators sent, by (validator, height, round, step).
+    sent: BTreeMap<Slot, SignedMessage>,
+    /// Distinct messages of Byzantine validators accepted by an honest core: (node, incarnation, slot).
+    accepted: BTreeMap<(usize, u32, Slot), Vec<SignedMessage>>,
+    /// Evidence reported by honest nodes: (node, validator slot).
+    evidence: BTreeSet<(usize, Slot)>,
+    pub violations: Vec<Violation>,
+}
+
+impl Checker {
+    pub fn new(chain_id: &str, validators: ValidatorSet, params: ConsensusParams, supply: u128) -> Checker {
+        Checker {
+            chain_id: chain_id.to_string(),
+            validators,
+            params,
+            supply,
+            committed: BTreeMap::new(),
+            valid_blocks: BTreeSet::new(),
+            sent: BTreeMap::new(),
+            accepted: BTreeMap::new(),
+            evidence: BTreeSet::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn index(&self, key: &PublicKey) -> usize {
+        self.validators.index_of(key).unwrap_or(usize::MAX)
+    }
+
+    fn slot(&self, m: &SignedMessage) -> Slot {
+        let (h, r, s) = m.position();
+        let signer = match m {
+            SignedMessage::Proposal(p) => p.proposal.proposer,
+            SignedMessage::Vote(v) => v.vote.validator,
+        };
+        (self.index(&signer), h.0, r.0, s)
+    }
+
+    /// An honest node committed `block` on top of `parent` whose state is `parent_state`. Returns the state
+    /// after the block (checked), so the caller can compare with its own.
+    pub fn on_commit(
+        &mut self,
+        node: usize,
+        block: &Block,
+        cert: &CommitCertificate,
+        parent: &Parent<'_>,
+        parent_state: &MemStore,
+    ) {
+        let height = block.height().0;
+        let hash = block.hash();
+        match self.committed.get(&height) {
+            Some((first, h)) if *h != hash => {
+                self.violations.push(Violation::Agreement { height, first: (*first, *h), second: (node, hash) });
+            }
+            Some(_) => {}
+            None => {
+                self.committed.insert(height, (node, hash));
+            }
+        }
+        if self.valid_blocks.contains(&hash) {
+            return;
+        }
+        let fail = |reason: String| Violation::Validity { node, height, reason };
+        if let Err(e) = cert.verify_for(&self.chain_id, &self.validators, block.height(), hash) {
+            let v = fail(format!("certificate: {e}"));
+            self.violations.push(v);
+            return;
+        }
+        if block.header.prev_block_hash != parent.hash || block.height() != parent.height.next() {
+            let v = fail("does not extend the parent".into());
+            self.violations.push(v);
+            return;
+        }
+        match apply_block(parent_state, parent_state.lthash(), block, parent, &self.validators, &self.params, &|_| {
+            false
+        }) {
+            Ok(changes) => {
+                let mut after = parent_state.clone();
+                after.commit(&changes);
+                if after.total_supply() != self.supply {
+                    let v = fail(format!("supply {} != genesis supply {}", after.total_supply(), self.supply));
+                    self.violations.push(v);
+                    return;
+                }
+                self.valid_blocks.insert(hash);
+            }
+            Err(e) => {
+                let v = fail(format!("block does not apply: {e}"));
+                self.violations.push(v);
+            }
+        }
+    }
+
+    /// An honest validator is about to send `m` (fresh or re-sent).
+    pub fn on_honest_send(&mut self, m: &SignedMessage) {
+        let slot = self.slot(m);
+        match self.sent.get(&slot) {
+            Some(first) if first != m => {
+                let (validator, height, round, step) = slot;
+                let v = Violation::DoubleSign { validator, height, round, step };
+                if !self.violations.contains(&v) {
+                    self.violations.push(v);
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.sent.insert(slot, m.clone());
+            }
+        }
+    }
+
+    /// An honest node's core accepted `m` from a Byzantine validator at the message's height, undecided.
+    pub fn on_byzantine_accepted(&mut self, node: usize, incarnation: u32, m: &SignedMessage) {
+        let key = (node, incarnation, self.slot(m));
+        let seen = self.accepted.entry(key).or_default();
+        if !seen.contains(m) && seen.len() < 2 {
+            seen.push(m.clone());
+        }
+    }
+
+    pub fn on_evidence(&mut self, node: usize, e: &Evidence) {
+        let m = match e {
+            Evidence::DoubleVote { first, .. } => SignedMessage::Vote(first.clone()),
+            Evidence::DoubleProposal { first, .. } => SignedMessage::Proposal(first.clone()),
+        };
+        let slot = self.slot(&m);
+        self.evidence.insert((node, slot));
+    }
+
+    pub fn evidence_count(&self) -> usize {
+        self.evidence.len()
+    }
+
+    pub fn committed_heights(&self) -> u64 {
+        self.committed.keys().next_back().copied().unwrap_or(0)
+    }
+
+    pub fn first_commit(&self, height: u64) -> Option<Hash> {
+        self.committed.get(&height).map(|(_, h)| *h)
+    }
+
+    /// End of run: every equivocation an honest core accepted became evidence at that node.
+    pub fn finish(&mut self) {
+        for ((node, _, slot), msgs) in &self.accepted {
+            if msgs.len() >= 2 && !self.evidence.contains(&(*node, *slot)) {
+                let (validator, height, round, step) = *slot;
+                self.violations.push(Violation::MissingEvidence { node: *node, validator, height, round, step });
+            }
+        }
+    }
+
+    pub fn height_of(h: Height) -> u64 {
+        h.0
+    }
+}

@@ -1,0 +1,31 @@
+//! The deterministic consensus simulator: n validators, each a real [`ledger_core::consensus::Consensus`]
+//! core inside a small shell that uses the real state transition, on a simulated network with a virtual
+//! clock. Single-threaded, seeded, no wall clock and no hash-map iteration: one seed is one run, and a
+//! failing seed replays exactly.
+//!
+//! A run has two phases. Chaos: lossy, duplicating, reordering links, partitions (symmetric, one-way,
+//! flapping) that form and heal, crashes and restarts (process or power loss, also between a persist and
+//! the broadcast it guards), and up to f Byzantine validators; only safety is checked. Healed: links
+//! clean, crashed nodes back; every honest node must commit each further height within a bound of
+//! simulated time, or the run fails with "liveness".
+//!
+//! It is not: a network stack, a mempool or a node. The shell here is the smallest one that follows the
+//! action-ordering contract of the core; the node crate has its own.
+//!
+//! # Parts
+//! - `config.rs`: [`SimConfig`] (what a run is) and [`SimConfig::random`] (a run from a seed).
+//! - `world.rs`: [`World`]: clock, queue, links, node shells, Byzantine behaviours, faults.
+//! - `checker.rs`: [`Checker`]: the invariants and [`Violation`].
+//! - `disk.rs`: a disk with durable and pending writes.
+//! - `rng.rs`: splitmix64.
+
+mod checker;
+mod config;
+mod disk;
+mod rng;
+mod world;
+
+pub use checker::{Checker, Violation};
+pub use config::{Behaviour, CoreHook, CrashKind, Fault, FlushPolicy, LinkProfile, SimConfig};
+pub use rng::Rng;
+pub use world::{Msg, Report, World, run};

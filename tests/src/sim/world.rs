@@ -1,0 +1,1257 @@
+//! The world: a virtual clock, one event queue, the links between nodes, and each node's shell around a
+//! real [`Consensus`] core with the real state transition. Single-threaded; every random choice comes from
+//! the run's seed, so the same seed gives the same run (checked by hashing every delivered event).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::rc::Rc;
+
+use ledger_core::consensus::{Action, Config, Consensus, Event, SignedMessage, timeout_duration_ms};
+use ledger_core::state::{BlockTemplate, StateChanges, apply_block, build_block};
+use ledger_core::{
+    Block, CommitCertificate, ConsensusParams, Genesis, GenesisAccount, Hash, Height, Keypair, MemStore,
+    PROTOCOL_VERSION, Parent, Round, SignedProposal, SignedTransaction, SignedVote, Transaction, Validator,
+    ValidatorSet, Vote,
+};
+
+use super::checker::{Checker, Violation};
+use super::config::{Behaviour, CrashKind, Fault, FlushPolicy, LinkProfile, SimConfig};
+use super::disk::{Disk, Write};
+use super::rng::{Rng, mix};
+
+/// Funded genesis accounts the proposers draw transfers from.
+const ACCOUNTS: usize = 8;
+const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
+/// Messages for the next height kept until `NewHeight` (more are dropped; re-gossip brings them back).
+const FUTURE_MESSAGES_MAX: usize = 512;
+/// Proposals kept per height to answer `RequestProposal` from peers.
+const PROPOSALS_MAX: usize = 64;
+/// Blocks per sync answer.
+const SYNC_BATCH_MAX: usize = 8;
+/// A node asks a peer for committed blocks when it has been at its height this long and hears of a
+/// higher one, at most once per `SYNC_RETRY_MS`.
+const SYNC_AFTER_MS: u64 = 1_500;
+const SYNC_RETRY_MS: u64 = 500;
+/// Messages a replaying Byzantine node remembers.
+const REPLAY_LOG_MAX: usize = 1_024;
+/// A guard against a run that never ends (a livelock in the shell or the core).
+const EVENTS_MAX: u64 = 5_000_000;
+
+/// What travels between nodes.
+#[derive(Clone, Debug)]
+pub enum Msg {
+    /// A proposal with its block when the sender has it.
+    Proposal(SignedProposal, Option<Rc<Block>>),
+    Vote(SignedVote),
+    ProposalRequest {
+        height: Height,
+        round: Round,
+        block_hash: Hash,
+    },
+    SyncRequest {
+        from: Height,
+    },
+    SyncResponse(Vec<(Rc<Block>, CommitCertificate)>),
+}
+
+impl Msg {
+    fn height(&self) -> Option<Height> {
+        match self {
+            Msg::Proposal(p, _) => Some(p.proposal.height),
+            Msg::Vote(v) => Some(v.vote.height),
+            _ => None,
+        }
+    }
+
+    fn digest(&self) -> u64 {
+        let sig8 = |s: &[u8; 64]| u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
+        let hash8 = |h: &Hash| u64::from_le_bytes([h.0[0], h.0[1], h.0[2], h.0[3], h.0[4], h.0[5], h.0[6], h.0[7]]);
+        match self {
+            Msg::Proposal(p, b) => mix(sig8(&p.signature.0) ^ u64::from(b.is_some())),
+            Msg::Vote(v) => mix(sig8(&v.signature.0) ^ 1),
+            Msg::ProposalRequest { height, round, block_hash } => {
+                mix(height.0 ^ mix(u64::from(round.0)) ^ hash8(block_hash) ^ 2)
+            }
+            Msg::SyncRequest { from } => mix(from.0 ^ 3),
+            Msg::SyncResponse(list) => {
+                list.iter().fold(mix(list.len() as u64 ^ 4), |acc, (b, _)| mix(acc ^ hash8(&b.hash())))
+            }
+        }
+    }
+}
+
+enum Ev {
+    Deliver { from: usize, to: usize, msg: Msg },
+    Local { node: usize, incarnation: u32, event: Event },
+    Gossip { node: usize },
+    Fault(Fault),
+    Heal,
+}
+
+struct Queued {
+    time: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    /// Reversed: `BinaryHeap` is a max-heap and the earliest (time, seq) must come out first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.time, other.seq).cmp(&(self.time, self.seq))
+    }
+}
+
+/// What one node's shell processes, in order.
+enum Input {
+    Core(Event),
+    Net(usize, Msg),
+    /// Feed the buffered messages of the (new) current height.
+    Drain,
+}
+
+/// Volatile state of a running node: lost on a crash.
+struct Live {
+    core: Consensus,
+    state: MemStore,
+    chain: Vec<(Rc<Block>, CommitCertificate)>,
+    /// Blocks of the current height, by hash.
+    blocks: BTreeMap<Hash, Rc<Block>>,
+    /// Proposals of the current height (to answer peers' requests).
+    proposals: Vec<SignedProposal>,
+    /// State changes of blocks validated at the current height.
+    validated: BTreeMap<Hash, StateChanges>,
+    /// Blocks the core asked to validate that have not arrived yet.
+    awaiting_block: BTreeMap<Hash, Round>,
+    future: Vec<(usize, Msg)>,
+    /// Decided, but the block is missing (the core re-proposed its lock after a restart without asking
+    /// for the block): fetched from peers, then committed.
+    decided_without_block: Option<(Hash, CommitCertificate)>,
+    height_started_ms: u64,
+    last_sync_ms: Option<u64>,
+}
+
+struct Node {
+    key: Keypair,
+    behaviour: Option<Behaviour>,
+    disk: Disk,
+    incarnation: u32,
+    live: Option<Live>,
+    crash_after_persist: Option<CrashKind>,
+    /// Highest height this node ever committed: a restart below it breaks durability (I5).
+    committed_max: u64,
+    /// What a replaying Byzantine node has seen.
+    log: Vec<Msg>,
+}
+
+/// Figures of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub validators: usize,
+    pub violations: Vec<Violation>,
+    /// Hash of every delivered message, fired local event and applied fault, in order.
+    pub trace_hash: u64,
+    /// Highest height committed by an honest node.
+    pub heights: u64,
+    /// Lowest height of an honest node at the end.
+    pub min_height: u64,
+    pub faults: u64,
+    pub crashes: u64,
+    pub restarts: u64,
+    /// Restarts where the core resumed mid-height from its persisted signer state.
+    pub resumes_mid_height: u64,
+    pub lost_writes: u64,
+    pub evidence: usize,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub refused: u64,
+    pub syncs: u64,
+    pub sim_ms: u64,
+}
+
+/// One simulated network.
+pub struct World {
+    cfg: SimConfig,
+    genesis: Genesis,
+    validators: ValidatorSet,
+    params: ConsensusParams,
+    accounts: Vec<Keypair>,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Queued>,
+    net_rng: Rng,
+    node_rng: Rng,
+    byz_rng: Rng,
+    chaos_latency: Vec<Vec<u64>>,
+    healed_latency: Vec<Vec<u64>>,
+    cuts: Vec<(u32, Vec<usize>, Vec<usize>)>,
+    healed: bool,
+    done: bool,
+    nodes: Vec<Node>,
+    /// Honest nodes in the second half (Byzantine equivocators send them the other version).
+    half_b: Vec<bool>,
+    /// (height, round) -> (block sent to half A, block sent to half B), by equivocating proposers.
+    coalition: BTreeMap<(u64, u32), (Hash, Hash)>,
+    /// (height, round) -> hash of the invalid block an invalid voter proposed.
+    invalid: BTreeMap<(u64, u32), Hash>,
+    checker: Checker,
+    trace: u64,
+    report: Report,
+    events: u64,
+    /// Liveness bookkeeping for the healed phase.
+    heal_base: u64,
+    progress_height: u64,
+    progress_ms: u64,
+}
+
+fn parent_of<'a>(genesis: &'a Genesis, chain: &[(Rc<Block>, CommitCertificate)]) -> Parent<'a> {
+    match chain.last() {
+        None => genesis.parent_of_first_block(),
+        Some((b, _)) => Parent {
+            height: b.height(),
+            hash: b.hash(),
+            timestamp_ms: b.header.timestamp_ms,
+            chain_id: &genesis.chain_id,
+        },
+    }
+}
+
+fn signed_message(msg: &Msg) -> Option<SignedMessage> {
+    match msg {
+        Msg::Proposal(p, _) => Some(SignedMessage::Proposal(p.clone())),
+        Msg::Vote(v) => Some(SignedMessage::Vote(v.clone())),
+        _ => None,
+    }
+}
+
+fn random_hash(rng: &mut Rng) -> Hash {
+    let mut h = [0u8; 32];
+    for chunk in h.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    Hash(h)
+}
+
+/// A few random transfers among the funded accounts, nonces taken from `state`; about one in twenty is
+/// given a wrong nonce, which `build_block` must leave out.
+fn random_txs(
+    rng: &mut Rng,
+    accounts: &[Keypair],
+    chain_id: &str,
+    state: &MemStore,
+    height: Height,
+) -> Vec<SignedTransaction> {
+    let mut used = vec![0u64; accounts.len()];
+    let mut txs = Vec::new();
+    for _ in 0..rng.range(0, 4) {
+        let s = rng.index(accounts.len());
+        let to = (s + 1 + rng.index(accounts.len() - 1)) % accounts.len();
+        let nonce = state.accounts().get(&accounts[s].public()).map_or(0, |a| a.nonce) + used[s];
+        let bad_nonce = rng.chance(50);
+        if !bad_nonce {
+            used[s] += 1;
+        }
+        let tx = Transaction {
+            chain_id: chain_id.to_string(),
+            sender: accounts[s].public(),
+            recipient: accounts[to].public(),
+            amount: rng.range(1, 1_000),
+            fee: rng.range(1, 5),
+            nonce: if bad_nonce { nonce + 5 } else { nonce },
+            expiry_height: height.0 + 100,
+            memo: String::new(),
+        };
+        txs.push(tx.sign(&accounts[s]));
+    }
+    txs
+}
+
+impl World {
+    pub fn new(cfg: SimConfig) -> World {
+        let mut rng = Rng::new(cfg.seed ^ 0x5157_5157);
+        let n = cfg.validators;
+        let keys: Vec<Keypair> = (0..n).map(|i| Keypair::from_seed(&[i as u8 + 1; 32])).collect();
+        let accounts: Vec<Keypair> = (0..ACCOUNTS).map(|i| Keypair::from_seed(&[i as u8 + 101; 32])).collect();
+        let params =
+            ConsensusParams { block_bytes_max: 256 * 1024, txs_per_block_max: 64, ..ConsensusParams::default() };
+        let genesis = Genesis {
+            chain_id: "sim".into(),
+            genesis_time_ms: GENESIS_TIME_MS,
+            protocol_version: PROTOCOL_VERSION,
+            validators: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| Validator { public_key: k.public(), power: 1, moniker: format!("v{i}") })
+                .collect(),
+            accounts: accounts.iter().map(|k| GenesisAccount { address: k.public(), balance: 1_000_000 }).collect(),
+            params: params.clone(),
+        };
+        let validators = genesis.validator_set().expect("simulated validator set is valid");
+        let checker = Checker::new(&genesis.chain_id, validators.clone(), params.clone(), genesis.total_supply());
+        let mut net_rng = rng.fork();
+        let node_rng = rng.fork();
+        let byz_rng = rng.fork();
+        let matrix = |rng: &mut Rng, l: &LinkProfile| -> Vec<Vec<u64>> {
+            (0..n).map(|_| (0..n).map(|_| rng.range(l.latency_min_ms, l.latency_max_ms)).collect()).collect()
+        };
+        let chaos_latency = matrix(&mut net_rng, &cfg.chaos_link);
+        let healed_latency = matrix(&mut net_rng, &cfg.healed_link);
+        let mut honest: Vec<usize> = (0..n).filter(|i| !cfg.is_byzantine(*i)).collect();
+        rng.shuffle(&mut honest);
+        let mut half_b = vec![false; n];
+        for i in &honest[honest.len() / 2..] {
+            half_b[*i] = true;
+        }
+        let nodes = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| Node {
+                key,
+                behaviour: cfg.behaviour(i),
+                disk: Disk::new(genesis.initial_state()),
+                incarnation: 0,
+                live: None,
+                crash_after_persist: None,
+                committed_max: 0,
+                log: Vec::new(),
+            })
+            .collect();
+        let report = Report { seed: cfg.seed, validators: n, ..Report::default() };
+        let mut w = World {
+            cfg,
+            genesis,
+            validators,
+            params,
+            accounts,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            net_rng,
+            node_rng,
+            byz_rng,
+            chaos_latency,
+            healed_latency,
+            cuts: Vec::new(),
+            healed: false,
+            done: false,
+            nodes,
+            half_b,
+            coalition: BTreeMap::new(),
+            invalid: BTreeMap::new(),
+            checker,
+            trace: 0,
+            report,
+            events: 0,
+            heal_base: 0,
+            progress_height: 0,
+            progress_ms: 0,
+        };
+        for (t, f) in w.cfg.faults.clone() {
+            if t < w.cfg.chaos_ms {
+                w.push(t, Ev::Fault(f));
+            }
+        }
+        let chaos_ms = w.cfg.chaos_ms;
+        w.push(chaos_ms, Ev::Heal);
+        for i in 0..n {
+            let t = w.node_rng.range(0, w.cfg.gossip_ms);
+            w.push(t, Ev::Gossip { node: i });
+        }
+        for i in 0..n {
+            w.start_node(i);
+        }
+        w
+    }
+
+    fn push(&mut self, time: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Queued { time, seq: self.seq, ev });
+    }
+
+    fn fold(&mut self, words: &[u64]) {
+        for w in words {
+            self.trace = mix(self.trace ^ *w).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn honest(&self, i: usize) -> bool {
+        self.nodes[i].behaviour.is_none()
+    }
+
+    /// Committed heights of the honest nodes (a crashed node counts with its durable chain).
+    pub fn honest_heights(&self) -> Vec<u64> {
+        (0..self.nodes.len())
+            .filter(|i| self.honest(*i))
+            .map(|i| {
+                let n = &self.nodes[i];
+                n.live.as_ref().map_or(n.disk.durable.chain.len(), |l| l.chain.len()) as u64
+            })
+            .collect()
+    }
+
+    /// One line per node: height, round, step, lock and valid value, buffered messages. For diagnosis.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let line = match &n.live {
+                None => format!("node {i} {:?}: down, durable height {}\n", n.behaviour, n.disk.durable.chain.len()),
+                Some(l) => format!(
+                    "node {i} {:?}: height {} round {} step {:?} locked {:?} valid {:?} decided {:?} future {} \
+                     proposals {} blocks {} awaiting {}\n",
+                    n.behaviour,
+                    l.core.height().0,
+                    l.core.round().0,
+                    l.core.step(),
+                    l.core.locked(),
+                    l.core.valid(),
+                    l.core.decision(),
+                    l.future.len(),
+                    l.proposals.len(),
+                    l.blocks.len(),
+                    l.awaiting_block.len()
+                ),
+            };
+            out.push_str(&line);
+        }
+        out
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        &self.checker.violations
+    }
+
+    /// Run until the queue's next event is after `t_ms` (or the run is over).
+    pub fn run_until(&mut self, t_ms: u64) {
+        while !self.done {
+            match self.queue.peek() {
+                Some(q) if q.time <= t_ms => {}
+                _ => break,
+            }
+            let Some(q) = self.queue.pop() else { break };
+            self.now = q.time;
+            self.step(q.ev);
+            self.check_liveness();
+            self.events += 1;
+            if self.events > EVENTS_MAX {
+                let heights = self.honest_heights();
+                let height = heights.iter().min().copied().unwrap_or(0) + 1;
+                self.checker.violations.push(Violation::Liveness { height, waited_ms: self.now, heights });
+                self.done = true;
+            }
+        }
+    }
+
+    /// Run to the end: the heal, then (with liveness checked) until every honest node has committed
+    /// `healed_heights` more heights, or a bound is missed.
+    pub fn run(mut self) -> Report {
+        self.run_until(u64::MAX);
+        self.finish()
+    }
+
+    fn finish(mut self) -> Report {
+        self.checker.finish();
+        let heights = self.honest_heights();
+        let mut r = self.report;
+        r.heights = self.checker.committed_heights();
+        r.evidence = self.checker.evidence_count();
+        r.violations = self.checker.violations;
+        r.trace_hash = self.trace;
+        r.min_height = heights.iter().min().copied().unwrap_or(0);
+        r.sim_ms = self.now;
+        r
+    }
+
+    fn step(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { from, to, msg } => {
+                if self.nodes[to].live.is_none() {
+                    return;
+                }
+                self.report.delivered += 1;
+                let digest = msg.digest();
+                self.fold(&[1, self.now, from as u64, to as u64, digest]);
+                match self.nodes[to].behaviour {
+                    Some(Behaviour::Silent) => return,
+                    Some(Behaviour::Replayer) if msg.height().is_some() => {
+                        let log = &mut self.nodes[to].log;
+                        if log.len() < REPLAY_LOG_MAX {
+                            log.push(msg.clone());
+                        } else {
+                            let k = self.byz_rng.index(REPLAY_LOG_MAX);
+                            log[k] = msg.clone();
+                        }
+                    }
+                    _ => {}
+                }
+                self.process(to, Input::Net(from, msg));
+            }
+            Ev::Local { node, incarnation, event } => {
+                if self.nodes[node].incarnation != incarnation || self.nodes[node].live.is_none() {
+                    return;
+                }
+                let digest = match &event {
+                    Event::TimeoutFired(t) => mix(t.height.0 ^ mix(u64::from(t.round.0)) ^ t.kind as u64),
+                    Event::BlockValidity { block_hash, valid, .. } => {
+                        mix(u64::from(block_hash.0[0]) ^ u64::from(*valid))
+                    }
+                    Event::ProposalValue { block_hash, .. } => mix(u64::from(block_hash.0[1]) ^ 7),
+                    _ => 0,
+                };
+                self.fold(&[2, self.now, node as u64, digest]);
+                self.process(node, Input::Core(event));
+            }
+            Ev::Gossip { node } => {
+                let jitter = self.cfg.gossip_ms / 4;
+                let next = self.now + self.cfg.gossip_ms - jitter + self.node_rng.range(0, 2 * jitter);
+                self.push(next, Ev::Gossip { node });
+                if self.cfg.flush == FlushPolicy::Lazy {
+                    self.nodes[node].disk.flush();
+                }
+                self.gossip(node);
+            }
+            Ev::Fault(f) => {
+                self.fold(&[3, self.now, mix(format!("{f:?}").len() as u64)]);
+                self.apply_fault(f);
+            }
+            Ev::Heal => self.heal(),
+        }
+    }
+
+    fn apply_fault(&mut self, f: Fault) {
+        if f.counts() {
+            self.report.faults += 1;
+        }
+        match f {
+            Fault::Cut { id, from, to } => self.cuts.push((id, from, to)),
+            Fault::Heal { id } => self.cuts.retain(|c| c.0 != id),
+            Fault::Crash { node, kind } => self.crash(node, kind),
+            Fault::CrashAfterNextPersist { node, kind } => {
+                if self.honest(node) && self.nodes[node].live.is_some() {
+                    self.nodes[node].crash_after_persist = Some(kind);
+                }
+            }
+            Fault::Restart { node } => {
+                if self.nodes[node].live.is_none() {
+                    self.start_node(node);
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, i: usize, kind: CrashKind) {
+        let node = &mut self.nodes[i];
+        if node.behaviour.is_some() || node.live.is_none() {
+            return;
+        }
+        node.live = None;
+        node.incarnation += 1;
+        node.crash_after_persist = None;
+        self.report.crashes += 1;
+        self.report.lost_writes += node.disk.crash(kind) as u64;
+    }
+
+    /// Faults off: links healed, crashed nodes restarted. The liveness clock starts.
+    fn heal(&mut self) {
+        self.healed = true;
+        self.cuts.clear();
+        for i in 0..self.nodes.len() {
+            self.nodes[i].crash_after_persist = None;
+            if self.nodes[i].live.is_none() {
+                self.start_node(i);
+            }
+        }
+        if !self.cfg.check_liveness {
+            self.done = true;
+            return;
+        }
+        self.heal_base = self.honest_heights().into_iter().max().unwrap_or(0);
+        self.progress_height = self.honest_heights().into_iter().min().unwrap_or(0);
+        self.progress_ms = self.now;
+    }
+
+    fn check_liveness(&mut self) {
+        if !self.healed || self.done || !self.cfg.check_liveness {
+            return;
+        }
+        let heights = self.honest_heights();
+        let min = heights.iter().min().copied().unwrap_or(0);
+        if min >= self.heal_base + self.cfg.healed_heights {
+            self.done = true;
+            return;
+        }
+        if min > self.progress_height {
+            self.progress_height = min;
+            self.progress_ms = self.now;
+        }
+        let bound = if min <= self.heal_base { self.cfg.first_height_bound_ms } else { self.cfg.height_bound_ms };
+        let waited_ms = self.now - self.progress_ms;
+        if waited_ms > bound {
+            self.checker.violations.push(Violation::Liveness { height: min + 1, waited_ms, heights });
+            self.done = true;
+        }
+    }
+
+    /// Build the node's volatile state from its disk and start its core.
+    fn start_node(&mut self, i: usize) {
+        let honest = self.honest(i);
+        let node = &mut self.nodes[i];
+        let d = &node.disk.durable;
+        let height = Height(d.chain.len() as u64 + 1);
+        if honest && (d.chain.len() as u64) < node.committed_max {
+            self.checker.violations.push(Violation::Durability {
+                node: i,
+                reason: format!("restarted at height {} after committing {}", d.chain.len(), node.committed_max),
+            });
+        }
+        let resumes = d.signer.position().is_some_and(|(h, _, _)| h == height);
+        let config = Config {
+            chain_id: self.genesis.chain_id.clone(),
+            validators: self.validators.clone(),
+            params: self.params.clone(),
+            key: Some(node.key.clone()),
+            signer: d.signer.clone(),
+            height,
+        };
+        let mut core = match Consensus::new(config) {
+            Ok(c) => c,
+            Err(e) => {
+                self.checker.violations.push(Violation::Durability { node: i, reason: format!("cannot restart: {e}") });
+                return;
+            }
+        };
+        if honest && let Some(hook) = self.cfg.core_hook {
+            hook(&mut core);
+        }
+        if node.incarnation > 0 {
+            self.report.restarts += 1;
+            if resumes {
+                self.report.resumes_mid_height += 1;
+            }
+        }
+        node.live = Some(Live {
+            core,
+            state: d.state.clone(),
+            chain: d.chain.clone(),
+            blocks: d.built.iter().filter(|(_, b)| b.height() == height).map(|(h, b)| (*h, b.clone())).collect(),
+            proposals: Vec::new(),
+            validated: BTreeMap::new(),
+            awaiting_block: BTreeMap::new(),
+            future: Vec::new(),
+            decided_without_block: None,
+            height_started_ms: self.now,
+            last_sync_ms: None,
+        });
+        let wal: Vec<SignedMessage> = d.wal.iter().filter(|m| m.position().0 == height).cloned().collect();
+        self.process(i, Input::Core(Event::Start));
+        // Replay the WAL: the votes behind a persisted lock are needed to re-prove it (L28).
+        for m in wal {
+            let input = match m {
+                SignedMessage::Proposal(p) => Input::Net(i, Msg::Proposal(p, None)),
+                SignedMessage::Vote(v) => Input::Core(Event::Vote(v)),
+            };
+            self.process(i, input);
+        }
+    }
+
+    fn live(&mut self, i: usize) -> &mut Live {
+        self.nodes[i].live.as_mut().expect("node is live")
+    }
+
+    fn schedule_local(&mut self, i: usize, delay_ms: u64, event: Event) {
+        let incarnation = self.nodes[i].incarnation;
+        self.push(self.now + delay_ms, Ev::Local { node: i, incarnation, event });
+    }
+
+    /// Run one input and everything it causes at this node, in order: the actions of one core call are
+    /// executed before the next event is fed (contract rule 1).
+    fn process(&mut self, i: usize, first: Input) {
+        let mut pending = VecDeque::from([first]);
+        while let Some(input) = pending.pop_front() {
+            if self.nodes[i].live.is_none() {
+                return;
+            }
+            match input {
+                Input::Core(event) => self.feed(i, event, &mut pending),
+                Input::Net(from, msg) => self.on_msg(i, from, msg, &mut pending),
+                Input::Drain => {
+                    let live = self.live(i);
+                    let height = live.core.height();
+                    let future = std::mem::take(&mut live.future);
+                    let (now, later): (Vec<_>, Vec<_>) = future
+                        .into_iter()
+                        .filter(|(_, m)| m.height() >= Some(height))
+                        .partition(|(_, m)| m.height() == Some(height));
+                    live.future = later;
+                    for (from, m) in now.into_iter().rev() {
+                        pending.push_front(Input::Net(from, m));
+                    }
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, i: usize, event: Event, pending: &mut VecDeque<Input>) {
+        let wal = match &event {
+            Event::Proposal(p) => Some(SignedMessage::Proposal(p.clone())),
+            Event::Vote(v) => Some(SignedMessage::Vote(v.clone())),
+            _ => None,
+        };
+        let tracked = wal.clone().filter(|m| {
+            let signer = match m {
+                SignedMessage::Proposal(p) => p.proposal.proposer,
+                SignedMessage::Vote(v) => v.vote.validator,
+            };
+            self.honest(i) && self.validators.index_of(&signer).is_some_and(|k| !self.honest(k))
+        });
+        let incarnation = self.nodes[i].incarnation;
+        let live = self.live(i);
+        let (height, undecided) = (live.core.height(), live.core.decision().is_none());
+        let actions = match live.core.handle(event) {
+            Ok(a) => a,
+            Err(_) => {
+                self.report.refused += 1;
+                return;
+            }
+        };
+        if let Some(m) = &wal
+            && m.position().0 == height
+        {
+            self.nodes[i].disk.write(Write::Wal(m.clone()));
+        }
+        if let Some(m) = tracked
+            && m.position().0 == height
+            && undecided
+        {
+            self.checker.on_byzantine_accepted(i, incarnation, &m);
+        }
+        for a in actions {
+            if !self.execute(i, a, pending) {
+                return;
+            }
+        }
+    }
+
+    /// Execute one action. False when the node crashed doing it (the rest of the call is lost).
+    fn execute(&mut self, i: usize, action: Action, pending: &mut VecDeque<Input>) -> bool {
+        let honest = self.honest(i);
+        match action {
+            Action::PersistSignerState(s) => {
+                let node = &mut self.nodes[i];
+                node.disk.write(Write::Signer(s));
+                if self.cfg.flush == FlushPolicy::PerContract {
+                    node.disk.flush();
+                }
+                if let Some(kind) = node.crash_after_persist.take() {
+                    self.crash(i, kind);
+                    return false;
+                }
+            }
+            Action::BroadcastProposal(p) => {
+                self.nodes[i].disk.write(Write::Wal(SignedMessage::Proposal(p.clone())));
+                let live = self.live(i);
+                let block = live.blocks.get(&p.proposal.block_hash).cloned();
+                if block.is_none() {
+                    let (height, round, block_hash) = (p.proposal.height, p.proposal.round, p.proposal.block_hash);
+                    self.broadcast_plain(i, Msg::ProposalRequest { height, round, block_hash });
+                }
+                let live = self.live(i);
+                if !live.proposals.contains(&p) && live.proposals.len() < PROPOSALS_MAX {
+                    live.proposals.push(p.clone());
+                }
+                self.broadcast(i, Msg::Proposal(p, block));
+            }
+            Action::BroadcastVote(v) => {
+                self.nodes[i].disk.write(Write::Wal(SignedMessage::Vote(v.clone())));
+                self.broadcast(i, Msg::Vote(v));
+            }
+            Action::ScheduleTimeout(t) => {
+                let d = timeout_duration_ms(&self.params, &t);
+                self.schedule_local(i, d, Event::TimeoutFired(t));
+            }
+            Action::BuildBlock { height, round } => {
+                let block = self.build(i, height);
+                let block_hash = block.hash();
+                self.nodes[i].disk.write(Write::Built(block));
+                let delay = self.node_rng.range(1, 15);
+                self.schedule_local(i, delay, Event::ProposalValue { height, round, block_hash });
+            }
+            Action::ValidateBlock { height, round, block_hash } => {
+                if let Some(block) = self.live(i).blocks.get(&block_hash).cloned() {
+                    self.validate_later(i, &block, round);
+                } else {
+                    self.live(i).awaiting_block.insert(block_hash, round);
+                    self.broadcast_plain(i, Msg::ProposalRequest { height, round, block_hash });
+                }
+            }
+            Action::RequestProposal { height, round, block_hash } => {
+                self.broadcast_plain(i, Msg::ProposalRequest { height, round, block_hash });
+            }
+            Action::Decide { height, block_hash, certificate, .. } => {
+                if !self.commit_decided(i, block_hash, certificate) {
+                    return true;
+                }
+                // Contract rule 4: commit durably, then NewHeight; then the buffered next-height messages.
+                pending.push_front(Input::Drain);
+                pending.push_front(Input::Core(Event::NewHeight {
+                    height: height.next(),
+                    validators: self.validators.clone(),
+                }));
+            }
+            Action::Evidence(e) => {
+                if honest {
+                    self.checker.on_evidence(i, &e);
+                }
+            }
+        }
+        true
+    }
+
+    fn build(&mut self, i: usize, height: Height) -> Rc<Block> {
+        let key = self.nodes[i].key.public();
+        let live = self.nodes[i].live.as_mut().expect("node is live");
+        let parent = parent_of(&self.genesis, &live.chain);
+        let last_commit = match live.chain.last() {
+            None => None,
+            Some((b, c)) => live.core.commit_certificate(b.height()).or_else(|| Some(c.clone())),
+        };
+        let txs = random_txs(&mut self.node_rng, &self.accounts, &self.genesis.chain_id, &live.state, height);
+        let template = BlockTemplate { parent, proposer: key, timestamp_ms: GENESIS_TIME_MS + self.now, last_commit };
+        // The proposer signed these transactions itself: the mempool would remember them as verified.
+        let built = build_block(&live.state, live.state.lthash(), template, &self.params, txs, &|_| true)
+            .expect("the in-memory store cannot fail");
+        let block = Rc::new(built.block);
+        live.validated.insert(block.hash(), built.changes);
+        live.blocks.insert(block.hash(), block.clone());
+        block
+    }
+
+    /// Execute `block` on the node's state; answer the core a little later.
+    fn validate_later(&mut self, i: usize, block: &Block, round: Round) {
+        let live = self.nodes[i].live.as_mut().expect("node is live");
+        let parent = parent_of(&self.genesis, &live.chain);
+        let hash = block.hash();
+        let valid =
+            match apply_block(&live.state, live.state.lthash(), block, &parent, &self.validators, &self.params, &|_| {
+                false
+            }) {
+                Ok(changes) => {
+                    live.validated.insert(hash, changes);
+                    true
+                }
+                Err(_) => false,
+            };
+        let height = live.core.height();
+        let delay = self.node_rng.range(1, 20);
+        self.schedule_local(i, delay, Event::BlockValidity { height, round, block_hash: hash, valid });
+    }
+
+    fn commit_decided(&mut self, i: usize, block_hash: Hash, cert: CommitCertificate) -> bool {
+        let live = self.nodes[i].live.as_mut().expect("node is live");
+        let height = live.core.height().0;
+        let Some(block) = live.blocks.get(&block_hash).cloned() else {
+            live.decided_without_block = Some((block_hash, cert));
+            let round = live.core.decision().map_or(Round(0), |d| d.0);
+            self.broadcast_plain(i, Msg::ProposalRequest { height: Height(height), round, block_hash });
+            return false;
+        };
+        let changes = match live.validated.get(&block_hash) {
+            Some(c) => c.clone(),
+            None => {
+                // Built before a restart: execute it again.
+                let parent = parent_of(&self.genesis, &live.chain);
+                match apply_block(
+                    &live.state,
+                    live.state.lthash(),
+                    &block,
+                    &parent,
+                    &self.validators,
+                    &self.params,
+                    &|_| false,
+                ) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.checker.violations.push(Violation::Validity {
+                            node: i,
+                            height,
+                            reason: format!("decided block does not apply: {e}"),
+                        });
+                        return false;
+                    }
+                }
+            }
+        };
+        self.commit_block(i, block, cert, &changes);
+        true
+    }
+
+    /// Commit `block` (checked by the checker first), write it, flush per the policy.
+    fn commit_block(&mut self, i: usize, block: Rc<Block>, cert: CommitCertificate, changes: &StateChanges) {
+        let honest = self.honest(i);
+        let node = &mut self.nodes[i];
+        let live = node.live.as_mut().expect("node is live");
+        if honest {
+            let parent = parent_of(&self.genesis, &live.chain);
+            self.checker.on_commit(i, &block, &cert, &parent, &live.state);
+        }
+        live.state.commit(changes);
+        live.chain.push((block.clone(), cert.clone()));
+        live.blocks.clear();
+        live.proposals.clear();
+        live.validated.clear();
+        live.awaiting_block.clear();
+        live.decided_without_block = None;
+        live.height_started_ms = self.now;
+        node.committed_max = node.committed_max.max(live.chain.len() as u64);
+        node.disk.write(Write::Commit { block, cert, state: live.state.clone() });
+        if self.cfg.flush == FlushPolicy::PerContract {
+            node.disk.flush();
+        }
+    }
+
+    fn on_msg(&mut self, i: usize, from: usize, msg: Msg, pending: &mut VecDeque<Input>) {
+        let now = self.now;
+        let live = self.live(i);
+        let height = live.core.height();
+        if let Some(h) = msg.height() {
+            if h > height {
+                // Refused by the core before NewHeight: keep the next height's messages, ask for blocks
+                // when stuck here while a peer is ahead.
+                if h == height.next() && live.future.len() < FUTURE_MESSAGES_MAX {
+                    live.future.push((from, msg));
+                }
+                let stuck = now.saturating_sub(live.height_started_ms) >= SYNC_AFTER_MS || h > height.next();
+                if stuck && live.last_sync_ms.is_none_or(|t| now.saturating_sub(t) >= SYNC_RETRY_MS) {
+                    live.last_sync_ms = Some(now);
+                    self.report.syncs += 1;
+                    self.send(i, from, Msg::SyncRequest { from: height });
+                }
+                return;
+            }
+        }
+        match msg {
+            Msg::Proposal(p, block) => {
+                if p.proposal.height < height {
+                    return;
+                }
+                let hash = p.proposal.block_hash;
+                if let Some(b) = block
+                    && b.hash() == hash
+                {
+                    live.blocks.entry(hash).or_insert(b);
+                }
+                if !live.proposals.contains(&p) && live.proposals.len() < PROPOSALS_MAX {
+                    live.proposals.push(p.clone());
+                }
+                if live.blocks.contains_key(&hash)
+                    && let Some(round) = live.awaiting_block.remove(&hash)
+                {
+                    let block = live.blocks[&hash].clone();
+                    self.validate_later(i, &block, round);
+                }
+                let live = self.live(i);
+                if let Some((want, _)) = &live.decided_without_block
+                    && live.blocks.contains_key(want)
+                {
+                    let Some((want, cert)) = live.decided_without_block.take() else { return };
+                    let next = live.core.height().next();
+                    if self.commit_decided(i, want, cert) {
+                        pending.push_front(Input::Drain);
+                        pending.push_front(Input::Core(Event::NewHeight {
+                            height: next,
+                            validators: self.validators.clone(),
+                        }));
+                    }
+                    return;
+                }
+                self.feed(i, Event::Proposal(p), pending);
+            }
+            Msg::Vote(v) => {
+                if v.vote.height.0 + 1 < height.0 {
+                    return;
+                }
+                self.feed(i, Event::Vote(v), pending);
+            }
+            Msg::ProposalRequest { height: h, round, block_hash } => {
+                if h != height {
+                    return;
+                }
+                let mut found: Vec<&SignedProposal> =
+                    live.proposals.iter().filter(|p| p.proposal.block_hash == block_hash).collect();
+                found.sort_by_key(|p| p.proposal.round != round);
+                if let (Some(p), Some(b)) = (found.first(), live.blocks.get(&block_hash)) {
+                    let reply = Msg::Proposal((*p).clone(), Some(b.clone()));
+                    self.send(i, from, reply);
+                }
+            }
+            Msg::SyncRequest { from: h } => {
+                let start = h.0.saturating_sub(1) as usize;
+                if start < live.chain.len() {
+                    let end = (start + SYNC_BATCH_MAX).min(live.chain.len());
+                    let batch = live.chain[start..end].to_vec();
+                    self.send(i, from, Msg::SyncResponse(batch));
+                }
+            }
+            Msg::SyncResponse(batch) => {
+                for (block, cert) in batch {
+                    let live = self.nodes[i].live.as_mut().expect("node is live");
+                    if block.height().0 != live.chain.len() as u64 + 1 {
+                        continue;
+                    }
+                    // A peer's word is not trusted: the certificate and the block are checked.
+                    if cert.verify_for(&self.genesis.chain_id, &self.validators, block.height(), block.hash()).is_err()
+                    {
+                        continue;
+                    }
+                    let parent = parent_of(&self.genesis, &live.chain);
+                    let Ok(changes) = apply_block(
+                        &live.state,
+                        live.state.lthash(),
+                        &block,
+                        &parent,
+                        &self.validators,
+                        &self.params,
+                        &|_| false,
+                    ) else {
+                        continue;
+                    };
+                    let next = block.height().next();
+                    self.commit_block(i, block, cert, &changes);
+                    self.feed(i, Event::NewHeight { height: next, validators: self.validators.clone() }, pending);
+                    if self.nodes[i].live.is_none() {
+                        return;
+                    }
+                }
+                pending.push_front(Input::Drain);
+            }
+        }
+    }
+
+    /// Re-send this node's own signed messages of the current height.
+    fn gossip(&mut self, i: usize) {
+        let Some(live) = self.nodes[i].live.as_ref() else { return };
+        if let Some((block_hash, cert)) = &live.decided_without_block {
+            let req = Msg::ProposalRequest { height: cert.height, round: cert.round, block_hash: *block_hash };
+            self.broadcast_plain(i, req);
+        }
+        let Some(live) = self.nodes[i].live.as_ref() else { return };
+        let own = live.core.own_messages();
+        let msgs: Vec<Msg> = own
+            .into_iter()
+            .map(|m| match m {
+                SignedMessage::Proposal(p) => {
+                    let b = live.blocks.get(&p.proposal.block_hash).cloned();
+                    Msg::Proposal(p, b)
+                }
+                SignedMessage::Vote(v) => Msg::Vote(v),
+            })
+            .collect();
+        for m in msgs {
+            self.broadcast(i, m);
+        }
+        match self.nodes[i].behaviour {
+            Some(Behaviour::Replayer) => self.replay_old(i),
+            Some(Behaviour::RoundSkipper) => self.skip_rounds(i),
+            _ => {}
+        }
+    }
+
+    /// Send to every other node, through this node's behaviour if it is Byzantine.
+    fn broadcast(&mut self, i: usize, msg: Msg) {
+        match self.nodes[i].behaviour {
+            None => {
+                if let Some(m) = signed_message(&msg) {
+                    self.checker.on_honest_send(&m);
+                }
+                self.broadcast_plain(i, msg);
+            }
+            Some(b) => self.byzantine_send(i, b, msg),
+        }
+    }
+
+    fn broadcast_plain(&mut self, i: usize, msg: Msg) {
+        if self.nodes[i].behaviour == Some(Behaviour::Silent) {
+            return;
+        }
+        for j in 0..self.nodes.len() {
+            if j != i {
+                self.send(i, j, msg.clone());
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: Msg) {
+        if self.nodes[from].behaviour == Some(Behaviour::Silent) {
+            return;
+        }
+        let (link, latency) = if self.healed {
+            (self.cfg.healed_link, self.healed_latency[from][to])
+        } else {
+            (self.cfg.chaos_link, self.chaos_latency[from][to])
+        };
+        let cut = self.cuts.iter().any(|(_, a, b)| a.contains(&from) && b.contains(&to));
+        if cut || self.net_rng.chance(link.loss_per_mille) {
+            self.report.dropped += 1;
+            return;
+        }
+        let rng = &mut self.net_rng;
+        let mut delay = || {
+            let d = latency + rng.range(0, link.jitter_ms);
+            if rng.chance(link.tail_per_mille) { d * 5 } else { d }
+        };
+        let first = delay();
+        let dup = if self.net_rng.chance(link.duplicate_per_mille) {
+            let rng = &mut self.net_rng;
+            Some(latency + rng.range(0, link.jitter_ms.max(1) * 2))
+        } else {
+            None
+        };
+        let replay = self.net_rng.chance(link.replay_per_mille).then(|| self.net_rng.range(1_000, 10_000));
+        for d in [Some(first), dup, replay].into_iter().flatten() {
+            self.push(self.now + d, Ev::Deliver { from, to, msg: msg.clone() });
+        }
+    }
+
+    // --- Byzantine behaviours -------------------------------------------------------------------------
+
+    /// Send `a` to half A and `b` to half B; with leaking, each also gets the other version.
+    fn send_split(&mut self, i: usize, a: Msg, b: Msg) {
+        for j in 0..self.nodes.len() {
+            if j == i {
+                continue;
+            }
+            let (mine, other) = if self.half_b[j] { (&b, &a) } else { (&a, &b) };
+            self.send(i, j, mine.clone());
+            if self.cfg.leak_equivocations {
+                self.send(i, j, other.clone());
+            }
+        }
+    }
+
+    fn byzantine_send(&mut self, i: usize, behaviour: Behaviour, msg: Msg) {
+        let key = self.nodes[i].key.clone();
+        let chain_id = self.genesis.chain_id.clone();
+        match (behaviour, msg) {
+            (Behaviour::Silent, _) => {}
+            (b, Msg::Proposal(p, Some(block))) if b.equivocates_proposals() && p.proposal.proposer == key.public() => {
+                let alt = self.alternative_block(i, &block);
+                let (h, r) = (p.proposal.height.0, p.proposal.round.0);
+                let p2 = ledger_core::Proposal { block_hash: alt.hash(), ..p.proposal.clone() }.sign(&chain_id, &key);
+                self.coalition.insert((h, r), (block.hash(), alt.hash()));
+                self.send_split(i, Msg::Proposal(p, Some(block)), Msg::Proposal(p2, Some(alt)));
+            }
+            (b, Msg::Vote(v)) if b.equivocates_votes() && v.vote.validator == key.public() => {
+                let (h, r) = (v.vote.height.0, v.vote.round.0);
+                let sign = |hash: Option<Hash>| Vote { block_hash: hash, ..v.vote.clone() }.sign(&chain_id, &key);
+                let (a, b2) = match (b, self.coalition.get(&(h, r))) {
+                    (Behaviour::ForkCoalition, Some((x, y))) => (sign(Some(*x)), sign(Some(*y))),
+                    _ => {
+                        let other = match v.vote.block_hash {
+                            Some(_) => None,
+                            None => Some(self.other_value(i, v.vote.round)),
+                        };
+                        (v.clone(), sign(other))
+                    }
+                };
+                self.send_split(i, Msg::Vote(a), Msg::Vote(b2));
+            }
+            (Behaviour::InvalidVoter, Msg::Proposal(p, Some(block))) if p.proposal.proposer == key.public() => {
+                let mut bad = (*block).clone();
+                bad.header.state_root = random_hash(&mut self.byz_rng);
+                let bad = Rc::new(bad);
+                self.invalid.insert((p.proposal.height.0, p.proposal.round.0), bad.hash());
+                let p2 = ledger_core::Proposal { block_hash: bad.hash(), ..p.proposal.clone() }.sign(&chain_id, &key);
+                self.broadcast_plain(i, Msg::Proposal(p2, Some(bad)));
+            }
+            (Behaviour::InvalidVoter, Msg::Vote(v)) if v.vote.validator == key.public() => {
+                let target = match self.invalid.get(&(v.vote.height.0, v.vote.round.0)) {
+                    Some(h) => *h,
+                    None => random_hash(&mut self.byz_rng),
+                };
+                let v2 = Vote { block_hash: Some(target), ..v.vote.clone() }.sign(&chain_id, &key);
+                self.broadcast_plain(i, Msg::Vote(v2));
+            }
+            (_, msg) => self.broadcast_plain(i, msg),
+        }
+    }
+
+    /// A different valid block for the same height: same parent, no transactions, a later timestamp.
+    fn alternative_block(&mut self, i: usize, block: &Block) -> Rc<Block> {
+        let key = self.nodes[i].key.public();
+        let live = self.nodes[i].live.as_mut().expect("node is live");
+        let parent = parent_of(&self.genesis, &live.chain);
+        let template = BlockTemplate {
+            parent,
+            proposer: key,
+            timestamp_ms: block.header.timestamp_ms + 1,
+            last_commit: block.last_commit.clone(),
+        };
+        let built = build_block(&live.state, live.state.lthash(), template, &self.params, Vec::new(), &|_| true)
+            .expect("the in-memory store cannot fail");
+        let alt = Rc::new(built.block);
+        live.blocks.insert(alt.hash(), alt.clone());
+        live.validated.insert(alt.hash(), built.changes);
+        alt
+    }
+
+    /// Some block hash other than nil for a conflicting vote: a proposal seen at this round, else random.
+    fn other_value(&mut self, i: usize, round: Round) -> Hash {
+        let seen = self.nodes[i]
+            .live
+            .as_ref()
+            .and_then(|l| l.proposals.iter().find(|p| p.proposal.round == round).map(|p| p.proposal.block_hash));
+        seen.unwrap_or_else(|| random_hash(&mut self.byz_rng))
+    }
+
+    /// Re-send a few remembered messages (any height, any signer) to random peers.
+    fn replay_old(&mut self, i: usize) {
+        let n = self.nodes.len();
+        for _ in 0..3 {
+            let log = &self.nodes[i].log;
+            if log.is_empty() {
+                return;
+            }
+            let m = log[self.byz_rng.index(log.len())].clone();
+            let to = (i + 1 + self.byz_rng.index(n - 1)) % n;
+            self.send(i, to, m);
+        }
+    }
+
+    /// Signed votes for rounds far ahead of the current one, some beyond the core's window.
+    fn skip_rounds(&mut self, i: usize) {
+        let key = self.nodes[i].key.clone();
+        let Some(live) = self.nodes[i].live.as_ref() else { return };
+        let (height, round) = (live.core.height(), live.core.round());
+        for _ in 0..2 {
+            let ahead = self.byz_rng.range(1, 40) as u32;
+            let kind = if self.byz_rng.chance(500) {
+                ledger_core::VoteKind::Prevote
+            } else {
+                ledger_core::VoteKind::Precommit
+            };
+            let block_hash = if self.byz_rng.chance(500) { None } else { Some(random_hash(&mut self.byz_rng)) };
+            let v = Vote { kind, height, round: Round(round.0 + ahead), block_hash, validator: key.public() }
+                .sign(&self.genesis.chain_id, &key);
+            self.broadcast_plain(i, Msg::Vote(v));
+        }
+    }
+}
+
+/// Run one configuration to the end.
+pub fn run(cfg: &SimConfig) -> Report {
+    World::new(cfg.clone()).run()
+}

@@ -1,0 +1,21 @@
+//! The wallet's library half: the pieces of the `wallet` binary that are worth testing on their own.
+//!
+//! - [`verify`]: pure, trust-minimised check that a transaction is committed (canonical bytes in, a
+//!   report of every check out);
+//! - [`keystore`]: the encrypted keystore format (Argon2id + XChaCha20-Poly1305) and reading any key file;
+//! - [`client`]: the blocking HTTP client for the node's API (`docs/api.md`);
+//! - [`files`]: bounded file reads, key loading with password sources, private file creation;
+//! - [`error`]: the error type and the stable exit codes.
+//!
+//! What it is not: no key ever leaves this process except encrypted (or, on explicit request, in a
+//! plaintext key file); nothing here prints secrets or derives `Debug` on them.
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod error;
+pub mod files;
+pub mod keystore;
+pub mod verify;
+
+pub use error::{ErrorKind, WalletError};
