@@ -8,6 +8,7 @@
 //! - [`wire`]: versioned borsh gossip and sync messages with bounded decoding.
 //! - [`p2p`]: the libp2p swarm task (gossipsub, identify, Kademlia, block sync) behind bounded channels.
 //! - [`driver`]: the one task that owns consensus and executes its actions in order.
+//! - [`api`]: the HTTP API (axum): JSON routes over storage and a `NodeHandle` to the driver, SSE, metrics.
 //! - [`run`]: assembles a node from a configuration (`ledgerd start`).
 //!
 //! **Architecture Invariant:** only the driver task writes storage and touches consensus state; the swarm
@@ -18,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod driver;
 pub mod keys;

@@ -1,0 +1,583 @@
+//! Route handlers: parse, read storage or ask the [`NodeHandle`](super::NodeHandle), shape the answer.
+//! Each is annotated with `#[utoipa::path]`, from which `/openapi.json` is generated.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use ledger_core::{Address, Hash, Height, SignedTransaction, TxId, merkle};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::{ApiError, ErrorBody, ErrorView};
+use super::state::ApiState;
+use super::views::*;
+use crate::mempool::TxOutcome;
+
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
+
+// ---- parsing helpers -------------------------------------------------------------------------------
+
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t).map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
+}
+
+pub(crate) fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t).map_err(|e| {
+        let status = e.status();
+        ApiError::new(status, super::error::code_for_status(status), e.body_text())
+    })
+}
+
+fn parse_hash(s: &str) -> Result<Hash, ApiError> {
+    Hash::from_hex(s).map_err(|e| ApiError::bad_request("bad_hash", format!("{e}: expected 64 hex characters")))
+}
+
+fn parse_address(s: &str) -> Result<Address, ApiError> {
+    Address::parse_address(s).map_err(|e| ApiError::bad_request("bad_address", e.to_string()))
+}
+
+/// A height path segment: a positive integer or `latest`.
+fn parse_height(s: &str, tip: Height) -> Result<Height, ApiError> {
+    if s == "latest" {
+        return Ok(tip);
+    }
+    s.parse::<u64>().map(Height).map_err(|_| {
+        ApiError::bad_request("bad_height", format!("height must be a non-negative integer or `latest`, got {s:?}"))
+    })
+}
+
+fn page_limit(state: &ApiState, limit: Option<usize>) -> Result<usize, ApiError> {
+    let c = &state.inner.config;
+    match limit {
+        None => Ok(c.page_limit_default),
+        Some(0) => Err(ApiError::bad_request("bad_query", "limit must be at least 1")),
+        Some(n) if n > c.page_limit_max => {
+            Err(ApiError::bad_request("bad_query", format!("limit {n} is above the maximum {}", c.page_limit_max)))
+        }
+        Some(n) => Ok(n),
+    }
+}
+
+// ---- node ------------------------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/health", tag = "node",
+    responses((status = 200, description = "The server answers and storage is readable", body = HealthView),
+              (status = 500, description = "Storage is not readable", body = ErrorView)))]
+pub async fn health(State(s): State<ApiState>) -> ApiResult<HealthView> {
+    s.read(|st| st.latest_height()).await?;
+    Ok(Json(HealthView { status: "ok".into() }))
+}
+
+#[utoipa::path(get, path = "/status", tag = "node",
+    responses((status = 200, description = "Chain and node status", body = StatusView)))]
+pub async fn status(State(s): State<ApiState>) -> ApiResult<StatusView> {
+    let node = s.inner.node.status().await;
+    let (height, latest) = s
+        .read(|st| {
+            let h = st.latest_height()?;
+            let b = if h == Height::GENESIS { None } else { st.block(h)? };
+            Ok((h, b.map(|b| (b.hash(), b.header.timestamp_ms))))
+        })
+        .await?;
+    let g = &s.inner.genesis;
+    Ok(Json(StatusView {
+        chain_id: g.chain_id.clone(),
+        genesis_hash: s.inner.genesis_hash.to_hex(),
+        node_id: node.node_id,
+        height: height.0,
+        latest_block_hash: latest.map(|(h, _)| h.to_hex()),
+        latest_block_time: latest.map_or(g.genesis_time_ms, |(_, t)| t),
+        catching_up: node.catching_up,
+        n_peers: node.n_peers,
+        validator: node.validator.map(|v| v.to_address_string()),
+        consensus_height: node.consensus_height.0,
+        consensus_round: node.round.0,
+        protocol_version: ledger_core::PROTOCOL_VERSION,
+    }))
+}
+
+#[utoipa::path(get, path = "/genesis", tag = "node",
+    responses((status = 200, description = "The genesis document, as in genesis.json", body = serde_json::Value)))]
+pub async fn genesis(State(s): State<ApiState>) -> Response {
+    let json = s.inner.genesis_json.get_or_init(|| s.inner.genesis.to_json());
+    ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response()
+}
+
+#[utoipa::path(get, path = "/validators", tag = "node",
+    responses((status = 200, description = "Validator set with proposal and signature counters over the most recent blocks (see counted_from_height)", body = ValidatorsView)))]
+pub async fn validators(State(s): State<ApiState>) -> ApiResult<ValidatorsView> {
+    let state = s.clone();
+    let stats = s
+        .read(move |st| {
+            let inner = &state.inner;
+            let n = inner.validators.len();
+            let tip = st.latest_height()?;
+            let mut stats = inner.validator_stats.lock().unwrap_or_else(|e| e.into_inner());
+            let window = inner.config.validator_stats_window.max(1);
+            if stats.proposed.len() != n || stats.to > tip || tip.0 - stats.to.0 > window {
+                // (Re)start the window: the most recent `window` blocks.
+                let from = Height(tip.0.saturating_sub(window - 1).max(1));
+                *stats = super::state::ValidatorStats {
+                    from,
+                    to: Height(from.0 - 1),
+                    proposed: vec![0; n],
+                    missed: vec![0; n],
+                };
+            }
+            while stats.to < tip {
+                let h = stats.to.next();
+                let (Some(block), Some(cert)) = (st.block(h)?, st.certificate(h)?) else {
+                    break;
+                };
+                if let Some(i) = inner.validators.index_of(&block.header.proposer) {
+                    stats.proposed[i] += 1;
+                }
+                let mut signed = vec![false; n];
+                for sig in &cert.signatures {
+                    if let Some(x) = signed.get_mut(usize::from(sig.validator_index)) {
+                        *x = true;
+                    }
+                }
+                for (i, signed) in signed.iter().enumerate() {
+                    if !signed {
+                        stats.missed[i] += 1;
+                    }
+                }
+                stats.to = h;
+            }
+            Ok(stats.clone())
+        })
+        .await?;
+    let set = &s.inner.validators;
+    let counted = stats.to >= stats.from;
+    Ok(Json(ValidatorsView {
+        validators: set
+            .validators()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ValidatorView {
+                index: i,
+                address: v.public_key.to_address_string(),
+                voting_power: v.power,
+                moniker: v.moniker.clone(),
+                blocks_proposed: stats.proposed.get(i).copied().unwrap_or(0),
+                blocks_missed: stats.missed.get(i).copied().unwrap_or(0),
+            })
+            .collect(),
+        total_voting_power: set.total_power(),
+        counted_from_height: if counted { stats.from.0 } else { 0 },
+        counted_to_height: if counted { stats.to.0 } else { 0 },
+    }))
+}
+
+#[utoipa::path(get, path = "/peers", tag = "node",
+    responses((status = 200, description = "Connected peers", body = PeersView)))]
+pub async fn peers(State(s): State<ApiState>) -> ApiResult<PeersView> {
+    let peers = s.inner.node.peers().await;
+    Ok(Json(PeersView {
+        n_peers: peers.len(),
+        peers: peers.into_iter().map(|p| PeerView { peer_id: p.peer_id, address: p.address }).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/mempool", tag = "node",
+    responses((status = 200, description = "Mempool size", body = MempoolView)))]
+pub async fn mempool(State(s): State<ApiState>) -> ApiResult<MempoolView> {
+    let m = s.inner.node.mempool_stats().await;
+    Ok(Json(MempoolView { count: m.count, bytes: m.bytes }))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "Prometheus text format 0.0.4 (OpenMetrics when asked for in Accept)", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let m = &s.inner.metrics;
+    let (body, content_type) = if openmetrics {
+        (m.encode_openmetrics(), "application/openmetrics-text; version=1.0.0; charset=utf-8")
+    } else {
+        (m.encode_prometheus(), "text/plain; version=0.0.4; charset=utf-8")
+    };
+    let body = body.map_err(|e| ApiError::internal(format!("encoding metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+// ---- blocks ----------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BlocksQuery {
+    /// Only blocks strictly below this height (default: all).
+    pub before: Option<u64>,
+    /// Page size (default 20, at most 100).
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/blocks", tag = "blocks", params(BlocksQuery),
+    responses((status = 200, description = "Blocks, newest first", body = BlocksPage),
+              (status = 400, description = "Bad query", body = ErrorView)))]
+pub async fn blocks(State(s): State<ApiState>, q: Result<Query<BlocksQuery>, QueryRejection>) -> ApiResult<BlocksPage> {
+    let q = query(q)?;
+    let limit = page_limit(&s, q.limit)?;
+    let page = s
+        .read(move |st| {
+            let tip = st.latest_height()?;
+            let top = match q.before {
+                Some(b) => b.saturating_sub(1).min(tip.0),
+                None => tip.0,
+            };
+            let mut blocks = Vec::new();
+            let mut h = top;
+            while h >= 1 && blocks.len() < limit {
+                match st.block(Height(h))? {
+                    Some(b) => blocks.push(block_summary(&b)),
+                    None => break,
+                }
+                h -= 1;
+            }
+            let next = blocks.last().map(|b| b.height).filter(|&lowest| lowest > 1);
+            Ok(BlocksPage { blocks, next })
+        })
+        .await?;
+    Ok(Json(page))
+}
+
+#[utoipa::path(get, path = "/blocks/{height}", tag = "blocks",
+    params(("height" = String, Path, description = "Block height, or `latest`")),
+    responses((status = 200, description = "The block with its certificate's signers", body = BlockView),
+              (status = 400, description = "Malformed height", body = ErrorView),
+              (status = 404, description = "No such block", body = ErrorView)))]
+pub async fn block_by_height(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult<BlockView> {
+    let set = s.inner.validators.clone();
+    let view = s
+        .read(move |st| {
+            let h = match parse_height(&height, st.latest_height()?) {
+                Ok(h) => h,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(match (st.block(h)?, st.certificate(h)?) {
+                (Some(b), cert) => Ok(block_view(&b, cert.as_ref(), &set)),
+                (None, _) => Err(ApiError::not_found(format!("no block at height {height}"))),
+            })
+        })
+        .await??;
+    Ok(Json(view))
+}
+
+#[utoipa::path(get, path = "/blocks/by-hash/{hash}", tag = "blocks",
+    params(("hash" = String, Path, description = "Block hash, 64 hex characters")),
+    responses((status = 200, description = "The block with its certificate's signers", body = BlockView),
+              (status = 400, description = "Malformed hash", body = ErrorView),
+              (status = 404, description = "No such block", body = ErrorView)))]
+pub async fn block_by_hash(State(s): State<ApiState>, Path(hash): Path<String>) -> ApiResult<BlockView> {
+    let hash = parse_hash(&hash)?;
+    let set = s.inner.validators.clone();
+    let view = s
+        .read(move |st| {
+            let Some(h) = st.height_of(&hash)? else { return Ok(None) };
+            Ok(st.block(h)?.map(|b| block_view(&b, st.certificate(h).ok().flatten().as_ref(), &set)))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no block with hash {hash}")))?;
+    Ok(Json(view))
+}
+
+#[utoipa::path(get, path = "/blocks/{height}/commit", tag = "blocks",
+    params(("height" = String, Path, description = "Block height, or `latest`")),
+    responses((status = 200, description = "The certificate that committed the block", body = CommitView),
+              (status = 400, description = "Malformed height", body = ErrorView),
+              (status = 404, description = "No such block", body = ErrorView)))]
+pub async fn block_commit(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult<CommitView> {
+    let set = s.inner.validators.clone();
+    let view = s
+        .read(move |st| {
+            let h = match parse_height(&height, st.latest_height()?) {
+                Ok(h) => h,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(st
+                .certificate(h)?
+                .map(|c| commit_view(&c, &set))
+                .ok_or_else(|| ApiError::not_found(format!("no certificate at height {height}"))))
+        })
+        .await??;
+    Ok(Json(view))
+}
+
+// ---- transactions ----------------------------------------------------------------------------------
+
+/// Status of `id` from storage (committed, with proof) or else from the mempool's outcomes.
+pub(crate) async fn tx_status(s: &ApiState, id: TxId) -> Result<TxStatusView, ApiError> {
+    let committed = s
+        .read(move |st| {
+            let Some(loc) = st.tx_location(&id)? else { return Ok(None) };
+            let Some(block) = st.block(loc.height)? else { return Ok(None) };
+            Ok(Some((loc, block)))
+        })
+        .await?;
+    if let Some((loc, block)) = committed {
+        let ids = block.tx_ids();
+        let tx = block.txs.get(loc.index as usize);
+        return Ok(TxStatusView {
+            id: id.to_hex(),
+            status: "committed".into(),
+            height: Some(loc.height.0),
+            index: Some(loc.index),
+            block_hash: Some(block.hash().to_hex()),
+            proof: merkle::prove(&ids, loc.index as usize).map(|p| ProofView::of(&p)),
+            tx: tx.map(TxView::of),
+            tx_hex: tx.map(|t| hex::encode(t.encode())),
+            ..Default::default()
+        });
+    }
+    let base = TxStatusView { id: id.to_hex(), ..Default::default() };
+    Ok(match s.inner.node.tx_outcome(id).await {
+        Some(TxOutcome::Pending) => TxStatusView { status: "pending".into(), ..base },
+        Some(TxOutcome::Rejected { code, message }) => {
+            TxStatusView { status: "rejected".into(), reason: Some(ErrorBody { code: code.into(), message }), ..base }
+        }
+        Some(TxOutcome::Evicted { code, message }) => {
+            TxStatusView { status: "evicted".into(), reason: Some(ErrorBody { code: code.into(), message }), ..base }
+        }
+        // Committed per the mempool but not (yet) readable here: report what storage says.
+        Some(TxOutcome::Committed { .. }) | None => TxStatusView { status: "unknown".into(), ..base },
+    })
+}
+
+#[utoipa::path(get, path = "/txs/{id}", tag = "txs",
+    params(("id" = String, Path, description = "Transaction id, 64 hex characters")),
+    responses((status = 200, description = "Status; with location, Merkle proof and bytes when committed", body = TxStatusView),
+              (status = 400, description = "Malformed id", body = ErrorView)))]
+pub async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TxStatusView> {
+    let id = parse_hash(&id)?;
+    Ok(Json(tx_status(&s, id).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubmitQuery {
+    /// `commit`: wait until the transaction is committed or rejected (bounded).
+    pub wait: Option<String>,
+    /// Longest wait in milliseconds (default 10000, at most 25000).
+    pub timeout_ms: Option<u64>,
+}
+
+fn decode_hex_tx(s: &str) -> Result<Vec<u8>, ErrorBody> {
+    hex::decode(s.trim()).map_err(|e| ErrorBody { code: "malformed".into(), message: format!("tx is not hex: {e}") })
+}
+
+#[utoipa::path(post, path = "/txs", tag = "txs", params(SubmitQuery), request_body = SubmitRequest,
+    responses((status = 200, description = "Admitted (status pending), or with wait=commit the final or timed-out status", body = TxStatusView),
+              (status = 400, description = "Rejected: bad_signature, wrong_chain, nonce_too_low, nonce_too_far_ahead, insufficient_funds, expired, fee_too_low, too_large, malformed, zero_amount, memo_too_long, weak_key, bad_key, overflow", body = ErrorView),
+              (status = 409, description = "duplicate", body = ErrorView),
+              (status = 413, description = "Request body above the limit", body = ErrorView),
+              (status = 429, description = "mempool_full, sender_limit", body = ErrorView)))]
+pub async fn submit_tx(
+    State(s): State<ApiState>,
+    q: Result<Query<SubmitQuery>, QueryRejection>,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> ApiResult<TxStatusView> {
+    let q = query(q)?;
+    let wait = match q.wait.as_deref() {
+        None | Some("none") => None,
+        Some("commit") => {
+            let c = &s.inner.config;
+            let t = q.timeout_ms.map_or(c.commit_wait_default, Duration::from_millis);
+            Some(t.min(c.commit_wait_max))
+        }
+        Some(other) => return Err(ApiError::bad_request("bad_query", format!("wait must be `commit`, got {other:?}"))),
+    };
+    let body = json_body(body)?;
+    let bytes = decode_hex_tx(&body.tx).map_err(|e| ApiError::bad_request(&e.code, e.message))?;
+    // Subscribe before submitting so a commit cannot slip between the two.
+    let events = wait.map(|_| s.inner.node.subscribe_blocks());
+    let result = s.inner.node.submit_txs(vec![bytes]).await.into_iter().next();
+    let id = match result {
+        Some(Ok(id)) => id,
+        Some(Err(r)) => return Err(ApiError::rejection(&r.code, r.message)),
+        None => return Err(ApiError::internal("node returned no result for a submitted transaction")),
+    };
+    let (Some(timeout), Some(events)) = (wait, events) else {
+        return Ok(Json(TxStatusView { id: id.to_hex(), status: "pending".into(), ..Default::default() }));
+    };
+    Ok(Json(wait_for_commit(&s, id, timeout, events).await?))
+}
+
+/// Wait until `id` is committed, rejected or evicted, or `timeout` passes (then `pending`).
+async fn wait_for_commit(
+    s: &ApiState,
+    id: TxId,
+    timeout: Duration,
+    mut events: tokio::sync::broadcast::Receiver<super::state::BlockEvent>,
+) -> Result<TxStatusView, ApiError> {
+    use tokio::sync::broadcast::error::RecvError;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut status = tx_status(s, id).await?;
+        match status.status.as_str() {
+            "committed" => {
+                // The wait answer is the short form of the contract; GET /txs/{id} has the proof.
+                status.proof = None;
+                status.tx = None;
+                status.tx_hex = None;
+                return Ok(status);
+            }
+            "rejected" | "evicted" => return Ok(status),
+            _ => {}
+        }
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) | Ok(Err(RecvError::Closed)) => {
+                return Ok(TxStatusView { id: id.to_hex(), status: "pending".into(), ..Default::default() });
+            }
+            // A new block (or missed ones): check again.
+            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/txs/batch", tag = "txs", request_body = BatchRequest,
+    responses((status = 200, description = "One result per transaction, in order: {id} or {error}", body = BatchResponse),
+              (status = 400, description = "Too many transactions or malformed body", body = ErrorView),
+              (status = 413, description = "Request body above the limit", body = ErrorView)))]
+pub async fn submit_batch(
+    State(s): State<ApiState>,
+    body: Result<Json<BatchRequest>, JsonRejection>,
+) -> ApiResult<BatchResponse> {
+    let body = json_body(body)?;
+    let max = s.inner.config.batch_txs_max;
+    if body.txs.len() > max {
+        return Err(ApiError::bad_request(
+            "too_many_txs",
+            format!("batch has {} transactions, limit is {max}", body.txs.len()),
+        ));
+    }
+    // Decode hex first; only well-formed hex goes to the node, and results are put back in order.
+    let decoded: Vec<Result<Vec<u8>, ErrorBody>> = body.txs.iter().map(|t| decode_hex_tx(t)).collect();
+    let to_submit: Vec<Vec<u8>> = decoded.iter().filter_map(|d| d.as_ref().ok().cloned()).collect();
+    let mut submitted = s.inner.node.submit_txs(to_submit).await.into_iter();
+    let mut results = Vec::with_capacity(decoded.len());
+    for d in decoded {
+        results.push(match d {
+            Err(e) => BatchResult { id: None, error: Some(e) },
+            Ok(_) => match submitted.next() {
+                Some(Ok(id)) => BatchResult { id: Some(id.to_hex()), error: None },
+                Some(Err(r)) => BatchResult { id: None, error: Some(ErrorBody { code: r.code, message: r.message }) },
+                None => return Err(ApiError::internal("node returned fewer results than transactions")),
+            },
+        });
+    }
+    Ok(Json(BatchResponse { results }))
+}
+
+// ---- accounts --------------------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/accounts/{address}", tag = "accounts",
+    params(("address" = String, Path, description = "Account address, `ldg…`")),
+    responses((status = 200, description = "Balance and nonces (unknown accounts are zero)", body = AccountView),
+              (status = 400, description = "bad_address", body = ErrorView)))]
+pub async fn account(State(s): State<ApiState>, Path(address): Path<String>) -> ApiResult<AccountView> {
+    use ledger_core::AccountStore;
+    let address = parse_address(&address)?;
+    let account = s.read(move |st| Ok(st.account(&address))).await?.map_err(|e| ApiError::internal(e.0))?;
+    let next_nonce = s.inner.node.next_nonce(address, account.nonce).await;
+    Ok(Json(AccountView {
+        address: address.to_address_string(),
+        balance: account.balance,
+        nonce: account.nonce,
+        next_nonce: next_nonce.max(account.nonce),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccountTxsQuery {
+    /// Start below this height (default: the tip, inclusive).
+    pub before: Option<u64>,
+    /// With `before`: also include transactions at height `before` with an index below this.
+    pub before_index: Option<u32>,
+    /// Page size (default 20, at most 100).
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/accounts/{address}/txs", tag = "accounts",
+    params(("address" = String, Path, description = "Account address, `ldg…`"), AccountTxsQuery),
+    responses((status = 200, description = "Committed transactions sent or received, newest first, found by scanning at most 1000 blocks per request; follow `next` to continue", body = AccountTxsPage),
+              (status = 400, description = "bad_address or bad query", body = ErrorView)))]
+pub async fn account_txs(
+    State(s): State<ApiState>,
+    Path(address): Path<String>,
+    q: Result<Query<AccountTxsQuery>, QueryRejection>,
+) -> ApiResult<AccountTxsPage> {
+    let address = parse_address(&address)?;
+    let q = query(q)?;
+    let limit = page_limit(&s, q.limit)?;
+    let scan_max = s.inner.config.account_scan_blocks_max.max(1);
+    let page = s
+        .read(move |st| {
+            let tip = st.latest_height()?.0;
+            // The first height to look at, and the index bound inside it.
+            let (mut h, mut index_bound) = match (q.before, q.before_index) {
+                (None, _) => (tip, u32::MAX),
+                (Some(b), Some(i)) if b <= tip => (b, i),
+                (Some(b), _) => (b.saturating_sub(1).min(tip), u32::MAX),
+            };
+            let mut txs = Vec::new();
+            let (mut scanned_from, mut scanned_to) = (None, None);
+            let mut scanned = 0u64;
+            let mut next = None;
+            while h >= 1 {
+                if scanned == scan_max {
+                    next = Some(AccountTxsCursor { before: h + 1, before_index: None });
+                    break;
+                }
+                let Some(block) = st.block(Height(h))? else { break };
+                scanned += 1;
+                scanned_from.get_or_insert(h);
+                scanned_to = Some(h);
+                let end = (block.txs.len() as u64).min(u64::from(index_bound)) as usize;
+                let mut full = false;
+                for (i, tx) in block.txs[..end].iter().enumerate().rev() {
+                    let t = tx.tx();
+                    if t.sender != address && t.recipient != address {
+                        continue;
+                    }
+                    if txs.len() == limit {
+                        next = Some(AccountTxsCursor { before: h, before_index: Some(i as u32 + 1) });
+                        full = true;
+                        break;
+                    }
+                    txs.push(AccountTxView {
+                        height: h,
+                        index: i as u32,
+                        direction: if t.sender == address { "sent" } else { "received" }.into(),
+                        tx: TxView::of(tx),
+                    });
+                }
+                if full {
+                    break;
+                }
+                index_bound = u32::MAX;
+                h -= 1;
+            }
+            Ok(AccountTxsPage {
+                address: address.to_address_string(),
+                txs,
+                scanned_from_height: scanned_from,
+                scanned_to_height: scanned_to,
+                next,
+            })
+        })
+        .await?;
+    Ok(Json(page))
+}
+
+/// A submitted transaction's bytes must decode; used by tests and docs to build requests.
+pub fn tx_hex(tx: &SignedTransaction) -> String {
+    hex::encode(tx.encode())
+}

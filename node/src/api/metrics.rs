@@ -1,0 +1,200 @@
+//! Prometheus metrics (prometheus-client 0.25), all prefixed `ledger_`. The driver calls the `set_*` and
+//! `on_*` methods; `GET /metrics` encodes the registry.
+//!
+//! | name | type | meaning |
+//! |---|---|---|
+//! | `ledger_consensus_height` | gauge | height consensus is deciding |
+//! | `ledger_consensus_round` | gauge | round at that height |
+//! | `ledger_committed_height` | gauge | latest committed block |
+//! | `ledger_peers` | gauge | connected peers |
+//! | `ledger_mempool_txs` / `ledger_mempool_bytes` | gauge | mempool size |
+//! | `ledger_txs_committed_total` | counter | transactions in committed blocks |
+//! | `ledger_blocks_committed_total` | counter | blocks committed by this process |
+//! | `ledger_block_interval_seconds` | histogram | header timestamp difference between consecutive blocks |
+//! | `ledger_commit_latency_seconds` | histogram | start of a height to its commit, as the driver measures it |
+//! | `ledger_catching_up` | gauge | 1 while syncing blocks from peers |
+//! | `ledger_build_info{version,protocol_version}` | gauge (info) | always 1 |
+//!
+//! `GET /metrics` answers the Prometheus text format 0.0.4 (what `promtool check metrics` reads) unless
+//! the client asks for OpenMetrics in `Accept`, which prometheus-client writes natively.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// The node's metrics and the registry that holds them (shareable with libp2p's metrics).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    consensus_height: Gauge,
+    consensus_round: Gauge,
+    committed_height: Gauge,
+    peers: Gauge,
+    mempool_txs: Gauge,
+    mempool_bytes: Gauge,
+    txs_committed: Counter,
+    blocks_committed: Counter,
+    block_interval: Histogram,
+    commit_latency: Histogram,
+    catching_up: Gauge,
+    /// Header timestamp of the last committed block, for the interval histogram (0 = none yet).
+    last_block_time_ms: AtomicU64,
+}
+
+fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Metrics in a fresh registry prefixed `ledger`.
+    pub fn new() -> Metrics {
+        Metrics::with_registry(Registry::with_prefix("ledger"))
+    }
+
+    /// Register into `registry` (create it with `Registry::with_prefix("ledger")`; register other
+    /// subsystems, such as libp2p metrics, before wrapping the result in an `Arc`).
+    pub fn with_registry(mut registry: Registry) -> Metrics {
+        let m = Metrics {
+            registry: Registry::default(),
+            consensus_height: Gauge::default(),
+            consensus_round: Gauge::default(),
+            committed_height: Gauge::default(),
+            peers: Gauge::default(),
+            mempool_txs: Gauge::default(),
+            mempool_bytes: Gauge::default(),
+            txs_committed: Counter::default(),
+            blocks_committed: Counter::default(),
+            block_interval: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            commit_latency: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            catching_up: Gauge::default(),
+            last_block_time_ms: AtomicU64::new(0),
+        };
+        registry.register("consensus_height", "Height consensus is deciding", m.consensus_height.clone());
+        registry.register("consensus_round", "Consensus round at the current height", m.consensus_round.clone());
+        registry.register("committed_height", "Height of the latest committed block", m.committed_height.clone());
+        registry.register("peers", "Connected peers", m.peers.clone());
+        registry.register("mempool_txs", "Transactions in the mempool", m.mempool_txs.clone());
+        registry.register("mempool_bytes", "Encoded bytes of the transactions in the mempool", m.mempool_bytes.clone());
+        registry.register("txs_committed", "Transactions in committed blocks", m.txs_committed.clone());
+        registry.register("blocks_committed", "Blocks committed by this process", m.blocks_committed.clone());
+        registry.register(
+            "block_interval_seconds",
+            "Header timestamp difference between consecutive committed blocks",
+            m.block_interval.clone(),
+        );
+        registry.register(
+            "commit_latency_seconds",
+            "Time from the start of a height to its commit",
+            m.commit_latency.clone(),
+        );
+        registry.register("catching_up", "1 while the node syncs blocks from peers", m.catching_up.clone());
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![
+                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                ("protocol_version".to_string(), ledger_core::PROTOCOL_VERSION.to_string()),
+            ]),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn set_consensus(&self, height: u64, round: u32) {
+        self.consensus_height.set(gauge_value(height));
+        self.consensus_round.set(i64::from(round));
+    }
+
+    pub fn set_peers(&self, n: usize) {
+        self.peers.set(gauge_value(n as u64));
+    }
+
+    pub fn set_mempool(&self, count: usize, bytes: usize) {
+        self.mempool_txs.set(gauge_value(count as u64));
+        self.mempool_bytes.set(gauge_value(bytes as u64));
+    }
+
+    pub fn set_catching_up(&self, catching_up: bool) {
+        self.catching_up.set(i64::from(catching_up));
+    }
+
+    /// After a block is durably committed: height, counters, and the interval since the previous block's
+    /// header timestamp (the first block seen by this process records no interval).
+    pub fn on_block_committed(&self, height: u64, n_txs: usize, timestamp_ms: u64) {
+        self.committed_height.set(gauge_value(height));
+        self.blocks_committed.inc();
+        self.txs_committed.inc_by(n_txs as u64);
+        let previous = self.last_block_time_ms.swap(timestamp_ms, Ordering::Relaxed);
+        if previous != 0 && timestamp_ms >= previous {
+            self.block_interval.observe((timestamp_ms - previous) as f64 / 1000.0);
+        }
+    }
+
+    pub fn observe_commit_latency(&self, latency: Duration) {
+        self.commit_latency.observe(latency.as_secs_f64());
+    }
+
+    /// OpenMetrics text, as prometheus-client writes it.
+    pub fn encode_openmetrics(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    /// Prometheus text format 0.0.4: the OpenMetrics text with counter families named by their `_total`
+    /// samples, `info` families as gauges named `*_info`, and no `# UNIT` / `# EOF` lines.
+    pub fn encode_prometheus(&self) -> Result<String, std::fmt::Error> {
+        Ok(openmetrics_to_prometheus(&self.encode_openmetrics()?))
+    }
+}
+
+fn openmetrics_to_prometheus(text: &str) -> String {
+    use std::collections::BTreeMap;
+    // Family name -> (new name, new type) for the families whose names change.
+    let mut renamed: BTreeMap<&str, (String, &str)> = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split(' ');
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            match kind {
+                "counter" => {
+                    renamed.insert(name, (format!("{name}_total"), "counter"));
+                }
+                "info" => {
+                    renamed.insert(name, (format!("{name}_info"), "gauge"));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let mut words = line.splitn(4, ' ');
+        if let (Some("#"), Some(kw @ ("HELP" | "TYPE")), Some(name)) = (words.next(), words.next(), words.next())
+            && let Some((new_name, new_type)) = renamed.get(name)
+        {
+            let rest = words.next().unwrap_or("");
+            let rest = if kw == "TYPE" { new_type } else { rest };
+            out.push_str(&format!("# {kw} {new_name} {rest}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,211 @@
+//! What the API needs from the node: [`ApiState`] (shared, cheap to clone) and the [`NodeHandle`] trait the
+//! driver loop implements.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use ledger_core::validator::ValidatorSetError;
+use ledger_core::{Address, Block, CommitCertificate, Genesis, Hash, Height, Round, TxId, ValidatorSet};
+use tokio::sync::{Semaphore, broadcast, watch};
+
+use super::error::ApiError;
+use super::metrics::Metrics;
+use crate::mempool::TxOutcome;
+use crate::storage::{Storage, StorageError};
+
+/// Why the node refused a submitted transaction: a stable code (a `TxError::code`, a `MempoolError::code`,
+/// or `unavailable` when the node cannot take transactions now) and a human message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: String,
+    pub message: String,
+}
+
+/// Mempool size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MempoolStats {
+    pub count: usize,
+    pub bytes: usize,
+}
+
+/// What only the running node knows (the committed height comes from storage, not from here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Height consensus is deciding now (committed height + 1 in the steady state).
+    pub consensus_height: Height,
+    pub round: Round,
+    pub n_peers: usize,
+    pub catching_up: bool,
+    /// The libp2p peer id of this node.
+    pub node_id: String,
+    /// This node's validator key, if it is a validator.
+    pub validator: Option<Address>,
+}
+
+/// One connected peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    /// Remote multiaddr, when known.
+    pub address: Option<String>,
+}
+
+/// Published by the node after a block is durably committed ([`Storage::commit_block`] returned `Ok`).
+#[derive(Clone, Debug)]
+pub struct BlockEvent {
+    pub block: Arc<Block>,
+    pub certificate: Arc<CommitCertificate>,
+}
+
+/// The API's only way to talk to the running node. Every method must answer promptly (the driver may queue
+/// the request on a channel and reply through a oneshot); none may block the driver on the API.
+///
+/// **Architecture invariant:** handlers never touch consensus state; they read [`Storage`] and call this.
+pub trait NodeHandle: Send + Sync + 'static {
+    /// Admit raw canonical transaction bytes to the mempool, one result per input, in order.
+    fn submit_txs(&self, txs: Vec<Vec<u8>>) -> BoxFuture<'_, Vec<Result<TxId, Rejection>>>;
+    /// What the mempool remembers about `id` (pending, rejected, evicted, committed), if anything.
+    fn tx_outcome(&self, id: TxId) -> BoxFuture<'_, Option<TxOutcome>>;
+    /// The nonce the next transaction of `address` should use: `committed_nonce` plus the number of
+    /// consecutive pending transactions from it.
+    fn next_nonce(&self, address: Address, committed_nonce: u64) -> BoxFuture<'_, u64>;
+    fn mempool_stats(&self) -> BoxFuture<'_, MempoolStats>;
+    fn status(&self) -> BoxFuture<'_, NodeStatus>;
+    fn peers(&self) -> BoxFuture<'_, Vec<PeerInfo>>;
+    /// A receiver of committed-block events. Its channel's capacity is each subscriber's buffer: a
+    /// subscriber that falls that many blocks behind is dropped (the sender never waits).
+    fn subscribe_blocks(&self) -> broadcast::Receiver<BlockEvent>;
+}
+
+/// Limits and knobs of the HTTP server. Every inbound quantity has one.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Largest request body, in bytes (413 above).
+    pub body_bytes_max: usize,
+    /// Time to produce a response (headers); SSE bodies are not bounded by it.
+    pub request_timeout: Duration,
+    /// Requests handled at once; more are answered 503 `overloaded`.
+    pub concurrent_requests_max: usize,
+    /// Open TCP connections; more wait in the kernel's accept backlog.
+    pub connections_max: usize,
+    /// Open `/events` streams; more are answered 503 `too_many_subscribers`.
+    pub event_streams_max: usize,
+    /// Default and largest wait of `POST /txs?wait=commit`.
+    pub commit_wait_default: Duration,
+    pub commit_wait_max: Duration,
+    /// Transactions in one `POST /txs/batch`.
+    pub batch_txs_max: usize,
+    /// Default and largest `limit` of paginated lists.
+    pub page_limit_default: usize,
+    pub page_limit_max: usize,
+    /// Blocks scanned by one `GET /accounts/{address}/txs` request.
+    pub account_scan_blocks_max: u64,
+    /// Blocks counted by `GET /validators` (the most recent ones).
+    pub validator_stats_window: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            body_bytes_max: 10 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            concurrent_requests_max: 512,
+            connections_max: 1024,
+            event_streams_max: 256,
+            commit_wait_default: Duration::from_secs(10),
+            commit_wait_max: Duration::from_secs(25),
+            batch_txs_max: 1000,
+            page_limit_default: 20,
+            page_limit_max: 100,
+            account_scan_blocks_max: 1000,
+            validator_stats_window: 1000,
+        }
+    }
+}
+
+/// Everything handlers share. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub storage: Arc<Storage>,
+    pub genesis: Arc<Genesis>,
+    pub genesis_hash: Hash,
+    pub validators: Arc<ValidatorSet>,
+    pub node: Arc<dyn NodeHandle>,
+    pub metrics: Arc<Metrics>,
+    pub config: ApiConfig,
+    pub requests: Arc<Semaphore>,
+    pub event_streams: Arc<Semaphore>,
+    pub validator_stats: Mutex<ValidatorStats>,
+    /// Set to `true` when the server shuts down, so open event streams end.
+    pub shutdown: watch::Sender<bool>,
+    pub genesis_json: OnceLock<String>,
+}
+
+/// Incremental per-validator counters over `[from, to]` (see `GET /validators`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ValidatorStats {
+    pub from: Height,
+    pub to: Height,
+    pub proposed: Vec<u64>,
+    pub missed: Vec<u64>,
+}
+
+impl ApiState {
+    pub fn new(
+        storage: Arc<Storage>,
+        genesis: Genesis,
+        node: Arc<dyn NodeHandle>,
+        metrics: Arc<Metrics>,
+        config: ApiConfig,
+    ) -> Result<ApiState, ValidatorSetError> {
+        let validators = Arc::new(genesis.validator_set()?);
+        let (shutdown, _) = watch::channel(false);
+        Ok(ApiState {
+            inner: Arc::new(Inner {
+                storage,
+                genesis_hash: genesis.hash(),
+                genesis: Arc::new(genesis),
+                validators,
+                node,
+                metrics,
+                requests: Arc::new(Semaphore::new(config.concurrent_requests_max)),
+                event_streams: Arc::new(Semaphore::new(config.event_streams_max)),
+                config,
+                validator_stats: Mutex::new(ValidatorStats::default()),
+                shutdown,
+                genesis_json: OnceLock::new(),
+            }),
+        })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.inner.storage
+    }
+
+    /// End every open event stream (also done by [`super::serve`] when its shutdown future fires).
+    pub fn close_event_streams(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Run a storage read on the blocking pool (block decoding can take milliseconds).
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Storage) -> Result<T, StorageError> + Send + 'static,
+    {
+        let storage = self.inner.storage.clone();
+        match tokio::task::spawn_blocking(move || f(&storage)).await {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(e) => Err(ApiError::internal(format!("storage task failed: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! JSON shapes of the answers (field names are the contract in `docs/api.md`) and their construction from
+//! ledger types. Hashes and ids are lowercase hex, addresses `ldg…` text, heights and amounts numbers.
+
+use ledger_core::merkle::MerkleProof;
+use ledger_core::{Block, CommitCertificate, SignedTransaction, ValidatorSet, encoding};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ErrorBody;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusView {
+    pub chain_id: String,
+    pub genesis_hash: String,
+    pub node_id: String,
+    /// Latest committed height (0 = genesis only).
+    pub height: u64,
+    /// Null at genesis.
+    pub latest_block_hash: Option<String>,
+    /// Header timestamp of the latest block, ms since the Unix epoch (the genesis time at height 0).
+    pub latest_block_time: u64,
+    pub catching_up: bool,
+    pub n_peers: usize,
+    /// This node's validator address, or null.
+    pub validator: Option<String>,
+    pub consensus_height: u64,
+    pub consensus_round: u32,
+    pub protocol_version: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ValidatorView {
+    pub index: usize,
+    pub address: String,
+    pub voting_power: u64,
+    pub moniker: String,
+    /// Blocks in `[counted_from_height, counted_to_height]` this validator proposed.
+    pub blocks_proposed: u64,
+    /// Commit certificates in that range without this validator's signature.
+    pub blocks_missed: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ValidatorsView {
+    pub validators: Vec<ValidatorView>,
+    pub total_voting_power: u64,
+    /// Range of heights the counters cover (0..0 before the first block).
+    pub counted_from_height: u64,
+    pub counted_to_height: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PeerView {
+    pub peer_id: String,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PeersView {
+    pub n_peers: usize,
+    pub peers: Vec<PeerView>,
+}
+
+/// A transaction's decoded fields with its id.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TxView {
+    pub id: String,
+    pub chain_id: String,
+    pub sender: String,
+    pub recipient: String,
+    pub amount: u64,
+    pub fee: u64,
+    pub nonce: u64,
+    pub expiry_height: u64,
+    pub memo: String,
+    pub signature: String,
+}
+
+impl TxView {
+    pub fn of(tx: &SignedTransaction) -> TxView {
+        let t = tx.tx();
+        TxView {
+            id: tx.id().to_hex(),
+            chain_id: t.chain_id.clone(),
+            sender: t.sender.to_address_string(),
+            recipient: t.recipient.to_address_string(),
+            amount: t.amount,
+            fee: t.fee,
+            nonce: t.nonce,
+            expiry_height: t.expiry_height,
+            memo: t.memo.clone(),
+            signature: t_sig(tx),
+        }
+    }
+}
+
+fn t_sig(tx: &SignedTransaction) -> String {
+    tx.signature().to_hex()
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BlockView {
+    pub height: u64,
+    pub hash: String,
+    /// Decoded header fields.
+    #[schema(value_type = Object)]
+    pub header: serde_json::Value,
+    /// Canonical borsh bytes of the header: its blake3 (domain `BlockHeader`) is `hash`.
+    pub header_hex: String,
+    pub txs: Vec<TxView>,
+    /// Addresses of the validators whose precommits are in the certificate that committed this block.
+    pub signers: Vec<String>,
+    /// The certificate of the previous block carried in this block (null at height 1).
+    #[schema(value_type = Option<Object>)]
+    pub last_commit: Option<serde_json::Value>,
+}
+
+/// A block in a list: header and counts, no transactions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BlockSummaryView {
+    pub height: u64,
+    pub hash: String,
+    #[schema(value_type = Object)]
+    pub header: serde_json::Value,
+    pub header_hex: String,
+    pub tx_count: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BlocksPage {
+    /// Newest first.
+    pub blocks: Vec<BlockSummaryView>,
+    /// Pass as `before` for the next (older) page; null when there is none.
+    pub next: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CommitSigView {
+    pub validator_index: u16,
+    /// The validator's address (null if the index is outside the set, which a stored certificate never is).
+    pub validator: Option<String>,
+    pub signature: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CommitView {
+    pub height: u64,
+    pub round: u32,
+    pub block_hash: String,
+    pub signatures: Vec<CommitSigView>,
+    /// Canonical borsh bytes of the certificate.
+    pub certificate_hex: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProofView {
+    pub index: u32,
+    pub leaf_count: u32,
+    /// Sibling hashes from the leaf level upwards.
+    pub siblings: Vec<String>,
+}
+
+impl ProofView {
+    pub fn of(p: &MerkleProof) -> ProofView {
+        ProofView {
+            index: p.index,
+            leaf_count: p.leaf_count,
+            siblings: p.siblings.iter().map(|h| h.to_hex()).collect(),
+        }
+    }
+}
+
+/// Status of a transaction; which optional fields are present depends on `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct TxStatusView {
+    pub id: String,
+    /// `pending`, `committed`, `rejected`, `evicted` or `unknown`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ErrorBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ProofView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx: Option<TxView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_hex: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    pub address: String,
+    pub balance: u64,
+    pub nonce: u64,
+    /// Nonce for the next transaction, counting this node's pending ones.
+    pub next_nonce: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountTxView {
+    pub height: u64,
+    pub index: u32,
+    /// `sent` or `received` (`sent` for a transfer to oneself).
+    pub direction: String,
+    pub tx: TxView,
+}
+
+/// Where the next page of an account's history starts.
+#[derive(Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct AccountTxsCursor {
+    pub before: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_index: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountTxsPage {
+    pub address: String,
+    /// Newest first.
+    pub txs: Vec<AccountTxView>,
+    /// Heights this request scanned, inclusive (`scanned_to` ≤ `scanned_from`); null when nothing was scanned.
+    pub scanned_from_height: Option<u64>,
+    pub scanned_to_height: Option<u64>,
+    /// Pass as `before` and `before_index` for the next page; null when the scan reached height 1.
+    pub next: Option<AccountTxsCursor>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MempoolView {
+    pub count: usize,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubmitRequest {
+    /// Hex of the signed transaction's canonical bytes.
+    pub tx: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchRequest {
+    pub txs: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    pub results: Vec<BatchResult>,
+}
+
+fn to_value<T: Serialize>(v: &T) -> serde_json::Value {
+    // Serialising these ledger types cannot fail (no maps with non-string keys, no failing impls).
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+pub fn signers(cert: &CommitCertificate, set: &ValidatorSet) -> Vec<String> {
+    cert.signatures
+        .iter()
+        .filter_map(|s| set.get(usize::from(s.validator_index)))
+        .map(|v| v.public_key.to_address_string())
+        .collect()
+}
+
+pub fn block_view(block: &Block, cert: Option<&CommitCertificate>, set: &ValidatorSet) -> BlockView {
+    BlockView {
+        height: block.height().0,
+        hash: block.hash().to_hex(),
+        header: to_value(&block.header),
+        header_hex: hex::encode(encoding::encode(&block.header)),
+        txs: block.txs.iter().map(TxView::of).collect(),
+        signers: cert.map(|c| signers(c, set)).unwrap_or_default(),
+        last_commit: block.last_commit.as_ref().map(to_value),
+    }
+}
+
+pub fn block_summary(block: &Block) -> BlockSummaryView {
+    BlockSummaryView {
+        height: block.height().0,
+        hash: block.hash().to_hex(),
+        header: to_value(&block.header),
+        header_hex: hex::encode(encoding::encode(&block.header)),
+        tx_count: block.txs.len(),
+    }
+}
+
+pub fn commit_view(cert: &CommitCertificate, set: &ValidatorSet) -> CommitView {
+    CommitView {
+        height: cert.height.0,
+        round: cert.round.0,
+        block_hash: cert.block_hash.to_hex(),
+        signatures: cert
+            .signatures
+            .iter()
+            .map(|s| CommitSigView {
+                validator_index: s.validator_index,
+                validator: set.get(usize::from(s.validator_index)).map(|v| v.public_key.to_address_string()),
+                signature: s.signature.to_hex(),
+            })
+            .collect(),
+        certificate_hex: hex::encode(encoding::encode(cert)),
+    }
+}
