@@ -139,6 +139,12 @@ impl SignedTransaction {
     /// that remember which ids passed this call [`SignedTransaction::check_without_signature`] instead.
     pub fn check_stateless(&self, chain_id: &str, params: &ConsensusParams) -> Result<(), TxError> {
         self.check_without_signature(chain_id, params)?;
+        self.check_keys_and_signature()
+    }
+
+    /// The expensive half of [`SignedTransaction::check_stateless`]: both keys are valid, non-weak points
+    /// and the sender's signature verifies. What a mempool remembers having checked, by id.
+    pub fn check_keys_and_signature(&self) -> Result<(), TxError> {
         self.tx.recipient.verifying_key().map_err(|error| TxError::BadKey { role: "recipient", error })?;
         self.verify_signature()
     }

@@ -225,8 +225,8 @@ impl Mempool {
         if u128::from(account.balance) < needed {
             return Err(TxError::InsufficientFunds { balance: account.balance, needed }.into());
         }
-        // Last and once: the expensive check.
-        tx.verify_signature()?;
+        // Last and once: the expensive check (both keys valid and not weak, signature verifies).
+        tx.check_keys_and_signature()?;
         self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
         self.bytes += bytes;
         self.by_id.insert(id, Entry { tx, bytes });
