@@ -707,6 +707,7 @@ async fn metrics_are_prometheus_text() {
     if let Ok(path) = std::env::var("LEDGER_METRICS_OUT") {
         std::fs::write(path, &text).unwrap();
     }
+    external_check("promtool", &["check", "metrics"], &["promtool", "--version"], None, &text);
     let (types, samples) = parse_prometheus(&text);
     for (name, kind) in [
         ("ledger_consensus_height", "gauge"),
@@ -755,6 +756,13 @@ async fn openapi_lists_every_route() {
     if let Ok(path) = std::env::var("LEDGER_OPENAPI_OUT") {
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     }
+    external_check(
+        "python3",
+        &["-m", "openapi_spec_validator"],
+        &["python3", "-c", "import openapi_spec_validator"],
+        Some("openapi.json"),
+        &serde_json::to_string_pretty(&doc).unwrap(),
+    );
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let mut routes = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -973,4 +981,44 @@ fn rejection_statuses() {
     assert_eq!(api::rejection_status("mempool_full"), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(api::rejection_status("bad_signature"), StatusCode::BAD_REQUEST);
     let _: Option<&dyn NodeHandle> = None;
+}
+
+/// Check `input` with an external validator (`program args`, reading the input from a file named `file` or
+/// from stdin). When the tool is missing the check is skipped locally, but under CI (`CI` set, where
+/// `.ci/run` installs the tools) a missing tool fails the test.
+fn external_check(program: &str, args: &[&str], probe: &[&str], file: Option<&str>, input: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let available = Command::new(probe[0]).args(&probe[1..]).output().is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(std::env::var_os("CI").is_none(), "{program} is required under CI (.ci/run installs it)");
+        eprintln!("{program} not installed: external check skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(name) = file {
+        let path = dir.path().join(name);
+        std::fs::write(&path, input).unwrap();
+        cmd.arg(path).stdin(Stdio::null());
+    } else {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().unwrap();
+    if file.is_none() {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} refused the document:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool prints lint problems on stdout with exit status 0 in some versions: treat any as failure.
+    if program == "promtool" {
+        let lint = String::from_utf8_lossy(&out.stdout);
+        assert!(lint.trim().is_empty(), "promtool lint: {lint}");
+    }
 }
