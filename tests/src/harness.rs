@@ -110,6 +110,20 @@ impl ApiClient {
         Ok(Answer { status, body })
     }
 
+    /// A plain-text GET (for `/metrics`).
+    pub fn get_text(&self, path: &str) -> Result<String> {
+        Ok(self.http.get(format!("{}{}", self.base, path)).send()?.error_for_status()?.text()?)
+    }
+
+    /// The value of a Prometheus sample without labels, from `/metrics`.
+    pub fn metric(&self, name: &str) -> Result<f64> {
+        let text = self.get_text("/metrics")?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow!("metric {name} not found"))
+    }
+
     /// `GET /status`, or an error when the node does not answer.
     pub fn status(&self) -> Result<Value> {
         let a = self.get("/status")?;
@@ -142,7 +156,7 @@ impl ApiClient {
 /// Poll `check` until it returns `Some`, or fail after `timeout` with the last observation.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let deadline = Instant::now() + timeout;
-    let mut last = String::from("nothing observed yet");
+    let mut last;
     loop {
         match check() {
             Ok(Some(v)) => return Ok(v),
@@ -303,6 +317,115 @@ impl Localnet {
     pub fn wait_all(&self, which: &[usize], height: u64, timeout: Duration) -> Result<()> {
         for &i in which {
             self.wait_height(i, height, timeout)?;
+        }
+        Ok(())
+    }
+
+    /// Add a full node (no validator key) that follows the localnet: `ledgerd init`, drop the validator key,
+    /// and start with flags for the shared genesis, its own ports and the validators as bootstrap peers.
+    /// Returns its index; it is not started.
+    pub fn add_full_node(&mut self) -> Result<usize> {
+        let index = self.nodes.len();
+        let name = format!("full{index}");
+        let home = self.dir.join(&name);
+        let status = Command::new(ledgerd_bin()?)
+            .args(["init", "--moniker", &name, "--home"])
+            .arg(&home)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("ledgerd init failed for {name}");
+        }
+        fs::remove_file(home.join("validator_key.json")).context("removing the validator key of the full node")?;
+        let ports = allocate_ports(2)?;
+        let mut extra_args = vec![
+            "--genesis-file".to_string(),
+            self.dir.join("genesis.json").display().to_string(),
+            "--p2p-listen-addr".to_string(),
+            format!("/ip4/127.0.0.1/tcp/{}", ports + 1),
+            "--api-listen-addr".to_string(),
+            format!("127.0.0.1:{ports}"),
+            "--set".to_string(),
+            "storage.cache_capacity_mb=32".to_string(),
+        ];
+        for n in &self.manifest.nodes {
+            extra_args.push("--bootstrap-peer".to_string());
+            extra_args.push(n.p2p_addr.clone());
+        }
+        self.nodes.push(NodeProc {
+            name,
+            home: home.clone(),
+            api: ApiClient::new(&format!("http://127.0.0.1:{ports}")),
+            child: None,
+            log: home.join("ledgerd.log"),
+            extra_args,
+        });
+        Ok(index)
+    }
+
+    /// Lines of every node's log that report validator misbehaviour (evidence).
+    pub fn evidence_lines(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .flat_map(|n| {
+                fs::read_to_string(&n.log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("misbehaviour"))
+                    .map(|l| format!("{}: {l}", n.name))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// A signed transfer of `amount` from dev account `from` to dev account `to`, with the sender's next nonce
+    /// as node `via` reports it.
+    pub fn transfer(&self, via: usize, from: usize, to: usize, amount: u64) -> Result<ledger_core::SignedTransaction> {
+        let key = self.account_key(from)?;
+        let api = &self.nodes[via].api;
+        let account = api.get(&format!("/accounts/{}", key.public()))?;
+        let nonce = account.body["next_nonce"].as_u64().ok_or_else(|| anyhow!("no next_nonce: {}", account.body))?;
+        let height = api.height()?;
+        Ok(ledger_core::Transaction {
+            chain_id: self.manifest.chain_id.clone(),
+            sender: key.public(),
+            recipient: self.manifest.accounts[to].address,
+            amount,
+            fee: 1,
+            nonce,
+            expiry_height: height + 1_000,
+            memo: String::new(),
+        }
+        .sign(&key))
+    }
+
+    /// Wait until node `i` reports transaction `id` committed; returns its height.
+    pub fn wait_committed(&self, i: usize, id: &str, timeout: Duration) -> Result<u64> {
+        let api = self.nodes[i].api.clone();
+        wait_for(&format!("tx {id} committed on {}", self.nodes[i].name), timeout, || {
+            let a = api.get(&format!("/txs/{id}"))?;
+            match a.body["status"].as_str() {
+                Some("committed") => Ok(a.body["height"].as_u64()),
+                Some("rejected" | "evicted") => bail!("tx {id} was {}", a.body),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    /// Check that nodes `which` hold the same block hash at every height from 1 to `up_to`.
+    pub fn assert_same_chain(&self, which: &[usize], up_to: u64) -> Result<()> {
+        for h in 1..=up_to {
+            let mut hashes = Vec::new();
+            for &i in which {
+                let hash = self.nodes[i]
+                    .api
+                    .block_hash(h)?
+                    .ok_or_else(|| anyhow!("{} lacks block {h}", self.nodes[i].name))?;
+                hashes.push(hash);
+            }
+            if hashes.windows(2).any(|w| w[0] != w[1]) {
+                bail!("nodes disagree at height {h}: {hashes:?}");
+            }
         }
         Ok(())
     }

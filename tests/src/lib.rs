@@ -1,3 +1,5 @@
-//! Test harnesses: the deterministic consensus simulator and multi-process network tests.
+//! Test harnesses: the deterministic consensus simulator (`sim`) and real multi-process localnets
+//! (`harness`).
 
+pub mod harness;
 pub mod sim;
