@@ -858,3 +858,34 @@ fn own_messages_are_what_this_validator_signed_at_the_height() {
     feed(&mut n, vec![Event::NewHeight { height: Height(2), validators: set() }]);
     assert!(n.own_messages().iter().all(|m| m.position().0 == Height(2)));
 }
+
+/// A double voter counts once per value it voted for, never twice towards "2f+1 of anything", and at most
+/// VALUES_PER_VOTER_MAX values; a polka formed with its second vote is seen, so it cannot stall us.
+#[test]
+fn equivocator_counts_once_per_value_and_never_twice_for_any() {
+    use super::{VALUES_PER_VOTER_MAX, VoteKeeper};
+    let s = set();
+    let mut k = VoteKeeper::new(H);
+    let (cheater, h1, h2) = (0, 1, 2);
+    // The cheater's first vote is for block 1; two honest validators vote for block 2.
+    k.add(CHAIN, &s, vote(cheater, VoteKind::Prevote, 0, Some(h1))).unwrap();
+    k.add(CHAIN, &s, vote(1, VoteKind::Prevote, 0, Some(h2))).unwrap();
+    k.add(CHAIN, &s, vote(2, VoteKind::Prevote, 0, Some(h2))).unwrap();
+    assert!(k.has_any_quorum(&s, Round(0), VoteKind::Prevote), "3 distinct voters of 4");
+    assert_eq!(k.quorum_value(&s, Round(0), VoteKind::Prevote), None, "2 of 4 for block 2");
+    // Its conflicting vote for block 2 completes the polka for block 2 (as it did at some other node).
+    let out = k.add(CHAIN, &s, vote(cheater, VoteKind::Prevote, 0, Some(h2))).unwrap();
+    assert!(matches!(out, super::AddOutcome::Equivocation { evidence: Some(_), .. }));
+    assert_eq!(k.quorum_value(&s, Round(0), VoteKind::Prevote), Some(block(h2)));
+    // "Anything" still counts the cheater once: precommits from 0 (twice) and 1 are 2 voters, not 3.
+    k.add(CHAIN, &s, vote(cheater, VoteKind::Precommit, 0, Some(h1))).unwrap();
+    k.add(CHAIN, &s, vote(cheater, VoteKind::Precommit, 0, None)).unwrap();
+    k.add(CHAIN, &s, vote(1, VoteKind::Precommit, 0, None)).unwrap();
+    assert!(!k.has_any_quorum(&s, Round(0), VoteKind::Precommit));
+    // The value budget per voter is bounded: past it, further values are not stored or counted.
+    for v in 10..(10 + VALUES_PER_VOTER_MAX as u8) {
+        k.add(CHAIN, &s, vote(cheater, VoteKind::Precommit, 0, Some(v))).unwrap();
+    }
+    let counted = k.votes_in(Round(0)).iter().filter(|v| v.vote.validator == keys()[cheater].public()).count();
+    assert_eq!(counted, 2 + VALUES_PER_VOTER_MAX, "prevotes for 2 values + precommits up to the budget");
+}
