@@ -33,7 +33,7 @@ struct Args {
     /// Worker threads; each run is single-threaded, results are reported in seed order.
     #[arg(long)]
     jobs: Option<usize>,
-    /// Also check liveness in runs with a double-voting validator (a known stall of the core).
+    /// Also check liveness in runs with a forking coalition (Byzantine power >= 1/3), which may legitimately stall.
     #[arg(long)]
     strict_liveness: bool,
     /// Print one line per run.
