@@ -22,7 +22,7 @@
 //! **Invariant:** nothing but this task touches the consensus state; other tasks read storage (which is
 //! only written here) and the mempool (behind a mutex).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,13 +31,14 @@ use ledger_core::consensus::{
 };
 use ledger_core::state::{BlockTemplate, StoreError, apply_block, build_block};
 use ledger_core::{
-    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, StateChanges, ValidatorSet,
-    encoding,
+    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, Round, StateChanges,
+    ValidatorSet, encoding,
 };
 use libp2p::PeerId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::api::{BlockEvent, Metrics};
 use crate::mempool::Mempool;
 use crate::p2p::{GossipValidator, NetError, NetworkEvent, NetworkHandle, Validation};
 use crate::storage::{Storage, StorageError};
@@ -51,10 +52,12 @@ pub const EVIDENCE_MAX: usize = 1024;
 /// proposer-based timestamps, this is a local judgement for voting only; committed blocks (and blocks
 /// synced with a certificate) are never judged by the local clock.
 pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 10_000;
-/// After this long at one height, the driver re-gossips its own signed messages (links lose messages, and
-/// one lost during a partition is otherwise never sent again). Not below the gossip duplicate cache, which
-/// would drop the copies.
-const REGOSSIP_AFTER: Duration = crate::p2p::GOSSIP_DUPLICATE_CACHE;
+/// After this long without a commit, the driver re-gossips its own signed messages and the votes it relays
+/// (links lose messages, and one lost during a partition is otherwise never sent again), then again every
+/// [`REGOSSIP_EVERY`] while no block commits. Each re-send carries a fresh `resend` number, so gossipsub's
+/// content-hash duplicate cache does not drop it.
+const REGOSSIP_AFTER: Duration = Duration::from_secs(3);
+const REGOSSIP_EVERY: Duration = Duration::from_secs(2);
 /// How often the driver checks deferred work (building, syncing).
 const TICK: Duration = Duration::from_millis(20);
 /// How long to wait for a sync response before asking another peer.
@@ -86,6 +89,11 @@ pub struct Status {
     pub latest_block_time_ms: u64,
     /// True while syncing from peers.
     pub catching_up: bool,
+    /// Height and round consensus is deciding.
+    pub consensus_height: Height,
+    pub round: Round,
+    /// Connected peers.
+    pub n_peers: usize,
 }
 
 /// Shared between the driver, the gossip validator and the API.
@@ -95,6 +103,10 @@ pub struct Shared {
     pub storage: Storage,
     pub mempool: Mutex<Mempool>,
     pub evidence: Mutex<Vec<Evidence>>,
+    pub metrics: Arc<Metrics>,
+    /// Sent to after every durable commit (nobody listening is fine; slow receivers lag, the driver never
+    /// waits).
+    pub blocks: broadcast::Sender<BlockEvent>,
 }
 
 impl Shared {
@@ -138,7 +150,7 @@ impl GossipValidator for NodeGossipValidator {
                 }
                 if admitted > 0 { Validation::Accept } else { Validation::Ignore("nothing new".into()) }
             }
-            GossipMessage::Vote(v) => {
+            GossipMessage::Vote { vote: v, .. } => {
                 if let Err(e) = v.verify(s.chain_id(), &s.validators) {
                     return Validation::Reject(e.to_string());
                 }
@@ -199,9 +211,9 @@ pub struct Driver {
     /// Blocks of the current height by hash, with their state changes once executed.
     candidates: BTreeMap<Hash, (Block, Option<StateChanges>)>,
     /// ValidateBlock requests whose block has not arrived yet.
-    awaiting_block: BTreeMap<Hash, (Height, ledger_core::Round)>,
+    awaiting_block: BTreeMap<Hash, (Height, Round)>,
     /// A BuildBlock that waits for transactions or the empty-block interval.
-    pending_build: Option<(Height, ledger_core::Round, Instant)>,
+    pending_build: Option<(Height, Round, Instant)>,
     /// Events the driver itself produced (built block, verdict, new height), fed after the current batch of
     /// actions has run, in order.
     queue: std::collections::VecDeque<Event>,
@@ -210,6 +222,13 @@ pub struct Driver {
     last_commit_at: Instant,
     /// Last re-gossip of our own messages.
     last_regossip_at: Instant,
+    /// `resend` number of the last re-gossip round (starts at a clock-derived value so a restarted node
+    /// does not repeat the numbers of its previous run).
+    resend: u32,
+    /// Re-sent consensus messages, for the debug log.
+    resent_total: u64,
+    /// Connected peers (from the network's events).
+    connected: BTreeSet<PeerId>,
     timers_tx: mpsc::Sender<Timeout>,
     timers_rx: mpsc::Receiver<Timeout>,
     sync: SyncState,
@@ -253,7 +272,7 @@ impl Driver {
             signer,
             height: tip.next(),
         })?;
-        let mut status = Status { height: tip, ..Status::default() };
+        let mut status = Status { height: tip, consensus_height: tip.next(), ..Status::default() };
         if let Some(b) = shared.storage.block(tip)? {
             status.latest_block_hash = Some(b.hash());
             status.latest_block_time_ms = b.header.timestamp_ms;
@@ -282,6 +301,9 @@ impl Driver {
             decided_without_block: None,
             last_commit_at: Instant::now(),
             last_regossip_at: Instant::now(),
+            resend: (now_ms() / 1000) as u32,
+            resent_total: 0,
+            connected: BTreeSet::new(),
             timers_tx,
             timers_rx,
             sync: SyncState::default(),
@@ -307,7 +329,24 @@ impl Driver {
                 Some((peer, resp)) = self.sync_rx.recv() => self.on_sync_response(peer, resp).await?,
                 _ = tick.tick() => self.on_tick().await?,
             }
+            self.report();
         }
+    }
+
+    /// Publish consensus height/round and peers to the status watch and the metrics (cheap; after every
+    /// event).
+    fn report(&mut self) {
+        let (height, round, n_peers) = (self.consensus.height(), self.consensus.round(), self.connected.len());
+        self.status.send_if_modified(|s| {
+            let changed = s.consensus_height != height || s.round != round || s.n_peers != n_peers;
+            s.consensus_height = height;
+            s.round = round;
+            s.n_peers = n_peers;
+            changed
+        });
+        let m = &self.shared.metrics;
+        m.set_consensus(height.0, round.0);
+        m.set_peers(n_peers);
     }
 
     fn parent(&self) -> Result<(Height, Hash, u64), DriverError> {
@@ -341,16 +380,24 @@ impl Driver {
 
     async fn on_network(&mut self, ev: NetworkEvent) -> Result<(), DriverError> {
         match ev {
-            NetworkEvent::PeerConnected(p) if !self.sync.peers.contains(&p) => self.sync.peers.push(p),
-            NetworkEvent::PeerDisconnected(p) => self.sync.peers.retain(|q| *q != p),
+            NetworkEvent::PeerConnected(p) => {
+                self.connected.insert(p);
+                if !self.sync.peers.contains(&p) {
+                    self.sync.peers.push(p);
+                }
+            }
+            NetworkEvent::PeerDisconnected(p) => {
+                self.connected.remove(&p);
+                self.sync.peers.retain(|q| *q != p);
+            }
             NetworkEvent::Gossip { source, message } => match message {
                 GossipMessage::TxBatch(_) => {} // admitted by the validator; a pending build sees it on tick
-                GossipMessage::Vote(v) => {
+                GossipMessage::Vote { vote: v, .. } => {
                     self.note_height(source, v.vote.height);
                     self.feed(Event::Vote(v)).await?;
                 }
                 GossipMessage::Proposal(p) => {
-                    let ProposalMessage { proposal, block } = *p;
+                    let ProposalMessage { proposal, block, .. } = *p;
                     let h = proposal.proposal.height;
                     self.note_height(source, h);
                     if h == self.consensus.height() && self.candidates.len() < CANDIDATE_BLOCKS_MAX {
@@ -384,32 +431,61 @@ impl Driver {
     }
 
     async fn on_tick(&mut self) -> Result<(), DriverError> {
+        {
+            let (len, bytes) = {
+                let m = self.shared.mempool();
+                (m.len(), m.bytes())
+            };
+            self.shared.metrics.set_mempool(len, bytes);
+        }
         self.try_build()?;
         self.maybe_regossip().await;
         self.maybe_sync();
         self.drain().await
     }
 
-    /// Stuck at a height: send our own signed messages again (all were persisted before the first send).
+    /// Stuck at a height: send our own signed messages again (all were persisted before the first send),
+    /// and the other validators' votes that can still matter ([`Consensus::relay_votes`]), each under a
+    /// fresh `resend` number so that gossipsub forwards it instead of dropping it as a duplicate.
     async fn maybe_regossip(&mut self) {
         let now = Instant::now();
-        if now < self.last_commit_at + REGOSSIP_AFTER || now < self.last_regossip_at + REGOSSIP_AFTER {
+        if now < self.last_commit_at + REGOSSIP_AFTER || now < self.last_regossip_at + REGOSSIP_EVERY {
             return;
         }
         self.last_regossip_at = now;
-        let messages = self.consensus.own_messages();
-        tracing::debug!(height = %self.consensus.height(), n = messages.len(), "re-gossiping own messages");
-        for m in messages {
+        self.resend = self.resend.wrapping_add(1).max(1);
+        let resend = self.resend;
+        let own = self.consensus.own_messages();
+        let relay = self.consensus.relay_votes();
+        let mut sent = 0u64;
+        for m in own {
             match m {
-                SignedMessage::Vote(v) => self.publish(GossipMessage::Vote(v)).await,
+                SignedMessage::Vote(vote) => {
+                    sent += u64::from(self.publish(GossipMessage::Vote { vote, resend }).await);
+                }
                 SignedMessage::Proposal(proposal) => {
                     if let Some((block, _)) = self.candidates.get(&proposal.proposal.block_hash) {
-                        let msg = ProposalMessage { proposal, block: block.clone() };
-                        self.publish(GossipMessage::Proposal(Box::new(msg))).await;
+                        let msg = ProposalMessage { proposal, block: block.clone(), resend };
+                        sent += u64::from(self.publish(GossipMessage::Proposal(Box::new(msg))).await);
                     }
                 }
             }
         }
+        let n_relay = relay.len();
+        for vote in relay {
+            sent += u64::from(self.publish(GossipMessage::Vote { vote, resend }).await);
+        }
+        self.resent_total += sent;
+        self.shared.metrics.on_consensus_resent(sent);
+        tracing::debug!(
+            height = %self.consensus.height(),
+            round = self.consensus.round().0,
+            resend,
+            relayed = n_relay,
+            sent,
+            resent_total = self.resent_total,
+            "re-gossiped consensus messages"
+        );
     }
 
     fn behind(&self) -> bool {
@@ -418,6 +494,7 @@ impl Driver {
 
     fn maybe_sync(&mut self) {
         let catching_up = self.behind();
+        self.shared.metrics.set_catching_up(catching_up);
         self.status.send_if_modified(|s| {
             let changed = s.catching_up != catching_up;
             s.catching_up = catching_up;
@@ -475,7 +552,7 @@ impl Driver {
                     break;
                 }
             };
-            self.commit(&block, &cert, &changes)?;
+            self.commit(&block, &cert, &changes, true)?;
             self.start_next_height(height);
             // NewHeight runs before the next block, so the core's height follows the store's.
             self.drain().await?;
@@ -521,7 +598,7 @@ impl Driver {
                     let hash = proposal.proposal.block_hash;
                     match self.candidates.get(&hash) {
                         Some((block, _)) => {
-                            let msg = ProposalMessage { proposal, block: block.clone() };
+                            let msg = ProposalMessage { proposal, block: block.clone(), resend: 0 };
                             self.publish(GossipMessage::Proposal(Box::new(msg))).await;
                         }
                         // After a restart the block of a re-broadcast proposal is gone; peers will time out
@@ -529,7 +606,9 @@ impl Driver {
                         None => tracing::warn!(%hash, "cannot re-broadcast a proposal without its block"),
                     }
                 }
-                Action::BroadcastVote(vote) => self.publish(GossipMessage::Vote(vote)).await,
+                Action::BroadcastVote(vote) => {
+                    self.publish(GossipMessage::Vote { vote, resend: 0 }).await;
+                }
                 Action::ScheduleTimeout(t) => {
                     let ms = consensus::timeout_duration_ms(self.shared.params(), &t);
                     let tx = self.timers_tx.clone();
@@ -565,7 +644,7 @@ impl Driver {
                     }
                 }
                 Action::Evidence(e) => {
-                    tracing::warn!(evidence = ?e, "validator misbehaviour detected");
+                    tracing::warn!(evidence = ?e, "evidence: validator misbehaviour detected");
                     let mut ev = self.shared.evidence.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     if ev.len() < EVIDENCE_MAX {
                         ev.push(e);
@@ -576,10 +655,15 @@ impl Driver {
         Ok(())
     }
 
-    async fn publish(&self, msg: GossipMessage) {
+    /// Publish; true if the message went out.
+    async fn publish(&self, msg: GossipMessage) -> bool {
         match self.network.publish(msg).await {
-            Ok(()) | Err(NetError::NoPeers | NetError::Duplicate) => {}
-            Err(e) => tracing::warn!(error = %e, "publish failed"),
+            Ok(()) => true,
+            Err(NetError::NoPeers | NetError::Duplicate) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "publish failed");
+                false
+            }
         }
     }
 
@@ -645,7 +729,7 @@ impl Driver {
         Ok(Some(built))
     }
 
-    fn validate(&mut self, height: Height, round: ledger_core::Round, hash: Hash) -> Result<(), DriverError> {
+    fn validate(&mut self, height: Height, round: Round, hash: Hash) -> Result<(), DriverError> {
         let Some((block, changes)) = self.candidates.get(&hash) else { return Ok(()) };
         let valid = if changes.is_some() {
             true
@@ -683,24 +767,61 @@ impl Driver {
                 self.execute_block(&block)?.map_err(|reason| DriverError::DecidedBlockInvalid { height, reason })?
             }
         };
-        self.commit(&block, &cert, &changes)?;
+        self.commit(&block, &cert, &changes, false)?;
         self.start_next_height(height);
         Ok(())
     }
 
-    /// Durable commit, then mempool, then report.
-    fn commit(&mut self, block: &Block, cert: &CommitCertificate, changes: &StateChanges) -> Result<(), DriverError> {
+    /// Durable commit, then mempool, then metrics, then status, then the block event.
+    fn commit(
+        &mut self,
+        block: &Block,
+        cert: &CommitCertificate,
+        changes: &StateChanges,
+        synced: bool,
+    ) -> Result<(), DriverError> {
         let height = block.height();
+        let hash = block.hash();
         self.shared.storage.commit_block(block, cert, changes)?;
         let ids = block.tx_ids();
-        self.shared.mempool().on_block_committed(height, &ids, &self.shared.storage);
+        let now = std::time::Instant::now();
+        let (latencies, pool_len, pool_bytes) = {
+            let mut mempool = self.shared.mempool();
+            // Admission-to-commit latency of the transactions this node admitted (cheap: one lookup each).
+            let latencies: Vec<Duration> =
+                ids.iter().filter_map(|id| mempool.admitted_at(id)).map(|t| now.saturating_duration_since(t)).collect();
+            mempool.on_block_committed(height, &ids, &self.shared.storage);
+            (latencies, mempool.len(), mempool.bytes())
+        };
+        let metrics = &self.shared.metrics;
+        metrics.set_mempool(pool_len, pool_bytes);
+        metrics.on_block_committed(height.0, ids.len(), block.header.timestamp_ms);
+        for l in latencies {
+            metrics.observe_commit_latency(l);
+        }
         self.last_commit_at = Instant::now();
-        tracing::info!(%height, hash = %block.hash(), n_txs = ids.len(), "committed block");
+        let hash_hex = hash.to_hex();
+        let short = hash_hex.get(..12).unwrap_or(&hash_hex);
+        tracing::info!(
+            height = height.0,
+            hash = short,
+            txs = ids.len(),
+            round = cert.round.0,
+            synced,
+            "committed block"
+        );
+        let next = height.next();
         self.status.send_modify(|s| {
             s.height = height;
-            s.latest_block_hash = Some(block.hash());
+            s.latest_block_hash = Some(hash);
             s.latest_block_time_ms = block.header.timestamp_ms;
+            if s.consensus_height <= height {
+                s.consensus_height = next;
+                s.round = Round(0);
+            }
         });
+        let _ =
+            self.shared.blocks.send(BlockEvent { block: Arc::new(block.clone()), certificate: Arc::new(cert.clone()) });
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 //! - [`wire`]: versioned borsh gossip and sync messages with bounded decoding.
 //! - [`p2p`]: the libp2p swarm task (gossipsub, identify, Kademlia, block sync) behind bounded channels.
 //! - [`driver`]: the one task that owns consensus and executes its actions in order.
+//! - [`handle`]: the API's [`api::NodeHandle`] over the driver's shared state; local txs gossiped in batches.
 //! - [`api`]: the HTTP API (axum): JSON routes over storage and a `NodeHandle` to the driver, SSE, metrics.
 //! - [`run`]: assembles a node from a configuration (`ledgerd start`).
 //!
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod config;
 pub mod driver;
+pub mod handle;
 pub mod keys;
 pub mod mempool;
 pub mod p2p;

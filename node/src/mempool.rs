@@ -93,6 +93,8 @@ pub enum TxOutcome {
 struct Entry {
     tx: SignedTransaction,
     bytes: usize,
+    /// When it was admitted (for the commit-latency metric only; never decides anything).
+    admitted_at: std::time::Instant,
 }
 
 /// The mempool. Owned by one task (the driver); not internally synchronised.
@@ -148,6 +150,31 @@ impl Mempool {
 
     pub fn outcome(&self, id: &TxId) -> Option<&TxOutcome> {
         self.outcomes.get(id)
+    }
+
+    /// When the pending transaction `id` was admitted here.
+    pub fn admitted_at(&self, id: &TxId) -> Option<std::time::Instant> {
+        self.by_id.get(id).map(|e| e.admitted_at)
+    }
+
+    /// The nonces of `sender`'s pending transactions, ascending.
+    pub fn pending_nonces(&self, sender: &Address) -> Vec<u64> {
+        self.by_sender.get(sender).map(|p| p.keys().copied().collect()).unwrap_or_default()
+    }
+
+    /// The nonce `sender`'s next transaction should use: `committed_nonce` plus the number of consecutive
+    /// pending nonces from it (a gap ends the run).
+    pub fn next_nonce(&self, sender: &Address, committed_nonce: u64) -> u64 {
+        let mut next = committed_nonce;
+        if let Some(p) = self.by_sender.get(sender) {
+            for nonce in p.range(committed_nonce..).map(|(n, _)| *n) {
+                if nonce != next {
+                    break;
+                }
+                next = next.saturating_add(1);
+            }
+        }
+        next
     }
 
     /// Decode and admit raw bytes (from the API or a gossip batch).
@@ -229,7 +256,7 @@ impl Mempool {
         tx.check_keys_and_signature()?;
         self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
         self.bytes += bytes;
-        self.by_id.insert(id, Entry { tx, bytes });
+        self.by_id.insert(id, Entry { tx, bytes, admitted_at: std::time::Instant::now() });
         Ok(())
     }
 
@@ -410,6 +437,22 @@ mod tests {
         assert_eq!(m.outcome(&id), Some(&TxOutcome::Pending));
         assert_eq!(m.len(), 1);
         assert_eq!(m.bytes(), t.encoded_len());
+    }
+
+    #[test]
+    fn next_nonce_counts_consecutive_pending_nonces() {
+        let s = store(&[(1, 1000), (2, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        assert_eq!(m.next_nonce(&key(1).public(), 0), 0);
+        for n in [0, 1, 3] {
+            m.add(tx(1, n, 10), &s, Height(0)).unwrap();
+        }
+        assert_eq!(m.pending_nonces(&key(1).public()), vec![0, 1, 3]);
+        assert_eq!(m.next_nonce(&key(1).public(), 0), 2, "the gap at 2 ends the run");
+        assert_eq!(m.next_nonce(&key(1).public(), 3), 4);
+        assert_eq!(m.next_nonce(&key(2).public(), 5), 5);
+        assert!(m.admitted_at(&tx(1, 0, 10).id()).is_some());
+        assert!(m.admitted_at(&tx(2, 0, 10).id()).is_none());
     }
 
     #[test]

@@ -144,6 +144,8 @@ enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     PublishRaw(TopicKind, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
+    Peers(oneshot::Sender<Vec<(PeerId, Option<Multiaddr>)>>),
+    SetIsolated(bool, oneshot::Sender<()>),
     Shutdown,
 }
 
@@ -201,6 +203,18 @@ impl NetworkHandle {
 
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
         self.ask(Command::ListenAddrs).await
+    }
+
+    /// Connected peers with the remote address of one connection each.
+    pub async fn peers(&self) -> Result<Vec<(PeerId, Option<Multiaddr>)>, NetError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Cut this node off (close every connection, refuse new ones, stop redialing) or reconnect it
+    /// (redial the bootstrap peers now): a partition at the libp2p layer, for fault tests.
+    #[doc(hidden)]
+    pub async fn set_isolated(&self, isolated: bool) -> Result<(), NetError> {
+        self.ask(|tx| Command::SetIsolated(isolated, tx)).await
     }
 }
 
@@ -430,8 +444,11 @@ pub fn spawn(
         redials,
         max_peers: cfg.max_peers,
         max_transmit,
+        remote_addrs: HashMap::new(),
+        isolated: false,
     };
-    let join = tokio::spawn(task.run(cmd_rx));
+    // The task logs inside the caller's span (a localnet names each node's).
+    let join = tokio::spawn(tracing::Instrument::in_current_span(task.run(cmd_rx)));
     Ok((NetworkHandle { commands: cmd_tx, local_peer_id }, ev_rx, join))
 }
 
@@ -445,6 +462,10 @@ struct SwarmTask {
     redials: HashMap<PeerId, Redial>,
     max_peers: usize,
     max_transmit: usize,
+    /// Remote address of one connection per connected peer.
+    remote_addrs: HashMap<PeerId, Multiaddr>,
+    /// Set by [`NetworkHandle::set_isolated`].
+    isolated: bool,
 }
 
 impl SwarmTask {
@@ -518,10 +539,34 @@ impl SwarmTask {
             Command::ListenAddrs(reply) => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
+            Command::Peers(reply) => {
+                let peers = self.swarm.connected_peers().map(|p| (*p, self.remote_addrs.get(p).cloned())).collect();
+                let _ = reply.send(peers);
+            }
+            Command::SetIsolated(isolated, reply) => {
+                self.isolated = isolated;
+                if isolated {
+                    let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    for peer in peers {
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                    }
+                } else {
+                    let now = Instant::now();
+                    for r in self.redials.values_mut() {
+                        r.backoff = REDIAL_BACKOFF_MIN;
+                        r.next_attempt = Some(now);
+                    }
+                }
+                tracing::info!(isolated, "network isolation changed");
+                let _ = reply.send(());
+            }
         }
     }
 
     fn redial_due(&mut self) {
+        if self.isolated {
+            return;
+        }
         let now = Instant::now();
         let mut due = Vec::new();
         for (peer, r) in self.redials.iter_mut() {
@@ -562,7 +607,11 @@ impl SwarmTask {
                 tracing::info!(%address, "listening");
                 self.emit(NetworkEvent::Listening(address)).await?;
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if self.isolated => {
+                let _ = self.swarm.disconnect_peer_id(peer_id);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
+                self.remote_addrs.insert(peer_id, endpoint.get_remote_address().clone());
                 if let Some(r) = self.redials.get_mut(&peer_id) {
                     r.backoff = REDIAL_BACKOFF_MIN;
                     r.next_attempt = None;
@@ -576,6 +625,7 @@ impl SwarmTask {
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.remote_addrs.remove(&peer_id);
                 self.schedule_redial(&peer_id, false);
                 self.emit(NetworkEvent::PeerDisconnected(peer_id)).await?;
             }

@@ -1,19 +1,28 @@
 //! Assembling a node: genesis, keys, storage (verified at start), mempool, network and driver.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use ledger_core::{Genesis, Keypair, SignedTransaction, TxId};
 use libp2p::{Multiaddr, identity};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::Instrument;
 
+use crate::api::{self, ApiConfig, ApiState, Metrics};
 use crate::config::Config;
 use crate::driver::{Driver, DriverError, DriverOptions, NodeGossipValidator, Shared, Status};
+use crate::handle::{NodeApi, TX_GOSSIP_QUEUE, tx_gossip};
 use crate::mempool::{Mempool, MempoolError, MempoolLimits};
-use crate::p2p::{self, NetError, NetworkConfig, NetworkHandle};
+use crate::p2p::{self, NetworkConfig, NetworkHandle};
 use crate::storage::{Storage, StorageOptions};
-use crate::wire::GossipMessage;
+
+/// Committed-block events buffered per API subscriber before it is dropped as lagging.
+pub const BLOCK_EVENTS_BUFFER: usize = 1024;
+/// How long shutdown waits for in-flight API requests (such as `wait=commit`) before cutting them off.
+const API_DRAIN: Duration = Duration::from_secs(3);
 
 /// Everything needed to start a node, whatever it was loaded from.
 pub struct NodeSetup {
@@ -27,6 +36,11 @@ pub struct NodeSetup {
     pub cache_capacity_bytes: u64,
     pub mempool: MempoolLimits,
     pub driver: DriverOptions,
+    /// Where to serve the HTTP API; `None` serves none.
+    pub api_listen_addr: Option<SocketAddr>,
+    pub api: ApiConfig,
+    /// Names the node in its log lines (a localnet runs several in one process); empty for none.
+    pub log_name: String,
 }
 
 /// A running node.
@@ -36,48 +50,81 @@ pub struct RunningNode {
     pub status: watch::Receiver<Status>,
     pub driver: tokio::task::JoinHandle<Result<(), DriverError>>,
     pub network_task: tokio::task::JoinHandle<()>,
+    /// The API's handle to this node (also usable directly, e.g. by tests).
+    pub handle: Arc<NodeApi>,
+    pub api_state: ApiState,
+    /// The address the API actually listens on (with port 0 resolved), if it serves one.
+    pub api_addr: Option<SocketAddr>,
+    api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    api_stop: watch::Sender<bool>,
+    gossip_task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningNode {
-    /// Stop the driver and the network, flush storage, and wait until the database is closed (so the same
-    /// data directory can be opened again).
+    /// Stop the API (no new requests; in-flight ones get [`API_DRAIN`]), the driver and the network, flush
+    /// storage, and wait until the database is closed (so the same data directory can be opened again).
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.api_stop.send_replace(true);
+        self.api_state.close_event_streams();
+        if let Some(mut task) = self.api_task {
+            match tokio::time::timeout(API_DRAIN, &mut task).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server failed"),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!("API requests still running after {API_DRAIN:?}; cutting them off");
+                    task.abort();
+                    let _ = task.await;
+                }
+            }
+        }
+        // The driver only awaits between actions; a commit is one synchronous step, so aborting never leaves
+        // half of one.
         self.driver.abort();
         let _ = self.driver.await;
+        self.gossip_task.abort();
+        let _ = self.gossip_task.await;
         self.network.shutdown().await;
         let _ = self.network_task.await;
         self.shared.storage.flush()?;
         Ok(())
     }
 
-    /// Admit transactions to the local mempool and gossip the admitted ones as one batch.
+    /// Admit transactions to the local mempool and gossip the admitted ones in batches.
     pub async fn submit(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, MempoolError>> {
-        let height = self.shared.storage.latest_height().unwrap_or_default();
-        let mut admitted = Vec::new();
-        let results: Vec<_> = {
-            let mut mempool = self.shared.mempool();
-            txs.into_iter()
-                .map(|tx| {
-                    let r = mempool.add(tx.clone(), &self.shared.storage, height);
-                    if r.is_ok() {
-                        admitted.push(tx);
-                    }
-                    r
-                })
-                .collect()
-        };
-        for chunk in admitted.chunks(crate::wire::TX_BATCH_MAX) {
-            match self.network.publish(GossipMessage::TxBatch(chunk.to_vec())).await {
-                Ok(()) | Err(NetError::NoPeers) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot gossip transactions"),
-            }
+        self.handle.submit(txs).await
+    }
+
+    /// Wait until the driver stops (it only stops on a fatal error) and say why.
+    pub async fn driver_stopped(&mut self) -> anyhow::Error {
+        match (&mut self.driver).await {
+            Ok(Ok(())) => anyhow::anyhow!("consensus driver stopped"),
+            Ok(Err(e)) => anyhow::Error::new(e).context("consensus driver stopped"),
+            Err(e) => anyhow::anyhow!("consensus driver panicked: {e}"),
         }
-        results
     }
 }
 
 /// Open storage (initialising or verifying it), start the network and the driver.
 pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
+    let span = if setup.log_name.is_empty() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!("node", name = %setup.log_name)
+    };
+    start_in(setup).instrument(span.clone()).await
+}
+
+async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
+    let span = tracing::Span::current();
+    // Bind first: a taken port is reported before the database is opened.
+    let api_listener = match setup.api_listen_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for the API on {addr}"))?,
+        ),
+        None => None,
+    };
     let genesis = setup.genesis;
     let validators = genesis.validator_set().context("genesis validator set")?;
     let storage = Storage::open(
@@ -96,21 +143,64 @@ pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     let mempool = Mempool::new(&genesis.chain_id, genesis.params.clone(), setup.mempool);
     let block_bytes_max = genesis.params.block_bytes_max as usize;
     let chain_id = genesis.chain_id.clone();
+    let metrics = Arc::new(Metrics::new());
+    let (blocks, _) = broadcast::channel(BLOCK_EVENTS_BUFFER);
     let shared = Arc::new(Shared {
         genesis,
         validators,
         storage: storage.clone(),
         mempool: Mutex::new(mempool),
         evidence: Mutex::new(Vec::new()),
+        metrics: metrics.clone(),
+        blocks,
     });
     let mut net = NetworkConfig::new(&chain_id, setup.p2p_key, setup.listen_addr, block_bytes_max);
     net.bootstrap_peers = setup.bootstrap_peers;
     net.max_peers = setup.max_peers;
     let validator = Arc::new(NodeGossipValidator { shared: shared.clone() });
-    let (network, events, network_task) = p2p::spawn(net, validator, Arc::new(storage))?;
+    let (network, events, network_task) = p2p::spawn(net, validator, Arc::new(storage.clone()))?;
+    let validator =
+        setup.validator_key.as_ref().map(Keypair::public).filter(|k| shared.validators.index_of(k).is_some());
     let (driver, status) = Driver::new(shared.clone(), setup.validator_key, network.clone(), setup.driver)?;
-    let driver = tokio::spawn(driver.run(events));
-    Ok(RunningNode { shared, network, status, driver, network_task })
+    let driver = tokio::spawn(driver.run(events).instrument(span.clone()));
+    let (gossip_tx, gossip_rx) = mpsc::channel(TX_GOSSIP_QUEUE);
+    let gossip_task = tokio::spawn(tx_gossip(gossip_rx, network.clone(), block_bytes_max).instrument(span.clone()));
+    let handle = Arc::new(NodeApi::new(shared.clone(), status.clone(), network.clone(), gossip_tx, validator));
+    let api_state = ApiState::new(
+        Arc::new(storage),
+        shared.genesis.clone(),
+        handle.clone() as Arc<dyn api::NodeHandle>,
+        metrics,
+        setup.api,
+    )
+    .context("genesis validator set")?;
+    let (api_stop, api_stop_rx) = watch::channel(false);
+    let (api_addr, api_task) = match api_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let mut stop = api_stop_rx;
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let task = tokio::spawn(api::serve(listener, api_state.clone(), shutdown).instrument(span.clone()));
+            tracing::info!(%addr, "API listening");
+            (Some(addr), Some(task))
+        }
+        None => (None, None),
+    };
+    Ok(RunningNode {
+        shared,
+        network,
+        status,
+        driver,
+        network_task,
+        handle,
+        api_state,
+        api_addr,
+        api_task,
+        api_stop,
+        gossip_task,
+    })
 }
 
 fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
@@ -146,28 +236,58 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         cache_capacity_bytes: cfg.cache_capacity_mb * 1024 * 1024,
         mempool: cfg.mempool_limits(),
         driver: DriverOptions { empty_block_interval_ms: cfg.empty_block_interval_ms, ..Default::default() },
+        api_listen_addr: Some(cfg.api_listen_addr),
+        api: ApiConfig::default(),
+        log_name: String::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let mut node = start(setup).await?;
         tracing::info!(peer_id = %node.network.local_peer_id(), moniker = %cfg.moniker, "node started");
         tokio::select! {
-            r = &mut node.driver => match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(anyhow::Error::new(e).context("consensus driver stopped")),
-                Err(e) => Err(anyhow::anyhow!("consensus driver panicked: {e}")),
-            },
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("shutting down");
-                node.shutdown().await
+            e = node.driver_stopped() => {
+                // Still close the API and the network, and flush what was committed.
+                let _ = node.shutdown().await;
+                Err(e)
+            }
+            signal = shutdown_signal() => {
+                tracing::info!(%signal, "shutting down");
+                node.shutdown().await?;
+                tracing::info!("stopped");
+                Ok(())
             }
         }
     })
 }
 
+/// Wait for Ctrl-C (SIGINT) or SIGTERM; answers which.
+pub async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::GossipMessage;
     use ledger_core::{ConsensusParams, GenesisAccount, Height, Transaction, Validator};
     use libp2p::multiaddr::Protocol;
     use std::time::Duration;
@@ -236,6 +356,9 @@ mod tests {
             cache_capacity_bytes: 4 << 20,
             mempool: MempoolLimits::default(),
             driver: DriverOptions { empty_block_interval_ms: 100, verify_tail_blocks: 100 },
+            api_listen_addr: None,
+            api: ApiConfig::default(),
+            log_name: String::new(),
         }
     }
 
@@ -457,7 +580,7 @@ mod tests {
             proposer: outsider.public(),
         }
         .sign(&g.chain_id, &outsider);
-        let msg = crate::wire::ProposalMessage { proposal, block };
+        let msg = crate::wire::ProposalMessage { proposal, block, resend: 0 };
         attacker.publish(GossipMessage::Proposal(Box::new(msg))).await.unwrap();
         attacker.publish_raw(crate::wire::TopicKind::Consensus, vec![1, 2, 3]).await.unwrap();
         // Then a valid tx from the same peer: it commits, so the node did process the peer's messages.

@@ -8,8 +8,8 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use ledger_core::encoding::{self, DecodeError};
 use ledger_core::{Block, CommitCertificate, Height, SignedProposal, SignedTransaction, SignedVote};
 
-/// Version byte in front of every gossip message and sync frame.
-pub const WIRE_VERSION: u8 = 1;
+/// Version byte in front of every gossip message and sync frame. 2: consensus messages carry `resend`.
+pub const WIRE_VERSION: u8 = 2;
 /// Most transactions in one gossip batch.
 pub const TX_BATCH_MAX: usize = 1024;
 /// Most blocks in one sync response.
@@ -36,6 +36,8 @@ pub fn sync_response_bytes_max(block_bytes_max: usize) -> usize {
 pub struct ProposalMessage {
     pub proposal: SignedProposal,
     pub block: Block,
+    /// See [`GossipMessage::Vote::resend`].
+    pub resend: u32,
 }
 
 /// A gossip message. Transactions go on the `txs` topic; proposals and votes on `consensus`.
@@ -43,7 +45,14 @@ pub struct ProposalMessage {
 pub enum GossipMessage {
     TxBatch(Vec<SignedTransaction>),
     Proposal(Box<ProposalMessage>),
-    Vote(SignedVote),
+    Vote {
+        vote: SignedVote,
+        /// Unsigned and meaningless to consensus: 0 on the first send, a fresh number on every re-send.
+        /// Gossip message ids are content hashes and gossipsub drops a copy of a message it has seen
+        /// recently, so without this a re-sent vote (after a partition lost the first copy) would be
+        /// dropped as a duplicate.
+        resend: u32,
+    },
 }
 
 /// Which topic a message belongs on.
@@ -57,7 +66,7 @@ impl GossipMessage {
     pub fn topic(&self) -> TopicKind {
         match self {
             GossipMessage::TxBatch(_) => TopicKind::Txs,
-            GossipMessage::Proposal(_) | GossipMessage::Vote(_) => TopicKind::Consensus,
+            GossipMessage::Proposal(_) | GossipMessage::Vote { .. } => TopicKind::Consensus,
         }
     }
 }
@@ -202,6 +211,31 @@ mod tests {
             GossipMessage::decode(&GossipMessage::TxBatch(vec![]).encode(), TopicKind::Txs, 1 << 20),
             Err(WireError::EmptyBatch)
         );
+    }
+
+    #[test]
+    fn a_resent_vote_has_other_bytes_and_the_same_vote() {
+        use ledger_core::{Hash, Round, Vote, VoteKind};
+        let k = Keypair::from_seed(&[2; 32]);
+        let vote = Vote {
+            kind: VoteKind::Prevote,
+            height: Height(3),
+            round: Round(1),
+            block_hash: Some(Hash::ZERO),
+            validator: k.public(),
+        }
+        .sign("c", &k);
+        let first = GossipMessage::Vote { vote: vote.clone(), resend: 0 };
+        let again = GossipMessage::Vote { vote: vote.clone(), resend: 7 };
+        assert_ne!(first.encode(), again.encode(), "a re-send must not look like a duplicate to gossipsub");
+        for m in [first, again] {
+            let bytes = m.encode();
+            assert_eq!(GossipMessage::decode(&bytes, TopicKind::Consensus, 1 << 20), Ok(m));
+            let mut long = bytes.clone();
+            long.push(0);
+            assert!(GossipMessage::decode(&long, TopicKind::Consensus, 1 << 20).is_err());
+            assert!(GossipMessage::decode(&bytes[..bytes.len() - 1], TopicKind::Consensus, 1 << 20).is_err());
+        }
     }
 
     #[test]

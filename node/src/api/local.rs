@@ -3,7 +3,6 @@
 //! the `set_*` methods as consensus and the swarm progress), or implement [`NodeHandle`] over its own
 //! channels.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::future::{BoxFuture, FutureExt};
@@ -15,10 +14,8 @@ use super::state::{BlockEvent, MempoolStats, NodeHandle, NodeStatus, PeerInfo, R
 use crate::mempool::{Mempool, TxOutcome};
 use crate::storage::{Storage, StorageError};
 
-/// The mempool and, beside it, the pending nonces per sender (the mempool keeps its own index private).
 struct Pool {
     mempool: Mempool,
-    nonces: BTreeMap<Address, BTreeMap<u64, TxId>>,
 }
 
 /// Storage + mempool + status, shared by the API and whoever drives consensus.
@@ -49,7 +46,7 @@ impl LocalNode {
         let (blocks, _) = broadcast::channel(events_buffer.max(1));
         LocalNode {
             storage,
-            pool: Mutex::new(Pool { mempool, nonces: BTreeMap::new() }),
+            pool: Mutex::new(Pool { mempool }),
             status: Mutex::new(status),
             peers: Mutex::new(Vec::new()),
             blocks,
@@ -95,11 +92,6 @@ impl LocalNode {
         {
             let mut pool = lock(&self.pool);
             pool.mempool.on_block_committed(height, &ids, self.storage.as_ref());
-            let Pool { mempool, nonces } = &mut *pool;
-            nonces.retain(|_, by_nonce| {
-                by_nonce.retain(|_, id| mempool.contains(id));
-                !by_nonce.is_empty()
-            });
             self.update_mempool_metrics(&pool);
         }
         self.metrics.on_block_committed(height.0, block.txs.len(), block.header.timestamp_ms);
@@ -124,15 +116,9 @@ impl LocalNode {
             .storage
             .latest_height()
             .map_err(|e| Rejection { code: crate::mempool::code::STORAGE.to_string(), message: e.to_string() })?;
-        let id = pool
-            .mempool
+        pool.mempool
             .add_bytes(bytes, self.storage.as_ref(), height)
-            .map_err(|e| Rejection { code: e.code().to_string(), message: e.to_string() })?;
-        // Admitted bytes decode; the nonce index is only a view for `next_nonce`.
-        if let Ok(tx) = SignedTransaction::decode(bytes, usize::MAX) {
-            pool.nonces.entry(tx.tx().sender).or_default().insert(tx.tx().nonce, id);
-        }
-        Ok(id)
+            .map_err(|e| Rejection { code: e.code().to_string(), message: e.to_string() })
     }
 }
 
@@ -150,16 +136,7 @@ impl NodeHandle for LocalNode {
     }
 
     fn next_nonce(&self, address: Address, committed_nonce: u64) -> BoxFuture<'_, u64> {
-        let pool = lock(&self.pool);
-        let mut next = committed_nonce;
-        if let Some(by_nonce) = pool.nonces.get(&address) {
-            for (nonce, id) in by_nonce.range(committed_nonce..) {
-                if *nonce != next || !pool.mempool.contains(id) {
-                    break;
-                }
-                next += 1;
-            }
-        }
+        let next = lock(&self.pool).mempool.next_nonce(&address, committed_nonce);
         futures::future::ready(next).boxed()
     }
 

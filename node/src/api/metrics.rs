@@ -11,8 +11,9 @@
 //! | `ledger_txs_committed_total` | counter | transactions in committed blocks |
 //! | `ledger_blocks_committed_total` | counter | blocks committed by this process |
 //! | `ledger_block_interval_seconds` | histogram | header timestamp difference between consecutive blocks |
-//! | `ledger_commit_latency_seconds` | histogram | start of a height to its commit, as the driver measures it |
+//! | `ledger_commit_latency_seconds` | histogram | admission of a transaction to this node's mempool to its commit |
 //! | `ledger_catching_up` | gauge | 1 while syncing blocks from peers |
+//! | `ledger_consensus_messages_resent_total` | counter | consensus messages re-gossiped after a stall |
 //! | `ledger_build_info{version,protocol_version}` | gauge (info) | always 1 |
 //!
 //! `GET /metrics` answers the Prometheus text format 0.0.4 (what `promtool check metrics` reads) unless
@@ -43,6 +44,7 @@ pub struct Metrics {
     block_interval: Histogram,
     commit_latency: Histogram,
     catching_up: Gauge,
+    consensus_resent: Counter,
     /// Header timestamp of the last committed block, for the interval histogram (0 = none yet).
     last_block_time_ms: AtomicU64,
 }
@@ -79,6 +81,7 @@ impl Metrics {
             block_interval: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             commit_latency: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             catching_up: Gauge::default(),
+            consensus_resent: Counter::default(),
             last_block_time_ms: AtomicU64::new(0),
         };
         registry.register("consensus_height", "Height consensus is deciding", m.consensus_height.clone());
@@ -96,10 +99,15 @@ impl Metrics {
         );
         registry.register(
             "commit_latency_seconds",
-            "Time from the start of a height to its commit",
+            "Time from a transaction's admission to this node's mempool to its commit",
             m.commit_latency.clone(),
         );
         registry.register("catching_up", "1 while the node syncs blocks from peers", m.catching_up.clone());
+        registry.register(
+            "consensus_messages_resent",
+            "Consensus messages re-gossiped because a height stalled",
+            m.consensus_resent.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -139,6 +147,11 @@ impl Metrics {
         if previous != 0 && timestamp_ms >= previous {
             self.block_interval.observe((timestamp_ms - previous) as f64 / 1000.0);
         }
+    }
+
+    /// `n` consensus messages were re-gossiped.
+    pub fn on_consensus_resent(&self, n: u64) {
+        self.consensus_resent.inc_by(n);
     }
 
     pub fn observe_commit_latency(&self, latency: Duration) {

@@ -1,0 +1,205 @@
+//! [`NodeApi`]: the running node's [`NodeHandle`] for the HTTP API, over the driver's [`Shared`] state (storage,
+//! mempool mutex), its status watch, the network handle and the transaction gossip batcher.
+//!
+//! Submitted transactions go through the same mempool admission as gossiped ones; the admitted ones are
+//! handed to [`tx_gossip`], which publishes them on the `txs` topic in batches (one gossip message per
+//! batch, like the batches peers send), so a burst of single-transaction requests does not cost one gossip
+//! message (and one validation per peer) each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt};
+use ledger_core::{Address, SignedTransaction, TxId};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::api::{BlockEvent, MempoolStats, NodeHandle, NodeStatus, PeerInfo, Rejection};
+use crate::driver::{Shared, Status};
+use crate::mempool::{MempoolError, TxOutcome};
+use crate::p2p::{NetError, NetworkHandle};
+use crate::wire::{GossipMessage, TX_BATCH_MAX};
+
+/// Admitted local transactions waiting to be gossiped. Submitters wait when it is full.
+pub const TX_GOSSIP_QUEUE: usize = 16 * 1024;
+/// How long the batcher waits for more transactions after the first of a batch.
+const TX_BATCH_WAIT: Duration = Duration::from_millis(2);
+/// How long the API waits for the swarm task to list peers.
+const PEERS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The node side of the API.
+pub struct NodeApi {
+    shared: Arc<Shared>,
+    status: watch::Receiver<Status>,
+    network: NetworkHandle,
+    gossip: mpsc::Sender<SignedTransaction>,
+    node_id: String,
+    validator: Option<Address>,
+}
+
+impl NodeApi {
+    pub fn new(
+        shared: Arc<Shared>,
+        status: watch::Receiver<Status>,
+        network: NetworkHandle,
+        gossip: mpsc::Sender<SignedTransaction>,
+        validator: Option<Address>,
+    ) -> NodeApi {
+        let node_id = network.local_peer_id().to_string();
+        NodeApi { shared, status, network, gossip, node_id, validator }
+    }
+
+    /// Admit decoded transactions to the mempool and queue the admitted ones for gossip.
+    pub async fn submit(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, MempoolError>> {
+        let (results, admitted) = self.admit(txs.into_iter().map(Ok));
+        self.queue_gossip(admitted).await;
+        results
+    }
+
+    /// Admit each input (a decoded transaction, or the error that decoding it gave) in order.
+    fn admit(
+        &self,
+        txs: impl Iterator<Item = Result<SignedTransaction, MempoolError>>,
+    ) -> (Vec<Result<TxId, MempoolError>>, Vec<SignedTransaction>) {
+        let s = &self.shared;
+        let height = match s.storage.latest_height() {
+            Ok(h) => h,
+            Err(e) => {
+                let n = txs.count();
+                return ((0..n).map(|_| Err(MempoolError::Storage(e.to_string()))).collect(), Vec::new());
+            }
+        };
+        let mut admitted = Vec::new();
+        let mut mempool = s.mempool();
+        let results = txs
+            .map(|tx| {
+                let tx = tx?;
+                let r = mempool.add(tx.clone(), &s.storage, height);
+                if r.is_ok() {
+                    admitted.push(tx);
+                }
+                r
+            })
+            .collect();
+        s.metrics.set_mempool(mempool.len(), mempool.bytes());
+        (results, admitted)
+    }
+
+    async fn queue_gossip(&self, admitted: Vec<SignedTransaction>) {
+        for tx in admitted {
+            if self.gossip.send(tx).await.is_err() {
+                // The batcher stopped (shutting down): the transactions stay in the local mempool.
+                break;
+            }
+        }
+    }
+}
+
+fn rejection(e: &MempoolError) -> Rejection {
+    Rejection { code: e.code().to_string(), message: e.to_string() }
+}
+
+impl NodeHandle for NodeApi {
+    fn submit_txs(&self, txs: Vec<Vec<u8>>) -> BoxFuture<'_, Vec<Result<TxId, Rejection>>> {
+        async move {
+            let max = self.shared.params().tx_bytes_max as usize;
+            let decoded = txs.iter().map(|bytes| SignedTransaction::decode(bytes, max).map_err(MempoolError::from));
+            let (results, admitted) = self.admit(decoded);
+            self.queue_gossip(admitted).await;
+            results.into_iter().map(|r| r.map_err(|e| rejection(&e))).collect()
+        }
+        .boxed()
+    }
+
+    fn tx_outcome(&self, id: TxId) -> BoxFuture<'_, Option<TxOutcome>> {
+        let outcome = self.shared.mempool().outcome(&id).cloned();
+        futures::future::ready(outcome).boxed()
+    }
+
+    fn next_nonce(&self, address: Address, committed_nonce: u64) -> BoxFuture<'_, u64> {
+        let next = self.shared.mempool().next_nonce(&address, committed_nonce);
+        futures::future::ready(next).boxed()
+    }
+
+    fn mempool_stats(&self) -> BoxFuture<'_, MempoolStats> {
+        let stats = {
+            let m = self.shared.mempool();
+            MempoolStats { count: m.len(), bytes: m.bytes() }
+        };
+        futures::future::ready(stats).boxed()
+    }
+
+    fn status(&self) -> BoxFuture<'_, NodeStatus> {
+        let s = self.status.borrow().clone();
+        let status = NodeStatus {
+            consensus_height: s.consensus_height,
+            round: s.round,
+            n_peers: s.n_peers,
+            catching_up: s.catching_up,
+            node_id: self.node_id.clone(),
+            validator: self.validator,
+        };
+        futures::future::ready(status).boxed()
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Vec<PeerInfo>> {
+        async move {
+            match tokio::time::timeout(PEERS_TIMEOUT, self.network.peers()).await {
+                Ok(Ok(peers)) => peers
+                    .into_iter()
+                    .map(|(id, addr)| PeerInfo { peer_id: id.to_string(), address: addr.map(|a| a.to_string()) })
+                    .collect(),
+                Ok(Err(_)) | Err(_) => Vec::new(),
+            }
+        }
+        .boxed()
+    }
+
+    fn subscribe_blocks(&self) -> broadcast::Receiver<BlockEvent> {
+        self.shared.blocks.subscribe()
+    }
+}
+
+/// Publish admitted local transactions on the `txs` topic in batches of at most [`TX_BATCH_MAX`]
+/// transactions and `bytes_max` encoded bytes. Ends when every sender is dropped.
+pub async fn tx_gossip(mut rx: mpsc::Receiver<SignedTransaction>, network: NetworkHandle, bytes_max: usize) {
+    let mut carry: Option<SignedTransaction> = None;
+    loop {
+        let first = match carry.take() {
+            Some(tx) => tx,
+            None => match rx.recv().await {
+                Some(tx) => tx,
+                None => return,
+            },
+        };
+        let mut bytes = first.encoded_len();
+        let mut batch = vec![first];
+        let mut waited = false;
+        loop {
+            if batch.len() >= TX_BATCH_MAX {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(tx) => {
+                    let len = tx.encoded_len();
+                    if bytes + len > bytes_max {
+                        carry = Some(tx);
+                        break;
+                    }
+                    bytes += len;
+                    batch.push(tx);
+                }
+                Err(mpsc::error::TryRecvError::Empty) if !waited => {
+                    waited = true;
+                    tokio::time::sleep(TX_BATCH_WAIT).await;
+                }
+                Err(_) => break,
+            }
+        }
+        tracing::trace!(n = batch.len(), bytes, "gossiping local transactions");
+        match network.publish(GossipMessage::TxBatch(batch)).await {
+            Ok(()) | Err(NetError::NoPeers | NetError::Duplicate) => {}
+            Err(NetError::Stopped) => return,
+            Err(e) => tracing::warn!(error = %e, "cannot gossip transactions"),
+        }
+    }
+}
