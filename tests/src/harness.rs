@@ -91,6 +91,11 @@ impl ApiClient {
         ApiClient { base: base.trim_end_matches('/').to_string(), http }
     }
 
+    /// A client that sends through `http` (e.g. one built inside another network namespace).
+    pub fn with_http(base: &str, http: reqwest::blocking::Client) -> ApiClient {
+        ApiClient { base: base.trim_end_matches('/').to_string(), http }
+    }
+
     pub fn get(&self, path: &str) -> Result<Answer> {
         let resp = self.http.get(format!("{}{}", self.base, path)).send()?;
         let status = resp.status().as_u16();
@@ -179,6 +184,8 @@ pub struct NodeProc {
     child: Option<Child>,
     log: PathBuf,
     extra_args: Vec<String>,
+    /// Command prefix `ledgerd` runs under (e.g. `ip netns exec NS`); empty runs it directly.
+    launcher: Vec<String>,
 }
 
 impl NodeProc {
@@ -188,6 +195,16 @@ impl NodeProc {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The exit status if the process has exited (it stays recorded until the next start).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Path of this node's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// The last lines of this node's log, for failure messages.
@@ -232,6 +249,7 @@ impl Localnet {
                 child: None,
                 log: PathBuf::from(&n.home).join("ledgerd.log"),
                 extra_args: Vec::new(),
+                launcher: Vec::new(),
             })
             .collect();
         Ok(Localnet { dir: dir.to_path_buf(), manifest, nodes, _tmp: None })
@@ -242,7 +260,15 @@ impl Localnet {
         let bin = ledgerd_bin()?;
         let node = &mut self.nodes[i];
         let log = fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
-        let child = Command::new(bin)
+        let mut cmd = match node.launcher.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .arg("start")
             .arg("--home")
             .arg(&node.home)
@@ -359,8 +385,24 @@ impl Localnet {
             child: None,
             log: home.join("ledgerd.log"),
             extra_args,
+            launcher: Vec::new(),
         });
         Ok(index)
+    }
+
+    /// Add `args` to the `ledgerd start` command line of node `i` (e.g. `--set mempool.max_txs=200000`); they
+    /// take effect at its next start.
+    pub fn add_start_args(&mut self, i: usize, args: &[String]) {
+        self.nodes[i].extra_args.extend_from_slice(args);
+    }
+
+    /// Run node `i` as `LAUNCHER… ledgerd start --home HOME EXTRA_ARGS…` from its next start on, reached
+    /// through `api` (for a node placed in its own network namespace, with its own addresses).
+    pub fn set_launch(&mut self, i: usize, launcher: Vec<String>, extra_args: Vec<String>, api: ApiClient) {
+        let node = &mut self.nodes[i];
+        node.launcher = launcher;
+        node.extra_args = extra_args;
+        node.api = api;
     }
 
     /// Lines of every node's log that report validator misbehaviour (evidence).

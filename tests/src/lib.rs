@@ -2,4 +2,5 @@
 //! (`harness`).
 
 pub mod harness;
+pub mod load;
 pub mod sim;

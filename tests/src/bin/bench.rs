@@ -1,0 +1,400 @@
+//! End-to-end throughput and latency of a localnet of real `ledgerd` processes.
+//!
+//! `cargo run --release -p tests --bin bench -- --validators 4 --duration 60 [--rate R] [--accounts K]
+//! [--set KEY=VALUE]… --out FILE.json`
+//!
+//! Order of a run: create a fresh localnet (`genesis::create_localnet`, K dev accounts) in a temp dir; pre-sign
+//! every transaction (before any node runs, so signing does not compete with them); start the validators as
+//! separate processes; submit through `POST /txs/batch` on every node ([`tests::load`]); measure over the
+//! window that follows the warm-up; let the backlog drain; then read the full blocks to match transaction
+//! ids and compute latencies (after the window, so the JSON of whole blocks is not on the measured path).
+//!
+//! Definitions (also in the JSON under `definitions`):
+//! - `committed_tps`: transactions in blocks whose header timestamp lies in the window, divided by the window.
+//! - commit time of a transaction: when the observer (polling node 0's `/status` every `--poll-ms`) first saw
+//!   the height of the block that holds it; latency = commit time − time its batch request was sent. The
+//!   poll interval bounds the error (+0..poll ms).
+//! - CPU: utime+stime of each node from `/proc/<pid>/stat`, difference over the window; `cpu_us_per_tx` is the
+//!   sum over nodes divided by the transactions committed in the window.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+use tests::harness::Localnet;
+use tests::load::{self, ChainObserver, LoadConfig, SubmitStatus, TxTemplate};
+
+#[derive(Parser)]
+#[command(about = "Throughput and latency of a localnet of real ledgerd processes")]
+struct Args {
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Measurement window in seconds (after the warm-up).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Warm-up in seconds: load runs but nothing is counted.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Target rate in tx/s (open loop); without it, full speed bounded by --inflight-max.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Dev accounts (senders); at least 1000.
+    #[arg(long, default_value_t = 2000)]
+    accounts: usize,
+    /// Sender threads (default 2 per validator).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Transactions per POST /txs/batch (default: about 20 requests per second per thread, 50..=1000).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// At full speed: most accepted-but-uncommitted transactions.
+    #[arg(long, default_value_t = 30_000)]
+    inflight_max: u64,
+    /// At full speed: transactions to pre-sign (default 25,000/s for 1 validator, 15,000/s otherwise, over
+    /// warm-up + duration).
+    #[arg(long)]
+    presign: Option<usize>,
+    /// Config override for every `ledgerd start` (repeatable): `--set mempool.max_txs=200000`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Observer poll interval.
+    #[arg(long, default_value_t = 10)]
+    poll_ms: u64,
+    /// Keep the localnet here instead of a temp dir.
+    #[arg(long)]
+    keep: Option<PathBuf>,
+    /// Record a `perf` profile of node N over the window (`--perf-out`).
+    #[arg(long)]
+    perf_node: Option<usize>,
+    #[arg(long, default_value = "perf.data")]
+    perf_out: PathBuf,
+    /// Write the results here as JSON.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.accounts < 1000 {
+        bail!("--accounts must be at least 1000 (spreads nonces over senders)");
+    }
+    if args.validators == 0 || args.duration == 0 {
+        bail!("--validators and --duration must be positive");
+    }
+    let load_before = loadavg();
+    let threads = args.threads.unwrap_or(2 * args.validators).max(1);
+    let total_s = args.warmup + args.duration;
+
+    // Localnet files.
+    let mut lnet = match &args.keep {
+        Some(dir) => {
+            fs::create_dir_all(dir)?;
+            Localnet::create_in(dir, args.validators, args.accounts)?
+        }
+        None => Localnet::create(args.validators, args.accounts)?,
+    };
+    let start_args: Vec<String> = args.set.iter().flat_map(|s| ["--set".to_string(), s.clone()]).collect();
+    for i in 0..args.validators {
+        lnet.add_start_args(i, &start_args);
+    }
+    let keys = (0..args.accounts).map(|j| lnet.account_key(j)).collect::<Result<Vec<_>>>()?;
+
+    // Pre-sign.
+    let count = match (args.rate, args.presign) {
+        (_, Some(n)) => n,
+        (Some(r), None) => (r * total_s as f64 * 1.02) as usize + 1000,
+        (None, None) => (if args.validators == 1 { 25_000 } else { 15_000 }) * total_s as usize,
+    };
+    let template = TxTemplate {
+        chain_id: lnet.manifest.chain_id.clone(),
+        amount: 1,
+        fee: ledger_core::ConsensusParams::default().min_fee,
+        expiry_height: 10_000_000,
+    };
+    let t = Instant::now();
+    let work = load::presign(&keys, &template, count, std::thread::available_parallelism().map_or(2, |n| n.get()));
+    eprintln!("pre-signed {count} txs over {} senders in {:.1}s", args.accounts, t.elapsed().as_secs_f64());
+    let batch = args.batch.unwrap_or_else(|| match args.rate {
+        Some(r) => ((r / threads as f64 / 20.0) as usize).clamp(50, load::BATCH_TXS_MAX),
+        None => 500,
+    });
+
+    // Start the nodes and wait until they commit.
+    lnet.start_all()?;
+    let all: Vec<usize> = (0..args.validators).collect();
+    lnet.wait_all(&all, 2, Duration::from_secs(60))?;
+    let pids: Vec<u32> = lnet.nodes.iter().map(|n| n.pid().unwrap_or(0)).collect();
+    eprintln!("nodes up (pids {pids:?}); load for {}s warm-up + {}s, batch {batch}, {threads} threads", args.warmup, args.duration);
+
+    let epoch = Instant::now();
+    let wall_epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+    let accepted = AtomicU64::new(0);
+    let committed = AtomicU64::new(0);
+    let stop_load = AtomicBool::new(false);
+    let stop_observer = AtomicBool::new(false);
+    let observer = ChainObserver::new(&lnet.nodes[0].api.base, Duration::from_millis(args.poll_ms))?;
+    let cfg = LoadConfig {
+        endpoints: lnet.nodes.iter().map(|n| n.api.base.clone()).collect(),
+        rate_tps: args.rate,
+        threads,
+        batch,
+        duration: Duration::from_secs(total_s),
+        inflight_max: args.inflight_max,
+    };
+    let tck = clock_ticks()?;
+    let window_start_us = args.warmup * 1_000_000;
+    let window_end_us = total_s * 1_000_000;
+
+    let (result, observer, cpu0, cpu1, self0, self1, perf_ok) = std::thread::scope(|scope| -> Result<_> {
+        let obs = scope.spawn(|| {
+            let mut observer = observer;
+            observer.run(epoch, &committed, &stop_observer);
+            observer
+        });
+        let loader = scope.spawn(|| load::run(&work, &cfg, epoch, &accepted, &committed, &stop_load));
+        sleep_until(epoch + Duration::from_micros(window_start_us));
+        let cpu0 = pids.iter().map(|&p| cpu_seconds(p, tck)).collect::<Result<Vec<_>>>()?;
+        let self0 = cpu_seconds(std::process::id(), tck)?;
+        let perf = match args.perf_node {
+            Some(i) => Some(
+                Command::new("perf")
+                    .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
+                    .arg(&args.perf_out)
+                    .args(["-p", &pids[i].to_string(), "--", "sleep", &args.duration.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .context("spawning perf")?,
+            ),
+            None => None,
+        };
+        sleep_until(epoch + Duration::from_micros(window_end_us));
+        let cpu1 = pids.iter().map(|&p| cpu_seconds(p, tck)).collect::<Result<Vec<_>>>()?;
+        let self1 = cpu_seconds(std::process::id(), tck)?;
+        stop_load.store(true, Ordering::Relaxed);
+        let result = loader.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+        let perf_ok = match perf {
+            Some(mut p) => p.wait()?.success(),
+            None => false,
+        };
+        // Drain: let the accepted backlog commit (for latencies of the last transactions), bounded.
+        let drain_deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = (committed.load(Ordering::Relaxed), Instant::now());
+        while committed.load(Ordering::Relaxed) < accepted.load(Ordering::Relaxed) && Instant::now() < drain_deadline {
+            let c = committed.load(Ordering::Relaxed);
+            if c != last.0 {
+                last = (c, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop_observer.store(true, Ordering::Relaxed);
+        let observer = obs.join().map_err(|_| anyhow::anyhow!("observer thread panicked"))?;
+        Ok((result, observer, cpu0, cpu1, self0, self1, perf_ok))
+    })?;
+    let load_after = loadavg();
+
+    // Throughput from block headers over the window.
+    let win_start_ms = wall_epoch_ms + window_start_us / 1000;
+    let win_end_ms = wall_epoch_ms + window_end_us / 1000;
+    let window_s = args.duration as f64;
+    let in_window: Vec<_> =
+        observer.blocks.iter().filter(|b| b.timestamp_ms >= win_start_ms && b.timestamp_ms < win_end_ms).collect();
+    let committed_window: u64 = in_window.iter().map(|b| b.tx_count).sum();
+    let committed_observed: u64 = observer
+        .blocks
+        .iter()
+        .filter(|b| b.seen_us >= window_start_us && b.seen_us < window_end_us)
+        .map(|b| b.tx_count)
+        .sum();
+    let committed_tps = committed_window as f64 / window_s;
+    let blocks_per_sec = in_window.len() as f64 / window_s;
+    let txs_per_block = if in_window.is_empty() { 0.0 } else { committed_window as f64 / in_window.len() as f64 };
+
+    // Offered load and rejections.
+    let in_win = |us: u64| us >= window_start_us && us < window_end_us;
+    let sent_window = result.submit_us.iter().filter(|&&us| in_win(us)).count() as u64;
+    let sent_total = result.status.iter().filter(|s| **s != SubmitStatus::NotSent).count() as u64;
+    let accepted_total = result.status.iter().filter(|s| **s == SubmitStatus::Accepted).count() as u64;
+    let rejected_total: u64 = result.rejected_by_code.values().sum();
+
+    // Latency: match the ids of every observed block (full blocks, read now that the load is over).
+    let t = Instant::now();
+    let mut commit_us: std::collections::HashMap<[u8; 32], u64> = std::collections::HashMap::new();
+    for b in &observer.blocks {
+        if b.tx_count == 0 {
+            continue;
+        }
+        for id in observer.block_tx_ids(b.height)? {
+            commit_us.insert(id, b.seen_us);
+        }
+    }
+    let mut latencies_ms = Vec::new();
+    let mut accepted_in_window = 0u64;
+    let mut uncommitted_in_window = 0u64;
+    for i in 0..work.len() {
+        let sent = result.submit_us[i];
+        if result.status[i] != SubmitStatus::Accepted || !in_win(sent) {
+            continue;
+        }
+        accepted_in_window += 1;
+        match commit_us.get(&work.ids[i]) {
+            Some(&c) => latencies_ms.push(c.saturating_sub(sent) as f64 / 1000.0),
+            None => uncommitted_in_window += 1,
+        }
+    }
+    latencies_ms.sort_by(f64::total_cmp);
+    eprintln!("matched {} committed txs in {:.1}s", commit_us.len(), t.elapsed().as_secs_f64());
+
+    // Per-node resources.
+    let mut nodes = Vec::new();
+    let mut cpu_window_total = 0.0;
+    let mut disk_total = 0u64;
+    for (i, n) in lnet.nodes.iter().enumerate() {
+        let cpu_window = cpu1[i] - cpu0[i];
+        cpu_window_total += cpu_window;
+        let disk = dir_bytes(&n.home.join("data"))?;
+        disk_total += disk;
+        nodes.push(json!({
+            "name": n.name,
+            "pid": pids[i],
+            "cpu_s_window": round3(cpu_window),
+            "cpu_s_total": round3(cpu1[i]),
+            "cpu_cores_window": round3(cpu_window / window_s),
+            "peak_rss_mib": round3(vm_hwm_kib(pids[i])? as f64 / 1024.0),
+            "disk_bytes": disk,
+        }));
+    }
+    let committed_all: u64 = observer.blocks.iter().map(|b| b.tx_count).sum();
+    let final_height = observer.blocks.last().map_or(0, |b| b.height);
+
+    let report = json!({
+        "validators": args.validators,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "rate_target_tps": args.rate,
+        "accounts": args.accounts,
+        "threads": threads,
+        "batch": batch,
+        "overrides": args.set,
+        "committed_tps": round1(committed_tps),
+        "committed_tps_observed": round1(committed_observed as f64 / window_s),
+        "offered_tps": round1(sent_window as f64 / window_s),
+        "latency_ms": {
+            "p50": round1(load::quantile(&latencies_ms, 0.50)),
+            "p90": round1(load::quantile(&latencies_ms, 0.90)),
+            "p99": round1(load::quantile(&latencies_ms, 0.99)),
+            "max": round1(latencies_ms.last().copied().unwrap_or(f64::NAN)),
+            "samples": latencies_ms.len(),
+        },
+        "sent": sent_total,
+        "accepted": accepted_total,
+        "rejected": rejected_total,
+        "rejected_by_code": result.rejected_by_code,
+        "accepted_in_window_not_committed": uncommitted_in_window,
+        "accepted_in_window": accepted_in_window,
+        "batch_requests": result.requests,
+        "batch_retries": result.retries,
+        "batch_request_ms_mean": round1(result.request_us_total as f64 / 1000.0 / result.requests.max(1) as f64),
+        "blocks_per_sec": round3(blocks_per_sec),
+        "txs_per_block": round1(txs_per_block),
+        "final_height": final_height,
+        "cpu_us_per_tx": round1(cpu_window_total * 1e6 / committed_window.max(1) as f64),
+        "cpu_cores_nodes_window": round3(cpu_window_total / window_s),
+        "cpu_cores_loadgen_window": round3((self1 - self0) / window_s),
+        "disk_bytes_per_tx": round1(disk_total as f64 / committed_all.max(1) as f64),
+        "committed_total": committed_all,
+        "nodes": nodes,
+        "perf_profile": if perf_ok { Value::from(args.perf_out.display().to_string()) } else { Value::Null },
+        "machine": {
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+        },
+        "definitions": {
+            "committed_tps": "txs of blocks whose header timestamp is in the window / window seconds",
+            "committed_tps_observed": "txs of blocks first seen by the observer during the window / window seconds",
+            "latency": "first observation of the block's height on node 0 (/status polled every poll_ms) minus the send time of the tx's batch request; txs sent in the window",
+            "cpu": "utime+stime from /proc/<pid>/stat over the window; cpu_us_per_tx = sum over nodes / txs committed in the window",
+            "disk_bytes_per_tx": "allocated bytes of every node's data dir at the end / txs committed (all heights), summed over nodes",
+        },
+    });
+    let text = serde_json::to_string_pretty(&report)?;
+    println!("{text}");
+    if let Some(out) = &args.out {
+        fs::write(out, format!("{text}\n")).with_context(|| format!("writing {}", out.display()))?;
+    }
+    for i in 0..args.validators {
+        if let Err(e) = lnet.stop(i, Duration::from_secs(20)) {
+            eprintln!("stopping node {i}: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn clock_ticks() -> Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output().context("running getconf CLK_TCK")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().unwrap_or(100.0))
+}
+
+/// utime + stime of `pid` in seconds.
+fn cpu_seconds(pid: u32, ticks_per_s: f64) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start at field 3; utime is 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    Ok((utime + stime) / ticks_per_s)
+}
+
+/// Peak resident set size (VmHWM) of `pid` in KiB.
+fn vm_hwm_kib(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmHWM")
+}
+
+/// Allocated bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    if !dir.exists() {
+        return Ok(0);
+    }
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() { dir_bytes(&entry.path())? } else { meta.blocks() * 512 };
+    }
+    Ok(total)
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string()
+}
