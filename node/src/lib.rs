@@ -11,6 +11,7 @@
 //! - [`handle`]: the API's [`api::NodeHandle`] over the driver's shared state; local txs gossiped in batches.
 //! - [`api`]: the HTTP API (axum): JSON routes over storage and a `NodeHandle` to the driver, SSE, metrics.
 //! - [`run`]: assembles a node from a configuration (`ledgerd start`).
+//! - [`localnet`]: `ledgerd localnet`, every validator of a local network in one process.
 //!
 //! **Architecture Invariant:** only the driver task writes storage and touches consensus state; the swarm
 //! task and the API read storage and use the mempool through its mutex.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod driver;
 pub mod handle;
 pub mod keys;
+pub mod localnet;
 pub mod mempool;
 pub mod p2p;
 pub mod run;

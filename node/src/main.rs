@@ -64,8 +64,29 @@ enum Command {
     ShowNodeId(HomeArg),
     /// Print this node's validator address (error if it has no validator key).
     ShowValidator(HomeArg),
+    /// Run a local test network: every validator in this one process (creates the files on first use).
+    Localnet(LocalnetCmd),
     /// Print the version and protocol version.
     Version,
+}
+
+#[derive(Args)]
+struct LocalnetCmd {
+    /// Number of validators (when creating).
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Number of funded dev accounts (when creating).
+    #[arg(long, default_value_t = 10)]
+    accounts: usize,
+    /// Localnet directory: genesis.json, localnet.json, node{i}/, accounts/.
+    #[arg(long, default_value = "./localnet")]
+    home: PathBuf,
+    /// Node i serves its API on P + 2i and p2p on P + 2i + 1 [default when creating: 26600].
+    #[arg(long, value_name = "P")]
+    base_port: Option<u16>,
+    /// Delete the existing localnet in --home (keys, genesis and chain data) and create a new one.
+    #[arg(long)]
+    reset: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,6 +112,16 @@ fn main() -> anyhow::Result<()> {
             let cfg = load_config(&args.home.home, &overrides)?;
             init_tracing();
             node::run::run(cfg)?;
+        }
+        Command::Localnet(a) => {
+            init_tracing();
+            node::localnet::run(node::localnet::LocalnetArgs {
+                validators: a.validators,
+                accounts: a.accounts,
+                home: a.home,
+                base_port: a.base_port,
+                reset: a.reset,
+            })?;
         }
     }
     Ok(())

@@ -216,14 +216,16 @@ fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
     Genesis::from_json(&text).with_context(|| format!("genesis file {} is invalid", path.display()))
 }
 
-/// `ledgerd start`: run the node from its configuration until Ctrl-C or a fatal error.
-pub fn run(cfg: Config) -> anyhow::Result<()> {
+/// Everything `start` needs, from a loaded configuration (reads the genesis and key files).
+pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
     let genesis = read_genesis(&cfg.genesis_file)?;
     let p2p_key = crate::keys::load_p2p_key(&cfg.p2p_key_file)?;
     let validator_key = crate::keys::load_validator_key(&cfg.validator_key_file)?;
     match &validator_key {
-        Some(k) => tracing::info!(validator = %k.public().to_address_string(), "running as validator"),
-        None => tracing::info!("no validator key: running as a full node"),
+        Some(k) => {
+            tracing::info!(moniker = %cfg.moniker, validator = %k.public().to_address_string(), "running as validator")
+        }
+        None => tracing::info!(moniker = %cfg.moniker, "no validator key: running as a full node"),
     }
     let setup = NodeSetup {
         genesis,
@@ -240,6 +242,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         api: ApiConfig::default(),
         log_name: String::new(),
     };
+    Ok(setup)
+}
+
+/// `ledgerd start`: run the node from its configuration until Ctrl-C, SIGTERM or a fatal error.
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let setup = node_setup(&cfg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let mut node = start(setup).await?;
