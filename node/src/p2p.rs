@@ -145,6 +145,7 @@ enum Command {
     PublishRaw(TopicKind, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
     PeerScore(PeerId, oneshot::Sender<Option<f64>>),
     Peers(oneshot::Sender<Vec<(PeerId, Option<Multiaddr>)>>),
+    BlockGossipFrom(Vec<PeerId>, oneshot::Sender<()>),
     SetIsolated(bool, oneshot::Sender<()>),
     Shutdown,
 }
@@ -208,6 +209,14 @@ impl NetworkHandle {
     /// Connected peers with the remote address of one connection each.
     pub async fn peers(&self) -> Result<Vec<(PeerId, Option<Multiaddr>)>, NetError> {
         self.ask(Command::Peers).await
+    }
+
+    /// Drop every gossip message these peers send us (replacing the previous set; empty heals): the
+    /// messages arrive, are reported Ignore and are not delivered or forwarded, so gossipsub remembers them
+    /// as seen. A lossy partition with the connections up, for fault tests.
+    #[doc(hidden)]
+    pub async fn block_gossip_from(&self, peers: Vec<PeerId>) -> Result<(), NetError> {
+        self.ask(|tx| Command::BlockGossipFrom(peers, tx)).await
     }
 
     /// Cut this node off (close every connection, refuse new ones, stop redialing) or reconnect it
@@ -344,8 +353,9 @@ fn score_params(names: &Names) -> gossipsub::PeerScoreParams {
     params
 }
 
-/// How long gossipsub remembers a message id (and drops copies of it).
-pub const GOSSIP_DUPLICATE_CACHE: Duration = Duration::from_secs(5);
+/// How long gossipsub remembers a message id (and drops copies of it, also copies that were received but
+/// lost or ignored). Re-sent consensus messages carry a fresh `resend` number, so they never wait for it.
+pub const GOSSIP_DUPLICATE_CACHE: Duration = Duration::from_secs(30);
 
 const REDIAL_BACKOFF_MIN: Duration = Duration::from_millis(500);
 const REDIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -378,8 +388,8 @@ pub fn spawn(
         .validate_messages()
         .validation_mode(ValidationMode::Anonymous)
         .heartbeat_interval(Duration::from_millis(500))
-        // Content-addressed ids make a re-sent message a duplicate until this expires; the driver re-gossips
-        // its own consensus messages after a stall no sooner than this.
+        // Content-addressed ids make a re-sent identical message a duplicate until this expires; the driver's
+        // re-gossip changes the message's `resend` number instead.
         .duplicate_cache_time(GOSSIP_DUPLICATE_CACHE)
         .message_id_fn(|m: &gossipsub::Message| {
             let mut h = blake3::Hasher::new_derive_key("ledger v1 gossip message id");
@@ -446,6 +456,7 @@ pub fn spawn(
         max_transmit,
         remote_addrs: HashMap::new(),
         isolated: false,
+        gossip_blocked: Vec::new(),
     };
     // The task logs inside the caller's span (a localnet names each node's).
     let join = tokio::spawn(tracing::Instrument::in_current_span(task.run(cmd_rx)));
@@ -466,6 +477,8 @@ struct SwarmTask {
     remote_addrs: HashMap<PeerId, Multiaddr>,
     /// Set by [`NetworkHandle::set_isolated`].
     isolated: bool,
+    /// Set by [`NetworkHandle::block_gossip_from`].
+    gossip_blocked: Vec<PeerId>,
 }
 
 impl SwarmTask {
@@ -542,6 +555,11 @@ impl SwarmTask {
             Command::Peers(reply) => {
                 let peers = self.swarm.connected_peers().map(|p| (*p, self.remote_addrs.get(p).cloned())).collect();
                 let _ = reply.send(peers);
+            }
+            Command::BlockGossipFrom(peers, reply) => {
+                tracing::info!(n = peers.len(), "dropping gossip from peers");
+                self.gossip_blocked = peers;
+                let _ = reply.send(());
             }
             Command::SetIsolated(isolated, reply) => {
                 self.isolated = isolated;
@@ -666,6 +684,7 @@ impl SwarmTask {
                     None => Err("unknown topic".to_string()),
                 };
                 let (acceptance, deliver) = match decoded {
+                    _ if self.gossip_blocked.contains(&propagation_source) => (MessageAcceptance::Ignore, None),
                     Err(reason) => {
                         tracing::debug!(peer = %propagation_source, %reason, "rejecting undecodable gossip");
                         (MessageAcceptance::Reject, None)
