@@ -60,6 +60,8 @@ const REGOSSIP_AFTER: Duration = Duration::from_secs(3);
 const REGOSSIP_EVERY: Duration = Duration::from_secs(2);
 /// How often the driver checks deferred work (building, syncing).
 const TICK: Duration = Duration::from_millis(20);
+/// Reported as catching up when one block behind for this long (see `maybe_sync`).
+const CATCHING_UP_AFTER: Duration = Duration::from_millis(500);
 /// How long to wait for a sync response before asking another peer.
 const SYNC_RETRY: Duration = Duration::from_secs(2);
 
@@ -229,6 +231,8 @@ pub struct Driver {
     resent_total: u64,
     /// Connected peers (from the network's events).
     connected: BTreeSet<PeerId>,
+    /// Since when the node has been behind its peers, if it is.
+    behind_since: Option<Instant>,
     timers_tx: mpsc::Sender<Timeout>,
     timers_rx: mpsc::Receiver<Timeout>,
     sync: SyncState,
@@ -304,6 +308,7 @@ impl Driver {
             resend: (now_ms() / 1000) as u32,
             resent_total: 0,
             connected: BTreeSet::new(),
+            behind_since: None,
             timers_tx,
             timers_rx,
             sync: SyncState::default(),
@@ -493,14 +498,23 @@ impl Driver {
     }
 
     fn maybe_sync(&mut self) {
-        let catching_up = self.behind();
+        let behind = self.behind();
+        let now = Instant::now();
+        self.behind_since = if behind { Some(self.behind_since.unwrap_or(now)) } else { None };
+        // One block behind for a moment is the normal race with the fastest peer (it committed first);
+        // report catching up when two or more blocks behind, when a decided block is missing, or when
+        // behind for longer than that race takes.
+        let catching_up = behind
+            && (self.sync.target > self.consensus.height()
+                || self.decided_without_block.is_some()
+                || self.behind_since.is_some_and(|t| now >= t + CATCHING_UP_AFTER));
         self.shared.metrics.set_catching_up(catching_up);
         self.status.send_if_modified(|s| {
             let changed = s.catching_up != catching_up;
             s.catching_up = catching_up;
             changed
         });
-        if !catching_up || self.sync.peers.is_empty() {
+        if !behind || self.sync.peers.is_empty() {
             return;
         }
         if self.sync.in_flight.is_some_and(|t| t.elapsed() < SYNC_RETRY) {

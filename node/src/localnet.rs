@@ -4,7 +4,7 @@
 //! `docs/home-layout.md` says): created when `HOME/localnet.json` is absent or with `--reset`, otherwise
 //! the existing localnet resumes on its data. Each node gets its own driver, swarm, API, ports, data
 //! directory and sled database (with a small cache), exactly as `ledgerd start --home HOME/node{i}` would
-//! run it; its log lines carry `node{name=node<i>}`.
+//! run it; its log lines carry `node{node=node<i>}`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -3,15 +3,26 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use node::config::{self, Override};
 use node::keys;
 
 #[derive(Parser)]
 #[command(name = "ledgerd", version, about = "BFT ledger validator and full node")]
 struct Cli {
+    /// Log line format on stderr (filter with LEDGERD_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Args)]
@@ -90,7 +101,9 @@ struct LocalnetCmd {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let log_format = cli.log_format;
+    match cli.command {
         Command::Version => {
             println!("ledgerd {} (protocol {})", env!("CARGO_PKG_VERSION"), ledger_core::PROTOCOL_VERSION);
         }
@@ -110,11 +123,11 @@ fn main() -> anyhow::Result<()> {
         Command::Start(args) => {
             let overrides = start_overrides(&args)?;
             let cfg = load_config(&args.home.home, &overrides)?;
-            init_tracing();
+            init_tracing(log_format);
             node::run::run(cfg)?;
         }
         Command::Localnet(a) => {
-            init_tracing();
+            init_tracing(log_format);
             node::localnet::run(node::localnet::LocalnetArgs {
                 validators: a.validators,
                 accounts: a.accounts,
@@ -181,8 +194,12 @@ fn init(home: &Path, moniker: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGERD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+    };
 }

@@ -109,7 +109,7 @@ pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     let span = if setup.log_name.is_empty() {
         tracing::Span::none()
     } else {
-        tracing::info_span!("node", name = %setup.log_name)
+        tracing::info_span!("node", node = %setup.log_name)
     };
     start_in(setup).instrument(span.clone()).await
 }
@@ -753,6 +753,9 @@ mod tests {
         let follower = start(s).await.unwrap();
         tokio::time::timeout(DEADLINE, lied.notified()).await.expect("the liar was asked for blocks");
         assert_eq!(follower.shared.storage.latest_height().unwrap(), Height(0), "a lie was committed");
+        assert!(follower.status.borrow().catching_up, "a node syncing from height 0 reports catching up");
+        let metrics = follower.api_state.metrics().encode_prometheus().unwrap();
+        assert!(metrics.lines().any(|l| l == "ledger_catching_up 1"), "{metrics}");
         follower.network.dial(net.addrs[0].clone()).await.unwrap();
         let h = net.nodes[0].status.borrow().height.0 + 2;
         wait_height(&follower, h).await;
@@ -763,6 +766,11 @@ mod tests {
                 "height {k}"
             );
         }
+        let mut status = follower.status.clone();
+        tokio::time::timeout(DEADLINE, status.wait_for(|s| !s.catching_up))
+            .await
+            .expect("caught up: catching_up goes back to false")
+            .unwrap();
         // Every stored certificate verifies: no tampered one slipped in with a genuine block.
         let set = g.validator_set().unwrap();
         assert!(follower.shared.storage.verify_tail(&g, &set, 1_000).unwrap() >= Height(h));
