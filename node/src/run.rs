@@ -432,6 +432,59 @@ mod tests {
         assert!(node.shared.storage.signer_state().unwrap().is_some(), "signer state persisted");
     }
 
+    async fn http(app: &axum::Router, method: &str, uri: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// The API over a running node: real status, submissions through mempool admission, next nonce from the
+    /// mempool, commit with `wait=commit` (through the driver's block events), metrics from the driver.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn api_over_a_running_node() {
+        let g = genesis(1);
+        let net = start_net(&g, 1).await;
+        let node = &net.nodes[0];
+        wait_height(node, 2).await;
+        let app = api::router(node.api_state.clone());
+        let status = http(&app, "GET", "/status", None).await;
+        assert_eq!(status["node_id"], node.network.local_peer_id().to_string());
+        assert_eq!(status["validator"], validator_key(0).public().to_address_string());
+        assert!(status["height"].as_u64().unwrap() >= 2, "{status}");
+        assert_eq!(status["catching_up"], false);
+
+        // Two pending (held back by a nonce gap at 2), then one committed through wait=commit.
+        let addr = account_key(0).public().to_address_string();
+        let gap = transfer(&g, 0, 3, 1);
+        let r = http(&app, "POST", "/txs", Some(serde_json::json!({ "tx": api::tx_hex(&gap) }))).await;
+        assert_eq!(r["status"], "pending", "{r}");
+        let t0 = transfer(&g, 0, 0, 1);
+        let t1 = transfer(&g, 0, 1, 1);
+        node.submit(vec![t0.clone()]).await.into_iter().for_each(|r| assert!(r.is_ok()));
+        let acc = http(&app, "GET", &format!("/accounts/{addr}"), None).await;
+        assert!(acc["next_nonce"].as_u64().unwrap() >= 1, "{acc}");
+        let r = http(&app, "POST", "/txs?wait=commit", Some(serde_json::json!({ "tx": api::tx_hex(&t1) }))).await;
+        assert_eq!(r["status"], "committed", "{r}");
+        let acc = http(&app, "GET", &format!("/accounts/{addr}"), None).await;
+        assert_eq!(acc["nonce"], 2, "{acc}");
+        assert_eq!(acc["next_nonce"], 2, "the gap at 2 keeps nonce 3 out of the run: {acc}");
+        let metrics = node.api_state.metrics().encode_prometheus().unwrap();
+        let sample = |name: &str| {
+            metrics.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap_or_else(|| panic!("{name}"))
+        };
+        assert_ne!(sample("ledger_commit_latency_seconds_count"), "0");
+        assert_eq!(sample("ledger_mempool_txs"), "1");
+        assert!(sample("ledger_blocks_committed_total").parse::<u64>().unwrap() >= 2);
+        assert_ne!(sample("ledger_consensus_height"), "0");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn n4_agree_on_blocks_with_transactions_from_every_node() {
         let g = genesis(4);
