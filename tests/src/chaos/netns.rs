@@ -1,0 +1,276 @@
+//! One Linux network namespace per node, so that partitions drop real packets between real processes.
+//!
+//! Layout (everything lives in namespaces this module creates; the root namespace gets no interface, no
+//! address and no route):
+//!
+//! ```text
+//!  ns PREFIX-n0: eth0 10.77.0.10/24 ─┐
+//!  ns PREFIX-n1: eth0 10.77.0.11/24 ─┼─ ns PREFIX-br: bridge br0 10.77.0.1/24 (veths v0, v1, …)
+//!  …                                 ┘
+//! ```
+//!
+//! The harness reaches the nodes' APIs from a thread that joined `PREFIX-br` (`setns`) before building its
+//! HTTP client: sockets belong to the namespace they were created in, so the client's connections go over
+//! the bridge while the rest of the process stays in the root namespace. Because every namespace is
+//! private, every run uses the same subnet without colliding with another run or with the machine's own
+//! networks.
+//!
+//! Faults: a partition between nodes `a` and `b` is a pair of blackhole routes (`a` drops what it sends
+//! to `b`, `b` what it sends to `a`); a lossy link is `tc netem` on a node's `eth0` (when the kernel has
+//! netem). [`Topology`] deletes its namespaces on drop (also when a test panics), and
+//! [`remove_stale`] deletes those of runs whose process is gone.
+
+use std::collections::BTreeSet;
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::harness::ApiClient;
+
+/// Every namespace this module creates starts with this, followed by the creating process id.
+pub const PREFIX: &str = "lchaos-";
+/// First three octets of the private subnet inside the namespaces.
+const SUBNET: &str = "10.77.0";
+/// Node `i` is `SUBNET.(NODE_HOST_BASE + i)`.
+const NODE_HOST_BASE: usize = 10;
+/// Ports inside each node's namespace (each node has its own, so all can use the same ones).
+pub const API_PORT: u16 = 26600;
+pub const P2P_PORT: u16 = 26601;
+
+/// A set of node namespaces on one bridge.
+pub struct Topology {
+    prefix: String,
+    bridge_ns: String,
+    nodes: Vec<String>,
+    http: reqwest::blocking::Client,
+    /// Directed pairs (from, to) currently dropped.
+    blocked: BTreeSet<(usize, usize)>,
+    lossy: BTreeSet<usize>,
+    /// Whether the kernel offers `tc netem`.
+    pub netem: bool,
+}
+
+/// Run `ip ARGS`, failing with its stderr.
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(args).output().context("running ip (is iproute2 installed?)")?;
+    if !out.status.success() {
+        bail!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Why namespaces cannot be used here, or `None` when they can (root, iproute2, a kernel that allows it).
+pub fn unavailable_reason() -> Option<String> {
+    let probe = format!("{PREFIX}{}-probe", std::process::id());
+    match ip(&["netns", "add", &probe]) {
+        Ok(()) => {
+            let _ = ip(&["netns", "del", &probe]);
+            None
+        }
+        Err(e) => Some(format!("{e:#}")),
+    }
+}
+
+/// Delete namespaces of this module whose creating process no longer runs (left by a killed run).
+pub fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+impl Topology {
+    /// Create `n` node namespaces on a bridge in a namespace of its own.
+    pub fn create(n: usize) -> Result<Topology> {
+        static RUN: AtomicU32 = AtomicU32::new(0);
+        remove_stale();
+        let prefix = format!("{PREFIX}{}-{}", std::process::id(), RUN.fetch_add(1, Ordering::SeqCst));
+        let bridge_ns = format!("{prefix}-br");
+        let nodes: Vec<String> = (0..n).map(|i| format!("{prefix}-n{i}")).collect();
+        // From here on, Drop cleans up whatever was created, also on an early return.
+        let mut topo = Topology {
+            prefix,
+            bridge_ns: bridge_ns.clone(),
+            nodes: Vec::new(),
+            http: reqwest::blocking::Client::new(),
+            blocked: BTreeSet::new(),
+            lossy: BTreeSet::new(),
+            netem: false,
+        };
+        ip(&["netns", "add", &bridge_ns])?;
+        ip(&["-n", &bridge_ns, "link", "set", "lo", "up"])?;
+        ip(&["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &bridge_ns, "addr", "add", &format!("{SUBNET}.1/24"), "dev", "br0"])?;
+        ip(&["-n", &bridge_ns, "link", "set", "br0", "up"])?;
+        for (i, ns) in nodes.iter().enumerate() {
+            ip(&["netns", "add", ns])?;
+            topo.nodes.push(ns.clone());
+            let peer = format!("v{i}");
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", &peer, "netns", &bridge_ns])?;
+            ip(&["-n", ns, "addr", "add", &format!("{}/24", node_ip(i)), "dev", "eth0"])?;
+            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &bridge_ns, "link", "set", &peer, "master", "br0"])?;
+            ip(&["-n", &bridge_ns, "link", "set", &peer, "up"])?;
+        }
+        topo.http = client_in_namespace(&bridge_ns)?;
+        topo.netem = topo.probe_netem();
+        Ok(topo)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`'s address inside the namespaces.
+    pub fn ip(&self, i: usize) -> String {
+        node_ip(i)
+    }
+
+    /// The command prefix that runs a program in node `i`'s namespace.
+    pub fn launcher(&self, i: usize) -> Vec<String> {
+        ["ip", "netns", "exec", &self.nodes[i]].iter().map(|s| s.to_string()).collect()
+    }
+
+    /// An API client for node `i`, connecting over the bridge.
+    pub fn api_client(&self, i: usize) -> ApiClient {
+        ApiClient::with_http(&format!("http://{}:{API_PORT}", node_ip(i)), self.http.clone())
+    }
+
+    /// The HTTP client whose sockets live in the bridge namespace.
+    pub fn http(&self) -> reqwest::blocking::Client {
+        self.http.clone()
+    }
+
+    /// Drop every packet between `a` and `b` (both directions).
+    pub fn cut(&mut self, a: usize, b: usize) -> Result<()> {
+        for (from, to) in [(a, b), (b, a)] {
+            if self.blocked.insert((from, to)) {
+                ip(&["-n", &self.nodes[from], "route", "add", "blackhole", &format!("{}/32", node_ip(to))])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Undo [`Topology::cut`].
+    pub fn mend(&mut self, a: usize, b: usize) -> Result<()> {
+        for (from, to) in [(a, b), (b, a)] {
+            if self.blocked.remove(&(from, to)) {
+                ip(&["-n", &self.nodes[from], "route", "del", "blackhole", &format!("{}/32", node_ip(to))])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cut every link between a node of `side_a` and a node of `side_b`.
+    pub fn split(&mut self, side_a: &[usize], side_b: &[usize]) -> Result<()> {
+        for &a in side_a {
+            for &b in side_b {
+                self.cut(a, b)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delay (with jitter) and loss on everything node `i` sends.
+    pub fn set_lossy(&mut self, i: usize, delay_ms: u64, jitter_ms: u64, loss_pct: u64) -> Result<()> {
+        if !self.netem {
+            bail!("tc netem is not available in this kernel");
+        }
+        let (delay, jitter, loss) = (format!("{delay_ms}ms"), format!("{jitter_ms}ms"), format!("{loss_pct}%"));
+        tc(
+            &self.nodes[i],
+            &["qdisc", "replace", "dev", "eth0", "root", "netem", "delay", &delay, &jitter, "loss", &loss],
+        )?;
+        self.lossy.insert(i);
+        Ok(())
+    }
+
+    pub fn clear_lossy(&mut self, i: usize) -> Result<()> {
+        if self.lossy.remove(&i) {
+            tc(&self.nodes[i], &["qdisc", "del", "dev", "eth0", "root"])?;
+        }
+        Ok(())
+    }
+
+    /// Remove every partition and every lossy link.
+    pub fn heal_all(&mut self) -> Result<()> {
+        let blocked: Vec<(usize, usize)> = self.blocked.iter().copied().collect();
+        for (a, b) in blocked {
+            self.mend(a, b)?;
+        }
+        let lossy: Vec<usize> = self.lossy.iter().copied().collect();
+        for i in lossy {
+            self.clear_lossy(i)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any link is cut or lossy.
+    pub fn is_faulty(&self) -> bool {
+        !self.blocked.is_empty() || !self.lossy.is_empty()
+    }
+
+    fn probe_netem(&self) -> bool {
+        let Some(ns) = self.nodes.first() else { return false };
+        let ok = tc(ns, &["qdisc", "add", "dev", "eth0", "root", "netem", "delay", "1ms"]).is_ok();
+        if ok {
+            let _ = tc(ns, &["qdisc", "del", "dev", "eth0", "root"]);
+        }
+        ok
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in self.nodes.iter().chain(std::iter::once(&self.bridge_ns)) {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+fn node_ip(i: usize) -> String {
+    format!("{SUBNET}.{}", NODE_HOST_BASE + i)
+}
+
+fn tc(ns: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "tc"])
+        .args(args)
+        .output()
+        .context("running tc (is iproute2 installed?)")?;
+    if !out.status.success() {
+        bail!("tc {} in {ns} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Build an HTTP client on a thread that joined namespace `ns`: the client's runtime thread is spawned
+/// from there and inherits the namespace, so every connection it opens is made inside `ns`.
+fn client_in_namespace(ns: &str) -> Result<reqwest::blocking::Client> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || -> Result<reqwest::blocking::Client> {
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("setns into {path}"))?;
+        Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build()?)
+    })
+    .join()
+    .map_err(|_| anyhow!("namespace client thread panicked"))?
+}
