@@ -392,9 +392,23 @@ impl ChainObserver {
         Ok(obs)
     }
 
+    /// The committed height, from `ledger_committed_height` in `/metrics`: `/status` reads and decodes the
+    /// whole tip block from storage on every call (~150 µs of node CPU with 250-tx blocks), too much to poll
+    /// every 10 ms on a measured node. Falls back to `/status` when the metric is missing.
     fn height(&self) -> Result<u64> {
-        let v: serde_json::Value = self.get_json(&format!("{}/status", self.base))?;
-        v["height"].as_u64().ok_or_else(|| anyhow!("status without height: {v}"))
+        let url = format!("{}/metrics", self.base);
+        let text = self.api.get(&url).send().and_then(|r| r.text()).with_context(|| format!("GET {url}"))?;
+        let from_metrics = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ledger_committed_height "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        match from_metrics {
+            Some(h) => Ok(h as u64),
+            None => {
+                let v: serde_json::Value = self.get_json(&format!("{}/status", self.base))?;
+                v["height"].as_u64().ok_or_else(|| anyhow!("status without height: {v}"))
+            }
+        }
     }
 
     fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T> {

@@ -73,6 +73,9 @@ struct Args {
     perf_node: Option<usize>,
     #[arg(long, default_value = "perf.data")]
     perf_out: PathBuf,
+    /// The `ledgerd` binary to run (default: `$LEDGERD_BIN`, else built with cargo by the harness).
+    #[arg(long)]
+    ledgerd: Option<PathBuf>,
     /// Write the results here as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -86,6 +89,16 @@ fn main() -> Result<()> {
     if args.validators == 0 || args.duration == 0 {
         bail!("--validators and --duration must be positive");
     }
+    // Resolve the binary now, while the process is single-threaded, then drop LEDGERD_BIN from the environment:
+    // `ledgerd` refuses unknown `LEDGERD_*` variables, and the nodes inherit this environment.
+    if let Some(bin) = &args.ledgerd {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("LEDGERD_BIN", bin) };
+    }
+    let bin = tests::harness::ledgerd_bin()?;
+    // SAFETY: no other thread exists yet.
+    unsafe { std::env::remove_var("LEDGERD_BIN") };
+    eprintln!("ledgerd: {}", bin.display());
     let load_before = loadavg();
     let threads = args.threads.unwrap_or(2 * args.validators).max(1);
     let total_s = args.warmup + args.duration;
@@ -129,7 +142,10 @@ fn main() -> Result<()> {
     let all: Vec<usize> = (0..args.validators).collect();
     lnet.wait_all(&all, 2, Duration::from_secs(60))?;
     let pids: Vec<u32> = lnet.nodes.iter().map(|n| n.pid().unwrap_or(0)).collect();
-    eprintln!("nodes up (pids {pids:?}); load for {}s warm-up + {}s, batch {batch}, {threads} threads", args.warmup, args.duration);
+    eprintln!(
+        "nodes up (pids {pids:?}); load for {}s warm-up + {}s, batch {batch}, {threads} threads",
+        args.warmup, args.duration
+    );
 
     let epoch = Instant::now();
     let wall_epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
