@@ -119,3 +119,43 @@ fn twins_with_a_split_network_are_detected() {
     let fork = outcome.violations.iter().find(|v| v.invariant == "I1").expect("the checker reports the fork");
     assert!(fork.detail.contains("{0, 1}"), "the double signers are validators 0 and 1: {fork}");
 }
+
+/// The checker is not blind: on a real chain, a tampered transaction, a dropped block and a history that
+/// claims a commit that never happened are each reported.
+#[test]
+fn checker_reports_tampered_chains_and_lost_commits() {
+    use ledger_core::{SignedTransaction, Transaction};
+    use tests::chaos::checker;
+    use tests::chaos::workload::{Outcome, TxRecord};
+
+    let _pass = GATE.enter();
+    let cluster = chaos::Cluster::launch(4, 3, false, None).expect("localnet");
+    let tx = cluster.net.transfer(0, 0, 1, 5).expect("transfer");
+    assert_eq!(cluster.api(0).submit(&tx.encode()).expect("submit").status, 200);
+    let height = cluster.net.wait_committed(0, &tx.id().to_hex(), chaos::LIVENESS).expect("committed");
+    let api = cluster.api(0);
+    let chain = checker::fetch_chain("node0", &api, height).expect("fetch");
+    assert!(checker::verify_chain(&cluster.genesis, &chain).is_empty(), "an honest chain verifies");
+
+    // A transaction with a changed amount: its signature no longer verifies.
+    let mut tampered = checker::fetch_chain("node0", &api, height).expect("fetch");
+    let block = &mut tampered.blocks[height as usize - 1];
+    let original = block.txs[0].clone();
+    let forged = Transaction { amount: original.tx().amount + 1, ..original.tx().clone() };
+    block.txs[0] = SignedTransaction::new(forged, *original.signature());
+    let found = checker::verify_chain(&cluster.genesis, &tampered);
+    assert!(found.iter().any(|v| v.invariant == "I2"), "{found:?}");
+
+    // A block missing from the middle: the next one no longer links.
+    let mut gapped = checker::fetch_chain("node0", &api, height).expect("fetch");
+    gapped.blocks.remove(0);
+    gapped.certificates.remove(0);
+    assert!(checker::verify_chain(&cluster.genesis, &gapped).iter().any(|v| v.invariant == "I2"));
+
+    // Acknowledged but absent: a lost commit (I5); refused but present: a bad history.
+    let lost = TxRecord { id: "00".repeat(32), tx: tx.clone(), client: 0, node: 0, outcome: Outcome::Ok { height } };
+    let refused_yet_present =
+        TxRecord { id: tx.id().to_hex(), outcome: Outcome::Failed { code: "x".into() }, ..lost.clone() };
+    let found = checker::check_history(&[lost, refused_yet_present], std::slice::from_ref(&chain));
+    assert_eq!(found.len(), 2, "{found:?}");
+}

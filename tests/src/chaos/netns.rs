@@ -64,7 +64,9 @@ fn ip(args: &[&str]) -> Result<()> {
 
 /// Why namespaces cannot be used here, or `None` when they can (root, iproute2, a kernel that allows it).
 pub fn unavailable_reason() -> Option<String> {
-    let probe = format!("{PREFIX}{}-probe", std::process::id());
+    static PROBE: AtomicU32 = AtomicU32::new(0);
+    // Unique per call: runs in parallel threads of one process probe at the same time.
+    let probe = format!("{PREFIX}{}-probe{}", std::process::id(), PROBE.fetch_add(1, Ordering::SeqCst));
     match ip(&["netns", "add", &probe]) {
         Ok(()) => {
             let _ = ip(&["netns", "del", &probe]);
