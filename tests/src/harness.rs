@@ -274,6 +274,8 @@ impl Localnet {
             .arg(&node.home)
             .args(&node.extra_args)
             .env("RUST_LOG", std::env::var("LEDGER_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            // ledgerd refuses unknown LEDGERD_* variables; this one only tells the harness where the binary is.
+            .env_remove("LEDGERD_BIN")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
