@@ -166,7 +166,7 @@ fn main() -> Result<()> {
     let window_start_us = args.warmup * 1_000_000;
     let window_end_us = total_s * 1_000_000;
 
-    let (result, observer, cpu0, cpu1, self0, self1, perf_ok) = std::thread::scope(|scope| -> Result<_> {
+    let (result, observer, cpu0, cpu1, self0, self1, machine_busy, perf_ok) = std::thread::scope(|scope| -> Result<_> {
         let obs = scope.spawn(|| {
             let mut observer = observer;
             observer.run(epoch, &committed, &stop_observer);
@@ -176,6 +176,7 @@ fn main() -> Result<()> {
         sleep_until(epoch + Duration::from_micros(window_start_us));
         let cpu0 = pids.iter().map(|&p| cpu_seconds(p, tck)).collect::<Result<Vec<_>>>()?;
         let self0 = cpu_seconds(std::process::id(), tck)?;
+        let machine0 = machine_busy_seconds(tck)?;
         let perf = match args.perf_node {
             Some(i) => Some(
                 Command::new("perf")
@@ -192,6 +193,7 @@ fn main() -> Result<()> {
         sleep_until(epoch + Duration::from_micros(window_end_us));
         let cpu1 = pids.iter().map(|&p| cpu_seconds(p, tck)).collect::<Result<Vec<_>>>()?;
         let self1 = cpu_seconds(std::process::id(), tck)?;
+        let machine1 = machine_busy_seconds(tck)?;
         stop_load.store(true, Ordering::Relaxed);
         let result = loader.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??;
         let perf_ok = match perf {
@@ -212,7 +214,7 @@ fn main() -> Result<()> {
         }
         stop_observer.store(true, Ordering::Relaxed);
         let observer = obs.join().map_err(|_| anyhow::anyhow!("observer thread panicked"))?;
-        Ok((result, observer, cpu0, cpu1, self0, self1, perf_ok))
+        Ok((result, observer, cpu0, cpu1, self0, self1, machine1 - machine0, perf_ok))
     })?;
     let load_after = loadavg();
 
@@ -332,6 +334,9 @@ fn main() -> Result<()> {
             "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
             "loadavg_before": load_before,
             "loadavg_after": load_after,
+            "cpu_cores_busy_window": round3(machine_busy / window_s),
+            "cpu_cores_other_processes_window":
+                round3((machine_busy - cpu_window_total - (self1 - self0)) / window_s),
         },
         "definitions": {
             "committed_tps": "txs of blocks whose header timestamp is in the window / window seconds",
@@ -383,6 +388,16 @@ fn cpu_seconds(pid: u32, ticks_per_s: f64) -> Result<f64> {
     let utime: f64 = fields.get(11).context("no utime")?.parse()?;
     let stime: f64 = fields.get(12).context("no stime")?.parse()?;
     Ok((utime + stime) / ticks_per_s)
+}
+
+/// Busy CPU time of the whole machine (all CPUs, everything but idle and iowait) in seconds, from /proc/stat.
+fn machine_busy_seconds(ticks_per_s: f64) -> Result<f64> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().find(|l| l.starts_with("cpu ")).context("no cpu line in /proc/stat")?;
+    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = v.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+    Ok(busy / ticks_per_s)
 }
 
 /// Peak resident set size (VmHWM) of `pid` in KiB.
