@@ -166,56 +166,59 @@ fn main() -> Result<()> {
     let window_start_us = args.warmup * 1_000_000;
     let window_end_us = total_s * 1_000_000;
 
-    let (result, observer, cpu0, cpu1, self0, self1, machine_busy, perf_ok) = std::thread::scope(|scope| -> Result<_> {
-        let obs = scope.spawn(|| {
-            let mut observer = observer;
-            observer.run(epoch, &committed, &stop_observer);
-            observer
-        });
-        let loader = scope.spawn(|| load::run(&work, &cfg, epoch, &accepted, &committed, &stop_load));
-        sleep_until(epoch + Duration::from_micros(window_start_us));
-        let cpu0 = pids.iter().map(|&p| cpu_seconds(p, tck)).collect::<Result<Vec<_>>>()?;
-        let self0 = cpu_seconds(std::process::id(), tck)?;
-        let machine0 = machine_busy_seconds(tck)?;
-        let perf = match args.perf_node {
-            Some(i) => Some(
-                Command::new("perf")
-                    .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
-                    .arg(&args.perf_out)
-                    .args(["-p", &pids[i].to_string(), "--", "sleep", &args.duration.to_string()])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .context("spawning perf")?,
-            ),
-            None => None,
-        };
-        sleep_until(epoch + Duration::from_micros(window_end_us));
-        let cpu1 = pids.iter().map(|&p| cpu_seconds(p, tck)).collect::<Result<Vec<_>>>()?;
-        let self1 = cpu_seconds(std::process::id(), tck)?;
-        let machine1 = machine_busy_seconds(tck)?;
-        stop_load.store(true, Ordering::Relaxed);
-        let result = loader.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??;
-        let perf_ok = match perf {
-            Some(mut p) => p.wait()?.success(),
-            None => false,
-        };
-        // Drain: let the accepted backlog commit (for latencies of the last transactions), bounded.
-        let drain_deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = (committed.load(Ordering::Relaxed), Instant::now());
-        while committed.load(Ordering::Relaxed) < accepted.load(Ordering::Relaxed) && Instant::now() < drain_deadline {
-            let c = committed.load(Ordering::Relaxed);
-            if c != last.0 {
-                last = (c, Instant::now());
-            } else if last.1.elapsed() > Duration::from_secs(5) {
-                break;
+    let (result, observer, cpu0, cpu1, self0, self1, machine_busy, perf_ok) =
+        std::thread::scope(|scope| -> Result<_> {
+            let obs = scope.spawn(|| {
+                let mut observer = observer;
+                observer.run(epoch, &committed, &stop_observer);
+                observer
+            });
+            let loader = scope.spawn(|| load::run(&work, &cfg, epoch, &accepted, &committed, &stop_load));
+            sleep_until(epoch + Duration::from_micros(window_start_us));
+            let cpu0 = pids.iter().map(|&p| cpu_seconds(p, tck)).collect::<Result<Vec<_>>>()?;
+            let self0 = cpu_seconds(std::process::id(), tck)?;
+            let machine0 = machine_busy_seconds(tck)?;
+            let perf = match args.perf_node {
+                Some(i) => Some(
+                    Command::new("perf")
+                        .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
+                        .arg(&args.perf_out)
+                        .args(["-p", &pids[i].to_string(), "--", "sleep", &args.duration.to_string()])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .context("spawning perf")?,
+                ),
+                None => None,
+            };
+            sleep_until(epoch + Duration::from_micros(window_end_us));
+            let cpu1 = pids.iter().map(|&p| cpu_seconds(p, tck)).collect::<Result<Vec<_>>>()?;
+            let self1 = cpu_seconds(std::process::id(), tck)?;
+            let machine1 = machine_busy_seconds(tck)?;
+            stop_load.store(true, Ordering::Relaxed);
+            let result = loader.join().map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+            let perf_ok = match perf {
+                Some(mut p) => p.wait()?.success(),
+                None => false,
+            };
+            // Drain: let the accepted backlog commit (for latencies of the last transactions), bounded.
+            let drain_deadline = Instant::now() + Duration::from_secs(30);
+            let mut last = (committed.load(Ordering::Relaxed), Instant::now());
+            while committed.load(Ordering::Relaxed) < accepted.load(Ordering::Relaxed)
+                && Instant::now() < drain_deadline
+            {
+                let c = committed.load(Ordering::Relaxed);
+                if c != last.0 {
+                    last = (c, Instant::now());
+                } else if last.1.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        stop_observer.store(true, Ordering::Relaxed);
-        let observer = obs.join().map_err(|_| anyhow::anyhow!("observer thread panicked"))?;
-        Ok((result, observer, cpu0, cpu1, self0, self1, machine1 - machine0, perf_ok))
-    })?;
+            stop_observer.store(true, Ordering::Relaxed);
+            let observer = obs.join().map_err(|_| anyhow::anyhow!("observer thread panicked"))?;
+            Ok((result, observer, cpu0, cpu1, self0, self1, machine1 - machine0, perf_ok))
+        })?;
     let load_after = loadavg();
 
     // Throughput from block headers over the window.
