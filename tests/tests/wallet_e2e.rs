@@ -166,13 +166,13 @@ fn wallet_end_to_end_on_a_real_localnet() -> Result<()> {
 
     // ... and fails when the node lies: altered tx bytes, or a certificate missing signatures.
     let lie_tx = tampering_proxy(node.clone(), |path, body| {
-        if path.starts_with("/txs/") {
-            if let Some(hex) = body["tx_hex"].as_str() {
-                let mut bytes = hex.as_bytes().to_vec();
-                let i = bytes.len() / 2;
-                bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
-                body["tx_hex"] = Value::String(String::from_utf8_lossy(&bytes).into_owned());
-            }
+        if path.starts_with("/txs/")
+            && let Some(hex) = body["tx_hex"].as_str()
+        {
+            let mut bytes = hex.as_bytes().to_vec();
+            let i = bytes.len() / 2;
+            bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+            body["tx_hex"] = Value::String(String::from_utf8_lossy(&bytes).into_owned());
         }
     })?;
     let (code, doc, _) = wallet(&lie_tx, &["verify", &id, "--genesis", &genesis])?;

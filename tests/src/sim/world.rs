@@ -927,21 +927,21 @@ impl World {
         let now = self.now;
         let live = self.live(i);
         let height = live.core.height();
-        if let Some(h) = msg.height() {
-            if h > height {
-                // Refused by the core before NewHeight: keep the next height's messages, ask for blocks
-                // when stuck here while a peer is ahead.
-                if h == height.next() && live.future.len() < FUTURE_MESSAGES_MAX {
-                    live.future.push((from, msg));
-                }
-                let stuck = now.saturating_sub(live.height_started_ms) >= SYNC_AFTER_MS || h > height.next();
-                if stuck && live.last_sync_ms.is_none_or(|t| now.saturating_sub(t) >= SYNC_RETRY_MS) {
-                    live.last_sync_ms = Some(now);
-                    self.report.syncs += 1;
-                    self.send(i, from, Msg::SyncRequest { from: height });
-                }
-                return;
+        if let Some(h) = msg.height()
+            && h > height
+        {
+            // Refused by the core before NewHeight: keep the next height's messages, ask for blocks
+            // when stuck here while a peer is ahead.
+            if h == height.next() && live.future.len() < FUTURE_MESSAGES_MAX {
+                live.future.push((from, msg));
             }
+            let stuck = now.saturating_sub(live.height_started_ms) >= SYNC_AFTER_MS || h > height.next();
+            if stuck && live.last_sync_ms.is_none_or(|t| now.saturating_sub(t) >= SYNC_RETRY_MS) {
+                live.last_sync_ms = Some(now);
+                self.report.syncs += 1;
+                self.send(i, from, Msg::SyncRequest { from: height });
+            }
+            return;
         }
         match msg {
             Msg::Proposal(p, block) => {
