@@ -58,6 +58,9 @@ pub struct TxTemplate {
     pub expiry_height: u64,
 }
 
+/// One signing thread's output: encoded transactions and their ids.
+type SignedPart = (Vec<Vec<u8>>, Vec<[u8; 32]>);
+
 /// Sign `count` transfers: transaction `i` from `keys[i % K]` with nonce `first_nonce + i / K` to the next
 /// account's key. Spread over `threads` threads.
 pub fn presign(keys: &[Keypair], template: &TxTemplate, count: usize, threads: usize) -> Workload {
@@ -66,7 +69,7 @@ pub fn presign(keys: &[Keypair], template: &TxTemplate, count: usize, threads: u
     let k = keys.len();
     let threads = threads.clamp(1, 64);
     let chunk = count.div_ceil(threads).max(1);
-    let mut parts: Vec<(Vec<Vec<u8>>, Vec<[u8; 32]>)> = Vec::new();
+    let mut parts: Vec<SignedPart> = Vec::new();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
