@@ -31,7 +31,7 @@ use ledger_core::consensus::{
 };
 use ledger_core::state::{BlockTemplate, StoreError, apply_block, build_block};
 use ledger_core::{
-    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, Round, StateChanges,
+    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, Round, StateChanges, TxError,
     ValidatorSet, encoding,
 };
 use libp2p::PeerId;
@@ -141,10 +141,22 @@ impl GossipValidator for NodeGossipValidator {
                     Ok(h) => h,
                     Err(e) => return Validation::Ignore(format!("storage: {e}")),
                 };
+                // Keys and signatures are checked before taking the mempool lock, so the driver (which needs
+                // the lock to build blocks) does not wait on them. Transactions already held are skipped.
+                let checks: Vec<Result<(), TxError>> = {
+                    let known: Vec<bool> = {
+                        let mempool = s.mempool();
+                        txs.iter().map(|tx| mempool.contains(&tx.id())).collect()
+                    };
+                    txs.iter()
+                        .zip(known)
+                        .map(|(tx, known)| if known { Ok(()) } else { tx.check_keys_and_signature() })
+                        .collect()
+                };
                 let mut admitted = 0usize;
                 let mut mempool = s.mempool();
-                for tx in txs {
-                    match mempool.add(tx.clone(), &s.storage, height) {
+                for (tx, check) in txs.iter().zip(checks) {
+                    match mempool.add_prechecked(tx.clone(), check, &s.storage, height) {
                         Ok(_) => admitted += 1,
                         Err(e) if is_forgery(e.code()) => return Validation::Reject(format!("tx {}: {e}", tx.id())),
                         Err(_) => {}

@@ -195,8 +195,32 @@ impl Mempool {
         store: &S,
         committed_height: Height,
     ) -> Result<TxId, MempoolError> {
+        self.add_inner(tx, None, store, committed_height)
+    }
+
+    /// [`Mempool::add`] for a transaction whose keys and signature the caller already checked with
+    /// [`SignedTransaction::check_keys_and_signature`] (the ~45 µs part of admission), without holding
+    /// the mempool lock; `keys_and_signature` is that check's result. Everything else is checked here, in
+    /// the same order as `add`, so the reason recorded for a rejection is the same.
+    pub fn add_prechecked<S: AccountStore + ?Sized>(
+        &mut self,
+        tx: SignedTransaction,
+        keys_and_signature: Result<(), TxError>,
+        store: &S,
+        committed_height: Height,
+    ) -> Result<TxId, MempoolError> {
+        self.add_inner(tx, Some(keys_and_signature), store, committed_height)
+    }
+
+    fn add_inner<S: AccountStore + ?Sized>(
+        &mut self,
+        tx: SignedTransaction,
+        precheck: Option<Result<(), TxError>>,
+        store: &S,
+        committed_height: Height,
+    ) -> Result<TxId, MempoolError> {
         let id = tx.id();
-        let result = self.admit(tx, store, committed_height);
+        let result = self.admit(tx, precheck, store, committed_height);
         match &result {
             Ok(()) => self.record(id, TxOutcome::Pending),
             // A duplicate says nothing new about the first copy: keep its outcome.
@@ -209,6 +233,7 @@ impl Mempool {
     fn admit<S: AccountStore + ?Sized>(
         &mut self,
         tx: SignedTransaction,
+        precheck: Option<Result<(), TxError>>,
         store: &S,
         committed_height: Height,
     ) -> Result<(), MempoolError> {
@@ -252,8 +277,12 @@ impl Mempool {
         if u128::from(account.balance) < needed {
             return Err(TxError::InsufficientFunds { balance: account.balance, needed }.into());
         }
-        // Last and once: the expensive check (both keys valid and not weak, signature verifies).
-        tx.check_keys_and_signature()?;
+        // Last and once: the expensive check (both keys valid and not weak, signature verifies), unless the
+        // caller did it outside the lock.
+        match precheck {
+            Some(result) => result?,
+            None => tx.check_keys_and_signature()?,
+        }
         self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
         self.bytes += bytes;
         self.by_id.insert(id, Entry { tx, bytes, admitted_at: std::time::Instant::now() });
@@ -475,6 +504,26 @@ mod tests {
         assert_eq!(code_of(m.add(forged, &s, Height(0))), "bad_signature");
         assert!(matches!(m.outcome(&id), Some(TxOutcome::Rejected { code: "bad_signature", .. })));
         assert!(!m.is_verified(&id));
+    }
+
+    #[test]
+    fn prechecked_admission_records_the_same_reasons_in_the_same_order() {
+        let s = store(&[(1, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        let good = tx(1, 0, 10);
+        let forged = SignedTransaction::new(good.tx().clone(), Signature([7; 64]));
+        let (id, check) = (forged.id(), forged.check_keys_and_signature());
+        // A failed precheck is the rejection, recorded with its reason.
+        assert_eq!(code_of(m.add_prechecked(forged, check, &s, Height(0))), "bad_signature");
+        assert!(matches!(m.outcome(&id), Some(TxOutcome::Rejected { code: "bad_signature", .. })));
+        // A cheap failure still comes first, as with `add`.
+        let poor = tx(1, 0, 5000);
+        let check = Err(TxError::BadSignature);
+        assert_eq!(code_of(m.add_prechecked(poor, check, &s, Height(0))), "insufficient_funds");
+        // A passed precheck admits without verifying again.
+        let check = good.check_keys_and_signature();
+        assert_eq!(m.add_prechecked(good.clone(), check, &s, Height(0)), Ok(good.id()));
+        assert!(m.is_verified(&good.id()));
     }
 
     #[test]

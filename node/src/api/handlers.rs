@@ -281,7 +281,8 @@ pub async fn block_by_hash(State(s): State<ApiState>, Path(hash): Path<String>) 
     let view = s
         .read(move |st| {
             let Some(h) = st.height_of(&hash)? else { return Ok(None) };
-            Ok(st.block(h)?.map(|b| block_view(&b, st.certificate(h).ok().flatten().as_ref(), &set)))
+            let Some(b) = st.block(h)? else { return Ok(None) };
+            Ok(Some(block_view(&b, st.certificate(h)?.as_ref(), &set)))
         })
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no block with hash {hash}")))?;
