@@ -474,6 +474,7 @@ impl Driver {
         let resend = self.resend;
         let own = self.consensus.own_messages();
         let relay = self.consensus.relay_votes();
+        let attempted = own.len() + relay.len();
         let mut sent = 0u64;
         for m in own {
             match m {
@@ -494,6 +495,15 @@ impl Driver {
         }
         self.resent_total += sent;
         self.shared.metrics.on_consensus_resent(sent);
+        if sent == 0 && attempted > 0 && !self.connected.is_empty() {
+            // Peers are connected but none took a message: worth an operator's attention (scores, topics).
+            tracing::warn!(
+                height = %self.consensus.height(),
+                round = self.consensus.round().0,
+                peers = self.connected.len(),
+                "stalled and no consensus message could be re-sent to any peer"
+            );
+        }
         tracing::debug!(
             height = %self.consensus.height(),
             round = self.consensus.round().0,

@@ -450,6 +450,8 @@ pub fn spawn(
         validator,
         provider,
         events: ev_tx,
+        commands: cmd_rx,
+        shutdown: false,
         pending_sync: HashMap::new(),
         redials,
         max_peers: cfg.max_peers,
@@ -459,7 +461,7 @@ pub fn spawn(
         gossip_blocked: Vec::new(),
     };
     // The task logs inside the caller's span (a localnet names each node's).
-    let join = tokio::spawn(tracing::Instrument::in_current_span(task.run(cmd_rx)));
+    let join = tokio::spawn(tracing::Instrument::in_current_span(task.run()));
     Ok((NetworkHandle { commands: cmd_tx, local_peer_id }, ev_rx, join))
 }
 
@@ -469,6 +471,11 @@ struct SwarmTask {
     validator: Arc<dyn GossipValidator>,
     provider: Arc<dyn BlockProvider>,
     events: mpsc::Sender<NetworkEvent>,
+    /// Commands from [`NetworkHandle`]s; also served while an event waits for room in `events`, so a caller
+    /// that awaits a reply while not reading events (the driver publishing) cannot deadlock with this task.
+    commands: mpsc::Receiver<Command>,
+    /// A shutdown command (or every handle dropped) arrived while an event was waiting.
+    shutdown: bool,
     pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, NetError>>>,
     redials: HashMap<PeerId, Redial>,
     max_peers: usize,
@@ -482,12 +489,12 @@ struct SwarmTask {
 }
 
 impl SwarmTask {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(mut self) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut kad_bootstrapped = false;
-        loop {
+        while !self.shutdown {
             tokio::select! {
-                cmd = commands.recv() => match cmd {
+                cmd = self.commands.recv() => match cmd {
                     Some(Command::Shutdown) | None => break,
                     Some(cmd) => self.handle_command(cmd),
                 },
@@ -614,9 +621,27 @@ impl SwarmTask {
         }
     }
 
-    /// Err means the application dropped the event receiver.
+    /// Hand an event to the application, serving commands while the channel is full. Err means the
+    /// application dropped the event receiver or asked to shut down.
     async fn emit(&mut self, event: NetworkEvent) -> Result<(), ()> {
-        self.events.send(event).await.map_err(|_| ())
+        loop {
+            let cmd = tokio::select! {
+                biased;
+                permit = self.events.reserve() => {
+                    let permit = permit.map_err(|_| ())?;
+                    permit.send(event);
+                    return Ok(());
+                }
+                cmd = self.commands.recv() => cmd,
+            };
+            match cmd {
+                Some(Command::Shutdown) | None => {
+                    self.shutdown = true;
+                    return Err(());
+                }
+                Some(cmd) => self.handle_command(cmd),
+            }
+        }
     }
 
     async fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), ()> {
@@ -899,6 +924,42 @@ mod tests {
         assert_eq!(got, from_b);
         let (_, got) = wait_gossip(&mut a).await;
         assert_eq!(got, from_b);
+    }
+
+    /// The driver awaits publish replies without reading events; the swarm task must keep answering commands
+    /// while its event channel is full, or the two wait on each other forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_are_answered_while_events_back_up() {
+        let chain = TestChain::new();
+        let mut a = start(vec![], Arc::new(NoBlocks)).await;
+        let keypair = identity::Keypair::generate_ed25519();
+        let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap();
+        let mut cfg = NetworkConfig::new("test-chain", keypair, listen, 1 << 20);
+        cfg.bootstrap_peers = vec![a.addr.clone()];
+        cfg.channel_capacity = 2;
+        // `b` never reads its events after this point.
+        let (b, b_events, _task) = spawn(cfg, Arc::new(TestValidator), Arc::new(NoBlocks)).unwrap();
+        wait_subscribed(&mut a, &[b.local_peer_id()], TopicKind::Txs).await;
+        for n in 0..20u64 {
+            a.handle.publish(GossipMessage::TxBatch(vec![chain.transfer(n, 1)])).await.unwrap();
+        }
+        // Far more events than the channel holds are now pending at `b`; its commands still get answers.
+        let deadline = Instant::now() + DEADLINE;
+        let mut seen_full = false;
+        while !seen_full {
+            assert!(Instant::now() < deadline, "b's event channel never filled");
+            seen_full = b_events.capacity() == 0;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..5 {
+            let peers = tokio::time::timeout(Duration::from_secs(5), b.connected_peers()).await;
+            assert!(matches!(peers, Ok(Ok(ref p)) if p.contains(&a.handle.local_peer_id())), "{peers:?}");
+            let r = tokio::time::timeout(
+                Duration::from_secs(5),
+                b.publish(GossipMessage::TxBatch(vec![chain.transfer(99, 2)])),
+            );
+            assert!(r.await.is_ok(), "publish got no reply while events were backed up");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -407,6 +407,27 @@ impl Localnet {
         node.api = api;
     }
 
+    /// For failure messages: each listed node's status, consensus metrics and log tail.
+    pub fn diagnostics(&self, which: &[usize]) -> String {
+        let mut out = String::new();
+        for &i in which {
+            let n = &self.nodes[i];
+            let status = n.api.status().map_or_else(|e| format!("status unavailable: {e:#}"), |s| s.to_string());
+            let metrics: Vec<String> = n
+                .api
+                .get_text("/metrics")
+                .map(|t| {
+                    t.lines()
+                        .filter(|l| l.starts_with("ledger_consensus") || l.starts_with("ledger_peers"))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push_str(&format!("--- {}: {status}\n{}\nlog tail:\n{}\n", n.name, metrics.join("\n"), n.log_tail(40)));
+        }
+        out
+    }
+
     /// Lines of every node's log that report validator misbehaviour (evidence).
     pub fn evidence_lines(&self) -> Vec<String> {
         self.nodes

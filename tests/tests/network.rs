@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tests::harness::{Localnet, wait_for};
 
 const START: Duration = Duration::from_secs(60);
@@ -74,13 +74,14 @@ fn n4_two_stopped_no_block_commits_then_one_back_resumes() -> Result<()> {
         Ok((a == b).then_some(a))
     })?;
     // With half the power no prevote quorum forms, so the round does not even advance; what is observable is
-    // the stalled node re-sending its messages (every 2 s after 3 s without a commit). Several re-sends with
-    // an unchanged height are the proof of "halted".
-    let resent = |api: &tests::harness::ApiClient| api.metric("ledger_consensus_messages_resent_total");
-    let resent0 = resent(&api)?;
-    wait_for("the survivors to stall and re-send several times", PROGRESS, || {
-        Ok((resent(&api)? >= resent0 + 4.0).then_some(()))
-    })?;
+    // the stalled node's re-gossip rounds (every 2 s after 3 s without a commit). Several rounds with an
+    // unchanged height are the proof of "halted".
+    let rounds = |api: &tests::harness::ApiClient| api.metric("ledger_consensus_stall_rounds_total");
+    let rounds0 = rounds(&api)?;
+    wait_for("the survivors to stall and re-gossip several times", PROGRESS, || {
+        Ok((rounds(&api)? >= rounds0 + 4.0).then_some(()))
+    })
+    .with_context(|| net.diagnostics(&[0, 1]))?;
     assert_eq!(api.height()?, halted, "a block committed with half the voting power");
     assert_eq!(net.nodes[1].api.height()?, halted);
     net.start(2)?;

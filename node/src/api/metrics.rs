@@ -14,6 +14,7 @@
 //! | `ledger_commit_latency_seconds` | histogram | admission of a transaction to this node's mempool to its commit |
 //! | `ledger_catching_up` | gauge | 1 while syncing blocks from peers |
 //! | `ledger_consensus_messages_resent_total` | counter | consensus messages re-gossiped after a stall |
+//! | `ledger_consensus_stall_rounds_total` | counter | re-gossip rounds run because no block committed (one every 2 s of a stall, after the first 3 s) |
 //! | `ledger_build_info{version,protocol_version}` | gauge (info) | always 1 |
 //!
 //! `GET /metrics` answers the Prometheus text format 0.0.4 (what `promtool check metrics` reads) unless
@@ -45,6 +46,7 @@ pub struct Metrics {
     commit_latency: Histogram,
     catching_up: Gauge,
     consensus_resent: Counter,
+    stall_rounds: Counter,
     /// Header timestamp of the last committed block, for the interval histogram (0 = none yet).
     last_block_time_ms: AtomicU64,
 }
@@ -82,6 +84,7 @@ impl Metrics {
             commit_latency: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             catching_up: Gauge::default(),
             consensus_resent: Counter::default(),
+            stall_rounds: Counter::default(),
             last_block_time_ms: AtomicU64::new(0),
         };
         registry.register("consensus_height", "Height consensus is deciding", m.consensus_height.clone());
@@ -107,6 +110,11 @@ impl Metrics {
             "consensus_messages_resent",
             "Consensus messages re-gossiped because a height stalled",
             m.consensus_resent.clone(),
+        );
+        registry.register(
+            "consensus_stall_rounds",
+            "Re-gossip rounds run because no block committed for a while",
+            m.stall_rounds.clone(),
         );
         registry.register(
             "build",
@@ -149,8 +157,9 @@ impl Metrics {
         }
     }
 
-    /// `n` consensus messages were re-gossiped.
+    /// A re-gossip round ran and `n` consensus messages went out in it.
     pub fn on_consensus_resent(&self, n: u64) {
+        self.stall_rounds.inc();
         self.consensus_resent.inc_by(n);
     }
 
