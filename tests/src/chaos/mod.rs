@@ -224,12 +224,12 @@ pub fn run(opts: &Options) -> Result<Report> {
     let netns_ok = unavailable.is_none();
     println!("chaos seed={} duration={}s validators={}", opts.seed, opts.duration.as_secs(), opts.validators);
     let mut cluster = Cluster::launch(opts.validators, opts.accounts + 1, netns_ok, opts.keep_dir.as_ref())?;
-    let netem = cluster.topo.as_ref().is_some_and(|t| t.netem);
+    let loss = cluster.topo.as_ref().map_or(netns::LossBackend::None, |t| t.loss);
     match (&unavailable, &cluster.topo) {
         (None, Some(topo)) => println!(
-            "network namespaces: yes ({}-*): partitions and flapping links; tc netem {}",
+            "network namespaces: yes ({}-*): partitions and flapping links; lossy links: {}",
             topo.prefix(),
-            if netem { "available" } else { "NOT available in this kernel: no lossy-link faults" }
+            loss.describe()
         ),
         (Some(why), _) => println!("network namespaces: NO ({why}); process faults only"),
         (None, None) => println!("network namespaces: NO; process faults only"),
@@ -239,7 +239,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         .iter()
         .copied()
         .filter(|k| netns_ok || !k.needs_netns())
-        .filter(|k| netem || *k != FaultKind::Lossy)
+        .filter(|k| loss != netns::LossBackend::None || *k != FaultKind::Lossy)
         .collect();
     let schedule = nemesis::schedule(opts.seed, opts.duration, opts.validators, &kinds);
     println!("schedule ({} faults):", schedule.len());
@@ -417,7 +417,12 @@ fn inject(
             let topo = cluster.topo.as_mut().ok_or_else(|| anyhow!("lossy needs namespaces"))?;
             topo.set_lossy(*node, *delay_ms, *jitter_ms, *loss_pct)?;
             std::thread::sleep(fault.hold());
+            let dropped =
+                if topo.loss == netns::LossBackend::Iptables { Some(topo.dropped_packets(*node)?) } else { None };
             topo.clear_lossy(*node)?;
+            if let Some(dropped) = dropped {
+                cluster.say(format!("lossy link node{node}: {dropped} packets dropped by iptables (loss only: no netem here, so no added delay)"));
+            }
         }
     }
     // Recovery: every node answers, reaches the height the network had at the heal, and one more.

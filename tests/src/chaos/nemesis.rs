@@ -27,7 +27,7 @@ pub enum FaultKind {
     Split,
     /// Links cut and mended at random, healed in random order.
     Flap,
-    /// Delay with jitter and loss on one node's link (tc netem).
+    /// Delay with jitter and loss on one node's link (tc netem), or loss alone (iptables) without netem.
     Lossy,
 }
 

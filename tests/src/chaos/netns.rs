@@ -16,8 +16,9 @@
 //! networks.
 //!
 //! Faults: a partition between nodes `a` and `b` is a pair of blackhole routes (`a` drops what it sends
-//! to `b`, `b` what it sends to `a`); a lossy link is `tc netem` on a node's `eth0` (when the kernel has
-//! netem). [`Topology`] deletes its namespaces on drop (also when a test panics), and
+//! to `b`, `b` what it sends to `a`); a lossy link is `tc netem` (delay, jitter and loss on what a node
+//! sends) when the kernel has netem, else iptables' `statistic` match dropping a random share of the
+//! packets a node sends and receives (loss only; TCP turns it into retransmission delays). [`Topology`] deletes its namespaces on drop (also when a test panics), and
 //! [`remove_stale`] deletes those of runs whose process is gone.
 
 use std::collections::BTreeSet;
@@ -49,8 +50,30 @@ pub struct Topology {
     /// Directed pairs (from, to) currently dropped.
     blocked: BTreeSet<(usize, usize)>,
     lossy: BTreeSet<usize>,
-    /// Whether the kernel offers `tc netem`.
-    pub netem: bool,
+    /// How lossy links are made here (probed at creation).
+    pub loss: LossBackend,
+}
+
+/// What makes a link lossy on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossBackend {
+    /// `tc qdisc … netem delay D J loss P%` on the node's `eth0`: delay, jitter and loss.
+    Netem,
+    /// `iptables -m statistic --mode random --probability P -j DROP` on the node's `eth0`, both directions:
+    /// loss only (the kernel lacks netem).
+    Iptables,
+    /// Neither works: no lossy-link faults.
+    None,
+}
+
+impl LossBackend {
+    pub fn describe(self) -> &'static str {
+        match self {
+            LossBackend::Netem => "tc netem (delay, jitter and loss)",
+            LossBackend::Iptables => "iptables statistic match (loss only; this kernel has no netem)",
+            LossBackend::None => "NOT available (no tc netem, no iptables): no lossy-link faults",
+        }
+    }
 }
 
 /// Run `ip ARGS`, failing with its stderr.
@@ -105,7 +128,7 @@ impl Topology {
             http: reqwest::blocking::Client::new(),
             blocked: BTreeSet::new(),
             lossy: BTreeSet::new(),
-            netem: false,
+            loss: LossBackend::None,
         };
         ip(&["netns", "add", &bridge_ns])?;
         ip(&["-n", &bridge_ns, "link", "set", "lo", "up"])?;
@@ -124,7 +147,7 @@ impl Topology {
             ip(&["-n", &bridge_ns, "link", "set", &peer, "up"])?;
         }
         topo.http = client_in_namespace(&bridge_ns)?;
-        topo.netem = topo.probe_netem();
+        topo.loss = topo.probe_loss();
         Ok(topo)
     }
 
@@ -190,25 +213,56 @@ impl Topology {
         Ok(())
     }
 
-    /// Delay (with jitter) and loss on everything node `i` sends.
+    /// Delay (with jitter) and loss on everything node `i` sends (netem), or loss of `loss_pct` percent of
+    /// what it sends and receives (iptables).
     pub fn set_lossy(&mut self, i: usize, delay_ms: u64, jitter_ms: u64, loss_pct: u64) -> Result<()> {
-        if !self.netem {
-            bail!("tc netem is not available in this kernel");
+        let ns = &self.nodes[i];
+        match self.loss {
+            LossBackend::Netem => {
+                let (delay, jitter, loss) = (format!("{delay_ms}ms"), format!("{jitter_ms}ms"), format!("{loss_pct}%"));
+                tc(ns, &["qdisc", "replace", "dev", "eth0", "root", "netem", "delay", &delay, &jitter, "loss", &loss])?;
+            }
+            LossBackend::Iptables => {
+                let p = format!("{:.4}", loss_pct.min(100) as f64 / 100.0);
+                for (chain, dir) in [("OUTPUT", "-o"), ("INPUT", "-i")] {
+                    let rule = [chain, dir, "eth0", "-m", "statistic", "--mode", "random", "--probability", &p];
+                    iptables(ns, &[&["-A"], &rule[..], &["-j", "DROP"]].concat())?;
+                }
+            }
+            LossBackend::None => bail!("no lossy links here: {}", self.loss.describe()),
         }
-        let (delay, jitter, loss) = (format!("{delay_ms}ms"), format!("{jitter_ms}ms"), format!("{loss_pct}%"));
-        tc(
-            &self.nodes[i],
-            &["qdisc", "replace", "dev", "eth0", "root", "netem", "delay", &delay, &jitter, "loss", &loss],
-        )?;
         self.lossy.insert(i);
         Ok(())
     }
 
     pub fn clear_lossy(&mut self, i: usize) -> Result<()> {
         if self.lossy.remove(&i) {
-            tc(&self.nodes[i], &["qdisc", "del", "dev", "eth0", "root"])?;
+            let ns = &self.nodes[i];
+            match self.loss {
+                LossBackend::Netem => tc(ns, &["qdisc", "del", "dev", "eth0", "root"])?,
+                LossBackend::Iptables => {
+                    // The namespace is ours alone: these chains hold only the rules set above.
+                    iptables(ns, &["-F", "OUTPUT"])?;
+                    iptables(ns, &["-F", "INPUT"])?;
+                }
+                LossBackend::None => {}
+            }
         }
         Ok(())
+    }
+
+    /// Counters of the iptables drop rules in node `i`'s namespace (packets dropped so far), if any.
+    pub fn dropped_packets(&self, i: usize) -> Result<u64> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.nodes[i], "iptables", "-L", "-n", "-v", "-x"])
+            .output()
+            .context("running iptables")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter(|l| l.contains("DROP") && l.contains("statistic"))
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .sum())
     }
 
     /// Remove every partition and every lossy link.
@@ -229,13 +283,19 @@ impl Topology {
         !self.blocked.is_empty() || !self.lossy.is_empty()
     }
 
-    fn probe_netem(&self) -> bool {
-        let Some(ns) = self.nodes.first() else { return false };
-        let ok = tc(ns, &["qdisc", "add", "dev", "eth0", "root", "netem", "delay", "1ms"]).is_ok();
-        if ok {
+    fn probe_loss(&self) -> LossBackend {
+        let Some(ns) = self.nodes.first() else { return LossBackend::None };
+        if tc(ns, &["qdisc", "add", "dev", "eth0", "root", "netem", "delay", "1ms"]).is_ok() {
             let _ = tc(ns, &["qdisc", "del", "dev", "eth0", "root"]);
+            return LossBackend::Netem;
         }
-        ok
+        let rule =
+            ["OUTPUT", "-o", "eth0", "-m", "statistic", "--mode", "random", "--probability", "0.5", "-j", "DROP"];
+        if iptables(ns, &[&["-A"], &rule[..]].concat()).is_ok() {
+            let _ = iptables(ns, &["-F", "OUTPUT"]);
+            return LossBackend::Iptables;
+        }
+        LossBackend::None
     }
 }
 
@@ -259,6 +319,18 @@ fn tc(ns: &str, args: &[&str]) -> Result<()> {
         .context("running tc (is iproute2 installed?)")?;
     if !out.status.success() {
         bail!("tc {} in {ns} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+fn iptables(ns: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "iptables"])
+        .args(args)
+        .output()
+        .context("running iptables (is iptables installed?)")?;
+    if !out.status.success() {
+        bail!("iptables {} in {ns} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
