@@ -54,6 +54,23 @@ pub enum AddressError {
     BadKey(CryptoError),
 }
 
+/// Where checked verifying keys are found again. Decompressing a key (a field square root) costs about
+/// 3 µs, and a transaction check needs two (sender and recipient) on top of verifying the signature, so
+/// a node that sees the same accounts over and over keeps them. Implementations must only return keys
+/// that [`PublicKey::verifying_key`] returned for the same bytes. [`NoKeyCache`] decompresses every time.
+pub trait KeyCache {
+    fn verifying_key(&self, key: &PublicKey) -> Result<VerifyingKey, CryptoError>;
+}
+
+/// A [`KeyCache`] that keeps nothing.
+pub struct NoKeyCache;
+
+impl KeyCache for NoKeyCache {
+    fn verifying_key(&self, key: &PublicKey) -> Result<VerifyingKey, CryptoError> {
+        key.verifying_key()
+    }
+}
+
 /// Text addresses are `ldg` + 64 hex digits of the key + 8 hex digits of checksum.
 pub const ADDRESS_PREFIX: &str = "ldg";
 const ADDRESS_CHECKSUM_BYTES: usize = 4;

@@ -145,8 +145,14 @@ impl SignedTransaction {
     /// The expensive half of [`SignedTransaction::check_stateless`]: both keys are valid, non-weak points
     /// and the sender's signature verifies. What a mempool remembers having checked, by id.
     pub fn check_keys_and_signature(&self) -> Result<(), TxError> {
-        self.tx.recipient.verifying_key().map_err(|error| TxError::BadKey { role: "recipient", error })?;
-        self.verify_signature()
+        self.check_keys_and_signature_with(&crate::crypto::NoKeyCache)
+    }
+
+    /// [`SignedTransaction::check_keys_and_signature`] taking decompressed keys from `keys`.
+    pub fn check_keys_and_signature_with(&self, keys: &dyn crate::crypto::KeyCache) -> Result<(), TxError> {
+        keys.verifying_key(&self.tx.recipient).map_err(|error| TxError::BadKey { role: "recipient", error })?;
+        let vk = keys.verifying_key(&self.tx.sender).map_err(|error| TxError::BadKey { role: "sender", error })?;
+        self.verify_with_key(&vk)
     }
 
     /// [`SignedTransaction::check_stateless`] minus the key and signature checks: only for a transaction
@@ -181,8 +187,12 @@ impl SignedTransaction {
     /// Verify the sender's signature with `verify_strict`; a weak or invalid sender key fails here.
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let vk = self.tx.sender.verifying_key().map_err(|error| TxError::BadKey { role: "sender", error })?;
+        self.verify_with_key(&vk)
+    }
+
+    fn verify_with_key(&self, vk: &ed25519_dalek::VerifyingKey) -> Result<(), TxError> {
         crate::crypto::verify_with(
-            &vk,
+            vk,
             Domain::TxSignature,
             &self.tx.chain_id,
             &encoding::encode(&self.tx),

@@ -32,7 +32,7 @@ use ledger_core::consensus::{
 use ledger_core::state::{BlockTemplate, StoreError, apply_block, build_block};
 use ledger_core::{
     Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, Round, StateChanges, TxError,
-    ValidatorSet, encoding,
+    TxId, ValidatorSet, encoding,
 };
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -106,6 +106,8 @@ pub struct Shared {
     pub mempool: Mutex<Mempool>,
     pub evidence: Mutex<Vec<Evidence>>,
     pub metrics: Arc<Metrics>,
+    /// Checked keys of the accounts seen, for transaction checks.
+    pub keys: crate::keycache::SharedKeyCache,
     /// Sent to after every durable commit (nobody listening is fine; slow receivers lag, the driver never
     /// waits).
     pub blocks: broadcast::Sender<BlockEvent>,
@@ -150,7 +152,7 @@ impl GossipValidator for NodeGossipValidator {
                     };
                     txs.iter()
                         .zip(known)
-                        .map(|(tx, known)| if known { Ok(()) } else { tx.check_keys_and_signature() })
+                        .map(|(tx, known)| if known { Ok(()) } else { tx.check_keys_and_signature_with(&s.keys) })
                         .collect()
                 };
                 let mut admitted = 0usize;
@@ -601,7 +603,12 @@ impl Driver {
         let (ph, phash, pts) = self.parent()?;
         let parent = Parent { height: ph, hash: phash, timestamp_ms: pts, chain_id: self.shared.chain_id() };
         let lthash = self.shared.storage.lthash()?;
-        let mempool = self.shared.mempool();
+        // Which transactions the mempool already checked, asked in one go so that the lock (which admission
+        // needs) is not held while the block executes.
+        let verified: BTreeSet<TxId> = {
+            let mempool = self.shared.mempool();
+            block.txs.iter().map(|tx| tx.id()).filter(|id| mempool.is_verified(id)).collect()
+        };
         let result = apply_block(
             &self.shared.storage,
             &lthash,
@@ -609,7 +616,7 @@ impl Driver {
             &parent,
             &self.shared.validators,
             self.shared.params(),
-            &|id| mempool.is_verified(id),
+            &|id| verified.contains(id),
         );
         match result {
             Ok(c) => Ok(Ok(c)),

@@ -70,7 +70,7 @@ impl NodeApi {
                 .zip(known)
                 .map(|(t, known)| {
                     t.map(|tx| {
-                        let check = if known { Ok(()) } else { tx.check_keys_and_signature() };
+                        let check = if known { Ok(()) } else { tx.check_keys_and_signature_with(&shared.keys) };
                         (tx, check)
                     })
                 })

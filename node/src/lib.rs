@@ -2,6 +2,7 @@
 //!
 //! # Code map
 //! - [`config`]: `config.toml` + `LEDGERD_*` environment + flags, validated with the key and source named.
+//! - [`keycache`]: decompressed ed25519 keys shared by every thread that checks transactions.
 //! - [`keys`]: p2p and validator key files (docs/home-layout.md).
 //! - [`storage`]: sled, one tree, one atomic flushed batch per block, checksummed values, tail check at start.
 //! - [`mempool`]: admission (signature verified once), bounds, fair deterministic candidates, outcomes.
@@ -25,6 +26,7 @@ pub mod api;
 pub mod config;
 pub mod driver;
 pub mod handle;
+pub mod keycache;
 pub mod keys;
 pub mod localnet;
 pub mod mempool;

@@ -152,6 +152,7 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         mempool: Mutex::new(mempool),
         evidence: Mutex::new(Vec::new()),
         metrics: metrics.clone(),
+        keys: Default::default(),
         blocks,
     });
     let mut net = NetworkConfig::new(&chain_id, setup.p2p_key, setup.listen_addr, block_bytes_max);

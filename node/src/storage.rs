@@ -17,7 +17,9 @@
 //!
 //! **Invariant:** heights are stored as big-endian u64 so that key order is numeric order.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use ledger_core::state::StoreError;
 use ledger_core::{
@@ -98,7 +100,23 @@ pub struct Storage {
     db: sled::Db,
     chain: sled::Tree,
     opts: StorageOptions,
+    /// Shared by every clone: one cache per database.
+    accounts: Arc<Mutex<AccountCache>>,
 }
+
+/// Committed accounts by address (absent ones as the default account), so that admission and block
+/// execution do not read sled for every transaction. Written through by every commit; bounded by
+/// [`ACCOUNT_CACHE_MAX`] (emptied when full, which costs only re-reads).
+#[derive(Default)]
+struct AccountCache {
+    map: HashMap<Address, Account>,
+    /// Bumped (under the lock) by every write of accounts: a reader that missed, read sled and finds the
+    /// epoch changed does not insert what it read, which may predate the write.
+    epoch: u64,
+}
+
+/// Most accounts the cache holds (~100 bytes each with overhead).
+pub const ACCOUNT_CACHE_MAX: usize = 200_000;
 
 fn height_key(p: u8, height: Height) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -160,7 +178,7 @@ impl Storage {
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
         let db = sled::Config::new().path(dir).cache_capacity(opts.cache_capacity_bytes).open()?;
         let chain = db.open_tree("chain")?;
-        Ok(Storage { db, chain, opts })
+        Ok(Storage { db, chain, opts, accounts: Arc::new(Mutex::new(AccountCache::default())) })
     }
 
     /// Read and check a value's checksum; `None` if absent.
@@ -208,6 +226,9 @@ impl Storage {
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&Height::GENESIS)));
         // Written last in the batch; the batch is atomic, so its presence means genesis state is complete.
         batch.insert(META_GENESIS, seal(META_GENESIS, &encoding::encode(&expected)));
+        let mut cache = self.account_cache();
+        cache.epoch = cache.epoch.wrapping_add(1);
+        cache.map.clear();
         self.chain.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
@@ -303,7 +324,23 @@ impl Storage {
         }
         batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&changes.lthash)));
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&height)));
-        self.chain.apply_batch(batch)?;
+        {
+            // Under the cache lock, so no reader caches a value from before this batch after it.
+            let mut cache = self.account_cache();
+            cache.epoch = cache.epoch.wrapping_add(1);
+            let applied = self.chain.apply_batch(batch);
+            if applied.is_err() {
+                cache.map.clear();
+            } else {
+                if cache.map.len().saturating_add(changes.accounts.len()) > ACCOUNT_CACHE_MAX {
+                    cache.map.clear();
+                }
+                for (address, account) in &changes.accounts {
+                    cache.map.insert(*address, account.clone());
+                }
+            }
+            applied?;
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -416,11 +453,30 @@ impl Storage {
     }
 }
 
+impl Storage {
+    fn account_cache(&self) -> std::sync::MutexGuard<'_, AccountCache> {
+        self.accounts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl AccountStore for Storage {
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
-        self.get_decoded::<Account>(&hash_key(prefix::ACCOUNT, &address.0), 16)
+        let epoch = {
+            let cache = self.account_cache();
+            if let Some(a) = cache.map.get(address) {
+                return Ok(a.clone());
+            }
+            cache.epoch
+        };
+        let account = self
+            .get_decoded::<Account>(&hash_key(prefix::ACCOUNT, &address.0), 16)
             .map(Option::unwrap_or_default)
-            .map_err(|e| StoreError(e.to_string()))
+            .map_err(|e| StoreError(e.to_string()))?;
+        let mut cache = self.account_cache();
+        if cache.epoch == epoch && cache.map.len() < ACCOUNT_CACHE_MAX {
+            cache.map.insert(*address, account.clone());
+        }
+        Ok(account)
     }
 }
 
