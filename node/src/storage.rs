@@ -604,6 +604,30 @@ pub(crate) mod tests {
         assert!(store.blocks_from(Height(3), 10, usize::MAX).unwrap().is_empty());
     }
 
+    /// The account cache is shared by clones and written through by commits: a value read (and cached)
+    /// before a block is never served after it.
+    #[test]
+    fn cached_accounts_follow_commits_in_every_clone() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let store = open(dir.path());
+        let reader = store.clone();
+        // Read before genesis: the default account. It must not survive genesis.
+        assert_eq!(reader.account(&chain.account.public()).unwrap(), Account::default());
+        store.init_genesis(&chain.genesis).unwrap();
+        assert_eq!(reader.account(&chain.account.public()).unwrap(), Account { balance: 1_000_000, nonce: 0 });
+        let tx = chain.transfer(0, 500);
+        let recipient = tx.tx().recipient;
+        assert_eq!(reader.account(&recipient).unwrap(), Account::default());
+        chain.commit_next(&store, vec![tx]);
+        assert_eq!(reader.account(&chain.account.public()).unwrap(), Account { balance: 1_000_000 - 501, nonce: 1 });
+        assert_eq!(reader.account(&recipient).unwrap().balance, 500);
+        // And a fresh handle on the same files reads the same from disk.
+        drop((store, reader));
+        let reopened = open(dir.path());
+        assert_eq!(reopened.account(&recipient).unwrap().balance, 500);
+    }
+
     #[test]
     fn commit_refuses_a_gap() {
         let dir = tempfile::tempdir().unwrap();
