@@ -12,7 +12,7 @@
 //!
 //! **Invariant:** nothing here iterates a hash map; all collections that decide order are `BTreeMap`s.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ledger_core::{Account, AccountStore, Address, ConsensusParams, Height, SignedTransaction, TxError, TxId};
 
@@ -105,6 +105,8 @@ pub struct Mempool {
     by_id: BTreeMap<TxId, Entry>,
     /// Pending ids per sender, by nonce.
     by_sender: BTreeMap<Address, BTreeMap<u64, TxId>>,
+    /// Pending ids by expiry height, so a commit finds the expired ones without scanning the pool.
+    by_expiry: BTreeSet<(u64, TxId)>,
     bytes: usize,
     outcomes: BTreeMap<TxId, TxOutcome>,
     outcome_order: VecDeque<TxId>,
@@ -120,6 +122,7 @@ impl Mempool {
             limits,
             by_id: BTreeMap::new(),
             by_sender: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
             bytes: 0,
             outcomes: BTreeMap::new(),
             outcome_order: VecDeque::new(),
@@ -284,6 +287,7 @@ impl Mempool {
             None => tx.check_keys_and_signature()?,
         }
         self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
+        self.by_expiry.insert((t.expiry_height, id));
         self.bytes += bytes;
         self.by_id.insert(id, Entry { tx, bytes, admitted_at: std::time::Instant::now() });
         Ok(())
@@ -331,6 +335,7 @@ impl Mempool {
         let entry = self.by_id.remove(id)?;
         self.bytes -= entry.bytes;
         let t = entry.tx.tx();
+        self.by_expiry.remove(&(t.expiry_height, *id));
         if let Some(p) = self.by_sender.get_mut(&t.sender) {
             p.remove(&t.nonce);
             if p.is_empty() {
@@ -359,29 +364,47 @@ impl Mempool {
     /// After committing block `height` with `committed` txs (on `store`, which now holds the new state):
     /// drop the committed ones, then re-check every remaining one against the new state and evict the
     /// expired, those whose nonce is used, and those the sender can no longer pay for.
-    pub fn on_block_committed<S: AccountStore + ?Sized>(&mut self, height: Height, committed: &[TxId], store: &S) {
-        for id in committed {
-            self.remove(id);
-            self.record(*id, TxOutcome::Committed { height });
+    pub fn on_block_committed<S: AccountStore + ?Sized>(
+        &mut self,
+        height: Height,
+        committed: &[SignedTransaction],
+        store: &S,
+    ) {
+        // Only the senders of committed transactions have a lower balance or a higher nonce now (recipients
+        // and the proposer only gain), so only their pending transactions need a new look; expiry is by
+        // height, found through the expiry index. Cost: O(block + evicted), not O(pool).
+        let mut senders = BTreeSet::new();
+        for tx in committed {
+            let id = tx.id();
+            self.remove(&id);
+            self.record(id, TxOutcome::Committed { height });
+            senders.insert(tx.tx().sender);
         }
         let next_height = height.next().0;
-        let senders: Vec<Address> = self.by_sender.keys().copied().collect();
+        while let Some(&(expiry, id)) = self.by_expiry.first() {
+            if expiry >= next_height {
+                break;
+            }
+            let error: MempoolError = TxError::Expired { expiry_height: expiry, height: next_height }.into();
+            self.evict(&id, &error);
+            // `evict` removed it from the index; guard against a stale entry all the same.
+            self.by_expiry.remove(&(expiry, id));
+        }
         for sender in senders {
+            let Some(pending) = self.by_sender.get(&sender) else { continue };
+            let ids: Vec<TxId> = pending.values().copied().collect();
             let account = match store.account(&sender) {
                 Ok(a) => a,
                 // Cannot re-check without state; keep and re-check after the next block.
                 Err(_) => continue,
             };
-            let ids: Vec<TxId> = self.by_sender.get(&sender).map(|p| p.values().copied().collect()).unwrap_or_default();
             let mut spend: u128 = 0;
             for id in ids {
                 let Some(e) = self.by_id.get(&id) else {
                     continue;
                 };
                 let t = e.tx.tx();
-                let error: Option<MempoolError> = if next_height > t.expiry_height {
-                    Some(TxError::Expired { expiry_height: t.expiry_height, height: next_height }.into())
-                } else if t.nonce < account.nonce {
+                let error: Option<MempoolError> = if t.nonce < account.nonce {
                     Some(TxError::WrongNonce { expected: account.nonce, got: t.nonce }.into())
                 } else {
                     spend += u128::from(t.amount) + u128::from(t.fee);
@@ -616,19 +639,26 @@ mod tests {
 
     #[test]
     fn after_block_committed_removes_rechecks_and_evicts() {
-        let mut s = store(&[(1, 1000), (2, 30)]);
+        let mut s = store(&[(1, 1000), (2, 30), (3, 100)]);
         let mut m = pool(MempoolLimits::default());
         let committed = tx(1, 0, 10);
         let stale = tx(1, 1, 10);
         let expiring = tx_with(1, 2, 10, 1);
-        let unpaid = tx(2, 0, 20);
-        for t in [&committed, &stale, &expiring, &unpaid] {
+        let unpaid = tx(2, 1, 20);
+        let bystander = tx(3, 0, 10);
+        for t in [&committed, &stale, &expiring, &unpaid, &bystander] {
             m.add(t.clone(), &s, Height(0)).unwrap();
         }
-        // Block 1 commits `committed` and, as if via another node, nonce 1 of sender 1 and a spend of sender 2.
+        // Block 1 commits `committed` and, as if via another node, nonce 1 of sender 1 and nonce 0 of sender 2,
+        // a spend that leaves too little for `unpaid`. Sender 3 sent nothing: it keeps its transaction.
+        let other_1 = tx(1, 1, 30);
+        let other_2 = tx(2, 0, 24);
         s.set_account(key(1).public(), Account { balance: 900, nonce: 2 });
-        s.set_account(key(2).public(), Account { balance: 5, nonce: 0 });
-        m.on_block_committed(Height(1), &[committed.id()], &s);
+        s.set_account(key(2).public(), Account { balance: 5, nonce: 1 });
+        m.on_block_committed(Height(1), &[committed.clone(), other_1, other_2], &s);
+        assert_eq!(m.len(), 1, "only the bystander stays");
+        assert!(m.contains(&bystander.id()));
+        m.on_block_committed(Height(2), &[bystander.clone()], &s);
         assert!(m.is_empty(), "{} left", m.len());
         assert_eq!(m.outcome(&committed.id()), Some(&TxOutcome::Committed { height: Height(1) }));
         assert!(matches!(m.outcome(&stale.id()), Some(TxOutcome::Evicted { code: "nonce_too_low", .. })));

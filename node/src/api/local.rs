@@ -88,10 +88,9 @@ impl LocalNode {
     ) -> Result<(), StorageError> {
         self.storage.commit_block(block, certificate, changes)?;
         let height = block.height();
-        let ids: Vec<TxId> = block.txs.iter().map(SignedTransaction::id).collect();
         {
             let mut pool = lock(&self.pool);
-            pool.mempool.on_block_committed(height, &ids, self.storage.as_ref());
+            pool.mempool.on_block_committed(height, &block.txs, self.storage.as_ref());
             self.update_mempool_metrics(&pool);
         }
         self.metrics.on_block_committed(height.0, block.txs.len(), block.header.timestamp_ms);
