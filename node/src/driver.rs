@@ -144,11 +144,11 @@ impl GossipValidator for NodeGossipValidator {
                     Err(e) => return Validation::Ignore(format!("storage: {e}")),
                 };
                 // Keys and signatures are checked before taking the mempool lock, so the driver (which needs
-                // the lock to build blocks) does not wait on them. Transactions already held are skipped.
+                // the lock to build blocks) does not wait on them. Transactions held or just committed are skipped.
                 let checks: Vec<Result<(), TxError>> = {
                     let known: Vec<bool> = {
                         let mempool = s.mempool();
-                        txs.iter().map(|tx| mempool.contains(&tx.id())).collect()
+                        txs.iter().map(|tx| mempool.known_good(&tx.id())).collect()
                     };
                     txs.iter()
                         .zip(known)
@@ -619,7 +619,12 @@ impl Driver {
             &|id| verified.contains(id),
         );
         match result {
-            Ok(c) => Ok(Ok(c)),
+            Ok(c) => {
+                // Every transaction of an executed block had its keys and signature checked.
+                let ids = block.txs.iter().map(|tx| tx.id()).filter(|id| !verified.contains(id));
+                self.shared.mempool().note_checked(ids);
+                Ok(Ok(c))
+            }
             Err(ledger_core::state::ApplyBlockError::Store(e)) => Err(e.into()),
             Err(ledger_core::state::ApplyBlockError::Invalid(e)) => Ok(Err(e.to_string())),
         }

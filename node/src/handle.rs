@@ -64,7 +64,7 @@ impl NodeApi {
         let work = move || {
             let known: Vec<bool> = {
                 let mempool = shared.mempool();
-                txs.iter().map(|t| t.as_ref().is_ok_and(|tx| mempool.contains(&tx.id()))).collect()
+                txs.iter().map(|t| t.as_ref().is_ok_and(|tx| mempool.known_good(&tx.id()))).collect()
             };
             txs.into_iter()
                 .zip(known)

@@ -25,6 +25,9 @@ pub mod code {
     pub const STORAGE: &str = "storage_error";
 }
 
+/// Most ids remembered by [`Mempool::note_checked`].
+pub const CHECKED_ELSEWHERE_MAX: usize = 65_536;
+
 /// Limits, from the `[mempool]` config section.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MempoolLimits {
@@ -110,6 +113,9 @@ pub struct Mempool {
     bytes: usize,
     outcomes: BTreeMap<TxId, TxOutcome>,
     outcome_order: VecDeque<TxId>,
+    /// See [`Mempool::note_checked`].
+    checked_elsewhere: BTreeSet<TxId>,
+    checked_order: VecDeque<TxId>,
     /// Rotates the sender that `take_for_block` starts with.
     rotation: u64,
 }
@@ -126,6 +132,8 @@ impl Mempool {
             bytes: 0,
             outcomes: BTreeMap::new(),
             outcome_order: VecDeque::new(),
+            checked_elsewhere: BTreeSet::new(),
+            checked_order: VecDeque::new(),
             rotation: 0,
         }
     }
@@ -144,6 +152,31 @@ impl Mempool {
 
     pub fn contains(&self, id: &TxId) -> bool {
         self.by_id.contains_key(id)
+    }
+
+    /// Whether `id`'s keys and signature are known good without checking: it is pooled (checked on
+    /// admission) or recently committed (checked before its block was accepted). The id covers the
+    /// signature, so the same id means the same bytes. Transactions that arrive again by gossip after
+    /// their commit (common under load) then cost a lookup instead of a signature check.
+    pub fn known_good(&self, id: &TxId) -> bool {
+        self.by_id.contains_key(id)
+            || self.checked_elsewhere.contains(id)
+            || matches!(self.outcomes.get(id), Some(TxOutcome::Committed { .. }))
+    }
+
+    /// Remember ids whose keys and signatures were checked outside the pool (in a proposed block that
+    /// executed), so their gossip copies are not checked again. Bounded: the oldest are forgotten first.
+    pub fn note_checked(&mut self, ids: impl IntoIterator<Item = TxId>) {
+        for id in ids {
+            if self.checked_elsewhere.insert(id) {
+                self.checked_order.push_back(id);
+            }
+        }
+        while self.checked_order.len() > CHECKED_ELSEWHERE_MAX {
+            if let Some(old) = self.checked_order.pop_front() {
+                self.checked_elsewhere.remove(&old);
+            }
+        }
     }
 
     /// Whether `id`'s signature is known valid (every pooled transaction was verified on admission).
@@ -635,6 +668,34 @@ mod tests {
         let t2 = a.take_for_block(1);
         assert_eq!(t2.len(), 1);
         assert_ne!(t2[0].tx().sender, ta[0].tx().sender);
+    }
+
+    /// Skipping the signature check is only for ids whose bytes were checked: pooled, committed, or noted
+    /// from an executed block; never for one that was refused.
+    #[test]
+    fn known_good_covers_checked_ids_only() {
+        let s = store(&[(1, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        let pooled = tx(1, 0, 10);
+        m.add(pooled.clone(), &s, Height(0)).unwrap();
+        assert!(m.known_good(&pooled.id()));
+        let mut forged = tx(1, 1, 10);
+        forged = SignedTransaction::new(forged.tx().clone(), Signature([7; 64]));
+        assert!(m.add(forged.clone(), &s, Height(0)).is_err());
+        assert!(!m.known_good(&forged.id()), "a refused transaction must be checked again");
+        m.on_block_committed(Height(1), &[pooled.clone()], &s);
+        assert!(!m.contains(&pooled.id()));
+        assert!(m.known_good(&pooled.id()), "committed");
+        let elsewhere = tx(1, 2, 10);
+        assert!(!m.known_good(&elsewhere.id()));
+        m.note_checked([elsewhere.id()]);
+        assert!(m.known_good(&elsewhere.id()));
+        let template = tx(1, 3, 10).tx().clone();
+        m.note_checked((0..CHECKED_ELSEWHERE_MAX as u64).map(|n| {
+            let t = Transaction { amount: n + 1, ..template.clone() };
+            SignedTransaction::new(t, Signature([0; 64])).id()
+        }));
+        assert!(!m.known_good(&elsewhere.id()), "the oldest noted ids are forgotten");
     }
 
     #[test]
