@@ -249,7 +249,13 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
 /// `ledgerd start`: run the node from its configuration until Ctrl-C, SIGTERM or a fatal error.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     let setup = node_setup(&cfg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Blocking work is CPU-bound (transaction checks for the API): more threads than cores only add
+    // malloc arenas and memory, so the blocking pool is kept small (tokio's default allows 512).
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(cores.saturating_mul(2).max(4))
+        .build()?;
     runtime.block_on(async move {
         let mut node = start(setup).await?;
         tracing::info!(peer_id = %node.network.local_peer_id(), moniker = %cfg.moniker, "node started");
