@@ -19,8 +19,10 @@ use crate::mempool::{Mempool, MempoolError, MempoolLimits};
 use crate::p2p::{self, NetworkConfig, NetworkHandle};
 use crate::storage::{Storage, StorageOptions};
 
-/// Committed-block events buffered per API subscriber before it is dropped as lagging.
-pub const BLOCK_EVENTS_BUFFER: usize = 1024;
+/// Committed-block events buffered for API subscribers before a slow one is dropped as lagging (it resumes
+/// with `from_height`, replayed from storage). The channel keeps this many whole blocks alive whether or
+/// not anyone listens, so it is small (1,024 could pin ~1,000 blocks of up to 16,384 transactions).
+pub const BLOCK_EVENTS_BUFFER: usize = 32;
 /// How long shutdown waits for in-flight API requests (such as `wait=commit`) before cutting them off.
 const API_DRAIN: Duration = Duration::from_secs(3);
 
