@@ -110,9 +110,20 @@ pub struct Storage {
 #[derive(Default)]
 struct AccountCache {
     map: HashMap<Address, Account>,
-    /// Bumped (under the lock) by every write of accounts: a reader that missed, read sled and finds the
+    /// Moved (under the lock) around every write of accounts: a reader that missed, read sled and finds the
     /// epoch changed does not insert what it read, which may predate the write.
     epoch: u64,
+}
+
+impl AccountCache {
+    fn bump(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    fn reset(&mut self) {
+        self.bump();
+        self.map.clear();
+    }
 }
 
 /// Most accounts the cache holds (~100 bytes each with overhead).
@@ -226,10 +237,11 @@ impl Storage {
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&Height::GENESIS)));
         // Written last in the batch; the batch is atomic, so its presence means genesis state is complete.
         batch.insert(META_GENESIS, seal(META_GENESIS, &encoding::encode(&expected)));
-        let mut cache = self.account_cache();
-        cache.epoch = cache.epoch.wrapping_add(1);
-        cache.map.clear();
-        self.chain.apply_batch(batch)?;
+        // Emptied around the write, as in `commit_block`, so no value read before genesis survives it.
+        self.account_cache().reset();
+        let applied = self.chain.apply_batch(batch);
+        self.account_cache().reset();
+        applied?;
         self.db.flush()?;
         Ok(())
     }
@@ -324,23 +336,24 @@ impl Storage {
         }
         batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&changes.lthash)));
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&height)));
-        {
-            // Under the cache lock, so no reader caches a value from before this batch after it.
-            let mut cache = self.account_cache();
-            cache.epoch = cache.epoch.wrapping_add(1);
-            let applied = self.chain.apply_batch(batch);
-            if applied.is_err() {
-                cache.map.clear();
-            } else {
-                if cache.map.len().saturating_add(changes.accounts.len()) > ACCOUNT_CACHE_MAX {
-                    cache.map.clear();
-                }
-                for (address, account) in &changes.accounts {
-                    cache.map.insert(*address, account.clone());
-                }
-            }
-            applied?;
+        // The epoch moves before and after the write, so readers never wait on sled I/O: a reader that missed
+        // before either move cannot cache what it read, and one that cached an old value between the moves
+        // has it overwritten below for every account the block changed (the others did not change).
+        self.account_cache().bump();
+        let applied = self.chain.apply_batch(batch);
+        let mut cache = self.account_cache();
+        if applied.is_err() || cache.map.len().saturating_add(changes.accounts.len()) > ACCOUNT_CACHE_MAX {
+            cache.reset();
+        } else {
+            cache.bump();
         }
+        if applied.is_ok() {
+            for (address, account) in &changes.accounts {
+                cache.map.insert(*address, account.clone());
+            }
+        }
+        drop(cache);
+        applied?;
         self.db.flush()?;
         Ok(())
     }

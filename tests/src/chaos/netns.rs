@@ -253,11 +253,7 @@ impl Topology {
 
     /// Counters of the iptables drop rules in node `i`'s namespace (packets dropped so far), if any.
     pub fn dropped_packets(&self, i: usize) -> Result<u64> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.nodes[i], "iptables", "-L", "-n", "-v", "-x"])
-            .output()
-            .context("running iptables")?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = iptables(&self.nodes[i], &["-L", "-n", "-v", "-x"])?;
         Ok(text
             .lines()
             .filter(|l| l.contains("DROP") && l.contains("statistic"))
@@ -312,27 +308,24 @@ fn node_ip(i: usize) -> String {
 }
 
 fn tc(ns: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "tc"])
-        .args(args)
-        .output()
-        .context("running tc (is iproute2 installed?)")?;
-    if !out.status.success() {
-        bail!("tc {} in {ns} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
+    in_namespace(ns, "tc", args).map(drop)
 }
 
-fn iptables(ns: &str, args: &[&str]) -> Result<()> {
+fn iptables(ns: &str, args: &[&str]) -> Result<String> {
+    in_namespace(ns, "iptables", args)
+}
+
+/// Run `program ARGS` inside namespace `ns`; its stdout, or an error with its stderr.
+fn in_namespace(ns: &str, program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "iptables"])
+        .args(["netns", "exec", ns, program])
         .args(args)
         .output()
-        .context("running iptables (is iptables installed?)")?;
+        .with_context(|| format!("running {program} (is it installed?)"))?;
     if !out.status.success() {
-        bail!("iptables {} in {ns} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!("{program} {} in {ns} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Build an HTTP client on a thread that joined namespace `ns`: the client's runtime thread is spawned
