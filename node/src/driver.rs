@@ -607,7 +607,7 @@ impl Driver {
         // needs) is not held while the block executes.
         let verified: BTreeSet<TxId> = {
             let mempool = self.shared.mempool();
-            block.txs.iter().map(|tx| tx.id()).filter(|id| mempool.is_verified(id)).collect()
+            block.txs.iter().map(|tx| tx.id()).filter(|id| mempool.known_good(id)).collect()
         };
         let result = apply_block(
             &self.shared.storage,
@@ -763,16 +763,14 @@ impl Driver {
             last_commit,
         };
         let lthash = self.shared.storage.lthash()?;
-        let built = {
-            let mut mempool = self.shared.mempool();
-            let candidates = mempool.take_for_block(self.shared.params().txs_per_block_max as usize);
-            let built =
-                build_block(&self.shared.storage, &lthash, template, self.shared.params(), candidates, &|id| {
-                    mempool.is_verified(id)
-                })?;
-            mempool.on_build_rejections(&built.rejected);
-            built
-        };
+        // The lock is held to pick the candidates (all pooled, so all checked) and to record rejections, not
+        // while the block is built.
+        let candidates = self.shared.mempool().take_for_block(self.shared.params().txs_per_block_max as usize);
+        let checked: BTreeSet<TxId> = candidates.iter().map(|tx| tx.id()).collect();
+        let built = build_block(&self.shared.storage, &lthash, template, self.shared.params(), candidates, &|id| {
+            checked.contains(id)
+        })?;
+        self.shared.mempool().on_build_rejections(&built.rejected);
         debug_assert_eq!(built.block.height(), height);
         Ok(Some(built))
     }

@@ -1,7 +1,7 @@
 //! The mempool: transactions waiting for a block.
 //!
 //! Admission runs the cheap checks first and the signature check (~35 µs) last, once per transaction: every
-//! pooled transaction is verified, so block validation passes `verified = |id| mempool.is_verified(id)`
+//! pooled transaction is verified, so block validation passes `verified = |id| mempool.known_good(id)`
 //! and does not verify again. The pool is bounded in count, bytes and per sender; pending transactions are
 //! ordered per sender by nonce, and [`Mempool::take_for_block`] interleaves senders round-robin in address
 //! order, starting one sender further each call, so no sender can starve the others and every node with the
@@ -177,11 +177,6 @@ impl Mempool {
                 self.checked_elsewhere.remove(&old);
             }
         }
-    }
-
-    /// Whether `id`'s signature is known valid (every pooled transaction was verified on admission).
-    pub fn is_verified(&self, id: &TxId) -> bool {
-        self.by_id.contains_key(id)
     }
 
     pub fn outcome(&self, id: &TxId) -> Option<&TxOutcome> {
@@ -395,8 +390,8 @@ impl Mempool {
     }
 
     /// After committing block `height` with `committed` txs (on `store`, which now holds the new state):
-    /// drop the committed ones, then re-check every remaining one against the new state and evict the
-    /// expired, those whose nonce is used, and those the sender can no longer pay for.
+    /// drop the committed ones, evict the expired, and re-check the pending transactions of the block's
+    /// senders, evicting those whose nonce is used and those the sender can no longer pay for.
     pub fn on_block_committed<S: AccountStore + ?Sized>(
         &mut self,
         height: Height,
@@ -428,7 +423,7 @@ impl Mempool {
             let ids: Vec<TxId> = pending.values().copied().collect();
             let account = match store.account(&sender) {
                 Ok(a) => a,
-                // Cannot re-check without state; keep and re-check after the next block.
+                // Cannot re-check without state: keep them; building a block checks them against the state.
                 Err(_) => continue,
             };
             let mut spend: u128 = 0;
@@ -518,7 +513,7 @@ mod tests {
         let mut m = pool(MempoolLimits::default());
         let t = tx(1, 0, 10);
         let id = m.add(t.clone(), &s, Height(0)).unwrap();
-        assert!(m.is_verified(&id));
+        assert!(m.known_good(&id));
         assert_eq!(m.outcome(&id), Some(&TxOutcome::Pending));
         assert_eq!(m.len(), 1);
         assert_eq!(m.bytes(), t.encoded_len());
@@ -559,7 +554,7 @@ mod tests {
         let id = forged.id();
         assert_eq!(code_of(m.add(forged, &s, Height(0))), "bad_signature");
         assert!(matches!(m.outcome(&id), Some(TxOutcome::Rejected { code: "bad_signature", .. })));
-        assert!(!m.is_verified(&id));
+        assert!(!m.known_good(&id));
     }
 
     #[test]
@@ -579,7 +574,7 @@ mod tests {
         // A passed precheck admits without verifying again.
         let check = good.check_keys_and_signature();
         assert_eq!(m.add_prechecked(good.clone(), check, &s, Height(0)), Ok(good.id()));
-        assert!(m.is_verified(&good.id()));
+        assert!(m.known_good(&good.id()));
     }
 
     #[test]
