@@ -155,6 +155,14 @@ impl GossipValidator for NodeGossipValidator {
                         .map(|(tx, known)| if known { Ok(()) } else { tx.check_keys_and_signature_with(&s.keys) })
                         .collect()
                 };
+                // A forged transaction condemns the batch and its sender, whatever else is wrong with it
+                // (admission would report a stale nonce or a short balance first).
+                if let Some((tx, e)) = txs.iter().zip(&checks).find_map(|(tx, c)| c.as_ref().err().map(|e| (tx, e))) {
+                    if is_forgery(e.code()) {
+                        s.mempool().record_refused(tx.id(), e);
+                        return Validation::Reject(format!("tx {}: {e}", tx.id()));
+                    }
+                }
                 let mut admitted = 0usize;
                 let mut mempool = s.mempool();
                 for (tx, check) in txs.iter().zip(checks) {
@@ -184,6 +192,14 @@ impl GossipValidator for NodeGossipValidator {
                     return Validation::Ignore("proposal for a committed height".into());
                 }
                 let (prop, block) = (&p.proposal.proposal, &p.block);
+                // Only the scheduled proposer of (height, round) may propose: otherwise any one validator could
+                // fill every node's table of candidate blocks with blocks of its own.
+                if s.validators.proposer(prop.height, prop.round).public_key != prop.proposer {
+                    return Validation::Reject(format!(
+                        "{} is not the proposer of height {} round {}",
+                        prop.proposer, prop.height, prop.round.0
+                    ));
+                }
                 if block.hash() != prop.block_hash {
                     return Validation::Reject("block does not match the proposal's hash".into());
                 }

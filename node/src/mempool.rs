@@ -261,6 +261,12 @@ impl Mempool {
         result.map(|()| id)
     }
 
+    /// Record that `id` was refused for `error` without offering it to the pool (a forged transaction in a
+    /// gossip batch that is refused whole).
+    pub fn record_refused(&mut self, id: TxId, error: &TxError) {
+        self.record(id, TxOutcome::Rejected { code: error.code(), message: error.to_string() });
+    }
+
     fn admit<S: AccountStore + ?Sized>(
         &mut self,
         tx: SignedTransaction,
@@ -446,6 +452,10 @@ impl Mempool {
     }
 
     fn record(&mut self, id: TxId, outcome: TxOutcome) {
+        // Committed is final: a copy arriving later is refused (its nonce is used), which must not hide it.
+        if matches!(self.outcomes.get(&id), Some(TxOutcome::Committed { .. })) {
+            return;
+        }
         if self.outcomes.insert(id, outcome).is_none() {
             self.outcome_order.push_back(id);
         }
@@ -669,7 +679,7 @@ mod tests {
     /// from an executed block; never for one that was refused.
     #[test]
     fn known_good_covers_checked_ids_only() {
-        let s = store(&[(1, 1000)]);
+        let mut s = store(&[(1, 1000)]);
         let mut m = pool(MempoolLimits::default());
         let pooled = tx(1, 0, 10);
         m.add(pooled.clone(), &s, Height(0)).unwrap();
@@ -678,9 +688,14 @@ mod tests {
         forged = SignedTransaction::new(forged.tx().clone(), Signature([7; 64]));
         assert!(m.add(forged.clone(), &s, Height(0)).is_err());
         assert!(!m.known_good(&forged.id()), "a refused transaction must be checked again");
+        s.set_account(key(1).public(), Account { balance: 1000 - 11, nonce: 1 });
         m.on_block_committed(Height(1), &[pooled.clone()], &s);
         assert!(!m.contains(&pooled.id()));
         assert!(m.known_good(&pooled.id()), "committed");
+        // A copy arriving after the commit is refused, and the outcome stays committed.
+        assert!(m.add(pooled.clone(), &s, Height(1)).is_err());
+        assert!(m.known_good(&pooled.id()), "still committed after a late copy");
+        assert_eq!(m.outcome(&pooled.id()), Some(&TxOutcome::Committed { height: Height(1) }));
         let elsewhere = tx(1, 2, 10);
         assert!(!m.known_good(&elsewhere.id()));
         m.note_checked([elsewhere.id()]);
