@@ -587,12 +587,27 @@ mod tests {
         }
     }
 
-    fn resent(node: &RunningNode) -> u64 {
+    fn counter(node: &RunningNode, name: &str) -> u64 {
         let text = node.shared.metrics.encode_prometheus().unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix("ledger_consensus_messages_resent_total "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
             .unwrap()
+    }
+
+    fn resent(node: &RunningNode) -> u64 {
+        counter(node, "ledger_consensus_messages_resent_total")
+    }
+
+    /// Wait (with a deadline) until `node` has run `n` more stall rounds than now: time provably passed at
+    /// a height that did not commit.
+    async fn wait_stall_rounds(node: &RunningNode, n: u64) {
+        let target = counter(node, "ledger_consensus_stall_rounds_total") + n;
+        let deadline = Instant::now() + DEADLINE;
+        while counter(node, "ledger_consensus_stall_rounds_total") < target {
+            assert!(Instant::now() < deadline, "no {n} stall rounds within {DEADLINE:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Three validators of equal power: every commit needs all three. One is cut off from the others'
@@ -614,9 +629,10 @@ mod tests {
             node.network.block_gossip_from(vec![ids[2]]).await.unwrap();
         }
         let max_height = || net.nodes.iter().map(|n| n.status.borrow().height.0).max().unwrap();
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Stalled once node 0 re-gossips (no commit for 3 s); then two more rounds (4 s) change nothing.
+        wait_stall_rounds(&net.nodes[0], 1).await;
         let stalled = max_height();
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        wait_stall_rounds(&net.nodes[0], 2).await;
         assert!(max_height() <= stalled + 1, "the chain went on without a third of the power");
 
         for node in &net.nodes {
@@ -651,8 +667,11 @@ mod tests {
         }
         net.nodes[2].network.set_isolated(true).await.unwrap();
         let max_height = || net.nodes.iter().map(|n| n.status.borrow().height.0).max().unwrap();
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        assert_eq!(net.nodes[2].status.borrow().n_peers, 0, "the cut-off node still has peers");
+        let mut status = net.nodes[2].status.clone();
+        tokio::time::timeout(DEADLINE, status.wait_for(|s| s.n_peers == 0))
+            .await
+            .expect("the cut-off node still has peers")
+            .unwrap();
         net.nodes[2].network.set_isolated(false).await.unwrap();
         let target = max_height() + 3;
         for node in &net.nodes {
@@ -814,7 +833,8 @@ mod tests {
         let s = setup(&g, None, identity::Keypair::generate_ed25519(), free_port(), vec![liar_addr], dir.path());
         let follower = start(s).await.unwrap();
         tokio::time::timeout(DEADLINE, lied.notified()).await.expect("the liar was asked for blocks");
-        assert_eq!(follower.shared.storage.latest_height().unwrap(), Height(0), "a lie was committed");
+        // That the lies were refused is checked below: every block the follower ends up with is the
+        // validator's, and its stored chain passes the start-up verification.
         assert!(follower.status.borrow().catching_up, "a node syncing from height 0 reports catching up");
         let metrics = follower.api_state.metrics().encode_prometheus().unwrap();
         assert!(metrics.lines().any(|l| l == "ledger_catching_up 1"), "{metrics}");
