@@ -273,7 +273,7 @@ impl Localnet {
             .arg("--home")
             .arg(&node.home)
             .args(&node.extra_args)
-            .env("RUST_LOG", std::env::var("LEDGER_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("LEDGERD_LOG", std::env::var("LEDGER_TEST_LOG").unwrap_or_else(|_| "info".into()))
             // ledgerd refuses unknown LEDGERD_* variables; this one only tells the harness where the binary is.
             .env_remove("LEDGERD_BIN")
             .stdin(Stdio::null())
