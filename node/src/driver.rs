@@ -799,8 +799,7 @@ impl Driver {
             tracing::info!(%height, ?round, %hash, timestamp_ms = block.header.timestamp_ms, "proposed block is from the future");
             false
         } else {
-            let block = block.clone();
-            match self.execute_block(&block)? {
+            match self.execute_block(block)? {
                 Ok(c) => {
                     if let Some(entry) = self.candidates.get_mut(&hash) {
                         entry.1 = Some(c);
@@ -822,7 +821,8 @@ impl Driver {
         let height = self.consensus.height();
         let Some((_, hash)) = self.consensus.decision() else { return Ok(()) };
         let Some(cert) = self.consensus.commit_certificate(height) else { return Ok(()) };
-        let Some((block, changes)) = self.candidates.get(&hash).cloned() else { return Ok(()) };
+        // Taken out: the table is cleared for the next height anyway, and an error here stops the driver.
+        let Some((block, changes)) = self.candidates.remove(&hash) else { return Ok(()) };
         let changes = match changes {
             Some(c) => c,
             None => {
