@@ -33,4 +33,5 @@ pub mod mempool;
 pub mod p2p;
 pub mod run;
 pub mod storage;
+pub mod txindex;
 pub mod wire;

@@ -10,9 +10,11 @@
 //! Every rejection and eviction is recorded with a stable reason code (a [`TxError::code`] or one of the
 //! `mempool_*` codes below) in a bounded map of recent outcomes, for the API to report later.
 //!
-//! **Invariant:** nothing here iterates a hash map; all collections that decide order are `BTreeMap`s.
+//! **Invariant:** nothing here iterates a hash map; all collections that decide order are `BTreeMap`s. The
+//! maps keyed by transaction id (`by_id`, `outcomes`, `checked_elsewhere`) are hash maps with std's keyed
+//! SipHash (ids are chosen by senders, who could otherwise grind collisions) and are only ever looked up.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use ledger_core::{Account, AccountStore, Address, ConsensusParams, Height, SignedTransaction, TxError, TxId};
 
@@ -105,16 +107,16 @@ pub struct Mempool {
     chain_id: String,
     params: ConsensusParams,
     limits: MempoolLimits,
-    by_id: BTreeMap<TxId, Entry>,
+    by_id: HashMap<TxId, Entry>,
     /// Pending ids per sender, by nonce.
     by_sender: BTreeMap<Address, BTreeMap<u64, TxId>>,
     /// Pending ids by expiry height, so a commit finds the expired ones without scanning the pool.
     by_expiry: BTreeSet<(u64, TxId)>,
     bytes: usize,
-    outcomes: BTreeMap<TxId, TxOutcome>,
+    outcomes: HashMap<TxId, TxOutcome>,
     outcome_order: VecDeque<TxId>,
     /// See [`Mempool::note_checked`].
-    checked_elsewhere: BTreeSet<TxId>,
+    checked_elsewhere: HashSet<TxId>,
     checked_order: VecDeque<TxId>,
     /// Rotates the sender that `take_for_block` starts with.
     rotation: u64,
@@ -126,13 +128,13 @@ impl Mempool {
             chain_id: chain_id.to_string(),
             params,
             limits,
-            by_id: BTreeMap::new(),
+            by_id: HashMap::new(),
             by_sender: BTreeMap::new(),
             by_expiry: BTreeSet::new(),
             bytes: 0,
-            outcomes: BTreeMap::new(),
+            outcomes: HashMap::new(),
             outcome_order: VecDeque::new(),
-            checked_elsewhere: BTreeSet::new(),
+            checked_elsewhere: HashSet::new(),
             checked_order: VecDeque::new(),
             rotation: 0,
         }

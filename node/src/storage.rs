@@ -19,7 +19,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::txindex::{self, RunList, RunMeta};
 
 use ledger_core::state::StoreError;
 use ledger_core::{
@@ -32,7 +34,8 @@ mod prefix {
     pub const BLOCK: u8 = b'b';
     pub const HASH_TO_HEIGHT: u8 = b'h';
     pub const CERT: u8 = b'c';
-    pub const TX: u8 = b't';
+    /// Per-transaction index keys of databases from before [`crate::txindex`]; removed when it is built.
+    pub const OLD_TX: u8 = b't';
     pub const ACCOUNT: u8 = b'a';
     pub const META: u8 = b'm';
 }
@@ -42,6 +45,7 @@ const META_LTHASH: &[u8] = b"mlthash";
 const META_SIGNER: &[u8] = b"msigner";
 const META_GENESIS: &[u8] = b"mgenesis";
 const META_PROPOSED_BLOCK: &[u8] = b"mproposed";
+const META_TXINDEX: &[u8] = b"mtxindex";
 
 const CHECKSUM_BYTES: usize = 16;
 const CHECKSUM_CONTEXT: &str = "ledger v1 node storage value checksum";
@@ -87,12 +91,7 @@ impl Default for StorageOptions {
     }
 }
 
-/// Where a committed transaction is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
-pub struct TxLocation {
-    pub height: Height,
-    pub index: u32,
-}
+pub use crate::txindex::TxLocation;
 
 /// The chain database. Cheap to clone (sled handles are reference counted).
 #[derive(Clone)]
@@ -102,6 +101,9 @@ pub struct Storage {
     opts: StorageOptions,
     /// Shared by every clone: one cache per database.
     accounts: Arc<Mutex<AccountCache>>,
+    /// The transaction index's run list as last committed. Held for reading across a lookup and for writing
+    /// across the batch that replaces runs, so a lookup never follows a run whose chunks are gone.
+    tx_runs: Arc<RwLock<RunList>>,
 }
 
 /// Committed accounts by address (absent ones as the default account), so that admission and block
@@ -160,12 +162,24 @@ fn seal(key: &[u8], payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The payload of a sealed value, once its checksum is checked.
+fn unseal<'a>(key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StorageError> {
+    if raw.len() < CHECKSUM_BYTES {
+        return Err(corrupt(key, format!("value of {} bytes is shorter than its checksum", raw.len())));
+    }
+    let (payload, sum) = raw.split_at(raw.len() - CHECKSUM_BYTES);
+    if checksum(key, payload) != sum {
+        return Err(corrupt(key, "checksum mismatch"));
+    }
+    Ok(payload)
+}
+
 fn describe_key(key: &[u8]) -> String {
     match key.first() {
         Some(&prefix::BLOCK) if key.len() == 9 => format!("block {}", be_u64(&key[1..])),
         Some(&prefix::CERT) if key.len() == 9 => format!("certificate {}", be_u64(&key[1..])),
         Some(&prefix::HASH_TO_HEIGHT) => format!("block index {}", hex::encode(&key[1..])),
-        Some(&prefix::TX) => format!("tx index {}", hex::encode(&key[1..])),
+        Some(&txindex::CHUNK_PREFIX) if key.len() == 41 => format!("tx index run {} chunk", be_u64(&key[1..9])),
         Some(&prefix::ACCOUNT) => format!("account {}", hex::encode(&key[1..])),
         Some(&prefix::META) => format!("metadata {}", String::from_utf8_lossy(&key[1..])),
         _ => format!("key {}", hex::encode(key)),
@@ -189,7 +203,15 @@ impl Storage {
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
         let db = sled::Config::new().path(dir).cache_capacity(opts.cache_capacity_bytes).open()?;
         let chain = db.open_tree("chain")?;
-        Ok(Storage { db, chain, opts, accounts: Arc::new(Mutex::new(AccountCache::default())) })
+        let store = Storage {
+            db,
+            chain,
+            opts,
+            accounts: Arc::new(Mutex::new(AccountCache::default())),
+            tx_runs: Arc::new(RwLock::new(RunList::default())),
+        };
+        store.open_tx_index()?;
+        Ok(store)
     }
 
     /// Read and check a value's checksum; `None` if absent.
@@ -197,14 +219,7 @@ impl Storage {
         let Some(raw) = self.chain.get(key)? else {
             return Ok(None);
         };
-        if raw.len() < CHECKSUM_BYTES {
-            return Err(corrupt(key, format!("value of {} bytes is shorter than its checksum", raw.len())));
-        }
-        let (payload, sum) = raw.split_at(raw.len() - CHECKSUM_BYTES);
-        if checksum(key, payload) != sum {
-            return Err(corrupt(key, "checksum mismatch"));
-        }
-        Ok(Some(payload.to_vec()))
+        Ok(Some(unseal(key, &raw)?.to_vec()))
     }
 
     fn get_decoded<T: borsh::BorshSerialize + borsh::BorshDeserialize>(
@@ -269,8 +284,114 @@ impl Storage {
         self.get_decoded(&hash_key(prefix::HASH_TO_HEIGHT, &block_hash.0), 8)
     }
 
+    /// Where the committed transaction `id` is: one chunk read per index run, newest run first.
     pub fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StorageError> {
-        self.get_decoded(&hash_key(prefix::TX, &id.0), 12)
+        let runs = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for run in runs.runs.iter().rev() {
+            let last_possible = txindex::chunk_key(run.id, &id.0);
+            let chunk = self.chain.range(&txindex::run_start(run.id)[..]..=&last_possible[..]).next_back();
+            if let Some((k, raw)) = chunk.transpose()? {
+                let payload = unseal(&k, &raw)?;
+                if let Some(loc) = txindex::find_raw(payload, &id.0).map_err(|d| corrupt(&k, d))? {
+                    return Ok(Some(loc));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry of a stored run, with the keys of its chunks.
+    fn read_run(&self, run: RunMeta) -> Result<(Vec<txindex::Entry>, Vec<sled::IVec>), StorageError> {
+        let mut entries =
+            Vec::with_capacity(usize::try_from(run.len).unwrap_or(0).min(txindex::RUN_MERGE_MAX as usize));
+        let mut keys = Vec::new();
+        for item in self.chain.range(&txindex::run_start(run.id)[..]..&txindex::run_start(run.id + 1)[..]) {
+            let (k, raw) = item?;
+            let chunk = txindex::decode_chunk(unseal(&k, &raw)?).map_err(|d| corrupt(&k, d))?;
+            entries.extend(chunk);
+            keys.push(k);
+        }
+        if entries.len() as u64 != run.len {
+            return Err(corrupt(
+                &txindex::run_start(run.id),
+                format!("index run holds {} entries, not {}", entries.len(), run.len),
+            ));
+        }
+        Ok((entries, keys))
+    }
+
+    /// Add a block's transactions to the index inside `batch`: one new run, merged with the newest stored runs
+    /// while [`txindex::should_merge`] says so. Returns the run list to install once `batch` is applied.
+    fn index_block(&self, block: &Block, batch: &mut sled::Batch) -> Result<Option<RunList>, StorageError> {
+        if block.txs.is_empty() {
+            return Ok(None);
+        }
+        let mut list = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut run = txindex::block_entries(block.height(), block.txs.iter().map(|tx| tx.id()));
+        while let Some(&last) = list.runs.last() {
+            if !txindex::should_merge(last.len, run.len() as u64) {
+                break;
+            }
+            let (older, keys) = self.read_run(last)?;
+            for k in keys {
+                batch.remove(k);
+            }
+            run = txindex::merge(&older, &run);
+            list.runs.pop();
+        }
+        let id = list.next_id;
+        list.next_id = id.checked_add(1).ok_or_else(|| corrupt(META_TXINDEX, "index run ids exhausted"))?;
+        for chunk in run.chunks(txindex::CHUNK_ENTRIES) {
+            let k = txindex::chunk_key(id, &chunk[0].id);
+            batch.insert(&k[..], seal(&k, &txindex::encode_chunk(chunk)));
+        }
+        list.runs.push(RunMeta { id, len: run.len() as u64 });
+        batch.insert(META_TXINDEX, seal(META_TXINDEX, &encoding::encode(&list)));
+        Ok(Some(list))
+    }
+
+    /// Load the index's run list, or build it from the blocks for a database written before the index existed
+    /// (and drop that database's per-transaction keys).
+    fn open_tx_index(&self) -> Result<(), StorageError> {
+        let max = txindex::RUNS_MAX * 16 + 16;
+        if let Some(list) = self.get_decoded::<RunList>(META_TXINDEX, max)? {
+            *self.tx_runs.write().unwrap_or_else(std::sync::PoisonError::into_inner) = list;
+            return Ok(());
+        }
+        let tip = match self.latest_height() {
+            Ok(tip) => tip,
+            Err(StorageError::NotInitialised) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if tip == Height::GENESIS {
+            return Ok(());
+        }
+        tracing::info!(%tip, "building the transaction index from the stored blocks");
+        for h in 1..=tip.0 {
+            let block = self
+                .block(Height(h))?
+                .ok_or_else(|| corrupt(&height_key(prefix::BLOCK, Height(h)), "block below the tip is missing"))?;
+            let mut batch = sled::Batch::default();
+            if let Some(list) = self.index_block(&block, &mut batch)? {
+                self.chain.apply_batch(batch)?;
+                *self.tx_runs.write().unwrap_or_else(std::sync::PoisonError::into_inner) = list;
+            }
+        }
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in self.chain.scan_prefix([prefix::OLD_TX]).keys().take(10_000) {
+                batch.remove(item?);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.chain.apply_batch(batch)?;
+        }
+        self.db.flush()?;
+        tracing::info!(%tip, "transaction index built");
+        Ok(())
     }
 
     /// Blocks with their certificates from `from`, at most `max_count` of them and at most `max_bytes` of
@@ -321,11 +442,7 @@ impl Storage {
         batch.insert(&k[..], seal(&k, &encoding::encode(cert)));
         let k = hash_key(prefix::HASH_TO_HEIGHT, &hash.0);
         batch.insert(&k[..], seal(&k, &encoding::encode(&height)));
-        for (index, tx) in block.txs.iter().enumerate() {
-            let k = hash_key(prefix::TX, &tx.id().0);
-            let loc = TxLocation { height, index: index as u32 };
-            batch.insert(&k[..], seal(&k, &encoding::encode(&loc)));
-        }
+        let tx_runs = self.index_block(block, &mut batch)?;
         for (address, account) in &changes.accounts {
             let k = hash_key(prefix::ACCOUNT, &address.0);
             if account.is_empty() {
@@ -340,7 +457,14 @@ impl Storage {
         // before either move cannot cache what it read, and one that cached an old value between the moves
         // has it overwritten below for every account the block changed (the others did not change).
         self.account_cache().bump();
-        let applied = self.chain.apply_batch(batch);
+        let applied = {
+            let mut runs = self.tx_runs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let applied = self.chain.apply_batch(batch);
+            if let (Ok(()), Some(new)) = (&applied, tx_runs) {
+                *runs = new;
+            }
+            applied
+        };
         let mut cache = self.account_cache();
         if applied.is_err() || cache.map.len().saturating_add(changes.accounts.len()) > ACCOUNT_CACHE_MAX {
             cache.reset();
@@ -639,6 +763,81 @@ pub(crate) mod tests {
         drop((store, reader));
         let reopened = open(dir.path());
         assert_eq!(reopened.account(&recipient).unwrap().balance, 500);
+    }
+
+    /// Commit `blocks` blocks of 1..=`max_txs` transfers each; returns each tx id with where it must be.
+    fn commit_many(chain: &TestChain, store: &Storage, blocks: u64, max_txs: u64) -> Vec<(TxId, TxLocation)> {
+        let mut nonce = 0;
+        let mut want = Vec::new();
+        for b in 0..blocks {
+            let n = 1 + (b * 37 + 11) % max_txs;
+            let txs: Vec<_> = (0..n).map(|i| chain.transfer(nonce + i, 1)).collect();
+            nonce += n;
+            let block = chain.commit_next(store, txs);
+            for (i, tx) in block.txs.iter().enumerate() {
+                want.push((tx.id(), TxLocation { height: block.height(), index: i as u32 }));
+            }
+        }
+        want
+    }
+
+    #[test]
+    fn tx_index_finds_every_committed_tx_across_merges_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let want;
+        {
+            let store = open(dir.path());
+            store.init_genesis(&chain.genesis).unwrap();
+            want = commit_many(&chain, &store, 120, 100);
+            for (id, loc) in &want {
+                assert_eq!(store.tx_location(id).unwrap(), Some(*loc));
+            }
+            let runs = store.tx_runs.read().unwrap().clone();
+            assert_eq!(runs.runs.iter().map(|r| r.len).sum::<u64>(), want.len() as u64);
+            assert!(runs.runs.len() <= 12, "{} runs for 120 blocks", runs.runs.len());
+            assert!(runs.runs.iter().any(|r| r.len > txindex::CHUNK_ENTRIES as u64), "no multi-chunk run: {runs:?}");
+        }
+        let store = open(dir.path());
+        for (id, loc) in &want {
+            assert_eq!(store.tx_location(id).unwrap(), Some(*loc));
+        }
+        assert_eq!(store.tx_location(&Hash([7; 32])).unwrap(), None);
+        // One damaged chunk: lookups that read it fail with Corrupt instead of answering wrongly.
+        let (k, v) = store.chain.scan_prefix([txindex::CHUNK_PREFIX]).next().unwrap().unwrap();
+        let mut bad = v.to_vec();
+        bad[5] ^= 1;
+        store.chain.insert(&k, bad).unwrap();
+        let failed =
+            want.iter().filter(|(id, _)| matches!(store.tx_location(id), Err(StorageError::Corrupt { .. }))).count();
+        assert!(failed > 0);
+    }
+
+    #[test]
+    fn tx_index_is_rebuilt_for_a_database_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let want;
+        {
+            let store = open(dir.path());
+            store.init_genesis(&chain.genesis).unwrap();
+            want = commit_many(&chain, &store, 20, 30);
+            // What a database from before the run index looks like: per-transaction keys and no run list.
+            for item in store.chain.scan_prefix([txindex::CHUNK_PREFIX]).keys() {
+                store.chain.remove(item.unwrap()).unwrap();
+            }
+            store.chain.remove(META_TXINDEX).unwrap();
+            for (id, loc) in &want {
+                let k = hash_key(prefix::OLD_TX, &id.0);
+                store.chain.insert(&k[..], seal(&k, &encoding::encode(loc))).unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let store = open(dir.path());
+        for (id, loc) in &want {
+            assert_eq!(store.tx_location(id).unwrap(), Some(*loc));
+        }
+        assert_eq!(store.chain.scan_prefix([prefix::OLD_TX]).count(), 0);
     }
 
     #[test]
