@@ -1,6 +1,7 @@
 //! Keys, signatures and the checksummed address text form.
 //!
-//! Verification is `verify_strict` everywhere and weak (small-order) keys are refused wherever a key enters,
+//! Verification is `verify_strict`'s rule everywhere (computed by [`verify_with`] with one decompression fewer)
+//! and weak (small-order) keys are refused wherever a key enters,
 //! so every node applies one rule to every signature (see ENGINEERING-NOTES: dalek's plain `verify` and
 //! batch verification accept inputs that `verify_strict` refuses). Every signed message is
 //! `blake3(domain context, len(chain_id) || chain_id || payload)`, so a signature made for one chain or one
@@ -137,7 +138,44 @@ impl PublicKey {
     }
 }
 
+/// The canonical encodings of the eight points of small order (the torsion subgroup).
+const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
+    hex_literal(b"0100000000000000000000000000000000000000000000000000000000000000"),
+    hex_literal(b"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    hex_literal(b"0000000000000000000000000000000000000000000000000000000000000000"),
+    hex_literal(b"0000000000000000000000000000000000000000000000000000000000000080"),
+    hex_literal(b"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    hex_literal(b"26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
+    hex_literal(b"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    hex_literal(b"c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
+];
+
+const fn hex_literal(s: &[u8; 64]) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => 0xff,
+        }
+    }
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = (nibble(s[2 * i]) << 4) | nibble(s[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
 /// Verify with an already decompressed key (validator sets cache theirs).
+///
+/// The rule is exactly `verify_strict`'s, computed with one decompression fewer. `verify_strict` = dalek's
+/// plain check (s canonical, and `R` equal, byte for byte, to the canonical compression of
+/// `[s]B - [k]A`) + `A` not of small order + `R` decompresses to a point not of small order. The last
+/// condition is checked here on `R`'s bytes: an `R` that passes the plain check IS a canonical encoding of
+/// a point (the output of `compress`), so the only such `R` of small order are the eight canonical
+/// encodings in [`SMALL_ORDER_ENCODINGS`], and any other `R` (an invalid or non-canonical encoding) fails
+/// both rules. Saves ~5 µs of a ~37 µs check; `strict_rule_is_unchanged` compares the two.
 pub fn verify_with(
     key: &VerifyingKey,
     domain: Domain,
@@ -145,9 +183,13 @@ pub fn verify_with(
     payload: &[u8],
     signature: &Signature,
 ) -> Result<(), CryptoError> {
+    use ed25519_dalek::Verifier;
+    if key.is_weak() || SMALL_ORDER_ENCODINGS.iter().any(|e| signature.0[..32] == e[..]) {
+        return Err(CryptoError::BadSignature);
+    }
     let msg = signing_message(domain, chain_id, payload);
     let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-    key.verify_strict(msg.as_bytes(), &sig).map_err(|_| CryptoError::BadSignature)
+    key.verify(msg.as_bytes(), &sig).map_err(|_| CryptoError::BadSignature)
 }
 
 /// The 32 bytes that are actually signed: a domain-separated digest of the chain id and the payload.
@@ -265,6 +307,78 @@ mod tests {
 
     fn kp(i: u8) -> Keypair {
         Keypair::from_seed(&[i; 32])
+    }
+
+    #[test]
+    fn small_order_list_is_the_torsion_subgroup() {
+        let mut torsion: Vec<[u8; 32]> =
+            curve25519_dalek::constants::EIGHT_TORSION.iter().map(|p| p.compress().to_bytes()).collect();
+        torsion.sort();
+        let mut ours = SMALL_ORDER_ENCODINGS.to_vec();
+        ours.sort();
+        assert_eq!(torsion, ours);
+    }
+
+    /// A signature whose `R` is the identity and that dalek's plain `verify` accepts: `s = k·a`, so
+    /// `[s]B - [k]A` is the identity. `verify_strict` refuses it, and so must we.
+    fn identity_r_signature(seed: [u8; 32], msg: &[u8]) -> ([u8; 64], VerifyingKey) {
+        use curve25519_dalek::scalar::{Scalar, clamp_integer};
+        use sha2::Digest;
+        let signing = SigningKey::from_bytes(&seed);
+        let vk = signing.verifying_key();
+        let h = sha2::Sha512::digest(seed);
+        let mut lower = [0u8; 32];
+        lower.copy_from_slice(&h[..32]);
+        let a = Scalar::from_bytes_mod_order(clamp_integer(lower));
+        let r = SMALL_ORDER_ENCODINGS[0];
+        let mut hk = sha2::Sha512::new();
+        hk.update(r);
+        hk.update(vk.as_bytes());
+        hk.update(msg);
+        let mut wide = [0u8; 64];
+        wide.copy_from_slice(&hk.finalize());
+        let k = Scalar::from_bytes_mod_order_wide(&wide);
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig[32..].copy_from_slice((k * a).as_bytes());
+        (sig, vk)
+    }
+
+    #[test]
+    fn strict_rule_is_unchanged() {
+        use ed25519_dalek::Verifier;
+        let strict = |vk: &VerifyingKey, domain, chain: &str, payload: &[u8], sig: &Signature| {
+            let msg = signing_message(domain, chain, payload);
+            vk.verify_strict(msg.as_bytes(), &ed25519_dalek::Signature::from_bytes(&sig.0)).is_ok()
+        };
+        // Valid signatures and every single-bit change of them: both rules agree.
+        for i in 0..8u8 {
+            let k = kp(i + 1);
+            let vk = k.public().verifying_key().unwrap();
+            let payload = [i; 40];
+            let sig = k.sign(Domain::TxSignature, "c", &payload);
+            assert!(verify_with(&vk, Domain::TxSignature, "c", &payload, &sig).is_ok());
+            for bit in (0..512).step_by(7) {
+                let mut bad = sig;
+                bad.0[bit / 8] ^= 1 << (bit % 8);
+                let ours = verify_with(&vk, Domain::TxSignature, "c", &payload, &bad).is_ok();
+                assert_eq!(ours, strict(&vk, Domain::TxSignature, "c", &payload, &bad), "bit {bit}");
+            }
+            // Every small-order R with the valid s: refused by both.
+            for r in SMALL_ORDER_ENCODINGS {
+                let mut bad = sig;
+                bad.0[..32].copy_from_slice(&r);
+                assert!(verify_with(&vk, Domain::TxSignature, "c", &payload, &bad).is_err());
+                assert!(!strict(&vk, Domain::TxSignature, "c", &payload, &bad));
+            }
+        }
+        // The case that tells the rules apart: plain `verify` accepts, strict and ours refuse.
+        let msg = signing_message(Domain::TxSignature, "c", b"x");
+        let (raw, vk) = identity_r_signature([42; 32], msg.as_bytes());
+        let dalek_sig = ed25519_dalek::Signature::from_bytes(&raw);
+        assert!(vk.verify(msg.as_bytes(), &dalek_sig).is_ok(), "the crafted signature passes the plain check");
+        assert!(vk.verify_strict(msg.as_bytes(), &dalek_sig).is_err());
+        assert_eq!(verify_with(&vk, Domain::TxSignature, "c", b"x", &Signature(raw)), Err(CryptoError::BadSignature));
     }
 
     #[test]
