@@ -91,6 +91,7 @@ const KEYS: &[KeySpec] = &[
     key("api.listen_addr", Kind::Str),
     key("storage.cache_capacity_mb", int(1, 1 << 20)),
     key("consensus.empty_block_interval_ms", int(1, 3_600_000)),
+    key("consensus.min_block_interval_ms", int(0, 3_600_000)),
     key("mempool.max_txs", int(1, 10_000_000)),
     key("mempool.max_bytes", int(1024, 1 << 34)),
     key("mempool.max_per_sender", int(1, 1_000_000)),
@@ -121,6 +122,7 @@ pub struct Config {
     pub api_listen_addr: SocketAddr,
     pub cache_capacity_mb: u64,
     pub empty_block_interval_ms: u64,
+    pub min_block_interval_ms: u64,
     pub mempool_max_txs: usize,
     pub mempool_max_bytes: usize,
     pub mempool_max_per_sender: usize,
@@ -383,6 +385,7 @@ pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result
         api_listen_addr,
         cache_capacity_mb: layers.u64_or("storage.cache_capacity_mb", 64)?,
         empty_block_interval_ms: layers.u64_or("consensus.empty_block_interval_ms", 1000)?,
+        min_block_interval_ms: layers.u64_or("consensus.min_block_interval_ms", 0)?,
         mempool_max_txs: layers.u64_or("mempool.max_txs", 50_000)? as usize,
         mempool_max_bytes: layers.u64_or("mempool.max_bytes", 32 * 1024 * 1024)? as usize,
         mempool_max_per_sender: layers.u64_or("mempool.max_per_sender", 1024)? as usize,
@@ -426,6 +429,9 @@ cache_capacity_mb = 64
 [consensus]
 # With an empty mempool, propose an empty block at most this often.
 empty_block_interval_ms = 1000
+# Under load, wait this long after a commit before proposing, so blocks grow instead of multiplying
+# (fewer blocks per second, less work per transaction, more latency). 0 = propose at once.
+min_block_interval_ms = 0
 
 [mempool]
 max_txs = 50000

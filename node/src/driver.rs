@@ -11,7 +11,8 @@
 //! - `BuildBlock` builds from the mempool with [`build_block`] as soon as transactions wait; with an empty
 //!   mempool (or only transactions that cannot apply yet) it waits for transactions or
 //!   `empty_block_interval_ms` since the last commit, but never more than half the propose timeout, so the
-//!   other validators do not time out on an idle proposer.
+//!   other validators do not time out on an idle proposer. Under load it first waits `min_block_interval_ms`
+//!   since the last commit (same cap), so that blocks grow instead of multiplying.
 //! - `ValidateBlock` runs [`apply_block`] on the committed state, trusting signatures the mempool verified.
 //! - `Decide` commits the block with its certificate in one atomic, flushed write, then updates the
 //!   mempool, then reports the new height, then starts the next height.
@@ -221,13 +222,16 @@ fn is_forgery(code: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct DriverOptions {
     pub empty_block_interval_ms: u64,
+    /// A proposer with transactions waits this long after the last commit before building (capped at half
+    /// the propose timeout), so that under load blocks carry more transactions and per-block work is shared.
+    pub min_block_interval_ms: u64,
     /// Blocks checked at start by [`Storage::verify_tail`].
     pub verify_tail_blocks: u64,
 }
 
 impl Default for DriverOptions {
     fn default() -> Self {
-        DriverOptions { empty_block_interval_ms: 1000, verify_tail_blocks: 100 }
+        DriverOptions { empty_block_interval_ms: 1000, min_block_interval_ms: 0, verify_tail_blocks: 100 }
     }
 }
 
@@ -743,8 +747,12 @@ impl Driver {
         let propose_ms =
             params.timeout_propose_ms.saturating_add(u64::from(round.0).saturating_mul(params.timeout_delta_ms));
         let now = Instant::now();
-        let empty_due = now >= self.last_commit_at + Duration::from_millis(self.opts.empty_block_interval_ms)
-            || now >= since + Duration::from_millis(propose_ms / 2);
+        let waited_enough = now >= since + Duration::from_millis(propose_ms / 2);
+        let empty_due =
+            now >= self.last_commit_at + Duration::from_millis(self.opts.empty_block_interval_ms) || waited_enough;
+        if !waited_enough && now < self.last_commit_at + Duration::from_millis(self.opts.min_block_interval_ms) {
+            return Ok(());
+        }
         if !empty_due && self.shared.mempool().is_empty() {
             return Ok(());
         }

@@ -240,7 +240,11 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
         data_dir: cfg.data_dir.join("db"),
         cache_capacity_bytes: cfg.cache_capacity_mb * 1024 * 1024,
         mempool: cfg.mempool_limits(),
-        driver: DriverOptions { empty_block_interval_ms: cfg.empty_block_interval_ms, ..Default::default() },
+        driver: DriverOptions {
+            empty_block_interval_ms: cfg.empty_block_interval_ms,
+            min_block_interval_ms: cfg.min_block_interval_ms,
+            ..Default::default()
+        },
         api_listen_addr: Some(cfg.api_listen_addr),
         api: ApiConfig::default(),
         log_name: String::new(),
@@ -372,7 +376,7 @@ mod tests {
             data_dir: dir.to_path_buf(),
             cache_capacity_bytes: 4 << 20,
             mempool: MempoolLimits::default(),
-            driver: DriverOptions { empty_block_interval_ms: 100, verify_tail_blocks: 100 },
+            driver: DriverOptions { empty_block_interval_ms: 100, min_block_interval_ms: 0, verify_tail_blocks: 100 },
             api_listen_addr: None,
             api: ApiConfig::default(),
             log_name: String::new(),
@@ -589,10 +593,7 @@ mod tests {
 
     fn counter(node: &RunningNode, name: &str) -> u64 {
         let text = node.shared.metrics.encode_prometheus().unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap()
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()).unwrap()
     }
 
     fn resent(node: &RunningNode) -> u64 {
