@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::txindex::{self, RunList, RunMeta};
 
-use ledger_core::state::StoreError;
+use ledger_core::state::{StoreError, apply_block};
 use ledger_core::{
-    Account, AccountStore, Address, Block, CommitCertificate, Genesis, Hash, Height, LtHash, StateChanges, TxId,
-    ValidatorSet, encoding,
+    Account, AccountStore, Address, Block, CommitCertificate, Genesis, Hash, Height, LtHash, Parent, StateChanges,
+    TxId, ValidatorSet, encoding,
 };
 
 /// Key prefixes inside the `chain` tree.
@@ -46,6 +46,16 @@ const META_SIGNER: &[u8] = b"msigner";
 const META_GENESIS: &[u8] = b"mgenesis";
 const META_PROPOSED_BLOCK: &[u8] = b"mproposed";
 const META_TXINDEX: &[u8] = b"mtxindex";
+/// Height of the state that the stored accounts and `META_LTHASH` hold (absent: the tip, as before
+/// checkpoints existed).
+const META_STATE_HEIGHT: &[u8] = b"mstateheight";
+
+/// Accounts are written to sled every this many blocks (a state checkpoint), not with every block: a block
+/// touches the same hot accounts as the blocks before it, and each sled insert costs ~10 µs. Blocks above the
+/// checkpoint are durable; their state is re-derived by executing them at start ([`Storage::verify_tail`]).
+pub const CHECKPOINT_BLOCKS: u64 = 16;
+/// A checkpoint is also written once this many accounts wait for one.
+pub const DIRTY_ACCOUNTS_MAX: usize = 100_000;
 
 const CHECKSUM_BYTES: usize = 16;
 const CHECKSUM_CONTEXT: &str = "ledger v1 node storage value checksum";
@@ -74,6 +84,8 @@ pub enum StorageError {
     SignerStateTooLarge { len: usize, max: usize },
     #[error("storage is not initialised with a genesis")]
     NotInitialised,
+    #[error("the state of the last {blocks} committed blocks is not recovered yet (run verify_tail)")]
+    StateBehind { blocks: u64 },
 }
 
 /// Options for [`Storage::open`].
@@ -112,6 +124,13 @@ pub struct Storage {
 #[derive(Default)]
 struct AccountCache {
     map: HashMap<Address, Account>,
+    /// Accounts changed by blocks above the state checkpoint (not in sled yet); read before `map`.
+    dirty: HashMap<Address, Account>,
+    /// Lattice hash of the latest committed state (`None` until loaded).
+    lthash: Option<LtHash>,
+    /// Blocks above the checkpoint that were committed but whose state is not in memory: set at open,
+    /// cleared once they are re-executed. Account reads fail meanwhile rather than answer from old state.
+    behind: u64,
     /// Moved (under the lock) around every write of accounts: a reader that missed, read sled and finds the
     /// epoch changed does not insert what it read, which may predate the write.
     epoch: u64,
@@ -211,6 +230,9 @@ impl Storage {
             tx_runs: Arc::new(RwLock::new(RunList::default())),
         };
         store.open_tx_index()?;
+        if let (Ok(tip), Ok(state)) = (store.latest_height(), store.state_height()) {
+            store.account_cache().behind = tip.0.saturating_sub(state.0);
+        }
         Ok(store)
     }
 
@@ -250,12 +272,19 @@ impl Storage {
         }
         batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(state.lthash())));
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&Height::GENESIS)));
+        batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&Height::GENESIS)));
         // Written last in the batch; the batch is atomic, so its presence means genesis state is complete.
         batch.insert(META_GENESIS, seal(META_GENESIS, &encoding::encode(&expected)));
         // Emptied around the write, as in `commit_block`, so no value read before genesis survives it.
         self.account_cache().reset();
         let applied = self.chain.apply_batch(batch);
-        self.account_cache().reset();
+        {
+            let mut cache = self.account_cache();
+            cache.reset();
+            cache.dirty.clear();
+            cache.lthash = None;
+            cache.behind = 0;
+        }
         applied?;
         self.db.flush()?;
         Ok(())
@@ -268,7 +297,29 @@ impl Storage {
 
     /// Lattice hash of the latest committed state.
     pub fn lthash(&self) -> Result<LtHash, StorageError> {
+        {
+            let cache = self.account_cache();
+            if cache.behind > 0 {
+                return Err(StorageError::StateBehind { blocks: cache.behind });
+            }
+            if let Some(l) = &cache.lthash {
+                return Ok(l.clone());
+            }
+        }
+        self.stored_lthash()
+    }
+
+    /// The lattice hash stored with the last checkpoint.
+    fn stored_lthash(&self) -> Result<LtHash, StorageError> {
         self.get_decoded::<LtHash>(META_LTHASH, 4096)?.ok_or(StorageError::NotInitialised)
+    }
+
+    /// Height of the state held by the stored accounts.
+    fn state_height(&self) -> Result<Height, StorageError> {
+        match self.get_decoded::<Height>(META_STATE_HEIGHT, 8)? {
+            Some(h) => Ok(h),
+            None => self.latest_height(),
+        }
     }
 
     pub fn block(&self, height: Height) -> Result<Option<Block>, StorageError> {
@@ -443,15 +494,29 @@ impl Storage {
         let k = hash_key(prefix::HASH_TO_HEIGHT, &hash.0);
         batch.insert(&k[..], seal(&k, &encoding::encode(&height)));
         let tx_runs = self.index_block(block, &mut batch)?;
-        for (address, account) in &changes.accounts {
-            let k = hash_key(prefix::ACCOUNT, &address.0);
-            if account.is_empty() {
-                batch.remove(&k[..]);
-            } else {
-                batch.insert(&k[..], seal(&k, &encoding::encode(account)));
+        // A checkpoint writes every account changed since the last one (this block's last, so they win) with
+        // the lattice hash and the state height; other blocks leave accounts to memory (`dirty`).
+        let checkpoint = {
+            let cache = self.account_cache();
+            if cache.behind > 0 {
+                return Err(StorageError::StateBehind { blocks: cache.behind });
             }
-        }
-        batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&changes.lthash)));
+            let due = height.0 % CHECKPOINT_BLOCKS == 0
+                || cache.dirty.len().saturating_add(changes.accounts.len()) > DIRTY_ACCOUNTS_MAX;
+            if due {
+                for (address, account) in cache.dirty.iter().chain(changes.accounts.iter().map(|(a, b)| (a, b))) {
+                    let k = hash_key(prefix::ACCOUNT, &address.0);
+                    if account.is_empty() {
+                        batch.remove(&k[..]);
+                    } else {
+                        batch.insert(&k[..], seal(&k, &encoding::encode(account)));
+                    }
+                }
+                batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&changes.lthash)));
+                batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&height)));
+            }
+            due
+        };
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&height)));
         // The epoch moves before and after the write, so readers never wait on sled I/O: a reader that missed
         // before either move cannot cache what it read, and one that cached an old value between the moves
@@ -473,7 +538,15 @@ impl Storage {
         }
         if applied.is_ok() {
             for (address, account) in &changes.accounts {
-                cache.map.insert(*address, account.clone());
+                cache.dirty.insert(*address, *account);
+            }
+            cache.lthash = Some(changes.lthash.clone());
+            if checkpoint {
+                let dirty = std::mem::take(&mut cache.dirty);
+                if cache.map.len().saturating_add(dirty.len()) > ACCOUNT_CACHE_MAX {
+                    cache.map.clear();
+                }
+                cache.map.extend(dirty);
             }
         }
         drop(cache);
@@ -525,6 +598,7 @@ impl Storage {
             }
             Some(_) => {}
         }
+        self.recover_state(genesis, validators)?;
         let tip = self.latest_height()?;
         let lthash = self.lthash()?;
         if let Some((k, _)) = self
@@ -580,6 +654,89 @@ impl Storage {
     }
 }
 
+/// Accounts as of the blocks re-executed so far at start: those they changed, else the checkpoint's.
+struct ReplayView<'a> {
+    store: &'a Storage,
+    changed: &'a HashMap<Address, Account>,
+}
+
+impl AccountStore for ReplayView<'_> {
+    fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        if let Some(a) = self.changed.get(address) {
+            return Ok(*a);
+        }
+        self.store
+            .get_decoded::<Account>(&hash_key(prefix::ACCOUNT, &address.0), 16)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| StoreError(e.to_string()))
+    }
+}
+
+impl Storage {
+    /// Re-execute the committed blocks above the last state checkpoint (after a crash or a stop between
+    /// checkpoints), check each resulting state root against its block header, and write a checkpoint at
+    /// the tip. Signatures are not checked again: these blocks were validated before they were committed.
+    fn recover_state(&self, genesis: &Genesis, validators: &ValidatorSet) -> Result<(), StorageError> {
+        if self.account_cache().behind == 0 {
+            return Ok(());
+        }
+        let tip = self.latest_height()?;
+        let from = self.state_height()?;
+        tracing::info!(checkpoint = %from, %tip, "re-executing the blocks above the last state checkpoint");
+        let mut lthash = self.stored_lthash()?;
+        let mut changed: HashMap<Address, Account> = HashMap::new();
+        let (mut parent_hash, mut parent_ts) = if from == Height::GENESIS {
+            (genesis.hash(), genesis.genesis_time_ms)
+        } else {
+            let k = height_key(prefix::BLOCK, from);
+            let b = self.block(from)?.ok_or_else(|| corrupt(&k, "checkpoint block is missing"))?;
+            (b.hash(), b.header.timestamp_ms)
+        };
+        for h in from.0.saturating_add(1)..=tip.0 {
+            let k = height_key(prefix::BLOCK, Height(h));
+            let block = self.block(Height(h))?.ok_or_else(|| corrupt(&k, "block below the tip is missing"))?;
+            let parent = Parent {
+                height: Height(h - 1),
+                hash: parent_hash,
+                timestamp_ms: parent_ts,
+                chain_id: &genesis.chain_id,
+            };
+            let view = ReplayView { store: self, changed: &changed };
+            let changes = apply_block(&view, &lthash, &block, &parent, validators, &genesis.params, &|_| true)
+                .map_err(|e| {
+                    corrupt(
+                        &k,
+                        format!("re-executing it from the state checkpoint failed (state root or block check): {e}"),
+                    )
+                })?;
+            changed.extend(changes.accounts);
+            lthash = changes.lthash;
+            parent_hash = block.hash();
+            parent_ts = block.header.timestamp_ms;
+        }
+        let mut batch = sled::Batch::default();
+        for (address, account) in &changed {
+            let k = hash_key(prefix::ACCOUNT, &address.0);
+            if account.is_empty() {
+                batch.remove(&k[..]);
+            } else {
+                batch.insert(&k[..], seal(&k, &encoding::encode(account)));
+            }
+        }
+        batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&lthash)));
+        batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&tip)));
+        self.chain.apply_batch(batch)?;
+        self.db.flush()?;
+        let mut cache = self.account_cache();
+        cache.reset();
+        cache.dirty.clear();
+        cache.lthash = Some(lthash);
+        cache.behind = 0;
+        tracing::info!(%tip, blocks = tip.0 - from.0, "state recovered");
+        Ok(())
+    }
+}
+
 impl Storage {
     /// Overwrite the stored lattice hash with that of the empty state, keeping a valid checksum: what a
     /// lost state write would look like. Tests of the start-up verification only.
@@ -600,6 +757,12 @@ impl AccountStore for Storage {
     fn account(&self, address: &Address) -> Result<Account, StoreError> {
         let epoch = {
             let cache = self.account_cache();
+            if cache.behind > 0 {
+                return Err(StoreError(StorageError::StateBehind { blocks: cache.behind }.to_string()));
+            }
+            if let Some(a) = cache.dirty.get(address) {
+                return Ok(*a);
+            }
             if let Some(a) = cache.map.get(address) {
                 return Ok(a.clone());
             }
@@ -759,10 +922,19 @@ pub(crate) mod tests {
         chain.commit_next(&store, vec![tx]);
         assert_eq!(reader.account(&chain.account.public()).unwrap(), Account { balance: 1_000_000 - 501, nonce: 1 });
         assert_eq!(reader.account(&recipient).unwrap().balance, 500);
-        // And a fresh handle on the same files reads the same from disk.
+        // A fresh handle on the same files refuses to answer until it re-executed the block above the state
+        // checkpoint, then reads the same.
         drop((store, reader));
         let reopened = open(dir.path());
+        assert!(reopened.account(&recipient).is_err());
+        assert!(matches!(reopened.lthash(), Err(StorageError::StateBehind { blocks: 1 })));
+        let set = chain.genesis.validator_set().unwrap();
+        reopened.verify_tail(&chain.genesis, &set, 10).unwrap();
         assert_eq!(reopened.account(&recipient).unwrap().balance, 500);
+        // Recovery wrote a checkpoint: the next open needs none.
+        drop(reopened);
+        let again = open(dir.path());
+        assert_eq!(again.account(&recipient).unwrap().balance, 500);
     }
 
     /// Commit `blocks` blocks of 1..=`max_txs` transfers each; returns each tx id with where it must be.
@@ -841,6 +1013,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn state_between_checkpoints_is_recovered_by_re_execution() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let set = chain.genesis.validator_set().unwrap();
+        let blocks = CHECKPOINT_BLOCKS * 2 + 5;
+        let (want_sender, want_root);
+        {
+            let store = open(dir.path());
+            store.init_genesis(&chain.genesis).unwrap();
+            for nonce in 0..blocks {
+                chain.commit_next(&store, vec![chain.transfer(nonce, 10)]);
+            }
+            want_sender = store.account(&chain.account.public()).unwrap();
+            want_root = store.lthash().unwrap().root();
+            assert_eq!(store.state_height().unwrap(), Height(CHECKPOINT_BLOCKS * 2));
+            // Dropped without a checkpoint: as after kill -9, five blocks' state is only in their blocks.
+        }
+        let store = open(dir.path());
+        assert!(matches!(store.lthash(), Err(StorageError::StateBehind { blocks: 5 })));
+        assert_eq!(store.verify_tail(&chain.genesis, &set, 100).unwrap(), Height(blocks));
+        assert_eq!(store.account(&chain.account.public()).unwrap(), want_sender);
+        assert_eq!(store.lthash().unwrap().root(), want_root);
+        assert_eq!(store.state_height().unwrap(), Height(blocks));
+        // And the chain goes on from there.
+        chain.commit_next(&store, vec![chain.transfer(blocks, 10)]);
+        assert_eq!(store.account(&chain.account.public()).unwrap().nonce, blocks + 1);
+    }
+
+    #[test]
     fn commit_refuses_a_gap() {
         let dir = tempfile::tempdir().unwrap();
         let chain = TestChain::new();
@@ -913,6 +1114,9 @@ pub(crate) mod tests {
         // A well-checksummed but wrong lattice hash (as if the state write were lost).
         let wrong = LtHash::default();
         store.chain.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&wrong))).unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let store = open(dir.path());
         let err = store.verify_tail(&chain.genesis, &set, 10).unwrap_err();
         assert!(err.to_string().contains("state root"), "{err}");
     }
