@@ -16,6 +16,8 @@
 //!   poll interval bounds the error (+0..poll ms).
 //! - CPU: utime+stime of each node from `/proc/<pid>/stat`, difference over the window; `cpu_us_per_tx` is the
 //!   sum over nodes divided by the transactions committed in the window.
+//! - `peak_rss_mib`: VmHWM of each node once the load has drained, before the read-back of every block;
+//!   `peak_rss_mib_incl_readback` is VmHWM at the end (reading history through sled's cache adds to it).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -166,7 +168,7 @@ fn main() -> Result<()> {
     let window_start_us = args.warmup * 1_000_000;
     let window_end_us = total_s * 1_000_000;
 
-    let (result, observer, cpu0, cpu1, self0, self1, machine_busy, perf_ok) =
+    let (result, observer, cpu0, cpu1, self0, self1, machine_busy, perf_ok, hwm_load) =
         std::thread::scope(|scope| -> Result<_> {
             let obs = scope.spawn(|| {
                 let mut observer = observer;
@@ -217,7 +219,9 @@ fn main() -> Result<()> {
             }
             stop_observer.store(true, Ordering::Relaxed);
             let observer = obs.join().map_err(|_| anyhow::anyhow!("observer thread panicked"))?;
-            Ok((result, observer, cpu0, cpu1, self0, self1, machine1 - machine0, perf_ok))
+            // Peak RSS of the load (and drain), before the latency read-back below requests every block.
+            let hwm_load = pids.iter().map(|&p| vm_hwm_kib(p)).collect::<Result<Vec<_>>>()?;
+            Ok((result, observer, cpu0, cpu1, self0, self1, machine1 - machine0, perf_ok, hwm_load))
         })?;
     let load_after = loadavg();
 
@@ -288,7 +292,8 @@ fn main() -> Result<()> {
             "cpu_s_window": round3(cpu_window),
             "cpu_s_total": round3(cpu1[i]),
             "cpu_cores_window": round3(cpu_window / window_s),
-            "peak_rss_mib": round3(vm_hwm_kib(pids[i])? as f64 / 1024.0),
+            "peak_rss_mib": round3(hwm_load[i] as f64 / 1024.0),
+            "peak_rss_mib_incl_readback": round3(vm_hwm_kib(pids[i])? as f64 / 1024.0),
             "disk_bytes": disk,
         }));
     }
@@ -347,6 +352,7 @@ fn main() -> Result<()> {
             "latency": "first observation of the block's height on node 0 (/status polled every poll_ms) minus the send time of the tx's batch request; txs sent in the window",
             "cpu": "utime+stime from /proc/<pid>/stat over the window; cpu_us_per_tx = sum over nodes / txs committed in the window",
             "disk_bytes_per_tx": "allocated bytes of every node's data dir at the end / txs committed (all heights), summed over nodes",
+            "peak_rss_mib": "VmHWM of each node after warm-up, load and drain, before the latency read-back; peak_rss_mib_incl_readback: VmHWM at the very end, after the bench has read every block back through GET /blocks/{height}",
         },
     });
     let text = serde_json::to_string_pretty(&report)?;
