@@ -158,11 +158,11 @@ impl GossipValidator for NodeGossipValidator {
                 };
                 // A forged transaction condemns the batch and its sender, whatever else is wrong with it
                 // (admission would report a stale nonce or a short balance first).
-                if let Some((tx, e)) = txs.iter().zip(&checks).find_map(|(tx, c)| c.as_ref().err().map(|e| (tx, e))) {
-                    if is_forgery(e.code()) {
-                        s.mempool().record_refused(tx.id(), e);
-                        return Validation::Reject(format!("tx {}: {e}", tx.id()));
-                    }
+                if let Some((tx, e)) = txs.iter().zip(&checks).find_map(|(tx, c)| c.as_ref().err().map(|e| (tx, e)))
+                    && is_forgery(e.code())
+                {
+                    s.mempool().record_refused(tx.id(), e);
+                    return Validation::Reject(format!("tx {}: {e}", tx.id()));
                 }
                 let mut admitted = 0usize;
                 let mut mempool = s.mempool();

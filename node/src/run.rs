@@ -539,7 +539,7 @@ mod tests {
         wait_height(&node, h + 2).await;
         node.shutdown().await.unwrap();
 
-        let reopened = Storage::open(net.dirs[0].path(), StorageOptions::default()).unwrap();
+        let reopened = crate::storage::tests::open_when_released(net.dirs[0].path(), StorageOptions::default());
         let before = reopened.latest_height().unwrap();
         assert!(reopened.tx_location(&ids[0]).unwrap().is_some());
         drop(reopened);
@@ -560,7 +560,7 @@ mod tests {
         wait_height(&node, 3).await;
         node.shutdown().await.unwrap();
         // A well-formed but wrong signer-independent value: the stored lattice hash of another state.
-        let store = Storage::open(net.dirs[0].path(), StorageOptions::default()).unwrap();
+        let store = crate::storage::tests::open_when_released(net.dirs[0].path(), StorageOptions::default());
         store.corrupt_lthash_for_tests();
         drop(store);
         let s = setup(&g, Some(validator_key(0)), net.p2p[0].clone(), net.ports[0], vec![], net.dirs[0].path());

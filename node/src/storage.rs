@@ -507,7 +507,7 @@ impl Storage {
             if cache.behind > 0 {
                 return Err(StorageError::StateBehind { blocks: cache.behind });
             }
-            let due = height.0 % CHECKPOINT_BLOCKS == 0
+            let due = height.0.is_multiple_of(CHECKPOINT_BLOCKS)
                 || cache.dirty.len().saturating_add(changes.accounts.len()) > DIRTY_ACCOUNTS_MAX;
             if due {
                 for (address, account) in cache.dirty.iter().chain(changes.accounts.iter().map(|(a, b)| (a, b))) {
@@ -770,7 +770,7 @@ impl AccountStore for Storage {
                 return Ok(*a);
             }
             if let Some(a) = cache.map.get(address) {
-                return Ok(a.clone());
+                return Ok(*a);
             }
             cache.epoch
         };
@@ -780,7 +780,7 @@ impl AccountStore for Storage {
             .map_err(|e| StoreError(e.to_string()))?;
         let mut cache = self.account_cache();
         if cache.epoch == epoch && cache.map.len() < ACCOUNT_CACHE_MAX {
-            cache.map.insert(*address, account.clone());
+            cache.map.insert(*address, account);
         }
         Ok(account)
     }
@@ -873,7 +873,22 @@ pub(crate) mod tests {
     }
 
     fn open(dir: &Path) -> Storage {
-        Storage::open(dir, StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 4 << 20 }).unwrap()
+        open_when_released(dir, StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 4 << 20 })
+    }
+
+    /// Open `dir` once the previous handle in this process has let go of it: sled releases its file lock
+    /// from a background thread shortly after the last handle is dropped. Waits for that, with a deadline.
+    pub(crate) fn open_when_released(dir: &Path, opts: StorageOptions) -> Storage {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match Storage::open(dir, opts.clone()) {
+                Ok(store) => return store,
+                Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("opening {}: {e}", dir.display()),
+            }
+        }
     }
 
     #[test]

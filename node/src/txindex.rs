@@ -67,7 +67,7 @@ pub const RUNS_MAX: usize = 1 << 24;
 pub fn block_entries(height: Height, ids: impl Iterator<Item = TxId>) -> Vec<Entry> {
     let mut v: Vec<Entry> =
         ids.enumerate().map(|(i, id)| Entry { id: id.0, loc: TxLocation { height, index: i as u32 } }).collect();
-    v.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    v.sort_unstable_by_key(|a| a.id);
     v
 }
 
@@ -133,7 +133,7 @@ pub fn encode_chunk(entries: &[Entry]) -> Vec<u8> {
 
 /// Decode a chunk's payload; `Err` says what is wrong with it.
 pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Entry>, String> {
-    if bytes.len() % ENTRY_BYTES != 0 || bytes.len() / ENTRY_BYTES > CHUNK_ENTRIES || bytes.is_empty() {
+    if !bytes.len().is_multiple_of(ENTRY_BYTES) || bytes.len() / ENTRY_BYTES > CHUNK_ENTRIES || bytes.is_empty() {
         return Err(format!("index chunk of {} bytes is not 1..={CHUNK_ENTRIES} entries", bytes.len()));
     }
     let mut out = Vec::with_capacity(bytes.len() / ENTRY_BYTES);
@@ -159,7 +159,7 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Entry>, String> {
 
 /// Find `id` in a chunk's payload without decoding it (a binary search over the fixed-size entries).
 pub fn find_raw(bytes: &[u8], id: &[u8; 32]) -> Result<Option<TxLocation>, String> {
-    if bytes.len() % ENTRY_BYTES != 0 || bytes.len() / ENTRY_BYTES > CHUNK_ENTRIES {
+    if !bytes.len().is_multiple_of(ENTRY_BYTES) || bytes.len() / ENTRY_BYTES > CHUNK_ENTRIES {
         return Err(format!("index chunk of {} bytes is not at most {CHUNK_ENTRIES} entries", bytes.len()));
     }
     let entry = |i: usize| &bytes[i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES];
