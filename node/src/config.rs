@@ -385,7 +385,7 @@ pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result
         api_listen_addr,
         cache_capacity_mb: layers.u64_or("storage.cache_capacity_mb", 64)?,
         empty_block_interval_ms: layers.u64_or("consensus.empty_block_interval_ms", 1000)?,
-        min_block_interval_ms: layers.u64_or("consensus.min_block_interval_ms", 0)?,
+        min_block_interval_ms: layers.u64_or("consensus.min_block_interval_ms", 40)?,
         mempool_max_txs: layers.u64_or("mempool.max_txs", 50_000)? as usize,
         mempool_max_bytes: layers.u64_or("mempool.max_bytes", 32 * 1024 * 1024)? as usize,
         mempool_max_per_sender: layers.u64_or("mempool.max_per_sender", 1024)? as usize,
@@ -430,8 +430,8 @@ cache_capacity_mb = 64
 # With an empty mempool, propose an empty block at most this often.
 empty_block_interval_ms = 1000
 # Under load, wait this long after a commit before proposing, so blocks grow instead of multiplying
-# (fewer blocks per second, less work per transaction, more latency). 0 = propose at once.
-min_block_interval_ms = 0
+# (fewer blocks per second, less work per transaction). 0 = propose at once.
+min_block_interval_ms = 40
 
 [mempool]
 max_txs = 50000

@@ -231,7 +231,7 @@ pub struct DriverOptions {
 
 impl Default for DriverOptions {
     fn default() -> Self {
-        DriverOptions { empty_block_interval_ms: 1000, min_block_interval_ms: 0, verify_tail_blocks: 100 }
+        DriverOptions { empty_block_interval_ms: 1000, min_block_interval_ms: 40, verify_tail_blocks: 100 }
     }
 }
 
