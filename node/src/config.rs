@@ -122,7 +122,8 @@ pub struct Config {
     pub api_listen_addr: SocketAddr,
     pub cache_capacity_mb: u64,
     pub empty_block_interval_ms: u64,
-    pub min_block_interval_ms: u64,
+    /// `None`: [`crate::driver::DEFAULT_MIN_BLOCK_INTERVAL_MS`] with more than one validator, 0 with one.
+    pub min_block_interval_ms: Option<u64>,
     pub mempool_max_txs: usize,
     pub mempool_max_bytes: usize,
     pub mempool_max_per_sender: usize,
@@ -277,6 +278,13 @@ impl Layers {
         }
     }
 
+    fn u64_opt(&self, name: &str) -> Result<Option<u64>, ConfigError> {
+        match self.values.get(name) {
+            Some((Value::U64(_), _)) => self.u64_or(name, 0).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     fn u64_or(&self, name: &str, default: u64) -> Result<u64, ConfigError> {
         let (v, src) = match self.values.get(name) {
             Some((Value::U64(v), src)) => (*v, src.clone()),
@@ -385,7 +393,7 @@ pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result
         api_listen_addr,
         cache_capacity_mb: layers.u64_or("storage.cache_capacity_mb", 64)?,
         empty_block_interval_ms: layers.u64_or("consensus.empty_block_interval_ms", 1000)?,
-        min_block_interval_ms: layers.u64_or("consensus.min_block_interval_ms", 40)?,
+        min_block_interval_ms: layers.u64_opt("consensus.min_block_interval_ms")?,
         mempool_max_txs: layers.u64_or("mempool.max_txs", 50_000)? as usize,
         mempool_max_bytes: layers.u64_or("mempool.max_bytes", 32 * 1024 * 1024)? as usize,
         mempool_max_per_sender: layers.u64_or("mempool.max_per_sender", 1024)? as usize,
@@ -430,8 +438,9 @@ cache_capacity_mb = 64
 # With an empty mempool, propose an empty block at most this often.
 empty_block_interval_ms = 1000
 # Under load, wait this long after a commit before proposing, so blocks grow instead of multiplying
-# (fewer blocks per second, less work per transaction). 0 = propose at once.
-min_block_interval_ms = 40
+# (fewer blocks per second, less work per transaction). 0 = propose at once. Unset: 40 with more than
+# one validator (amortises each height's votes and fsyncs), 0 with one.
+# min_block_interval_ms = 40
 
 [mempool]
 max_txs = 50000

@@ -218,20 +218,27 @@ fn is_forgery(code: &str) -> bool {
     matches!(code, "bad_signature" | "malformed" | "wrong_chain" | "too_large" | "weak_key" | "bad_key")
 }
 
+/// Default wait after a commit before a loaded proposer builds, with more than one validator. Measured with 4
+/// validators at 5,000 tx/s: p99 330-417 ms and 330-351 µs CPU per tx, against 390-1,801 ms and 363-377 µs
+/// without it.
+pub const DEFAULT_MIN_BLOCK_INTERVAL_MS: u64 = 40;
+
 /// Options of the driver.
 #[derive(Clone, Debug)]
 pub struct DriverOptions {
     pub empty_block_interval_ms: u64,
     /// A proposer with transactions waits this long after the last commit before building (capped at half
     /// the propose timeout), so that under load blocks carry more transactions and per-block work is shared.
-    pub min_block_interval_ms: u64,
+    /// `None`: [`DEFAULT_MIN_BLOCK_INTERVAL_MS`] with more than one validator, 0 with one (no vote round
+    /// trips to amortise there; measured, it only added latency and memory).
+    pub min_block_interval_ms: Option<u64>,
     /// Blocks checked at start by [`Storage::verify_tail`].
     pub verify_tail_blocks: u64,
 }
 
 impl Default for DriverOptions {
     fn default() -> Self {
-        DriverOptions { empty_block_interval_ms: 1000, min_block_interval_ms: 40, verify_tail_blocks: 100 }
+        DriverOptions { empty_block_interval_ms: 1000, min_block_interval_ms: None, verify_tail_blocks: 100 }
     }
 }
 
@@ -750,7 +757,12 @@ impl Driver {
         let waited_enough = now >= since + Duration::from_millis(propose_ms / 2);
         let empty_due =
             now >= self.last_commit_at + Duration::from_millis(self.opts.empty_block_interval_ms) || waited_enough;
-        if !waited_enough && now < self.last_commit_at + Duration::from_millis(self.opts.min_block_interval_ms) {
+        let min_interval = self.opts.min_block_interval_ms.unwrap_or(if self.shared.validators.len() > 1 {
+            DEFAULT_MIN_BLOCK_INTERVAL_MS
+        } else {
+            0
+        });
+        if !waited_enough && now < self.last_commit_at + Duration::from_millis(min_interval) {
             return Ok(());
         }
         if !empty_due && self.shared.mempool().is_empty() {

@@ -113,6 +113,16 @@ fn limit_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
+    // A fixed mmap threshold: blocks of 256 KiB and more (block buffers, transaction vectors of big blocks) are
+    // mapped and returned to the system when freed. glibc's default threshold rises after each such free, up
+    // to 32 MiB, after which they fragment the heap instead.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: as above.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -376,7 +376,11 @@ mod tests {
             data_dir: dir.to_path_buf(),
             cache_capacity_bytes: 4 << 20,
             mempool: MempoolLimits::default(),
-            driver: DriverOptions { empty_block_interval_ms: 100, min_block_interval_ms: 0, verify_tail_blocks: 100 },
+            driver: DriverOptions {
+                empty_block_interval_ms: 100,
+                min_block_interval_ms: Some(0),
+                verify_tail_blocks: 100,
+            },
             api_listen_addr: None,
             api: ApiConfig::default(),
             log_name: String::new(),
