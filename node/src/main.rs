@@ -113,9 +113,10 @@ fn limit_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
-    // A fixed mmap threshold: blocks of 256 KiB and more (block buffers, transaction vectors of big blocks) are
-    // mapped and returned to the system when freed. glibc's default threshold rises after each such free, up
-    // to 32 MiB, after which they fragment the heap instead.
+    // A fixed mmap threshold: allocations of 256 KiB and more (encoded blocks, transaction vectors of big
+    // blocks) are mapped and returned to the system when freed; glibc's default threshold rises after each
+    // such free, up to 32 MiB, and they fragment the heap instead. One run each, one validator at 21,000 tx/s
+    // with 40 ms blocks: 326 -> 311 MiB peak RSS, same throughput.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
         // SAFETY: as above.

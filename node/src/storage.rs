@@ -187,6 +187,16 @@ fn seal(key: &[u8], payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Write `account` at `address` in `batch` (an empty account is removed: absent means default).
+fn put_account(batch: &mut sled::Batch, address: &Address, account: &Account) {
+    let k = hash_key(prefix::ACCOUNT, &address.0);
+    if account.is_empty() {
+        batch.remove(&k[..]);
+    } else {
+        batch.insert(&k[..], seal(&k, &encoding::encode(account)));
+    }
+}
+
 /// The payload of a sealed value, once its checksum is checked.
 fn unseal<'a>(key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StorageError> {
     if raw.len() < CHECKSUM_BYTES {
@@ -236,8 +246,11 @@ impl Storage {
             tx_runs: Arc::new(RwLock::new(RunList::default())),
         };
         store.open_tx_index()?;
-        if let (Ok(tip), Ok(state)) = (store.latest_height(), store.state_height()) {
-            store.account_cache().behind = tip.0.saturating_sub(state.0);
+        match (store.latest_height(), store.state_height()) {
+            (Ok(tip), Ok(state)) => store.account_cache().behind = tip.0.saturating_sub(state.0),
+            // A database without genesis yet: `init_genesis` sets the state up.
+            (Err(StorageError::NotInitialised), _) | (_, Err(StorageError::NotInitialised)) => {}
+            (Err(e), _) | (_, Err(e)) => return Err(e),
         }
         Ok(store)
     }
@@ -499,24 +512,19 @@ impl Storage {
         batch.insert(&k[..], seal(&k, &encoding::encode(cert)));
         let k = hash_key(prefix::HASH_TO_HEIGHT, &hash.0);
         batch.insert(&k[..], seal(&k, &encoding::encode(&height)));
+        if let blocks @ 1.. = self.account_cache().behind {
+            return Err(StorageError::StateBehind { blocks });
+        }
         let tx_runs = self.index_block(block, &mut batch)?;
         // A checkpoint writes every account changed since the last one (this block's last, so they win) with
         // the lattice hash and the state height; other blocks leave accounts to memory (`dirty`).
         let checkpoint = {
             let cache = self.account_cache();
-            if cache.behind > 0 {
-                return Err(StorageError::StateBehind { blocks: cache.behind });
-            }
             let due = height.0.is_multiple_of(CHECKPOINT_BLOCKS)
                 || cache.dirty.len().saturating_add(changes.accounts.len()) > DIRTY_ACCOUNTS_MAX;
             if due {
                 for (address, account) in cache.dirty.iter().chain(changes.accounts.iter().map(|(a, b)| (a, b))) {
-                    let k = hash_key(prefix::ACCOUNT, &address.0);
-                    if account.is_empty() {
-                        batch.remove(&k[..]);
-                    } else {
-                        batch.insert(&k[..], seal(&k, &encoding::encode(account)));
-                    }
+                    put_account(&mut batch, address, account);
                 }
                 batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&changes.lthash)));
                 batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&height)));
@@ -722,12 +730,7 @@ impl Storage {
         }
         let mut batch = sled::Batch::default();
         for (address, account) in &changed {
-            let k = hash_key(prefix::ACCOUNT, &address.0);
-            if account.is_empty() {
-                batch.remove(&k[..]);
-            } else {
-                batch.insert(&k[..], seal(&k, &encoding::encode(account)));
-            }
+            put_account(&mut batch, address, account);
         }
         batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&lthash)));
         batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&tip)));
@@ -879,14 +882,17 @@ pub(crate) mod tests {
     /// Open `dir` once the previous handle in this process has let go of it: sled releases its file lock
     /// from a background thread shortly after the last handle is dropped. Waits for that, with a deadline.
     pub(crate) fn open_when_released(dir: &Path, opts: StorageOptions) -> Storage {
+        try_open_when_released(dir, opts).unwrap_or_else(|e| panic!("opening {}: {e}", dir.display()))
+    }
+
+    fn try_open_when_released(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             match Storage::open(dir, opts.clone()) {
-                Ok(store) => return store,
                 Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                Err(e) => panic!("opening {}: {e}", dir.display()),
+                other => return other,
             }
         }
     }
@@ -1060,6 +1066,24 @@ pub(crate) mod tests {
         // And the chain goes on from there.
         chain.commit_next(&store, vec![chain.transfer(blocks, 10)]);
         assert_eq!(store.account(&chain.account.public()).unwrap().nonce, blocks + 1);
+    }
+
+    #[test]
+    fn damaged_state_height_stops_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        {
+            let store = open(dir.path());
+            store.init_genesis(&chain.genesis).unwrap();
+            chain.commit_next(&store, vec![chain.transfer(0, 5)]);
+            let mut raw = store.chain.get(META_STATE_HEIGHT).unwrap().unwrap().to_vec();
+            raw[0] ^= 1;
+            store.chain.insert(META_STATE_HEIGHT, raw).unwrap();
+            store.flush().unwrap();
+        }
+        let opts = StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 4 << 20 };
+        let err = try_open_when_released(dir.path(), opts).err().expect("opened with a damaged state height");
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
     }
 
     #[test]

@@ -59,9 +59,9 @@ pub struct RunList {
     pub next_id: u64,
 }
 
-/// Most runs a stored run list may name (a chain of 2^40 transactions needs about 4 million; this only bounds
-/// what a damaged file can make us allocate).
-pub const RUNS_MAX: usize = 1 << 24;
+/// Most runs a stored run list may name (full runs hold 2^15..2^16 entries, so 2^40 transactions need at most
+/// 2^25 runs; this only bounds what a damaged value can make us decode).
+pub const RUNS_MAX: usize = 1 << 25;
 
 /// The entries of one block's transactions, sorted by id.
 pub fn block_entries(height: Height, ids: impl Iterator<Item = TxId>) -> Vec<Entry> {
@@ -131,26 +131,28 @@ pub fn encode_chunk(entries: &[Entry]) -> Vec<u8> {
     v
 }
 
-/// Decode a chunk's payload; `Err` says what is wrong with it.
-pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Entry>, String> {
-    if !bytes.len().is_multiple_of(ENTRY_BYTES) || bytes.len() / ENTRY_BYTES > CHUNK_ENTRIES || bytes.is_empty() {
+/// A chunk's payload as its fixed-size entries, if its length is 1..=[`CHUNK_ENTRIES`] entries.
+fn entries_of(bytes: &[u8]) -> Result<&[[u8; ENTRY_BYTES]], String> {
+    let (entries, rest) = bytes.as_chunks::<ENTRY_BYTES>();
+    if !rest.is_empty() || entries.is_empty() || entries.len() > CHUNK_ENTRIES {
         return Err(format!("index chunk of {} bytes is not 1..={CHUNK_ENTRIES} entries", bytes.len()));
     }
-    let mut out = Vec::with_capacity(bytes.len() / ENTRY_BYTES);
-    for e in bytes.chunks_exact(ENTRY_BYTES) {
-        let (id, rest) = e.split_at(32);
-        let (height, index) = rest.split_at(8);
-        let mut idb = [0u8; 32];
-        idb.copy_from_slice(id);
-        let mut hb = [0u8; 8];
-        hb.copy_from_slice(height);
-        let mut ib = [0u8; 4];
-        ib.copy_from_slice(index);
-        out.push(Entry {
-            id: idb,
-            loc: TxLocation { height: Height(u64::from_le_bytes(hb)), index: u32::from_le_bytes(ib) },
-        });
-    }
+    Ok(entries)
+}
+
+fn parse_entry(e: &[u8; ENTRY_BYTES]) -> Entry {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&e[..32]);
+    let mut height = [0u8; 8];
+    height.copy_from_slice(&e[32..40]);
+    let mut index = [0u8; 4];
+    index.copy_from_slice(&e[40..]);
+    Entry { id, loc: TxLocation { height: Height(u64::from_le_bytes(height)), index: u32::from_le_bytes(index) } }
+}
+
+/// Decode a chunk's payload; `Err` says what is wrong with it.
+pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Entry>, String> {
+    let out: Vec<Entry> = entries_of(bytes)?.iter().map(parse_entry).collect();
     if out.windows(2).any(|w| w[0].id >= w[1].id) {
         return Err("index chunk entries are not sorted".into());
     }
@@ -159,32 +161,8 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Entry>, String> {
 
 /// Find `id` in a chunk's payload without decoding it (a binary search over the fixed-size entries).
 pub fn find_raw(bytes: &[u8], id: &[u8; 32]) -> Result<Option<TxLocation>, String> {
-    if !bytes.len().is_multiple_of(ENTRY_BYTES) || bytes.len() / ENTRY_BYTES > CHUNK_ENTRIES {
-        return Err(format!("index chunk of {} bytes is not at most {CHUNK_ENTRIES} entries", bytes.len()));
-    }
-    let entry = |i: usize| &bytes[i * ENTRY_BYTES..(i + 1) * ENTRY_BYTES];
-    let (mut lo, mut hi) = (0usize, bytes.len() / ENTRY_BYTES);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let e = entry(mid);
-        match e[..32].cmp(&id[..]) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => {
-                let mut hb = [0u8; 8];
-                hb.copy_from_slice(&e[32..40]);
-                let mut ib = [0u8; 4];
-                ib.copy_from_slice(&e[40..44]);
-                return Ok(Some(TxLocation { height: Height(u64::from_le_bytes(hb)), index: u32::from_le_bytes(ib) }));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// Find `id` in a decoded chunk.
-pub fn find(entries: &[Entry], id: &[u8; 32]) -> Option<TxLocation> {
-    entries.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| entries[i].loc)
+    let entries = entries_of(bytes)?;
+    Ok(entries.binary_search_by(|e| e[..32].cmp(&id[..])).ok().map(|i| parse_entry(&entries[i]).loc))
 }
 
 #[cfg(test)]
@@ -208,10 +186,8 @@ mod tests {
         assert!(decode_chunk(&encode_chunk(&unsorted)).is_err());
         for (i, n) in (0..100).enumerate() {
             let want = TxLocation { height: Height(7), index: i as u32 };
-            assert_eq!(find(&e, &id(n).0), Some(want));
             assert_eq!(find_raw(&bytes, &id(n).0).unwrap(), Some(want));
         }
-        assert_eq!(find(&e, &id(1000).0), None);
         assert_eq!(find_raw(&bytes, &id(1000).0).unwrap(), None);
         assert!(find_raw(&bytes[1..], &id(0).0).is_err());
     }
@@ -222,10 +198,11 @@ mod tests {
         let b = block_entries(Height(2), (50..80).map(id));
         let m = merge(&a, &b);
         assert_eq!(m.len(), 80);
-        assert!(m.windows(2).all(|w| w[0].id < w[1].id));
+        let bytes = encode_chunk(&m);
+        assert_eq!(decode_chunk(&bytes).unwrap(), m, "sorted, or decoding would refuse it");
         for n in 0..80 {
             let want = if n < 50 { Height(1) } else { Height(2) };
-            assert_eq!(find(&m, &id(n).0).unwrap().height, want);
+            assert_eq!(find_raw(&bytes, &id(n).0).unwrap().unwrap().height, want);
         }
     }
 
