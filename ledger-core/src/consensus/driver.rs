@@ -70,6 +70,28 @@ pub enum Event {
     /// The decided block was committed (or the node synced past this height): start `height` with
     /// `validators`. Precommits for the last decided height keep being collected.
     NewHeight { height: Height, validators: ValidatorSet },
+    /// Look-back: this validator's key was found at `height` (a certificate in the store or from sync):
+    /// never sign at or below it. Raises the persisted floor ([`Action::PersistSignerState`] follows).
+    RaiseSignFloor(Height),
+    /// The start-up watch is over (the shell watched the network long enough; see [`GuardMode`]).
+    EndWatch,
+}
+
+/// What the double-sign guard lets this validator do. Only `Active` signs (and only above the floor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardMode {
+    /// Just started: observes the network and signs nothing until [`Event::EndWatch`], so that another
+    /// process running this key, or this validator's own messages from before a restart that lost its
+    /// signer state, show up before it signs.
+    Watching,
+    /// A message with this key that this process did not sign was seen at `since` before it signed
+    /// anything: the floor is raised to `since`, and nothing is signed until a whole height above it
+    /// passes without another such message (a previous life of this validator); another one at a higher
+    /// height means a live twin ([`GuardMode::Halted`]).
+    Suspect { since: Height },
+    Active,
+    /// Another process signs with this key: this one never signs again (until restarted).
+    Halted,
 }
 
 /// Proof of misbehaviour: two different messages signed by one validator for one slot.
@@ -114,6 +136,15 @@ pub enum Action {
         certificate: CommitCertificate,
     },
     Evidence(Evidence),
+    /// A verified message signed with this validator's key that this process did not sign. `halted`: the
+    /// guard concluded another process runs this key and stopped signing for good; otherwise it raised
+    /// its floor to `height` and watches (see [`GuardMode`]). The shell must make this loud.
+    ForeignSignature {
+        height: Height,
+        round: Round,
+        step: SignStep,
+        halted: bool,
+    },
 }
 
 /// Why an event was refused. The core's state is unchanged when an event is refused.
@@ -161,6 +192,10 @@ pub struct Config {
     /// As last persisted; `SignerState::default()` on first start.
     pub signer: SignerState,
     pub height: Height,
+    /// Look-back floor found by the shell at start (merged into the signer state's floor).
+    pub sign_floor: Height,
+    /// Start in [`GuardMode::Watching`] (until [`Event::EndWatch`]) instead of `Active`.
+    pub watch: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,6 +263,14 @@ pub struct Consensus {
     /// Proposal slots already reported as equivocating.
     double_proposals: BTreeSet<Round>,
     previous: Option<PreviousCommit>,
+    guard: GuardMode,
+    /// Position of the last message in the signer state handed over at construction: messages with this
+    /// key at or below it may be from before the restart.
+    start_position: Option<(Height, Round, SignStep)>,
+    /// First position this process signed afresh.
+    first_fresh: Option<(Height, Round, SignStep)>,
+    /// Messages this process signed at the current height, by position.
+    signed_here: BTreeMap<(Height, Round, SignStep), SignedMessage>,
     #[cfg(any(test, feature = "broken-lock"))]
     ignore_lock: bool,
 }
@@ -240,13 +283,17 @@ impl Consensus {
         {
             return Err(ConsensusError::SignerAhead { signed, start: config.height });
         }
+        let start_position = config.signer.position();
+        let mut signer = config.signer;
+        signer.raise_floor(config.sign_floor);
+        let guard = if config.watch { GuardMode::Watching } else { GuardMode::Active };
         Ok(Consensus {
             chain_id: config.chain_id,
             keeper: VoteKeeper::new(config.height),
             validators: config.validators,
             params: config.params,
             key: config.key,
-            signer: config.signer,
+            signer,
             started: false,
             height: config.height,
             round: Round(0),
@@ -261,6 +308,10 @@ impl Consensus {
             requested: BTreeSet::new(),
             double_proposals: BTreeSet::new(),
             previous: None,
+            guard,
+            start_position,
+            first_fresh: None,
+            signed_here: BTreeMap::new(),
             #[cfg(any(test, feature = "broken-lock"))]
             ignore_lock: false,
         })
@@ -294,6 +345,16 @@ impl Consensus {
 
     pub fn signer_state(&self) -> &SignerState {
         &self.signer
+    }
+
+    /// What the double-sign guard lets this validator do.
+    pub fn guard(&self) -> GuardMode {
+        self.guard
+    }
+
+    /// Nothing is signed at or below this height.
+    pub fn sign_floor(&self) -> Height {
+        self.signer.floor()
     }
 
     /// (round, block) decided at the current height, if any.
@@ -418,7 +479,35 @@ impl Consensus {
                 });
                 self.validators = validators;
                 self.reset_height(height);
+                // A whole height above the suspicious one passed without another foreign message: it was
+                // this validator's own message from before a restart.
+                if let GuardMode::Suspect { since } = self.guard
+                    && height.0 > since.0.saturating_add(1)
+                {
+                    self.guard = GuardMode::Active;
+                }
                 self.begin_height(&mut out);
+            }
+            Event::RaiseSignFloor(height) => {
+                if self.signer.raise_floor(height) && self.my_key().is_some() {
+                    out.push(Action::PersistSignerState(self.signer.clone()));
+                }
+            }
+            Event::EndWatch => {
+                if self.guard == GuardMode::Watching {
+                    self.guard = GuardMode::Active;
+                    // Silent so far, this node may have let its step run past a vote it did not cast: a new
+                    // round lets it take part again (rounds are local; L55 brings the others along). Still in
+                    // the propose step, it runs L14-L21 again, so a proposer that was asked to build while
+                    // watching builds again.
+                    if self.decision.is_none() {
+                        if self.step != Step::Propose {
+                            self.start_round(self.round.next(), &mut out);
+                        } else if !self.flags.awaiting_value {
+                            self.start_round(self.round, &mut out);
+                        }
+                    }
+                }
             }
         }
         self.run_rules(&mut out);
@@ -453,6 +542,7 @@ impl Consensus {
         self.flags = RoundFlags::default();
         self.requested.clear();
         self.double_proposals.clear();
+        self.signed_here.clear();
     }
 
     /// Start the height: round 0 (L10), or, after a restart, the round and step of the last signed message
@@ -523,10 +613,14 @@ impl Consensus {
         let Some(key) = self.my_key().cloned() else {
             return;
         };
+        if self.guard != GuardMode::Active {
+            return;
+        }
         let proposal =
             Proposal { height: self.height, round: self.round, pol_round, block_hash, proposer: key.public() };
         let signed = match self.signer.sign_proposal(&self.chain_id, &key, proposal) {
             Signing::Fresh(p) => {
+                self.note_signed(SignedMessage::Proposal(p.clone()));
                 out.push(Action::PersistSignerState(self.signer.clone()));
                 p
             }
@@ -545,9 +639,13 @@ impl Consensus {
         let Some(key) = self.my_key().cloned() else {
             return;
         };
+        if self.guard != GuardMode::Active {
+            return;
+        }
         let vote = Vote { kind, height: self.height, round: self.round, block_hash, validator: key.public() };
         let signed = match self.signer.sign_vote(&self.chain_id, &key, vote) {
             Signing::Fresh(v) => {
+                self.note_signed(SignedMessage::Vote(v.clone()));
                 out.push(Action::PersistSignerState(self.signer.clone()));
                 v
             }
@@ -586,6 +684,10 @@ impl Consensus {
             return Ok(());
         }
         signed.verify(&self.chain_id, &self.validators)?;
+        if self.is_my_key(&p.proposer) {
+            self.check_own(&SignedMessage::Proposal(signed.clone()), out);
+        }
+        let p = &signed.proposal;
         let (round, block_hash) = (p.round, p.block_hash);
         if let Some(index) = self.validators.index_of(&p.proposer).and_then(|i| u16::try_from(i).ok()) {
             self.saw_round(index, round);
@@ -620,8 +722,74 @@ impl Consensus {
             return Ok(());
         }
         let outcome = self.keeper.add(&self.chain_id, &self.validators, vote.clone())?;
+        // Verified by the keeper (a forged vote never gets here), so it may be judged.
+        if self.is_my_key(&vote.vote.validator) {
+            self.check_own(&SignedMessage::Vote(vote.clone()), out);
+        }
         self.after_add(&vote, outcome, out);
         Ok(())
+    }
+
+    fn is_my_key(&self, key: &PublicKey) -> bool {
+        self.my_key().is_some_and(|k| k.public() == *key)
+    }
+
+    fn note_signed(&mut self, message: SignedMessage) {
+        let position = message.position();
+        self.first_fresh.get_or_insert(position);
+        self.signed_here.insert(position, message);
+    }
+
+    /// A verified message signed with this validator's key arrived from the network. Either this process
+    /// signed it, or it may be from before a restart (at or below the handed-over signer state, or below
+    /// what this process first signed), or another process signs with this key. See [`GuardMode`].
+    fn check_own(&mut self, message: &SignedMessage, out: &mut Vec<Action>) {
+        let position = message.position();
+        if self.guard == GuardMode::Halted {
+            return;
+        }
+        match self.signed_here.get(&position) {
+            Some(mine) if mine == message => return,
+            // A different message at a position this process signed: only another process can have made it.
+            Some(_) => return self.foreign(position, true, out),
+            None => {}
+        }
+        if self.signer.last_signed() == Some(message) {
+            return;
+        }
+        if self.start_position.is_some_and(|start| position <= start) {
+            return; // signed before the restart, and covered by the state handed over
+        }
+        match self.guard {
+            GuardMode::Halted => {}
+            GuardMode::Active if self.first_fresh.is_some_and(|first| position >= first) => {
+                self.foreign(position, true, out)
+            }
+            // Below what this process first signed: possibly its own from before a restart that lost the
+            // signer state; it does not conflict with anything signed here.
+            GuardMode::Active if self.first_fresh.is_some() => {}
+            GuardMode::Active | GuardMode::Watching => {
+                self.guard = GuardMode::Suspect { since: position.0 };
+                self.foreign(position, false, out);
+            }
+            GuardMode::Suspect { since } if position.0 > since => self.foreign(position, true, out),
+            GuardMode::Suspect { .. } => {}
+        }
+    }
+
+    fn foreign(&mut self, position: (Height, Round, SignStep), halt: bool, out: &mut Vec<Action>) {
+        let (height, round, step) = position;
+        let was_halted = self.guard == GuardMode::Halted;
+        if halt {
+            self.guard = GuardMode::Halted;
+        }
+        if self.signer.raise_floor(height) {
+            out.push(Action::PersistSignerState(self.signer.clone()));
+        }
+        if was_halted {
+            return; // reported once
+        }
+        out.push(Action::ForeignSignature { height, round, step, halted: halt });
     }
 
     /// Count a vote we signed ourselves (already trusted, but the keeper checks it like any other).

@@ -32,6 +32,8 @@
 //!    same call runs. It always comes right before the [`Action::BroadcastProposal`] or
 //!    [`Action::BroadcastVote`] it guards: a message is never sent that the persisted state does not
 //!    cover, so a crash between the two cannot lead to a conflicting signature after restart (I7).
+//!    It also comes alone when the look-back floor rises ([`Event::RaiseSignFloor`], or a message with
+//!    this validator's key that this process did not sign): persist it all the same.
 //! 3. A broadcast without a persist before it re-sends a message already covered by the persisted state
 //!    (e.g. after a restart); it is safe to send.
 //! 4. [`Action::Decide`] is emitted once per height. Commit the block (with the certificate) durably, then
@@ -43,6 +45,16 @@
 //! signed at the start height, `Start` resumes at that round and step with the persisted lock, and
 //! re-broadcasts that message; the guard refuses any signature at or below it unless the payload is the
 //! same. A signer state from a higher height is refused ([`ConsensusError::SignerAhead`]).
+//!
+//! # The double-sign guard at start
+//! The signer state only protects what it remembers. A validator whose state was lost or rewound, or a
+//! second process started with the same key (twins), would sign again where the key already signed. So
+//! the core also keeps a look-back floor (in [`SignerState`], persisted) that the shell raises from the
+//! certificates it holds or syncs ([`Event::RaiseSignFloor`]), and a [`GuardMode`]: with
+//! [`Config::watch`] it starts `Watching` and signs nothing until [`Event::EndWatch`]; a verified message
+//! with its own key that it did not sign raises the floor to that height and makes it `Suspect` (or
+//! `Halted`, when it can only come from another live process), announced with
+//! [`Action::ForeignSignature`].
 //!
 //! # Limits
 //! - [`ROUNDS_AHEAD_MAX`]: proposals and votes more than this many rounds above the current round are
@@ -60,7 +72,8 @@ mod signer;
 mod tests;
 
 pub use driver::{
-    Action, Config, Consensus, ConsensusError, Event, Evidence, Step, Timeout, TimeoutKind, timeout_duration_ms,
+    Action, Config, Consensus, ConsensusError, Event, Evidence, GuardMode, Step, Timeout, TimeoutKind,
+    timeout_duration_ms,
 };
 pub use keeper::{AddOutcome, Threshold, VALUES_PER_VOTER_MAX, VoteError, VoteKeeper};
 pub use signer::{Lock, SignStep, SignedMessage, SignerState};

@@ -5,6 +5,11 @@
 //! which it answers with the stored signed message. The node persists [`SignerState`] (durably) before it
 //! broadcasts the message it guards, and hands it back at construction after a restart.
 //!
+//! The state also carries the look-back floor: no height at or below it is ever signed. The shell raises it
+//! from what it finds of this key elsewhere (certificates in its store or from sync, messages with this key
+//! that this process did not sign), so a validator whose signer state was lost or rewound still never signs
+//! at a height where its key already signed (I11). It only ever rises, and is persisted with the rest.
+//!
 //! The state also carries the lock (the paper's `lockedValue`/`lockedRound`), because forgetting a lock
 //! across a restart would let the validator prevote against its own precommit: a safety fault as real as a
 //! double sign. The lock only changes together with a precommit (L36-L41), so one persist covers both.
@@ -44,6 +49,8 @@ pub struct SignerState {
     last: Option<SignedMessage>,
     /// The lock held at `lock_height`; meaningless at any other height.
     lock: Option<(Height, Lock)>,
+    /// Nothing is signed at or below this height (0: no floor).
+    floor: Height,
 }
 
 /// The answer of the guard to a request to sign.
@@ -88,6 +95,26 @@ impl SignerState {
     /// The lock held at `height`, if any.
     pub fn lock_at(&self, height: Height) -> Option<Lock> {
         self.lock.filter(|(h, _)| *h == height).map(|(_, l)| l)
+    }
+
+    /// The look-back floor: nothing at or below this height is signed.
+    pub fn floor(&self) -> Height {
+        self.floor
+    }
+
+    /// Raise the floor to `height` (never lowers it). True if it rose.
+    pub fn raise_floor(&mut self, height: Height) -> bool {
+        if height > self.floor {
+            self.floor = height;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A state that never signed, with `floor` as its look-back floor.
+    pub fn with_floor(floor: Height) -> SignerState {
+        SignerState { floor, ..SignerState::default() }
     }
 
     pub(crate) fn set_lock(&mut self, height: Height, lock: Lock) {
@@ -135,10 +162,11 @@ impl SignerState {
 
     fn check(&self, position: (Height, Round, SignStep)) -> Check {
         match self.position() {
-            None => Check::Above,
-            Some(last) if position > last => Check::Above,
+            // The very message signed last may be sent again, whatever the floor says.
             Some(last) if position == last => Check::Same,
-            Some(_) => Check::Below,
+            Some(last) if position < last => Check::Below,
+            _ if position.0 <= self.floor => Check::Below,
+            _ => Check::Above,
         }
     }
 }

@@ -56,6 +56,8 @@ fn node(me: Option<usize>, signer: SignerState) -> Consensus {
         key: me.map(|i| keys()[i].clone()),
         signer,
         height: H,
+        sign_floor: Height(0),
+        watch: false,
     })
     .unwrap()
 }
@@ -150,6 +152,7 @@ fn summarise(actions: &[Action]) -> Vec<Out> {
             Action::RequestProposal { round, block_hash, .. } => Some(Out::Request(round.0, byte(block_hash))),
             Action::Decide { round, block_hash, .. } => Some(Out::Decide(round.0, byte(block_hash))),
             Action::Evidence(_) => Some(Out::Evidence),
+            Action::ForeignSignature { .. } => None,
         })
         .collect()
 }
@@ -621,6 +624,8 @@ fn signer_guard_refuses_conflicts_after_restart() {
         key: Some(key.clone()),
         signer: guard,
         height: Height::GENESIS,
+        sign_floor: Height(0),
+        watch: false,
     });
     assert!(matches!(later, Err(ConsensusError::SignerAhead { .. })));
 }
@@ -888,4 +893,204 @@ fn equivocator_counts_once_per_value_and_never_twice_for_any() {
     }
     let counted = k.votes_in(Round(0)).iter().filter(|v| v.vote.validator == keys()[cheater].public()).count();
     assert_eq!(counted, 2 + VALUES_PER_VOTER_MAX, "prevotes for 2 values + precommits up to the budget");
+}
+
+// ---- the double-sign guard at start: look-back floor, watch, suspect, halt ----------------------------
+
+fn node_guarded(me: usize, signer: SignerState, floor: Height, watch: bool) -> Consensus {
+    Consensus::new(Config {
+        chain_id: CHAIN.into(),
+        validators: set(),
+        params: ConsensusParams::default(),
+        key: Some(keys()[me].clone()),
+        signer,
+        height: H,
+        sign_floor: floor,
+        watch,
+    })
+    .unwrap()
+}
+
+fn vote_at(from: usize, height: u64, kind: VoteKind, round: u32, hash: Option<u8>) -> SignedVote {
+    let k = &keys()[from];
+    Vote { kind, height: Height(height), round: Round(round), block_hash: hash.map(block), validator: k.public() }
+        .sign(CHAIN, k)
+}
+
+fn signed_anything(actions: &[Action]) -> bool {
+    actions.iter().any(|a| matches!(a, Action::BroadcastVote(_) | Action::BroadcastProposal(_)))
+}
+
+fn foreign(actions: &[Action]) -> Vec<(u64, bool)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ForeignSignature { height, halted, .. } => Some((height.0, *halted)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn look_back_floor_blocks_signing_at_and_below_it() {
+    let me = non_proposer(&[0]);
+    let mut n = node_guarded(me, SignerState::default(), H, false);
+    assert_eq!(n.sign_floor(), H);
+    let actions = feed(
+        &mut n,
+        vec![
+            Event::Start,
+            Event::Proposal(proposal(0, 1, None)),
+            Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
+            Event::TimeoutFired(Timeout { height: H, round: Round(0), kind: TPropose }),
+        ],
+    );
+    assert!(!signed_anything(&actions), "signed at the floor: {actions:?}");
+
+    // Raised by an event: persisted (alone), and it only rises.
+    let mut n = node_guarded(me, SignerState::default(), Height(0), false);
+    n.handle(Event::Start).unwrap();
+    let actions = n.handle(Event::RaiseSignFloor(H)).unwrap();
+    assert_eq!(last_persisted(&actions).floor(), H);
+    assert!(n.handle(Event::RaiseSignFloor(Height(0))).unwrap().is_empty());
+    let actions = feed(
+        &mut n,
+        vec![
+            Event::Proposal(proposal(0, 1, None)),
+            Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
+        ],
+    );
+    assert!(!signed_anything(&actions));
+    // The floor survives encoding with the rest of the state.
+    let state = n.signer_state().clone();
+    let restored: SignerState = crate::encoding::decode(&crate::encoding::encode(&state), 1024).unwrap();
+    assert_eq!(restored.floor(), H);
+}
+
+#[test]
+fn watching_validator_signs_only_after_the_watch() {
+    let me = non_proposer(&[0, 1]);
+    let mut n = node_guarded(me, SignerState::default(), Height(0), true);
+    assert_eq!(n.guard(), GuardMode::Watching);
+    let actions = feed(
+        &mut n,
+        vec![
+            Event::Start,
+            Event::Proposal(proposal(0, 1, None)),
+            Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
+        ],
+    );
+    assert!(!signed_anything(&actions), "signed while watching: {actions:?}");
+    assert_eq!(n.step(), Step::Prevote, "the step still advances");
+    // The watch ends: past the propose step without a vote, it moves to the next round and takes part.
+    let actions = n.handle(Event::EndWatch).unwrap();
+    assert_eq!(n.guard(), GuardMode::Active);
+    assert_eq!(n.round(), Round(1));
+    assert!(actions.contains(&Action::ScheduleTimeout(Timeout { height: H, round: Round(1), kind: TPropose })));
+    let actions = feed(
+        &mut n,
+        vec![
+            Event::Proposal(proposal(1, 2, None)),
+            Event::BlockValidity { height: H, round: Round(1), block_hash: block(2), valid: true },
+        ],
+    );
+    check_persist_before_broadcast(&actions);
+    assert!(actions.contains(&Action::BroadcastVote(vote(me, VoteKind::Prevote, 1, Some(2)))));
+}
+
+#[test]
+fn own_key_seen_while_watching_suspects_then_clears_after_a_quiet_height() {
+    let me = non_proposer(&[0]);
+    let mut n = node_guarded(me, SignerState::default(), Height(0), true);
+    n.handle(Event::Start).unwrap();
+    // A prevote with this key that this process did not sign (its life before a restart, or a twin).
+    let actions = n.handle(Event::Vote(vote(me, VoteKind::Prevote, 0, Some(1)))).unwrap();
+    assert_eq!(foreign(&actions), vec![(1, false)]);
+    assert_eq!(last_persisted(&actions).floor(), H);
+    assert_eq!(n.guard(), GuardMode::Suspect { since: H });
+    n.handle(Event::EndWatch).unwrap();
+    assert_eq!(n.guard(), GuardMode::Suspect { since: H }, "the watch's end does not clear a suspicion");
+    // Height 2 passes without another message with this key: height 3 signs again.
+    n.handle(Event::NewHeight { height: Height(2), validators: set() }).unwrap();
+    assert_eq!(n.guard(), GuardMode::Suspect { since: H });
+    n.handle(Event::NewHeight { height: Height(3), validators: set() }).unwrap();
+    assert_eq!(n.guard(), GuardMode::Active);
+}
+
+#[test]
+fn own_key_at_a_later_height_means_a_twin_and_halts_signing() {
+    let me = non_proposer(&[0]);
+    let mut n = node_guarded(me, SignerState::default(), Height(0), true);
+    n.handle(Event::Start).unwrap();
+    n.handle(Event::Vote(vote(me, VoteKind::Prevote, 0, Some(1)))).unwrap();
+    n.handle(Event::NewHeight { height: Height(2), validators: set() }).unwrap();
+    let actions = n.handle(Event::Vote(vote_at(me, 2, VoteKind::Prevote, 0, Some(3)))).unwrap();
+    assert_eq!(foreign(&actions), vec![(2, true)]);
+    assert_eq!(n.guard(), GuardMode::Halted);
+    // Halted for good: later heights sign nothing and report nothing more.
+    n.handle(Event::NewHeight { height: Height(5), validators: set() }).unwrap();
+    let p = {
+        let proposer = &keys()[set().index_of(&set().proposer(Height(5), Round(0)).public_key).unwrap()];
+        Proposal { height: Height(5), round: Round(0), pol_round: None, block_hash: block(7), proposer: proposer.public() }
+            .sign(CHAIN, proposer)
+    };
+    let actions = feed(
+        &mut n,
+        vec![
+            Event::Proposal(p),
+            Event::BlockValidity { height: Height(5), round: Round(0), block_hash: block(7), valid: true },
+            Event::Vote(vote_at(me, 5, VoteKind::Prevote, 0, Some(7))),
+        ],
+    );
+    assert!(!signed_anything(&actions) && foreign(&actions).is_empty(), "{actions:?}");
+}
+
+#[test]
+fn active_validator_halts_on_a_conflicting_or_newer_message_with_its_key() {
+    let me = non_proposer(&[0]);
+    let start = |n: &mut Consensus| {
+        feed(
+            n,
+            vec![
+                Event::Start,
+                Event::Proposal(proposal(0, 1, None)),
+                Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
+            ],
+        )
+    };
+    // Its own prevote echoed back changes nothing.
+    let mut n = node_guarded(me, SignerState::default(), Height(0), false);
+    assert!(start(&mut n).contains(&Action::BroadcastVote(vote(me, VoteKind::Prevote, 0, Some(1)))));
+    assert!(foreign(&n.handle(Event::Vote(vote(me, VoteKind::Prevote, 0, Some(1)))).unwrap()).is_empty());
+    // A different prevote in the same slot: a twin.
+    let actions = n.handle(Event::Vote(vote(me, VoteKind::Prevote, 0, None))).unwrap();
+    assert_eq!(foreign(&actions), vec![(1, true)]);
+    assert_eq!(n.guard(), GuardMode::Halted);
+
+    // A message above what this process signed, not signed by it: a twin too.
+    let mut n = node_guarded(me, SignerState::default(), Height(0), false);
+    start(&mut n);
+    let actions = n.handle(Event::Vote(vote(me, VoteKind::Precommit, 2, None))).unwrap();
+    assert_eq!(foreign(&actions), vec![(1, true)]);
+}
+
+#[test]
+fn messages_from_before_a_restart_are_not_foreign() {
+    let me = non_proposer(&[0]);
+    let mut first = node_guarded(me, SignerState::default(), Height(0), false);
+    let actions = feed(
+        &mut first,
+        vec![
+            Event::Start,
+            Event::Proposal(proposal(0, 1, None)),
+            Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
+        ],
+    );
+    let persisted = last_persisted(&actions);
+    let mut n = node_guarded(me, persisted, Height(0), true);
+    n.handle(Event::Start).unwrap();
+    // Its persisted prevote, relayed back by a peer: covered by the state handed over.
+    let actions = n.handle(Event::Vote(vote(me, VoteKind::Prevote, 0, Some(1)))).unwrap();
+    assert!(foreign(&actions).is_empty(), "{actions:?}");
+    assert_eq!(n.guard(), GuardMode::Watching);
 }

@@ -626,6 +626,8 @@ impl World {
             key: Some(node.key.clone()),
             signer: d.signer.clone(),
             height,
+            sign_floor: Height(0),
+            watch: false,
         };
         let mut core = match Consensus::new(config) {
             Ok(c) => c,
