@@ -28,12 +28,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ledger_core::consensus::{
-    self, Action, Consensus, ConsensusError, Event, Evidence, SignedMessage, SignerState, Timeout,
+    self, Action, Consensus, ConsensusError, Event, Evidence, GuardMode, SignedMessage, SignerState, Timeout,
 };
 use ledger_core::state::{BlockTemplate, StoreError, apply_block, build_block};
 use ledger_core::{
     Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, Round, StateChanges, TxError,
-    TxId, ValidatorSet, encoding,
+    TxId, ValidatorSet,
 };
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -42,6 +42,9 @@ use tokio::time::Instant;
 use crate::api::{BlockEvent, Metrics};
 use crate::mempool::Mempool;
 use crate::p2p::{GossipValidator, NetError, NetworkEvent, NetworkHandle, Validation};
+use crate::safety::SafetyError;
+use crate::safety::high_water::{self, HighWater};
+use crate::safety::signer::SignerFile;
 use crate::storage::{Storage, StorageError};
 use crate::wire::{GossipMessage, ProposalMessage, SYNC_BLOCKS_MAX, SyncRequest, SyncResponse};
 
@@ -75,8 +78,8 @@ pub enum DriverError {
     Store(#[from] StoreError),
     #[error("consensus refused its own input: {0}")]
     Consensus(#[from] ConsensusError),
-    #[error("stored signer state is unreadable: {0}")]
-    SignerState(String),
+    #[error("{0}")]
+    Safety(#[from] SafetyError),
     #[error("block {height} was decided but cannot be applied: {reason}")]
     DecidedBlockInvalid { height: Height, reason: String },
     #[error("network task stopped")]
@@ -97,6 +100,25 @@ pub struct Status {
     pub round: Round,
     /// Connected peers.
     pub n_peers: usize,
+    /// The double-sign guard of this validator (mode `full_node` on a node without a key in the set).
+    pub signer: SignerStatus,
+    /// Local wall-clock time (ms since the epoch) of the last commit, or of the start if none yet.
+    pub last_commit_local_ms: u64,
+}
+
+/// What the double-sign guard is doing, for `/status`, `/health` and the metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignerStatus {
+    /// `full_node` (no key in the validator set), `watching` (just started: observes the network before it
+    /// signs), `suspect` (saw its own key in a message it did not sign: signs nothing until a whole height
+    /// passes without that), `active` (signs) or `halted` (another process signs with this key: this one
+    /// never signs again until restarted).
+    pub mode: &'static str,
+    /// The guard never signs at or below this height (look-back: the highest height at which this key
+    /// was found in a certificate or a vote this process did not make).
+    pub sign_floor: u64,
+    /// Why the guard is in this mode, for an operator.
+    pub detail: Option<String>,
 }
 
 /// Shared between the driver, the gossip validator and the API.
@@ -234,18 +256,51 @@ pub struct DriverOptions {
     pub min_block_interval_ms: Option<u64>,
     /// Blocks checked at start by [`Storage::verify_tail`].
     pub verify_tail_blocks: u64,
+    /// How long a (re)started validator watches the network, connected and caught up, before it signs
+    /// (see [`GuardMode::Watching`]); 0 disables the watch.
+    pub double_sign_watch_ms: u64,
 }
+
+/// Default watch: longer than a stalled network takes to re-gossip what it holds (3 s, then every 2 s),
+/// so this validator's own messages from before a restart, or another process's, reach it first.
+pub const DEFAULT_DOUBLE_SIGN_WATCH_MS: u64 = 6_000;
 
 impl Default for DriverOptions {
     fn default() -> Self {
-        DriverOptions { empty_block_interval_ms: 1000, min_block_interval_ms: None, verify_tail_blocks: 100 }
+        DriverOptions {
+            empty_block_interval_ms: 1000,
+            min_block_interval_ms: None,
+            verify_tail_blocks: 100,
+            double_sign_watch_ms: DEFAULT_DOUBLE_SIGN_WATCH_MS,
+        }
     }
+}
+
+/// A validator's signer, as found at start by [`crate::run`].
+pub struct SignerSetup {
+    pub key: Keypair,
+    /// Where the signer state is persisted (before every signed message leaves the node).
+    pub file: SignerFile,
+    /// As loaded (or migrated); `SignerState::default()` when there was none.
+    pub state: SignerState,
+    /// Look-back floor found in the stored certificates.
+    pub sign_floor: Height,
+    /// Watch the network before signing (see [`DriverOptions::double_sign_watch_ms`]).
+    pub watch: bool,
 }
 
 /// Everything the driver owns.
 pub struct Driver {
     shared: Arc<Shared>,
     consensus: Consensus,
+    /// Where the signer state goes (validators only).
+    signer_file: Option<SignerFile>,
+    high_water: HighWater,
+    /// Watch time still to run (while connected and caught up) before `EndWatch`; `None` once over.
+    watch_left: Option<Duration>,
+    watch_last: Instant,
+    /// Why the guard is where it is, for `/status`.
+    guard_detail: Option<String>,
     /// This validator's consensus key, if it has one in the set.
     key_public: Option<ledger_core::PublicKey>,
     network: NetworkHandle,
@@ -295,29 +350,46 @@ fn now_ms() -> u64 {
 }
 
 impl Driver {
-    /// Build the driver at the height after the stored tip, with the persisted signer state.
+    /// Build the driver at the height after the stored tip, with the signer found at start (`None`: a full
+    /// node, or a key outside the validator set).
     pub fn new(
         shared: Arc<Shared>,
-        key: Option<Keypair>,
+        signer: Option<SignerSetup>,
+        high_water: HighWater,
         network: NetworkHandle,
         opts: DriverOptions,
     ) -> Result<(Driver, watch::Receiver<Status>), DriverError> {
         let tip = shared.storage.latest_height()?;
-        let key_public = key.as_ref().map(Keypair::public).filter(|k| shared.validators.index_of(k).is_some());
-        let signer = match shared.storage.signer_state()? {
-            None => SignerState::default(),
-            Some(bytes) => encoding::decode::<SignerState>(&bytes, crate::storage::SIGNER_STATE_BYTES_MAX)
-                .map_err(|e| DriverError::SignerState(e.to_string()))?,
+        let signer = signer.filter(|s| shared.validators.index_of(&s.key.public()).is_some());
+        let key_public = signer.as_ref().map(|s| s.key.public());
+        let watch = signer.as_ref().is_some_and(|s| s.watch) && opts.double_sign_watch_ms > 0;
+        let (key, state, sign_floor, signer_file) = match signer {
+            Some(s) => (Some(s.key), s.state, s.sign_floor, Some(s.file)),
+            None => (None, SignerState::default(), Height::GENESIS, None),
         };
         let consensus = Consensus::new(consensus::Config {
             chain_id: shared.genesis.chain_id.clone(),
             validators: shared.validators.clone(),
             params: shared.genesis.params.clone(),
             key,
-            signer,
+            signer: state,
             height: tip.next(),
+            sign_floor,
+            watch,
         })?;
-        let mut status = Status { height: tip, consensus_height: tip.next(), ..Status::default() };
+        let guard_detail = watch.then(|| {
+            format!(
+                "watching the network for {} ms (connected and caught up) before signing",
+                opts.double_sign_watch_ms
+            )
+        });
+        let watch_left = watch.then(|| Duration::from_millis(opts.double_sign_watch_ms));
+        let mut status = Status {
+            height: tip,
+            consensus_height: tip.next(),
+            last_commit_local_ms: now_ms(),
+            ..Status::default()
+        };
         if let Some(b) = shared.storage.block(tip)? {
             status.latest_block_hash = Some(b.hash());
             status.latest_block_time_ms = b.header.timestamp_ms;
@@ -335,6 +407,11 @@ impl Driver {
         let driver = Driver {
             shared,
             consensus,
+            signer_file,
+            high_water,
+            watch_left,
+            watch_last: Instant::now(),
+            guard_detail,
             key_public,
             network,
             opts,
@@ -383,16 +460,82 @@ impl Driver {
     /// event).
     fn report(&mut self) {
         let (height, round, n_peers) = (self.consensus.height(), self.consensus.round(), self.connected.len());
+        let signer = self.signer_status();
         self.status.send_if_modified(|s| {
-            let changed = s.consensus_height != height || s.round != round || s.n_peers != n_peers;
+            let changed =
+                s.consensus_height != height || s.round != round || s.n_peers != n_peers || s.signer != signer;
             s.consensus_height = height;
             s.round = round;
             s.n_peers = n_peers;
+            s.signer = signer.clone();
             changed
         });
         let m = &self.shared.metrics;
         m.set_consensus(height.0, round.0);
         m.set_peers(n_peers);
+        m.set_signer(signer.mode == "active", signer.mode == "halted", signer.sign_floor);
+    }
+
+    fn signer_status(&self) -> SignerStatus {
+        let sign_floor = self.consensus.sign_floor().0;
+        if self.signer_file.is_none() {
+            return SignerStatus { mode: "full_node", sign_floor, detail: None };
+        }
+        let mode = match self.consensus.guard() {
+            GuardMode::Watching => "watching",
+            GuardMode::Suspect { .. } => "suspect",
+            GuardMode::Active => "active",
+            GuardMode::Halted => "halted",
+        };
+        let detail = if mode == "active" { None } else { self.guard_detail.clone() };
+        SignerStatus { mode, sign_floor, detail }
+    }
+
+    /// Count down the start-up watch while connected and caught up; end it when it has run.
+    fn advance_watch(&mut self) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.watch_last);
+        self.watch_last = now;
+        let Some(left) = self.watch_left else { return };
+        if self.connected.is_empty() || self.behind() {
+            return;
+        }
+        let left = left.saturating_sub(elapsed);
+        if !left.is_zero() {
+            self.watch_left = Some(left);
+            return;
+        }
+        self.watch_left = None;
+        if self.consensus.guard() == GuardMode::Watching {
+            tracing::info!(
+                height = %self.consensus.height(),
+                sign_floor = %self.consensus.sign_floor(),
+                "double-sign watch over: no other process signs with this key; signing"
+            );
+            self.guard_detail = None;
+        }
+        self.queue.push_back(Event::EndWatch);
+    }
+
+    /// A message with this validator's key that this process did not sign: make it loud.
+    fn on_foreign_signature(&mut self, height: Height, round: Round, step: consensus::SignStep, halted: bool) {
+        self.shared.metrics.on_foreign_own_signature();
+        let key = self.key_public.map(|k| k.to_address_string()).unwrap_or_default();
+        if halted {
+            let detail = format!(
+                "another process signs with this validator's key {key}: it signed {step:?} at height {height} round {} that this process did not sign. This node stopped signing and only follows the chain; stop one of the two (then restart this one)",
+                round.0
+            );
+            tracing::error!(%height, round = round.0, ?step, validator = %key, "{detail}");
+            self.guard_detail = Some(detail);
+        } else {
+            let detail = format!(
+                "a {step:?} at height {height} round {} signed with this validator's key was seen that this process did not sign (its own from before a restart that lost the signer state, or another process): not signing at or below height {height}, and not at all until a whole height passes without another",
+                round.0
+            );
+            tracing::warn!(%height, round = round.0, ?step, validator = %key, "{detail}");
+            self.guard_detail = Some(detail);
+        }
     }
 
     fn parent(&self) -> Result<(Height, Hash, u64), DriverError> {
@@ -487,6 +630,7 @@ impl Driver {
         self.try_build()?;
         self.maybe_regossip().await;
         self.maybe_sync();
+        self.advance_watch();
         self.drain().await
     }
 
@@ -610,6 +754,10 @@ impl Driver {
                 tracing::warn!(%peer, %height, error = %e, "peer sent a block with a bad certificate");
                 break;
             }
+            // Look-back: this key signed at this height (here or in a life this node forgot).
+            if self.certificate_has_my_key(&cert) && height > self.consensus.sign_floor() {
+                self.queue.push_back(Event::RaiseSignFloor(height));
+            }
             let changes = match self.execute_block(&block)? {
                 Ok(c) => c,
                 Err(reason) => {
@@ -662,12 +810,16 @@ impl Driver {
             match action {
                 Action::PersistSignerState(state) => {
                     // Durable before the broadcast that follows; a failure stops the validator. A proposal's
-                    // block is kept with it, so a restart can re-broadcast both.
-                    let block = match state.last_signed() {
-                        Some(SignedMessage::Proposal(p)) => self.candidates.get(&p.proposal.block_hash).map(|c| &c.0),
-                        _ => None,
-                    };
-                    self.shared.storage.persist_signer_state(&encoding::encode(&state), block)?;
+                    // block is kept in the database, so a restart can re-broadcast both.
+                    if let Some(SignedMessage::Proposal(p)) = state.last_signed()
+                        && let Some((block, _)) = self.candidates.get(&p.proposal.block_hash)
+                    {
+                        self.shared.storage.persist_proposed_block(block)?;
+                    }
+                    match &self.signer_file {
+                        Some(file) => file.store(&state)?,
+                        None => tracing::error!("signer state to persist but no signer file: not a validator"),
+                    }
                 }
                 Action::BroadcastProposal(proposal) => {
                     let hash = proposal.proposal.block_hash;
@@ -717,6 +869,9 @@ impl Driver {
                         tracing::info!(%height, %block_hash, "decided block is missing, syncing it");
                         self.decided_without_block = Some((height, block_hash));
                     }
+                }
+                Action::ForeignSignature { height, round, step, halted } => {
+                    self.on_foreign_signature(height, round, step, halted);
                 }
                 Action::Evidence(e) => {
                     tracing::warn!(evidence = ?e, "evidence: validator misbehaviour detected");
@@ -865,6 +1020,7 @@ impl Driver {
         let height = block.height();
         let hash = block.hash();
         self.shared.storage.commit_block(block, cert, changes)?;
+        self.high_water.raise(high_water::Mark { height, block_hash: hash })?;
         let ids = block.tx_ids();
         let now = std::time::Instant::now();
         let (latencies, pool_len, pool_bytes) = {
@@ -893,7 +1049,9 @@ impl Driver {
             "committed block"
         );
         let next = height.next();
+        let local_ms = now_ms();
         self.status.send_modify(|s| {
+            s.last_commit_local_ms = local_ms;
             s.height = height;
             s.latest_block_hash = Some(hash);
             s.latest_block_time_ms = block.header.timestamp_ms;
@@ -905,6 +1063,11 @@ impl Driver {
         let _ =
             self.shared.blocks.send(BlockEvent { block: Arc::new(block.clone()), certificate: Arc::new(cert.clone()) });
         Ok(())
+    }
+
+    fn certificate_has_my_key(&self, cert: &CommitCertificate) -> bool {
+        let Some(me) = self.key_public.and_then(|k| self.shared.validators.index_of(&k)) else { return false };
+        cert.signatures.iter().any(|s| usize::from(s.validator_index) == me)
     }
 
     /// Queue the next height; stale internal events of the old height are refused by the core.

@@ -11,6 +11,8 @@
 //! - [`driver`]: the one task that owns consensus and executes its actions in order.
 //! - [`handle`]: the API's [`api::NodeHandle`] over the driver's shared state; local txs gossiped in batches.
 //! - [`api`]: the HTTP API (axum): JSON routes over storage and a `NodeHandle` to the driver, SSE, metrics.
+//! - [`safety`]: files beside the database that guard the validator: the signer state bound to its key,
+//!   the high-water mark of what was committed, the data directory's lock; all replaced atomically.
 //! - [`run`]: assembles a node from a configuration (`ledgerd start`).
 //! - [`localnet`]: `ledgerd localnet`, every validator of a local network in one process.
 //!
@@ -32,6 +34,7 @@ pub mod localnet;
 pub mod mempool;
 pub mod p2p;
 pub mod run;
+pub mod safety;
 pub mod storage;
 pub mod txindex;
 pub mod wire;

@@ -13,7 +13,9 @@ use tracing::Instrument;
 
 use crate::api::{self, ApiConfig, ApiState, Metrics};
 use crate::config::Config;
-use crate::driver::{Driver, DriverError, DriverOptions, NodeGossipValidator, Shared, Status};
+use crate::driver::{Driver, DriverError, DriverOptions, NodeGossipValidator, Shared, SignerSetup, Status};
+use crate::safety::high_water::{self, HighWater};
+use crate::safety::signer::SignerFile;
 use crate::handle::{NodeApi, TX_GOSSIP_QUEUE, tx_gossip};
 use crate::mempool::{Mempool, MempoolError, MempoolLimits};
 use crate::p2p::{self, NetworkConfig, NetworkHandle};
@@ -34,7 +36,11 @@ pub struct NodeSetup {
     pub listen_addr: Multiaddr,
     pub bootstrap_peers: Vec<Multiaddr>,
     pub max_peers: usize,
+    /// The data directory: the sled database in `db/`, and beside it the files of [`crate::safety`]
+    /// (signer state, high-water mark, lock).
     pub data_dir: std::path::PathBuf,
+    /// Start even though the database is below its high-water mark (the operator accepted the loss).
+    pub accept_rewind: bool,
     pub cache_capacity_bytes: u64,
     pub mempool: MempoolLimits,
     pub driver: DriverOptions,
@@ -60,6 +66,8 @@ pub struct RunningNode {
     api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     api_stop: watch::Sender<bool>,
     gossip_task: tokio::task::JoinHandle<()>,
+    /// The data directory's lock, released when the node is dropped.
+    _data_lock: std::fs::File,
 }
 
 impl RunningNode {
@@ -129,19 +137,30 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     };
     let genesis = setup.genesis;
     let validators = genesis.validator_set().context("genesis validator set")?;
+    // One process per data directory: held for the life of the node.
+    let data_lock = crate::safety::lock_data_dir(&setup.data_dir)?;
+    let db_dir = setup.data_dir.join("db");
     let storage = Storage::open(
-        &setup.data_dir,
+        &db_dir,
         StorageOptions {
             cache_capacity_bytes: setup.cache_capacity_bytes,
             block_bytes_max: genesis.params.block_bytes_max as usize,
         },
     )
-    .with_context(|| format!("cannot open the database in {}", setup.data_dir.display()))?;
-    storage.init_genesis(&genesis)?;
-    let tip = storage
-        .verify_tail(&genesis, &validators, setup.driver.verify_tail_blocks)
-        .context("stored chain failed verification at start; the node will not run on it")?;
+    .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the database in {}", db_dir.display())))?;
+    let tip = crate::storage::catch_panics(&db_dir, || {
+        storage.init_genesis(&genesis)?;
+        storage.verify_tail(&genesis, &validators, setup.driver.verify_tail_blocks)
+    })
+    .context("stored chain failed verification at start; the node will not run on it")?;
     tracing::info!(chain_id = %genesis.chain_id, height = %tip, "storage verified");
+    let high_water = check_high_water(&setup.data_dir, &genesis, &storage, tip, setup.accept_rewind, &validators, &setup.validator_key)?;
+    let signer = match &setup.validator_key {
+        Some(key) if validators.index_of(&key.public()).is_some() => {
+            Some(load_signer(&setup.data_dir, &genesis, &validators, &storage, tip, key, setup.driver.double_sign_watch_ms)?)
+        }
+        _ => None,
+    };
     let mempool = Mempool::new(&genesis.chain_id, genesis.params.clone(), setup.mempool);
     let block_bytes_max = genesis.params.block_bytes_max as usize;
     let chain_id = genesis.chain_id.clone();
@@ -162,13 +181,31 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     net.max_peers = setup.max_peers;
     let validator = Arc::new(NodeGossipValidator { shared: shared.clone() });
     let (network, events, network_task) = p2p::spawn(net, validator, Arc::new(storage.clone()))?;
-    let validator =
-        setup.validator_key.as_ref().map(Keypair::public).filter(|k| shared.validators.index_of(k).is_some());
-    let (driver, status) = Driver::new(shared.clone(), setup.validator_key, network.clone(), setup.driver)?;
+    let (validator, validator_reason) = match setup.validator_key.as_ref().map(Keypair::public) {
+        Some(k) if shared.validators.index_of(&k).is_some() => (Some(k), None),
+        Some(k) => {
+            let reason = format!(
+                "validator key {} is not in the validator set of chain {}: this node follows the chain but does not vote",
+                k.to_address_string(),
+                shared.genesis.chain_id
+            );
+            tracing::warn!(validator = %k.to_address_string(), "{reason}");
+            (None, Some(reason))
+        }
+        None => (None, None),
+    };
+    let (driver, status) = Driver::new(shared.clone(), signer, high_water, network.clone(), setup.driver)?;
     let driver = tokio::spawn(driver.run(events).instrument(span.clone()));
     let (gossip_tx, gossip_rx) = mpsc::channel(TX_GOSSIP_QUEUE);
     let gossip_task = tokio::spawn(tx_gossip(gossip_rx, network.clone(), block_bytes_max).instrument(span.clone()));
-    let handle = Arc::new(NodeApi::new(shared.clone(), status.clone(), network.clone(), gossip_tx, validator));
+    let handle = Arc::new(NodeApi::new(
+        shared.clone(),
+        status.clone(),
+        network.clone(),
+        gossip_tx,
+        validator,
+        validator_reason,
+    ));
     let api_state = ApiState::new(
         Arc::new(storage),
         shared.genesis.clone(),
@@ -203,7 +240,156 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         api_task,
         api_stop,
         gossip_task,
+        _data_lock: data_lock,
     })
+}
+
+/// Compare the database with its high-water mark. Below it: an ERROR naming both heights; a validator
+/// refuses to start unless the operator accepted the rewind, a full node resyncs.
+fn check_high_water(
+    data_dir: &Path,
+    genesis: &Genesis,
+    storage: &Storage,
+    tip: ledger_core::Height,
+    accept_rewind: bool,
+    validators: &ledger_core::ValidatorSet,
+    key: &Option<Keypair>,
+) -> anyhow::Result<HighWater> {
+    let hw = HighWater::open(data_dir, &genesis.chain_id)?;
+    let is_validator = key.as_ref().is_some_and(|k| validators.index_of(&k.public()).is_some());
+    let hash_at = |h| storage.block(h).ok().flatten().map(|b| b.hash());
+    match high_water::check(hw.mark(), tip, hash_at) {
+        high_water::Verdict::Consistent => {}
+        high_water::Verdict::Rewound { tip, mark } => {
+            let what = format!(
+                "the database in {} is at height {tip}, below the height {} (block {}) this node had committed: data was lost (damage, or a restored backup); {} records it",
+                data_dir.join("db").display(),
+                mark.height,
+                mark.block_hash,
+                hw.path().display()
+            );
+            if is_validator && !accept_rewind {
+                tracing::error!(stored = %tip, committed = %mark.height, "{what}");
+                anyhow::bail!(
+                    "{what}. A validator does not run on a rewound database until its operator decides: find out why (disk, backup), then either restore the data, run `ledgerd reset-data --home <home>` to resync from peers, or start with --accept-rewind to resync from this height (the signer state and its look-back guard still keep it from signing again where it signed)"
+                );
+            }
+            tracing::error!(
+                stored = %tip,
+                committed = %mark.height,
+                accepted = accept_rewind,
+                "{what}; continuing: the missing blocks are synced from peers"
+            );
+        }
+        high_water::Verdict::Diverged { mark, stored } => {
+            anyhow::bail!(
+                "the database in {} holds block {stored} at height {}, but this node had committed block {} there ({}): these are different chains; point data_dir at this chain's data or run `ledgerd reset-data --home <home>`",
+                data_dir.join("db").display(),
+                mark.height,
+                mark.block_hash,
+                hw.path().display()
+            );
+        }
+    }
+    Ok(hw)
+}
+
+/// Certificates scanned back from the tip for this validator's key at start.
+const LOOK_BACK_HEIGHTS: u64 = 10_000;
+
+/// The validator's signer: its state file (migrated from the database of older versions), the look-back
+/// floor from the stored certificates, and whether to watch the network before signing.
+fn load_signer(
+    data_dir: &Path,
+    genesis: &Genesis,
+    validators: &ledger_core::ValidatorSet,
+    storage: &Storage,
+    tip: ledger_core::Height,
+    key: &Keypair,
+    watch_ms: u64,
+) -> anyhow::Result<SignerSetup> {
+    let file = SignerFile::new(data_dir, &genesis.chain_id, key.public());
+    let mut state = file.load()?;
+    if state.is_none()
+        && let Some(bytes) = storage.legacy_signer_state()?
+    {
+        // Older versions kept the state in the database, without its key: it is taken as this key's
+        // (the only key this home has run with, unless its operator swapped keys, which the look-back
+        // guard below still covers).
+        let legacy: LegacySignerState = ledger_core::encoding::decode(&bytes, crate::storage::SIGNER_STATE_BYTES_MAX)
+            .context("the signer state kept in the database (older version) does not decode")?;
+        let migrated = legacy.into_state();
+        if let Some(m) = migrated.last_signed()
+            && m_signer(m) != key.public()
+        {
+            anyhow::bail!(
+                "the signer state in the database was signed by {}, not by this node's key {}: refusing to migrate another validator's state; if this home belongs to {}, fix validator_key_file",
+                m_signer(m).to_address_string(),
+                key.public().to_address_string(),
+                m_signer(m).to_address_string()
+            );
+        }
+        file.store(&migrated)?;
+        storage.remove_legacy_signer_state()?;
+        tracing::warn!(path = %file.path().display(), "signer state migrated from the database to its own file");
+        state = Some(migrated);
+    }
+    let me = validators.index_of(&key.public());
+    let mut sign_floor = ledger_core::Height::GENESIS;
+    let lowest = ledger_core::Height(tip.0.saturating_sub(LOOK_BACK_HEIGHTS));
+    let mut h = tip;
+    while h > lowest {
+        if let Some(cert) = storage.certificate(h)?
+            && cert.signatures.iter().any(|s| Some(usize::from(s.validator_index)) == me)
+        {
+            sign_floor = h;
+            break;
+        }
+        h = ledger_core::Height(h.0 - 1);
+    }
+    let fresh_chain = tip == ledger_core::Height::GENESIS && state.as_ref().is_none_or(|s| s.position().is_none());
+    let watch = !fresh_chain && validators.len() > 1 && watch_ms > 0;
+    match &state {
+        Some(s) => tracing::info!(
+            path = %file.path().display(),
+            last_signed = ?s.position(),
+            sign_floor = %s.floor(),
+            "signer state loaded"
+        ),
+        None if tip > ledger_core::Height::GENESIS => tracing::warn!(
+            path = %file.path().display(),
+            look_back_floor = %sign_floor,
+            "no signer state although the chain has history: the look-back guard and the watch protect against signing again where this key signed"
+        ),
+        None => tracing::info!(path = %file.path().display(), "no signer state yet (new validator)"),
+    }
+    if sign_floor > ledger_core::Height::GENESIS {
+        tracing::info!(height = %sign_floor, "look-back: this key's last signature in a stored certificate; nothing is signed at or below it");
+    }
+    if watch {
+        tracing::info!(watch_ms, "watching the network before signing (another process with this key, or messages from before a restart, show up first)");
+    }
+    Ok(SignerSetup { key: key.clone(), file, state: state.unwrap_or_default(), sign_floor, watch })
+}
+
+fn m_signer(m: &ledger_core::consensus::SignedMessage) -> ledger_core::PublicKey {
+    match m {
+        ledger_core::consensus::SignedMessage::Proposal(p) => p.proposal.proposer,
+        ledger_core::consensus::SignedMessage::Vote(v) => v.vote.validator,
+    }
+}
+
+/// The signer state as versions before the look-back floor encoded it: the same fields without the floor.
+#[derive(borsh::BorshSerialize, borsh::BorshDeserialize)]
+struct LegacySignerState {
+    last: Option<ledger_core::consensus::SignedMessage>,
+    lock: Option<(ledger_core::Height, ledger_core::consensus::Lock)>,
+}
+
+impl LegacySignerState {
+    fn into_state(self) -> ledger_core::consensus::SignerState {
+        ledger_core::consensus::SignerState::from_parts(self.last, self.lock)
+    }
 }
 
 fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
@@ -237,7 +423,8 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
         listen_addr: cfg.p2p_listen_addr.clone(),
         bootstrap_peers: cfg.bootstrap_peers.clone(),
         max_peers: cfg.max_peers,
-        data_dir: cfg.data_dir.join("db"),
+        data_dir: cfg.data_dir.clone(),
+        accept_rewind: false,
         cache_capacity_bytes: cfg.cache_capacity_mb * 1024 * 1024,
         mempool: cfg.mempool_limits(),
         driver: DriverOptions {
@@ -374,12 +561,14 @@ mod tests {
             bootstrap_peers: peers,
             max_peers: 50,
             data_dir: dir.to_path_buf(),
+            accept_rewind: false,
             cache_capacity_bytes: 4 << 20,
             mempool: MempoolLimits::default(),
             driver: DriverOptions {
                 empty_block_interval_ms: 100,
                 min_block_interval_ms: Some(0),
                 verify_tail_blocks: 100,
+                double_sign_watch_ms: 0,
             },
             api_listen_addr: None,
             api: ApiConfig::default(),
@@ -446,7 +635,7 @@ mod tests {
         let acc = ledger_core::AccountStore::account(&node.shared.storage, &account_key(0).public()).unwrap();
         assert_eq!(acc.nonce, 5);
         assert!(node.shared.mempool().is_empty());
-        assert!(node.shared.storage.signer_state().unwrap().is_some(), "signer state persisted");
+        assert!(net.dirs[0].path().join(crate::safety::signer::FILE_NAME).exists(), "signer state persisted");
     }
 
     async fn http(app: &axum::Router, method: &str, uri: &str, body: Option<serde_json::Value>) -> serde_json::Value {
@@ -543,7 +732,7 @@ mod tests {
         wait_height(&node, h + 2).await;
         node.shutdown().await.unwrap();
 
-        let reopened = crate::storage::tests::open_when_released(net.dirs[0].path(), StorageOptions::default());
+        let reopened = crate::storage::tests::open_when_released(&net.dirs[0].path().join("db"), StorageOptions::default());
         let before = reopened.latest_height().unwrap();
         assert!(reopened.tx_location(&ids[0]).unwrap().is_some());
         drop(reopened);
@@ -564,7 +753,7 @@ mod tests {
         wait_height(&node, 3).await;
         node.shutdown().await.unwrap();
         // A well-formed but wrong signer-independent value: the stored lattice hash of another state.
-        let store = crate::storage::tests::open_when_released(net.dirs[0].path(), StorageOptions::default());
+        let store = crate::storage::tests::open_when_released(&net.dirs[0].path().join("db"), StorageOptions::default());
         store.corrupt_lthash_for_tests();
         drop(store);
         let s = setup(&g, Some(validator_key(0)), net.p2p[0].clone(), net.ports[0], vec![], net.dirs[0].path());

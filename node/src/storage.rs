@@ -77,7 +77,7 @@ pub enum StorageError {
     #[error("database error: {0}")]
     Db(#[from] sled::Error),
     #[error(
-        "corrupt data at {what}: {detail}; the data directory cannot be trusted: restore it from a backup or delete it and resync from peers"
+        "database corrupt: {what}: {detail}; the chain data cannot be trusted: run `ledgerd reset-data --home <home>` to delete it and resync from peers (keys, signer state and config are kept), or restore it from a backup"
     )]
     Corrupt { what: String, detail: String },
     #[error(
@@ -229,13 +229,52 @@ fn be_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
+/// Run `f` (sled work at start: open, recovery, verification) and turn a panic inside it into
+/// [`StorageError::Corrupt`] naming `dir`. The default panic message is kept off stderr meanwhile, so the
+/// operator reads one error, not a panic and a backtrace.
+pub fn catch_panics<T>(dir: &Path, f: impl FnOnce() -> Result<T, StorageError>) -> Result<T, StorageError> {
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = HOOK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let previous = std::panic::take_hook();
+    let message: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen = message.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(format!("{text}{at}"));
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    match result {
+        Ok(r) => r,
+        Err(_) => {
+            let what = message.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            Err(StorageError::Corrupt {
+                what: format!("the database in {}", dir.display()),
+                detail: format!("sled failed while reading it ({})", what.unwrap_or_else(|| "panic".into())),
+            })
+        }
+    }
+}
+
 fn corrupt(key: &[u8], detail: impl Into<String>) -> StorageError {
     StorageError::Corrupt { what: describe_key(key), detail: detail.into() }
 }
 
 impl Storage {
-    /// Open (or create) the database in `dir`.
+    /// Open (or create) the database in `dir`. sled panics on some damage (measured: "tried to serialize
+    /// Uninitialized" for a flipped bit in the middle of its log): that is caught and reported as
+    /// [`StorageError::Corrupt`], not a crash. Use [`catch_panics`] around the first reads too.
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
+        catch_panics(dir, || Storage::open_inner(dir, opts))
+    }
+
+    fn open_inner(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
         let db = sled::Config::new().path(dir).cache_capacity(opts.cache_capacity_bytes).open()?;
         let chain = db.open_tree("chain")?;
         let store = Storage {
@@ -569,18 +608,11 @@ impl Storage {
         Ok(())
     }
 
-    /// Write the consensus signer state (and, when it holds a proposal, the proposed block) in one batch
-    /// and flush; once this returns, both survive a crash.
-    pub fn persist_signer_state(&self, bytes: &[u8], proposed_block: Option<&Block>) -> Result<(), StorageError> {
-        if bytes.len() > SIGNER_STATE_BYTES_MAX {
-            return Err(StorageError::SignerStateTooLarge { len: bytes.len(), max: SIGNER_STATE_BYTES_MAX });
-        }
-        let mut batch = sled::Batch::default();
-        batch.insert(META_SIGNER, seal(META_SIGNER, bytes));
-        if let Some(block) = proposed_block {
-            batch.insert(META_PROPOSED_BLOCK, seal(META_PROPOSED_BLOCK, &block.encode()));
-        }
-        self.chain.apply_batch(batch)?;
+    /// Keep the block of the proposal this validator is about to sign (flushed), so that a restart can
+    /// re-broadcast the proposal with its block. The signer state itself lives outside the database
+    /// ([`crate::safety::signer`]).
+    pub fn persist_proposed_block(&self, block: &Block) -> Result<(), StorageError> {
+        self.chain.insert(META_PROPOSED_BLOCK, seal(META_PROPOSED_BLOCK, &block.encode()))?;
         self.db.flush()?;
         Ok(())
     }
@@ -590,8 +622,30 @@ impl Storage {
         self.get_decoded(META_PROPOSED_BLOCK, self.opts.block_bytes_max)
     }
 
-    pub fn signer_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        self.get(META_SIGNER)
+    /// The signer state as databases from before `signer_state.json` kept it (for the migration).
+    pub fn legacy_signer_state(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        let bytes = self.get(META_SIGNER)?;
+        if let Some(b) = &bytes
+            && b.len() > SIGNER_STATE_BYTES_MAX
+        {
+            return Err(StorageError::SignerStateTooLarge { len: b.len(), max: SIGNER_STATE_BYTES_MAX });
+        }
+        Ok(bytes)
+    }
+
+    /// Drop the legacy signer state once it is safely in its own file.
+    pub fn remove_legacy_signer_state(&self) -> Result<(), StorageError> {
+        self.chain.remove(META_SIGNER)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Write a legacy signer state (tests of the migration only).
+    #[doc(hidden)]
+    pub fn write_legacy_signer_state_for_tests(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.chain.insert(META_SIGNER, seal(META_SIGNER, bytes))?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Flush everything written so far.
@@ -910,7 +964,8 @@ pub(crate) mod tests {
             tx = chain.transfer(0, 500);
             b1 = chain.commit_next(&store, vec![tx.clone()]);
             b2 = chain.commit_next(&store, vec![chain.transfer(1, 7)]);
-            store.persist_signer_state(b"signer", Some(&b1)).unwrap();
+            store.persist_proposed_block(&b1).unwrap();
+            store.write_legacy_signer_state_for_tests(b"signer").unwrap();
         }
         let store = open(dir.path());
         store.init_genesis(&chain.genesis).unwrap();
@@ -919,7 +974,9 @@ pub(crate) mod tests {
         assert_eq!(store.block(Height(1)).unwrap(), Some(b1.clone()));
         assert_eq!(store.height_of(&b2.hash()).unwrap(), Some(Height(2)));
         assert_eq!(store.tx_location(&tx.id()).unwrap(), Some(TxLocation { height: Height(1), index: 0 }));
-        assert_eq!(store.signer_state().unwrap().as_deref(), Some(&b"signer"[..]));
+        assert_eq!(store.legacy_signer_state().unwrap().as_deref(), Some(&b"signer"[..]));
+        store.remove_legacy_signer_state().unwrap();
+        assert_eq!(store.legacy_signer_state().unwrap(), None);
         assert_eq!(store.proposed_block().unwrap(), Some(b1.clone()));
         let sender = store.account(&chain.account.public()).unwrap();
         assert_eq!(sender, Account { balance: 1_000_000 - 501 - 8, nonce: 2 });

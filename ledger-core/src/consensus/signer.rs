@@ -112,6 +112,11 @@ impl SignerState {
         }
     }
 
+    /// A state from its parts, as an older encoding without the floor held them (floor 0).
+    pub fn from_parts(last: Option<SignedMessage>, lock: Option<(Height, Lock)>) -> SignerState {
+        SignerState { last, lock, floor: Height::GENESIS }
+    }
+
     /// A state that never signed, with `floor` as its look-back floor.
     pub fn with_floor(floor: Height) -> SignerState {
         SignerState { floor, ..SignerState::default() }
