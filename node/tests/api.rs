@@ -73,13 +73,15 @@ impl Net {
         );
         storage.init_genesis(&genesis).unwrap();
         let metrics = Arc::new(Metrics::new());
+        // Connected to the three other validators, so `/health` is ok until a test says otherwise.
         let status = NodeStatus {
             consensus_height: Height(1),
             round: Round(0),
-            n_peers: 0,
+            n_peers: 3,
             catching_up: false,
             node_id: "12D3KooWtest".into(),
             validator: Some(validators[0].public()),
+            ..NodeStatus::default()
         };
         let mempool = Mempool::new(CHAIN, genesis.params.clone(), limits);
         let node = Arc::new(LocalNode::new(storage.clone(), mempool, status, metrics.clone(), events_buffer));
@@ -204,6 +206,8 @@ async fn node_routes() {
     assert_eq!(v["latest_block_hash"], Value::Null);
     assert_eq!(v["node_id"], "12D3KooWtest");
     assert_eq!(v["validator"], net.validators[0].public().to_address_string());
+    assert_eq!(v["validator_reason"], Value::Null, "a validator has no reason not to be one: {v}");
+    assert_eq!(v["signer"], json!({"mode": "full_node", "sign_floor": 0, "detail": null}), "not reported yet");
     for k in ["latest_block_time", "catching_up", "n_peers"] {
         assert!(v.get(k).is_some(), "{k} missing: {v}");
     }
@@ -774,6 +778,7 @@ async fn openapi_lists_every_route() {
     }
     let expected: BTreeSet<String> = [
         "GET /health",
+        "GET /livez",
         "GET /status",
         "GET /genesis",
         "GET /validators",
@@ -796,6 +801,8 @@ async fn openapi_lists_every_route() {
     .map(String::from)
     .collect();
     assert_eq!(routes, expected);
+    let health = &doc["paths"]["/health"]["get"]["responses"];
+    assert!(health.get("200").is_some() && health.get("503").is_some(), "/health declares 200 and 503: {health}");
     // Every documented route answers something other than the fallback 404.
     for r in &expected {
         let (method, path) = r.split_once(' ').unwrap();
@@ -809,6 +816,101 @@ async fn openapi_lists_every_route() {
         let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains("no route for"), "{r} is not routed");
     }
+}
+
+fn reason_codes(v: &Value) -> Vec<String> {
+    v["reasons"].as_array().map_or_else(Vec::new, |r| r.iter().map(|x| x["code"].as_str().unwrap().into()).collect())
+}
+
+#[tokio::test]
+async fn livez_is_up_even_when_every_request_slot_is_taken() {
+    let net = Net::new();
+    assert_eq!(net.get("/livez").await, (StatusCode::OK, json!({"status": "up"})));
+    // No request slot at all: everything else is refused, the liveness probe still answers.
+    let config = ApiConfig { concurrent_requests_max: 0, ..ApiConfig::default() };
+    let net = Net::with(MempoolLimits::default(), config, 64);
+    assert_error(&net.get("/health").await, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    assert_eq!(net.get("/livez").await, (StatusCode::OK, json!({"status": "up"})));
+}
+
+#[tokio::test]
+async fn health_is_503_without_peers_or_with_a_halted_signer() {
+    let net = Net::new();
+    assert_eq!(net.get("/health").await, (StatusCode::OK, json!({"status": "ok"})));
+
+    // Four validators and no peer: this node cannot take part in consensus.
+    net.node.set_peers(Vec::new());
+    let (s, v) = net.get("/health").await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unhealthy")), "{v}");
+    assert_eq!(reason_codes(&v), ["no_peers"], "{v}");
+    assert!(v["reasons"][0]["message"].as_str().is_some_and(|m| m.contains("4 validators")), "{v}");
+
+    net.node.set_peers(vec![api::PeerInfo { peer_id: "12D3KooWpeer".into(), address: None }]);
+    assert_eq!(net.get("/health").await.0, StatusCode::OK);
+
+    net.node.set_status(|s| {
+        s.signer = api::SignerInfo { mode: "halted", sign_floor: 7, detail: Some("twin seen at height 7".into()) };
+    });
+    let (s, v) = net.get("/health").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(reason_codes(&v), ["signer_halted"], "{v}");
+    assert!(v["reasons"][0]["message"].as_str().unwrap().contains("twin seen at height 7"), "{v}");
+    let (_, v) = net.get("/status").await;
+    assert_eq!(v["signer"], json!({"mode": "halted", "sign_floor": 7, "detail": "twin seen at height 7"}));
+
+    // Every reason that applies is listed.
+    net.node.set_peers(Vec::new());
+    assert_eq!(reason_codes(&net.get("/health").await.1), ["signer_halted", "no_peers"]);
+}
+
+#[tokio::test]
+async fn health_is_503_stalled_after_the_stall_window_until_a_commit() {
+    let config = ApiConfig { health_stall_after_ms: Some(300), ..ApiConfig::default() };
+    let net = Net::with(MempoolLimits::default(), config, 64);
+    assert_eq!(net.get("/health").await.0, StatusCode::OK, "just started: not stalled");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (s, v) = net.get("/health").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(reason_codes(&v), ["stalled"], "{v}");
+    net.commit(None);
+    assert_eq!(net.get("/health").await, (StatusCode::OK, json!({"status": "ok"})), "a commit ends the stall");
+}
+
+#[tokio::test]
+async fn status_says_why_a_configured_key_is_not_a_validator() {
+    let net = Net::new();
+    let reason = "validator key ldg... is not in the validator set of chain api-test";
+    net.node.set_status(|s| {
+        s.validator = None;
+        s.validator_reason = Some(reason.into());
+        s.signer.mode = "full_node";
+    });
+    let (s, v) = net.get("/status").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!((&v["validator"], v["validator_reason"].as_str()), (&Value::Null, Some(reason)), "{v}");
+    assert_eq!(v["signer"]["mode"], "full_node");
+}
+
+#[test]
+fn health_stall_window_default_and_reasons() {
+    let mut params = ConsensusParams::default();
+    assert_eq!(api::default_stall_after_ms(&params), api::HEALTH_STALL_AFTER_MS_MIN);
+    params.timeout_propose_ms = 3_000;
+    params.timeout_prevote_ms = 1_000;
+    params.timeout_precommit_ms = 1_000;
+    assert_eq!(api::default_stall_after_ms(&params), 50_000, "ten rounds of timeouts");
+
+    let status = NodeStatus { n_peers: 0, last_commit_local_ms: 1_000, ..NodeStatus::default() };
+    // One validator needs no peers; the window is exclusive.
+    assert!(api::health_reasons(&status, 1, 31_000, 30_000).is_empty());
+    let codes = |r: Vec<api::HealthReason>| r.into_iter().map(|r| r.code).collect::<Vec<_>>();
+    assert_eq!(codes(api::health_reasons(&status, 1, 31_001, 30_000)), [api::health_code::STALLED]);
+    assert_eq!(codes(api::health_reasons(&status, 2, 1_000, 30_000)), [api::health_code::NO_PEERS]);
+    // A clock that went back is not a stall.
+    assert!(api::health_reasons(&status, 1, 0, 30_000).is_empty());
+    // Only a halted guard is unhealthy: one that watches before it signs is not.
+    let watching = NodeStatus { signer: api::SignerInfo { mode: "watching", ..Default::default() }, ..status };
+    assert!(api::health_reasons(&watching, 1, 1_000, 30_000).is_empty());
 }
 
 /// Reads SSE frames from a response body.

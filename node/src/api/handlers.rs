@@ -6,14 +6,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ledger_core::{Address, Hash, Height, SignedTransaction, TxId, merkle};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody, ErrorView};
-use super::state::ApiState;
+use super::state::{ApiState, NodeStatus, unix_time_ms};
 use super::views::*;
 use crate::mempool::TxOutcome;
 
@@ -64,12 +64,69 @@ fn page_limit(state: &ApiState, limit: Option<usize>) -> Result<usize, ApiError>
 
 // ---- node ------------------------------------------------------------------------------------------
 
+/// Codes of [`HealthReason`], stable: monitoring matches on them.
+pub mod health_code {
+    /// No connected peer while the validator set has more than one validator.
+    pub const NO_PEERS: &str = "no_peers";
+    /// No block committed for the stall window.
+    pub const STALLED: &str = "stalled";
+    /// The double-sign guard saw another process sign with this validator's key and stopped signing.
+    pub const SIGNER_HALTED: &str = "signer_halted";
+    /// Storage could not be read.
+    pub const STORAGE_UNREADABLE: &str = "storage_unreadable";
+}
+
+/// Why `node` is unhealthy at `now_ms`, in a fixed order (empty when healthy). Pure, for tests.
+pub fn health_reasons(node: &NodeStatus, n_validators: usize, now_ms: u64, stall_after_ms: u64) -> Vec<HealthReason> {
+    let reason = |code: &str, message: String| HealthReason { code: code.into(), message };
+    let mut reasons = Vec::new();
+    if node.signer.mode() == "halted" {
+        let detail = node.signer.detail.as_deref().unwrap_or("another process signs with this validator's key");
+        reasons.push(reason(health_code::SIGNER_HALTED, format!("the double-sign guard halted signing: {detail}")));
+    }
+    if node.n_peers == 0 && n_validators > 1 {
+        reasons.push(reason(
+            health_code::NO_PEERS,
+            format!("no connected peers while the validator set has {n_validators} validators"),
+        ));
+    }
+    let since_ms = now_ms.saturating_sub(node.last_commit_local_ms);
+    if since_ms > stall_after_ms {
+        reasons.push(reason(
+            health_code::STALLED,
+            format!(
+                "no block committed for {} ms (stall window {stall_after_ms} ms); consensus is at height {} round {}",
+                since_ms, node.consensus_height.0, node.round.0
+            ),
+        ));
+    }
+    reasons
+}
+
 #[utoipa::path(get, path = "/health", tag = "node",
-    responses((status = 200, description = "The server answers and storage is readable", body = HealthView),
-              (status = 500, description = "Storage is not readable", body = ErrorView)))]
-pub async fn health(State(s): State<ApiState>) -> ApiResult<HealthView> {
-    s.read(|st| st.latest_height()).await?;
-    Ok(Json(HealthView { status: "ok".into() }))
+    responses((status = 200, description = "Healthy: status `ok`", body = HealthView),
+              (status = 503, description = "Unhealthy: status `unhealthy` with reasons whose codes are no_peers, stalled, signer_halted, storage_unreadable (under overload the error body with code `overloaded` instead)", body = HealthView)))]
+pub async fn health(State(s): State<ApiState>) -> Response {
+    let node = s.inner.node.status().await;
+    let mut reasons = Vec::new();
+    // The storage error itself is logged by `ApiError`; the answer does not carry it.
+    if s.read(|st| st.latest_height()).await.is_err() {
+        reasons.push(HealthReason {
+            code: health_code::STORAGE_UNREADABLE.into(),
+            message: "storage is not readable (details in the node's log)".into(),
+        });
+    }
+    reasons.extend(health_reasons(&node, s.inner.validators.len(), unix_time_ms(), s.inner.stall_after_ms));
+    if reasons.is_empty() {
+        return Json(HealthView { status: "ok".into(), reasons }).into_response();
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, Json(HealthView { status: "unhealthy".into(), reasons })).into_response()
+}
+
+#[utoipa::path(get, path = "/livez", tag = "node",
+    responses((status = 200, description = "The process serves HTTP (reads neither storage nor node state)", body = LivezView)))]
+pub async fn livez() -> Json<LivezView> {
+    Json(LivezView { status: "up".into() })
 }
 
 #[utoipa::path(get, path = "/status", tag = "node",
@@ -94,6 +151,12 @@ pub async fn status(State(s): State<ApiState>) -> ApiResult<StatusView> {
         catching_up: node.catching_up,
         n_peers: node.n_peers,
         validator: node.validator.map(|v| v.to_address_string()),
+        validator_reason: node.validator_reason,
+        signer: SignerView {
+            mode: node.signer.mode().into(),
+            sign_floor: node.signer.sign_floor,
+            detail: node.signer.detail,
+        },
         consensus_height: node.consensus_height.0,
         consensus_round: node.round.0,
         protocol_version: ledger_core::PROTOCOL_VERSION,

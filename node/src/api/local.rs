@@ -10,7 +10,7 @@ use ledger_core::{Address, Block, CommitCertificate, SignedTransaction, StateCha
 use tokio::sync::broadcast;
 
 use super::metrics::Metrics;
-use super::state::{BlockEvent, MempoolStats, NodeHandle, NodeStatus, PeerInfo, Rejection};
+use super::state::{BlockEvent, MempoolStats, NodeHandle, NodeStatus, PeerInfo, Rejection, unix_time_ms};
 use crate::mempool::{Mempool, TxOutcome};
 use crate::storage::{Storage, StorageError};
 
@@ -35,15 +35,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl LocalNode {
     /// `events_buffer` is the capacity of the committed-block channel: how many blocks a slow `/events`
-    /// subscriber may fall behind before it is dropped.
+    /// subscriber may fall behind before it is dropped. A `status.last_commit_local_ms` of 0 is taken as
+    /// now (the start).
     pub fn new(
         storage: Arc<Storage>,
         mempool: Mempool,
-        status: NodeStatus,
+        mut status: NodeStatus,
         metrics: Arc<Metrics>,
         events_buffer: usize,
     ) -> LocalNode {
         let (blocks, _) = broadcast::channel(events_buffer.max(1));
+        if status.last_commit_local_ms == 0 {
+            status.last_commit_local_ms = unix_time_ms();
+        }
         LocalNode {
             storage,
             pool: Mutex::new(Pool { mempool }),
@@ -95,6 +99,7 @@ impl LocalNode {
         }
         self.metrics.on_block_committed(height.0, block.txs.len(), block.header.timestamp_ms);
         self.set_status(|s| {
+            s.last_commit_local_ms = unix_time_ms();
             if s.consensus_height <= height {
                 s.consensus_height = height.next();
                 s.round = ledger_core::Round(0);

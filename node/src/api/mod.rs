@@ -18,7 +18,8 @@
 //! The handle (see [`NodeHandle`]) must: admit transaction bytes to the mempool and answer per transaction
 //! an id or a rejection code; report mempool outcomes (pending/rejected/evicted) for ids not in storage;
 //! count pending nonces per sender; report mempool size, consensus height/round, peers, catching-up, node
-//! id and validator address; and publish a [`BlockEvent`] on a `tokio::sync::broadcast` channel after each
+//! id, validator address (or why there is none), the double-sign guard's mode and the local time of the
+//! last commit; and publish a [`BlockEvent`] on a `tokio::sync::broadcast` channel after each
 //! `Storage::commit_block` returns. The driver also calls the [`Metrics`] setters. [`LocalNode`] does all
 //! of that over a real `Storage` and a `Mutex<Mempool>`; a driver that owns its mempool can instead
 //! implement [`NodeHandle`] by sending requests to its loop and awaiting oneshot replies.
@@ -29,6 +30,13 @@
 //! event streams (503 `too_many_subscribers`), page sizes, batch size, `wait=commit` duration, and blocks
 //! scanned per account-history request. Every error, including those produced by axum and tower layers
 //! (unknown route, wrong method, bad JSON, timeouts, panics), is answered as `{"error": {"code", "message"}}`.
+//!
+//! # Probes
+//! `GET /livez` answers 200 whenever the server runs (no storage read, exempt from the concurrency limit).
+//! `GET /health` answers 503 with every reason that applies (stable codes in [`health_code`]): storage not
+//! readable, the double-sign guard halted, no peer while the validator set has more than one validator, or
+//! no commit for [`ApiConfig::health_stall_after_ms`]: a node cut off from its peers (wrong bootstrap
+//! peers), stuck, or whose guard stopped signing fails the probe instead of looking healthy.
 
 mod error;
 mod events;
@@ -60,10 +68,14 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody, ErrorView, rejection_status};
 pub use events::{BlockEventView, TxEventView};
-pub use handlers::tx_hex;
+pub use handlers::{health_code, health_reasons, tx_hex};
 pub use local::LocalNode;
 pub use metrics::Metrics;
-pub use state::{ApiConfig, ApiState, BlockEvent, MempoolStats, NodeHandle, NodeStatus, PeerInfo, Rejection};
+pub(crate) use state::unix_time_ms;
+pub use state::{
+    ApiConfig, ApiState, BlockEvent, HEALTH_STALL_AFTER_MS_MIN, MempoolStats, NodeHandle, NodeStatus, PeerInfo,
+    Rejection, SignerInfo, default_stall_after_ms,
+};
 pub use views::*;
 
 #[derive(OpenApi)]
@@ -76,6 +88,7 @@ struct ApiDoc;
 fn openapi_router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(handlers::health))
+        .routes(routes!(handlers::livez))
         .routes(routes!(handlers::status))
         .routes(routes!(handlers::genesis))
         .routes(routes!(handlers::validators))
@@ -145,7 +158,12 @@ async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
 }
 
+/// The liveness probe is exempt: it costs nothing, and an orchestrator must not restart a node because it
+/// is busy.
 async fn limit_concurrency(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/livez" {
+        return next.run(req).await;
+    }
     let Ok(_permit) = s.inner.requests.clone().try_acquire_owned() else {
         return ApiError::unavailable("overloaded", "too many concurrent requests").into_response();
     };

@@ -30,7 +30,7 @@ pub struct MempoolStats {
 }
 
 /// What only the running node knows (the committed height comes from storage, not from here).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeStatus {
     /// Height consensus is deciding now (committed height + 1 in the steady state).
     pub consensus_height: Height,
@@ -41,6 +41,32 @@ pub struct NodeStatus {
     pub node_id: String,
     /// This node's validator key, if it is a validator.
     pub validator: Option<Address>,
+    /// Why `validator` is `None` although a validator key is configured (e.g. the key is not in the set).
+    pub validator_reason: Option<String>,
+    /// The double-sign guard.
+    pub signer: SignerInfo,
+    /// Local wall-clock time (ms since the Unix epoch) of the last commit, or of the start if none yet.
+    /// `/health` reports `stalled` when it is older than [`ApiConfig::health_stall_after_ms`].
+    pub last_commit_local_ms: u64,
+}
+
+/// What the double-sign guard is doing (the driver's `SignerStatus`, as the API reports it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignerInfo {
+    /// `full_node`, `watching`, `suspect`, `active` or `halted`. Empty while the driver has not reported
+    /// one: read as `full_node`.
+    pub mode: &'static str,
+    /// The guard signs nothing at or below this height.
+    pub sign_floor: u64,
+    /// Why the guard is in this mode, for an operator.
+    pub detail: Option<String>,
+}
+
+impl SignerInfo {
+    /// The mode, with the not-yet-reported empty mode read as `full_node`.
+    pub fn mode(&self) -> &'static str {
+        if self.mode.is_empty() { "full_node" } else { self.mode }
+    }
 }
 
 /// One connected peer.
@@ -103,6 +129,20 @@ pub struct ApiConfig {
     pub account_scan_blocks_max: u64,
     /// Blocks counted by `GET /validators` (the most recent ones).
     pub validator_stats_window: u64,
+    /// `GET /health` answers 503 `stalled` when no block was committed for this long. `None`: derived
+    /// from the genesis timeouts by [`default_stall_after_ms`].
+    pub health_stall_after_ms: Option<u64>,
+}
+
+/// Shortest stall window `/health` uses by default, in ms.
+pub const HEALTH_STALL_AFTER_MS_MIN: u64 = 30_000;
+
+/// The default stall window of `/health`: ten rounds of round-0 timeouts, and at least
+/// [`HEALTH_STALL_AFTER_MS_MIN`], so a few slow rounds do not page anyone but a stuck chain does.
+pub fn default_stall_after_ms(params: &ledger_core::ConsensusParams) -> u64 {
+    let round_ms =
+        params.timeout_propose_ms.saturating_add(params.timeout_prevote_ms).saturating_add(params.timeout_precommit_ms);
+    round_ms.saturating_mul(10).max(HEALTH_STALL_AFTER_MS_MIN)
 }
 
 impl Default for ApiConfig {
@@ -120,8 +160,16 @@ impl Default for ApiConfig {
             page_limit_max: 100,
             account_scan_blocks_max: 1000,
             validator_stats_window: 1000,
+            health_stall_after_ms: None,
         }
     }
+}
+
+/// Local wall-clock time in ms since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Everything handlers share. Cheap to clone (one `Arc`).
@@ -138,6 +186,8 @@ pub(crate) struct Inner {
     pub node: Arc<dyn NodeHandle>,
     pub metrics: Arc<Metrics>,
     pub config: ApiConfig,
+    /// The stall window of `/health` in effect (the configured one, or the genesis-derived default).
+    pub stall_after_ms: u64,
     pub requests: Arc<Semaphore>,
     pub event_streams: Arc<Semaphore>,
     pub validator_stats: Mutex<ValidatorStats>,
@@ -165,6 +215,7 @@ impl ApiState {
     ) -> Result<ApiState, ValidatorSetError> {
         let validators = Arc::new(genesis.validator_set()?);
         let (shutdown, _) = watch::channel(false);
+        let stall_after_ms = config.health_stall_after_ms.unwrap_or_else(|| default_stall_after_ms(&genesis.params));
         Ok(ApiState {
             inner: Arc::new(Inner {
                 storage,
@@ -176,6 +227,7 @@ impl ApiState {
                 requests: Arc::new(Semaphore::new(config.concurrent_requests_max)),
                 event_streams: Arc::new(Semaphore::new(config.event_streams_max)),
                 config,
+                stall_after_ms,
                 validator_stats: Mutex::new(ValidatorStats::default()),
                 shutdown,
                 genesis_json: OnceLock::new(),

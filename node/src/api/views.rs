@@ -8,9 +8,42 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 
+/// `GET /health`: `ok` (200), or `unhealthy` (503) with every reason that applies.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HealthView {
+    /// `ok` or `unhealthy`.
     pub status: String,
+    /// Why the node is unhealthy (absent when `ok`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<HealthReason>,
+}
+
+/// One reason `/health` is unhealthy: a stable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthReason {
+    /// `no_peers`, `stalled`, `signer_halted` or `storage_unreadable`.
+    pub code: String,
+    pub message: String,
+}
+
+/// `GET /livez`: the process serves HTTP.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LivezView {
+    /// Always `up`.
+    pub status: String,
+}
+
+/// The double-sign guard of this node, in `GET /status`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SignerView {
+    /// `full_node` (no key in the validator set), `watching` (just started: observes the network before it
+    /// signs), `suspect` (saw its own key in a message it did not sign: waits), `active` (signs) or
+    /// `halted` (another process signs with this key: this one signs nothing until restarted).
+    pub mode: String,
+    /// The guard signs nothing at or below this height.
+    pub sign_floor: u64,
+    /// Why the guard is in this mode, or null.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -28,6 +61,11 @@ pub struct StatusView {
     pub n_peers: usize,
     /// This node's validator address, or null.
     pub validator: Option<String>,
+    /// Why `validator` is null although a validator key is configured (e.g. the key is not in the
+    /// validator set); null when `validator` is set or no key is configured.
+    pub validator_reason: Option<String>,
+    /// The double-sign guard.
+    pub signer: SignerView,
     pub consensus_height: u64,
     pub consensus_round: u32,
     pub protocol_version: u32,
