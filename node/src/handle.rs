@@ -13,7 +13,7 @@ use futures::future::{BoxFuture, FutureExt};
 use ledger_core::{Address, SignedTransaction, TxError, TxId};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::api::{BlockEvent, MempoolStats, NodeHandle, NodeStatus, PeerInfo, Rejection};
+use crate::api::{BlockEvent, MempoolStats, NodeHandle, NodeStatus, PeerInfo, Rejection, SignerInfo, unix_time_ms};
 use crate::driver::{Shared, Status};
 use crate::mempool::{MempoolError, TxOutcome};
 use crate::p2p::{NetError, NetworkHandle};
@@ -34,6 +34,11 @@ pub struct NodeApi {
     gossip: mpsc::Sender<SignedTransaction>,
     node_id: String,
     validator: Option<Address>,
+    /// Why `validator` is `None` although a validator key is configured (key not in the set).
+    validator_reason: Option<String>,
+    /// Wall-clock ms when this handle was made: the floor of `last_commit_local_ms`, so a driver that has
+    /// not reported a commit or its start yet (0) does not read as stalled since 1970.
+    started_ms: u64,
 }
 
 impl NodeApi {
@@ -43,9 +48,11 @@ impl NodeApi {
         network: NetworkHandle,
         gossip: mpsc::Sender<SignedTransaction>,
         validator: Option<Address>,
+        validator_reason: Option<String>,
     ) -> NodeApi {
         let node_id = network.local_peer_id().to_string();
-        NodeApi { shared, status, network, gossip, node_id, validator }
+        let started_ms = unix_time_ms();
+        NodeApi { shared, status, network, gossip, node_id, validator, validator_reason, started_ms }
     }
 
     /// Admit decoded transactions to the mempool and queue the admitted ones for gossip.
@@ -171,6 +178,9 @@ impl NodeHandle for NodeApi {
             catching_up: s.catching_up,
             node_id: self.node_id.clone(),
             validator: self.validator,
+            validator_reason: self.validator_reason.clone(),
+            signer: SignerInfo { mode: s.signer.mode, sign_floor: s.signer.sign_floor, detail: s.signer.detail },
+            last_commit_local_ms: s.last_commit_local_ms.max(self.started_ms),
         };
         futures::future::ready(status).boxed()
     }
