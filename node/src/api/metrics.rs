@@ -15,6 +15,10 @@
 //! | `ledger_catching_up` | gauge | 1 while syncing blocks from peers |
 //! | `ledger_consensus_messages_resent_total` | counter | consensus messages re-gossiped after a stall |
 //! | `ledger_consensus_stall_rounds_total` | counter | re-gossip rounds run because no block committed (one every 2 s of a stall, after the first 3 s) |
+//! | `ledger_signer_halted` | gauge | 1 once this validator saw another process sign with its key and stopped signing |
+//! | `ledger_signer_active` | gauge | 1 while the double-sign guard lets this validator sign |
+//! | `ledger_sign_floor_height` | gauge | the guard signs nothing at or below this height |
+//! | `ledger_own_key_foreign_messages_total` | counter | messages signed with this validator's key that this process did not sign |
 //! | `ledger_build_info{version,protocol_version}` | gauge (info) | always 1 |
 //!
 //! `GET /metrics` answers the Prometheus text format 0.0.4 (what `promtool check metrics` reads) unless
@@ -47,6 +51,10 @@ pub struct Metrics {
     catching_up: Gauge,
     consensus_resent: Counter,
     stall_rounds: Counter,
+    signer_halted: Gauge,
+    signer_active: Gauge,
+    sign_floor: Gauge,
+    foreign_own: Counter,
     /// Header timestamp of the last committed block, for the interval histogram (0 = none yet).
     last_block_time_ms: AtomicU64,
 }
@@ -85,6 +93,10 @@ impl Metrics {
             catching_up: Gauge::default(),
             consensus_resent: Counter::default(),
             stall_rounds: Counter::default(),
+            signer_halted: Gauge::default(),
+            signer_active: Gauge::default(),
+            sign_floor: Gauge::default(),
+            foreign_own: Counter::default(),
             last_block_time_ms: AtomicU64::new(0),
         };
         registry.register("consensus_height", "Height consensus is deciding", m.consensus_height.clone());
@@ -115,6 +127,22 @@ impl Metrics {
             "consensus_stall_rounds",
             "Re-gossip rounds run because no block committed for a while",
             m.stall_rounds.clone(),
+        );
+        registry.register(
+            "signer_halted",
+            "1 once another process was seen signing with this validator's key (this one stopped signing)",
+            m.signer_halted.clone(),
+        );
+        registry.register(
+            "signer_active",
+            "1 while the double-sign guard lets this validator sign",
+            m.signer_active.clone(),
+        );
+        registry.register("sign_floor_height", "The guard signs nothing at or below this height", m.sign_floor.clone());
+        registry.register(
+            "own_key_foreign_messages",
+            "Messages signed with this validator's key that this process did not sign",
+            m.foreign_own.clone(),
         );
         registry.register(
             "build",
@@ -155,6 +183,18 @@ impl Metrics {
         if previous != 0 && timestamp_ms >= previous {
             self.block_interval.observe((timestamp_ms - previous) as f64 / 1000.0);
         }
+    }
+
+    /// The double-sign guard's state.
+    pub fn set_signer(&self, active: bool, halted: bool, sign_floor: u64) {
+        self.signer_active.set(i64::from(active));
+        self.signer_halted.set(i64::from(halted));
+        self.sign_floor.set(gauge_value(sign_floor));
+    }
+
+    /// A message signed with this validator's key that this process did not sign was seen.
+    pub fn on_foreign_own_signature(&self) {
+        self.foreign_own.inc();
     }
 
     /// A re-gossip round ran and `n` consensus messages went out in it.
