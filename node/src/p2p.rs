@@ -24,7 +24,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -360,11 +360,46 @@ pub const GOSSIP_DUPLICATE_CACHE: Duration = Duration::from_secs(30);
 const REDIAL_BACKOFF_MIN: Duration = Duration::from_millis(500);
 const REDIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// A failed dial to a bootstrap peer is a WARN at most this often per peer (every failure is a DEBUG): an
+/// operator must see a wrong address or peer id, but a peer that is down for an hour must not flood the log.
+const BOOTSTRAP_WARN_INTERVAL: Duration = Duration::from_secs(60);
+
 struct Redial {
     addr: Multiaddr,
     backoff: Duration,
     /// `None` while connected or a dial is in flight.
     next_attempt: Option<Instant>,
+    warn: WarnLimiter,
+}
+
+/// Rate limit of one repeated warning: the first occurrence warns, then at most one per `interval`; the
+/// occurrences in between are counted and reported with the next warning.
+#[derive(Debug)]
+struct WarnLimiter {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    fn new(interval: Duration) -> WarnLimiter {
+        WarnLimiter { interval, last: None, suppressed: 0 }
+    }
+
+    /// Whether an occurrence at `now` should warn: `Some(n)` with the `n` occurrences suppressed since the
+    /// last warning, or `None` (counted as suppressed).
+    fn check(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
 }
 
 fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -438,7 +473,12 @@ pub fn spawn(
         swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
         redials.insert(
             peer,
-            Redial { addr: addr.clone(), backoff: REDIAL_BACKOFF_MIN, next_attempt: Some(Instant::now()) },
+            Redial {
+                addr: addr.clone(),
+                backoff: REDIAL_BACKOFF_MIN,
+                next_attempt: Some(Instant::now()),
+                warn: WarnLimiter::new(BOOTSTRAP_WARN_INTERVAL),
+            },
         );
     }
 
@@ -607,8 +647,36 @@ impl SwarmTask {
             tracing::debug!(%peer, %addr, "dialing bootstrap peer");
             if let Err(e) = self.swarm.dial(addr) {
                 tracing::debug!(%peer, error = %e, "dial failed");
+                self.warn_bootstrap_failure(&peer, &e);
                 self.schedule_redial(&peer, true);
             }
+        }
+    }
+
+    /// A dial to `peer` failed: if it is a bootstrap peer, say so at WARN (rate limited per peer), naming the
+    /// configured address and the error. Dials that were only cancelled or skipped are not failures.
+    fn warn_bootstrap_failure(&mut self, peer: &PeerId, error: &DialError) {
+        if matches!(error, DialError::Aborted | DialError::DialPeerConditionFalse(_)) || self.swarm.is_connected(peer) {
+            return;
+        }
+        let Some(r) = self.redials.get_mut(peer) else { return };
+        let Some(suppressed) = r.warn.check(Instant::now()) else { return };
+        let addr = &r.addr;
+        match error {
+            DialError::WrongPeerId { obtained, address } => tracing::warn!(
+                bootstrap_peer = %addr,
+                %obtained,
+                %address,
+                suppressed,
+                "bootstrap peer {addr} answered with peer id {obtained}: check the /p2p/ part of \
+                 p2p.bootstrap_peers"
+            ),
+            _ => tracing::warn!(
+                bootstrap_peer = %addr,
+                %error,
+                suppressed,
+                "cannot connect to bootstrap peer {addr}: {error}"
+            ),
         }
     }
 
@@ -674,6 +742,7 @@ impl SwarmTask {
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
                 tracing::debug!(%peer, %error, "outgoing connection failed");
+                self.warn_bootstrap_failure(&peer, &error);
                 if !self.swarm.is_connected(&peer) {
                     self.schedule_redial(&peer, true);
                 }
@@ -1017,6 +1086,18 @@ mod tests {
             .await
             .unwrap();
         assert!(resp.blocks.is_empty());
+    }
+
+    #[test]
+    fn bootstrap_warnings_are_rate_limited() {
+        let t0 = Instant::now();
+        let mut w = WarnLimiter::new(Duration::from_secs(60));
+        assert_eq!(w.check(t0), Some(0), "the first failure warns");
+        assert_eq!(w.check(t0 + Duration::from_secs(1)), None);
+        assert_eq!(w.check(t0 + Duration::from_secs(59)), None);
+        assert_eq!(w.check(t0 + Duration::from_secs(60)), Some(2), "a minute later, with the count in between");
+        assert_eq!(w.check(t0 + Duration::from_secs(61)), None);
+        assert_eq!(w.check(t0 + Duration::from_secs(200)), Some(1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
