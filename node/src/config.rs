@@ -114,6 +114,10 @@ pub struct Config {
     pub moniker: String,
     pub genesis_file: PathBuf,
     pub validator_key_file: PathBuf,
+    /// `validator_key_file` was set by the config file, an environment variable or a flag, not defaulted.
+    /// An explicitly named key file that is missing stops the node (it never quietly runs as a full node);
+    /// a missing default one makes a full node.
+    pub validator_key_file_explicit: bool,
     pub p2p_key_file: PathBuf,
     pub data_dir: PathBuf,
     pub p2p_listen_addr: Multiaddr,
@@ -376,6 +380,7 @@ pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result
             .collect::<Result<Vec<_>, _>>()?,
         _ => Vec::new(),
     };
+    let (validator_key_file, validator_key_src) = layers.str_or("validator_key_file", "validator_key.json");
     let (api, api_src) = layers.str_or("api.listen_addr", "127.0.0.1:26600");
     let api_listen_addr: SocketAddr =
         api.parse().map_err(|e| invalid("api.listen_addr", &api_src, format!("not an IP:port address: {e}")))?;
@@ -384,7 +389,8 @@ pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result
         home: home.to_path_buf(),
         moniker,
         genesis_file: resolve(home, &genesis_file),
-        validator_key_file: resolve(home, &layers.str_or("validator_key_file", "validator_key.json").0),
+        validator_key_file: resolve(home, &validator_key_file),
+        validator_key_file_explicit: validator_key_src != Source::Default,
         p2p_key_file: resolve(home, &layers.str_or("p2p_key_file", "p2p_key.json").0),
         data_dir: resolve(home, &layers.str_or("data_dir", "data").0),
         p2p_listen_addr,
@@ -414,8 +420,10 @@ moniker = {moniker:?}
 # REQUIRED: the chain's genesis file (from `genesis` or your network's operators). The node refuses to
 # start without it, and refuses a data directory created for another genesis.
 genesis_file = "genesis.json"
-# Validator signing key (plaintext). Delete or point elsewhere to run a full node.
-validator_key_file = "validator_key.json"
+# Validator signing key (plaintext). Unset, it is validator_key.json in this home, and without that file
+# the node runs as a full node. Set here (or by LEDGERD_VALIDATOR_KEY_FILE or a flag), the file must exist:
+# a missing one stops the node instead of starting it as a full node.
+# validator_key_file = "validator_key.json"
 # libp2p identity, separate from the validator key.
 p2p_key_file = "p2p_key.json"
 # Database and signer state, created by the node.
@@ -565,6 +573,34 @@ cache_capacity_mb = 16
         assert!(matches!(e, ConfigError::MissingGenesis { .. }), "{e}");
         let c = load(dir.path(), &env(&[("LEDGERD_GENESIS_FILE", "/g.json")]), &[]).unwrap();
         assert_eq!(c.genesis_file, PathBuf::from("/g.json"));
+    }
+
+    #[test]
+    fn validator_key_file_explicit_only_when_set() {
+        let dir = home_with(&template("alice"));
+        let c = load(dir.path(), &[], &[]).unwrap();
+        assert!(!c.validator_key_file_explicit, "the template leaves the key file to its default");
+        assert_eq!(c.validator_key_file, dir.path().join("validator_key.json"));
+
+        // The default value, written out, is still explicit: the operator named the file.
+        let dir = home_with("genesis_file = \"g\"\nvalidator_key_file = \"validator_key.json\"\n");
+        let c = load(dir.path(), &[], &[]).unwrap();
+        assert!(c.validator_key_file_explicit);
+        assert_eq!(c.validator_key_file, dir.path().join("validator_key.json"));
+
+        let dir = home_with("genesis_file = \"g\"\n");
+        let c = load(dir.path(), &env(&[("LEDGERD_VALIDATOR_KEY_FILE", "/keys/v.json")]), &[]).unwrap();
+        assert!(c.validator_key_file_explicit);
+        assert_eq!(c.validator_key_file, PathBuf::from("/keys/v.json"));
+
+        let flags = [Override::parse_set("validator_key_file=k.json").unwrap()];
+        let c = load(dir.path(), &[], &flags).unwrap();
+        assert!(c.validator_key_file_explicit);
+        assert_eq!(c.validator_key_file, dir.path().join("k.json"));
+
+        // Unrelated keys do not make it explicit.
+        let c = load(dir.path(), &env(&[("LEDGERD_P2P_KEY_FILE", "p.json")]), &[]).unwrap();
+        assert!(!c.validator_key_file_explicit);
     }
 
     #[test]
