@@ -8,6 +8,8 @@
 //! re-executed with `ledger_core::state::apply_block` on a `MemStore` from the genesis state, which checks
 //! links, certificates, signatures, nonces, balances and the state root.
 //!
+//! Invariants are named by their ids in docs/reliability.md.
+//!
 //! | check | invariant |
 //! |---|---|
 //! | same block hash at every height held by two nodes | I1 |
@@ -34,7 +36,7 @@ use crate::harness::ApiClient;
 /// Longest `header_hex` / `certificate_hex` accepted, in bytes after hex decoding.
 const OBJECT_BYTES_MAX: usize = 1 << 20;
 
-/// A broken invariant, named by its id in RELIABILITY.md.
+/// A broken invariant, named by its id in docs/reliability.md.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     pub invariant: &'static str,
