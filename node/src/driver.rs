@@ -226,8 +226,14 @@ impl GossipValidator for NodeGossipValidator {
                 if block.hash() != prop.block_hash {
                     return Validation::Reject("block does not match the proposal's hash".into());
                 }
-                if block.header.proposer != prop.proposer || block.height() != prop.height {
-                    return Validation::Reject("block proposer or height differs from the proposal's".into());
+                if block.height() != prop.height {
+                    return Validation::Reject("block height differs from the proposal's".into());
+                }
+                // A fresh proposal carries a block its signer built. A re-proposal of a valid value (L15-L16,
+                // `pol_round` set) carries the block whoever proposed it in that earlier round built, so its
+                // header names that validator: honest, and checked like any block when it is validated.
+                if prop.pol_round.is_none() && block.header.proposer != prop.proposer {
+                    return Validation::Reject("a fresh proposal's block was built by another validator".into());
                 }
                 Validation::Accept
             }

@@ -57,6 +57,10 @@ struct StartArgs {
     /// Overrides any config key: `--set mempool.max_txs=1000`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Start although the database is below the height this node had committed (its high-water mark):
+    /// the missing blocks are synced again. Without it a validator refuses to start on a rewound database.
+    #[arg(long)]
+    accept_rewind: bool,
 }
 
 #[derive(Subcommand)]
@@ -79,6 +83,26 @@ enum Command {
     Localnet(LocalnetCmd),
     /// Print the version and protocol version.
     Version,
+    /// Delete the chain database (data/db) so the node resyncs from peers. Keeps the keys, the config, the
+    /// signer state and the high-water mark, so a validator keeps its double-sign guard.
+    ResetData(HomeArg),
+    /// Move a validator's signing history between machines (stop the node first).
+    #[command(subcommand)]
+    Signer(SignerCmd),
+}
+
+#[derive(Subcommand)]
+enum SignerCmd {
+    /// Print the signer state (last signed message, lock, look-back floor) as a checked JSON document.
+    Export(HomeArg),
+    /// Import a document written by `export`: for this home's key and chain only, and only ever raising
+    /// the guard (the state that signed further wins; floors take the higher).
+    Import {
+        /// The exported document.
+        file: PathBuf,
+        #[command(flatten)]
+        home: HomeArg,
+    },
 }
 
 #[derive(Args)]
@@ -126,7 +150,18 @@ fn limit_malloc_arenas() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors print as one line with their causes (`error: what: why`), never with a backtrace, and exit 1.
+fn main() -> std::process::ExitCode {
+    match run_cli() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli() -> anyhow::Result<()> {
     limit_malloc_arenas();
     let cli = Cli::parse();
     let log_format = cli.log_format;
@@ -151,8 +186,11 @@ fn main() -> anyhow::Result<()> {
             let overrides = start_overrides(&args)?;
             let cfg = load_config(&args.home.home, &overrides)?;
             init_tracing(log_format);
-            node::run::run(cfg)?;
+            node::run::run(cfg, args.accept_rewind)?;
         }
+        Command::ResetData(home) => reset_data(&home.home)?,
+        Command::Signer(SignerCmd::Export(home)) => signer_export(&home.home)?,
+        Command::Signer(SignerCmd::Import { file, home }) => signer_import(&home.home, &file)?,
         Command::Localnet(a) => {
             init_tracing(log_format);
             node::localnet::run(node::localnet::LocalnetArgs {
@@ -217,6 +255,79 @@ fn init(home: &Path, moniker: &str) -> anyhow::Result<()> {
         "next: put the chain's genesis file at {} (or set genesis_file), then `ledgerd start --home {}`",
         home.join("genesis.json").display(),
         home.display()
+    );
+    Ok(())
+}
+
+fn reset_data(home: &Path) -> anyhow::Result<()> {
+    let cfg = load_config(home, &[])?;
+    let _lock = node::safety::lock_data_dir(&cfg.data_dir)?;
+    let db = cfg.data_dir.join("db");
+    if !db.exists() {
+        println!("nothing to delete: {} does not exist", db.display());
+        return Ok(());
+    }
+    std::fs::remove_dir_all(&db).with_context(|| format!("cannot delete {}", db.display()))?;
+    println!("deleted the chain database {}", db.display());
+    println!(
+        "kept: keys, config.toml, {} and {} (a validator keeps its double-sign guard)",
+        cfg.data_dir.join(node::safety::signer::FILE_NAME).display(),
+        cfg.data_dir.join(node::safety::high_water::FILE_NAME).display()
+    );
+    println!("next: `ledgerd start --home {} --accept-rewind` syncs the chain again from peers", home.display());
+    Ok(())
+}
+
+/// Genesis chain id and validator key of a home, for the signer commands.
+fn signer_of_home(home: &Path) -> anyhow::Result<(config::Config, String, ledger_core::PublicKey)> {
+    let cfg = load_config(home, &[])?;
+    let setup_genesis = std::fs::read_to_string(&cfg.genesis_file)
+        .with_context(|| format!("cannot read genesis file {}", cfg.genesis_file.display()))?;
+    if setup_genesis.len() > ledger_core::genesis::GENESIS_BYTES_MAX {
+        bail!("genesis file {} is larger than {} bytes", cfg.genesis_file.display(), ledger_core::genesis::GENESIS_BYTES_MAX);
+    }
+    let genesis = ledger_core::Genesis::from_json(&setup_genesis)
+        .with_context(|| format!("genesis file {} is invalid", cfg.genesis_file.display()))?;
+    let Some(key) = keys::load_validator_key(&cfg.validator_key_file)? else {
+        bail!("no validator key at {}: only a validator has a signer state", cfg.validator_key_file.display());
+    };
+    Ok((cfg, genesis.chain_id, key.public()))
+}
+
+fn signer_export(home: &Path) -> anyhow::Result<()> {
+    use node::safety::signer::{SignerDocument, SignerFile};
+    let (cfg, chain_id, key) = signer_of_home(home)?;
+    let _lock = node::safety::lock_data_dir(&cfg.data_dir)?;
+    let file = SignerFile::new(&cfg.data_dir, &chain_id, key);
+    let Some(state) = file.load()? else {
+        bail!("no signer state at {}: this validator has not signed yet on this home", file.path().display());
+    };
+    print!("{}", SignerDocument::new(&chain_id, &key, &state).to_json());
+    Ok(())
+}
+
+fn signer_import(home: &Path, path: &Path) -> anyhow::Result<()> {
+    use node::safety::signer::{self, SignerDocument, SignerFile};
+    let (cfg, chain_id, key) = signer_of_home(home)?;
+    let _lock = node::safety::lock_data_dir(&cfg.data_dir)?;
+    let text = match node::safety::read_bounded(path, signer::FILE_BYTES_MAX)? {
+        Some(t) => t,
+        None => bail!("{} does not exist", path.display()),
+    };
+    let incoming = SignerDocument::parse(&text, path, &chain_id, &key)?;
+    let file = SignerFile::new(&cfg.data_dir, &chain_id, key);
+    let current = file.load()?;
+    let merged = signer::merge(current.clone(), incoming);
+    if current.as_ref() == Some(&merged) {
+        println!("{} already covers {}: nothing changed", file.path().display(), path.display());
+        return Ok(());
+    }
+    file.store(&merged)?;
+    println!(
+        "imported into {}: last signed {:?}, look-back floor {}",
+        file.path().display(),
+        merged.position().map(|(h, r, s)| format!("height {h} round {} {s:?}", r.0)),
+        merged.floor()
     );
     Ok(())
 }

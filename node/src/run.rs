@@ -347,8 +347,8 @@ fn load_signer(
         }
         h = ledger_core::Height(h.0 - 1);
     }
-    let fresh_chain = tip == ledger_core::Height::GENESIS && state.as_ref().is_none_or(|s| s.position().is_none());
-    let watch = !fresh_chain && validators.len() > 1 && watch_ms > 0;
+    // A lone validator has nobody to watch (and a twin of it forks nothing it could see).
+    let watch = validators.len() > 1 && watch_ms > 0;
     match &state {
         Some(s) => tracing::info!(
             path = %file.path().display(),
@@ -410,6 +410,12 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
     let genesis = read_genesis(&cfg.genesis_file)?;
     let p2p_key = crate::keys::load_p2p_key(&cfg.p2p_key_file)?;
     let validator_key = crate::keys::load_validator_key(&cfg.validator_key_file)?;
+    if validator_key.is_none() && cfg.validator_key_file_explicit {
+        anyhow::bail!(
+            "validator_key_file is set to {}, but there is no such file: refusing to start as a full node by mistake (unset validator_key_file to run a full node)",
+            cfg.validator_key_file.display()
+        );
+    }
     match &validator_key {
         Some(k) => {
             tracing::info!(moniker = %cfg.moniker, validator = %k.public().to_address_string(), "running as validator")
@@ -440,8 +446,9 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
 }
 
 /// `ledgerd start`: run the node from its configuration until Ctrl-C, SIGTERM or a fatal error.
-pub fn run(cfg: Config) -> anyhow::Result<()> {
-    let setup = node_setup(&cfg)?;
+pub fn run(cfg: Config, accept_rewind: bool) -> anyhow::Result<()> {
+    let mut setup = node_setup(&cfg)?;
+    setup.accept_rewind = accept_rewind;
     // Blocking work is CPU-bound (transaction checks for the API): more threads than cores only add
     // malloc arenas and memory, so the blocking pool is kept small (tokio's default allows 512).
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
