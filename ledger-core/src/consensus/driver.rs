@@ -77,6 +77,10 @@ pub enum Event {
     EndWatch,
 }
 
+/// Heights decided with their votes seen, and no message with this validator's key that it did not sign,
+/// before a suspicion is cleared (two, so that a twin's late vote of the first one still shows up).
+pub const SUSPECT_QUIET_HEIGHTS: u32 = 2;
+
 /// What the double-sign guard lets this validator do. Only `Active` signs (and only above the floor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuardMode {
@@ -85,10 +89,11 @@ pub enum GuardMode {
     /// signer state, show up before it signs.
     Watching,
     /// A message with this key that this process did not sign was seen at `since` before it signed
-    /// anything: the floor is raised to `since`, and nothing is signed until a whole height above it
-    /// passes without another such message (a previous life of this validator); another one at a higher
-    /// height means a live twin ([`GuardMode::Halted`]).
-    Suspect { since: Height },
+    /// anything: the floor is raised to `since`, and nothing is signed until [`SUSPECT_QUIET_HEIGHTS`]
+    /// heights above it were decided here (not synced: their votes were seen) without another such message
+    /// (it was this validator's own, from before a restart); another one at a higher height means a live
+    /// twin ([`GuardMode::Halted`]). `quiet_heights` counts those heights.
+    Suspect { since: Height, quiet_heights: u32 },
     Active,
     /// Another process signs with this key: this one never signs again (until restarted).
     Halted,
@@ -465,6 +470,9 @@ impl Consensus {
                 if height <= self.height {
                     return Err(ConsensusError::HeightNotAbove { current: self.height, got: height });
                 }
+                // Decided here, with its votes seen (not synced past): counts toward clearing a suspicion.
+                let decided_here = self.decision.is_some();
+                let left_height = self.height;
                 self.previous = self.decision.map(|d| PreviousCommit {
                     height: self.height,
                     round: d.round,
@@ -479,12 +487,18 @@ impl Consensus {
                 });
                 self.validators = validators;
                 self.reset_height(height);
-                // A whole height above the suspicious one passed without another foreign message: it was
-                // this validator's own message from before a restart.
-                if let GuardMode::Suspect { since } = self.guard
-                    && height.0 > since.0.saturating_add(1)
+                // Heights above the suspicious one decided here (their votes seen) without another foreign
+                // message: it was this validator's own message from before a restart.
+                if let GuardMode::Suspect { since, quiet_heights } = self.guard
+                    && decided_here
+                    && left_height > since
                 {
-                    self.guard = GuardMode::Active;
+                    let quiet_heights = quiet_heights.saturating_add(1);
+                    self.guard = if quiet_heights >= SUSPECT_QUIET_HEIGHTS {
+                        GuardMode::Active
+                    } else {
+                        GuardMode::Suspect { since, quiet_heights }
+                    };
                 }
                 self.begin_height(&mut out);
             }
@@ -769,10 +783,10 @@ impl Consensus {
             // signer state; it does not conflict with anything signed here.
             GuardMode::Active if self.first_fresh.is_some() => {}
             GuardMode::Active | GuardMode::Watching => {
-                self.guard = GuardMode::Suspect { since: position.0 };
+                self.guard = GuardMode::Suspect { since: position.0, quiet_heights: 0 };
                 self.foreign(position, false, out);
             }
-            GuardMode::Suspect { since } if position.0 > since => self.foreign(position, true, out),
+            GuardMode::Suspect { since, .. } if position.0 > since => self.foreign(position, true, out),
             GuardMode::Suspect { .. } => {}
         }
     }

@@ -72,7 +72,7 @@ mod signer;
 mod tests;
 
 pub use driver::{
-    Action, Config, Consensus, ConsensusError, Event, Evidence, GuardMode, Step, Timeout, TimeoutKind,
+    Action, Config, Consensus, ConsensusError, Event, Evidence, GuardMode, SUSPECT_QUIET_HEIGHTS, Step, Timeout, TimeoutKind,
     timeout_duration_ms,
 };
 pub use keeper::{AddOutcome, Threshold, VALUES_PER_VOTER_MAX, VoteError, VoteKeeper};

@@ -202,7 +202,7 @@ mod tests {
         Keypair::from_seed(&[i; 32])
     }
 
-    /// The state a lone validator persists after proposing at height 1.
+    /// The state a lone validator persists at height 1 (it proposes, prevotes and precommits in one go).
     fn proposed_state(k: &Keypair) -> SignerState {
         let set = ValidatorSet::new(vec![Validator { public_key: k.public(), power: 1, moniker: "v".into() }]).unwrap();
         let mut c = Consensus::new(Config {
@@ -238,7 +238,7 @@ mod tests {
         file.store(&state).unwrap();
         assert_eq!(file.load().unwrap(), Some(state.clone()));
         let text = std::fs::read_to_string(file.path()).unwrap();
-        assert!(text.contains("\"step\": \"propose\""), "{text}");
+        assert!(text.contains("\"step\": \"precommit\""), "{text}");
 
         let other_key = SignerFile::new(dir.path(), "c", b.public());
         assert!(matches!(other_key.load(), Err(SafetyError::OtherKey { .. })), "{:?}", other_key.load());
