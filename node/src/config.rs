@@ -92,6 +92,7 @@ const KEYS: &[KeySpec] = &[
     key("storage.cache_capacity_mb", int(1, 1 << 20)),
     key("consensus.empty_block_interval_ms", int(1, 3_600_000)),
     key("consensus.min_block_interval_ms", int(0, 3_600_000)),
+    key("consensus.double_sign_watch_ms", int(0, 600_000)),
     key("mempool.max_txs", int(1, 10_000_000)),
     key("mempool.max_bytes", int(1024, 1 << 34)),
     key("mempool.max_per_sender", int(1, 1_000_000)),
@@ -128,6 +129,8 @@ pub struct Config {
     pub empty_block_interval_ms: u64,
     /// `None`: [`crate::driver::DEFAULT_MIN_BLOCK_INTERVAL_MS`] with more than one validator, 0 with one.
     pub min_block_interval_ms: Option<u64>,
+    /// How long a restarted validator watches the network (connected, caught up) before it signs; 0: never.
+    pub double_sign_watch_ms: u64,
     pub mempool_max_txs: usize,
     pub mempool_max_bytes: usize,
     pub mempool_max_per_sender: usize,
@@ -400,6 +403,8 @@ pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result
         cache_capacity_mb: layers.u64_or("storage.cache_capacity_mb", 64)?,
         empty_block_interval_ms: layers.u64_or("consensus.empty_block_interval_ms", 1000)?,
         min_block_interval_ms: layers.u64_opt("consensus.min_block_interval_ms")?,
+        double_sign_watch_ms: layers
+            .u64_or("consensus.double_sign_watch_ms", crate::driver::DEFAULT_DOUBLE_SIGN_WATCH_MS)?,
         mempool_max_txs: layers.u64_or("mempool.max_txs", 50_000)? as usize,
         mempool_max_bytes: layers.u64_or("mempool.max_bytes", 32 * 1024 * 1024)? as usize,
         mempool_max_per_sender: layers.u64_or("mempool.max_per_sender", 1024)? as usize,
@@ -449,6 +454,9 @@ empty_block_interval_ms = 1000
 # (fewer blocks per second, less work per transaction). 0 = propose at once. Unset: 40 with more than
 # one validator (amortises each height's votes and fsyncs), 0 with one.
 # min_block_interval_ms = 40
+# A validator (re)started watches the network this long, connected and caught up, before it signs, so that
+# another process running its key, or its own votes from before a restart, show up first (0: no watch).
+# double_sign_watch_ms = 6000
 
 [mempool]
 max_txs = 50000

@@ -436,6 +436,7 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
         driver: DriverOptions {
             empty_block_interval_ms: cfg.empty_block_interval_ms,
             min_block_interval_ms: cfg.min_block_interval_ms,
+            double_sign_watch_ms: cfg.double_sign_watch_ms,
             ..Default::default()
         },
         api_listen_addr: Some(cfg.api_listen_addr),
