@@ -251,6 +251,10 @@ pub fn catch_panics<T>(dir: &Path, f: impl FnOnce() -> Result<T, StorageError>) 
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     std::panic::set_hook(previous);
     match result {
+        Ok(Err(StorageError::Db(e @ sled::Error::Corruption { .. }))) => Err(StorageError::Corrupt {
+            what: format!("the database in {}", dir.display()),
+            detail: format!("sled reports {e}"),
+        }),
         Ok(r) => r,
         Err(_) => {
             let what = message.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
