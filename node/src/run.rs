@@ -269,7 +269,6 @@ fn check_high_water(
                 hw.path().display()
             );
             if is_validator && !accept_rewind {
-                tracing::error!(stored = %tip, committed = %mark.height, "{what}");
                 anyhow::bail!(
                     "{what}. A validator does not run on a rewound database until its operator decides: find out why (disk, backup), then either restore the data, run `ledgerd reset-data --home <home>` to resync from peers, or start with --accept-rewind to resync from this height (the signer state and its look-back guard still keep it from signing again where it signed)"
                 );

@@ -956,6 +956,18 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_panic_while_reading_at_start_is_a_corrupt_database_error() {
+        let dir = std::path::Path::new("/some/data/db");
+        let err = catch_panics::<()>(dir, || panic!("tried to serialize Uninitialized")).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{text}");
+        assert!(text.starts_with("database corrupt: the database in /some/data/db"), "{text}");
+        assert!(text.contains("tried to serialize Uninitialized") && text.contains("ledgerd reset-data"), "{text}");
+        // The default hook is back afterwards, and results pass through unchanged.
+        assert_eq!(catch_panics(dir, || Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
     fn write_read_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let chain = TestChain::new();
