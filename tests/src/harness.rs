@@ -207,6 +207,16 @@ impl NodeProc {
         &self.log
     }
 
+    /// This node's whole log (every start appends to it), with terminal colour codes removed.
+    pub fn log_text(&self) -> String {
+        strip_ansi(&fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    /// The lines of this node's log that contain `needle` (colour codes removed).
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log_text().lines().filter(|l| l.contains(needle)).map(str::to_string).collect()
+    }
+
     /// The last lines of this node's log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
@@ -283,6 +293,26 @@ impl Localnet {
             .with_context(|| format!("spawning ledgerd for {}", node.name))?;
         node.child = Some(child);
         Ok(())
+    }
+
+    /// Start node `i` once with `args` added to its command line (e.g. `--accept-rewind`); later starts
+    /// do not repeat them.
+    pub fn start_once(&mut self, i: usize, args: &[String]) -> Result<()> {
+        let kept = self.nodes[i].extra_args.len();
+        self.nodes[i].extra_args.extend_from_slice(args);
+        let started = self.start(i);
+        self.nodes[i].extra_args.truncate(kept);
+        started
+    }
+
+    /// Wait until node `i`'s process exits by itself (failing after `timeout`, the process left running).
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let name = self.nodes[i].name.clone();
+        let node = &mut self.nodes[i];
+        wait_for(&format!("{name} to exit"), timeout, || match node.child.as_mut() {
+            Some(c) => Ok(c.try_wait()?),
+            None => bail!("{name} was not started"),
+        })
     }
 
     pub fn start_all(&mut self) -> Result<()> {
@@ -519,4 +549,101 @@ fn signal(pid: u32, sig: &str) -> Result<()> {
         bail!("kill -{sig} {pid} failed");
     }
     Ok(())
+}
+
+/// What a one-shot `ledgerd` command did.
+#[derive(Debug)]
+pub struct CmdOutput {
+    /// Exit code; `None` when it was killed (by a signal, or at the deadline).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// It was still running at the deadline and was killed.
+    pub timed_out: bool,
+}
+
+impl CmdOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for CmdOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit code {:?}{}\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.code,
+            if self.timed_out { " (killed at the deadline)" } else { "" },
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Run `ledgerd ARGS…` once with the extra environment `env`, capturing its output; a process still
+/// running after `timeout` is killed (and reported as `timed_out`).
+pub fn run_ledgerd<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<CmdOutput> {
+    let mut cmd = Command::new(ledgerd_bin()?);
+    cmd.args(args)
+        .env("LEDGERD_LOG", std::env::var("LEDGER_TEST_LOG").unwrap_or_else(|_| "info".into()))
+        // ledgerd refuses unknown LEDGERD_* variables; this one only tells the harness where the binary is.
+        .env_remove("LEDGERD_BIN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().context("spawning ledgerd")?;
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let err = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out.join().map_err(|_| anyhow!("stdout reader panicked"))?;
+    let stderr = err.join().map_err(|_| anyhow!("stderr reader panicked"))?;
+    Ok(CmdOutput { code: status.code(), stdout: strip_ansi(&stdout), stderr: strip_ansi(&stderr), timed_out })
+}
+
+/// `text` without terminal escape sequences (`ESC [ … letter`), as the text log writes colours.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
