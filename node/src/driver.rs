@@ -214,31 +214,42 @@ impl GossipValidator for NodeGossipValidator {
                 if s.storage.latest_height().is_ok_and(|tip| p.proposal.proposal.height <= tip) {
                     return Validation::Ignore("proposal for a committed height".into());
                 }
-                let (prop, block) = (&p.proposal.proposal, &p.block);
-                // Only the scheduled proposer of (height, round) may propose: otherwise any one validator could
-                // fill every node's table of candidate blocks with blocks of its own.
-                if s.validators.proposer(prop.height, prop.round).public_key != prop.proposer {
-                    return Validation::Reject(format!(
-                        "{} is not the proposer of height {} round {}",
-                        prop.proposer, prop.height, prop.round.0
-                    ));
-                }
-                if block.hash() != prop.block_hash {
-                    return Validation::Reject("block does not match the proposal's hash".into());
-                }
-                if block.height() != prop.height {
-                    return Validation::Reject("block height differs from the proposal's".into());
-                }
-                // A fresh proposal carries a block its signer built. A re-proposal of a valid value (L15-L16,
-                // `pol_round` set) carries the block whoever proposed it in that earlier round built, so its
-                // header names that validator: honest, and checked like any block when it is validated.
-                if prop.pol_round.is_none() && block.header.proposer != prop.proposer {
-                    return Validation::Reject("a fresh proposal's block was built by another validator".into());
+                match check_proposal_block(&s.validators, &p.proposal.proposal, &p.block) {
+                    Ok(()) => {}
+                    Err(reason) => return Validation::Reject(reason),
                 }
                 Validation::Accept
             }
         }
     }
+}
+
+/// What must hold between a gossiped proposal and the block it carries, before either is looked at
+/// further (the signature is checked before, the block's validity after, by execution).
+///
+/// Only the scheduled proposer of (height, round) may propose: otherwise any one validator could fill every
+/// node's table of candidate blocks with blocks of its own. A fresh proposal carries a block its signer
+/// built. A re-proposal of a valid value (L15-L16, `pol_round` set) carries the block that whoever proposed
+/// it in the earlier round built, so its header names that validator: honest, and it must not be refused
+/// (refusing it penalises the honest sender and leaves nodes that missed the block unable to decide).
+pub(crate) fn check_proposal_block(
+    validators: &ValidatorSet,
+    prop: &ledger_core::Proposal,
+    block: &Block,
+) -> Result<(), String> {
+    if validators.proposer(prop.height, prop.round).public_key != prop.proposer {
+        return Err(format!("{} is not the proposer of height {} round {}", prop.proposer, prop.height, prop.round.0));
+    }
+    if block.hash() != prop.block_hash {
+        return Err("block does not match the proposal's hash".into());
+    }
+    if block.height() != prop.height {
+        return Err("block height differs from the proposal's".into());
+    }
+    if prop.pol_round.is_none() && block.header.proposer != prop.proposer {
+        return Err("a fresh proposal's block was built by another validator".into());
+    }
+    Ok(())
 }
 
 /// Codes that only a forged or broken transaction can have (as opposed to stale or unlucky ones).
@@ -390,12 +401,8 @@ impl Driver {
             )
         });
         let watch_left = watch.then(|| Duration::from_millis(opts.double_sign_watch_ms));
-        let mut status = Status {
-            height: tip,
-            consensus_height: tip.next(),
-            last_commit_local_ms: now_ms(),
-            ..Status::default()
-        };
+        let mut status =
+            Status { height: tip, consensus_height: tip.next(), last_commit_local_ms: now_ms(), ..Status::default() };
         if let Some(b) = shared.storage.block(tip)? {
             status.latest_block_hash = Some(b.hash());
             status.latest_block_time_ms = b.header.timestamp_ms;
@@ -1083,5 +1090,74 @@ impl Driver {
         self.pending_build = None;
         self.decided_without_block = None;
         self.queue.push_back(Event::NewHeight { height: committed.next(), validators: self.shared.validators.clone() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::{BlockHeader, Keypair, Proposal, Validator};
+
+    fn keys() -> Vec<Keypair> {
+        (1..=4u8).map(|i| Keypair::from_seed(&[i; 32])).collect()
+    }
+
+    fn set() -> ValidatorSet {
+        let v = keys()
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Validator { public_key: k.public(), power: 1, moniker: format!("v{i}") })
+            .collect();
+        ValidatorSet::new(v).unwrap()
+    }
+
+    fn block_by(builder: ledger_core::PublicKey, height: Height) -> Block {
+        Block {
+            header: BlockHeader {
+                version: ledger_core::PROTOCOL_VERSION,
+                chain_id: "c".into(),
+                height,
+                prev_block_hash: Hash::ZERO,
+                timestamp_ms: 1,
+                proposer: builder,
+                tx_count: 0,
+                tx_root: Hash::ZERO,
+                state_root: Hash::ZERO,
+                last_commit_hash: Hash::ZERO,
+            },
+            txs: Vec::new(),
+            last_commit: None,
+        }
+    }
+
+    /// Regression (issue: Byzantine peers): a round ends with a polka and no commit; the next proposer
+    /// re-proposes the valid value, a block the first proposer built. Every node must accept it.
+    #[test]
+    fn re_proposal_of_a_block_built_by_another_validator_is_accepted() {
+        let set = set();
+        let h = Height(5);
+        let first = set.proposer(h, Round(0)).public_key;
+        let next = set.proposer(h, Round(1)).public_key;
+        assert_ne!(first, next, "the fixture needs two proposers");
+        let block = block_by(first, h);
+        let re_proposal = Proposal {
+            height: h,
+            round: Round(1),
+            pol_round: Some(Round(0)),
+            block_hash: block.hash(),
+            proposer: next,
+        };
+        assert_eq!(check_proposal_block(&set, &re_proposal, &block), Ok(()));
+        // The same block proposed fresh (no proof-of-lock round) by someone who did not build it: refused.
+        let fresh = Proposal { pol_round: None, ..re_proposal.clone() };
+        assert!(check_proposal_block(&set, &fresh, &block).is_err());
+        // Not the scheduled proposer, or another block, or another height: refused.
+        let wrong_signer = Proposal { proposer: first, ..re_proposal.clone() };
+        assert!(check_proposal_block(&set, &wrong_signer, &block).unwrap_err().contains("not the proposer"));
+        let other_block = block_by(next, h);
+        assert!(check_proposal_block(&set, &re_proposal, &other_block).unwrap_err().contains("hash"));
+        let other_height = block_by(first, Height(6));
+        let p = Proposal { block_hash: other_height.hash(), ..re_proposal };
+        assert!(check_proposal_block(&set, &p, &other_height).unwrap_err().contains("height"));
     }
 }

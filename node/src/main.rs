@@ -284,7 +284,11 @@ fn signer_of_home(home: &Path) -> anyhow::Result<(config::Config, String, ledger
     let setup_genesis = std::fs::read_to_string(&cfg.genesis_file)
         .with_context(|| format!("cannot read genesis file {}", cfg.genesis_file.display()))?;
     if setup_genesis.len() > ledger_core::genesis::GENESIS_BYTES_MAX {
-        bail!("genesis file {} is larger than {} bytes", cfg.genesis_file.display(), ledger_core::genesis::GENESIS_BYTES_MAX);
+        bail!(
+            "genesis file {} is larger than {} bytes",
+            cfg.genesis_file.display(),
+            ledger_core::genesis::GENESIS_BYTES_MAX
+        );
     }
     let genesis = ledger_core::Genesis::from_json(&setup_genesis)
         .with_context(|| format!("genesis file {} is invalid", cfg.genesis_file.display()))?;

@@ -14,11 +14,11 @@ use tracing::Instrument;
 use crate::api::{self, ApiConfig, ApiState, Metrics};
 use crate::config::Config;
 use crate::driver::{Driver, DriverError, DriverOptions, NodeGossipValidator, Shared, SignerSetup, Status};
-use crate::safety::high_water::{self, HighWater};
-use crate::safety::signer::SignerFile;
 use crate::handle::{NodeApi, TX_GOSSIP_QUEUE, tx_gossip};
 use crate::mempool::{Mempool, MempoolError, MempoolLimits};
 use crate::p2p::{self, NetworkConfig, NetworkHandle};
+use crate::safety::high_water::{self, HighWater};
+use crate::safety::signer::SignerFile;
 use crate::storage::{Storage, StorageOptions};
 
 /// Committed-block events buffered for API subscribers before a slow one is dropped as lagging (it resumes
@@ -154,11 +154,25 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     })
     .context("stored chain failed verification at start; the node will not run on it")?;
     tracing::info!(chain_id = %genesis.chain_id, height = %tip, "storage verified");
-    let high_water = check_high_water(&setup.data_dir, &genesis, &storage, tip, setup.accept_rewind, &validators, &setup.validator_key)?;
+    let high_water = check_high_water(
+        &setup.data_dir,
+        &genesis,
+        &storage,
+        tip,
+        setup.accept_rewind,
+        &validators,
+        &setup.validator_key,
+    )?;
     let signer = match &setup.validator_key {
-        Some(key) if validators.index_of(&key.public()).is_some() => {
-            Some(load_signer(&setup.data_dir, &genesis, &validators, &storage, tip, key, setup.driver.double_sign_watch_ms)?)
-        }
+        Some(key) if validators.index_of(&key.public()).is_some() => Some(load_signer(
+            &setup.data_dir,
+            &genesis,
+            &validators,
+            &storage,
+            tip,
+            key,
+            setup.driver.double_sign_watch_ms,
+        )?),
         _ => None,
     };
     let mempool = Mempool::new(&genesis.chain_id, genesis.params.clone(), setup.mempool);
@@ -198,14 +212,8 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     let driver = tokio::spawn(driver.run(events).instrument(span.clone()));
     let (gossip_tx, gossip_rx) = mpsc::channel(TX_GOSSIP_QUEUE);
     let gossip_task = tokio::spawn(tx_gossip(gossip_rx, network.clone(), block_bytes_max).instrument(span.clone()));
-    let handle = Arc::new(NodeApi::new(
-        shared.clone(),
-        status.clone(),
-        network.clone(),
-        gossip_tx,
-        validator,
-        validator_reason,
-    ));
+    let handle =
+        Arc::new(NodeApi::new(shared.clone(), status.clone(), network.clone(), gossip_tx, validator, validator_reason));
     let api_state = ApiState::new(
         Arc::new(storage),
         shared.genesis.clone(),
@@ -315,8 +323,9 @@ fn load_signer(
         // Older versions kept the state in the database, without its key: it is taken as this key's
         // (the only key this home has run with, unless its operator swapped keys, which the look-back
         // guard below still covers).
-        let legacy: LegacySignerState = ledger_core::encoding::decode(&bytes, crate::storage::SIGNER_STATE_BYTES_MAX)
-            .context("the signer state kept in the database (older version) does not decode")?;
+        let legacy: LegacySignerState =
+            ledger_core::encoding::decode(&bytes, crate::storage::SIGNER_STATE_BYTES_MAX)
+                .context("the signer state kept in the database (older version) does not decode")?;
         let migrated = legacy.into_state();
         if let Some(m) = migrated.last_signed()
             && m_signer(m) != key.public()
@@ -366,7 +375,10 @@ fn load_signer(
         tracing::info!(height = %sign_floor, "look-back: this key's last signature in a stored certificate; nothing is signed at or below it");
     }
     if watch {
-        tracing::info!(watch_ms, "watching the network before signing (another process with this key, or messages from before a restart, show up first)");
+        tracing::info!(
+            watch_ms,
+            "watching the network before signing (another process with this key, or messages from before a restart, show up first)"
+        );
     }
     Ok(SignerSetup { key: key.clone(), file, state: state.unwrap_or_default(), sign_floor, watch })
 }
@@ -739,7 +751,8 @@ mod tests {
         wait_height(&node, h + 2).await;
         node.shutdown().await.unwrap();
 
-        let reopened = crate::storage::tests::open_when_released(&net.dirs[0].path().join("db"), StorageOptions::default());
+        let reopened =
+            crate::storage::tests::open_when_released(&net.dirs[0].path().join("db"), StorageOptions::default());
         let before = reopened.latest_height().unwrap();
         assert!(reopened.tx_location(&ids[0]).unwrap().is_some());
         drop(reopened);
@@ -760,7 +773,8 @@ mod tests {
         wait_height(&node, 3).await;
         node.shutdown().await.unwrap();
         // A well-formed but wrong signer-independent value: the stored lattice hash of another state.
-        let store = crate::storage::tests::open_when_released(&net.dirs[0].path().join("db"), StorageOptions::default());
+        let store =
+            crate::storage::tests::open_when_released(&net.dirs[0].path().join("db"), StorageOptions::default());
         store.corrupt_lthash_for_tests();
         drop(store);
         let s = setup(&g, Some(validator_key(0)), net.p2p[0].clone(), net.ports[0], vec![], net.dirs[0].path());

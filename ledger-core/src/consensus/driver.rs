@@ -93,7 +93,10 @@ pub enum GuardMode {
     /// heights above it were decided here (not synced: their votes were seen) without another such message
     /// (it was this validator's own, from before a restart); another one at a higher height means a live
     /// twin ([`GuardMode::Halted`]). `quiet_heights` counts those heights.
-    Suspect { since: Height, quiet_heights: u32 },
+    Suspect {
+        since: Height,
+        quiet_heights: u32,
+    },
     Active,
     /// Another process signs with this key: this one never signs again (until restarted).
     Halted,

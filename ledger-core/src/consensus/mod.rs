@@ -72,8 +72,8 @@ mod signer;
 mod tests;
 
 pub use driver::{
-    Action, Config, Consensus, ConsensusError, Event, Evidence, GuardMode, SUSPECT_QUIET_HEIGHTS, Step, Timeout, TimeoutKind,
-    timeout_duration_ms,
+    Action, Config, Consensus, ConsensusError, Event, Evidence, GuardMode, SUSPECT_QUIET_HEIGHTS, Step, Timeout,
+    TimeoutKind, timeout_duration_ms,
 };
 pub use keeper::{AddOutcome, Threshold, VALUES_PER_VOTER_MAX, VoteError, VoteKeeper};
 pub use signer::{Lock, SignStep, SignedMessage, SignerState};

@@ -1034,8 +1034,14 @@ fn decide_here(n: &mut Consensus, me: usize, h: u64) {
     let set = set();
     let proposer = &keys()[set.index_of(&set.proposer(Height(h), Round(0)).public_key).unwrap()];
     let value = block(h as u8);
-    let p = Proposal { height: Height(h), round: Round(0), pol_round: None, block_hash: value, proposer: proposer.public() }
-        .sign(CHAIN, proposer);
+    let p = Proposal {
+        height: Height(h),
+        round: Round(0),
+        pol_round: None,
+        block_hash: value,
+        proposer: proposer.public(),
+    }
+    .sign(CHAIN, proposer);
     n.handle(Event::Proposal(p)).unwrap();
     n.handle(Event::BlockValidity { height: Height(h), round: Round(0), block_hash: value, valid: true }).unwrap();
     for i in others(me) {
@@ -1058,8 +1064,14 @@ fn own_key_at_a_later_height_means_a_twin_and_halts_signing() {
     n.handle(Event::NewHeight { height: Height(5), validators: set() }).unwrap();
     let p = {
         let proposer = &keys()[set().index_of(&set().proposer(Height(5), Round(0)).public_key).unwrap()];
-        Proposal { height: Height(5), round: Round(0), pol_round: None, block_hash: block(7), proposer: proposer.public() }
-            .sign(CHAIN, proposer)
+        Proposal {
+            height: Height(5),
+            round: Round(0),
+            pol_round: None,
+            block_hash: block(7),
+            proposer: proposer.public(),
+        }
+        .sign(CHAIN, proposer)
     };
     let actions = feed(
         &mut n,

@@ -17,7 +17,8 @@ pub fn write(path: &Path, contents: &[u8]) -> Result<(), SafetyError> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp"));
     {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io("create", e))?;
+        let mut f =
+            OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(|e| io("create", e))?;
         f.write_all(contents).map_err(|e| io("write", e))?;
         f.sync_all().map_err(|e| io("fsync", e))?;
     }

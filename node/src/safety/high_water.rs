@@ -90,7 +90,10 @@ fn parse(text: &str, path: &Path, chain_id: &str) -> Result<Mark, SafetyError> {
     let damaged = |detail: String| SafetyError::Damaged { path: path.to_path_buf(), detail };
     let doc: Document = serde_json::from_str(text).map_err(|e| damaged(format!("not a high-water mark: {e}")))?;
     if doc.kind != KIND || doc.version != VERSION {
-        return Err(damaged(format!("kind {:?} version {}, expected {KIND:?} version {VERSION}", doc.kind, doc.version)));
+        return Err(damaged(format!(
+            "kind {:?} version {}, expected {KIND:?} version {VERSION}",
+            doc.kind, doc.version
+        )));
     }
     let block_hash = Hash::from_hex(&doc.block_hash).map_err(|e| damaged(format!("block_hash: {e}")))?;
     if sum(&doc.chain_id, doc.height, &block_hash) != doc.checksum {

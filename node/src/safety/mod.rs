@@ -59,12 +59,8 @@ pub fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, Safety
     let path = data_dir.join(LOCK_FILE);
     let io = |action, source| SafetyError::Io { action, path: path.clone(), source };
     std::fs::create_dir_all(data_dir).map_err(|e| io("create the directory of", e))?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io("open", e))?;
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io("open", e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(SafetyError::InUse { path }),
@@ -73,7 +69,7 @@ pub fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, Safety
 }
 
 /// Read a small file whole, refusing anything larger than `max` before reading it.
-pub(crate) fn read_bounded(path: &std::path::Path, max: u64) -> Result<Option<String>, SafetyError> {
+pub fn read_bounded(path: &std::path::Path, max: u64) -> Result<Option<String>, SafetyError> {
     let io = |action, source| SafetyError::Io { action, path: path.to_path_buf(), source };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,

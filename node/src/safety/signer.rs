@@ -99,9 +99,13 @@ impl SignerDocument {
     /// `validator` on `chain_id`.
     pub fn parse(text: &str, path: &Path, chain_id: &str, validator: &PublicKey) -> Result<SignerState, SafetyError> {
         let damaged = |detail: String| SafetyError::Damaged { path: path.to_path_buf(), detail };
-        let doc: SignerDocument = serde_json::from_str(text).map_err(|e| damaged(format!("not a signer state: {e}")))?;
+        let doc: SignerDocument =
+            serde_json::from_str(text).map_err(|e| damaged(format!("not a signer state: {e}")))?;
         if doc.kind != KIND || doc.version != VERSION {
-            return Err(damaged(format!("kind {:?} version {}, expected {KIND:?} version {VERSION}", doc.kind, doc.version)));
+            return Err(damaged(format!(
+                "kind {:?} version {}, expected {KIND:?} version {VERSION}",
+                doc.kind, doc.version
+            )));
         }
         if doc.state.len() > STATE_BYTES_MAX * 2 {
             return Err(damaged(format!("state is longer than {STATE_BYTES_MAX} bytes")));
@@ -131,7 +135,11 @@ impl SignerDocument {
             });
         }
         if doc.chain_id != chain_id {
-            return Err(SafetyError::OtherChain { path: path.to_path_buf(), found: doc.chain_id, ours: chain_id.into() });
+            return Err(SafetyError::OtherChain {
+                path: path.to_path_buf(),
+                found: doc.chain_id,
+                ours: chain_id.into(),
+            });
         }
         Ok(state)
     }
@@ -217,8 +225,11 @@ mod tests {
         })
         .unwrap();
         c.handle(Event::Start).unwrap();
-        let actions =
-            c.handle(Event::ProposalValue { height: Height(1), round: ledger_core::Round(0), block_hash: Hash([9; 32]) });
+        let actions = c.handle(Event::ProposalValue {
+            height: Height(1),
+            round: ledger_core::Round(0),
+            block_hash: Hash([9; 32]),
+        });
         let mut state = None;
         for a in actions.unwrap() {
             if let Action::PersistSignerState(s) = a {
