@@ -513,15 +513,25 @@ impl Consensus {
             Event::EndWatch => {
                 if self.guard == GuardMode::Watching {
                     self.guard = GuardMode::Active;
-                    // Silent so far, this node may have let its step run past a vote it did not cast: a new
-                    // round lets it take part again (rounds are local; L55 brings the others along). Still in
-                    // the propose step, it runs L14-L21 again, so a proposer that was asked to build while
-                    // watching builds again.
+                    // Silent so far, this node may have let its step run past a vote it did not cast. It steps
+                    // back to where that vote is due, as a node that had not yet timed out would be (it signed
+                    // nothing in this round, so nothing conflicts), and the rules cast it now: the round goes
+                    // on with this node's vote instead of waiting for a round it cannot start alone.
                     if self.decision.is_none() {
-                        if self.step != Step::Propose {
-                            self.start_round(self.round.next(), &mut out);
-                        } else if !self.flags.awaiting_value {
-                            self.start_round(self.round, &mut out);
+                        match self.step {
+                            Step::Propose if !self.flags.awaiting_value => self.start_round(self.round, &mut out),
+                            Step::Propose => {}
+                            Step::Prevote => {
+                                // L22/L28 on the proposal if it is known, else L57 when this timeout fires.
+                                self.step = Step::Propose;
+                                self.schedule(TimeoutKind::Propose, &mut out);
+                            }
+                            Step::Precommit => {
+                                // L34-L46 again, with what this node has seen of the round's prevotes.
+                                self.step = Step::Prevote;
+                                self.flags.prevote_timeout_scheduled = false;
+                                self.flags.polka_value_seen = false;
+                            }
                         }
                     }
                 }

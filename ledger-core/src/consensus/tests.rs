@@ -982,20 +982,28 @@ fn watching_validator_signs_only_after_the_watch() {
     );
     assert!(!signed_anything(&actions), "signed while watching: {actions:?}");
     assert_eq!(n.step(), Step::Prevote, "the step still advances");
-    // The watch ends: past the propose step without a vote, it moves to the next round and takes part.
+    // The watch ends: it steps back to the vote it did not cast and casts it in the same round (the round
+    // may need its vote: the others wait in it).
     let actions = n.handle(Event::EndWatch).unwrap();
     assert_eq!(n.guard(), GuardMode::Active);
-    assert_eq!(n.round(), Round(1));
-    assert!(actions.contains(&Action::ScheduleTimeout(Timeout { height: H, round: Round(1), kind: TPropose })));
-    let actions = feed(
-        &mut n,
-        vec![
-            Event::Proposal(proposal(1, 2, None)),
-            Event::BlockValidity { height: H, round: Round(1), block_hash: block(2), valid: true },
-        ],
-    );
+    assert_eq!((n.round(), n.step()), (Round(0), Step::Prevote));
     check_persist_before_broadcast(&actions);
-    assert!(actions.contains(&Action::BroadcastVote(vote(me, VoteKind::Prevote, 1, Some(2)))));
+    assert!(actions.contains(&Action::BroadcastVote(vote(me, VoteKind::Prevote, 0, Some(1)))), "{actions:?}");
+
+    // Past the prevote step too: it steps back and precommits on the polka it saw.
+    let mut n = node_guarded(me, SignerState::default(), Height(0), true);
+    let mut events = vec![
+        Event::Start,
+        Event::Proposal(proposal(0, 1, None)),
+        Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
+    ];
+    events.extend(others(me).into_iter().map(|i| Event::Vote(vote(i, VoteKind::Prevote, 0, Some(1)))));
+    assert!(!signed_anything(&feed(&mut n, events)));
+    assert_eq!(n.step(), Step::Precommit, "the polka moved it on without a precommit");
+    let actions = n.handle(Event::EndWatch).unwrap();
+    check_persist_before_broadcast(&actions);
+    assert!(actions.contains(&Action::BroadcastVote(vote(me, VoteKind::Precommit, 0, Some(1)))), "{actions:?}");
+    assert_eq!(n.locked().map(|l| (l.round, l.block_hash)), Some((Round(0), block(1))));
 }
 
 #[test]
