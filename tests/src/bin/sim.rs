@@ -1,9 +1,11 @@
 //! Run the consensus simulator over a range of seeds.
 //!
-//! `cargo run --release -p tests --bin sim -- --seeds N [--first-seed S] [--validators V] [--byzantine B]`
+//! `cargo run --release -p tests --bin sim -- --seeds N [--first-seed S] [--validators V] [--byzantine B]
+//! [--no-signer-guard]`
 //!
 //! Each seed is one deterministic run (see `tests::sim`). Prints every failing seed with its configuration
-//! and violations; exits 1 if any run broke an invariant. The last line is always the summary:
+//! and violations; exits 1 if any run broke an invariant. The next-to-last line counts the signer faults and
+//! what the guard did; the last line is always the summary:
 //! `seeds=N violations=V heights=H faults=F elapsed_s=T`.
 
 use std::process::ExitCode;
@@ -36,6 +38,10 @@ struct Args {
     /// Also check liveness in runs with a forking coalition (Byzantine power >= 1/3), which may legitimately stall.
     #[arg(long)]
     strict_liveness: bool,
+    /// Run without the double-sign guard at start (no watch, no look-back floor): the negative control.
+    /// Restarts that lost or rewound the signer state may then sign twice.
+    #[arg(long)]
+    no_signer_guard: bool,
     /// Print one line per run.
     #[arg(long)]
     verbose: bool,
@@ -48,6 +54,7 @@ fn main() -> ExitCode {
     let config = |seed: u64| {
         let mut c = SimConfig::random(seed, args.validators.map(|v| v as usize), args.byzantine.map(|b| b as usize));
         c.check_liveness |= args.strict_liveness;
+        c.signer_guard = !args.no_signer_guard;
         c
     };
     let next = AtomicU64::new(0);
@@ -70,19 +77,39 @@ fn main() -> ExitCode {
     let mut results = results.into_inner().expect("no worker panicked");
     results.sort_by_key(|(seed, _)| *seed);
     let (mut violations, mut heights, mut faults) = (0usize, 0u64, 0u64);
+    let stranded = results.iter().filter(|(_, r)| r.stranded_by_end_watch).count();
+    let sum = |f: fn(&Report) -> u64| results.iter().map(|(_, r)| f(r)).sum::<u64>();
+    let signer_line = format!(
+        "signer faults: lost={} rewound={} at_undecided_height={} | guard={} watches={} watches_ended={} \
+         floors_from_chain={} floor_raises={} foreign_signatures={} halts={}",
+        sum(|r| r.signer_lost),
+        sum(|r| r.signer_rewound),
+        sum(|r| r.signer_damaged_undecided),
+        if args.no_signer_guard { "off" } else { "on" },
+        sum(|r| r.watches),
+        sum(|r| r.watches_ended),
+        sum(|r| r.floors_from_chain),
+        sum(|r| r.floor_raises),
+        sum(|r| r.foreign_signatures),
+        sum(|r| r.halts)
+    );
     for (seed, r) in &results {
         heights += r.heights;
         faults += r.faults;
         if args.verbose {
             println!(
-                "seed={seed} n={} heights={} min_height={} faults={} crashes={} restarts={} evidence={} \
-                 delivered={} sim_ms={} trace={:016x}",
+                "seed={seed} n={} heights={} min_height={} faults={} crashes={} restarts={} signer_lost={} \
+                 signer_rewound={} foreign={} halts={} evidence={} delivered={} sim_ms={} trace={:016x}",
                 r.validators,
                 r.heights,
                 r.min_height,
                 r.faults,
                 r.crashes,
                 r.restarts,
+                r.signer_lost,
+                r.signer_rewound,
+                r.foreign_signatures,
+                r.halts,
                 r.evidence,
                 r.delivered,
                 r.sim_ms,
@@ -96,16 +123,26 @@ fn main() -> ExitCode {
             for v in &r.violations {
                 println!("  violation {v}");
             }
+            if r.stranded_by_end_watch {
+                println!("  known ledger-core bug: a validator stranded in the round its EndWatch started");
+            }
+            if args.verbose {
+                for line in r.final_state.lines() {
+                    println!("  at the end: {line}");
+                }
+            }
             println!(
-                "  reproduce: cargo run --release -p tests --bin sim -- --seeds 1 --first-seed {seed}{}{}",
+                "  reproduce: cargo run --release -p tests --bin sim -- --seeds 1 --first-seed {seed}{}{}{}",
                 args.validators.map(|v| format!(" --validators {v}")).unwrap_or_default(),
-                args.byzantine.map(|b| format!(" --byzantine {b}")).unwrap_or_default()
+                args.byzantine.map(|b| format!(" --byzantine {b}")).unwrap_or_default(),
+                if args.no_signer_guard { " --no-signer-guard" } else { "" }
             );
             if args.strict_liveness {
                 println!("  (with --strict-liveness)");
             }
         }
     }
+    println!("{signer_line} stalls_stranded_by_end_watch={stranded}");
     println!(
         "seeds={} violations={violations} heights={heights} faults={faults} elapsed_s={:.1}",
         args.seeds,

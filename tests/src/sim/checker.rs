@@ -5,8 +5,11 @@
 //!   of the parent, passes `check_against_parent` and `apply_block` on the parent state (which refuses
 //!   double spends and overdrafts), and leaves the total supply unchanged.
 //! - I5 durability: a restarted node's chain is not shorter than what it committed before.
-//! - I7 no honest double-sign: every message an honest validator ever sent, across restarts; two
-//!   different payloads for one (height, round, step) is a violation.
+//! - I7/I11 no honest double-sign: every message an honest validator ever sent, across restarts; two
+//!   different payloads for one (height, round, step) is a violation. Messages are kept by validator, never
+//!   by process or incarnation, and the checker's record is not on the node's disk: a restart that lost or
+//!   rewound its signer state (the node forgot) cannot hide a double sign from it (the negative control
+//!   `negative_control_signer_loss_without_guard_double_signs` shows it caught).
 //! - I10 accountability: when an honest node's core accepted two different messages from one Byzantine
 //!   validator for one slot (at the message's height, before deciding it), that node reported evidence.
 //! - I6 liveness is checked by the world (it owns the clock).

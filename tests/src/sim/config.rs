@@ -96,6 +96,16 @@ pub enum FlushPolicy {
     Lazy,
 }
 
+/// How a restart damages the durable signer state (see [`Fault::LoseSigner`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignerLoss {
+    /// The state is gone: the node starts from `SignerState::default()` (a deleted or unreadable file).
+    Lost,
+    /// An older persisted state comes back (a restored backup, a disk that reverted): the one `back`
+    /// persists before the last, or the oldest the disk still holds.
+    Rewound { back: usize },
+}
+
 /// A fault injected at a time. Cuts with the same id are removed together by [`Fault::Heal`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -120,6 +130,19 @@ pub enum Fault {
     Restart {
         node: usize,
     },
+    /// The next restart of `node` (by [`Fault::Restart`], [`Fault::QuickRestart`] or the heal) starts from
+    /// a damaged signer state: lost or rewound. The node must be honest; a live node keeps running and is
+    /// damaged when it next restarts.
+    LoseSigner {
+        node: usize,
+        loss: SignerLoss,
+    },
+    /// The next crash of `node` is followed by a restart `down_ms` later (so a crash at an unknown time,
+    /// such as [`Fault::CrashAfterNextPersist`], can restart while the network is still at its height).
+    QuickRestart {
+        node: usize,
+        down_ms: u64,
+    },
 }
 
 impl Fault {
@@ -130,7 +153,7 @@ impl Fault {
 
     /// Counted in the run's fault figure (heals and restarts end a fault, they are not one).
     pub fn counts(&self) -> bool {
-        !matches!(self, Fault::Heal { .. } | Fault::Restart { .. })
+        !matches!(self, Fault::Heal { .. } | Fault::Restart { .. } | Fault::QuickRestart { .. })
     }
 }
 
@@ -164,6 +187,10 @@ pub struct SimConfig {
     /// Re-gossip period of each node (jittered +-25%).
     pub gossip_ms: u64,
     pub core_hook: Option<CoreHook>,
+    /// The double-sign guard at start in every honest shell, as the node runs it: a (re)started validator
+    /// watches before it signs, its look-back floor comes from the certificates in its chain, and synced
+    /// certificates with its key raise it. Off (the negative control): no watch, floor 0, no raise.
+    pub signer_guard: bool,
 }
 
 impl SimConfig {
@@ -190,6 +217,7 @@ impl SimConfig {
             flush: FlushPolicy::PerContract,
             gossip_ms: 800,
             core_hook: None,
+            signer_guard: true,
         }
     }
 
@@ -220,6 +248,8 @@ impl SimConfig {
         let healed_link = LinkProfile::healed(latency_min_ms, latency_min_ms + r.range(10, 120), r.range(0, 60));
         let chaos_ms = r.range(4_000, 12_000);
         let mut faults = Vec::new();
+        let mut loss_rng = Rng::new(seed ^ 0x5349_474e_4c4f_5353);
+        let mut lossy: Vec<usize> = Vec::new();
         let mut id = 0;
         for _ in 0..r.range(0, 6) {
             id += 1;
@@ -275,6 +305,27 @@ impl SimConfig {
                         Fault::Crash { node, kind }
                     };
                     faults.extend([(start, crash), (end, Fault::Restart { node })]);
+                    // Some restarts lose or rewind the signer state (drawn from a stream of their own, so the
+                    // rest of the schedule is the one this seed always had). A validator that finds its own
+                    // earlier signatures abstains from that height, so it spends fault budget: only
+                    // `f - byzantine` distinct validators per run get this fault, and liveness still holds.
+                    let may_lose = lossy.contains(&node) || lossy.len() < f.saturating_sub(n_byz);
+                    if may_lose && loss_rng.chance(SIGNER_LOSS_PER_MILLE) {
+                        if !lossy.contains(&node) {
+                            lossy.push(node);
+                        }
+                        let loss = if loss_rng.chance(500) {
+                            SignerLoss::Lost
+                        } else {
+                            SignerLoss::Rewound { back: loss_rng.range(1, SIGNER_HISTORY_MAX as u64) as usize }
+                        };
+                        faults.push((start, Fault::LoseSigner { node, loss }));
+                        // Half of them come back quickly, while the network may still be at the crash height:
+                        // the dangerous case.
+                        if loss_rng.chance(500) {
+                            faults.push((start, Fault::QuickRestart { node, down_ms: loss_rng.range(50, 1_500) }));
+                        }
+                    }
                 }
                 // A majority ring-ish view: every node cut from one random other (one way).
                 _ => {
@@ -306,6 +357,7 @@ impl SimConfig {
             flush: FlushPolicy::PerContract,
             gossip_ms: r.range(400, 1_200),
             core_hook: None,
+            signer_guard: true,
         }
     }
 
@@ -323,14 +375,15 @@ impl fmt::Display for SimConfig {
         let l = &self.chaos_link;
         writeln!(
             f,
-            "seed={} validators={} byzantine={:?} leak={} flush={:?} core_hook={} check_liveness={}",
+            "seed={} validators={} byzantine={:?} leak={} flush={:?} core_hook={} check_liveness={} signer_guard={}",
             self.seed,
             self.validators,
             self.byzantine,
             self.leak_equivocations,
             self.flush,
             self.core_hook.is_some(),
-            self.check_liveness
+            self.check_liveness,
+            self.signer_guard
         )?;
         writeln!(
             f,
@@ -353,6 +406,23 @@ impl fmt::Display for SimConfig {
         }
         Ok(())
     }
+}
+
+/// Share of random crashes whose restart loses or rewinds the signer state (within the fault budget).
+pub const SIGNER_LOSS_PER_MILLE: u32 = 400;
+
+/// Signer states the simulated disk keeps besides the last one (for [`SignerLoss::Rewound`]).
+pub const SIGNER_HISTORY_MAX: usize = 8;
+
+/// How long a (re)started validator watches, in virtual time counted only while it is connected (a live
+/// peer reachable both ways) and caught up, before the shell feeds `EndWatch`: two full rounds of round-0
+/// timeouts (2 x (1000 + 400 + 400) = 3.6 s with the default parameters). Every peer re-gossips its own
+/// messages and relays the votes of its current, locked and valid rounds every `gossip_ms` (400-1200 ms,
+/// +-25%), so the watch spans at least two such relays from each peer: this validator's own votes from
+/// before a restart, if the network still holds them, reach it before it signs. The node's default
+/// (6 s) is the same idea for its gossip periods (3 s, then every 2 s).
+pub fn watch_ms(params: &ledger_core::ConsensusParams) -> u64 {
+    2 * (params.timeout_propose_ms + params.timeout_prevote_ms + params.timeout_precommit_ms)
 }
 
 /// Liveness bound for the first height after the heal: enough rounds for every validator to propose twice

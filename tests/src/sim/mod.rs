@@ -5,9 +5,15 @@
 //!
 //! A run has two phases. Chaos: lossy, duplicating, reordering links, partitions (symmetric, one-way,
 //! flapping) that form and heal, crashes and restarts (process or power loss, also between a persist and
-//! the broadcast it guards), and up to f Byzantine validators; only safety is checked. Healed: links
+//! the broadcast it guards; some restarts lose or rewind the signer state), and up to f Byzantine
+//! validators; only safety is checked. Healed: links
 //! clean, crashed nodes back; every honest node must commit each further height within a bound of
 //! simulated time, or the run fails with "liveness".
+//!
+//! The shell runs the double-sign guard at start as the node does (unless `SimConfig::signer_guard` is off):
+//! a (re)started validator watches for [`watch_ms`] of connected, caught-up virtual time before it signs
+//! (except the very first start of a fresh chain), its look-back floor is the highest height of its chain
+//! whose certificate holds its key, and a synced certificate with its key raises it.
 //!
 //! It is not: a network stack, a mempool or a node. The shell here is the smallest one that follows the
 //! action-ordering contract of the core; the node crate has its own.
@@ -26,6 +32,9 @@ mod rng;
 mod world;
 
 pub use checker::{Checker, Violation};
-pub use config::{Behaviour, CoreHook, CrashKind, Fault, FlushPolicy, LinkProfile, SimConfig};
+pub use config::{
+    Behaviour, CoreHook, CrashKind, Fault, FlushPolicy, LinkProfile, SIGNER_HISTORY_MAX, SIGNER_LOSS_PER_MILLE,
+    SignerLoss, SimConfig, watch_ms,
+};
 pub use rng::Rng;
 pub use world::{Msg, Report, World, run};

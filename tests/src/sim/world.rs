@@ -15,7 +15,7 @@ use ledger_core::{
 };
 
 use super::checker::{Checker, Violation};
-use super::config::{Behaviour, CrashKind, Fault, FlushPolicy, LinkProfile, SimConfig};
+use super::config::{Behaviour, CrashKind, Fault, FlushPolicy, LinkProfile, SignerLoss, SimConfig, watch_ms};
 use super::disk::{Disk, Write};
 use super::rng::{Rng, mix};
 
@@ -34,6 +34,8 @@ const SYNC_AFTER_MS: u64 = 1_500;
 const SYNC_RETRY_MS: u64 = 500;
 /// Messages a replaying Byzantine node remembers.
 const REPLAY_LOG_MAX: usize = 1_024;
+/// How often a watching node counts down its watch (virtual time).
+const WATCH_TICK_MS: u64 = 100;
 /// A guard against a run that never ends (a livelock in the shell or the core).
 const EVENTS_MAX: u64 = 5_000_000;
 
@@ -81,9 +83,24 @@ impl Msg {
 }
 
 enum Ev {
-    Deliver { from: usize, to: usize, msg: Msg },
-    Local { node: usize, incarnation: u32, event: Event },
-    Gossip { node: usize },
+    Deliver {
+        from: usize,
+        to: usize,
+        msg: Msg,
+    },
+    Local {
+        node: usize,
+        incarnation: u32,
+        event: Event,
+    },
+    Gossip {
+        node: usize,
+    },
+    /// Count down the start-up watch of `node` (this incarnation).
+    WatchTick {
+        node: usize,
+        incarnation: u32,
+    },
     Fault(Fault),
     Heal,
 }
@@ -139,6 +156,14 @@ struct Live {
     decided_without_block: Option<(Hash, CommitCertificate)>,
     height_started_ms: u64,
     last_sync_ms: Option<u64>,
+    /// Watch time still to run (while connected and caught up) before `EndWatch`; `None` once over.
+    watch_left_ms: Option<u64>,
+    watch_last_ms: u64,
+    /// Highest height of a consensus message heard: above the core's height, this node is behind.
+    heard_height: Height,
+    /// (height, round) the core moved to on `EndWatch` when that started a later round (see
+    /// [`Report::stranded_by_end_watch`]).
+    end_watch_bump: Option<(Height, Round)>,
 }
 
 struct Node {
@@ -148,6 +173,10 @@ struct Node {
     incarnation: u32,
     live: Option<Live>,
     crash_after_persist: Option<CrashKind>,
+    /// Scheduled by [`Fault::LoseSigner`]: applied to the disk at the next restart.
+    signer_damage: Option<SignerLoss>,
+    /// Scheduled by [`Fault::QuickRestart`]: the next crash restarts this much later.
+    quick_restart: Option<u64>,
     /// Highest height this node ever committed: a restart below it breaks durability (I5).
     committed_max: u64,
     /// What a replaying Byzantine node has seen.
@@ -172,12 +201,32 @@ pub struct Report {
     /// Restarts where the core resumed mid-height from its persisted signer state.
     pub resumes_mid_height: u64,
     pub lost_writes: u64,
+    /// Restarts from a lost signer state (`SignerState::default()`) and from a rewound one.
+    pub signer_lost: u64,
+    pub signer_rewound: u64,
+    /// Of those, restarts at a height the network had not decided yet (the dangerous case).
+    pub signer_damaged_undecided: u64,
+    /// Honest (re)starts that watched before signing, and watches that ended (`EndWatch` fed).
+    pub watches: u64,
+    pub watches_ended: u64,
+    /// Honest starts with a look-back floor above 0 from the chain's certificates.
+    pub floors_from_chain: u64,
+    /// `RaiseSignFloor` fed for synced certificates with the node's key.
+    pub floor_raises: u64,
+    /// `ForeignSignature` actions of honest cores, and those that halted the core.
+    pub foreign_signatures: u64,
+    pub halts: u64,
+    /// The run failed liveness with a validator stranded alone in the round its `EndWatch` started (see
+    /// [`World::stranded_by_end_watch`]): the core's known liveness bug, not the network's.
+    pub stranded_by_end_watch: bool,
     pub evidence: usize,
     pub delivered: u64,
     pub dropped: u64,
     pub refused: u64,
     pub syncs: u64,
     pub sim_ms: u64,
+    /// [`World::describe`] at the end of a run that broke an invariant (empty otherwise).
+    pub final_state: String,
 }
 
 /// One simulated network.
@@ -232,6 +281,13 @@ fn signed_message(msg: &Msg) -> Option<SignedMessage> {
         Msg::Proposal(p, _) => Some(SignedMessage::Proposal(p.clone())),
         Msg::Vote(v) => Some(SignedMessage::Vote(v.clone())),
         _ => None,
+    }
+}
+
+fn signer_of(m: &SignedMessage) -> ledger_core::PublicKey {
+    match m {
+        SignedMessage::Proposal(p) => p.proposal.proposer,
+        SignedMessage::Vote(v) => v.vote.validator,
     }
 }
 
@@ -323,6 +379,8 @@ impl World {
                 incarnation: 0,
                 live: None,
                 crash_after_persist: None,
+                signer_damage: None,
+                quick_restart: None,
                 committed_max: 0,
                 log: Vec::new(),
             })
@@ -407,12 +465,17 @@ impl World {
             let line = match &n.live {
                 None => format!("node {i} {:?}: down, durable height {}\n", n.behaviour, n.disk.durable.chain.len()),
                 Some(l) => format!(
-                    "node {i} {:?}: height {} round {} step {:?} locked {:?} valid {:?} decided {:?} future {} \
-                     proposals {} blocks {} awaiting {}\n",
+                    "node {i} {:?}: height {} round {} step {:?} guard {:?} floor {} watch_left {:?} heard {} \
+                     signed {:?} locked {:?} valid {:?} decided {:?} future {} proposals {} blocks {} awaiting {}\n",
                     n.behaviour,
                     l.core.height().0,
                     l.core.round().0,
                     l.core.step(),
+                    l.core.guard(),
+                    l.core.sign_floor().0,
+                    l.watch_left_ms,
+                    l.heard_height.0,
+                    l.core.signer_state().position(),
                     l.core.locked(),
                     l.core.valid(),
                     l.core.decision(),
@@ -465,6 +528,7 @@ impl World {
 
     fn finish(mut self) -> Report {
         self.checker.finish();
+        let final_state = if self.checker.violations.is_empty() { String::new() } else { self.describe() };
         let heights = self.honest_heights();
         let mut r = self.report;
         r.heights = self.checker.committed_heights();
@@ -473,6 +537,7 @@ impl World {
         r.trace_hash = self.trace;
         r.min_height = heights.iter().min().copied().unwrap_or(0);
         r.sim_ms = self.now;
+        r.final_state = final_state;
         r
     }
 
@@ -524,6 +589,11 @@ impl World {
                 }
                 self.gossip(node);
             }
+            Ev::WatchTick { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].live.is_some() {
+                    self.advance_watch(node);
+                }
+            }
             Ev::Fault(f) => {
                 self.fold(&[3, self.now, mix(format!("{f:?}").len() as u64)]);
                 self.apply_fault(f);
@@ -550,6 +620,16 @@ impl World {
                     self.start_node(node);
                 }
             }
+            Fault::LoseSigner { node, loss } => {
+                if self.honest(node) {
+                    self.nodes[node].signer_damage = Some(loss);
+                }
+            }
+            Fault::QuickRestart { node, down_ms } => {
+                if self.honest(node) {
+                    self.nodes[node].quick_restart = Some(down_ms);
+                }
+            }
         }
     }
 
@@ -561,8 +641,12 @@ impl World {
         node.live = None;
         node.incarnation += 1;
         node.crash_after_persist = None;
+        let quick = node.quick_restart.take();
         self.report.crashes += 1;
         self.report.lost_writes += node.disk.crash(kind) as u64;
+        if let Some(down_ms) = quick {
+            self.push(self.now + down_ms, Ev::Fault(Fault::Restart { node: i }));
+        }
     }
 
     /// Faults off: links healed, crashed nodes restarted. The liveness clock starts.
@@ -571,9 +655,12 @@ impl World {
         self.cuts.clear();
         for i in 0..self.nodes.len() {
             self.nodes[i].crash_after_persist = None;
+            self.nodes[i].quick_restart = None;
+            // A node down at the heal restarts now, with the signer damage scheduled for its restart.
             if self.nodes[i].live.is_none() {
                 self.start_node(i);
             }
+            self.nodes[i].signer_damage = None;
         }
         if !self.cfg.check_liveness {
             self.done = true;
@@ -601,6 +688,7 @@ impl World {
         let bound = if min <= self.heal_base { self.cfg.first_height_bound_ms } else { self.cfg.height_bound_ms };
         let waited_ms = self.now - self.progress_ms;
         if waited_ms > bound {
+            self.report.stranded_by_end_watch = self.stranded_by_end_watch(Height(min + 1));
             self.checker.violations.push(Violation::Liveness { height: min + 1, waited_ms, heights });
             self.done = true;
         }
@@ -610,6 +698,20 @@ impl World {
     fn start_node(&mut self, i: usize) {
         let honest = self.honest(i);
         let node = &mut self.nodes[i];
+        if node.incarnation > 0
+            && let Some(loss) = node.signer_damage.take()
+        {
+            let height = node.disk.durable.chain.len() as u64 + 1;
+            let applied = node.disk.damage_signer(loss);
+            match applied {
+                Some(SignerLoss::Lost) => self.report.signer_lost += 1,
+                Some(SignerLoss::Rewound { .. }) => self.report.signer_rewound += 1,
+                None => {}
+            }
+            if applied.is_some() && self.checker.first_commit(height).is_none() {
+                self.report.signer_damaged_undecided += 1;
+            }
+        }
         let d = &node.disk.durable;
         let height = Height(d.chain.len() as u64 + 1);
         if honest && (d.chain.len() as u64) < node.committed_max {
@@ -619,6 +721,26 @@ impl World {
             });
         }
         let resumes = d.signer.position().is_some_and(|(h, _, _)| h == height);
+        // The guard at start, as the node's `load_signer` sets it up: the look-back floor is the highest
+        // height whose stored certificate holds this key, and a validator watches before signing at every
+        // start but the very first one of a fresh chain (no block, no signed message, never run before):
+        // there is no earlier life to find and the simulator runs no twins, so that watch would only delay.
+        // The node cannot tell a first start from a restart that lost its state before the first commit,
+        // so it watches at every start; a rule on "empty chain and empty signer state" alone let a
+        // validator that lost its state at height 1 sign again unwatched.
+        let guard = self.cfg.signer_guard;
+        let me = self.validators.index_of(&node.key.public());
+        let sign_floor = if guard {
+            d.chain
+                .iter()
+                .rev()
+                .find(|(_, c)| c.signatures.iter().any(|s| Some(usize::from(s.validator_index)) == me))
+                .map_or(Height(0), |(b, _)| b.height())
+        } else {
+            Height(0)
+        };
+        let fresh_chain = node.incarnation == 0 && d.chain.is_empty() && d.signer.position().is_none();
+        let watch = guard && !fresh_chain && self.validators.len() > 1;
         let config = Config {
             chain_id: self.genesis.chain_id.clone(),
             validators: self.validators.clone(),
@@ -626,8 +748,8 @@ impl World {
             key: Some(node.key.clone()),
             signer: d.signer.clone(),
             height,
-            sign_floor: Height(0),
-            watch: false,
+            sign_floor,
+            watch,
         };
         let mut core = match Consensus::new(config) {
             Ok(c) => c,
@@ -645,6 +767,10 @@ impl World {
                 self.report.resumes_mid_height += 1;
             }
         }
+        if honest {
+            self.report.watches += u64::from(watch);
+            self.report.floors_from_chain += u64::from(sign_floor > Height(0));
+        }
         node.live = Some(Live {
             core,
             state: d.state.clone(),
@@ -657,8 +783,16 @@ impl World {
             decided_without_block: None,
             height_started_ms: self.now,
             last_sync_ms: None,
+            watch_left_ms: watch.then(|| watch_ms(&self.params)),
+            watch_last_ms: self.now,
+            heard_height: height,
+            end_watch_bump: None,
         });
         let wal: Vec<SignedMessage> = d.wal.iter().filter(|m| m.position().0 == height).cloned().collect();
+        if watch {
+            let incarnation = node.incarnation;
+            self.push(self.now + WATCH_TICK_MS, Ev::WatchTick { node: i, incarnation });
+        }
         self.process(i, Input::Core(Event::Start));
         // Replay the WAL: the votes behind a persisted lock are needed to re-prove it (L28).
         for m in wal {
@@ -668,6 +802,58 @@ impl World {
             };
             self.process(i, input);
         }
+    }
+
+    /// Some live peer is reachable both ways (the node's "connected to a peer").
+    fn connected(&self, i: usize) -> bool {
+        let cut = |a: usize, b: usize| self.cuts.iter().any(|(_, from, to)| from.contains(&a) && to.contains(&b));
+        (0..self.nodes.len()).any(|j| j != i && self.nodes[j].live.is_some() && !cut(i, j) && !cut(j, i))
+    }
+
+    /// Count down the watch while connected and caught up (as the node's `advance_watch`); feed `EndWatch`
+    /// when it has run. The interval since the last tick counts if the node is connected and caught up now.
+    fn advance_watch(&mut self, i: usize) {
+        let now = self.now;
+        let connected = self.connected(i);
+        let live = self.live(i);
+        let elapsed = now.saturating_sub(live.watch_last_ms);
+        live.watch_last_ms = now;
+        let Some(left) = live.watch_left_ms else { return };
+        let behind = live.heard_height > live.core.height() || live.decided_without_block.is_some();
+        let left = if connected && !behind { left.saturating_sub(elapsed) } else { left };
+        if left > 0 {
+            live.watch_left_ms = Some(left);
+            let incarnation = self.nodes[i].incarnation;
+            self.push(now + WATCH_TICK_MS, Ev::WatchTick { node: i, incarnation });
+            return;
+        }
+        live.watch_left_ms = None;
+        let before = (live.core.height(), live.core.round());
+        self.report.watches_ended += 1;
+        self.fold(&[4, now, i as u64]);
+        self.process(i, Input::Core(Event::EndWatch));
+        if let Some(live) = self.nodes[i].live.as_mut() {
+            let after = (live.core.height(), live.core.round());
+            if after.0 == before.0 && after.1 > before.1 && live.core.decision().is_none() {
+                live.end_watch_bump = Some(after);
+            }
+        }
+    }
+
+    /// The liveness failure the core's `EndWatch` causes today: a validator whose watch ended after its step
+    /// ran past a vote it did not cast moves to the next round on its own, while the others, short of its
+    /// vote, wait in the round before (no timeout runs without 2f+1 votes, and fewer than f+1 validators
+    /// ahead are too few for a round skip). True when the honest nodes at the stalled `height` are split
+    /// across rounds and every one above the lowest of those rounds sits in the round its `EndWatch` started.
+    fn stranded_by_end_watch(&self, height: Height) -> bool {
+        let at_height: Vec<&Live> = (0..self.nodes.len())
+            .filter(|i| self.honest(*i))
+            .filter_map(|i| self.nodes[i].live.as_ref())
+            .filter(|l| l.core.height() == height)
+            .collect();
+        let Some(lowest) = at_height.iter().map(|l| l.core.round()).min() else { return false };
+        let ahead: Vec<&&Live> = at_height.iter().filter(|l| l.core.round() > lowest).collect();
+        !ahead.is_empty() && ahead.iter().all(|l| l.end_watch_bump == Some((height, l.core.round())))
     }
 
     fn live(&mut self, i: usize) -> &mut Live {
@@ -713,13 +899,9 @@ impl World {
             Event::Vote(v) => Some(SignedMessage::Vote(v.clone())),
             _ => None,
         };
-        let tracked = wal.clone().filter(|m| {
-            let signer = match m {
-                SignedMessage::Proposal(p) => p.proposal.proposer,
-                SignedMessage::Vote(v) => v.vote.validator,
-            };
-            self.honest(i) && self.validators.index_of(&signer).is_some_and(|k| !self.honest(k))
-        });
+        let tracked = wal
+            .clone()
+            .filter(|m| self.honest(i) && self.validators.index_of(&signer_of(m)).is_some_and(|k| !self.honest(k)));
         let incarnation = self.nodes[i].incarnation;
         let live = self.live(i);
         let (height, undecided) = (live.core.height(), live.core.decision().is_none());
@@ -813,6 +995,13 @@ impl World {
                     height: height.next(),
                     validators: self.validators.clone(),
                 }));
+            }
+            Action::ForeignSignature { halted, .. } => {
+                // The node logs it loudly and reports it in its status; here it is counted.
+                if honest {
+                    self.report.foreign_signatures += 1;
+                    self.report.halts += u64::from(halted);
+                }
             }
             Action::Evidence(e) => {
                 if honest {
@@ -927,11 +1116,21 @@ impl World {
 
     fn on_msg(&mut self, i: usize, from: usize, msg: Msg, pending: &mut VecDeque<Input>) {
         let now = self.now;
+        // A Byzantine node knows what it signed: its own key's messages coming back (relayed, or the other
+        // half of its own equivocation) are not fed to its core, whose guard would otherwise take them for a
+        // twin and halt it, turning every behaviour into silence.
+        if self.nodes[i].behaviour.is_some()
+            && let Some(m) = signed_message(&msg)
+            && signer_of(&m) == self.nodes[i].key.public()
+        {
+            return;
+        }
         let live = self.live(i);
         let height = live.core.height();
         if let Some(h) = msg.height()
             && h > height
         {
+            live.heard_height = live.heard_height.max(h);
             // Refused by the core before NewHeight: keep the next height's messages, ask for blocks
             // when stuck here while a peer is ahead.
             if h == height.next() && live.future.len() < FUTURE_MESSAGES_MAX {
@@ -1032,6 +1231,18 @@ impl World {
                         continue;
                     };
                     let next = block.height().next();
+                    let floor = live.core.sign_floor();
+                    // Look-back, as the node's sync does: this key signed at this height (here or in a life
+                    // this node forgot).
+                    let me = self.validators.index_of(&self.nodes[i].key.public());
+                    let has_my_key = cert.signatures.iter().any(|s| Some(usize::from(s.validator_index)) == me);
+                    if self.cfg.signer_guard && has_my_key && block.height() > floor {
+                        self.report.floor_raises += 1;
+                        self.feed(i, Event::RaiseSignFloor(block.height()), pending);
+                        if self.nodes[i].live.is_none() {
+                            return;
+                        }
+                    }
                     self.commit_block(i, block, cert, &changes);
                     self.feed(i, Event::NewHeight { height: next, validators: self.validators.clone() }, pending);
                     if self.nodes[i].live.is_none() {
