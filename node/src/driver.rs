@@ -72,13 +72,13 @@ const SYNC_RETRY: Duration = Duration::from_secs(2);
 /// Why the driver stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    #[error("storage failure: {0}")]
+    #[error("storage failure")]
     Storage(#[from] StorageError),
-    #[error("state store failure: {0}")]
+    #[error("state store failure")]
     Store(#[from] StoreError),
-    #[error("consensus refused its own input: {0}")]
+    #[error("consensus refused its own input")]
     Consensus(#[from] ConsensusError),
-    #[error("{0}")]
+    #[error(transparent)]
     Safety(#[from] SafetyError),
     #[error("block {height} was decided but cannot be applied: {reason}")]
     DecidedBlockInvalid { height: Height, reason: String },

@@ -172,6 +172,7 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
             tip,
             key,
             setup.driver.double_sign_watch_ms,
+            setup.accept_rewind,
         )?),
         _ => None,
     };
@@ -314,6 +315,7 @@ fn load_signer(
     tip: ledger_core::Height,
     key: &Keypair,
     watch_ms: u64,
+    accept_rewind: bool,
 ) -> anyhow::Result<SignerSetup> {
     let file = SignerFile::new(data_dir, &genesis.chain_id, key.public());
     let mut state = file.load()?;
@@ -379,6 +381,27 @@ fn load_signer(
             watch_ms,
             "watching the network before signing (another process with this key, or messages from before a restart, show up first)"
         );
+    }
+    // A signer state ahead of the database: the database went back (damage, restore, reset-data). The
+    // heights up to the last signed one will be synced, not signed: the state becomes a floor at that
+    // height (its lock and last message only ever matter at that height, which is never signed again).
+    if let Some(signed) = state.as_ref().and_then(|s| s.position()).map(|p| p.0)
+        && signed > tip.next()
+    {
+        if !accept_rewind {
+            anyhow::bail!(
+                "{} says this validator signed at height {signed}, but the database in {} ends at height {tip}: the database went back. Find out why, then start with --accept-rewind to sync the missing blocks (nothing is signed at or below height {signed})",
+                file.path().display(),
+                data_dir.join("db").display()
+            );
+        }
+        let floor = state.as_ref().map_or(signed, |s| s.floor().max(signed));
+        tracing::warn!(
+            signed = %signed,
+            database = %tip,
+            "signer state is ahead of the rewound database: nothing is signed at or below height {signed} (look-back floor)"
+        );
+        state = Some(ledger_core::consensus::SignerState::with_floor(floor));
     }
     Ok(SignerSetup { key: key.clone(), file, state: state.unwrap_or_default(), sign_floor, watch })
 }
