@@ -77,7 +77,6 @@ fn main() -> ExitCode {
     let mut results = results.into_inner().expect("no worker panicked");
     results.sort_by_key(|(seed, _)| *seed);
     let (mut violations, mut heights, mut faults) = (0usize, 0u64, 0u64);
-    let stranded = results.iter().filter(|(_, r)| r.stranded_by_end_watch).count();
     let sum = |f: fn(&Report) -> u64| results.iter().map(|(_, r)| f(r)).sum::<u64>();
     let signer_line = format!(
         "signer faults: lost={} rewound={} at_undecided_height={} | guard={} watches={} watches_ended={} \
@@ -123,9 +122,6 @@ fn main() -> ExitCode {
             for v in &r.violations {
                 println!("  violation {v}");
             }
-            if r.stranded_by_end_watch {
-                println!("  known ledger-core bug: a validator stranded in the round its EndWatch started");
-            }
             if args.verbose {
                 for line in r.final_state.lines() {
                     println!("  at the end: {line}");
@@ -142,7 +138,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!("{signer_line} stalls_stranded_by_end_watch={stranded}");
+    println!("{signer_line}");
     println!(
         "seeds={} violations={violations} heights={heights} faults={faults} elapsed_s={:.1}",
         args.seeds,

@@ -161,9 +161,6 @@ struct Live {
     watch_last_ms: u64,
     /// Highest height of a consensus message heard: above the core's height, this node is behind.
     heard_height: Height,
-    /// (height, round) the core moved to on `EndWatch` when that started a later round (see
-    /// [`Report::stranded_by_end_watch`]).
-    end_watch_bump: Option<(Height, Round)>,
 }
 
 struct Node {
@@ -216,9 +213,6 @@ pub struct Report {
     /// `ForeignSignature` actions of honest cores, and those that halted the core.
     pub foreign_signatures: u64,
     pub halts: u64,
-    /// The run failed liveness with a validator stranded alone in the round its `EndWatch` started (see
-    /// [`World::stranded_by_end_watch`]): the core's known liveness bug, not the network's.
-    pub stranded_by_end_watch: bool,
     pub evidence: usize,
     pub delivered: u64,
     pub dropped: u64,
@@ -688,7 +682,6 @@ impl World {
         let bound = if min <= self.heal_base { self.cfg.first_height_bound_ms } else { self.cfg.height_bound_ms };
         let waited_ms = self.now - self.progress_ms;
         if waited_ms > bound {
-            self.report.stranded_by_end_watch = self.stranded_by_end_watch(Height(min + 1));
             self.checker.violations.push(Violation::Liveness { height: min + 1, waited_ms, heights });
             self.done = true;
         }
@@ -786,7 +779,6 @@ impl World {
             watch_left_ms: watch.then(|| watch_ms(&self.params)),
             watch_last_ms: self.now,
             heard_height: height,
-            end_watch_bump: None,
         });
         let wal: Vec<SignedMessage> = d.wal.iter().filter(|m| m.position().0 == height).cloned().collect();
         if watch {
@@ -828,32 +820,9 @@ impl World {
             return;
         }
         live.watch_left_ms = None;
-        let before = (live.core.height(), live.core.round());
         self.report.watches_ended += 1;
         self.fold(&[4, now, i as u64]);
         self.process(i, Input::Core(Event::EndWatch));
-        if let Some(live) = self.nodes[i].live.as_mut() {
-            let after = (live.core.height(), live.core.round());
-            if after.0 == before.0 && after.1 > before.1 && live.core.decision().is_none() {
-                live.end_watch_bump = Some(after);
-            }
-        }
-    }
-
-    /// The liveness failure the core's `EndWatch` causes today: a validator whose watch ended after its step
-    /// ran past a vote it did not cast moves to the next round on its own, while the others, short of its
-    /// vote, wait in the round before (no timeout runs without 2f+1 votes, and fewer than f+1 validators
-    /// ahead are too few for a round skip). True when the honest nodes at the stalled `height` are split
-    /// across rounds and every one above the lowest of those rounds sits in the round its `EndWatch` started.
-    fn stranded_by_end_watch(&self, height: Height) -> bool {
-        let at_height: Vec<&Live> = (0..self.nodes.len())
-            .filter(|i| self.honest(*i))
-            .filter_map(|i| self.nodes[i].live.as_ref())
-            .filter(|l| l.core.height() == height)
-            .collect();
-        let Some(lowest) = at_height.iter().map(|l| l.core.round()).min() else { return false };
-        let ahead: Vec<&&Live> = at_height.iter().filter(|l| l.core.round() > lowest).collect();
-        !ahead.is_empty() && ahead.iter().all(|l| l.end_watch_bump == Some((height, l.core.round())))
     }
 
     fn live(&mut self, i: usize) -> &mut Live {
