@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tests::chaos::nemesis::FaultKind;
+use tests::chaos::nemesis::{self, FaultKind};
 use tests::chaos::{self, Options};
 
 #[derive(Parser)]
@@ -31,7 +31,7 @@ struct Args {
     /// Concurrent client threads.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-    /// Comma-separated fault kinds (kill9,pause,restart,isolate,split,flap,lossy); default all.
+    /// Comma-separated fault kinds (kill9,pause,restart,disk,isolate,split,flap,lossy); default all.
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
     /// Never use network namespaces, even as root.
@@ -40,6 +40,10 @@ struct Args {
     /// Keep the localnet (homes, logs, data) in this directory.
     #[arg(long)]
     keep_dir: Option<PathBuf>,
+    /// Print the schedule of this seed (with every kind asked for, as on a machine with namespaces and
+    /// lossy links) and exit without running anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,14 @@ fn main() -> ExitCode {
             }
         }
         opts.kinds = kinds;
+    }
+    if args.dry_run {
+        let schedule = nemesis::schedule(opts.seed, opts.duration, opts.validators, &opts.kinds);
+        println!("schedule of seed {} over {}s ({} faults):", opts.seed, args.duration, schedule.len());
+        for s in &schedule {
+            println!("  {s}");
+        }
+        return ExitCode::SUCCESS;
     }
     match chaos::run(&opts) {
         Ok(report) => {

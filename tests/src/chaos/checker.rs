@@ -18,6 +18,9 @@
 //! | sum of balances equals the genesis supply after every height | I4 |
 //! | a tx id at most once per chain | I8 |
 //! | every ok tx in every chain exactly once; every failed tx in none | history |
+//!
+//! Beside the chains, `chaos::safety_violations` reads every node's log: an evidence line means an
+//! honest validator double-signed (I7, I11), a "panicked at" line a panic (I9).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

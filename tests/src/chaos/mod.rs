@@ -1,16 +1,19 @@
 //! `chaos`: a Jepsen-style fault run against real `ledgerd` processes.
 //!
 //! A run starts a localnet (one network namespace per node when running as root, see [`netns`]), starts
-//! the bank [`workload`], plays the seeded [`nemesis`] schedule (kill -9, SIGSTOP, clean restarts,
-//! partitions, flapping and lossy links), heals everything, checks liveness (I6), resolves the clients'
-//! open outcomes, and ends with the [`checker`] over every node's full chain. It is not a simulator: the
-//! timing of what happens between scheduled faults is the machine's, so two runs of one seed share the
-//! schedule, not the interleaving.
+//! the bank [`workload`], plays the seeded [`nemesis`] schedule (kill -9, SIGSTOP, clean restarts, disk
+//! damage with the operator's recovery, partitions, flapping and lossy links), heals everything, checks
+//! liveness (I6), resolves the clients' open outcomes, and ends with the [`checker`] over every node's
+//! full chain and [`safety_violations`] over every node's log (no evidence: every validator here is
+//! honest, I7/I11; no panic, I9). It is not a simulator: the timing of what happens between scheduled
+//! faults is the machine's, so two runs of one seed share the schedule, not the interleaving.
 //!
-//! [`scenarios`] holds the runs with a fixed script: storage damage on a stopped node, and the twins
-//! negative control.
+//! [`disk`] damages a stopped node's data directory and brings it back as an operator would.
+//! [`scenarios`] holds the runs with a fixed script: the storage-damage matrix, and the twins negative
+//! control. Invariant ids are those of docs/reliability.md.
 
 pub mod checker;
+pub mod disk;
 pub mod nemesis;
 pub mod netns;
 pub mod rng;
@@ -111,6 +114,9 @@ pub struct Cluster {
     pub genesis: Genesis,
     pub http: reqwest::blocking::Client,
     pub started: Instant,
+    /// Each node's launcher and `ledgerd start` arguments as launched, so one start can add a flag
+    /// (`--accept-rewind`) and the next goes back to these.
+    launch: Vec<(Vec<String>, Vec<String>)>,
 }
 
 impl Cluster {
@@ -123,6 +129,7 @@ impl Cluster {
         let genesis_text = std::fs::read_to_string(net.dir.join("genesis.json"))?;
         let genesis = Genesis::from_json(&genesis_text).map_err(|e| anyhow!("genesis.json: {e}"))?;
         let mut http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let mut launch = vec![(Vec::new(), Vec::new()); validators];
         let topo = if netns {
             let topo = Topology::create(validators)?;
             for i in 0..validators {
@@ -142,6 +149,7 @@ impl Cluster {
                     args.push("--bootstrap-peer".to_string());
                     args.push(format!("/ip4/{}/tcp/{}/p2p/{peer_id}", topo.ip(j), netns::P2P_PORT));
                 }
+                launch[i] = (topo.launcher(i), args.clone());
                 net.set_launch(i, topo.launcher(i), args, topo.api_client(i));
             }
             http = topo.http();
@@ -149,7 +157,7 @@ impl Cluster {
         } else {
             None
         };
-        let mut cluster = Cluster { net, topo, genesis, http, started: Instant::now() };
+        let mut cluster = Cluster { net, topo, genesis, http, started: Instant::now(), launch };
         cluster.net.start_all()?;
         let all: Vec<usize> = (0..validators).collect();
         cluster.net.wait_all(&all, 2, START).context("localnet start")?;
@@ -158,6 +166,18 @@ impl Cluster {
 
     pub fn n(&self) -> usize {
         self.net.nodes.len()
+    }
+
+    /// Start node `i` with `extra` arguments added to its `ledgerd start` command line for this start only.
+    pub fn start_node(&mut self, i: usize, extra: &[&str]) -> Result<()> {
+        let (launcher, args) = self.launch[i].clone();
+        let api = self.api(i);
+        let mut with = args.clone();
+        with.extend(extra.iter().map(|s| s.to_string()));
+        self.net.set_launch(i, launcher.clone(), with, api.clone());
+        let started = self.net.start(i);
+        self.net.set_launch(i, launcher, args, api);
+        started
     }
 
     pub fn api(&self, i: usize) -> ApiClient {
@@ -267,11 +287,11 @@ pub fn run(opts: &Options) -> Result<Report> {
             // A harness failure (not a ledger one) still heals and ends with the check of what we have.
             cluster.say(format!("nemesis error: {e:#}"));
             violations.push(violation("nemesis", format!("{}: {e:#}", step.fault)));
-            heal_everything(&mut cluster);
+            heal_everything(&mut cluster, &mut violations);
         }
     }
     nemesis::sleep_until(chaos_start, opts.duration);
-    heal_everything(&mut cluster);
+    heal_everything(&mut cluster, &mut violations);
     cluster.say("chaos phase over: stopping clients");
     let mut history = workload.stop();
 
@@ -288,9 +308,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     cluster.say(format!("checking chains up to height {common}"));
     let (_, found) = checker::check_all(&cluster.genesis, &cluster.named_apis(), common, &history)?;
     violations.extend(found);
-    for line in cluster.net.evidence_lines() {
-        violations.push(violation("I7", format!("evidence against an honest validator: {line}")));
-    }
+    violations.extend(safety_violations(&cluster));
 
     let (txs_ok, txs_failed, txs_indeterminate) = workload::tally(&history);
     let report = Report {
@@ -357,6 +375,24 @@ fn inject(
             }
             cluster.net.start(*node)?;
             check_not_backwards(cluster, *node, before, violations);
+        }
+        Fault::Disk { node, what, crash, prefer_reset, seed, .. } => {
+            let before = cluster.api(*node).height().ok();
+            if *crash {
+                cluster.net.kill(*node)?;
+            } else if let Err(e) = cluster.net.stop(*node, Duration::from_secs(20)) {
+                violations.push(violation("restart", format!("node{node} did not stop cleanly on SIGTERM: {e:#}")));
+            }
+            let home = cluster.net.nodes[*node].home.clone();
+            let done = disk::apply(&home, *what, *seed)?;
+            cluster.say(format!(
+                "node{node} stopped at height {}; mark {:?}; {done}",
+                before.map_or("?".to_string(), |h| h.to_string()),
+                disk::high_water(&home)?
+            ));
+            std::thread::sleep(fault.hold());
+            let outcome = disk::restart_and_recover(cluster, *node, *prefer_reset, violations)?;
+            cluster.say(format!("node{node} after {what}: {}", outcome.describe()));
         }
         Fault::Pause { node, .. } => {
             cluster.net.pause(*node)?;
@@ -437,6 +473,22 @@ fn inject(
     Ok(())
 }
 
+/// What every node's whole log must not hold: evidence (every validator here is honest, so evidence means
+/// an honest double-sign: I7, I11) and panics (I9).
+pub fn safety_violations(cluster: &Cluster) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for line in cluster.net.evidence_lines() {
+        out.push(violation("I7", format!("evidence against an honest validator: {line}")));
+    }
+    for n in &cluster.net.nodes {
+        let log = disk::strip_ansi(&std::fs::read_to_string(n.log_path()).unwrap_or_default());
+        for line in disk::panic_lines(&log) {
+            out.push(violation("I9", format!("{} panicked: {line}", n.name)));
+        }
+    }
+    out
+}
+
 /// I5: once a restarted node answers, its height is not below what it reported before the fault.
 fn check_not_backwards(cluster: &Cluster, node: usize, before: Option<u64>, violations: &mut Vec<Violation>) {
     let Some(before) = before else { return };
@@ -451,11 +503,18 @@ fn check_not_backwards(cluster: &Cluster, node: usize, before: Option<u64>, viol
     }
 }
 
-/// Undo every fault: resume, start what is down, mend every link.
-fn heal_everything(cluster: &mut Cluster) {
+/// Undo every fault: resume, start what is down, mend every link. A node found exited on its own (not
+/// stopped by the nemesis) is a violation.
+fn heal_everything(cluster: &mut Cluster, violations: &mut Vec<Violation>) {
     for i in 0..cluster.n() {
         let _ = cluster.net.resume(i);
         if !cluster.net.nodes[i].is_running() {
+            if let Some(status) = cluster.net.nodes[i].exit_status() {
+                violations.push(violation(
+                    if status.code() == Some(101) { "I9" } else { "exited" },
+                    format!("node{i} exited on its own ({status}):\n{}", cluster.net.nodes[i].log_tail(15)),
+                ));
+            }
             let _ = cluster.net.start(i);
         }
     }

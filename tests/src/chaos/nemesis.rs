@@ -10,9 +10,11 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::disk::DiskFault;
 use super::rng::Rng;
 
-/// The kinds of fault, in the order of RELIABILITY.md's catalogue.
+/// The kinds of fault; docs/reliability.md's fault catalogue ("Faults") describes each and the tests that
+/// cover it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FaultKind {
     /// kill -9, stay down a while, restart on the same data.
@@ -21,6 +23,9 @@ pub enum FaultKind {
     Pause,
     /// SIGTERM, wait for the clean exit, start again.
     Restart,
+    /// Stop a node (kill -9 or SIGTERM), damage its data directory (sled log, signer state, reset-data),
+    /// start it again, and recover it as an operator would when it refuses.
+    Disk,
     /// Cut one node off from every other node.
     Isolate,
     /// Two halves that cannot reach each other (2|2 for four nodes): no block may commit.
@@ -32,10 +37,11 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Kill9,
         FaultKind::Pause,
         FaultKind::Restart,
+        FaultKind::Disk,
         FaultKind::Isolate,
         FaultKind::Split,
         FaultKind::Flap,
@@ -52,6 +58,7 @@ impl FaultKind {
             FaultKind::Kill9 => "kill9",
             FaultKind::Pause => "pause",
             FaultKind::Restart => "restart",
+            FaultKind::Disk => "disk",
             FaultKind::Isolate => "isolate",
             FaultKind::Split => "split",
             FaultKind::Flap => "flap",
@@ -77,6 +84,17 @@ pub enum Fault {
     },
     Restart {
         node: usize,
+    },
+    /// Stop `node` (kill -9 when `crash`, else SIGTERM), apply `what` to its data directory, keep it down
+    /// `down_ms`, start it; when it refuses, recover it with `--accept-rewind` (and `reset-data` when the
+    /// database is corrupt or `prefer_reset`). `seed` places the damaged bytes.
+    Disk {
+        node: usize,
+        what: DiskFault,
+        crash: bool,
+        prefer_reset: bool,
+        down_ms: u64,
+        seed: u64,
     },
     Isolate {
         node: usize,
@@ -108,6 +126,7 @@ impl Fault {
             Fault::Kill9 { .. } => FaultKind::Kill9,
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::Restart { .. } => FaultKind::Restart,
+            Fault::Disk { .. } => FaultKind::Disk,
             Fault::Isolate { .. } => FaultKind::Isolate,
             Fault::Split { .. } => FaultKind::Split,
             Fault::Flap { .. } => FaultKind::Flap,
@@ -118,7 +137,7 @@ impl Fault {
     /// How long the fault is held before it is healed.
     pub fn hold(&self) -> Duration {
         Duration::from_millis(match self {
-            Fault::Kill9 { down_ms, .. } => *down_ms,
+            Fault::Kill9 { down_ms, .. } | Fault::Disk { down_ms, .. } => *down_ms,
             Fault::Restart { .. } => 0,
             Fault::Pause { ms, .. }
             | Fault::Isolate { ms, .. }
@@ -135,6 +154,11 @@ impl fmt::Display for Fault {
             Fault::Kill9 { node, down_ms } => write!(f, "kill9 node{node}, down {down_ms} ms"),
             Fault::Pause { node, ms } => write!(f, "pause (SIGSTOP) node{node} for {ms} ms"),
             Fault::Restart { node } => write!(f, "clean restart (SIGTERM) node{node}"),
+            Fault::Disk { node, what, crash, prefer_reset, down_ms, seed } => {
+                let how = if *crash { "kill -9" } else { "SIGTERM" };
+                let recovery = if *prefer_reset { "reset-data" } else { "accept-rewind" };
+                write!(f, "disk node{node}: {how}, {what}, down {down_ms} ms (seed {seed}, recovery by {recovery})")
+            }
             Fault::Isolate { node, ms } => write!(f, "isolate node{node} for {ms} ms"),
             Fault::Split { side_a, side_b, ms } => write!(f, "split {side_a:?}|{side_b:?} for {ms} ms"),
             Fault::Flap { ms, period_ms, seed } => {
@@ -164,6 +188,9 @@ impl fmt::Display for Step {
 const STEP_SLACK_MS: u64 = 2_000;
 /// First fault this long after the workload starts, so the history begins with a healthy network.
 const FIRST_FAULT_MS: u64 = 3_000;
+/// Extra time laid out after a disk fault: the restarted validator watches the network (6 s by default,
+/// `consensus.double_sign_watch_ms`) before it signs again, and may resync.
+const DISK_SLACK_MS: u64 = 8_000;
 
 /// The schedule for `seed`: faults of `kinds` (a seeded permutation, repeated) until `duration` is used.
 pub fn schedule(seed: u64, duration: Duration, n: usize, kinds: &[FaultKind]) -> Vec<Step> {
@@ -182,7 +209,8 @@ pub fn schedule(seed: u64, duration: Duration, n: usize, kinds: &[FaultKind]) ->
         }
         let fault = make_fault(order[k % order.len()], n, &mut rng);
         k += 1;
-        let budget = fault.hold().as_millis() as u64 + STEP_SLACK_MS;
+        let extra = if fault.kind() == FaultKind::Disk { DISK_SLACK_MS } else { 0 };
+        let budget = fault.hold().as_millis() as u64 + STEP_SLACK_MS + extra;
         if t + budget > end_ms {
             break;
         }
@@ -198,6 +226,14 @@ fn make_fault(kind: FaultKind, n: usize, rng: &mut Rng) -> Fault {
         FaultKind::Kill9 => Fault::Kill9 { node, down_ms: rng.range(1_000, 5_000) },
         FaultKind::Pause => Fault::Pause { node, ms: rng.range(8_000, 10_000) },
         FaultKind::Restart => Fault::Restart { node },
+        FaultKind::Disk => Fault::Disk {
+            node,
+            what: DiskFault::random(rng),
+            crash: rng.below(2) == 0,
+            prefer_reset: rng.below(2) == 0,
+            down_ms: rng.range(500, 3_000),
+            seed: rng.next_u64(),
+        },
         FaultKind::Isolate => Fault::Isolate { node, ms: rng.range(4_000, 8_000) },
         FaultKind::Split => {
             let mut all: Vec<usize> = (0..n).collect();
