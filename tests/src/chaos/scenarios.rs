@@ -1,169 +1,158 @@
 //! Scripted chaos runs: damage to a stopped node's storage, and the twins negative control.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 
 use super::checker::{self, Violation, violation};
+use super::disk::{self, DiskFault};
 use super::rng::Rng;
 use super::workload::{self, Workload};
 use super::{Cluster, LIVENESS};
 use crate::harness::{ApiClient, Localnet, wait_for};
 
-/// Bytes at the end of the data file that the damage cases touch.
-const TAIL_BYTES: u64 = 4096;
+/// Height the chain grows to before the first damage case, and how long that may take.
+const GROWN: u64 = 150;
+const GROW: Duration = Duration::from_secs(60);
 
-/// What is done to the stopped node's sled data (its largest file, the log `db`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Damage {
-    /// Cut the last 4 KiB off, as a torn write at the end of the log would.
-    TruncateTail,
-    /// Invert 64 bytes spread over the last 4 KiB, as silent media corruption would.
-    FlipTail,
+/// One case of the storage-damage matrix and what came of it.
+#[derive(Debug)]
+pub struct CaseOutcome {
+    pub case: DiskFault,
+    pub node: usize,
+    /// Height the node reported before it was stopped.
+    pub before: u64,
+    /// What was done to its data directory (file sizes, snapshots deleted).
+    pub done: String,
+    pub outcome: disk::Outcome,
+    /// How long after catching up it signed again (mode `active`), if it did.
+    pub signing_again: Option<Duration>,
 }
 
-/// How a damaged node behaved.
+impl CaseOutcome {
+    pub fn line(&self) -> String {
+        let signing = self
+            .signing_again
+            .map_or("not signing".to_string(), |d| format!("signing again after {:.1}s", d.as_secs_f64()));
+        format!(
+            "node{} {} (height {} before; {}): {}; {signing}",
+            self.node,
+            self.case,
+            self.before,
+            self.done,
+            self.outcome.describe()
+        )
+    }
+}
+
+/// What a storage-damage run found.
 #[derive(Debug)]
-pub struct DamageOutcome {
-    /// It started, caught up and holds the same verified chain as the others.
-    pub recovered: bool,
-    /// What happened, for the report: the refusal message or the recovery figures.
-    pub description: String,
+pub struct DamageReport {
+    pub cases: Vec<CaseOutcome>,
     pub violations: Vec<Violation>,
 }
 
-/// Start 4 validators under a workload, stop node 3 cleanly, damage its data, start it again. Passes when
-/// it either refuses to start with a clear message (non-zero exit, the reason in its log) or recovers and
-/// then holds the same verified chain as the others; never serving bad data, never signing conflicting
-/// votes (no evidence anywhere).
-pub fn storage_damage(damage: Damage, seed: u64) -> Result<DamageOutcome> {
+/// The storage-damage matrix on one cluster: 4 validators under a workload; for each case in turn, stop
+/// one validator cleanly (node3, node0, node1, ... in turn), apply the case to its data directory, let
+/// the others go on, and start it again with [`disk::restart_and_recover`]: it must refuse with a clear
+/// error or start at or above its high-water mark (a rewind is an ERROR naming both heights and, for a
+/// validator, a refusal until `--accept-rewind`); never panic. A refusal is recovered as an operator
+/// would (`reset-data` and/or `--accept-rewind`), and the node must catch up and sign again before the
+/// next case. At the end: no evidence and no panic on any node (I7, I9, I11), and the checker over every
+/// node's chain (I1-I5, I8).
+pub fn storage_damage(cases: &[DiskFault], seed: u64) -> Result<DamageReport> {
     let mut cluster = Cluster::launch(4, 5, false, None)?;
-    let victim = 3;
+    let n = cluster.n();
+    let all: Vec<usize> = (0..n).collect();
     let accounts = cluster.accounts(cluster.genesis.params.min_fee)?;
     let workload = Workload::start(cluster.targets(), accounts, 2, &Rng::new(seed));
-    let up = cluster.max_height();
-    cluster.wait_heights(&[0, 1, 2, 3], up + 5, LIVENESS)?;
-    let before = cluster.api(victim).height()?;
-    cluster.net.stop(victim, Duration::from_secs(20))?;
-    let file = largest_file(&cluster.net.nodes[victim].home.join("data"))?;
-    let what = apply_damage(&file, damage, seed)?;
-    cluster.say(format!("node{victim} stopped at height {before}; {what}"));
-    // The others go on without it for a while, so a recovering node has something to sync.
-    let others = cluster.max_height();
-    cluster.wait_heights(&[0, 1, 2], others + 3, LIVENESS)?;
-    cluster.net.start(victim)?;
-
-    let mut violations = Vec::new();
-    let api = cluster.api(victim);
-    let t0 = Instant::now();
-    let target = cluster.max_height();
-    enum Seen {
-        Exited(std::process::ExitStatus),
-        CaughtUp(u64),
+    // A log over more than one of sled's segments (512 KiB), so that the offsets of the cases are apart.
+    if wait_for(&format!("height {GROWN}"), GROW, || Ok((cluster.max_height() >= GROWN).then_some(()))).is_err() {
+        cluster.say(format!("note: height {GROWN} not reached within {GROW:?}; the cases run on a shorter log"));
     }
-    let seen = {
-        let net = &mut cluster.net;
-        wait_for(&format!("node{victim} to refuse or to catch up to {target}"), Duration::from_secs(90), || {
-            if let Some(status) = net.nodes[victim].exit_status() {
-                return Ok(Some(Seen::Exited(status)));
-            }
-            Ok(api.height().ok().filter(|h| *h >= target).map(Seen::CaughtUp))
-        })
-    };
-    let log_tail = cluster.net.nodes[victim].log_tail(15);
-    let (recovered, description) = match seen {
-        Ok(Seen::Exited(status)) => {
-            let message = log_tail
-                .lines()
-                .rev()
-                .find(|l| l.contains("corrupt") || l.contains("Error") || l.contains("error"))
-                .unwrap_or("")
-                .to_string();
-            if status.success() {
-                violations.push(violation("storage", format!("node{victim} exited 0 on damaged data: {log_tail}")));
-            }
-            if message.is_empty() {
-                violations.push(violation("storage", format!("node{victim} exited ({status}) without a message")));
-            }
-            (false, format!("refused to start ({status}) after {:.1}s: {message}", t0.elapsed().as_secs_f64()))
+    // sled writes its snapshot (`snap.*`) when it opens a database: restart every node once, so that every
+    // case has a snapshot to keep or to delete.
+    for &i in &all {
+        cluster.net.stop(i, Duration::from_secs(20))?;
+    }
+    cluster.net.start_all()?;
+    let up = cluster.max_height();
+    if let Err(e) = cluster.wait_heights(&all, up + 2, LIVENESS) {
+        let why = disk::strip_ansi(&cluster.net.diagnostics(&all));
+        return Err(e.context(format!("the chain after every node restarted at once; every node:\n{why}")));
+    }
+    for &i in &all {
+        disk::wait_active(&cluster, i, LIVENESS).context("every validator signing after the restart")?;
+    }
+    cluster.say(format!("every node restarted once (sled snapshots written); heights {:?}", cluster.heights()));
+    let mut violations = Vec::new();
+    let mut outcomes = Vec::new();
+    for (k, case) in cases.iter().enumerate() {
+        let victim = (n - 1 + k) % n;
+        let others: Vec<usize> = all.iter().copied().filter(|&j| j != victim).collect();
+        // Three validators must sign while the victim is down: the last one restarted may still watch.
+        for &j in &others {
+            disk::wait_active(&cluster, j, LIVENESS).context("every other validator signing before the next case")?;
         }
-        Ok(Seen::CaughtUp(h)) => {
-            (true, format!("recovered: height {before} before, {h} after {:.1}s", t0.elapsed().as_secs_f64()))
+        let before = cluster.api(victim).height()?;
+        cluster.net.stop(victim, Duration::from_secs(20))?;
+        let home = cluster.net.nodes[victim].home.clone();
+        let done = disk::apply(&home, *case, seed.wrapping_add(k as u64))?;
+        cluster.say(format!(
+            "case {k}: node{victim} stopped at height {before}, mark {:?}; {done}",
+            disk::high_water(&home)?
+        ));
+        // The others go on without it for a while, so a recovering node has something to sync.
+        let top = cluster.max_height();
+        cluster.wait_heights(&others, top + 3, LIVENESS)?;
+        let outcome = disk::restart_and_recover(&mut cluster, victim, k % 2 == 1, &mut violations)?;
+        let signing_again = match outcome.caught_up {
+            Some(_) => match disk::wait_active(&cluster, victim, LIVENESS) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    violations.push(violation("I6", format!("node{victim} does not sign again after {case}: {e:#}")));
+                    None
+                }
+            },
+            None => None,
+        };
+        let result = CaseOutcome { case: *case, node: victim, before, done, outcome, signing_again };
+        cluster.say(format!("case {k}: {}", result.line()));
+        let stop = result.signing_again.is_none();
+        outcomes.push(result);
+        if stop {
+            // With this node out, stopping another would halt the chain: the rest of the matrix cannot run.
+            violations
+                .push(violation("storage", format!("matrix stopped after case {k}: node{victim} did not recover")));
+            break;
         }
-        Err(e) => {
-            violations.push(violation("storage", format!("node{victim} neither refused nor recovered: {e:#}")));
-            (false, "stalled".to_string())
-        }
-    };
-    cluster.say(format!("node{victim}: {description}"));
+    }
 
     let mut history = workload.stop();
-    let checked: Vec<usize> = if recovered { vec![0, 1, 2, 3] } else { vec![0, 1, 2] };
+    // A node that did not come back is already a violation; the others are checked.
+    let up: Vec<usize> = all.iter().copied().filter(|&i| cluster.api(i).height().is_ok()).collect();
     let top = cluster.max_height();
-    if let Err(e) = cluster.wait_heights(&checked, top, LIVENESS) {
+    if let Err(e) = cluster.wait_heights(&up, top, LIVENESS) {
         violations.push(violation("I6", format!("{e:#}")));
     }
-    let targets: Vec<workload::Target> = checked.iter().map(|&i| cluster.targets()[i].clone()).collect();
+    let targets: Vec<workload::Target> = up.iter().map(|&i| cluster.targets()[i].clone()).collect();
     workload::resolve(&mut history, &targets);
-    let apis: Vec<(String, ApiClient)> = checked.iter().map(|&i| cluster.named_apis()[i].clone()).collect();
+    let apis: Vec<(String, ApiClient)> = up.iter().map(|&i| cluster.named_apis()[i].clone()).collect();
     let common = apis.iter().filter_map(|(_, a)| a.height().ok()).min().unwrap_or(0);
     let (_, found) = checker::check_all(&cluster.genesis, &apis, common, &history)?;
     violations.extend(found);
-    for line in cluster.net.evidence_lines() {
-        violations.push(violation("I7", format!("evidence after storage damage: {line}")));
-    }
+    violations.extend(super::safety_violations(&cluster));
     let (ok, failed, indeterminate) = workload::tally(&history);
-    cluster.say(format!(
-        "damage {damage:?}: {description}; txs ok {ok} failed {failed} indeterminate {indeterminate}; violations {}",
-        violations.len()
-    ));
+    println!("storage damage summary (seed {seed}; chains checked up to height {common}):");
+    for (k, c) in outcomes.iter().enumerate() {
+        println!("  case {k:>2}: {}", c.line());
+    }
+    println!("  txs ok {ok} failed {failed} indeterminate {indeterminate}; violations {}", violations.len());
     for v in &violations {
-        cluster.say(format!("  {v}"));
+        println!("  {v}");
     }
-    Ok(DamageOutcome { recovered, description, violations })
-}
-
-fn largest_file(dir: &Path) -> Result<PathBuf> {
-    let mut best: Option<(u64, PathBuf)> = None;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if best.as_ref().is_none_or(|(len, _)| meta.len() > *len) {
-                best = Some((meta.len(), entry.path()));
-            }
-        }
-    }
-    best.map(|(_, p)| p).ok_or_else(|| anyhow!("no file under {}", dir.display()))
-}
-
-fn apply_damage(file: &Path, damage: Damage, seed: u64) -> Result<String> {
-    let len = fs::metadata(file)?.len();
-    if len < 2 * TAIL_BYTES {
-        bail!("{} is only {len} bytes", file.display());
-    }
-    match damage {
-        Damage::TruncateTail => {
-            fs::OpenOptions::new().write(true).open(file)?.set_len(len - TAIL_BYTES)?;
-            Ok(format!("truncated {} from {len} to {} bytes", file.display(), len - TAIL_BYTES))
-        }
-        Damage::FlipTail => {
-            let mut bytes = fs::read(file)?;
-            let mut rng = Rng::new(seed);
-            let start = bytes.len() - TAIL_BYTES as usize;
-            for _ in 0..64 {
-                let at = start + rng.below(TAIL_BYTES as usize);
-                bytes[at] ^= 0xFF;
-            }
-            fs::write(file, &bytes)?;
-            Ok(format!("inverted 64 bytes in the last {TAIL_BYTES} of {} ({len} bytes)", file.display()))
-        }
-    }
+    Ok(DamageReport { cases: outcomes, violations })
 }
 
 /// What the twins run found.
@@ -237,7 +226,10 @@ pub fn twins() -> Result<TwinsOutcome> {
     }
     net.start_all()?;
     let all: Vec<usize> = (0..net.nodes.len()).collect();
-    net.wait_all(&all, 3, Duration::from_secs(90)).context("both sides of the split committing")?;
+    if let Err(e) = net.wait_all(&all, 3, Duration::from_secs(90)) {
+        let why = disk::strip_ansi(&net.diagnostics(&all));
+        return Err(e.context(format!("both sides of the split committing; every node:\n{why}")));
+    }
     let genesis_text = fs::read_to_string(net.dir.join("genesis.json"))?;
     let genesis = ledger_core::Genesis::from_json(&genesis_text).map_err(|e| anyhow!("{e}"))?;
     let apis: Vec<(String, ApiClient)> = net.nodes.iter().map(|n| (n.name.clone(), n.api.clone())).collect();
