@@ -77,7 +77,12 @@ pub fn storage_damage(cases: &[DiskFault], seed: u64) -> Result<DamageReport> {
         cluster.net.stop(i, Duration::from_secs(20))?;
     }
     cluster.net.start_all()?;
-    let up = cluster.max_height();
+    // Every node answers (its storage is open), and none signs before its watch ends: this is the height
+    // the network restarted at.
+    let up = wait_for("every node to answer after the restart", LIVENESS, || {
+        let heights: Option<Vec<u64>> = cluster.heights().into_iter().collect();
+        Ok(heights.map(|h| h.into_iter().max().unwrap_or(0)))
+    })?;
     if let Err(e) = cluster.wait_heights(&all, up + 2, LIVENESS) {
         let why = disk::strip_ansi(&cluster.net.diagnostics(&all));
         return Err(e.context(format!("the chain after every node restarted at once; every node:\n{why}")));
