@@ -13,6 +13,7 @@ pub mod consensus;
 pub mod crypto;
 pub mod encoding;
 pub mod genesis;
+pub mod gossip;
 pub mod hash;
 pub mod keyfile;
 pub mod merkle;
