@@ -89,6 +89,22 @@ const KEYS: &[KeySpec] = &[
     key("p2p.bootstrap_peers", Kind::StrList),
     key("p2p.max_peers", int(1, 10_000)),
     key("api.listen_addr", Kind::Str),
+    key("api.connections_max", int(1, 1_000_000)),
+    key("api.connections_per_client_max", int(1, 1_000_000)),
+    key("api.header_read_timeout_ms", int(100, 600_000)),
+    key("api.body_read_timeout_ms", int(100, 600_000)),
+    key("api.write_timeout_ms", int(100, 3_600_000)),
+    key("api.request_timeout_ms", int(100, 600_000)),
+    key("api.requests_per_client_per_sec", int(0, 1_000_000)),
+    key("api.request_burst_per_client", int(1, 10_000_000)),
+    key("api.concurrent_requests_max", int(1, 1_000_000)),
+    key("api.commit_waits_max", int(0, 1_000_000)),
+    key("api.commit_waits_per_client_max", int(0, 1_000_000)),
+    key("api.event_streams_max", int(0, 1_000_000)),
+    key("api.event_streams_per_client_max", int(0, 1_000_000)),
+    key("api.body_buffer_bytes_max", int(1 << 20, 1 << 34)),
+    key("api.body_buffer_bytes_per_client_max", int(1 << 20, 1 << 34)),
+    key("api.unlimited_clients", Kind::StrList),
     key("storage.cache_capacity_mb", int(1, 1 << 20)),
     key("consensus.empty_block_interval_ms", int(1, 3_600_000)),
     key("consensus.min_block_interval_ms", int(0, 3_600_000)),
@@ -125,6 +141,8 @@ pub struct Config {
     pub bootstrap_peers: Vec<Multiaddr>,
     pub max_peers: usize,
     pub api_listen_addr: SocketAddr,
+    /// The `[api]` limits (everything but `listen_addr`).
+    pub api: crate::api::ApiConfig,
     pub cache_capacity_mb: u64,
     pub empty_block_interval_ms: u64,
     /// `None`: [`crate::driver::DEFAULT_MIN_BLOCK_INTERVAL_MS`] with more than one validator, 0 with one.
@@ -400,6 +418,7 @@ pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result
         bootstrap_peers,
         max_peers: layers.u64_or("p2p.max_peers", 50)? as usize,
         api_listen_addr,
+        api: api_config(&layers)?,
         cache_capacity_mb: layers.u64_or("storage.cache_capacity_mb", 64)?,
         empty_block_interval_ms: layers.u64_or("consensus.empty_block_interval_ms", 1000)?,
         min_block_interval_ms: layers.u64_opt("consensus.min_block_interval_ms")?,
@@ -409,6 +428,54 @@ pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result
         mempool_max_bytes: layers.u64_or("mempool.max_bytes", 32 * 1024 * 1024)? as usize,
         mempool_max_per_sender: layers.u64_or("mempool.max_per_sender", 1024)? as usize,
         mempool_max_nonce_gap: layers.u64_or("mempool.max_nonce_gap", 64)?,
+    })
+}
+
+/// The `[api]` limits from the layers, defaults from [`crate::api::ApiConfig::default`].
+fn api_config(layers: &Layers) -> Result<crate::api::ApiConfig, ConfigError> {
+    use std::time::Duration;
+    let d = crate::api::ApiConfig::default();
+    let ms = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(layers.u64_or(key, default.as_millis() as u64)?))
+    };
+    let n = |key: &str, default: usize| -> Result<usize, ConfigError> {
+        Ok(usize::try_from(layers.u64_or(key, default as u64)?).unwrap_or(usize::MAX))
+    };
+    let rate = |key: &str, default: u32| -> Result<u32, ConfigError> {
+        Ok(u32::try_from(layers.u64_or(key, u64::from(default))?).unwrap_or(u32::MAX))
+    };
+    let unlimited_clients = match layers.values.get("api.unlimited_clients") {
+        Some((Value::List(items), src)) => items
+            .iter()
+            .map(|s| {
+                s.trim().parse::<std::net::IpAddr>().map_err(|e| {
+                    invalid("api.unlimited_clients", src, format!("{:?} is not an IP address: {e}", truncate(s, 120)))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
+    Ok(crate::api::ApiConfig {
+        connections_max: n("api.connections_max", d.connections_max)?,
+        connections_per_client_max: n("api.connections_per_client_max", d.connections_per_client_max)?,
+        header_read_timeout: ms("api.header_read_timeout_ms", d.header_read_timeout)?,
+        body_read_timeout: ms("api.body_read_timeout_ms", d.body_read_timeout)?,
+        write_timeout: ms("api.write_timeout_ms", d.write_timeout)?,
+        request_timeout: ms("api.request_timeout_ms", d.request_timeout)?,
+        requests_per_client_per_sec: rate("api.requests_per_client_per_sec", d.requests_per_client_per_sec)?,
+        request_burst_per_client: rate("api.request_burst_per_client", d.request_burst_per_client)?,
+        concurrent_requests_max: n("api.concurrent_requests_max", d.concurrent_requests_max)?,
+        commit_waits_max: n("api.commit_waits_max", d.commit_waits_max)?,
+        commit_waits_per_client_max: n("api.commit_waits_per_client_max", d.commit_waits_per_client_max)?,
+        event_streams_max: n("api.event_streams_max", d.event_streams_max)?,
+        event_streams_per_client_max: n("api.event_streams_per_client_max", d.event_streams_per_client_max)?,
+        body_buffer_bytes_max: n("api.body_buffer_bytes_max", d.body_buffer_bytes_max)?,
+        body_buffer_bytes_per_client_max: n(
+            "api.body_buffer_bytes_per_client_max",
+            d.body_buffer_bytes_per_client_max,
+        )?,
+        unlimited_clients,
+        ..d
     })
 }
 
@@ -442,6 +509,24 @@ max_peers = 50
 
 [api]
 listen_addr = "127.0.0.1:26600"
+# Limits that keep one client from taking the API away from the others. A client is an IP address (an
+# IPv6 /64); loopback is a client like any other unless listed in unlimited_clients.
+# connections_max = 1024                  # open connections in all; more are closed at once
+# connections_per_client_max = 64         # open connections from one client
+# header_read_timeout_ms = 10000          # complete request headers within this (idle/slowloris closed)
+# body_read_timeout_ms = 10000            # complete request body within this (408 body_timeout)
+# write_timeout_ms = 30000                # a response write stalled this long closes the connection
+# request_timeout_ms = 30000              # time to answer (408 timeout)
+# requests_per_client_per_sec = 500       # then delayed up to 1 s, then 429 rate_limited (0: no limit)
+# request_burst_per_client = 1000
+# concurrent_requests_max = 512           # requests in handlers at once (503 overloaded)
+# commit_waits_max = 256                  # POST /txs?wait=commit waiting at once; beyond: answered pending
+# commit_waits_per_client_max = 32
+# event_streams_max = 256                 # open /events streams (503 too_many_subscribers)
+# event_streams_per_client_max = 8
+# body_buffer_bytes_max = 67108864        # request-body bytes buffered at once (503 overloaded)
+# body_buffer_bytes_per_client_max = 16777216
+# unlimited_clients = []                  # IP addresses exempt from the per-client limits
 
 [storage]
 # sled page cache in MiB (sled's own default is 1 GiB).
@@ -609,6 +694,31 @@ cache_capacity_mb = 16
         // Unrelated keys do not make it explicit.
         let c = load(dir.path(), &env(&[("LEDGERD_P2P_KEY_FILE", "p.json")]), &[]).unwrap();
         assert!(!c.validator_key_file_explicit);
+    }
+
+    #[test]
+    fn api_limits_load_with_defaults_and_overrides() {
+        let dir = home_with(&template("alice"));
+        let c = load(dir.path(), &[], &[]).unwrap();
+        let d = crate::api::ApiConfig::default();
+        assert_eq!(c.api.connections_per_client_max, d.connections_per_client_max);
+        assert_eq!(c.api.header_read_timeout, d.header_read_timeout);
+        let flags = [
+            Override::parse_set("api.connections_per_client_max=3").unwrap(),
+            Override::parse_set("api.header_read_timeout_ms=1500").unwrap(),
+        ];
+        let env = env(&[("LEDGERD_API_UNLIMITED_CLIENTS", "127.0.0.1, ::1")]);
+        let c = load(dir.path(), &env, &flags).unwrap();
+        assert_eq!(c.api.connections_per_client_max, 3);
+        assert_eq!(c.api.header_read_timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(c.api.unlimited_clients.len(), 2);
+        let bad = env_pairs("LEDGERD_API_UNLIMITED_CLIENTS", "localhost");
+        let e = load(dir.path(), &bad, &[]).unwrap_err().to_string();
+        assert!(e.contains("api.unlimited_clients") && e.contains("not an IP address"), "{e}");
+    }
+
+    fn env_pairs(k: &str, v: &str) -> Vec<(String, String)> {
+        vec![(k.to_string(), v.to_string())]
     }
 
     #[test]

@@ -474,7 +474,7 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
             ..Default::default()
         },
         api_listen_addr: Some(cfg.api_listen_addr),
-        api: ApiConfig::default(),
+        api: cfg.api.clone(),
         log_name: String::new(),
     };
     Ok(setup)

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, broadcast, watch};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, ErrorView};
+use super::guard::{ClientAddr, ClientHold, Held, Refusal};
 use super::handlers::query;
 use super::state::{ApiState, BlockEvent};
 
@@ -69,9 +70,11 @@ pub struct TxEventView {
               (status = 503, description = "too_many_subscribers", body = ErrorView)))]
 pub async fn events(
     State(s): State<ApiState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let ip = client.map(|Extension(c)| c.0.ip());
     let q = query(q)?;
     let last_event_id = match headers.get("last-event-id") {
         None => None,
@@ -82,12 +85,15 @@ pub async fn events(
                 .ok_or_else(|| ApiError::bad_request("bad_query", "Last-Event-ID must be a block height"))?,
         ),
     };
-    let permit = s
-        .inner
-        .event_streams
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::unavailable("too_many_subscribers", "too many open event streams"))?;
+    let Some(client_hold) = s.inner.clients.hold(ip, Held::EventStream) else {
+        s.inner.clients.refused(Refusal::EventStreamsPerClient, ip);
+        return Err(ApiError::unavailable("too_many_subscribers", "this client holds too many open event streams"));
+    };
+    let Ok(permit) = s.inner.event_streams.clone().try_acquire_owned() else {
+        s.inner.clients.refused(Refusal::EventStreams, ip);
+        return Err(ApiError::unavailable("too_many_subscribers", "too many open event streams"));
+    };
+    let slot = StreamSlot::new(&s, permit, client_hold);
     // Subscribe first, then read the tip: every block above the tip arrives on `live`.
     let live = s.inner.node.subscribe_blocks();
     let tip = s.read(|st| st.latest_height()).await?;
@@ -101,7 +107,7 @@ pub async fn events(
         replay_until: tip.0,
         queue: VecDeque::new(),
         done: false,
-        _permit: permit,
+        _slot: slot,
     };
     Ok(Sse::new(futures::stream::unfold(stream, |mut st| async move {
         let ev = st.next_event().await?;
@@ -121,7 +127,27 @@ struct EventStream {
     queue: VecDeque<Event>,
     /// Set after the final event is queued.
     done: bool,
+    _slot: StreamSlot,
+}
+
+/// What an open stream holds: a global slot, the client's share, and its place in the open-streams gauge.
+struct StreamSlot {
+    state: ApiState,
     _permit: OwnedSemaphorePermit,
+    _client: ClientHold,
+}
+
+impl StreamSlot {
+    fn new(state: &ApiState, permit: OwnedSemaphorePermit, client: ClientHold) -> StreamSlot {
+        state.inner.metrics.add_api_event_streams(1);
+        StreamSlot { state: state.clone(), _permit: permit, _client: client }
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.state.inner.metrics.add_api_event_streams(-1);
+    }
 }
 
 impl EventStream {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ledger_core::{Address, Hash, Height, SignedTransaction, TxId, merkle};
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody, ErrorView};
+use super::guard::{ClientAddr, Held, Refusal};
 use super::state::{ApiState, NodeStatus, unix_time_ms};
 use super::views::*;
 use crate::mempool::TxOutcome;
@@ -444,9 +445,13 @@ fn decode_hex_tx(s: &str) -> Result<Vec<u8>, ErrorBody> {
               (status = 429, description = "mempool_full, sender_limit", body = ErrorView)))]
 pub async fn submit_tx(
     State(s): State<ApiState>,
+    client: Option<Extension<ClientAddr>>,
     q: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
 ) -> ApiResult<TxStatusView> {
+    let ip = client.map(|Extension(c)| c.0.ip());
+    // A general slot for the admission only; the wait below holds a commit-wait slot instead.
+    let general = s.general_slot(ip)?;
     let q = query(q)?;
     let wait = match q.wait.as_deref() {
         None | Some("none") => None,
@@ -467,10 +472,41 @@ pub async fn submit_tx(
         Some(Err(r)) => return Err(ApiError::rejection(&r.code, r.message)),
         None => return Err(ApiError::internal("node returned no result for a submitted transaction")),
     };
+    drop(general);
+    let pending = || Json(TxStatusView { id: id.to_hex(), status: "pending".into(), ..Default::default() });
     let (Some(timeout), Some(events)) = (wait, events) else {
-        return Ok(Json(TxStatusView { id: id.to_hex(), status: "pending".into(), ..Default::default() }));
+        return Ok(pending());
     };
-    Ok(Json(wait_for_commit(&s, id, timeout, events).await?))
+    // Waits have their own bounded pool (and a per-client share): when it is full the answer is
+    // `pending` at once, which the contract allows, and the client polls `GET /txs/{id}`.
+    let Some(client_hold) = s.inner.clients.hold(ip, Held::CommitWait) else {
+        s.inner.clients.refused(Refusal::CommitWaits, ip);
+        return Ok(pending());
+    };
+    let Ok(permit) = s.inner.commit_waits.clone().try_acquire_owned() else {
+        s.inner.clients.refused(Refusal::CommitWaits, ip);
+        return Ok(pending());
+    };
+    let _waiting = WaitGauge::new(&s);
+    let result = wait_for_commit(&s, id, timeout, events).await;
+    drop((permit, client_hold));
+    Ok(Json(result?))
+}
+
+/// One waiting request in `ledger_api_commit_waits` (also when the client goes away mid-wait).
+struct WaitGauge(ApiState);
+
+impl WaitGauge {
+    fn new(s: &ApiState) -> WaitGauge {
+        s.inner.metrics.add_api_commit_waits(1);
+        WaitGauge(s.clone())
+    }
+}
+
+impl Drop for WaitGauge {
+    fn drop(&mut self) {
+        self.0.inner.metrics.add_api_commit_waits(-1);
+    }
 }
 
 /// Wait until `id` is committed, rejected or evicted, or `timeout` passes (then `pending`).

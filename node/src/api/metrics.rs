@@ -20,6 +20,12 @@
 //! | `ledger_sign_floor_height` | gauge | the guard signs nothing at or below this height |
 //! | `ledger_own_key_foreign_messages_total` | counter | messages signed with this validator's key that this process did not sign |
 //! | `ledger_build_info{version,protocol_version}` | gauge (info) | always 1 |
+//! | `ledger_api_requests_total{route,status}` | counter | API requests answered, by route template (`unmatched` for unknown paths) and status class (`2xx`, `4xx`, `5xx`) |
+//! | `ledger_api_request_duration_seconds{route}` | histogram | time to answer (to the response head for `/events`), by route |
+//! | `ledger_api_open_connections` | gauge | open API connections |
+//! | `ledger_api_open_event_streams` | gauge | open `/events` streams |
+//! | `ledger_api_commit_waits` | gauge | `POST /txs?wait=commit` requests waiting |
+//! | `ledger_api_refused_total{reason}` | counter | connections and requests refused or cut off, by reason (see `api::guard::Refusal`) |
 //!
 //! `GET /metrics` answers the Prometheus text format 0.0.4 (what `promtool check metrics` reads) unless
 //! the client asks for OpenMetrics in `Accept`, which prometheus-client writes natively.
@@ -29,6 +35,7 @@ use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
@@ -55,8 +62,20 @@ pub struct Metrics {
     signer_active: Gauge,
     sign_floor: Gauge,
     foreign_own: Counter,
+    api_requests: Family<Labels, Counter>,
+    api_request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    api_connections: Gauge,
+    api_event_streams: Gauge,
+    api_commit_waits: Gauge,
+    api_refused: Family<Labels, Counter>,
     /// Header timestamp of the last committed block, for the interval histogram (0 = none yet).
     last_block_time_ms: AtomicU64,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn request_seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
 fn gauge_value(v: u64) -> i64 {
@@ -97,6 +116,12 @@ impl Metrics {
             signer_active: Gauge::default(),
             sign_floor: Gauge::default(),
             foreign_own: Counter::default(),
+            api_requests: Family::default(),
+            api_request_seconds: Family::new_with_constructor(request_seconds_histogram),
+            api_connections: Gauge::default(),
+            api_event_streams: Gauge::default(),
+            api_commit_waits: Gauge::default(),
+            api_refused: Family::default(),
             last_block_time_ms: AtomicU64::new(0),
         };
         registry.register("consensus_height", "Height consensus is deciding", m.consensus_height.clone());
@@ -144,6 +169,28 @@ impl Metrics {
             "Messages signed with this validator's key that this process did not sign",
             m.foreign_own.clone(),
         );
+        registry.register(
+            "api_requests",
+            "API requests answered, by route template and status class",
+            m.api_requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "Time to answer an API request (to the response head for event streams), by route template",
+            m.api_request_seconds.clone(),
+        );
+        registry.register("api_open_connections", "Open API connections", m.api_connections.clone());
+        registry.register("api_open_event_streams", "Open /events streams", m.api_event_streams.clone());
+        registry.register("api_commit_waits", "POST /txs?wait=commit requests waiting", m.api_commit_waits.clone());
+        registry.register(
+            "api_refused",
+            "API connections and requests refused or cut off, by reason",
+            m.api_refused.clone(),
+        );
+        for reason in super::guard::Refusal::ALL {
+            // Every reason is present from the start (at 0), so a rate over it is defined.
+            let _ = m.api_refused.get_or_create(&vec![("reason", reason.label().to_string())]);
+        }
         registry.register(
             "build",
             "Build information",
@@ -205,6 +252,39 @@ impl Metrics {
 
     pub fn observe_commit_latency(&self, latency: Duration) {
         self.commit_latency.observe(latency.as_secs_f64());
+    }
+
+    /// An API request was answered with `status` after `elapsed`; `route` is its route template.
+    pub fn on_api_request(&self, route: &str, status: u16, elapsed: Duration) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.api_requests.get_or_create(&vec![("route", route.to_string()), ("status", class.to_string())]).inc();
+        self.api_request_seconds.get_or_create(&vec![("route", route.to_string())]).observe(elapsed.as_secs_f64());
+    }
+
+    /// A connection or request was refused or cut off for `reason`.
+    pub fn on_api_refused(&self, reason: &str) {
+        self.api_refused.get_or_create(&vec![("reason", reason.to_string())]).inc();
+    }
+
+    /// Open API connections (+1 / -1).
+    pub fn add_api_connections(&self, delta: i64) {
+        self.api_connections.inc_by(delta);
+    }
+
+    /// Open event streams (+1 / -1).
+    pub fn add_api_event_streams(&self, delta: i64) {
+        self.api_event_streams.inc_by(delta);
+    }
+
+    /// Waiting `wait=commit` requests (+1 / -1).
+    pub fn add_api_commit_waits(&self, delta: i64) {
+        self.api_commit_waits.inc_by(delta);
     }
 
     /// OpenMetrics text, as prometheus-client writes it.

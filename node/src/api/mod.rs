@@ -40,28 +40,30 @@
 
 mod error;
 mod events;
+pub mod guard;
 mod handlers;
 mod local;
 mod metrics;
+mod server;
 mod state;
 mod views;
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::net::IpAddr;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::{Body, HttpBody};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use futures::StreamExt;
+use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+
+use guard::{ClientAddr, Refusal};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -122,6 +124,11 @@ async fn openapi_json() -> Response {
 }
 
 /// The complete router with every layer, ready for `oneshot` in tests or for [`serve`].
+///
+/// Per request, outermost first: metrics (route, status class, time); JSON error shape; the client's
+/// request rate; the body, read whole under `body_read_timeout` and the body-byte budgets BEFORE any
+/// shared slot is taken; a general request slot (not for `/livez`, `/events` and `POST /txs`, which
+/// manage their own pools); the request timeout; the handler.
 pub fn router(state: ApiState) -> Router {
     let config = state.inner.config.clone();
     let (routes, _) = openapi_router().split_for_parts();
@@ -130,42 +137,190 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(config.body_bytes_max))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("handler panicked").into_response()))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
-        .layer(RequestBodyLimitLayer::new(config.body_bytes_max))
         .layer(middleware::from_fn_with_state(state.clone(), limit_concurrency))
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_rate))
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
 /// Serve `state` on `listener` until `shutdown` completes, then end event streams and drain requests.
+/// See [`server`] for the connection-level defences (header-read and write timeouts, connection caps).
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    let listener =
-        LimitedListener { inner: listener, permits: Arc::new(Semaphore::new(state.inner.config.connections_max)) };
     let closer = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            closer.close_event_streams();
-        })
-        .await
+    server::serve(listener, state, app, async move {
+        shutdown.await;
+        closer.close_event_streams();
+    })
+    .await
+}
+
+fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions().get::<ClientAddr>().map(|c| c.0.ip())
+}
+
+/// Count every answer by route template and status class, with its time.
+async fn observe(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    s.inner.metrics.on_api_request(&route, res.status().as_u16(), start.elapsed());
+    res
+}
+
+/// The client's request rate: within its burst at once, a little over its rate after a short delay,
+/// beyond that 429 `rate_limited` with `Retry-After`. `/livez` is exempt.
+async fn limit_rate(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/livez" {
+        return next.run(req).await;
+    }
+    let ip = client_ip(&req);
+    match s.inner.clients.admit_request(ip) {
+        Ok(delay) => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            next.run(req).await
+        }
+        Err(retry_after) => {
+            s.inner.clients.refused(Refusal::RateLimited, ip);
+            let mut res = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "more than {} requests per second from this client; retry later",
+                    s.inner.config.requests_per_client_per_sec
+                ),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            res
+        }
+    }
+}
+
+/// Read the whole request body before anything shared is taken: within `body_read_timeout` (408
+/// `body_timeout`), at most `body_bytes_max` (413), within the global and per-client byte budgets (503
+/// `overloaded`). Only bytes actually received count against the budgets, so a client that announces a
+/// large body and drips it holds no more than it sent.
+async fn read_body(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let c = &s.inner.config;
+    if req.body().size_hint().exact() == Some(0) {
+        return next.run(req).await;
+    }
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > c.body_bytes_max as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body above {} bytes", c.body_bytes_max),
+        )
+        .into_response();
+    }
+    let ip = client_ip(&req);
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let deadline = tokio::time::Instant::now() + c.body_read_timeout;
+    let mut chunks = Vec::new();
+    let mut len = 0usize;
+    let mut budget = BodyBudget { state: s.clone(), ip, permit: None, bytes: 0 };
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                s.inner.clients.refused(Refusal::BodyTimeout, ip);
+                return ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("request body not received within {} ms", c.body_read_timeout.as_millis()),
+                )
+                .into_response();
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return ApiError::bad_request("bad_request", format!("cannot read the request body: {e}"))
+                    .into_response();
+            }
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        len = len.saturating_add(chunk.len());
+        if len > c.body_bytes_max {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body above {} bytes", c.body_bytes_max),
+            )
+            .into_response();
+        }
+        if !budget.take(chunk.len()) {
+            s.inner.clients.refused(Refusal::BodyBudget, ip);
+            return ApiError::unavailable("overloaded", "too many request bytes buffered; retry later").into_response();
+        }
+        chunks.push(chunk);
+    }
+    let body = match chunks.len() {
+        0 => Body::empty(),
+        1 => Body::from(chunks.swap_remove(0)),
+        _ => Body::from(chunks.concat()),
+    };
+    let res = next.run(Request::from_parts(parts, body)).await;
+    drop(budget);
+    res
+}
+
+/// Body bytes held by one request: global permits and the client's share, returned when dropped.
+struct BodyBudget {
+    state: ApiState,
+    ip: Option<IpAddr>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl BodyBudget {
+    fn take(&mut self, n: usize) -> bool {
+        let Ok(n32) = u32::try_from(n) else { return false };
+        let Ok(p) = self.state.inner.body_budget.clone().try_acquire_many_owned(n32) else { return false };
+        if !self.state.inner.clients.add_body_bytes(self.ip, n) {
+            return false;
+        }
+        self.bytes += n;
+        match &mut self.permit {
+            Some(held) => held.merge(p),
+            None => self.permit = Some(p),
+        }
+        true
+    }
+}
+
+impl Drop for BodyBudget {
+    fn drop(&mut self) {
+        self.state.inner.clients.sub_body_bytes(self.ip, self.bytes);
+    }
 }
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
 }
 
-/// The liveness probe is exempt: it costs nothing, and an orchestrator must not restart a node because it
-/// is busy.
+/// A general request slot. The liveness probe is exempt (it costs nothing, and an orchestrator must not
+/// restart a node because it is busy); `/events` and `POST /txs` take their own slots (see
+/// [`ApiState::general_slot`]), so long waits never hold general ones.
 async fn limit_concurrency(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/livez" {
+    let path = req.uri().path();
+    if path == "/livez" || path == "/events" || (path == "/txs" && req.method() == Method::POST) {
         return next.run(req).await;
     }
-    let Ok(_permit) = s.inner.requests.clone().try_acquire_owned() else {
-        return ApiError::unavailable("overloaded", "too many concurrent requests").into_response();
+    let ip = client_ip(&req);
+    let _permit = match s.general_slot(ip) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
     };
     next.run(req).await
 }
@@ -206,59 +361,4 @@ async fn json_errors(req: Request, next: Next) -> Response {
     }
     out.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     out
-}
-
-/// A listener that holds at most `permits` connections open; the next accept waits for one to close.
-struct LimitedListener {
-    inner: TcpListener,
-    permits: Arc<Semaphore>,
-}
-
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // The semaphore is never closed; if it were, serve without a limit rather than stop.
-        let permit = self.permits.clone().acquire_owned().await.ok();
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (LimitedStream { stream, _permit: permit }, addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-struct LimitedStream {
-    stream: TcpStream,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl AsyncRead for LimitedStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for LimitedStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
 }

@@ -10,6 +10,7 @@ use ledger_core::{Address, Block, CommitCertificate, Genesis, Hash, Height, Roun
 use tokio::sync::{Semaphore, broadcast, watch};
 
 use super::error::ApiError;
+use super::guard::Clients;
 use super::metrics::Metrics;
 use crate::mempool::TxOutcome;
 use crate::storage::{Storage, StorageError};
@@ -113,10 +114,38 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Requests handled at once; more are answered 503 `overloaded`.
     pub concurrent_requests_max: usize,
-    /// Open TCP connections; more wait in the kernel's accept backlog.
+    /// Open TCP connections; a connection above it is closed at once.
     pub connections_max: usize,
-    /// Open `/events` streams; more are answered 503 `too_many_subscribers`.
+    /// Open TCP connections from one client (IP address, or IPv6 /64); above it closed at once.
+    pub connections_per_client_max: usize,
+    /// Time a client has to send complete request headers, from the connection's start or from the end
+    /// of its previous response: idle and slowloris connections are closed after it.
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a complete request body (408 `body_timeout` after it). Bodies are read
+    /// before any shared slot is taken.
+    pub body_read_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection (event streams that
+    /// are not read, clients that stop reading).
+    pub write_timeout: Duration,
+    /// Sustained requests per second from one client (0: no limit) and the burst above it. A client over
+    /// its rate is delayed, up to `request_delay_max`; beyond that answered 429 `rate_limited`.
+    pub requests_per_client_per_sec: u32,
+    pub request_burst_per_client: u32,
+    pub request_delay_max: Duration,
+    /// Request-body bytes buffered at once, in total and per client (503 `overloaded` above).
+    pub body_buffer_bytes_max: usize,
+    pub body_buffer_bytes_per_client_max: usize,
+    /// `POST /txs?wait=commit` requests waiting at once, in total and per client; above it the request is
+    /// answered `pending` at once (the client polls `GET /txs/{id}`). They never take a general slot.
+    pub commit_waits_max: usize,
+    pub commit_waits_per_client_max: usize,
+    /// Open `/events` streams, in total and per client; more are answered 503 `too_many_subscribers`.
+    /// They never take a general slot.
     pub event_streams_max: usize,
+    pub event_streams_per_client_max: usize,
+    /// Client addresses exempt from the per-client limits (the global ones still apply). Empty by
+    /// default: loopback is limited like any other address.
+    pub unlimited_clients: Vec<std::net::IpAddr>,
     /// Default and largest wait of `POST /txs?wait=commit`.
     pub commit_wait_default: Duration,
     pub commit_wait_max: Duration,
@@ -152,7 +181,20 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(30),
             concurrent_requests_max: 512,
             connections_max: 1024,
+            connections_per_client_max: 64,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            requests_per_client_per_sec: 500,
+            request_burst_per_client: 1000,
+            request_delay_max: Duration::from_secs(1),
+            body_buffer_bytes_max: 64 * 1024 * 1024,
+            body_buffer_bytes_per_client_max: 16 * 1024 * 1024,
+            commit_waits_max: 256,
+            commit_waits_per_client_max: 32,
             event_streams_max: 256,
+            event_streams_per_client_max: 8,
+            unlimited_clients: Vec::new(),
             commit_wait_default: Duration::from_secs(10),
             commit_wait_max: Duration::from_secs(25),
             batch_txs_max: 1000,
@@ -190,6 +232,10 @@ pub(crate) struct Inner {
     pub stall_after_ms: u64,
     pub requests: Arc<Semaphore>,
     pub event_streams: Arc<Semaphore>,
+    pub commit_waits: Arc<Semaphore>,
+    /// Request-body bytes buffered at once (one permit per byte).
+    pub body_budget: Arc<Semaphore>,
+    pub clients: Arc<Clients>,
     pub validator_stats: Mutex<ValidatorStats>,
     /// Set to `true` when the server shuts down, so open event streams end.
     pub shutdown: watch::Sender<bool>,
@@ -216,6 +262,7 @@ impl ApiState {
         let validators = Arc::new(genesis.validator_set()?);
         let (shutdown, _) = watch::channel(false);
         let stall_after_ms = config.health_stall_after_ms.unwrap_or_else(|| default_stall_after_ms(&genesis.params));
+        let clients = Arc::new(Clients::new(config.clone(), metrics.clone()));
         Ok(ApiState {
             inner: Arc::new(Inner {
                 storage,
@@ -226,6 +273,9 @@ impl ApiState {
                 metrics,
                 requests: Arc::new(Semaphore::new(config.concurrent_requests_max)),
                 event_streams: Arc::new(Semaphore::new(config.event_streams_max)),
+                commit_waits: Arc::new(Semaphore::new(config.commit_waits_max)),
+                body_budget: Arc::new(Semaphore::new(config.body_buffer_bytes_max.min(Semaphore::MAX_PERMITS))),
+                clients,
                 config,
                 stall_after_ms,
                 validator_stats: Mutex::new(ValidatorStats::default()),
@@ -246,6 +296,17 @@ impl ApiState {
     /// End every open event stream (also done by [`super::serve`] when its shutdown future fires).
     pub fn close_event_streams(&self) {
         self.inner.shutdown.send_replace(true);
+    }
+
+    /// A general request slot, or 503 `overloaded` (counted and logged).
+    pub(crate) fn general_slot(
+        &self,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.inner.requests.clone().try_acquire_owned().map_err(|_| {
+            self.inner.clients.refused(super::guard::Refusal::Overloaded, ip);
+            ApiError::unavailable("overloaded", "too many concurrent requests")
+        })
     }
 
     /// Run a storage read on the blocking pool (block decoding can take milliseconds).
