@@ -32,8 +32,8 @@ use ledger_core::consensus::{
 };
 use ledger_core::state::{BlockTemplate, StoreError, apply_block, build_block};
 use ledger_core::{
-    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, Round, StateChanges, TxError,
-    TxId, ValidatorSet,
+    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, Round, StateChanges, TxId,
+    ValidatorSet,
 };
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -47,6 +47,7 @@ use crate::safety::high_water::{self, HighWater};
 use crate::safety::signer::SignerFile;
 use crate::storage::{Storage, StorageError};
 use crate::wire::{GossipMessage, ProposalMessage, SYNC_BLOCKS_MAX, SyncRequest, SyncResponse};
+use ledger_core::gossip::{DropReason, MessageCheck, RecentSet, Resource, Verdict};
 
 /// Candidate blocks kept for the current height (own and proposed).
 pub const CANDIDATE_BLOCKS_MAX: usize = 64;
@@ -134,6 +135,8 @@ pub struct Shared {
     /// Sent to after every durable commit (nobody listening is fine; slow receivers lag, the driver never
     /// waits).
     pub blocks: broadcast::Sender<BlockEvent>,
+    /// Counters of the network's peer guard (penalties, bans, dropped gossip), for `/metrics`.
+    pub peer_stats: Arc<crate::p2p::PeerStats>,
 }
 
 impl Shared {
@@ -152,104 +155,146 @@ impl Shared {
 }
 
 /// Validates gossip for the node: transactions are admitted to the mempool right here (signature verified
-/// once); consensus messages must be signed by a validator and a proposal must carry the block it names.
+/// once); consensus messages go through `ledger_core::gossip`'s rules (shared with the simulator). Every
+/// check that needs no signature comes first; signature checks are paid from the sending peer's budget.
 pub struct NodeGossipValidator {
     pub shared: Arc<Shared>,
+    /// Digests of votes verified recently: a replay of the same bytes needs no second check.
+    verified_votes: Mutex<RecentSet<Hash>>,
+    refused: Mutex<Refused>,
+}
+
+/// Transactions refused by gossip admission, so their copies cost a lookup.
+struct Refused {
+    /// Refused against the state at `tip` (unfunded, stale nonce, ...): the same answer until a commit.
+    tip: Height,
+    stateful: RecentSet<TxId>,
+    /// Forged (the id covers the signature, so these never become valid).
+    forged: RecentSet<TxId>,
+}
+
+/// Vote digests remembered as verified.
+pub const VERIFIED_VOTES_MAX: usize = 16_384;
+/// Transaction ids remembered as refused (each kind).
+pub const REFUSED_TXS_MAX: usize = 65_536;
+
+impl NodeGossipValidator {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        NodeGossipValidator {
+            shared,
+            verified_votes: Mutex::new(RecentSet::new(VERIFIED_VOTES_MAX)),
+            refused: Mutex::new(Refused {
+                tip: Height(0),
+                stateful: RecentSet::new(REFUSED_TXS_MAX),
+                forged: RecentSet::new(REFUSED_TXS_MAX),
+            }),
+        }
+    }
+
+    fn refused(&self) -> MutexGuard<'_, Refused> {
+        self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A batch of transactions: cheap checks first (forged before, refused at this tip, pooled or
+    /// committed, then every admission check but the signature), then one signature check per remaining
+    /// transaction from the peer's budget, then admission.
+    fn validate_txs(
+        &self,
+        txs: &[ledger_core::SignedTransaction],
+        spend: &mut dyn FnMut(Resource, u64) -> bool,
+    ) -> Validation {
+        let s = &self.shared;
+        let Ok(tip) = s.storage.latest_height() else { return Validation::Drop(DropReason::Unavailable) };
+        let mut to_check = Vec::new();
+        let mut refused_recently = 0usize;
+        {
+            let mut refused = self.refused();
+            if refused.tip != tip {
+                refused.tip = tip;
+                refused.stateful = RecentSet::new(REFUSED_TXS_MAX);
+            }
+            let mempool = s.mempool();
+            for tx in txs {
+                let id = tx.id();
+                if refused.forged.contains(&id) {
+                    return Validation::Reject(format!("tx {id}: forged (seen before)"));
+                }
+                if refused.stateful.contains(&id) {
+                    refused_recently += 1;
+                    continue;
+                }
+                if mempool.known_good(&id) {
+                    continue; // pooled or committed: nothing new
+                }
+                match mempool.precheck(tx, &s.storage, tip) {
+                    Ok(()) => to_check.push(tx),
+                    Err(e) if is_forgery(e.code()) => {
+                        refused.forged.insert(id);
+                        return Validation::Reject(format!("tx {id}: {e}"));
+                    }
+                    Err(_) => refused.stateful.insert(id),
+                }
+            }
+        }
+        if to_check.is_empty() {
+            return Validation::Drop(if refused_recently > 0 {
+                DropReason::RefusedRecently
+            } else {
+                DropReason::NotAdmissible
+            });
+        }
+        if !spend(Resource::TxSignatures, to_check.len() as u64) {
+            return Validation::Drop(DropReason::OverBudget);
+        }
+        // Keys and signatures are checked without the mempool lock, so the driver (which needs the lock to
+        // build blocks) does not wait on them.
+        for tx in &to_check {
+            if let Err(e) = tx.check_keys_and_signature_with(&s.keys) {
+                let id = tx.id();
+                self.refused().forged.insert(id);
+                s.mempool().record_refused(id, &e);
+                return Validation::Reject(format!("tx {id}: {e}"));
+            }
+        }
+        let mut admitted = 0usize;
+        let mut mempool = s.mempool();
+        for tx in to_check {
+            if mempool.add_prechecked(tx.clone(), Ok(()), &s.storage, tip).is_ok() {
+                admitted += 1;
+            }
+        }
+        if admitted > 0 { Validation::Accept } else { Validation::Drop(DropReason::NotAdmissible) }
+    }
 }
 
 impl GossipValidator for NodeGossipValidator {
-    fn validate(&self, _source: &PeerId, message: &GossipMessage) -> Validation {
+    fn validate(&self, source: &PeerId, message: &GossipMessage) -> Validation {
+        self.validate_metered(source, message, &mut |_, _| true)
+    }
+
+    fn validate_metered(
+        &self,
+        _source: &PeerId,
+        message: &GossipMessage,
+        spend: &mut dyn FnMut(Resource, u64) -> bool,
+    ) -> Validation {
         let s = &self.shared;
-        match message {
-            GossipMessage::TxBatch(txs) => {
-                let height = match s.storage.latest_height() {
-                    Ok(h) => h,
-                    Err(e) => return Validation::Ignore(format!("storage: {e}")),
-                };
-                // Keys and signatures are checked before taking the mempool lock, so the driver (which needs
-                // the lock to build blocks) does not wait on them. Transactions held or just committed are skipped.
-                let checks: Vec<Result<(), TxError>> = {
-                    let known: Vec<bool> = {
-                        let mempool = s.mempool();
-                        txs.iter().map(|tx| mempool.known_good(&tx.id())).collect()
-                    };
-                    txs.iter()
-                        .zip(known)
-                        .map(|(tx, known)| if known { Ok(()) } else { tx.check_keys_and_signature_with(&s.keys) })
-                        .collect()
-                };
-                // A forged transaction condemns the batch and its sender, whatever else is wrong with it
-                // (admission would report a stale nonce or a short balance first).
-                if let Some((tx, e)) = txs.iter().zip(&checks).find_map(|(tx, c)| c.as_ref().err().map(|e| (tx, e)))
-                    && is_forgery(e.code())
-                {
-                    s.mempool().record_refused(tx.id(), e);
-                    return Validation::Reject(format!("tx {}: {e}", tx.id()));
-                }
-                let mut admitted = 0usize;
-                let mut mempool = s.mempool();
-                for (tx, check) in txs.iter().zip(checks) {
-                    match mempool.add_prechecked(tx.clone(), check, &s.storage, height) {
-                        Ok(_) => admitted += 1,
-                        Err(e) if is_forgery(e.code()) => return Validation::Reject(format!("tx {}: {e}", tx.id())),
-                        Err(_) => {}
-                    }
-                }
-                if admitted > 0 { Validation::Accept } else { Validation::Ignore("nothing new".into()) }
+        let Ok(tip) = s.storage.latest_height() else { return Validation::Drop(DropReason::Unavailable) };
+        let check = MessageCheck::new(s.chain_id(), &s.validators, tip);
+        let verdict = match message {
+            GossipMessage::TxBatch(txs) => return self.validate_txs(txs, spend),
+            GossipMessage::Vote { vote, .. } => {
+                let mut verified = self.verified_votes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                check.check_vote(vote, &mut verified, spend)
             }
-            GossipMessage::Vote { vote: v, .. } => {
-                if let Err(e) = v.verify(s.chain_id(), &s.validators) {
-                    return Validation::Reject(e.to_string());
-                }
-                // Late precommits for the tip still count (fuller certificates); older ones are replays.
-                if s.storage.latest_height().is_ok_and(|tip| v.vote.height < tip) {
-                    return Validation::Ignore("vote for an old height".into());
-                }
-                Validation::Accept
-            }
-            GossipMessage::Proposal(p) => {
-                if let Err(e) = p.proposal.verify(s.chain_id(), &s.validators) {
-                    return Validation::Reject(e.to_string());
-                }
-                if s.storage.latest_height().is_ok_and(|tip| p.proposal.proposal.height <= tip) {
-                    return Validation::Ignore("proposal for a committed height".into());
-                }
-                match check_proposal_block(&s.validators, &p.proposal.proposal, &p.block) {
-                    Ok(()) => {}
-                    Err(reason) => return Validation::Reject(reason),
-                }
-                Validation::Accept
-            }
+            GossipMessage::Proposal(p) => check.check_proposal(&p.proposal, &p.block, spend),
+        };
+        match verdict {
+            Verdict::Accept => Validation::Accept,
+            Verdict::Ignore(reason) => Validation::Drop(reason),
+            Verdict::Reject(reason) => Validation::Reject(reason),
         }
     }
-}
-
-/// What must hold between a gossiped proposal and the block it carries, before either is looked at
-/// further (the signature is checked before, the block's validity after, by execution).
-///
-/// Only the scheduled proposer of (height, round) may propose: otherwise any one validator could fill every
-/// node's table of candidate blocks with blocks of its own. A fresh proposal carries a block its signer
-/// built. A re-proposal of a valid value (L15-L16, `pol_round` set) carries the block that whoever proposed
-/// it in the earlier round built, so its header names that validator: honest, and it must not be refused
-/// (refusing it penalises the honest sender and leaves nodes that missed the block unable to decide).
-pub(crate) fn check_proposal_block(
-    validators: &ValidatorSet,
-    prop: &ledger_core::Proposal,
-    block: &Block,
-) -> Result<(), String> {
-    if validators.proposer(prop.height, prop.round).public_key != prop.proposer {
-        return Err(format!("{} is not the proposer of height {} round {}", prop.proposer, prop.height, prop.round.0));
-    }
-    if block.hash() != prop.block_hash {
-        return Err("block does not match the proposal's hash".into());
-    }
-    if block.height() != prop.height {
-        return Err("block height differs from the proposal's".into());
-    }
-    if prop.pol_round.is_none() && block.header.proposer != prop.proposer {
-        return Err("a fresh proposal's block was built by another validator".into());
-    }
-    Ok(())
 }
 
 /// Codes that only a forged or broken transaction can have (as opposed to stale or unlucky ones).
@@ -1090,74 +1135,5 @@ impl Driver {
         self.pending_build = None;
         self.decided_without_block = None;
         self.queue.push_back(Event::NewHeight { height: committed.next(), validators: self.shared.validators.clone() });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ledger_core::{BlockHeader, Keypair, Proposal, Validator};
-
-    fn keys() -> Vec<Keypair> {
-        (1..=4u8).map(|i| Keypair::from_seed(&[i; 32])).collect()
-    }
-
-    fn set() -> ValidatorSet {
-        let v = keys()
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Validator { public_key: k.public(), power: 1, moniker: format!("v{i}") })
-            .collect();
-        ValidatorSet::new(v).unwrap()
-    }
-
-    fn block_by(builder: ledger_core::PublicKey, height: Height) -> Block {
-        Block {
-            header: BlockHeader {
-                version: ledger_core::PROTOCOL_VERSION,
-                chain_id: "c".into(),
-                height,
-                prev_block_hash: Hash::ZERO,
-                timestamp_ms: 1,
-                proposer: builder,
-                tx_count: 0,
-                tx_root: Hash::ZERO,
-                state_root: Hash::ZERO,
-                last_commit_hash: Hash::ZERO,
-            },
-            txs: Vec::new(),
-            last_commit: None,
-        }
-    }
-
-    /// Regression (issue: Byzantine peers): a round ends with a polka and no commit; the next proposer
-    /// re-proposes the valid value, a block the first proposer built. Every node must accept it.
-    #[test]
-    fn re_proposal_of_a_block_built_by_another_validator_is_accepted() {
-        let set = set();
-        let h = Height(5);
-        let first = set.proposer(h, Round(0)).public_key;
-        let next = set.proposer(h, Round(1)).public_key;
-        assert_ne!(first, next, "the fixture needs two proposers");
-        let block = block_by(first, h);
-        let re_proposal = Proposal {
-            height: h,
-            round: Round(1),
-            pol_round: Some(Round(0)),
-            block_hash: block.hash(),
-            proposer: next,
-        };
-        assert_eq!(check_proposal_block(&set, &re_proposal, &block), Ok(()));
-        // The same block proposed fresh (no proof-of-lock round) by someone who did not build it: refused.
-        let fresh = Proposal { pol_round: None, ..re_proposal.clone() };
-        assert!(check_proposal_block(&set, &fresh, &block).is_err());
-        // Not the scheduled proposer, or another block, or another height: refused.
-        let wrong_signer = Proposal { proposer: first, ..re_proposal.clone() };
-        assert!(check_proposal_block(&set, &wrong_signer, &block).unwrap_err().contains("not the proposer"));
-        let other_block = block_by(next, h);
-        assert!(check_proposal_block(&set, &re_proposal, &other_block).unwrap_err().contains("hash"));
-        let other_height = block_by(first, Height(6));
-        let p = Proposal { block_hash: other_height.hash(), ..re_proposal };
-        assert!(check_proposal_block(&set, &p, &other_height).unwrap_err().contains("height"));
     }
 }

@@ -277,6 +277,32 @@ impl Mempool {
         committed_height: Height,
     ) -> Result<(), MempoolError> {
         let id = tx.id();
+        self.precheck(&tx, store, committed_height)?;
+        // Last and once: the expensive check (both keys valid and not weak, signature verifies), unless the
+        // caller did it outside the lock.
+        match precheck {
+            Some(result) => result?,
+            None => tx.check_keys_and_signature()?,
+        }
+        let t = tx.tx();
+        let bytes = tx.encoded_len();
+        self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
+        self.by_expiry.insert((t.expiry_height, id));
+        self.bytes += bytes;
+        self.by_id.insert(id, Entry { tx, bytes, admitted_at: std::time::Instant::now() });
+        Ok(())
+    }
+
+    /// Every admission check except the signature, cheapest first, without changing the pool: what a
+    /// gossip batch is judged by before any signature check is spent on it (an unfunded sender, a stale or
+    /// far nonce, a full pool cost a map lookup and an account read, not a verification).
+    pub fn precheck<S: AccountStore + ?Sized>(
+        &self,
+        tx: &SignedTransaction,
+        store: &S,
+        committed_height: Height,
+    ) -> Result<(), MempoolError> {
+        let id = tx.id();
         if self.by_id.contains_key(&id) {
             return Err(MempoolError::Duplicate);
         }
@@ -316,16 +342,6 @@ impl Mempool {
         if u128::from(account.balance) < needed {
             return Err(TxError::InsufficientFunds { balance: account.balance, needed }.into());
         }
-        // Last and once: the expensive check (both keys valid and not weak, signature verifies), unless the
-        // caller did it outside the lock.
-        match precheck {
-            Some(result) => result?,
-            None => tx.check_keys_and_signature()?,
-        }
-        self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
-        self.by_expiry.insert((t.expiry_height, id));
-        self.bytes += bytes;
-        self.by_id.insert(id, Entry { tx, bytes, admitted_at: std::time::Instant::now() });
         Ok(())
     }
 

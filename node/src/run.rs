@@ -190,11 +190,13 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         metrics: metrics.clone(),
         keys: Default::default(),
         blocks,
+        peer_stats: Default::default(),
     });
     let mut net = NetworkConfig::new(&chain_id, setup.p2p_key, setup.listen_addr, block_bytes_max);
+    net.peer_stats = shared.peer_stats.clone();
     net.bootstrap_peers = setup.bootstrap_peers;
     net.max_peers = setup.max_peers;
-    let validator = Arc::new(NodeGossipValidator { shared: shared.clone() });
+    let validator = Arc::new(NodeGossipValidator::new(shared.clone()));
     let (network, events, network_task) = p2p::spawn(net, validator, Arc::new(storage.clone()))?;
     let (validator, validator_reason) = match setup.validator_key.as_ref().map(Keypair::public) {
         Some(k) if shared.validators.index_of(&k).is_some() => (Some(k), None),
@@ -982,8 +984,8 @@ mod tests {
         .sign(&g.chain_id, &outsider);
         let msg = crate::wire::ProposalMessage { proposal, block, resend: 0 };
         attacker.publish(GossipMessage::Proposal(Box::new(msg))).await.unwrap();
-        attacker.publish_raw(crate::wire::TopicKind::Consensus, vec![1, 2, 3]).await.unwrap();
-        // Then a valid tx from the same peer: it commits, so the node did process the peer's messages.
+        // Then a valid tx from the same peer: it commits, so the node did process the peer's messages (two
+        // faults leave a peer heard; a third would have it ignored for a while, see ledger_core::gossip).
         attacker.publish(GossipMessage::TxBatch(vec![good.clone()])).await.unwrap();
         let mut status = node.status.clone();
         tokio::time::timeout(DEADLINE, async {
@@ -1002,6 +1004,15 @@ mod tests {
             Some(crate::mempool::TxOutcome::Rejected { code: "bad_signature", .. })
         ));
         assert!(!node.status.borrow().catching_up, "a forged high proposal must not trigger sync");
+        attacker.publish_raw(crate::wire::TopicKind::Consensus, vec![1, 2, 3]).await.unwrap();
+        let stats = node.shared.peer_stats.clone();
+        tokio::time::timeout(DEADLINE, async {
+            while stats.penalties().iter().map(|(_, n)| n).sum::<u64>() < 3 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("three penalties counted");
         let score = node.network.peer_score(attacker.local_peer_id()).await.unwrap().unwrap();
         assert!(score < 0.0, "attacker keeps score {score}");
         let h = node.status.borrow().height.0;

@@ -15,6 +15,13 @@
 //!
 //! Sync: `/ledger/<chain_id>/sync/1`, a request (from height, max count) answered from a [`BlockProvider`]
 //! with blocks and their certificates, bounded in count and bytes. Responses are data to verify, not truth.
+//!
+//! Peers pay for what they make this node do ([`guard`]): each gossip message and sync request, each
+//! signature check and each byte of sync response comes out of the sending peer's budget, and what a peer
+//! sends beyond it is dropped unread and costs it score, like invalid messages do. A peer whose score falls
+//! low enough is ignored, then banned: disconnected, and its reconnections closed until the ban ends.
+
+mod guard;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,7 +37,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::wire::{self, GossipMessage, SYNC_BLOCKS_MAX, SYNC_REQUEST_BYTES_MAX, SyncRequest, SyncResponse, TopicKind};
+use guard::Guard;
+pub use guard::PeerStats;
+use ledger_core::gossip::{DropReason, Offence, PeerLimits, Resource, Standing};
 use ledger_core::{Block, CommitCertificate, Height};
+
+/// Inbound sync streams at once per connection (libp2p's default is 100): an honest node asks one
+/// request at a time.
+pub const SYNC_STREAMS_PER_CONNECTION: usize = 8;
 
 /// Network settings.
 #[derive(Clone, Debug)]
@@ -47,6 +61,10 @@ pub struct NetworkConfig {
     /// Capacity of the command and event channels.
     pub channel_capacity: usize,
     pub sync_request_timeout: Duration,
+    /// What each peer may spend here, and how faults are scored.
+    pub peer_limits: PeerLimits,
+    /// Counters of the peer guard (shared with `/metrics`).
+    pub peer_stats: Arc<PeerStats>,
 }
 
 impl NetworkConfig {
@@ -61,6 +79,8 @@ impl NetworkConfig {
             idle_connection_timeout: Duration::from_secs(3600),
             channel_capacity: 1024,
             sync_request_timeout: Duration::from_secs(10),
+            peer_limits: PeerLimits::default(),
+            peer_stats: Arc::new(PeerStats::default()),
         }
     }
 }
@@ -74,11 +94,26 @@ pub enum Validation {
     Reject(String),
     /// Not useful (stale, duplicate) but not malicious: drop without penalty.
     Ignore(String),
+    /// Dropped for a counted reason; [`DropReason::OverBudget`] costs the sender score.
+    Drop(DropReason),
 }
 
 /// Checks gossip messages before they are forwarded. Runs on the swarm task: keep it quick.
 pub trait GossipValidator: Send + Sync + 'static {
     fn validate(&self, source: &PeerId, message: &GossipMessage) -> Validation;
+
+    /// [`GossipValidator::validate`] with the sender's budget: `spend(resource, amount)` must grant each
+    /// signature check before it is made (false: the sender spent its budget; drop the message with
+    /// [`DropReason::OverBudget`]). The default spends nothing.
+    fn validate_metered(
+        &self,
+        source: &PeerId,
+        message: &GossipMessage,
+        spend: &mut dyn FnMut(Resource, u64) -> bool,
+    ) -> Validation {
+        let _ = spend;
+        self.validate(source, message)
+    }
 }
 
 /// Serves block-sync requests from committed storage.
@@ -364,6 +399,9 @@ const REDIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// operator must see a wrong address or peer id, but a peer that is down for an hour must not flood the log.
 const BOOTSTRAP_WARN_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Sync requests refused for a peer's budget are a WARN at most this often (all peers together).
+const SYNC_ABUSE_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
 struct Redial {
     addr: Multiaddr,
     backoff: Duration,
@@ -400,6 +438,12 @@ impl WarnLimiter {
             }
         }
     }
+}
+
+/// About what `block` and `cert` take on the wire (header, transactions, signatures), without encoding.
+fn approx_bytes(block: &Block, cert: &CommitCertificate) -> u64 {
+    let txs: usize = block.txs.iter().map(|t| t.encoded_len()).sum();
+    (512 + txs + 80 * cert.signatures.len()) as u64
 }
 
 fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -449,7 +493,9 @@ pub fn spawn(
     let sync = request_response::Behaviour::with_codec(
         SyncCodec { response_bytes_max },
         [(names.sync.clone(), ProtocolSupport::Full)],
-        request_response::Config::default().with_request_timeout(cfg.sync_request_timeout),
+        request_response::Config::default()
+            .with_request_timeout(cfg.sync_request_timeout)
+            .with_max_concurrent_streams(SYNC_STREAMS_PER_CONNECTION),
     );
     let behaviour = Behaviour { gossipsub: gossip, identify, kad, sync };
 
@@ -499,6 +545,8 @@ pub fn spawn(
         remote_addrs: HashMap::new(),
         isolated: false,
         gossip_blocked: Vec::new(),
+        guard: Guard::new(cfg.peer_limits.clone(), cfg.peer_stats.clone()),
+        sync_abuse_warn: WarnLimiter::new(SYNC_ABUSE_WARN_INTERVAL),
     };
     // The task logs inside the caller's span (a localnet names each node's).
     let join = tokio::spawn(tracing::Instrument::in_current_span(task.run()));
@@ -526,6 +574,8 @@ struct SwarmTask {
     isolated: bool,
     /// Set by [`NetworkHandle::block_gossip_from`].
     gossip_blocked: Vec<PeerId>,
+    guard: Guard,
+    sync_abuse_warn: WarnLimiter,
 }
 
 impl SwarmTask {
@@ -545,6 +595,7 @@ impl SwarmTask {
                 }
                 _ = tick.tick() => {
                     self.redial_due();
+                    self.guard.refresh_banned();
                     if !kad_bootstrapped && self.swarm.connected_peers().next().is_some() {
                         kad_bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
                     }
@@ -721,6 +772,16 @@ impl SwarmTask {
             SwarmEvent::ConnectionEstablished { peer_id, .. } if self.isolated => {
                 let _ = self.swarm.disconnect_peer_id(peer_id);
             }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if self.guard.is_banned(&peer_id) => {
+                tracing::debug!(%peer_id, "closing a banned peer's connection");
+                let _ = self.swarm.disconnect_peer_id(peer_id);
+                if let Standing::Banned { until_ms } = self.guard.standing(&peer_id)
+                    && let Some(r) = self.redials.get_mut(&peer_id)
+                {
+                    let wait = Duration::from_millis(until_ms.saturating_sub(self.guard.now_ms()));
+                    r.next_attempt = Some(Instant::now() + wait);
+                }
+            }
             SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. } => {
                 self.remote_addrs.insert(peer_id, endpoint.get_remote_address().clone());
                 if let Some(r) = self.redials.get_mut(&peer_id) {
@@ -737,6 +798,7 @@ impl SwarmTask {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.remote_addrs.remove(&peer_id);
+                self.guard.on_disconnected(&peer_id);
                 self.schedule_redial(&peer_id, false);
                 self.emit(NetworkEvent::PeerDisconnected(peer_id)).await?;
             }
@@ -771,37 +833,15 @@ impl SwarmTask {
                 } else {
                     None
                 };
-                let decoded = match kind {
-                    Some(kind) => {
-                        GossipMessage::decode(&message.data, kind, self.max_transmit).map_err(|e| e.to_string())
-                    }
-                    None => Err("unknown topic".to_string()),
+                let source = propagation_source;
+                let (acceptance, deliver) = if self.gossip_blocked.contains(&source) {
+                    (MessageAcceptance::Ignore, None)
+                } else {
+                    self.judge(source, kind, &message.data)
                 };
-                let (acceptance, deliver) = match decoded {
-                    _ if self.gossip_blocked.contains(&propagation_source) => (MessageAcceptance::Ignore, None),
-                    Err(reason) => {
-                        tracing::debug!(peer = %propagation_source, %reason, "rejecting undecodable gossip");
-                        (MessageAcceptance::Reject, None)
-                    }
-                    Ok(msg) => match self.validator.validate(&propagation_source, &msg) {
-                        Validation::Accept => (MessageAcceptance::Accept, Some(msg)),
-                        Validation::Reject(reason) => {
-                            tracing::debug!(peer = %propagation_source, %reason, "rejecting invalid gossip");
-                            (MessageAcceptance::Reject, None)
-                        }
-                        Validation::Ignore(reason) => {
-                            tracing::trace!(peer = %propagation_source, %reason, "ignoring gossip");
-                            (MessageAcceptance::Ignore, None)
-                        }
-                    },
-                };
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    acceptance,
-                );
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &source, acceptance);
                 if let Some(message) = deliver {
-                    self.emit(NetworkEvent::Gossip { source: propagation_source, message }).await?;
+                    self.emit(NetworkEvent::Gossip { source, message }).await?;
                 }
             }
             gossipsub::Event::Subscribed { peer_id, topic } => {
@@ -821,15 +861,105 @@ impl SwarmTask {
         Ok(())
     }
 
+    /// Judge one gossip message from `source`, in order of cost: the peer's standing, its message budget,
+    /// decoding, then the application's checks (which spend signature checks from the same budget).
+    fn judge(
+        &mut self,
+        source: PeerId,
+        kind: Option<TopicKind>,
+        data: &[u8],
+    ) -> (MessageAcceptance, Option<GossipMessage>) {
+        let stats = self.guard.stats.clone();
+        match self.guard.standing(&source) {
+            Standing::Good => {}
+            Standing::Ignored | Standing::Banned { .. } => {
+                stats.count_drop(DropReason::PeerIgnored);
+                return (MessageAcceptance::Ignore, None);
+            }
+        }
+        if !self.guard.try_spend(&source, Resource::Messages, 1) {
+            stats.count_drop(DropReason::OverBudget);
+            self.offence(source, Offence::OverBudget, "gossip messages beyond its budget");
+            return (MessageAcceptance::Ignore, None);
+        }
+        let decoded = match kind {
+            Some(kind) => GossipMessage::decode(data, kind, self.max_transmit).map_err(|e| e.to_string()),
+            None => Err("unknown topic".to_string()),
+        };
+        let msg = match decoded {
+            Ok(msg) => msg,
+            Err(reason) => {
+                tracing::debug!(peer = %source, %reason, "rejecting undecodable gossip");
+                self.offence(source, Offence::Invalid, "undecodable gossip");
+                return (MessageAcceptance::Reject, None);
+            }
+        };
+        let guard = &mut self.guard;
+        let verdict = self.validator.validate_metered(&source, &msg, &mut |r, n| guard.try_spend(&source, r, n));
+        match verdict {
+            Validation::Accept => (MessageAcceptance::Accept, Some(msg)),
+            Validation::Reject(reason) => {
+                tracing::debug!(peer = %source, %reason, "rejecting invalid gossip");
+                self.offence(source, Offence::Invalid, "invalid gossip");
+                (MessageAcceptance::Reject, None)
+            }
+            Validation::Ignore(reason) => {
+                tracing::trace!(peer = %source, %reason, "ignoring gossip");
+                (MessageAcceptance::Ignore, None)
+            }
+            Validation::Drop(reason) => {
+                stats.count_drop(reason);
+                if reason == DropReason::OverBudget {
+                    self.offence(source, Offence::OverBudget, "signature checks beyond its budget");
+                }
+                (MessageAcceptance::Ignore, None)
+            }
+        }
+    }
+
+    /// Score an offence of `peer`; a ban disconnects it.
+    fn offence(&mut self, peer: PeerId, offence: Offence, why: &str) {
+        if self.guard.penalise(&peer, offence, why) {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Serve a sync request if the peer's budget covers it: one request, then the response's bytes.
+    fn serve_sync(&mut self, peer: PeerId, request: SyncRequest) -> Option<SyncResponse> {
+        if !matches!(self.guard.standing(&peer), Standing::Good) {
+            return None;
+        }
+        if !self.guard.try_spend(&peer, Resource::SyncRequests, 1) {
+            self.sync_abuse(peer, "sync requests beyond its budget");
+            return None;
+        }
+        let max_count = request.max_count.min(SYNC_BLOCKS_MAX) as usize;
+        let budget = wire::SYNC_RESPONSE_BUDGET_BYTES;
+        let blocks = self.provider.blocks_from(request.from_height, max_count, budget);
+        let bytes: u64 = blocks.iter().map(|(b, c)| approx_bytes(b, c)).sum();
+        if !self.guard.try_spend(&peer, Resource::SyncBytes, bytes) {
+            self.sync_abuse(peer, "sync bytes beyond its budget");
+            return None;
+        }
+        tracing::debug!(%peer, from = %request.from_height, n = blocks.len(), bytes, "serving sync request");
+        Some(SyncResponse { blocks })
+    }
+
+    fn sync_abuse(&mut self, peer: PeerId, why: &str) {
+        if let Some(suppressed) = self.sync_abuse_warn.check(Instant::now()) {
+            tracing::warn!(%peer, why, suppressed, "refusing a peer's sync request: {why}");
+        }
+        self.offence(peer, Offence::SyncAbuse, why);
+    }
+
     fn handle_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let max_count = request.max_count.min(SYNC_BLOCKS_MAX) as usize;
-                    let budget = wire::SYNC_RESPONSE_BUDGET_BYTES;
-                    let blocks = self.provider.blocks_from(request.from_height, max_count, budget);
-                    tracing::debug!(%peer, from = %request.from_height, n = blocks.len(), "serving sync request");
-                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse { blocks });
+                    // Refused: the channel is dropped and the peer's request fails.
+                    if let Some(response) = self.serve_sync(peer, request) {
+                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                    }
                 }
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.pending_sync.remove(&request_id) {
