@@ -180,7 +180,7 @@ impl Default for PeerLimits {
             invalid_penalty: 100,
             over_budget_penalty: 5,
             sync_abuse_penalty: 20,
-            ignore_at: -300,
+            ignore_at: -500,
             ban_at: -1_000,
             ban_ms: 60_000,
             recovery_per_sec: 20,

@@ -685,6 +685,7 @@ impl Driver {
             };
             self.shared.metrics.set_mempool(len, bytes);
         }
+        self.shared.metrics.sync_peer_stats(&self.shared.peer_stats);
         self.try_build()?;
         self.maybe_regossip().await;
         self.maybe_sync();

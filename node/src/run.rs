@@ -984,8 +984,8 @@ mod tests {
         .sign(&g.chain_id, &outsider);
         let msg = crate::wire::ProposalMessage { proposal, block, resend: 0 };
         attacker.publish(GossipMessage::Proposal(Box::new(msg))).await.unwrap();
-        // Then a valid tx from the same peer: it commits, so the node did process the peer's messages (two
-        // faults leave a peer heard; a third would have it ignored for a while, see ledger_core::gossip).
+        // Then a valid tx from the same peer: it commits, so the node did process the peer's messages (a few
+        // faults leave a peer heard; five would have it ignored for a while, see ledger_core::gossip).
         attacker.publish(GossipMessage::TxBatch(vec![good.clone()])).await.unwrap();
         let mut status = node.status.clone();
         tokio::time::timeout(DEADLINE, async {

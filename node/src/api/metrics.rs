@@ -26,6 +26,10 @@
 //! | `ledger_api_open_event_streams` | gauge | open `/events` streams |
 //! | `ledger_api_commit_waits` | gauge | `POST /txs?wait=commit` requests waiting |
 //! | `ledger_api_refused_total{reason}` | counter | connections and requests refused or cut off, by reason (see `api::guard::Refusal`) |
+//! | `ledger_peer_penalties_total{reason}` | counter | peer faults scored: `invalid` (forged, undecodable, misaddressed), `over_budget` (gossip beyond its budget), `sync_abuse` (sync requests beyond its budget) |
+//! | `ledger_peer_bans_total` | counter | peers banned (disconnected, reconnections refused for a while) |
+//! | `ledger_peers_banned` | gauge | peers banned now |
+//! | `ledger_gossip_dropped_total{reason}` | counter | gossip dropped without blame, by reason (see `ledger_core::gossip::DropReason`) |
 //!
 //! `GET /metrics` answers the Prometheus text format 0.0.4 (what `promtool check metrics` reads) unless
 //! the client asks for OpenMetrics in `Accept`, which prometheus-client writes natively.
@@ -68,6 +72,10 @@ pub struct Metrics {
     api_event_streams: Gauge,
     api_commit_waits: Gauge,
     api_refused: Family<Labels, Counter>,
+    peer_penalties: Family<Labels, Counter>,
+    peer_bans: Counter,
+    peers_banned: Gauge,
+    gossip_dropped: Family<Labels, Counter>,
     /// Header timestamp of the last committed block, for the interval histogram (0 = none yet).
     last_block_time_ms: AtomicU64,
 }
@@ -122,6 +130,10 @@ impl Metrics {
             api_event_streams: Gauge::default(),
             api_commit_waits: Gauge::default(),
             api_refused: Family::default(),
+            peer_penalties: Family::default(),
+            peer_bans: Counter::default(),
+            peers_banned: Gauge::default(),
+            gossip_dropped: Family::default(),
             last_block_time_ms: AtomicU64::new(0),
         };
         registry.register("consensus_height", "Height consensus is deciding", m.consensus_height.clone());
@@ -191,6 +203,16 @@ impl Metrics {
             // Every reason is present from the start (at 0), so a rate over it is defined.
             let _ = m.api_refused.get_or_create(&vec![("reason", reason.label().to_string())]);
         }
+        registry.register("peer_penalties", "Peer faults scored, by reason", m.peer_penalties.clone());
+        for o in ledger_core::gossip::Offence::ALL {
+            let _ = m.peer_penalties.get_or_create(&vec![("reason", o.label().to_string())]);
+        }
+        registry.register("peer_bans", "Peers banned (disconnected, reconnections refused)", m.peer_bans.clone());
+        registry.register("peers_banned", "Peers banned now", m.peers_banned.clone());
+        registry.register("gossip_dropped", "Gossip dropped without blame, by reason", m.gossip_dropped.clone());
+        for r in ledger_core::gossip::DropReason::ALL {
+            let _ = m.gossip_dropped.get_or_create(&vec![("reason", r.label().to_string())]);
+        }
         registry.register(
             "build",
             "Build information",
@@ -200,6 +222,19 @@ impl Metrics {
             ]),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Copy the network's peer-guard counters (they only grow) into the registry.
+    pub fn sync_peer_stats(&self, stats: &crate::p2p::PeerStats) {
+        let catch_up = |c: &Counter, now: u64| c.inc_by(now.saturating_sub(c.get()));
+        for (o, n) in stats.penalties() {
+            catch_up(&self.peer_penalties.get_or_create(&vec![("reason", o.label().to_string())]), n);
+        }
+        for (r, n) in stats.dropped() {
+            catch_up(&self.gossip_dropped.get_or_create(&vec![("reason", r.label().to_string())]), n);
+        }
+        catch_up(&self.peer_bans, stats.bans());
+        self.peers_banned.set(gauge_value(stats.banned_now()));
     }
 
     pub fn set_consensus(&self, height: u64, round: u32) {
