@@ -95,6 +95,7 @@ const KEYS: &[KeySpec] = &[
     key("api.body_read_timeout_ms", int(100, 600_000)),
     key("api.write_timeout_ms", int(100, 3_600_000)),
     key("api.request_timeout_ms", int(100, 600_000)),
+    key("api.send_buffer_bytes", int(0, 1 << 30)),
     key("api.requests_per_client_per_sec", int(0, 1_000_000)),
     key("api.request_burst_per_client", int(1, 10_000_000)),
     key("api.concurrent_requests_max", int(1, 1_000_000)),
@@ -462,6 +463,7 @@ fn api_config(layers: &Layers) -> Result<crate::api::ApiConfig, ConfigError> {
         body_read_timeout: ms("api.body_read_timeout_ms", d.body_read_timeout)?,
         write_timeout: ms("api.write_timeout_ms", d.write_timeout)?,
         request_timeout: ms("api.request_timeout_ms", d.request_timeout)?,
+        send_buffer_bytes: n("api.send_buffer_bytes", d.send_buffer_bytes)?,
         requests_per_client_per_sec: rate("api.requests_per_client_per_sec", d.requests_per_client_per_sec)?,
         request_burst_per_client: rate("api.request_burst_per_client", d.request_burst_per_client)?,
         concurrent_requests_max: n("api.concurrent_requests_max", d.concurrent_requests_max)?,
@@ -517,6 +519,7 @@ listen_addr = "127.0.0.1:26600"
 # body_read_timeout_ms = 10000            # complete request body within this (408 body_timeout)
 # write_timeout_ms = 30000                # a response write stalled this long closes the connection
 # request_timeout_ms = 30000              # time to answer (408 timeout)
+# send_buffer_bytes = 262144              # SO_SNDBUF per connection (0: kernel autotuning, up to 4 MiB)
 # requests_per_client_per_sec = 500       # then delayed up to 1 s, then 429 rate_limited (0: no limit)
 # request_burst_per_client = 1000
 # concurrent_requests_max = 512           # requests in handlers at once (503 overloaded)

@@ -37,6 +37,7 @@ const REPLAY_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Replay stored blocks from this height before following new ones (default: only new blocks).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub from_height: Option<u64>,
 }
 
@@ -76,6 +77,9 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let ip = client.map(|Extension(c)| c.0.ip());
     let q = query(q)?;
+    if q.from_height.is_some_and(|h| h > super::handlers::HEIGHT_PARAM_MAX) {
+        return Err(ApiError::bad_request("bad_query", "from_height must be at most 9223372036854775807"));
+    }
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(

@@ -33,22 +33,58 @@ pub(crate) fn json_body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiEr
     })
 }
 
+/// The OpenAPI patterns of path parameters; the parsers below accept exactly these.
+pub(crate) const HASH_PATTERN: &str = "^[0-9a-fA-F]{64}$";
+pub(crate) const ADDRESS_PATTERN: &str = "^ldg[0-9a-fA-F]{72}$";
+pub(crate) const HEIGHT_PATTERN: &str = "^(latest|0|[1-9][0-9]{0,18})$";
+/// Heights, `before` and `from_height` are at most this (they are `int64` in the OpenAPI document).
+pub(crate) const HEIGHT_PARAM_MAX: u64 = i64::MAX as u64;
+
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn parse_hash(s: &str) -> Result<Hash, ApiError> {
+    if s.len() != 64 || !is_hex(s) {
+        return Err(ApiError::bad_request("bad_hash", "expected 64 hex characters"));
+    }
     Hash::from_hex(s).map_err(|e| ApiError::bad_request("bad_hash", format!("{e}: expected 64 hex characters")))
 }
 
 fn parse_address(s: &str) -> Result<Address, ApiError> {
+    let well_formed = s.strip_prefix(ledger_core::crypto::ADDRESS_PREFIX).is_some_and(is_hex)
+        && s.len() == ledger_core::crypto::ADDRESS_TEXT_LEN;
+    if !well_formed {
+        return Err(ApiError::bad_request("bad_address", "expected `ldg` and 72 hex characters"));
+    }
     Address::parse_address(s).map_err(|e| ApiError::bad_request("bad_address", e.to_string()))
 }
 
-/// A height path segment: a positive integer or `latest`.
+/// A height path segment: `latest`, or a decimal integer without sign or leading zero, at most 2^63 - 1
+/// ([`HEIGHT_PATTERN`]; `+1` and `01` are refused).
 fn parse_height(s: &str, tip: Height) -> Result<Height, ApiError> {
     if s == "latest" {
         return Ok(tip);
     }
-    s.parse::<u64>().map(Height).map_err(|_| {
-        ApiError::bad_request("bad_height", format!("height must be a non-negative integer or `latest`, got {s:?}"))
-    })
+    let canonical =
+        !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    match s.parse::<u64>() {
+        Ok(h) if canonical && h <= HEIGHT_PARAM_MAX => Ok(Height(h)),
+        _ => Err(ApiError::bad_request(
+            "bad_height",
+            format!("height must be `latest` or a decimal integer without sign or leading zero, got {s:?}"),
+        )),
+    }
+}
+
+/// A height-like query parameter (`before`, `from_height`): at most 2^63 - 1.
+fn height_param(name: &str, v: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match v {
+        Some(h) if h > HEIGHT_PARAM_MAX => {
+            Err(ApiError::bad_request("bad_query", format!("{name} must be at most {HEIGHT_PARAM_MAX}")))
+        }
+        v => Ok(v),
+    }
 }
 
 fn page_limit(state: &ApiState, limit: Option<usize>) -> Result<usize, ApiError> {
@@ -278,8 +314,10 @@ pub async fn metrics(State(s): State<ApiState>, headers: HeaderMap) -> Result<Re
 #[into_params(parameter_in = Query)]
 pub struct BlocksQuery {
     /// Only blocks strictly below this height (default: all).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub before: Option<u64>,
     /// Page size (default 20, at most 100).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
 }
 
@@ -289,6 +327,7 @@ pub struct BlocksQuery {
 pub async fn blocks(State(s): State<ApiState>, q: Result<Query<BlocksQuery>, QueryRejection>) -> ApiResult<BlocksPage> {
     let q = query(q)?;
     let limit = page_limit(&s, q.limit)?;
+    height_param("before", q.before)?;
     let page = s
         .read(move |st| {
             let tip = st.latest_height()?;
@@ -313,7 +352,7 @@ pub async fn blocks(State(s): State<ApiState>, q: Result<Query<BlocksQuery>, Que
 }
 
 #[utoipa::path(get, path = "/blocks/{height}", tag = "blocks",
-    params(("height" = String, Path, description = "Block height, or `latest`")),
+    params(("height" = String, Path, description = "Block height, or `latest`", pattern = "^(latest|0|[1-9][0-9]{0,18})$")),
     responses((status = 200, description = "The block with its certificate's signers", body = BlockView),
               (status = 400, description = "Malformed height", body = ErrorView),
               (status = 404, description = "No such block", body = ErrorView)))]
@@ -335,7 +374,7 @@ pub async fn block_by_height(State(s): State<ApiState>, Path(height): Path<Strin
 }
 
 #[utoipa::path(get, path = "/blocks/by-hash/{hash}", tag = "blocks",
-    params(("hash" = String, Path, description = "Block hash, 64 hex characters")),
+    params(("hash" = String, Path, description = "Block hash, 64 hex characters", pattern = "^[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "The block with its certificate's signers", body = BlockView),
               (status = 400, description = "Malformed hash", body = ErrorView),
               (status = 404, description = "No such block", body = ErrorView)))]
@@ -354,7 +393,7 @@ pub async fn block_by_hash(State(s): State<ApiState>, Path(hash): Path<String>) 
 }
 
 #[utoipa::path(get, path = "/blocks/{height}/commit", tag = "blocks",
-    params(("height" = String, Path, description = "Block height, or `latest`")),
+    params(("height" = String, Path, description = "Block height, or `latest`", pattern = "^(latest|0|[1-9][0-9]{0,18})$")),
     responses((status = 200, description = "The certificate that committed the block", body = CommitView),
               (status = 400, description = "Malformed height", body = ErrorView),
               (status = 404, description = "No such block", body = ErrorView)))]
@@ -416,7 +455,7 @@ pub(crate) async fn tx_status(s: &ApiState, id: TxId) -> Result<TxStatusView, Ap
 }
 
 #[utoipa::path(get, path = "/txs/{id}", tag = "txs",
-    params(("id" = String, Path, description = "Transaction id, 64 hex characters")),
+    params(("id" = String, Path, description = "Transaction id, 64 hex characters", pattern = "^[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "Status; with location, Merkle proof and bytes when committed", body = TxStatusView),
               (status = 400, description = "Malformed id", body = ErrorView)))]
 pub async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TxStatusView> {
@@ -427,9 +466,12 @@ pub async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiRes
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
-    /// `commit`: wait until the transaction is committed or rejected (bounded).
+    /// `commit`: wait until the transaction is committed or rejected (bounded); `none` (the default): answer
+    /// once admitted.
+    #[param(pattern = "^(commit|none)$")]
     pub wait: Option<String>,
     /// Longest wait in milliseconds (default 10000, at most 25000).
+    #[param(minimum = 0, maximum = 25000)]
     pub timeout_ms: Option<u64>,
 }
 
@@ -458,7 +500,13 @@ pub async fn submit_tx(
         Some("commit") => {
             let c = &s.inner.config;
             let t = q.timeout_ms.map_or(c.commit_wait_default, Duration::from_millis);
-            Some(t.min(c.commit_wait_max))
+            if t > c.commit_wait_max {
+                return Err(ApiError::bad_request(
+                    "bad_query",
+                    format!("timeout_ms must be at most {}", c.commit_wait_max.as_millis()),
+                ));
+            }
+            Some(t)
         }
         Some(other) => return Err(ApiError::bad_request("bad_query", format!("wait must be `commit`, got {other:?}"))),
     };
@@ -578,7 +626,7 @@ pub async fn submit_batch(
 // ---- accounts --------------------------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/accounts/{address}", tag = "accounts",
-    params(("address" = String, Path, description = "Account address, `ldg…`")),
+    params(("address" = String, Path, description = "Account address: `ldg`, then the key and a checksum in hex", pattern = "^ldg[0-9a-fA-F]{72}$")),
     responses((status = 200, description = "Balance and nonces (unknown accounts are zero)", body = AccountView),
               (status = 400, description = "bad_address", body = ErrorView)))]
 pub async fn account(State(s): State<ApiState>, Path(address): Path<String>) -> ApiResult<AccountView> {
@@ -598,15 +646,18 @@ pub async fn account(State(s): State<ApiState>, Path(address): Path<String>) -> 
 #[into_params(parameter_in = Query)]
 pub struct AccountTxsQuery {
     /// Start below this height (default: the tip, inclusive).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub before: Option<u64>,
     /// With `before`: also include transactions at height `before` with an index below this.
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4294967295_i64)]
     pub before_index: Option<u32>,
     /// Page size (default 20, at most 100).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/accounts/{address}/txs", tag = "accounts",
-    params(("address" = String, Path, description = "Account address, `ldg…`"), AccountTxsQuery),
+    params(("address" = String, Path, description = "Account address: `ldg`, then the key and a checksum in hex", pattern = "^ldg[0-9a-fA-F]{72}$"), AccountTxsQuery),
     responses((status = 200, description = "Committed transactions sent or received, newest first, found by scanning at most 1000 blocks per request; follow `next` to continue", body = AccountTxsPage),
               (status = 400, description = "bad_address or bad query", body = ErrorView)))]
 pub async fn account_txs(
@@ -617,6 +668,7 @@ pub async fn account_txs(
     let address = parse_address(&address)?;
     let q = query(q)?;
     let limit = page_limit(&s, q.limit)?;
+    height_param("before", q.before)?;
     let scan_max = s.inner.config.account_scan_blocks_max.max(1);
     let page = s
         .read(move |st| {
@@ -680,4 +732,37 @@ pub async fn account_txs(
 /// A submitted transaction's bytes must decode; used by tests and docs to build requests.
 pub fn tx_hex(tx: &SignedTransaction) -> String {
     hex::encode(tx.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The patterns in the `#[utoipa::path]` attributes (which must be literals) are the parsers' ones.
+    #[test]
+    fn openapi_patterns_are_the_parsers() {
+        let doc = serde_json::to_value(super::super::openapi()).unwrap();
+        let pattern = |path: &str, name: &str| {
+            doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .map(|p| p["schema"]["pattern"].as_str().unwrap().to_string())
+                .unwrap()
+        };
+        assert_eq!(pattern("/blocks/{height}", "height"), HEIGHT_PATTERN);
+        assert_eq!(pattern("/blocks/{height}/commit", "height"), HEIGHT_PATTERN);
+        assert_eq!(pattern("/blocks/by-hash/{hash}", "hash"), HASH_PATTERN);
+        assert_eq!(pattern("/txs/{id}", "id"), HASH_PATTERN);
+        assert_eq!(pattern("/accounts/{address}", "address"), ADDRESS_PATTERN);
+        assert_eq!(pattern("/accounts/{address}/txs", "address"), ADDRESS_PATTERN);
+        for (s, ok) in [("latest", true), ("0", true), ("1", true), ("9223372036854775807", true), ("+1", false)] {
+            assert_eq!(parse_height(s, Height(5)).is_ok(), ok, "{s}");
+        }
+        for s in ["01", "", " 1", "9223372036854775808", "99999999999999999999"] {
+            assert!(parse_height(s, Height(5)).is_err(), "{s}");
+        }
+    }
 }

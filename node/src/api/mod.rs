@@ -110,9 +110,77 @@ fn openapi_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(openapi_json))
 }
 
-/// The OpenAPI document of every route, generated from the handlers.
+/// The OpenAPI document of every route, generated from the handlers, with the answers every route can
+/// give declared on each (see [`declare_common_responses`]).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi_router().into_openapi()
+    let mut doc = openapi_router().into_openapi();
+    declare_common_responses(&mut doc);
+    doc
+}
+
+/// Declare on every operation the answers the layers can give whatever the route: 408 (request timeout,
+/// or body not received in time), 429 `rate_limited`, 500 `internal`, 503 `overloaded`; on operations
+/// with a JSON body also 413, 415 and 422. `/health`'s 503 is its health document or, under overload, the
+/// error shape.
+fn declare_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::OneOfBuilder;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorView"))).build(),
+                )
+                .build(),
+        )
+    };
+    let common = [
+        (
+            "408",
+            "`timeout`: no answer within the request timeout; `body_timeout`: the request body was not received in time",
+        ),
+        ("429", "`rate_limited`: this client sent more requests per second than it may (see Retry-After)"),
+        ("500", "`internal`: details only in the node's log"),
+        ("503", "`overloaded`: every request slot, or the request-body byte budget, is taken; retry later"),
+    ];
+    let with_body = [
+        ("413", "`body_too_large`: request body above the limit"),
+        ("415", "`unsupported_media_type`: the body is not `Content-Type: application/json`"),
+        ("422", "`bad_request`: JSON of the wrong shape"),
+        ("400", "`bad_request`: the body is not JSON"),
+    ];
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let ops = [item.get.as_mut(), item.post.as_mut()];
+        for (i, op) in ops.into_iter().enumerate() {
+            let Some(op) = op else { continue };
+            let responses = &mut op.responses.responses;
+            for (code, description) in common {
+                responses.entry(code.to_string()).or_insert_with(|| error(description));
+            }
+            if i == 1 {
+                for (code, description) in with_body {
+                    responses.entry(code.to_string()).or_insert_with(|| error(description));
+                }
+            }
+            if path == "/health" {
+                let either = OneOfBuilder::new()
+                    .item(Ref::from_schema_name("HealthView"))
+                    .item(Ref::from_schema_name("ErrorView"))
+                    .build();
+                responses.insert(
+                    "503".to_string(),
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description("Unhealthy: status `unhealthy` with reasons (codes no_peers, stalled, signer_halted, storage_unreadable); under overload the error shape with code `overloaded`")
+                            .content("application/json", ContentBuilder::new().schema(Some(utoipa::openapi::schema::Schema::OneOf(either))).build())
+                            .build(),
+                    ),
+                );
+            }
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "node",

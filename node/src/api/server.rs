@@ -74,6 +74,11 @@ pub(super) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        if config.send_buffer_bytes > 0 {
+            // A fixed send buffer instead of the kernel's autotuning (up to 4 MiB per connection): bounds
+            // the kernel memory a client that does not read can pin, and lets the write timeout see it.
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(config.send_buffer_bytes);
+        }
         let app = app.clone();
         let state = state.clone();
         let mut stop = stop_rx.clone();

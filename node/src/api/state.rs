@@ -127,6 +127,9 @@ pub struct ApiConfig {
     /// A response write that makes no progress for this long closes the connection (event streams that
     /// are not read, clients that stop reading).
     pub write_timeout: Duration,
+    /// SO_SNDBUF of each API connection (0: the kernel's autotuning, which grows to 4 MiB): bounds the
+    /// kernel memory one connection pins when its client does not read.
+    pub send_buffer_bytes: usize,
     /// Sustained requests per second from one client (0: no limit) and the burst above it. A client over
     /// its rate is delayed, up to `request_delay_max`; beyond that answered 429 `rate_limited`.
     pub requests_per_client_per_sec: u32,
@@ -185,6 +188,7 @@ impl Default for ApiConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            send_buffer_bytes: 256 * 1024,
             requests_per_client_per_sec: 500,
             request_burst_per_client: 1000,
             request_delay_max: Duration::from_secs(1),

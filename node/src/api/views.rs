@@ -287,6 +287,8 @@ pub struct SubmitRequest {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BatchRequest {
+    /// Hex of each signed transaction's canonical bytes (at most 1000).
+    #[schema(max_items = 1000)]
     pub txs: Vec<String>,
 }
 
