@@ -1,11 +1,17 @@
-//! A small blocking client for the node's HTTP API (`docs/api.md`): plain HTTP, JSON, bounded bodies.
+//! A small client for the node's HTTP API (`docs/api.md`): plain HTTP, JSON, bounded bodies, and one
+//! overall deadline per request.
+//!
+//! The client defends itself against a node that misbehaves: each request (connect, headers and the whole
+//! body) must complete within its deadline (`--timeout`, default [`REQUEST_TIMEOUT`]; a node that drips
+//! its answer a byte at a time is cut off there, not after each read), and every body is read in chunks
+//! up to the largest legitimate answer of that route, refused beyond it before it is all in memory.
 //!
 //! Every failure becomes a [`WalletError`] of the right kind: the node cannot be reached
-//! ([`ErrorKind::Unreachable`]), or it answered with `{"error": {"code", "message"}}`
-//! ([`ErrorKind::NodeError`], code kept in `node_code`). Response types list only the fields the wallet
-//! uses, so the node may add fields without breaking it.
+//! ([`ErrorKind::Unreachable`]: refused, or no connection within [`CONNECT_TIMEOUT`]), or it answered
+//! with `{"error": {"code", "message"}}` or misbehaved (no complete answer within the deadline, an answer
+//! too large) ([`ErrorKind::NodeError`], code kept in `node_code`). Response types list only the fields
+//! the wallet uses, so the node may add fields without breaking it.
 
-use std::io::Read;
 use std::time::Duration;
 
 use ledger_core::merkle::MerkleProof;
@@ -18,8 +24,11 @@ use crate::error::{ErrorKind, WalletError, one_line};
 pub const SMALL_BODY_BYTES_MAX: u64 = 1024 * 1024;
 /// Largest response body read for a block with its decoded transactions.
 pub const BLOCK_BODY_BYTES_MAX: u64 = 96 * 1024 * 1024;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default timeout of one request (the `?wait=commit` submission sets its own).
+/// Largest `GET /genesis` answer read: the largest genesis file any node accepts.
+pub const GENESIS_BODY_BYTES_MAX: u64 = ledger_core::genesis::GENESIS_BYTES_MAX as u64;
+/// A node that accepts no connection within this is unreachable (exit 3).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default overall deadline of one request (`--timeout`; the `?wait=commit` submission adds its wait).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `GET /status`.
@@ -83,15 +92,37 @@ struct ErrorBody {
     error: Reason,
 }
 
+/// `GET /genesis`: only the minimum fee is read; every other field is skipped while parsing, so a large
+/// genesis costs its bytes and nothing more.
+#[derive(Deserialize)]
+struct GenesisFee {
+    params: Option<FeeParams>,
+}
+
+#[derive(Deserialize)]
+struct FeeParams {
+    min_fee: Option<u64>,
+}
+
 /// The node at one base URL.
 pub struct NodeClient {
     base: String,
-    http: reqwest::blocking::Client,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    timeout: Duration,
 }
 
 impl NodeClient {
     /// `base` must be `http://host:port` (no TLS in this build; the node API is meant for localhost).
     pub fn new(base: &str) -> Result<NodeClient, WalletError> {
+        NodeClient::with_timeout(base, REQUEST_TIMEOUT)
+    }
+
+    /// A client whose every request must complete within `timeout` (connect, headers and body).
+    pub fn with_timeout(base: &str, timeout: Duration) -> Result<NodeClient, WalletError> {
+        if timeout.is_zero() {
+            return Err(WalletError::usage("--timeout must be at least 1 second"));
+        }
         let base = base.trim().trim_end_matches('/').to_string();
         if base.starts_with("https://") {
             return Err(WalletError::usage(format!(
@@ -103,14 +134,17 @@ impl NodeClient {
                 "node URL {base:?} is not an http:// URL: use --node http://HOST:PORT or set LEDGER_NODE"
             )));
         }
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| WalletError::generic(format!("cannot start the HTTP client: {e}")))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| WalletError::generic(format!("cannot start the HTTP client: {e}")))?;
-        Ok(NodeClient { base, http })
+        Ok(NodeClient { base, http, runtime, timeout })
     }
 
     pub fn base(&self) -> &str {
@@ -140,13 +174,14 @@ impl NodeClient {
     /// The chain's minimum fee from `GET /genesis`, or `None` if the node does not serve it in a shape
     /// the wallet understands (the route is outside the wallet's part of the contract).
     pub fn min_fee(&self) -> Result<Option<u64>, WalletError> {
-        let doc = match self.get_json("/genesis", 64 * 1024 * 1024) {
-            Ok(doc) => doc,
-            Err(e) if e.kind == ErrorKind::NodeError => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let params = doc.get("params").or_else(|| doc.get("genesis").and_then(|g| g.get("params")));
-        Ok(params.and_then(|p| p.get("min_fee")).and_then(serde_json::Value::as_u64))
+        let body =
+            match self.fetch(self.http.get(self.url("/genesis")), "/genesis", GENESIS_BODY_BYTES_MAX, self.timeout) {
+                Ok(body) => body,
+                // An error answer: the route is not the wallet's part of the contract.
+                Err(e) if e.kind == ErrorKind::NodeError && e.node_status.is_some() => return Ok(None),
+                Err(e) => return Err(e),
+            };
+        Ok(serde_json::from_slice::<GenesisFee>(&body).ok().and_then(|g| g.params).and_then(|p| p.min_fee))
     }
 
     /// `POST /txs` with the signed transaction's hex; with `wait` the node holds the answer until commit
@@ -154,18 +189,18 @@ impl NodeClient {
     pub fn submit(&self, tx_hex: &str, wait: Option<Duration>) -> Result<TxStatus, WalletError> {
         let body = serde_json::json!({ "tx": tx_hex }).to_string();
         let (path, timeout) = match wait {
-            Some(t) => ("/txs?wait=commit", t + Duration::from_secs(5)),
-            None => ("/txs", REQUEST_TIMEOUT),
+            // The node holds the answer for up to the wait (at most 25 s), then answers `pending`.
+            Some(t) => ("/txs?wait=commit", t.min(Duration::from_secs(25)) + self.timeout),
+            None => ("/txs", self.timeout),
         };
-        let request =
-            self.http.post(self.url(path)).header("content-type", "application/json").timeout(timeout).body(body);
-        let value = self.send(request, path, SMALL_BODY_BYTES_MAX)?;
+        let request = self.http.post(self.url(path)).header("content-type", "application/json").body(body);
+        let value = self.send(request, path, SMALL_BODY_BYTES_MAX, timeout)?;
         from_value(value, path)
     }
 
     /// `GET path` as raw JSON.
     pub fn get_json(&self, path: &str, body_max: u64) -> Result<serde_json::Value, WalletError> {
-        self.send(self.http.get(self.url(path)), path, body_max)
+        self.send(self.http.get(self.url(path)), path, body_max, self.timeout)
     }
 
     fn get_as<T: DeserializeOwned>(&self, path: &str, body_max: u64) -> Result<T, WalletError> {
@@ -178,24 +213,76 @@ impl NodeClient {
 
     fn send(
         &self,
-        request: reqwest::blocking::RequestBuilder,
+        request: reqwest::RequestBuilder,
         path: &str,
         body_max: u64,
+        timeout: Duration,
     ) -> Result<serde_json::Value, WalletError> {
-        let response = request.send().map_err(|e| self.transport_error(&e))?;
-        let status = response.status();
-        let mut body = Vec::new();
-        response.take(body_max + 1).read_to_end(&mut body).map_err(|e| {
-            WalletError::new(
-                ErrorKind::Unreachable,
-                format!("lost the connection to the node at {} while reading {path}: {e}", self.base),
-            )
-        })?;
-        if body.len() as u64 > body_max {
-            return Err(WalletError::generic(format!(
-                "the node's answer to {path} is larger than {body_max} bytes; refusing to read it"
-            )));
-        }
+        let body = self.fetch(request, path, body_max, timeout)?;
+        serde_json::from_slice(&body).map_err(|e| {
+            WalletError::generic(format!(
+                "the node's answer to {path} is not valid JSON ({e}); is {} a ledger node?",
+                self.base
+            ))
+        })
+    }
+
+    /// Send `request` and read its whole body, all within `timeout`, at most `body_max` bytes. A non-2xx
+    /// answer becomes a node error carrying the node's code.
+    fn fetch(
+        &self,
+        request: reqwest::RequestBuilder,
+        path: &str,
+        body_max: u64,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, WalletError> {
+        let exchange = async {
+            let mut response = request.send().await.map_err(|e| self.transport_error(&e))?;
+            let status = response.status();
+            let too_large = || {
+                WalletError::new(
+                    ErrorKind::NodeError,
+                    format!("the node's answer to {path} is larger than {body_max} bytes; refusing to read it"),
+                )
+                .with_node_code("too_large")
+            };
+            if response.content_length().is_some_and(|n| n > body_max) {
+                return Err(too_large());
+            }
+            let mut body = Vec::new();
+            loop {
+                let chunk = response.chunk().await.map_err(|e| {
+                    WalletError::new(
+                        ErrorKind::Unreachable,
+                        format!(
+                            "lost the connection to the node at {} while reading {path}: {}",
+                            self.base,
+                            root_cause(&e)
+                        ),
+                    )
+                })?;
+                let Some(chunk) = chunk else { break };
+                if (body.len() + chunk.len()) as u64 > body_max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((status, body))
+        };
+        let (status, body) = match self.runtime.block_on(async { tokio::time::timeout(timeout, exchange).await }) {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(WalletError::new(
+                    ErrorKind::NodeError,
+                    format!(
+                        "the node at {} did not complete its answer to {path} within {} s; raise --timeout if it is only slow",
+                        self.base,
+                        timeout.as_secs_f64().ceil()
+                    ),
+                )
+                .with_node_code("timeout"));
+            }
+        };
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&body) {
                 Ok(ErrorBody { error }) => WalletError::new(
@@ -215,12 +302,7 @@ impl NodeClient {
                 .with_node_reply(status.as_u16(), ""),
             });
         }
-        serde_json::from_slice(&body).map_err(|e| {
-            WalletError::generic(format!(
-                "the node's answer to {path} is not valid JSON ({e}); is {} a ledger node?",
-                self.base
-            ))
-        })
+        Ok(body)
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> WalletError {

@@ -14,7 +14,7 @@ use std::fmt;
 /// | 4 | transaction refused: insufficient funds (checked locally) or rejected/evicted by the node |
 /// | 5 | verification failed (`wallet verify`) |
 /// | 6 | key file: missing, unreadable, malformed, or wrong password |
-/// | 7 | the node answered with an error (not found, bad request, internal error) |
+/// | 7 | the node answered with an error (not found, bad request, internal error), or misbehaved: no complete answer within `--timeout`, an answer larger than any legitimate one |
 /// | 8 | timed out waiting for a commit: the transaction is still pending |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -66,7 +66,8 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
   4  transaction refused: insufficient funds (checked locally) or rejected/evicted by the node
   5  verification failed (wallet verify)
   6  key file missing, unreadable or malformed, or wrong password
-  7  the node answered with an error (not found, bad request, internal error)
+  7  the node answered with an error (not found, bad request, internal error), or misbehaved
+     (no complete answer within --timeout, an answer larger than any legitimate one)
   8  timed out waiting for a commit (the transaction is still pending)";
 
 /// A failure: what kind (the exit code) and one line for the user.

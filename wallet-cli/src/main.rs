@@ -38,6 +38,10 @@ struct Cli {
     /// Output format: text lines, or exactly one JSON document on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// Overall deadline of each request to the node, in seconds (connect, answer and its whole body); a
+    /// node that does not complete its answer in time is a node error (exit 7).
+    #[arg(long, global = true, env = "LEDGER_TIMEOUT", default_value_t = 30, value_name = "SECS")]
+    timeout: u64,
     /// Read the keystore password from this file (otherwise WALLET_PASSWORD, otherwise a hidden prompt).
     #[arg(long, global = true)]
     password_file: Option<PathBuf>,
@@ -237,7 +241,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> CmdResult {
     let passwords = PasswordSource { file: cli.password_file.as_deref() };
     let node = cli.node;
-    let client = || NodeClient::new(&node);
+    let request_timeout = Duration::from_secs(cli.timeout);
+    let client = || NodeClient::with_timeout(&node, request_timeout);
     match cli.command {
         Command::Keygen { out, insecure_plaintext } => keygen(&out, insecure_plaintext, &passwords),
         Command::Address { key } => {
