@@ -1,6 +1,8 @@
 //! Test harnesses: the deterministic consensus simulator (`sim`) and real multi-process localnets
-//! (`harness`), and the load generator the `bench` tool drives against them (`load`).
+//! (`harness`), the load generator the `bench` tool drives against them (`load`), and a Byzantine libp2p
+//! peer that floods them (`byzantine`).
 
+pub mod byzantine;
 pub mod chaos;
 pub mod harness;
 pub mod load;

@@ -168,6 +168,16 @@ impl Topology {
         node_ip(i)
     }
 
+    /// The bridge namespace's file (for [`enter`]): a process there reaches every node over the bridge.
+    pub fn bridge_netns_path(&self) -> String {
+        format!("/var/run/netns/{}", self.bridge_ns)
+    }
+
+    /// The bridge's own address inside the namespaces (a peer in the bridge namespace listens there).
+    pub fn bridge_ip(&self) -> String {
+        format!("{SUBNET}.1")
+    }
+
     /// The command prefix that runs a program in node `i`'s namespace.
     pub fn launcher(&self, i: usize) -> Vec<String> {
         ["ip", "netns", "exec", &self.nodes[i]].iter().map(|s| s.to_string()).collect()
@@ -328,14 +338,19 @@ fn in_namespace(ns: &str, program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Move the calling thread into the network namespace whose file is `path` (`/var/run/netns/NAME`):
+/// the sockets it opens from then on, and those of the threads it spawns, live in that namespace.
+pub fn enter(path: &str) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+    nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).with_context(|| format!("setns into {path}"))
+}
+
 /// Build an HTTP client on a thread that joined namespace `ns`: the client's runtime thread is spawned
 /// from there and inherits the namespace, so every connection it opens is made inside `ns`.
 fn client_in_namespace(ns: &str) -> Result<reqwest::blocking::Client> {
     let path = format!("/var/run/netns/{ns}");
     std::thread::spawn(move || -> Result<reqwest::blocking::Client> {
-        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("setns into {path}"))?;
+        enter(&path)?;
         Ok(reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build()?)
     })
     .join()
