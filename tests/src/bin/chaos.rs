@@ -1,8 +1,11 @@
 //! `chaos`: a Jepsen-style fault run against a real localnet (see `tests::chaos`).
 //!
 //! ```text
-//! cargo run --release -p tests --bin chaos -- --seed 7 --duration 60 [--validators 4]
+//! cargo run --release -p tests --bin chaos -- --seed 7 --duration 60 [--validators 4] [--byzantine]
 //! ```
+//!
+//! `--byzantine` (or `--faults …,byzantine`) adds the opt-in fault of a Byzantine libp2p peer flooding the
+//! validators (`tests::byzantine`).
 //!
 //! Exits 0 only when every invariant held. The last line is always
 //! `seed=S txs_ok=A txs_failed=B txs_indeterminate=C faults=F violations=V`.
@@ -31,9 +34,15 @@ struct Args {
     /// Concurrent client threads.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-    /// Comma-separated fault kinds (kill9,pause,restart,disk,isolate,split,flap,lossy); default all.
+    /// Comma-separated fault kinds (kill9,pause,restart,disk,isolate,split,flap,lossy, and the opt-in
+    /// byzantine); default all but the opt-in ones.
     #[arg(long, value_delimiter = ',')]
     faults: Vec<String>,
+    /// Add the opt-in fault `byzantine` to the kinds: a Byzantine libp2p peer joins every validator and
+    /// runs one of its floods (forged transactions, unfunded reshuffled transactions, replayed votes,
+    /// block-sync requests, connection churn) for 10-20 s; the checker must still find no violation.
+    #[arg(long)]
+    byzantine: bool,
     /// Never use network namespaces, even as root.
     #[arg(long)]
     process_faults_only: bool,
@@ -67,6 +76,9 @@ fn main() -> ExitCode {
             }
         }
         opts.kinds = kinds;
+    }
+    if args.byzantine && !opts.kinds.contains(&FaultKind::Byzantine) {
+        opts.kinds.push(FaultKind::Byzantine);
     }
     if args.dry_run {
         let schedule = nemesis::schedule(opts.seed, opts.duration, opts.validators, &opts.kinds);

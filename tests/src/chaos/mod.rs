@@ -33,6 +33,7 @@ use self::nemesis::{Fault, FaultKind, Step};
 use self::netns::Topology;
 use self::rng::Rng;
 use self::workload::{Accounts, Target, TxRecord, Workload};
+use crate::byzantine::{self, ChainInfo, DefenceCounters, FloodSpec};
 use crate::harness::{ApiClient, Localnet, wait_for};
 
 /// The I6 bound: after a heal, progress and pending valid transactions within this.
@@ -226,6 +227,19 @@ impl Cluster {
         let k = self.net.manifest.accounts.len().saturating_sub(1);
         let keys = (0..k).map(|j| self.net.account_key(j).map(Arc::new)).collect::<Result<Vec<_>>>()?;
         Ok(Accounts { chain_id: self.genesis.chain_id.clone(), keys, fee })
+    }
+
+    /// Every validator as a libp2p target: its peer id from the manifest, at its address in the
+    /// namespaces when there are some.
+    pub fn p2p_targets(&self) -> Result<Vec<byzantine::Target>> {
+        let mut targets = byzantine::targets(&self.net.manifest, &(0..self.n()).collect::<Vec<_>>())?;
+        if let Some(topo) = &self.topo {
+            for (i, t) in targets.iter_mut().enumerate() {
+                let addr = format!("/ip4/{}/tcp/{}/p2p/{}", topo.ip(i), netns::P2P_PORT, t.peer_id);
+                *t = byzantine::Target::parse(&t.name, &addr)?;
+            }
+        }
+        Ok(targets)
     }
 
     /// Every node, named, with its API client (for the checker).
@@ -448,6 +462,29 @@ fn inject(
                 topo.mend(*a, *b)?;
             }
             cluster.say(format!("flapped {toggles} times; healed {order:?} in that order"));
+        }
+        Fault::Byzantine { flood, .. } => {
+            let chain = ChainInfo::new(&cluster.genesis, cluster.max_height());
+            let mut spec = FloodSpec::new(*flood, fault.hold());
+            let netns = cluster.topo.as_ref().map(|topo| {
+                spec.listen =
+                    format!("/ip4/{}/tcp/0", topo.bridge_ip()).parse().unwrap_or_else(|_| byzantine::loopback());
+                topo.bridge_netns_path()
+            });
+            let before: Vec<Option<DefenceCounters>> =
+                (0..n).map(|i| DefenceCounters::read(&cluster.api(i)).ok()).collect();
+            let (_stop, attacker) = byzantine::spawn_flood(chain, cluster.p2p_targets()?, spec, netns);
+            let report = attacker.join().map_err(|_| anyhow!("attacker thread panicked"))??;
+            cluster.say(format!("attacker: {}", report.summary()));
+            for (i, b) in before.iter().enumerate() {
+                if let (Some(b), Ok(after)) = (b, DefenceCounters::read(&cluster.api(i))) {
+                    let d = after.since(b);
+                    cluster.say(format!(
+                        "node{i} defences: penalties {:?}, bans +{}, dropped {:?}",
+                        d.penalties, d.bans, d.dropped
+                    ));
+                }
+            }
         }
         Fault::Lossy { node, delay_ms, jitter_ms, loss_pct, .. } => {
             let topo = cluster.topo.as_mut().ok_or_else(|| anyhow!("lossy needs namespaces"))?;

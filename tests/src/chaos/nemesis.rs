@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::disk::DiskFault;
 use super::rng::Rng;
+use crate::byzantine::Flood;
 
 /// The kinds of fault; docs/reliability.md's fault catalogue ("Faults") describes each and the tests that
 /// cover it.
@@ -34,6 +35,9 @@ pub enum FaultKind {
     Flap,
     /// Delay with jitter and loss on one node's link (tc netem), or loss alone (iptables) without netem.
     Lossy,
+    /// A Byzantine libp2p peer (`crate::byzantine`) joins the validators and runs one of its floods.
+    /// Opt-in (not in [`FaultKind::ALL`]): `chaos --faults …,byzantine` or `chaos --byzantine`.
+    Byzantine,
 }
 
 impl FaultKind {
@@ -47,6 +51,10 @@ impl FaultKind {
         FaultKind::Flap,
         FaultKind::Lossy,
     ];
+
+    /// Kinds a run uses only when asked for by name: they are not in [`FaultKind::ALL`], so the schedules
+    /// of existing seeds do not change.
+    pub const OPT_IN: [FaultKind; 1] = [FaultKind::Byzantine];
 
     /// Faults that need a network namespace per node.
     pub fn needs_netns(self) -> bool {
@@ -63,11 +71,12 @@ impl FaultKind {
             FaultKind::Split => "split",
             FaultKind::Flap => "flap",
             FaultKind::Lossy => "lossy",
+            FaultKind::Byzantine => "byzantine",
         }
     }
 
     pub fn parse(name: &str) -> Option<FaultKind> {
-        FaultKind::ALL.into_iter().find(|k| k.name() == name)
+        FaultKind::ALL.into_iter().chain(FaultKind::OPT_IN).find(|k| k.name() == name)
     }
 }
 
@@ -118,6 +127,11 @@ pub enum Fault {
         loss_pct: u64,
         ms: u64,
     },
+    /// A Byzantine peer connected to every validator runs `flood` at its default rate for `ms`.
+    Byzantine {
+        flood: Flood,
+        ms: u64,
+    },
 }
 
 impl Fault {
@@ -131,6 +145,7 @@ impl Fault {
             Fault::Split { .. } => FaultKind::Split,
             Fault::Flap { .. } => FaultKind::Flap,
             Fault::Lossy { .. } => FaultKind::Lossy,
+            Fault::Byzantine { .. } => FaultKind::Byzantine,
         }
     }
 
@@ -143,7 +158,8 @@ impl Fault {
             | Fault::Isolate { ms, .. }
             | Fault::Split { ms, .. }
             | Fault::Flap { ms, .. }
-            | Fault::Lossy { ms, .. } => *ms,
+            | Fault::Lossy { ms, .. }
+            | Fault::Byzantine { ms, .. } => *ms,
         })
     }
 }
@@ -167,6 +183,12 @@ impl fmt::Display for Fault {
             Fault::Lossy { node, delay_ms, jitter_ms, loss_pct, ms } => {
                 write!(f, "lossy link node{node}: delay {delay_ms}±{jitter_ms} ms, loss {loss_pct}% for {ms} ms")
             }
+            Fault::Byzantine { flood, ms } => write!(
+                f,
+                "byzantine peer on every validator: {flood} at {} {}/s for {ms} ms",
+                flood.default_rate(),
+                flood.unit()
+            ),
         }
     }
 }
@@ -191,6 +213,8 @@ const FIRST_FAULT_MS: u64 = 3_000;
 /// Extra time laid out after a disk fault: the restarted validator watches the network (6 s by default,
 /// `consensus.double_sign_watch_ms`) before it signs again, and may resync.
 const DISK_SLACK_MS: u64 = 8_000;
+/// Extra time laid out after a Byzantine flood: the attacker joins every validator before it floods.
+const BYZANTINE_SLACK_MS: u64 = 5_000;
 
 /// The schedule for `seed`: faults of `kinds` (a seeded permutation, repeated) until `duration` is used.
 pub fn schedule(seed: u64, duration: Duration, n: usize, kinds: &[FaultKind]) -> Vec<Step> {
@@ -209,7 +233,11 @@ pub fn schedule(seed: u64, duration: Duration, n: usize, kinds: &[FaultKind]) ->
         }
         let fault = make_fault(order[k % order.len()], n, &mut rng);
         k += 1;
-        let extra = if fault.kind() == FaultKind::Disk { DISK_SLACK_MS } else { 0 };
+        let extra = match fault.kind() {
+            FaultKind::Disk => DISK_SLACK_MS,
+            FaultKind::Byzantine => BYZANTINE_SLACK_MS,
+            _ => 0,
+        };
         let budget = fault.hold().as_millis() as u64 + STEP_SLACK_MS + extra;
         if t + budget > end_ms {
             break;
@@ -257,6 +285,9 @@ fn make_fault(kind: FaultKind, n: usize, rng: &mut Rng) -> Fault {
                 ms: rng.range(5_000, 8_000),
             }
         }
+        FaultKind::Byzantine => {
+            Fault::Byzantine { flood: Flood::ALL[rng.below(Flood::ALL.len())], ms: rng.range(10_000, 20_000) }
+        }
     }
 }
 
@@ -289,5 +320,18 @@ mod tests {
         }
         let process_only = [FaultKind::Kill9, FaultKind::Pause, FaultKind::Restart];
         assert!(schedule(5, d, 4, &process_only).iter().all(|s| !s.fault.kind().needs_netns()));
+    }
+
+    #[test]
+    fn byzantine_is_opt_in_and_scheduled_when_asked_for() {
+        assert!(!FaultKind::ALL.contains(&FaultKind::Byzantine));
+        assert_eq!(FaultKind::parse("byzantine"), Some(FaultKind::Byzantine));
+        let d = Duration::from_secs(120);
+        let floods: BTreeSet<Flood> = (0..40)
+            .flat_map(|seed| schedule(seed, d, 4, &[FaultKind::Byzantine, FaultKind::Pause]))
+            .filter_map(|s| if let Fault::Byzantine { flood, .. } = s.fault { Some(flood) } else { None })
+            .collect();
+        assert_eq!(floods.len(), Flood::ALL.len(), "every flood is scheduled by some seed: {floods:?}");
+        assert!(schedule(5, d, 4, &FaultKind::ALL).iter().all(|s| s.fault.kind() != FaultKind::Byzantine));
     }
 }
