@@ -214,7 +214,8 @@ impl PeerLimits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Standing {
     Good,
-    /// Its messages are dropped unread until its score recovers.
+    /// Its messages are dropped unread until its score recovers; callers count each one as over budget
+    /// (an ignored peer's budget is zero), so one that keeps sending ends banned.
     Ignored,
     /// Disconnected and refused until `until_ms`.
     Banned {

@@ -380,3 +380,38 @@ fn end_watch_keeps_a_validator_the_quorum_needs_in_its_round() {
         assert_eq!(r.watches_ended, 1, "seed {seed}: the restarted validator did not watch");
     }
 }
+
+/// The gossip rules are the node's (`ledger_core::gossip`); put back the rule that refused honest
+/// re-proposals (a proposal's block had to be built by its signer whatever its `pol_round`) and the
+/// simulator must catch an honest node refusing an honest re-proposal (I14), as the node did on a real
+/// network.
+#[test]
+fn negative_control_broken_reproposal_is_caught() {
+    let cfg = |seed| {
+        let mut c = SimConfig::random(seed, None, None);
+        c.check_hook = Some(|m| m.with_broken_reproposal(true));
+        c
+    };
+    let found = first_seed_with(0..1000, cfg, "honest-penalised");
+    let (seed, report) = found.expect("refused re-proposal not caught within 1000 seeds");
+    println!("refused re-proposal caught at seed {seed}: {}", report.violations[0]);
+    // The same seed with the rule as it is: no violation at all.
+    let fixed = run(&SimConfig::random(seed, None, None));
+    assert!(fixed.violations.is_empty(), "seed {seed} with the fixed rule: {:?}", fixed.violations);
+}
+
+/// A Byzantine validator floods forged votes and proposals every gossip round: every honest node refuses
+/// them as invalid, bans it, and the network stays live (with a quarter of the power gone).
+#[test]
+fn flooder_is_banned_and_the_network_stays_live() {
+    for seed in 0..5 {
+        let mut c = SimConfig::quiet(seed, 4);
+        c.byzantine = vec![(3, Behaviour::Flooder)];
+        c.chaos_ms = 20_000;
+        let r = run(&c);
+        assert!(r.violations.is_empty(), "seed {seed}: {:?}", r.violations);
+        assert!(r.peer_bans >= 3, "seed {seed}: {} bans (every honest node must ban the flooder)", r.peer_bans);
+        assert!(r.gossip_rejected > 0 && r.gossip_dropped > 0, "seed {seed}: {r:?}");
+        assert!(r.min_height >= 10, "seed {seed}: only {} heights", r.min_height);
+    }
+}

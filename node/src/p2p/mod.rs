@@ -872,8 +872,15 @@ impl SwarmTask {
         let stats = self.guard.stats.clone();
         match self.guard.standing(&source) {
             Standing::Good => {}
-            Standing::Ignored | Standing::Banned { .. } => {
+            Standing::Ignored => {
+                // An ignored peer's budget is zero: what it keeps sending brings it closer to a ban.
                 stats.count_drop(DropReason::PeerIgnored);
+                self.offence(source, Offence::OverBudget, "gossip while ignored");
+                return (MessageAcceptance::Ignore, None);
+            }
+            Standing::Banned { .. } => {
+                stats.count_drop(DropReason::PeerIgnored);
+                let _ = self.swarm.disconnect_peer_id(source);
                 return (MessageAcceptance::Ignore, None);
             }
         }

@@ -24,12 +24,44 @@ use ledger_core::{Block, CommitCertificate, ConsensusParams, Hash, Height, MemSt
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
-    Agreement { height: u64, first: (usize, Hash), second: (usize, Hash) },
-    Validity { node: usize, height: u64, reason: String },
-    DoubleSign { validator: usize, height: u64, round: u32, step: SignStep },
-    MissingEvidence { node: usize, validator: usize, height: u64, round: u32, step: SignStep },
-    Durability { node: usize, reason: String },
-    Liveness { height: u64, waited_ms: u64, heights: Vec<u64> },
+    Agreement {
+        height: u64,
+        first: (usize, Hash),
+        second: (usize, Hash),
+    },
+    Validity {
+        node: usize,
+        height: u64,
+        reason: String,
+    },
+    DoubleSign {
+        validator: usize,
+        height: u64,
+        round: u32,
+        step: SignStep,
+    },
+    MissingEvidence {
+        node: usize,
+        validator: usize,
+        height: u64,
+        round: u32,
+        step: SignStep,
+    },
+    Durability {
+        node: usize,
+        reason: String,
+    },
+    Liveness {
+        height: u64,
+        waited_ms: u64,
+        heights: Vec<u64>,
+    },
+    /// An honest node refused an honest peer's message as invalid (I14: honest behaviour is never penalised).
+    HonestPenalised {
+        node: usize,
+        peer: usize,
+        reason: String,
+    },
 }
 
 impl Violation {
@@ -41,6 +73,7 @@ impl Violation {
             Violation::MissingEvidence { .. } => "evidence",
             Violation::Durability { .. } => "durability",
             Violation::Liveness { .. } => "liveness",
+            Violation::HonestPenalised { .. } => "honest-penalised",
         }
     }
 }
@@ -64,6 +97,9 @@ impl fmt::Display for Violation {
                  {round} but reported no evidence"
             ),
             Violation::Durability { node, reason } => write!(f, "node {node}: {reason}"),
+            Violation::HonestPenalised { node, peer, reason } => {
+                write!(f, "node {node} refused a message from honest peer {peer} as invalid: {reason}")
+            }
             Violation::Liveness { height, waited_ms, heights } => {
                 write!(
                     f,

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use ledger_core::consensus::Consensus;
+use ledger_core::gossip::MessageCheck;
 
 use super::rng::Rng;
 
@@ -23,6 +24,10 @@ pub enum Behaviour {
     Replayer,
     /// Honest votes, plus signed votes for far-future rounds (some beyond the core's window).
     RoundSkipper,
+    /// Honest votes, plus a flood every gossip round: votes and proposals with forged signatures, votes
+    /// signed by keys outside the set, garbage-height replays of old messages. Honest nodes must refuse
+    /// it cheaply, ban it, and stay live.
+    Flooder,
     /// Equivocating proposer and double voter acting together: the votes sent to each half name the block
     /// that half was proposed. With >= 1/3 of the power this forks the chain (the negative control).
     ForkCoalition,
@@ -30,13 +35,14 @@ pub enum Behaviour {
 
 impl Behaviour {
     /// The behaviours mixed into random runs (the coalition is for the negative control).
-    pub const RANDOM: [Behaviour; 6] = [
+    pub const RANDOM: [Behaviour; 7] = [
         Behaviour::Silent,
         Behaviour::EquivocatingProposer,
         Behaviour::DoubleVoter,
         Behaviour::InvalidVoter,
         Behaviour::Replayer,
         Behaviour::RoundSkipper,
+        Behaviour::Flooder,
     ];
 
     pub fn equivocates_proposals(self) -> bool {
@@ -161,6 +167,11 @@ impl Fault {
 /// it for `set_broken_lock(true)`; the `sim` binary never sets one.
 pub type CoreHook = fn(&mut Consensus);
 
+/// A hook applied to every gossip check an honest shell makes (`ledger_core::gossip::MessageCheck`). Tests
+/// use it to put back the rule that refused honest re-proposals (`with_broken_reproposal`); the `sim`
+/// binary never sets one.
+pub type CheckHook = for<'a> fn(MessageCheck<'a>) -> MessageCheck<'a>;
+
 /// One run.
 #[derive(Clone)]
 pub struct SimConfig {
@@ -187,6 +198,7 @@ pub struct SimConfig {
     /// Re-gossip period of each node (jittered +-25%).
     pub gossip_ms: u64,
     pub core_hook: Option<CoreHook>,
+    pub check_hook: Option<CheckHook>,
     /// The double-sign guard at start in every honest shell, as the node runs it: a (re)started validator
     /// watches before it signs, its look-back floor comes from the certificates in its chain, and synced
     /// certificates with its key raise it. Off (the negative control): no watch, floor 0, no raise.
@@ -217,6 +229,7 @@ impl SimConfig {
             flush: FlushPolicy::PerContract,
             gossip_ms: 800,
             core_hook: None,
+            check_hook: None,
             signer_guard: true,
         }
     }
@@ -357,6 +370,7 @@ impl SimConfig {
             flush: FlushPolicy::PerContract,
             gossip_ms: r.range(400, 1_200),
             core_hook: None,
+            check_hook: None,
             signer_guard: true,
         }
     }
@@ -375,13 +389,15 @@ impl fmt::Display for SimConfig {
         let l = &self.chaos_link;
         writeln!(
             f,
-            "seed={} validators={} byzantine={:?} leak={} flush={:?} core_hook={} check_liveness={} signer_guard={}",
+            "seed={} validators={} byzantine={:?} leak={} flush={:?} core_hook={} check_hook={} check_liveness={} \
+             signer_guard={}",
             self.seed,
             self.validators,
             self.byzantine,
             self.leak_equivocations,
             self.flush,
             self.core_hook.is_some(),
+            self.check_hook.is_some(),
             self.check_liveness,
             self.signer_guard
         )?;

@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::rc::Rc;
 
 use ledger_core::consensus::{Action, Config, Consensus, Event, SignedMessage, timeout_duration_ms};
+use ledger_core::gossip::{
+    Change, DropReason, MessageCheck, Offence, PeerBook, PeerLimits, RecentSet, Resource, Standing, Verdict,
+};
 use ledger_core::state::{BlockTemplate, StateChanges, apply_block, build_block};
 use ledger_core::{
     Block, CommitCertificate, ConsensusParams, Genesis, GenesisAccount, Hash, Height, Keypair, MemStore,
@@ -32,6 +35,10 @@ const SYNC_BATCH_MAX: usize = 8;
 /// higher one, at most once per `SYNC_RETRY_MS`.
 const SYNC_AFTER_MS: u64 = 1_500;
 const SYNC_RETRY_MS: u64 = 500;
+/// Forged messages a flooding Byzantine node sends each peer per gossip round.
+const FLOOD_PER_ROUND: usize = 60;
+/// Verified vote digests an honest shell remembers (as the node's gossip validator does).
+const VERIFIED_VOTES_MAX: usize = 4_096;
 /// Messages a replaying Byzantine node remembers.
 const REPLAY_LOG_MAX: usize = 1_024;
 /// How often a watching node counts down its watch (virtual time).
@@ -161,6 +168,10 @@ struct Live {
     watch_last_ms: u64,
     /// Highest height of a consensus message heard: above the core's height, this node is behind.
     heard_height: Height,
+    /// Scores and budgets of the peers, as the node's network task keeps them.
+    peers: PeerBook<usize>,
+    /// Digests of votes verified recently (replays are not checked again).
+    verified: RecentSet<Hash>,
 }
 
 struct Node {
@@ -217,6 +228,11 @@ pub struct Report {
     pub delivered: u64,
     pub dropped: u64,
     pub refused: u64,
+    /// Gossip refused as invalid by honest shells (forged, misaddressed), peers banned, and messages
+    /// dropped unread from ignored or banned peers or over budget.
+    pub gossip_rejected: u64,
+    pub peer_bans: u64,
+    pub gossip_dropped: u64,
     pub syncs: u64,
     pub sim_ms: u64,
     /// [`World::describe`] at the end of a run that broke an invariant (empty otherwise).
@@ -779,6 +795,8 @@ impl World {
             watch_left_ms: watch.then(|| watch_ms(&self.params)),
             watch_last_ms: self.now,
             heard_height: height,
+            peers: PeerBook::new(PeerLimits::default()),
+            verified: RecentSet::new(VERIFIED_VOTES_MAX),
         });
         let wal: Vec<SignedMessage> = d.wal.iter().filter(|m| m.position().0 == height).cloned().collect();
         if watch {
@@ -1094,6 +1112,9 @@ impl World {
         {
             return;
         }
+        if from != i && !self.admit(i, from, &msg) {
+            return;
+        }
         let live = self.live(i);
         let height = live.core.height();
         if let Some(h) = msg.height()
@@ -1223,6 +1244,79 @@ impl World {
         }
     }
 
+    /// The node's gossip admission, with the same rules (`ledger_core::gossip`, as `node::p2p` and the
+    /// node's gossip validator apply them): the peer's standing, its message budget, then the checks of
+    /// a vote or a proposal with its block, cheapest first, signature checks from the budget. A refusal as
+    /// invalid costs the peer score; enough of them ban it. Returns whether the message goes on to the
+    /// shell. An honest node refusing an honest peer's message as invalid breaks I14.
+    fn admit(&mut self, i: usize, from: usize, msg: &Msg) -> bool {
+        if !matches!(msg, Msg::Proposal(..) | Msg::Vote(_)) {
+            return true;
+        }
+        let now = self.now;
+        let honest_receiver = self.honest(i);
+        let honest_sender = self.honest(from);
+        let hook = if honest_receiver { self.cfg.check_hook } else { None };
+        let Some(live) = self.nodes[i].live.as_mut() else { return false };
+        let tip = Height(live.chain.len() as u64);
+        let mut check = MessageCheck::new(&self.genesis.chain_id, &self.validators, tip);
+        if let Some(h) = hook {
+            check = h(check);
+        }
+        let peers = &mut live.peers;
+        let standing = peers.standing(&from, now);
+        let verdict = if standing == Standing::Ignored {
+            // An ignored peer's budget is zero: what it keeps sending brings it closer to a ban.
+            Verdict::Ignore(DropReason::OverBudget)
+        } else if standing != Standing::Good {
+            self.report.gossip_dropped += 1;
+            return false;
+        } else if peers.try_spend(&from, Resource::Messages, 1, now) {
+            let mut spend = |r: Resource, n: u64| peers.try_spend(&from, r, n, now);
+            match msg {
+                Msg::Proposal(p, Some(block)) => check.check_proposal(p, block, &mut spend),
+                Msg::Proposal(p, None) => proposal_without_block(&check, p, &mut spend),
+                Msg::Vote(v) => check.check_vote(v, &mut live.verified, &mut spend),
+                _ => Verdict::Accept,
+            }
+        } else {
+            Verdict::Ignore(DropReason::OverBudget)
+        };
+        let offence = match &verdict {
+            Verdict::Accept => return true,
+            Verdict::Ignore(DropReason::OverBudget) => Some(Offence::OverBudget),
+            Verdict::Ignore(_) => None,
+            Verdict::Reject(reason) => {
+                self.report.gossip_rejected += 1;
+                if honest_receiver && honest_sender {
+                    self.checker.violations.push(Violation::HonestPenalised {
+                        node: i,
+                        peer: from,
+                        reason: reason.clone(),
+                    });
+                }
+                Some(Offence::Invalid)
+            }
+        };
+        self.report.gossip_dropped += u64::from(offence != Some(Offence::Invalid));
+        if let Some(o) = offence
+            && let Some(live) = self.nodes[i].live.as_mut()
+            && matches!(live.peers.penalise(&from, o, now), Change::NowBanned { .. })
+        {
+            self.report.peer_bans += 1;
+        }
+        false
+    }
+
+    /// Whether `a` or `b` has banned the other (the node disconnects a banned peer: nothing flows).
+    fn banned_link(&mut self, a: usize, b: usize) -> bool {
+        let now = self.now;
+        let mut banned = |x: usize, y: usize| {
+            self.nodes[x].live.as_mut().is_some_and(|l| matches!(l.peers.standing(&y, now), Standing::Banned { .. }))
+        };
+        banned(a, b) || banned(b, a)
+    }
+
     /// Re-send this node's own signed messages of the current height.
     fn gossip(&mut self, i: usize) {
         let Some(live) = self.nodes[i].live.as_ref() else { return };
@@ -1258,6 +1352,7 @@ impl World {
         match self.nodes[i].behaviour {
             Some(Behaviour::Replayer) => self.replay_old(i),
             Some(Behaviour::RoundSkipper) => self.skip_rounds(i),
+            Some(Behaviour::Flooder) => self.flood(i),
             _ => {}
         }
     }
@@ -1296,7 +1391,7 @@ impl World {
             (self.cfg.chaos_link, self.chaos_latency[from][to])
         };
         let cut = self.cuts.iter().any(|(_, a, b)| a.contains(&from) && b.contains(&to));
-        if cut || self.net_rng.chance(link.loss_per_mille) {
+        if cut || self.banned_link(from, to) || self.net_rng.chance(link.loss_per_mille) {
             self.report.dropped += 1;
             return;
         }
@@ -1423,6 +1518,51 @@ impl World {
         }
     }
 
+    /// Forged votes and proposals (valid messages of others with a broken signature), votes signed by a
+    /// key outside the set, and replays of old messages, [`FLOOD_PER_ROUND`] per peer per gossip round.
+    fn flood(&mut self, i: usize) {
+        let Some(live) = self.nodes[i].live.as_ref() else { return };
+        let height = live.core.height();
+        let outsider = Keypair::from_seed(&[0xF1; 32]);
+        let n = self.nodes.len();
+        for to in (0..n).filter(|j| *j != i) {
+            for k in 0..FLOOD_PER_ROUND {
+                let round = Round(self.byz_rng.range(0, 3) as u32);
+                let validator = self.validators.validators()[self.byz_rng.index(n)].public_key;
+                let vote = Vote {
+                    kind: ledger_core::VoteKind::Prevote,
+                    height,
+                    round,
+                    block_hash: Some(random_hash(&mut self.byz_rng)),
+                    validator,
+                };
+                let msg = match k % 3 {
+                    0 => {
+                        let mut v = vote.sign(&self.genesis.chain_id, &outsider);
+                        v.vote.validator = validator; // someone else's name on the outsider's signature
+                        Msg::Vote(v)
+                    }
+                    1 => {
+                        Msg::Vote(Vote { validator: outsider.public(), ..vote }.sign(&self.genesis.chain_id, &outsider))
+                    }
+                    _ => {
+                        let proposer = self.validators.proposer(height, round).public_key;
+                        let p = ledger_core::Proposal {
+                            height,
+                            round,
+                            pol_round: None,
+                            block_hash: random_hash(&mut self.byz_rng),
+                            proposer,
+                        }
+                        .sign(&self.genesis.chain_id, &outsider);
+                        Msg::Proposal(p, None)
+                    }
+                };
+                self.send(i, to, msg);
+            }
+        }
+    }
+
     /// Signed votes for rounds far ahead of the current one, some beyond the core's window.
     fn skip_rounds(&mut self, i: usize) {
         let key = self.nodes[i].key.clone();
@@ -1440,6 +1580,30 @@ impl World {
                 .sign(&self.genesis.chain_id, &key);
             self.broadcast_plain(i, Msg::Vote(v));
         }
+    }
+}
+
+/// A proposal that arrives without its block: only a restarted simulated node re-sends its persisted
+/// proposal that way (the node persists the block with it and always sends both). Judged by the same
+/// rules minus those about the block.
+fn proposal_without_block(
+    check: &MessageCheck<'_>,
+    p: &SignedProposal,
+    spend: &mut dyn FnMut(Resource, u64) -> bool,
+) -> Verdict {
+    let prop = &p.proposal;
+    if prop.height <= check.tip {
+        return Verdict::Ignore(DropReason::OldHeight);
+    }
+    if check.validators.proposer(prop.height, prop.round).public_key != prop.proposer {
+        return Verdict::Reject(format!("{} is not the proposer of height {}", prop.proposer, prop.height));
+    }
+    if !spend(Resource::ConsensusSignatures, 1) {
+        return Verdict::Ignore(DropReason::OverBudget);
+    }
+    match p.verify(check.chain_id, check.validators) {
+        Ok(()) => Verdict::Accept,
+        Err(e) => Verdict::Reject(e.to_string()),
     }
 }
 
