@@ -336,9 +336,15 @@ fn signer_import(home: &Path, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The default log filter. libp2p's request-response handler warns once per inbound stream it drops when
+/// a connection has [`node::p2p::SYNC_STREAMS_PER_CONNECTION`] open: a peer flooding sync requests would
+/// write thousands of those lines, so that target is kept to errors; the node's own rate-limited WARN and
+/// `ledger_peer_penalties_total{reason="sync_abuse"}` report the abuse instead.
+const DEFAULT_LOG_FILTER: &str = "info,libp2p_request_response::handler=error";
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGERD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
