@@ -46,7 +46,7 @@ fn is_hex(s: &str) -> bool {
 
 fn parse_hash(s: &str) -> Result<Hash, ApiError> {
     if s.len() != 64 || !is_hex(s) {
-        return Err(ApiError::bad_request("bad_hash", "expected 64 hex characters"));
+        return Err(ApiError::bad_request("bad_hash", format!("expected 64 hex characters ({HASH_PATTERN})")));
     }
     Hash::from_hex(s).map_err(|e| ApiError::bad_request("bad_hash", format!("{e}: expected 64 hex characters")))
 }
@@ -55,7 +55,10 @@ fn parse_address(s: &str) -> Result<Address, ApiError> {
     let well_formed = s.strip_prefix(ledger_core::crypto::ADDRESS_PREFIX).is_some_and(is_hex)
         && s.len() == ledger_core::crypto::ADDRESS_TEXT_LEN;
     if !well_formed {
-        return Err(ApiError::bad_request("bad_address", "expected `ldg` and 72 hex characters"));
+        return Err(ApiError::bad_request(
+            "bad_address",
+            format!("expected `ldg` and 72 hex characters ({ADDRESS_PATTERN})"),
+        ));
     }
     Address::parse_address(s).map_err(|e| ApiError::bad_request("bad_address", e.to_string()))
 }
@@ -72,7 +75,9 @@ fn parse_height(s: &str, tip: Height) -> Result<Height, ApiError> {
         Ok(h) if canonical && h <= HEIGHT_PARAM_MAX => Ok(Height(h)),
         _ => Err(ApiError::bad_request(
             "bad_height",
-            format!("height must be `latest` or a decimal integer without sign or leading zero, got {s:?}"),
+            format!(
+                "height must be `latest` or a decimal integer without sign or leading zero ({HEIGHT_PATTERN}), got {s:?}"
+            ),
         )),
     }
 }

@@ -26,9 +26,10 @@
 //!
 //! # Limits
 //! All in [`ApiConfig`]: body size (10 MiB, 413 `body_too_large`), request timeout (30 s, 408 `timeout`),
-//! concurrent requests (503 `overloaded`), open connections (extra ones wait in the accept backlog), open
-//! event streams (503 `too_many_subscribers`), page sizes, batch size, `wait=commit` duration, and blocks
-//! scanned per account-history request. Every error, including those produced by axum and tower layers
+//! concurrent requests (503 `overloaded`), page sizes, batch size, `wait=commit` duration, blocks scanned
+//! per account-history request, and the limits that keep one client from taking the API from the others
+//! (per-client connections, request rate, event streams and commit waits; header, body and write timeouts;
+//! body-byte budgets): see [`guard`] and [`server`], and `docs/api.md`. Every error, including those produced by axum and tower layers
 //! (unknown route, wrong method, bad JSON, timeouts, panics), is answered as `{"error": {"code", "message"}}`.
 //!
 //! # Probes
