@@ -2,8 +2,9 @@
 //! that joins a real localnet as a peer of its validators and floods them.
 //!
 //! Five floods, each a function with a rate and a duration ([`run_flood`] dispatches on [`Flood`]):
-//! - [`Flood::ForgedTxs`]: transaction batches whose signatures are invalid (the sender keys are real, so
-//!   the receiver must get as far as the signature check);
+//! - [`Flood::ForgedTxs`]: transaction batches whose signatures are invalid, in the name of the genesis
+//!   accounts (public in the genesis file) with nonces in their admission window, so that everything but
+//!   the signature would admit them and the receiver must get as far as the signature check;
 //! - [`Flood::UnfundedTxs`]: [`UNFUNDED_POOL`] transfers signed once, from fresh keys that own nothing, then
 //!   republished as batches that are each a new selection and order, so every message is new to gossipsub's
 //!   duplicate cache and each batch costs the receiver signature checks;
@@ -158,6 +159,8 @@ pub struct ChainInfo {
     pub min_fee: u64,
     /// Expiry height written into the transactions the floods sign (far enough ahead to stay admissible).
     pub expiry_height: u64,
+    /// Funded accounts (the genesis accounts): the senders the forged transactions claim to be.
+    pub funded: Vec<ledger_core::PublicKey>,
 }
 
 impl ChainInfo {
@@ -168,6 +171,7 @@ impl ChainInfo {
             block_bytes_max: genesis.params.block_bytes_max as usize,
             min_fee: genesis.params.min_fee,
             expiry_height: height + 100_000,
+            funded: genesis.accounts.iter().map(|a| a.address).collect(),
         }
     }
 }
@@ -539,8 +543,13 @@ fn fresh_key(rng: &mut Rng) -> Keypair {
     Keypair::from_seed(&seed)
 }
 
-/// Flood 1: batches of [`TX_FLOOD_BATCH`] transfers from real keys with invalid signatures, every one
-/// different (its nonce and its signature bytes change).
+/// Nonces of the forged transactions: within the mempool's default window ahead of an account's nonce
+/// (`mempool.max_nonce_gap` = 64), so an account that has not sent much admits them but for the signature.
+const FORGED_NONCES: u64 = 64;
+
+/// Flood 1: batches of [`TX_FLOOD_BATCH`] transfers claiming to come from the funded genesis accounts,
+/// with nonces in their admission window and random signature bytes: every one is different and every
+/// one is admissible but for its signature.
 pub async fn forged_txs(
     chain: &ChainInfo,
     targets: &[Target],
@@ -549,21 +558,24 @@ pub async fn forged_txs(
 ) -> Result<FloodReport> {
     let peer = join_fresh(chain, targets, spec).await?;
     let mut rng = Rng::new(spec.seed ^ 0x666f_7267_6564);
-    let senders: Vec<Keypair> = (0..16).map(|_| fresh_key(&mut rng)).collect();
+    let senders: Vec<ledger_core::PublicKey> = if chain.funded.is_empty() {
+        (0..16).map(|_| fresh_key(&mut rng).public()).collect()
+    } else {
+        chain.funded.clone()
+    };
     let recipient = fresh_key(&mut rng).public();
     let mut report = FloodReport::default();
     publish_paced(&peer, spec, stop, &mut report, |n| {
         let txs = (0..TX_FLOOD_BATCH as u64)
             .map(|i| {
                 let k = (n * TX_FLOOD_BATCH as u64 + i) as usize;
-                let sender = &senders[k % senders.len()];
                 let tx = Transaction {
                     chain_id: chain.chain_id.clone(),
-                    sender: sender.public(),
+                    sender: senders[k % senders.len()],
                     recipient,
                     amount: 1,
                     fee: chain.min_fee,
-                    nonce: k as u64,
+                    nonce: rng.next_u64() % FORGED_NONCES,
                     expiry_height: chain.expiry_height,
                     memo: String::new(),
                 };
