@@ -354,13 +354,29 @@ fn resolve(home: &Path, p: &str) -> PathBuf {
 /// `flags`.
 pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result<Config, ConfigError> {
     let path = home.join("config.toml");
-    let mut layers = Layers { values: BTreeMap::new() };
     let len = std::fs::metadata(&path).map_err(|error| ConfigError::Read { path: path.clone(), error })?.len();
     if len > CONFIG_BYTES_MAX as u64 {
         return Err(ConfigError::TooLarge { path, len, max: CONFIG_BYTES_MAX });
     }
     let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read { path: path.clone(), error })?;
-    layers.file(&path, &text)?;
+    from_str(home, &path, &text, env, flags)
+}
+
+/// [`load`] with the text of the config file given: `path` only names it in errors. Refuses more than
+/// [`CONFIG_BYTES_MAX`] bytes before parsing. Reads nothing from disk.
+pub fn from_str(
+    home: &Path,
+    path: &Path,
+    text: &str,
+    env: &[(String, String)],
+    flags: &[Override],
+) -> Result<Config, ConfigError> {
+    let path = path.to_path_buf();
+    if text.len() > CONFIG_BYTES_MAX {
+        return Err(ConfigError::TooLarge { path, len: text.len() as u64, max: CONFIG_BYTES_MAX });
+    }
+    let mut layers = Layers { values: BTreeMap::new() };
+    layers.file(&path, text)?;
     layers.env(env)?;
     layers.flags(flags)?;
 

@@ -4,6 +4,7 @@
 
 pub mod byzantine;
 pub mod chaos;
+pub mod fuzz;
 pub mod harness;
 pub mod load;
 pub mod sim;
