@@ -179,7 +179,7 @@ impl Default for PeerLimits {
             sync_bytes: Rate { per_sec: 64 << 20, burst: 128 << 20 },
             invalid_penalty: 100,
             over_budget_penalty: 5,
-            sync_abuse_penalty: 20,
+            sync_abuse_penalty: 50,
             ignore_at: -500,
             ban_at: -1_000,
             ban_ms: 60_000,

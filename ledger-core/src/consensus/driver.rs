@@ -419,13 +419,19 @@ impl Consensus {
     }
 
     /// Votes of other validators worth relaying when progress stalls: every vote held for the rounds that
-    /// can still matter at this height (the current round and the locked and valid rounds). A peer that
-    /// missed some, in particular one of a double voter's conflicting votes, can then reach the same
-    /// thresholds we did (a polka that justified our lock, or one a POL proposal names). Gossipsub relays
-    /// every message anyway; a shell without such relaying (the simulator) must send these. Bounded by
-    /// 3 rounds x 2 kinds x validators x [`super::VALUES_PER_VOTER_MAX`].
+    /// can still matter at this height (the current round, the one before it, and the locked and valid
+    /// rounds). A peer that missed some, in particular one of a double voter's conflicting votes, can then
+    /// reach the same thresholds we did (a polka that justified our lock, or one a POL proposal names). The
+    /// round before matters to a peer still in it: we left it on 2f+1 precommits it may lack (a Byzantine
+    /// validator that sent its precommit to us alone, and our relay of it lost), and without them it waits
+    /// in that round for ever (found by the simulator, seed 3348: a validator left round 0 during its watch,
+    /// so never precommitted there). Gossipsub relays every message once; lost relays come back only from
+    /// here. Bounded by 4 rounds x 2 kinds x validators x [`super::VALUES_PER_VOTER_MAX`].
     pub fn relay_votes(&self) -> Vec<SignedVote> {
         let mut rounds = vec![self.round];
+        if self.round.0 > 0 {
+            rounds.push(Round(self.round.0 - 1));
+        }
         rounds.extend(self.locked.map(|l| l.round));
         rounds.extend(self.valid.map(|l| l.round));
         rounds.sort_unstable();

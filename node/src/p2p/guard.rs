@@ -98,7 +98,7 @@ impl Guard {
         match change {
             Change::None => false,
             Change::NowIgnored => {
-                tracing::info!(%peer, offence = offence.label(), why, "ignoring peer's messages until its score recovers");
+                tracing::debug!(%peer, offence = offence.label(), why, "ignoring peer's messages until its score recovers");
                 false
             }
             Change::NowBanned { until_ms } => {
