@@ -336,15 +336,21 @@ fn signer_import(home: &Path, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The default log filter. libp2p's request-response handler warns once per inbound stream it drops when
-/// a connection has [`node::p2p::SYNC_STREAMS_PER_CONNECTION`] open: a peer flooding sync requests would
-/// write thousands of those lines, so that target is kept to errors; the node's own rate-limited WARN and
-/// `ledger_peer_penalties_total{reason="sync_abuse"}` report the abuse instead.
-const DEFAULT_LOG_FILTER: &str = "info,libp2p_request_response::handler=error";
+/// libp2p's request-response handler warns once per inbound stream it drops when a connection has
+/// [`node::p2p::SYNC_STREAMS_PER_CONNECTION`] open: a peer flooding sync requests would write tens of
+/// thousands of those lines, so that target is kept to errors unless `LEDGERD_LOG` names it; the node's own
+/// rate-limited WARN, `ledger_peer_penalties_total{reason="sync_abuse"}` and the ban report the abuse.
+const QUIET_TARGET: &str = "libp2p_request_response::handler";
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGERD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let spec = std::env::var("LEDGERD_LOG").unwrap_or_else(|_| "info".to_string());
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !spec.contains("libp2p_request_response")
+        && let Ok(d) = format!("{QUIET_TARGET}=error").parse()
+    {
+        filter = filter.add_directive(d);
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -43,8 +43,9 @@ use ledger_core::gossip::{DropReason, Offence, PeerLimits, Resource, Standing};
 use ledger_core::{Block, CommitCertificate, Height};
 
 /// Inbound sync streams at once per connection (libp2p's default is 100): an honest node asks one
-/// request at a time.
-pub const SYNC_STREAMS_PER_CONNECTION: usize = 8;
+/// request at a time. Streams beyond it are dropped by libp2p unseen, so this is kept above the request
+/// burst of a peer's budget: a flooder's excess reaches the budget check, costs it score and gets it banned.
+pub const SYNC_STREAMS_PER_CONNECTION: usize = 32;
 
 /// Network settings.
 #[derive(Clone, Debug)]
