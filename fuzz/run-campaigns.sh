@@ -11,13 +11,15 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(wire_gossip wire_sync_request wire_sync_response tx block vote cert genesis_json config_toml keystore api_submit api_batch)
 fi
 mkdir -p target/logs
+# Build once, then run the binaries: `cargo fuzz run` would rebuild whenever anyone touches the workspace.
+cargo +nightly fuzz build -s none --debug-assertions || exit 1
+bin=target/x86_64-unknown-linux-gnu/release
 for t in "${targets[@]}"; do
   work="target/corpus-$t"
   mkdir -p "$work" "artifacts/$t"
   log="target/logs/$t-$(date +%Y%m%dT%H%M%S).log"
   start=$(date +%s)
-  cargo +nightly fuzz run -s none --debug-assertions "$t" "$work" "corpus/$t" -- \
-    -max_total_time="$secs" -malloc_limit_mb=64 -rss_limit_mb=1024 -timeout=10 \
+  "$bin/$t" "$work" "corpus/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$secs" -malloc_limit_mb=64 -rss_limit_mb=1024 -timeout=10 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
   end=$(date +%s)
