@@ -513,11 +513,13 @@ impl<'a> MessageCheck<'a> {
     /// height and hash to the proposal's value; a fresh proposal (`pol_round` none) carries a block its
     /// signer built, while a re-proposal of an earlier round's valid value (L15-L16) carries the block
     /// whoever proposed it then built, and is accepted; then one signature check from `spend`. The block's
-    /// validity is judged later, by executing it.
+    /// validity is judged later, by executing it. The node always passes the block (its wire message
+    /// carries one); the simulator's restarted nodes re-send a persisted proposal without it, judged by
+    /// the same rules minus the block's.
     pub fn check_proposal(
         &self,
         p: &SignedProposal,
-        block: &Block,
+        block: Option<&Block>,
         spend: &mut dyn FnMut(Resource, u64) -> bool,
     ) -> Verdict {
         let prop = &p.proposal;
@@ -530,18 +532,20 @@ impl<'a> MessageCheck<'a> {
                 prop.proposer, prop.height, prop.round.0
             ));
         }
-        if block.height() != prop.height {
-            return Verdict::Reject("block height differs from the proposal's".into());
-        }
-        if block.hash() != prop.block_hash {
-            return Verdict::Reject("block does not match the proposal's hash".into());
-        }
-        if prop.pol_round.is_none() && block.header.proposer != prop.proposer {
-            return Verdict::Reject("a fresh proposal's block was built by another validator".into());
-        }
-        #[cfg(feature = "broken-reproposal")]
-        if self.broken_reproposal && block.header.proposer != prop.proposer {
-            return Verdict::Reject("block proposer or height differs from the proposal's".into());
+        if let Some(block) = block {
+            if block.height() != prop.height {
+                return Verdict::Reject("block height differs from the proposal's".into());
+            }
+            if block.hash() != prop.block_hash {
+                return Verdict::Reject("block does not match the proposal's hash".into());
+            }
+            if prop.pol_round.is_none() && block.header.proposer != prop.proposer {
+                return Verdict::Reject("a fresh proposal's block was built by another validator".into());
+            }
+            #[cfg(feature = "broken-reproposal")]
+            if self.broken_reproposal && block.header.proposer != prop.proposer {
+                return Verdict::Reject("block proposer or height differs from the proposal's".into());
+            }
         }
         if !spend(Resource::ConsensusSignatures, 1) {
             return Verdict::Ignore(DropReason::OverBudget);

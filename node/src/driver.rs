@@ -287,7 +287,7 @@ impl GossipValidator for NodeGossipValidator {
                 let mut verified = self.verified_votes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 check.check_vote(vote, &mut verified, spend)
             }
-            GossipMessage::Proposal(p) => check.check_proposal(&p.proposal, &p.block, spend),
+            GossipMessage::Proposal(p) => check.check_proposal(&p.proposal, Some(&p.block), spend),
         };
         match verdict {
             Verdict::Accept => Validation::Accept,

@@ -87,11 +87,11 @@ fn re_proposal_of_a_block_built_by_another_validator_is_accepted() {
         Proposal { height: h, round: Round(1), pol_round: Some(Round(0)), block_hash: block.hash(), proposer: next }
             .sign(CHAIN, &key_of(&next));
     let mut m = Meter::open();
-    assert_eq!(check.check_proposal(&re, &block, &mut m.spend()), Verdict::Accept);
+    assert_eq!(check.check_proposal(&re, Some(&block), &mut m.spend()), Verdict::Accept);
     assert_eq!(m.granted, 1);
     let fresh = Proposal { pol_round: None, ..re.proposal.clone() }.sign(CHAIN, &key_of(&next));
     assert!(
-        matches!(check.check_proposal(&fresh, &block, &mut m.spend()), Verdict::Reject(r) if r.contains("built by another"))
+        matches!(check.check_proposal(&fresh, Some(&block), &mut m.spend()), Verdict::Reject(r) if r.contains("built by another"))
     );
 }
 
@@ -109,29 +109,31 @@ fn proposals_are_judged_cheaply_first() {
     let mut m = Meter::open();
     // Committed height: dropped, no blame.
     let old = MessageCheck::new(CHAIN, &set, Height(5));
-    assert_eq!(old.check_proposal(&good, &block, &mut m.spend()), Verdict::Ignore(DropReason::OldHeight));
+    assert_eq!(old.check_proposal(&good, Some(&block), &mut m.spend()), Verdict::Ignore(DropReason::OldHeight));
     // Not the scheduled proposer.
     let wrong = Proposal { proposer: other, ..good.proposal.clone() }.sign(CHAIN, &key_of(&other));
     assert!(
-        matches!(check.check_proposal(&wrong, &block, &mut m.spend()), Verdict::Reject(r) if r.contains("not the proposer"))
+        matches!(check.check_proposal(&wrong, Some(&block), &mut m.spend()), Verdict::Reject(r) if r.contains("not the proposer"))
     );
     // Another block, another height.
     let other_block = block_by(proposer, Height(6));
     assert!(
-        matches!(check.check_proposal(&good, &other_block, &mut m.spend()), Verdict::Reject(r) if r.contains("height"))
+        matches!(check.check_proposal(&good, Some(&other_block), &mut m.spend()), Verdict::Reject(r) if r.contains("height"))
     );
     let mut changed = block.clone();
     changed.header.timestamp_ms = 2;
-    assert!(matches!(check.check_proposal(&good, &changed, &mut m.spend()), Verdict::Reject(r) if r.contains("hash")));
+    assert!(
+        matches!(check.check_proposal(&good, Some(&changed), &mut m.spend()), Verdict::Reject(r) if r.contains("hash"))
+    );
     assert_eq!(m.granted, 0, "no signature was checked for any of these");
     // Out of budget: dropped unchecked.
     let mut closed = Meter::closed();
-    assert_eq!(check.check_proposal(&good, &block, &mut closed.spend()), Verdict::Ignore(DropReason::OverBudget));
+    assert_eq!(check.check_proposal(&good, Some(&block), &mut closed.spend()), Verdict::Ignore(DropReason::OverBudget));
     // A forged signature costs one check and is rejected.
     let forged = SignedProposal { proposal: good.proposal.clone(), signature: Signature([7; 64]) };
-    assert!(matches!(check.check_proposal(&forged, &block, &mut m.spend()), Verdict::Reject(_)));
+    assert!(matches!(check.check_proposal(&forged, Some(&block), &mut m.spend()), Verdict::Reject(_)));
     assert_eq!(m.granted, 1);
-    assert_eq!(check.check_proposal(&good, &block, &mut m.spend()), Verdict::Accept);
+    assert_eq!(check.check_proposal(&good, Some(&block), &mut m.spend()), Verdict::Accept);
 }
 
 #[test]

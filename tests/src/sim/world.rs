@@ -1274,8 +1274,7 @@ impl World {
         } else if peers.try_spend(&from, Resource::Messages, 1, now) {
             let mut spend = |r: Resource, n: u64| peers.try_spend(&from, r, n, now);
             match msg {
-                Msg::Proposal(p, Some(block)) => check.check_proposal(p, block, &mut spend),
-                Msg::Proposal(p, None) => proposal_without_block(&check, p, &mut spend),
+                Msg::Proposal(p, block) => check.check_proposal(p, block.as_deref(), &mut spend),
                 Msg::Vote(v) => check.check_vote(v, &mut live.verified, &mut spend),
                 _ => Verdict::Accept,
             }
@@ -1580,30 +1579,6 @@ impl World {
                 .sign(&self.genesis.chain_id, &key);
             self.broadcast_plain(i, Msg::Vote(v));
         }
-    }
-}
-
-/// A proposal that arrives without its block: only a restarted simulated node re-sends its persisted
-/// proposal that way (the node persists the block with it and always sends both). Judged by the same
-/// rules minus those about the block.
-fn proposal_without_block(
-    check: &MessageCheck<'_>,
-    p: &SignedProposal,
-    spend: &mut dyn FnMut(Resource, u64) -> bool,
-) -> Verdict {
-    let prop = &p.proposal;
-    if prop.height <= check.tip {
-        return Verdict::Ignore(DropReason::OldHeight);
-    }
-    if check.validators.proposer(prop.height, prop.round).public_key != prop.proposer {
-        return Verdict::Reject(format!("{} is not the proposer of height {}", prop.proposer, prop.height));
-    }
-    if !spend(Resource::ConsensusSignatures, 1) {
-        return Verdict::Ignore(DropReason::OverBudget);
-    }
-    match p.verify(check.chain_id, check.validators) {
-        Ok(()) => Verdict::Accept,
-        Err(e) => Verdict::Reject(e.to_string()),
     }
 }
 
