@@ -494,6 +494,11 @@ fn sync_request_flood_is_metered_and_penalised() -> Result<()> {
         if c.penalty("sync_abuse") < 1.0 {
             failures.push(format!("node{i}: no sync_abuse penalty (penalties {:?}, bans +{})", c.penalties, c.bans));
         }
+        // Requests beyond the in-flight limit or the budget, and any while ignored, cost score: a peer that
+        // keeps flooding ends banned (disconnected), not just slowed.
+        if c.bans < 1.0 {
+            failures.push(format!("node{i}: the sync flooder was never banned (penalties {:?})", c.penalties));
+        }
     }
     verdict(Flood::SyncFlood, started, &fig, failures)
 }

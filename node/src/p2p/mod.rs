@@ -23,7 +23,7 @@
 
 mod guard;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{DialError, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identify, identity, kad, noise, tcp, yamux};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -46,6 +46,11 @@ use ledger_core::{Block, CommitCertificate, Height};
 /// request at a time. Streams beyond it are dropped by libp2p unseen, so this is kept above the request
 /// burst of a peer's budget: a flooder's excess reaches the budget check, costs it score and gets it banned.
 pub const SYNC_STREAMS_PER_CONNECTION: usize = 32;
+
+/// Sync responses being written to one peer at once. An honest node has one request in flight (a few
+/// when it retries after a timeout); a request beyond this is refused and costs the peer score, so a
+/// peer that keeps many requests open at once is banned within seconds.
+pub const SYNC_IN_FLIGHT_PER_PEER: usize = 8;
 
 /// Network settings.
 #[derive(Clone, Debug)]
@@ -265,6 +270,9 @@ impl NetworkHandle {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// First, so a banned peer's connection is denied as soon as its identity is known, before any other
+    /// behaviour sets up for it (no identify, no gossip subscriptions, no sync streams).
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     gossipsub: gossipsub::Behaviour,
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -400,6 +408,9 @@ const REDIAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// operator must see a wrong address or peer id, but a peer that is down for an hour must not flood the log.
 const BOOTSTRAP_WARN_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Banned peers denied at connection time at once (more are still closed when they connect).
+const BLOCKED_PEERS_MAX: usize = 4096;
+
 /// Sync requests refused for a peer's budget are a WARN at most this often (all peers together).
 const SYNC_ABUSE_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -498,7 +509,8 @@ pub fn spawn(
             .with_request_timeout(cfg.sync_request_timeout)
             .with_max_concurrent_streams(SYNC_STREAMS_PER_CONNECTION),
     );
-    let behaviour = Behaviour { gossipsub: gossip, identify, kad, sync };
+    let behaviour =
+        Behaviour { blocked: allow_block_list::Behaviour::default(), gossipsub: gossip, identify, kad, sync };
 
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
         .with_tokio()
@@ -548,6 +560,9 @@ pub fn spawn(
         gossip_blocked: Vec::new(),
         guard: Guard::new(cfg.peer_limits.clone(), cfg.peer_stats.clone()),
         sync_abuse_warn: WarnLimiter::new(SYNC_ABUSE_WARN_INTERVAL),
+        sync_serving: HashMap::new(),
+        sync_serving_per_peer: HashMap::new(),
+        blocked_until: BTreeMap::new(),
     };
     // The task logs inside the caller's span (a localnet names each node's).
     let join = tokio::spawn(tracing::Instrument::in_current_span(task.run()));
@@ -577,6 +592,11 @@ struct SwarmTask {
     gossip_blocked: Vec<PeerId>,
     guard: Guard,
     sync_abuse_warn: WarnLimiter,
+    /// Sync responses handed to libp2p and not yet sent or failed, by request and by peer.
+    sync_serving: HashMap<request_response::InboundRequestId, PeerId>,
+    sync_serving_per_peer: HashMap<PeerId, usize>,
+    /// Banned peers whose connections the `blocked` behaviour denies, with when their ban ends.
+    blocked_until: BTreeMap<PeerId, u64>,
 }
 
 impl SwarmTask {
@@ -597,6 +617,7 @@ impl SwarmTask {
                 _ = tick.tick() => {
                     self.redial_due();
                     self.guard.refresh_banned();
+                    self.unblock_expired();
                     if !kad_bootstrapped && self.swarm.connected_peers().next().is_some() {
                         kad_bootstrapped = self.swarm.behaviour_mut().kad.bootstrap().is_ok();
                     }
@@ -929,13 +950,38 @@ impl SwarmTask {
     fn offence(&mut self, peer: PeerId, offence: Offence, why: &str) {
         if self.guard.penalise(&peer, offence, why) {
             let _ = self.swarm.disconnect_peer_id(peer);
+            // Its reconnections are denied right after the handshake until the ban ends (bounded: a peer
+            // beyond the bound is still closed on connect, only later).
+            if let Standing::Banned { until_ms } = self.guard.standing(&peer)
+                && self.blocked_until.len() < BLOCKED_PEERS_MAX
+            {
+                self.blocked_until.insert(peer, until_ms);
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+        }
+    }
+
+    /// Let peers whose ban has ended connect again.
+    fn unblock_expired(&mut self) {
+        let now = self.guard.now_ms();
+        let expired: Vec<PeerId> =
+            self.blocked_until.iter().filter(|(_, until)| **until <= now).map(|(p, _)| *p).collect();
+        for peer in expired {
+            self.blocked_until.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
         }
     }
 
     /// Serve a sync request if the peer's budget covers it: one request, then the response's bytes.
     fn serve_sync(&mut self, peer: PeerId, request: SyncRequest) -> Option<SyncResponse> {
-        if !matches!(self.guard.standing(&peer), Standing::Good) {
-            return None;
+        match self.guard.standing(&peer) {
+            Standing::Good => {}
+            // An ignored peer's budget is zero: asking on brings it closer to a ban.
+            Standing::Ignored => {
+                self.sync_abuse(peer, "sync request while ignored");
+                return None;
+            }
+            Standing::Banned { .. } => return None,
         }
         if !self.guard.try_spend(&peer, Resource::SyncRequests, 1) {
             self.sync_abuse(peer, "sync requests beyond its budget");
@@ -953,6 +999,17 @@ impl SwarmTask {
         Some(SyncResponse { blocks })
     }
 
+    /// A response this task handed to libp2p was sent or failed.
+    fn sync_served(&mut self, request_id: request_response::InboundRequestId) {
+        let Some(peer) = self.sync_serving.remove(&request_id) else { return };
+        if let Some(n) = self.sync_serving_per_peer.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.sync_serving_per_peer.remove(&peer);
+            }
+        }
+    }
+
     fn sync_abuse(&mut self, peer: PeerId, why: &str) {
         if let Some(suppressed) = self.sync_abuse_warn.check(Instant::now()) {
             tracing::warn!(%peer, why, suppressed, "refusing a peer's sync request: {why}");
@@ -963,10 +1020,17 @@ impl SwarmTask {
     fn handle_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
+                request_response::Message::Request { request, channel, request_id } => {
+                    if self.sync_serving_per_peer.get(&peer).copied().unwrap_or(0) >= SYNC_IN_FLIGHT_PER_PEER {
+                        self.sync_abuse(peer, "too many sync requests at once");
+                        return;
+                    }
                     // Refused: the channel is dropped and the peer's request fails.
-                    if let Some(response) = self.serve_sync(peer, request) {
-                        let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                    if let Some(response) = self.serve_sync(peer, request)
+                        && self.swarm.behaviour_mut().sync.send_response(channel, response).is_ok()
+                    {
+                        self.sync_serving.insert(request_id, peer);
+                        *self.sync_serving_per_peer.entry(peer).or_insert(0) += 1;
                     }
                 }
                 request_response::Message::Response { request_id, response } => {
@@ -980,10 +1044,11 @@ impl SwarmTask {
                     let _ = reply.send(Err(NetError::Sync(error.to_string())));
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
+            request_response::Event::InboundFailure { peer, error, request_id, .. } => {
                 tracing::debug!(%peer, %error, "inbound sync request failed");
+                self.sync_served(request_id);
             }
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::ResponseSent { request_id, .. } => self.sync_served(request_id),
         }
     }
 }
