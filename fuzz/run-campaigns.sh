@@ -2,6 +2,7 @@
 # Run a coverage-guided campaign per target, one after another (cores are shared), and print one line of
 # figures per target: executions, time, libFuzzer's final cov/ft, crashes (artifacts written).
 # Usage (from fuzz/): ./run-campaigns.sh SECONDS [TARGET...]   (all targets when none is named)
+# SKIP_BUILD=1 runs the binaries already built (when the decoders have not changed since).
 # New corpus entries go to fuzz/target/corpus-<target> (not committed); the committed corpus is read only.
 set -u
 secs=${1:?seconds per target}
@@ -12,7 +13,9 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 mkdir -p target/logs
 # Build once, then run the binaries: `cargo fuzz run` would rebuild whenever anyone touches the workspace.
-cargo +nightly fuzz build -s none --debug-assertions || exit 1
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo +nightly fuzz build -s none --debug-assertions || exit 1
+fi
 bin=target/x86_64-unknown-linux-gnu/release
 for t in "${targets[@]}"; do
   work="target/corpus-$t"
