@@ -18,6 +18,7 @@ pub mod hash;
 pub mod keyfile;
 pub mod merkle;
 pub mod params;
+pub mod shell;
 pub mod state;
 pub mod tx;
 pub mod types;

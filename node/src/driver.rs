@@ -23,22 +23,23 @@
 //! **Invariant:** nothing but this task touches the consensus state; other tasks read storage (which is
 //! only written here) and the mempool (behind a mutex).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ledger_core::consensus::{
     self, Action, Consensus, ConsensusError, Event, Evidence, GuardMode, SignedMessage, SignerState, Timeout,
 };
-use ledger_core::state::{BlockTemplate, StoreError, apply_block, build_block};
+use ledger_core::state::{BlockTemplate, StoreError};
 use ledger_core::{
-    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, Round, StateChanges, TxId,
+    Block, CommitCertificate, ConsensusParams, Genesis, Hash, Height, Keypair, Parent, Round, StateChanges,
     ValidatorSet,
 };
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::admission::{TxGate, build_from_pool, execute_with_pool};
 use crate::api::{BlockEvent, Metrics};
 use crate::mempool::Mempool;
 use crate::p2p::{GossipValidator, NetError, NetworkEvent, NetworkHandle, Validation};
@@ -48,6 +49,7 @@ use crate::safety::signer::SignerFile;
 use crate::storage::{Storage, StorageError};
 use crate::wire::{GossipMessage, ProposalMessage, SYNC_BLOCKS_MAX, SyncRequest, SyncResponse};
 use ledger_core::gossip::{DropReason, MessageCheck, RecentSet, Resource, Verdict};
+use ledger_core::shell::{Arrival, Candidates, SyncedBlock, Validity, check_synced};
 
 /// Candidate blocks kept for the current height (own and proposed).
 pub const CANDIDATE_BLOCKS_MAX: usize = 64;
@@ -56,7 +58,7 @@ pub const EVIDENCE_MAX: usize = 1024;
 /// A proposed block may be at most this far ahead of the local clock to get our prevote. Like Tendermint's
 /// proposer-based timestamps, this is a local judgement for voting only; committed blocks (and blocks
 /// synced with a certificate) are never judged by the local clock.
-pub const TIMESTAMP_DRIFT_MAX_MS: u64 = 10_000;
+pub use ledger_core::shell::TIMESTAMP_DRIFT_MAX_MS;
 /// After this long without a commit, the driver re-gossips its own signed messages and the votes it relays
 /// (links lose messages, and one lost during a partition is otherwise never sent again), then again every
 /// [`REGOSSIP_EVERY`] while no block commits. Each re-send carries a fresh `resend` number, so gossipsub's
@@ -161,109 +163,20 @@ pub struct NodeGossipValidator {
     pub shared: Arc<Shared>,
     /// Digests of votes verified recently: a replay of the same bytes needs no second check.
     verified_votes: Mutex<RecentSet<Hash>>,
-    refused: Mutex<Refused>,
-}
-
-/// Transactions refused by gossip admission, so their copies cost a lookup.
-struct Refused {
-    /// Refused against the state at `tip` (unfunded, stale nonce, ...): the same answer until a commit.
-    tip: Height,
-    stateful: RecentSet<TxId>,
-    /// Forged (the id covers the signature, so these never become valid).
-    forged: RecentSet<TxId>,
+    /// Transaction batches (`admission::TxGate`, shared with the simulator).
+    txs: TxGate,
 }
 
 /// Vote digests remembered as verified.
 pub const VERIFIED_VOTES_MAX: usize = 16_384;
-/// Transaction ids remembered as refused (each kind).
-pub const REFUSED_TXS_MAX: usize = 65_536;
 
 impl NodeGossipValidator {
     pub fn new(shared: Arc<Shared>) -> Self {
         NodeGossipValidator {
             shared,
             verified_votes: Mutex::new(RecentSet::new(VERIFIED_VOTES_MAX)),
-            refused: Mutex::new(Refused {
-                tip: Height(0),
-                stateful: RecentSet::new(REFUSED_TXS_MAX),
-                forged: RecentSet::new(REFUSED_TXS_MAX),
-            }),
+            txs: TxGate::default(),
         }
-    }
-
-    fn refused(&self) -> MutexGuard<'_, Refused> {
-        self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A batch of transactions: cheap checks first (forged before, refused at this tip, pooled or
-    /// committed, then every admission check but the signature), then one signature check per remaining
-    /// transaction from the peer's budget, then admission.
-    fn validate_txs(
-        &self,
-        txs: &[ledger_core::SignedTransaction],
-        spend: &mut dyn FnMut(Resource, u64) -> bool,
-    ) -> Validation {
-        let s = &self.shared;
-        let Ok(tip) = s.storage.latest_height() else { return Validation::Drop(DropReason::Unavailable) };
-        let mut to_check = Vec::new();
-        let mut refused_recently = 0usize;
-        {
-            let mut refused = self.refused();
-            if refused.tip != tip {
-                refused.tip = tip;
-                refused.stateful = RecentSet::new(REFUSED_TXS_MAX);
-            }
-            let mempool = s.mempool();
-            for tx in txs {
-                let id = tx.id();
-                if refused.forged.contains(&id) {
-                    return Validation::Reject(format!("tx {id}: forged (seen before)"));
-                }
-                if refused.stateful.contains(&id) {
-                    refused_recently += 1;
-                    continue;
-                }
-                if mempool.known_good(&id) {
-                    continue; // pooled or committed: nothing new
-                }
-                match mempool.precheck(tx, &s.storage, tip) {
-                    Ok(()) => to_check.push(tx),
-                    Err(e) if is_forgery(e.code()) => {
-                        refused.forged.insert(id);
-                        return Validation::Reject(format!("tx {id}: {e}"));
-                    }
-                    Err(_) => refused.stateful.insert(id),
-                }
-            }
-        }
-        if to_check.is_empty() {
-            return Validation::Drop(if refused_recently > 0 {
-                DropReason::RefusedRecently
-            } else {
-                DropReason::NotAdmissible
-            });
-        }
-        if !spend(Resource::TxSignatures, to_check.len() as u64) {
-            return Validation::Drop(DropReason::OverBudget);
-        }
-        // Keys and signatures are checked without the mempool lock, so the driver (which needs the lock to
-        // build blocks) does not wait on them.
-        for tx in &to_check {
-            if let Err(e) = tx.check_keys_and_signature_with(&s.keys) {
-                let id = tx.id();
-                self.refused().forged.insert(id);
-                s.mempool().record_refused(id, &e);
-                return Validation::Reject(format!("tx {id}: {e}"));
-            }
-        }
-        let mut admitted = 0usize;
-        let mut mempool = s.mempool();
-        for tx in to_check {
-            if mempool.add_prechecked(tx.clone(), Ok(()), &s.storage, tip).is_ok() {
-                admitted += 1;
-            }
-        }
-        if admitted > 0 { Validation::Accept } else { Validation::Drop(DropReason::NotAdmissible) }
     }
 }
 
@@ -282,7 +195,10 @@ impl GossipValidator for NodeGossipValidator {
         let Ok(tip) = s.storage.latest_height() else { return Validation::Drop(DropReason::Unavailable) };
         let check = MessageCheck::new(s.chain_id(), &s.validators, tip);
         let verdict = match message {
-            GossipMessage::TxBatch(txs) => return self.validate_txs(txs, spend),
+            GossipMessage::TxBatch(txs) => {
+                let check = |tx: &ledger_core::SignedTransaction| tx.check_keys_and_signature_with(&s.keys);
+                self.txs.admit_batch(txs, &s.mempool, &s.storage, tip, &check, spend)
+            }
             GossipMessage::Vote { vote, .. } => {
                 let mut verified = self.verified_votes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 check.check_vote(vote, &mut verified, spend)
@@ -295,11 +211,6 @@ impl GossipValidator for NodeGossipValidator {
             Verdict::Reject(reason) => Validation::Reject(reason),
         }
     }
-}
-
-/// Codes that only a forged or broken transaction can have (as opposed to stale or unlucky ones).
-fn is_forgery(code: &str) -> bool {
-    matches!(code, "bad_signature" | "malformed" | "wrong_chain" | "too_large" | "weak_key" | "bad_key")
 }
 
 /// Default wait after a commit before a loaded proposer builds, with more than one validator. Measured with 4
@@ -368,17 +279,14 @@ pub struct Driver {
     network: NetworkHandle,
     opts: DriverOptions,
     status: watch::Sender<Status>,
-    /// Blocks of the current height by hash, with their state changes once executed.
-    candidates: BTreeMap<Hash, (Block, Option<StateChanges>)>,
-    /// ValidateBlock requests whose block has not arrived yet.
-    awaiting_block: BTreeMap<Hash, (Height, Round)>,
+    /// Blocks of the current height, what the core waits for, and a decided block still missing
+    /// (`ledger_core::shell`, shared with the simulator).
+    candidates: Candidates<Block>,
     /// A BuildBlock that waits for transactions or the empty-block interval.
     pending_build: Option<(Height, Round, Instant)>,
     /// Events the driver itself produced (built block, verdict, new height), fed after the current batch of
     /// actions has run, in order.
     queue: std::collections::VecDeque<Event>,
-    /// A decision whose block is missing: resolved by sync.
-    decided_without_block: Option<(Height, Hash)>,
     last_commit_at: Instant,
     /// Last re-gossip of our own messages.
     last_regossip_at: Instant,
@@ -453,11 +361,9 @@ impl Driver {
             status.latest_block_time_ms = b.header.timestamp_ms;
         }
         // The block of a proposal signed before a restart, so that re-broadcasting the proposal is useful.
-        let mut candidates = BTreeMap::new();
-        if let Some(block) = shared.storage.proposed_block()?
-            && block.height() == tip.next()
-        {
-            candidates.insert(block.hash(), (block, None));
+        let mut candidates = Candidates::new(tip.next(), CANDIDATE_BLOCKS_MAX);
+        if let Some(block) = shared.storage.proposed_block()? {
+            candidates.on_block(block);
         }
         let (status_tx, status_rx) = watch::channel(status);
         let (timers_tx, timers_rx) = mpsc::channel(1024);
@@ -475,10 +381,8 @@ impl Driver {
             opts,
             status: status_tx,
             candidates,
-            awaiting_block: BTreeMap::new(),
             pending_build: None,
             queue: std::collections::VecDeque::new(),
-            decided_without_block: None,
             last_commit_at: Instant::now(),
             last_regossip_at: Instant::now(),
             resend: (now_ms() / 1000) as u32,
@@ -597,15 +501,7 @@ impl Driver {
     }
 
     fn parent(&self) -> Result<(Height, Hash, u64), DriverError> {
-        let tip = self.shared.storage.latest_height()?;
-        if tip == Height::GENESIS {
-            return Ok((tip, self.shared.genesis.hash(), self.shared.genesis.genesis_time_ms));
-        }
-        let b = self.shared.storage.block(tip)?.ok_or_else(|| StorageError::Corrupt {
-            what: format!("block {tip}"),
-            detail: "the tip block is missing".into(),
-        })?;
-        Ok((tip, b.hash(), b.header.timestamp_ms))
+        parent_of(&self.shared)
     }
 
     /// Feed an event, then every event the resulting actions produce, in order. What the core refuses is
@@ -647,16 +543,11 @@ impl Driver {
                     let ProposalMessage { proposal, block, .. } = *p;
                     let h = proposal.proposal.height;
                     self.note_height(source, h);
-                    if h == self.consensus.height() && self.candidates.len() < CANDIDATE_BLOCKS_MAX {
-                        let hash = block.hash();
-                        self.candidates.entry(hash).or_insert((block, None));
-                        if let Some((height, round)) = self.awaiting_block.remove(&hash) {
-                            self.validate(height, round, hash)?;
-                        }
-                        if self.decided_without_block.is_some_and(|(dh, bh)| dh == h && bh == hash) {
-                            self.decided_without_block = None;
-                            self.commit_decided()?;
-                        }
+                    let hash = proposal.proposal.block_hash;
+                    match self.candidates.on_block(block) {
+                        Arrival::Validate { round } => self.validate(h, round, hash)?,
+                        Arrival::CommitDecided => self.commit_decided()?,
+                        Arrival::Stored | Arrival::Ignored => {}
                     }
                     self.feed(Event::Proposal(proposal)).await?;
                 }
@@ -714,7 +605,7 @@ impl Driver {
                     sent += u64::from(self.publish(GossipMessage::Vote { vote, resend }).await);
                 }
                 SignedMessage::Proposal(proposal) => {
-                    if let Some((block, _)) = self.candidates.get(&proposal.proposal.block_hash) {
+                    if let Some(block) = self.candidates.get(&proposal.proposal.block_hash) {
                         let msg = ProposalMessage { proposal, block: block.clone(), resend };
                         sent += u64::from(self.publish(GossipMessage::Proposal(Box::new(msg))).await);
                     }
@@ -748,7 +639,7 @@ impl Driver {
     }
 
     fn behind(&self) -> bool {
-        self.sync.target >= self.consensus.height() || self.decided_without_block.is_some()
+        self.sync.target >= self.consensus.height() || self.candidates.decided_without_block().is_some()
     }
 
     fn maybe_sync(&mut self) {
@@ -760,7 +651,7 @@ impl Driver {
         // behind for longer than that race takes.
         let catching_up = behind
             && (self.sync.target > self.consensus.height()
-                || self.decided_without_block.is_some()
+                || self.candidates.decided_without_block().is_some()
                 || self.behind_since.is_some_and(|t| now >= t + CATCHING_UP_AFTER));
         self.shared.metrics.set_catching_up(catching_up);
         self.status.send_if_modified(|s| {
@@ -803,19 +694,23 @@ impl Driver {
             // The peer has nothing above our tip: forget the hint it gave.
             self.sync.target = self.sync.target.min(self.shared.storage.latest_height()?);
         }
+        let me = self.key_public.and_then(|k| self.shared.validators.index_of(&k));
         for (block, cert) in blocks {
             let height = self.consensus.height();
-            if block.height() != height {
-                break;
-            }
-            let hash = block.hash();
-            if let Err(e) = cert.verify_for(self.shared.chain_id(), &self.shared.validators, height, hash) {
-                tracing::warn!(%peer, %height, error = %e, "peer sent a block with a bad certificate");
-                break;
-            }
-            // Look-back: this key signed at this height (here or in a life this node forgot).
-            if self.certificate_has_my_key(&cert) && height > self.consensus.sign_floor() {
-                self.queue.push_back(Event::RaiseSignFloor(height));
+            let s = &self.shared;
+            match check_synced(s.chain_id(), &s.validators, height, &block, &cert, me) {
+                SyncedBlock::Stale => continue,
+                SyncedBlock::Gap => break,
+                SyncedBlock::BadCertificate(e) => {
+                    tracing::warn!(%peer, %height, error = %e, "peer sent a block with a bad certificate");
+                    break;
+                }
+                SyncedBlock::Apply { signed_by_me } => {
+                    // Look-back: this key signed at this height (here or in a life this node forgot).
+                    if signed_by_me && height > self.consensus.sign_floor() {
+                        self.queue.push_back(Event::RaiseSignFloor(height));
+                    }
+                }
             }
             let changes = match self.execute_block(&block)? {
                 Ok(c) => c,
@@ -834,34 +729,7 @@ impl Driver {
 
     /// Execute `block` on committed state. Outer error: storage; inner: the block is invalid.
     fn execute_block(&self, block: &Block) -> Result<Result<StateChanges, String>, DriverError> {
-        let (ph, phash, pts) = self.parent()?;
-        let parent = Parent { height: ph, hash: phash, timestamp_ms: pts, chain_id: self.shared.chain_id() };
-        let lthash = self.shared.storage.lthash()?;
-        // Which transactions the mempool already checked, asked in one go so that the lock (which admission
-        // needs) is not held while the block executes.
-        let verified: BTreeSet<TxId> = {
-            let mempool = self.shared.mempool();
-            block.txs.iter().map(|tx| tx.id()).filter(|id| mempool.known_good(id)).collect()
-        };
-        let result = apply_block(
-            &self.shared.storage,
-            &lthash,
-            block,
-            &parent,
-            &self.shared.validators,
-            self.shared.params(),
-            &|id| verified.contains(id),
-        );
-        match result {
-            Ok(c) => {
-                // Every transaction of an executed block had its keys and signature checked.
-                let ids = block.txs.iter().map(|tx| tx.id()).filter(|id| !verified.contains(id));
-                self.shared.mempool().note_checked(ids);
-                Ok(Ok(c))
-            }
-            Err(ledger_core::state::ApplyBlockError::Store(e)) => Err(e.into()),
-            Err(ledger_core::state::ApplyBlockError::Invalid(e)) => Ok(Err(e.to_string())),
-        }
+        execute_on(&self.shared, block)
     }
 
     async fn execute(&mut self, actions: Vec<Action>) -> Result<(), DriverError> {
@@ -871,7 +739,7 @@ impl Driver {
                     // Durable before the broadcast that follows; a failure stops the validator. A proposal's
                     // block is kept in the database, so a restart can re-broadcast both.
                     if let Some(SignedMessage::Proposal(p)) = state.last_signed()
-                        && let Some((block, _)) = self.candidates.get(&p.proposal.block_hash)
+                        && let Some(block) = self.candidates.get(&p.proposal.block_hash)
                     {
                         self.shared.storage.persist_proposed_block(block)?;
                     }
@@ -883,7 +751,7 @@ impl Driver {
                 Action::BroadcastProposal(proposal) => {
                     let hash = proposal.proposal.block_hash;
                     match self.candidates.get(&hash) {
-                        Some((block, _)) => {
+                        Some(block) => {
                             let msg = ProposalMessage { proposal, block: block.clone(), resend: 0 };
                             self.publish(GossipMessage::Proposal(Box::new(msg))).await;
                         }
@@ -909,10 +777,9 @@ impl Driver {
                     self.try_build()?;
                 }
                 Action::ValidateBlock { height, round, block_hash } => {
-                    if self.candidates.contains_key(&block_hash) {
+                    // Else validated when a proposal brings it (`Arrival::Validate`).
+                    if self.candidates.request_validation(round, block_hash) {
                         self.validate(height, round, block_hash)?;
-                    } else {
-                        self.awaiting_block.insert(block_hash, (height, round));
                     }
                 }
                 Action::RequestProposal { height, round, block_hash } => {
@@ -922,11 +789,10 @@ impl Driver {
                 Action::Decide { height, round, block_hash, certificate } => {
                     tracing::debug!(%height, ?round, %block_hash, "decided");
                     let _ = certificate;
-                    if self.candidates.contains_key(&block_hash) {
+                    if self.candidates.on_decided(block_hash) {
                         self.commit_decided()?;
                     } else {
                         tracing::info!(%height, %block_hash, "decided block is missing, syncing it");
-                        self.decided_without_block = Some((height, block_hash));
                     }
                 }
                 Action::ForeignSignature { height, round, step, halted } => {
@@ -991,9 +857,9 @@ impl Driver {
             return Ok(());
         }
         self.pending_build = None;
-        let hash = built.block.hash();
-        tracing::debug!(%height, ?round, %hash, n_txs = built.block.txs.len(), "built block");
-        self.candidates.insert(hash, (built.block, Some(built.changes)));
+        let n_txs = built.block.txs.len();
+        let hash = self.candidates.insert_built(built.block, built.changes);
+        tracing::debug!(%height, ?round, %hash, n_txs, "built block");
         self.queue.push_back(Event::ProposalValue { height, round, block_hash: hash });
         Ok(())
     }
@@ -1013,37 +879,23 @@ impl Driver {
             last_commit,
         };
         let lthash = self.shared.storage.lthash()?;
-        // The lock is held to pick the candidates (all pooled, so all checked) and to record rejections, not
-        // while the block is built.
-        let candidates = self.shared.mempool().take_for_block(self.shared.params().txs_per_block_max as usize);
-        let checked: BTreeSet<TxId> = candidates.iter().map(|tx| tx.id()).collect();
-        let built = build_block(&self.shared.storage, &lthash, template, self.shared.params(), candidates, &|id| {
-            checked.contains(id)
-        })?;
-        self.shared.mempool().on_build_rejections(&built.rejected);
+        let s = &self.shared;
+        let built = build_from_pool(&s.mempool, &s.storage, &lthash, template, s.params())?;
         debug_assert_eq!(built.block.height(), height);
         Ok(Some(built))
     }
 
+    /// Judge a candidate for the core (`Candidates::validate`: not from the future, executes once).
     fn validate(&mut self, height: Height, round: Round, hash: Hash) -> Result<(), DriverError> {
-        let Some((block, changes)) = self.candidates.get(&hash) else { return Ok(()) };
-        let valid = if changes.is_some() {
-            true
-        } else if block.header.timestamp_ms > now_ms().saturating_add(TIMESTAMP_DRIFT_MAX_MS) {
-            tracing::info!(%height, ?round, %hash, timestamp_ms = block.header.timestamp_ms, "proposed block is from the future");
-            false
-        } else {
-            match self.execute_block(block)? {
-                Ok(c) => {
-                    if let Some(entry) = self.candidates.get_mut(&hash) {
-                        entry.1 = Some(c);
-                    }
-                    true
-                }
-                Err(reason) => {
-                    tracing::info!(%height, ?round, %hash, %reason, "proposed block is invalid");
-                    false
-                }
+        let shared = &self.shared;
+        let Some(verdict) = self.candidates.validate(&hash, now_ms(), |b| execute_on(shared, b))? else {
+            return Ok(());
+        };
+        let valid = match verdict {
+            Validity::Valid => true,
+            Validity::Invalid(reason) => {
+                tracing::info!(%height, ?round, %hash, %reason, "proposed block is invalid");
+                false
             }
         };
         self.queue.push_back(Event::BlockValidity { height, round, block_hash: hash, valid });
@@ -1056,13 +908,11 @@ impl Driver {
         let Some((_, hash)) = self.consensus.decision() else { return Ok(()) };
         let Some(cert) = self.consensus.commit_certificate(height) else { return Ok(()) };
         // Taken out: the table is cleared for the next height anyway, and an error here stops the driver.
-        let Some((block, changes)) = self.candidates.remove(&hash) else { return Ok(()) };
-        let changes = match changes {
-            Some(c) => c,
-            None => {
-                self.execute_block(&block)?.map_err(|reason| DriverError::DecidedBlockInvalid { height, reason })?
-            }
+        let shared = &self.shared;
+        let Some((block, changes)) = self.candidates.take_decided(&hash, |b| execute_on(shared, b))? else {
+            return Ok(());
         };
+        let changes = changes.map_err(|reason| DriverError::DecidedBlockInvalid { height, reason })?;
         self.commit(&block, &cert, &changes, false)?;
         self.start_next_height(height);
         Ok(())
@@ -1124,17 +974,32 @@ impl Driver {
         Ok(())
     }
 
-    fn certificate_has_my_key(&self, cert: &CommitCertificate) -> bool {
-        let Some(me) = self.key_public.and_then(|k| self.shared.validators.index_of(&k)) else { return false };
-        cert.signatures.iter().any(|s| usize::from(s.validator_index) == me)
-    }
-
     /// Queue the next height; stale internal events of the old height are refused by the core.
     fn start_next_height(&mut self, committed: Height) {
-        self.candidates.clear();
-        self.awaiting_block.clear();
+        self.candidates.start_height(committed.next());
         self.pending_build = None;
-        self.decided_without_block = None;
         self.queue.push_back(Event::NewHeight { height: committed.next(), validators: self.shared.validators.clone() });
     }
+}
+
+/// The parent of the next block: the committed tip (or the genesis), as (height, hash, timestamp).
+fn parent_of(shared: &Shared) -> Result<(Height, Hash, u64), DriverError> {
+    let tip = shared.storage.latest_height()?;
+    if tip == Height::GENESIS {
+        return Ok((tip, shared.genesis.hash(), shared.genesis.genesis_time_ms));
+    }
+    let b = shared.storage.block(tip)?.ok_or_else(|| StorageError::Corrupt {
+        what: format!("block {tip}"),
+        detail: "the tip block is missing".into(),
+    })?;
+    Ok((tip, b.hash(), b.header.timestamp_ms))
+}
+
+/// Execute `block` on committed state. Outer error: storage; inner: the block is invalid.
+fn execute_on(shared: &Shared, block: &Block) -> Result<Result<StateChanges, String>, DriverError> {
+    let (ph, phash, pts) = parent_of(shared)?;
+    let parent = Parent { height: ph, hash: phash, timestamp_ms: pts, chain_id: shared.chain_id() };
+    let lthash = shared.storage.lthash()?;
+    let s = shared;
+    Ok(execute_with_pool(&s.mempool, &s.storage, &lthash, block, &parent, &s.validators, s.params())?)
 }

@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod driver;

@@ -1,0 +1,185 @@
+//! The mempool's doors, shared by the driver and the simulator (`tests::sim`), which hosts them over an
+//! in-memory store so that thousands of seeded schedules run the node's own transaction path:
+//!
+//! - [`TxGate`]: admission of a gossiped batch of transactions, cheapest check first (forged before,
+//!   refused at this tip, already pooled or committed, every admission check but the signature), then one
+//!   signature check per remaining transaction paid from the sending peer's budget, then the pool.
+//! - [`build_from_pool`]: a block from the pool's fair candidates; what does not apply is reported back.
+//! - [`execute_with_pool`]: execute a block, skipping signature checks of transactions the pool has
+//!   already verified, and remember the ones it verifies.
+//!
+//! The pool is passed as a `Mutex` because the node shares it between the API, the swarm task and the
+//! driver: each function takes the lock only to read or record, never while checking signatures or
+//! executing.
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use ledger_core::gossip::{DropReason, RecentSet, Resource, Verdict};
+use ledger_core::state::{ApplyBlockError, BlockTemplate, BuiltBlock, StoreError, apply_block, build_block};
+use ledger_core::{
+    AccountStore, Block, ConsensusParams, Height, LtHash, Parent, SignedTransaction, StateChanges, TxError, TxId,
+    ValidatorSet,
+};
+
+use crate::mempool::Mempool;
+
+/// Transaction ids remembered as refused (each kind).
+pub const REFUSED_TXS_MAX: usize = 65_536;
+
+fn lock(pool: &Mutex<Mempool>) -> MutexGuard<'_, Mempool> {
+    pool.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Codes that only a forged or broken transaction can have (as opposed to stale or unlucky ones).
+fn is_forgery(code: &str) -> bool {
+    matches!(code, "bad_signature" | "malformed" | "wrong_chain" | "too_large" | "weak_key" | "bad_key")
+}
+
+/// Gossip admission of transaction batches, with what it refused so that copies cost a lookup.
+pub struct TxGate {
+    refused: Mutex<Refused>,
+}
+
+struct Refused {
+    /// Refused against the state at `tip` (unfunded, stale nonce, ...): the same answer until a commit.
+    tip: Height,
+    stateful: RecentSet<TxId>,
+    /// Forged (the id covers the signature, so these never become valid).
+    forged: RecentSet<TxId>,
+}
+
+impl Default for TxGate {
+    fn default() -> Self {
+        TxGate {
+            refused: Mutex::new(Refused {
+                tip: Height(0),
+                stateful: RecentSet::new(REFUSED_TXS_MAX),
+                forged: RecentSet::new(REFUSED_TXS_MAX),
+            }),
+        }
+    }
+}
+
+impl TxGate {
+    fn refused(&self) -> MutexGuard<'_, Refused> {
+        self.refused.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Judge a gossiped batch against the state `store` committed at `tip`, admitting what passes to `pool`.
+    /// `check_signature` is the ~40 µs part, run without the pool's lock and only after `spend` granted
+    /// one [`Resource::TxSignatures`] per transaction that needs it. Accepted when something new was
+    /// admitted; rejected (the sender pays) when a transaction is forged.
+    pub fn admit_batch<S: AccountStore + ?Sized>(
+        &self,
+        txs: &[SignedTransaction],
+        pool: &Mutex<Mempool>,
+        store: &S,
+        tip: Height,
+        check_signature: &dyn Fn(&SignedTransaction) -> Result<(), TxError>,
+        spend: &mut dyn FnMut(Resource, u64) -> bool,
+    ) -> Verdict {
+        let mut to_check = Vec::new();
+        let mut refused_recently = 0usize;
+        {
+            let mut refused = self.refused();
+            if refused.tip != tip {
+                refused.tip = tip;
+                refused.stateful = RecentSet::new(REFUSED_TXS_MAX);
+            }
+            let mempool = lock(pool);
+            for tx in txs {
+                let id = tx.id();
+                if refused.forged.contains(&id) {
+                    return Verdict::Reject(format!("tx {id}: forged (seen before)"));
+                }
+                if refused.stateful.contains(&id) {
+                    refused_recently += 1;
+                    continue;
+                }
+                if mempool.known_good(&id) {
+                    continue; // pooled or committed: nothing new
+                }
+                match mempool.precheck(tx, store, tip) {
+                    Ok(()) => to_check.push(tx),
+                    Err(e) if is_forgery(e.code()) => {
+                        refused.forged.insert(id);
+                        return Verdict::Reject(format!("tx {id}: {e}"));
+                    }
+                    Err(_) => refused.stateful.insert(id),
+                }
+            }
+        }
+        if to_check.is_empty() {
+            return Verdict::Ignore(if refused_recently > 0 {
+                DropReason::RefusedRecently
+            } else {
+                DropReason::NotAdmissible
+            });
+        }
+        if !spend(Resource::TxSignatures, to_check.len() as u64) {
+            return Verdict::Ignore(DropReason::OverBudget);
+        }
+        for tx in &to_check {
+            if let Err(e) = check_signature(tx) {
+                let id = tx.id();
+                self.refused().forged.insert(id);
+                lock(pool).record_refused(id, &e);
+                return Verdict::Reject(format!("tx {id}: {e}"));
+            }
+        }
+        let mut admitted = 0usize;
+        let mut mempool = lock(pool);
+        for tx in to_check {
+            if mempool.add_prechecked(tx.clone(), Ok(()), store, tip).is_ok() {
+                admitted += 1;
+            }
+        }
+        if admitted > 0 { Verdict::Accept } else { Verdict::Ignore(DropReason::NotAdmissible) }
+    }
+}
+
+/// Build the next block from the pool's candidates (all pooled, so all verified); the builder's refusals
+/// go back to the pool, which evicts or keeps each by reason.
+pub fn build_from_pool<S: AccountStore + ?Sized>(
+    pool: &Mutex<Mempool>,
+    store: &S,
+    lthash: &LtHash,
+    template: BlockTemplate<'_>,
+    params: &ConsensusParams,
+) -> Result<BuiltBlock, StoreError> {
+    let candidates = lock(pool).take_for_block(params.txs_per_block_max as usize);
+    let checked: BTreeSet<TxId> = candidates.iter().map(|tx| tx.id()).collect();
+    let built = build_block(store, lthash, template, params, candidates, &|id| checked.contains(id))?;
+    lock(pool).on_build_rejections(&built.rejected);
+    Ok(built)
+}
+
+/// Execute `block` on `store`. Outer error: the store failed; inner: the block is invalid (why). Signature
+/// checks are skipped for transactions the pool verified, and the pool remembers the others once the
+/// block has applied.
+pub fn execute_with_pool<S: AccountStore + ?Sized>(
+    pool: &Mutex<Mempool>,
+    store: &S,
+    lthash: &LtHash,
+    block: &Block,
+    parent: &Parent<'_>,
+    validators: &ValidatorSet,
+    params: &ConsensusParams,
+) -> Result<Result<StateChanges, String>, StoreError> {
+    // Asked in one go, so the lock (which admission needs) is not held while the block executes.
+    let verified: BTreeSet<TxId> = {
+        let mempool = lock(pool);
+        block.txs.iter().map(|tx| tx.id()).filter(|id| mempool.known_good(id)).collect()
+    };
+    match apply_block(store, lthash, block, parent, validators, params, &|id| verified.contains(id)) {
+        Ok(c) => {
+            // Every transaction of an executed block had its keys and signature checked.
+            let ids = block.txs.iter().map(|tx| tx.id()).filter(|id| !verified.contains(id));
+            lock(pool).note_checked(ids);
+            Ok(Ok(c))
+        }
+        Err(ApplyBlockError::Store(e)) => Err(e),
+        Err(ApplyBlockError::Invalid(e)) => Ok(Err(e.to_string())),
+    }
+}
