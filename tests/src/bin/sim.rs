@@ -140,6 +140,13 @@ fn main() -> ExitCode {
     }
     println!("{signer_line}");
     println!(
+        "gossip: txs_committed={} rejected={} dropped={} peer_bans={}",
+        sum(|r| r.txs_committed),
+        sum(|r| r.gossip_rejected),
+        sum(|r| r.gossip_dropped),
+        sum(|r| r.peer_bans)
+    );
+    println!(
         "seeds={} violations={violations} heights={heights} faults={faults} elapsed_s={:.1}",
         args.seeds,
         started.elapsed().as_secs_f64()

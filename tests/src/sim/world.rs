@@ -5,17 +5,23 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::rc::Rc;
+use std::sync::{Mutex, PoisonError};
 
 use ledger_core::consensus::{Action, Config, Consensus, Event, SignedMessage, timeout_duration_ms};
 use ledger_core::gossip::{
     Change, DropReason, MessageCheck, Offence, PeerBook, PeerLimits, RecentSet, Resource, Standing, Verdict,
 };
-use ledger_core::state::{BlockTemplate, StateChanges, apply_block, build_block};
+use ledger_core::shell::{Arrival, Candidates, SyncedBlock, Validity, check_synced};
+use ledger_core::state::{BlockTemplate, StateChanges, build_block};
 use ledger_core::{
     Block, CommitCertificate, ConsensusParams, Genesis, GenesisAccount, Hash, Height, Keypair, MemStore,
     PROTOCOL_VERSION, Parent, Round, SignedProposal, SignedTransaction, SignedVote, Transaction, Validator,
     ValidatorSet, Vote,
 };
+
+use node::admission::{TxGate, build_from_pool, execute_with_pool};
+use node::driver::CANDIDATE_BLOCKS_MAX;
+use node::mempool::{Mempool, MempoolLimits};
 
 use super::checker::{Checker, Violation};
 use super::config::{Behaviour, CrashKind, Fault, FlushPolicy, LinkProfile, SignerLoss, SimConfig, watch_ms};
@@ -61,6 +67,8 @@ pub enum Msg {
         from: Height,
     },
     SyncResponse(Vec<(Rc<Block>, CommitCertificate)>),
+    /// Gossiped transactions (the node's `TxBatch`).
+    Txs(Rc<Vec<SignedTransaction>>),
 }
 
 impl Msg {
@@ -85,6 +93,7 @@ impl Msg {
             Msg::SyncResponse(list) => {
                 list.iter().fold(mix(list.len() as u64 ^ 4), |acc, (b, _)| mix(acc ^ hash8(&b.hash())))
             }
+            Msg::Txs(txs) => txs.iter().fold(mix(txs.len() as u64 ^ 5), |acc, tx| mix(acc ^ hash8(&tx.id()))),
         }
     }
 }
@@ -149,18 +158,19 @@ struct Live {
     core: Consensus,
     state: MemStore,
     chain: Vec<(Rc<Block>, CommitCertificate)>,
-    /// Blocks of the current height, by hash.
-    blocks: BTreeMap<Hash, Rc<Block>>,
+    /// Blocks of the current height, what the core waits for, a decided block still missing (the core
+    /// re-proposed its lock after a restart without asking for the block: fetched from peers, then
+    /// committed): `ledger_core::shell`, as the node's driver keeps them.
+    candidates: Candidates<Rc<Block>>,
+    /// The certificate of the decision whose block is missing.
+    decided_cert: Option<CommitCertificate>,
     /// Proposals of the current height (to answer peers' requests).
     proposals: Vec<SignedProposal>,
-    /// State changes of blocks validated at the current height.
-    validated: BTreeMap<Hash, StateChanges>,
-    /// Blocks the core asked to validate that have not arrived yet.
-    awaiting_block: BTreeMap<Hash, Round>,
     future: Vec<(usize, Msg)>,
-    /// Decided, but the block is missing (the core re-proposed its lock after a restart without asking
-    /// for the block): fetched from peers, then committed.
-    decided_without_block: Option<(Hash, CommitCertificate)>,
+    /// The node's mempool, fed by this node's clients and by gossip through the node's gate
+    /// (`node::admission`); blocks are built from it and executed with its verified set.
+    mempool: Mutex<Mempool>,
+    tx_gate: TxGate,
     height_started_ms: u64,
     last_sync_ms: Option<u64>,
     /// Watch time still to run (while connected and caught up) before `EndWatch`; `None` once over.
@@ -233,6 +243,9 @@ pub struct Report {
     pub gossip_rejected: u64,
     pub peer_bans: u64,
     pub gossip_dropped: u64,
+    /// Transactions in the committed chain (submitted by clients to a node's mempool, gossiped, built into
+    /// blocks by whichever node proposes).
+    pub txs_committed: u64,
     pub syncs: u64,
     pub sim_ms: u64,
     /// [`World::describe`] at the end of a run that broke an invariant (empty otherwise).
@@ -309,13 +322,14 @@ fn random_hash(rng: &mut Rng) -> Hash {
     Hash(h)
 }
 
-/// A few random transfers among the funded accounts, nonces taken from `state`; about one in twenty is
-/// given a wrong nonce, which `build_block` must leave out.
+/// A few random transfers among the funded accounts, nonces following `state` and what `mempool` holds;
+/// about one in twenty is given a nonce gap, which the pool keeps waiting and `build_block` leaves out.
 fn random_txs(
     rng: &mut Rng,
     accounts: &[Keypair],
     chain_id: &str,
     state: &MemStore,
+    mempool: &Mempool,
     height: Height,
 ) -> Vec<SignedTransaction> {
     let mut used = vec![0u64; accounts.len()];
@@ -323,7 +337,9 @@ fn random_txs(
     for _ in 0..rng.range(0, 4) {
         let s = rng.index(accounts.len());
         let to = (s + 1 + rng.index(accounts.len() - 1)) % accounts.len();
-        let nonce = state.accounts().get(&accounts[s].public()).map_or(0, |a| a.nonce) + used[s];
+        let sender = accounts[s].public();
+        let committed = state.accounts().get(&sender).map_or(0, |a| a.nonce);
+        let nonce = mempool.next_nonce(&sender, committed) + used[s];
         let bad_nonce = rng.chance(50);
         if !bad_nonce {
             used[s] += 1;
@@ -476,7 +492,7 @@ impl World {
                 None => format!("node {i} {:?}: down, durable height {}\n", n.behaviour, n.disk.durable.chain.len()),
                 Some(l) => format!(
                     "node {i} {:?}: height {} round {} step {:?} guard {:?} floor {} watch_left {:?} heard {} \
-                     signed {:?} locked {:?} valid {:?} decided {:?} future {} proposals {} blocks {} awaiting {}\n",
+                     signed {:?} locked {:?} valid {:?} decided {:?} future {} proposals {} blocks {} decided_without_block {}\n",
                     n.behaviour,
                     l.core.height().0,
                     l.core.round().0,
@@ -491,8 +507,8 @@ impl World {
                     l.core.decision(),
                     l.future.len(),
                     l.proposals.len(),
-                    l.blocks.len(),
-                    l.awaiting_block.len()
+                    l.candidates.len(),
+                    l.candidates.decided_without_block().is_some()
                 ),
             };
             out.push_str(&line);
@@ -780,16 +796,21 @@ impl World {
             self.report.watches += u64::from(watch);
             self.report.floors_from_chain += u64::from(sign_floor > Height(0));
         }
+        // Blocks this node built before a crash, for re-broadcasting its proposal (executed when needed).
+        let mut candidates = Candidates::new(height, CANDIDATE_BLOCKS_MAX);
+        for b in d.built.values().filter(|b| b.height() == height) {
+            candidates.on_block(b.clone());
+        }
         node.live = Some(Live {
             core,
             state: d.state.clone(),
             chain: d.chain.clone(),
-            blocks: d.built.iter().filter(|(_, b)| b.height() == height).map(|(h, b)| (*h, b.clone())).collect(),
+            candidates,
+            decided_cert: None,
             proposals: Vec::new(),
-            validated: BTreeMap::new(),
-            awaiting_block: BTreeMap::new(),
             future: Vec::new(),
-            decided_without_block: None,
+            mempool: Mutex::new(Mempool::new(&self.genesis.chain_id, self.params.clone(), MempoolLimits::default())),
+            tx_gate: TxGate::default(),
             height_started_ms: self.now,
             last_sync_ms: None,
             watch_left_ms: watch.then(|| watch_ms(&self.params)),
@@ -829,7 +850,7 @@ impl World {
         let elapsed = now.saturating_sub(live.watch_last_ms);
         live.watch_last_ms = now;
         let Some(left) = live.watch_left_ms else { return };
-        let behind = live.heard_height > live.core.height() || live.decided_without_block.is_some();
+        let behind = live.heard_height > live.core.height() || live.candidates.decided_without_block().is_some();
         let left = if connected && !behind { left.saturating_sub(elapsed) } else { left };
         if left > 0 {
             live.watch_left_ms = Some(left);
@@ -935,7 +956,7 @@ impl World {
             Action::BroadcastProposal(p) => {
                 self.nodes[i].disk.write(Write::Wal(SignedMessage::Proposal(p.clone())));
                 let live = self.live(i);
-                let block = live.blocks.get(&p.proposal.block_hash).cloned();
+                let block = live.candidates.get(&p.proposal.block_hash).cloned();
                 if block.is_none() {
                     let (height, round, block_hash) = (p.proposal.height, p.proposal.round, p.proposal.block_hash);
                     self.broadcast_plain(i, Msg::ProposalRequest { height, round, block_hash });
@@ -962,10 +983,9 @@ impl World {
                 self.schedule_local(i, delay, Event::ProposalValue { height, round, block_hash });
             }
             Action::ValidateBlock { height, round, block_hash } => {
-                if let Some(block) = self.live(i).blocks.get(&block_hash).cloned() {
-                    self.validate_later(i, &block, round);
+                if self.live(i).candidates.request_validation(round, block_hash) {
+                    self.validate_later(i, block_hash, round);
                 } else {
-                    self.live(i).awaiting_block.insert(block_hash, round);
                     self.broadcast_plain(i, Msg::ProposalRequest { height, round, block_hash });
                 }
             }
@@ -973,6 +993,13 @@ impl World {
                 self.broadcast_plain(i, Msg::ProposalRequest { height, round, block_hash });
             }
             Action::Decide { height, block_hash, certificate, .. } => {
+                let live = self.live(i);
+                if !live.candidates.on_decided(block_hash) {
+                    let round = live.core.decision().map_or(Round(0), |d| d.0);
+                    live.decided_cert = Some(certificate);
+                    self.broadcast_plain(i, Msg::ProposalRequest { height, round, block_hash });
+                    return true;
+                }
                 if !self.commit_decided(i, block_hash, certificate) {
                     return true;
                 }
@@ -1000,6 +1027,7 @@ impl World {
     }
 
     fn build(&mut self, i: usize, height: Height) -> Rc<Block> {
+        self.submit_client_txs(i, height);
         let key = self.nodes[i].key.public();
         let live = self.nodes[i].live.as_mut().expect("node is live");
         let parent = parent_of(&self.genesis, &live.chain);
@@ -1007,74 +1035,76 @@ impl World {
             None => None,
             Some((b, c)) => live.core.commit_certificate(b.height()).or_else(|| Some(c.clone())),
         };
-        let txs = random_txs(&mut self.node_rng, &self.accounts, &self.genesis.chain_id, &live.state, height);
         let template = BlockTemplate { parent, proposer: key, timestamp_ms: GENESIS_TIME_MS + self.now, last_commit };
-        // The proposer signed these transactions itself: the mempool would remember them as verified.
-        let built = build_block(&live.state, live.state.lthash(), template, &self.params, txs, &|_| true)
+        let built = build_from_pool(&live.mempool, &live.state, live.state.lthash(), template, &self.params)
             .expect("the in-memory store cannot fail");
         let block = Rc::new(built.block);
-        live.validated.insert(block.hash(), built.changes);
-        live.blocks.insert(block.hash(), block.clone());
+        live.candidates.insert_built(block.clone(), built.changes);
         block
     }
 
-    /// Execute `block` on the node's state; answer the core a little later.
-    fn validate_later(&mut self, i: usize, block: &Block, round: Round) {
+    /// This node's clients submit a few transfers (through the node's admission, as the API does) and the
+    /// node gossips what it admitted.
+    fn submit_client_txs(&mut self, i: usize, height: Height) {
+        let live = self.nodes[i].live.as_mut().expect("node is live");
+        let tip = Height(live.chain.len() as u64);
+        let mut mempool = live.mempool.lock().unwrap_or_else(PoisonError::into_inner);
+        let txs = random_txs(&mut self.node_rng, &self.accounts, &self.genesis.chain_id, &live.state, &mempool, height);
+        let admitted: Vec<SignedTransaction> =
+            txs.into_iter().filter(|tx| mempool.add(tx.clone(), &live.state, tip).is_ok()).collect();
+        drop(mempool);
+        if !admitted.is_empty() {
+            self.broadcast_plain(i, Msg::Txs(Rc::new(admitted)));
+        }
+    }
+
+    /// Judge the candidate `hash` as the node's driver does (`Candidates::validate`, executed with the
+    /// mempool's verified set); answer the core a little later.
+    fn validate_later(&mut self, i: usize, hash: Hash, round: Round) {
+        let now_ms = GENESIS_TIME_MS + self.now;
         let live = self.nodes[i].live.as_mut().expect("node is live");
         let parent = parent_of(&self.genesis, &live.chain);
-        let hash = block.hash();
-        let valid =
-            match apply_block(&live.state, live.state.lthash(), block, &parent, &self.validators, &self.params, &|_| {
-                false
-            }) {
-                Ok(changes) => {
-                    live.validated.insert(hash, changes);
-                    true
-                }
-                Err(_) => false,
-            };
-        let height = live.core.height();
+        let Live { candidates, state, mempool, core, .. } = live;
+        let (validators, params) = (&self.validators, &self.params);
+        let verdict = candidates
+            .validate(&hash, now_ms, |b| {
+                execute_with_pool(mempool, state, state.lthash(), b, &parent, validators, params)
+            })
+            .expect("the in-memory store cannot fail");
+        let Some(verdict) = verdict else { return };
+        let valid = verdict == Validity::Valid;
+        let height = core.height();
         let delay = self.node_rng.range(1, 20);
         self.schedule_local(i, delay, Event::BlockValidity { height, round, block_hash: hash, valid });
     }
 
+    /// Commit the decided block `block_hash`, which is among the candidates (executed now if it never was).
     fn commit_decided(&mut self, i: usize, block_hash: Hash, cert: CommitCertificate) -> bool {
         let live = self.nodes[i].live.as_mut().expect("node is live");
         let height = live.core.height().0;
-        let Some(block) = live.blocks.get(&block_hash).cloned() else {
-            live.decided_without_block = Some((block_hash, cert));
-            let round = live.core.decision().map_or(Round(0), |d| d.0);
-            self.broadcast_plain(i, Msg::ProposalRequest { height: Height(height), round, block_hash });
-            return false;
-        };
-        let changes = match live.validated.get(&block_hash) {
-            Some(c) => c.clone(),
-            None => {
-                // Built before a restart: execute it again.
-                let parent = parent_of(&self.genesis, &live.chain);
-                match apply_block(
-                    &live.state,
-                    live.state.lthash(),
-                    &block,
-                    &parent,
-                    &self.validators,
-                    &self.params,
-                    &|_| false,
-                ) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.checker.violations.push(Violation::Validity {
-                            node: i,
-                            height,
-                            reason: format!("decided block does not apply: {e}"),
-                        });
-                        return false;
-                    }
-                }
+        let parent = parent_of(&self.genesis, &live.chain);
+        let Live { candidates, state, mempool, .. } = live;
+        let (validators, params) = (&self.validators, &self.params);
+        let taken = candidates
+            .take_decided(&block_hash, |b| {
+                execute_with_pool(mempool, state, state.lthash(), b, &parent, validators, params)
+            })
+            .expect("the in-memory store cannot fail");
+        let Some((block, changes)) = taken else { return false };
+        match changes {
+            Ok(changes) => {
+                self.commit_block(i, block, cert, &changes);
+                true
             }
-        };
-        self.commit_block(i, block, cert, &changes);
-        true
+            Err(e) => {
+                self.checker.violations.push(Violation::Validity {
+                    node: i,
+                    height,
+                    reason: format!("decided block does not apply: {e}"),
+                });
+                false
+            }
+        }
     }
 
     /// Commit `block` (checked by the checker first), write it, flush per the policy.
@@ -1083,16 +1113,22 @@ impl World {
         let node = &mut self.nodes[i];
         let live = node.live.as_mut().expect("node is live");
         if honest {
+            if self.checker.first_commit(block.height().0).is_none() {
+                self.report.txs_committed += block.txs.len() as u64;
+            }
             let parent = parent_of(&self.genesis, &live.chain);
             self.checker.on_commit(i, &block, &cert, &parent, &live.state);
         }
         live.state.commit(changes);
+        live.mempool.lock().unwrap_or_else(PoisonError::into_inner).on_block_committed(
+            block.height(),
+            &block.txs,
+            &live.state,
+        );
         live.chain.push((block.clone(), cert.clone()));
-        live.blocks.clear();
+        live.candidates.start_height(block.height().next());
+        live.decided_cert = None;
         live.proposals.clear();
-        live.validated.clear();
-        live.awaiting_block.clear();
-        live.decided_without_block = None;
         live.height_started_ms = self.now;
         node.committed_max = node.committed_max.max(live.chain.len() as u64);
         node.disk.write(Write::Commit { block, cert, state: live.state.clone() });
@@ -1140,34 +1176,29 @@ impl World {
                     return;
                 }
                 let hash = p.proposal.block_hash;
-                if let Some(b) = block
-                    && b.hash() == hash
-                {
-                    live.blocks.entry(hash).or_insert(b);
-                }
                 if !live.proposals.contains(&p) && live.proposals.len() < PROPOSALS_MAX {
                     live.proposals.push(p.clone());
                 }
-                if live.blocks.contains_key(&hash)
-                    && let Some(round) = live.awaiting_block.remove(&hash)
-                {
-                    let block = live.blocks[&hash].clone();
-                    self.validate_later(i, &block, round);
-                }
-                let live = self.live(i);
-                if let Some((want, _)) = &live.decided_without_block
-                    && live.blocks.contains_key(want)
-                {
-                    let Some((want, cert)) = live.decided_without_block.take() else { return };
-                    let next = live.core.height().next();
-                    if self.commit_decided(i, want, cert) {
-                        pending.push_front(Input::Drain);
-                        pending.push_front(Input::Core(Event::NewHeight {
-                            height: next,
-                            validators: self.validators.clone(),
-                        }));
+                let arrival = match block {
+                    Some(b) if b.hash() == hash => live.candidates.on_block(b),
+                    _ => Arrival::Ignored,
+                };
+                match arrival {
+                    Arrival::Validate { round } => self.validate_later(i, hash, round),
+                    Arrival::CommitDecided => {
+                        let live = self.live(i);
+                        let Some(cert) = live.decided_cert.take() else { return };
+                        let next = live.core.height().next();
+                        if self.commit_decided(i, hash, cert) {
+                            pending.push_front(Input::Drain);
+                            pending.push_front(Input::Core(Event::NewHeight {
+                                height: next,
+                                validators: self.validators.clone(),
+                            }));
+                        }
+                        return;
                     }
-                    return;
+                    Arrival::Stored | Arrival::Ignored => {}
                 }
                 self.feed(i, Event::Proposal(p), pending);
             }
@@ -1184,7 +1215,7 @@ impl World {
                 let mut found: Vec<&SignedProposal> =
                     live.proposals.iter().filter(|p| p.proposal.block_hash == block_hash).collect();
                 found.sort_by_key(|p| p.proposal.round != round);
-                if let (Some(p), Some(b)) = (found.first(), live.blocks.get(&block_hash)) {
+                if let (Some(p), Some(b)) = (found.first(), live.candidates.get(&block_hash)) {
                     let reply = Msg::Proposal((*p).clone(), Some(b.clone()));
                     self.send(i, from, reply);
                 }
@@ -1197,36 +1228,37 @@ impl World {
                     self.send(i, from, Msg::SyncResponse(batch));
                 }
             }
+            // Admitted to the mempool by the gate (`admit`): nothing more to do.
+            Msg::Txs(_) => {}
             Msg::SyncResponse(batch) => {
+                let me = self.validators.index_of(&self.nodes[i].key.public());
                 for (block, cert) in batch {
                     let live = self.nodes[i].live.as_mut().expect("node is live");
-                    if block.height().0 != live.chain.len() as u64 + 1 {
-                        continue;
-                    }
-                    // A peer's word is not trusted: the certificate and the block are checked.
-                    if cert.verify_for(&self.genesis.chain_id, &self.validators, block.height(), block.hash()).is_err()
-                    {
-                        continue;
-                    }
+                    let expected = Height(live.chain.len() as u64 + 1);
+                    // A peer's word is not trusted: the certificate and the block are checked, as the node does.
+                    let signed_by_me =
+                        match check_synced(&self.genesis.chain_id, &self.validators, expected, &block, &cert, me) {
+                            SyncedBlock::Stale => continue,
+                            SyncedBlock::Gap | SyncedBlock::BadCertificate(_) => break,
+                            SyncedBlock::Apply { signed_by_me } => signed_by_me,
+                        };
                     let parent = parent_of(&self.genesis, &live.chain);
-                    let Ok(changes) = apply_block(
+                    let Ok(Ok(changes)) = execute_with_pool(
+                        &live.mempool,
                         &live.state,
                         live.state.lthash(),
                         &block,
                         &parent,
                         &self.validators,
                         &self.params,
-                        &|_| false,
                     ) else {
-                        continue;
+                        break;
                     };
                     let next = block.height().next();
                     let floor = live.core.sign_floor();
                     // Look-back, as the node's sync does: this key signed at this height (here or in a life
                     // this node forgot).
-                    let me = self.validators.index_of(&self.nodes[i].key.public());
-                    let has_my_key = cert.signatures.iter().any(|s| Some(usize::from(s.validator_index)) == me);
-                    if self.cfg.signer_guard && has_my_key && block.height() > floor {
+                    if self.cfg.signer_guard && signed_by_me && block.height() > floor {
                         self.report.floor_raises += 1;
                         self.feed(i, Event::RaiseSignFloor(block.height()), pending);
                         if self.nodes[i].live.is_none() {
@@ -1250,7 +1282,7 @@ impl World {
     /// invalid costs the peer score; enough of them ban it. Returns whether the message goes on to the
     /// shell. An honest node refusing an honest peer's message as invalid breaks I14.
     fn admit(&mut self, i: usize, from: usize, msg: &Msg) -> bool {
-        if !matches!(msg, Msg::Proposal(..) | Msg::Vote(_)) {
+        if !matches!(msg, Msg::Proposal(..) | Msg::Vote(_) | Msg::Txs(_)) {
             return true;
         }
         let now = self.now;
@@ -1276,6 +1308,10 @@ impl World {
             match msg {
                 Msg::Proposal(p, block) => check.check_proposal(p, block.as_deref(), &mut spend),
                 Msg::Vote(v) => check.check_vote(v, &mut live.verified, &mut spend),
+                Msg::Txs(txs) => {
+                    let check_signature = |tx: &SignedTransaction| tx.check_keys_and_signature();
+                    live.tx_gate.admit_batch(txs, &live.mempool, &live.state, tip, &check_signature, &mut spend)
+                }
                 _ => Verdict::Accept,
             }
         } else {
@@ -1319,8 +1355,8 @@ impl World {
     /// Re-send this node's own signed messages of the current height.
     fn gossip(&mut self, i: usize) {
         let Some(live) = self.nodes[i].live.as_ref() else { return };
-        if let Some((block_hash, cert)) = &live.decided_without_block {
-            let req = Msg::ProposalRequest { height: cert.height, round: cert.round, block_hash: *block_hash };
+        if let (Some(block_hash), Some(cert)) = (live.candidates.decided_without_block(), &live.decided_cert) {
+            let req = Msg::ProposalRequest { height: cert.height, round: cert.round, block_hash };
             self.broadcast_plain(i, req);
         }
         let Some(live) = self.nodes[i].live.as_ref() else { return };
@@ -1329,7 +1365,7 @@ impl World {
             .into_iter()
             .map(|m| match m {
                 SignedMessage::Proposal(p) => {
-                    let b = live.blocks.get(&p.proposal.block_hash).cloned();
+                    let b = live.candidates.get(&p.proposal.block_hash).cloned();
                     Msg::Proposal(p, b)
                 }
                 SignedMessage::Vote(v) => Msg::Vote(v),
@@ -1489,8 +1525,7 @@ impl World {
         let built = build_block(&live.state, live.state.lthash(), template, &self.params, Vec::new(), &|_| true)
             .expect("the in-memory store cannot fail");
         let alt = Rc::new(built.block);
-        live.blocks.insert(alt.hash(), alt.clone());
-        live.validated.insert(alt.hash(), built.changes);
+        live.candidates.insert_built(alt.clone(), built.changes);
         alt
     }
 
@@ -1535,7 +1570,9 @@ impl World {
                     block_hash: Some(random_hash(&mut self.byz_rng)),
                     validator,
                 };
-                let msg = match k % 3 {
+                let msg = match k % 5 {
+                    3 => Msg::Txs(Rc::new(vec![self.forged_tx(i, &outsider)])),
+                    4 => Msg::Txs(Rc::new(vec![self.unfunded_or_replayed_tx(i, &outsider)])),
                     0 => {
                         let mut v = vote.sign(&self.genesis.chain_id, &outsider);
                         v.vote.validator = validator; // someone else's name on the outsider's signature
@@ -1560,6 +1597,55 @@ impl World {
                 self.send(i, to, msg);
             }
         }
+    }
+
+    /// A transfer from a funded account whose signature is broken (the id covers it: a new id each time).
+    fn forged_tx(&mut self, i: usize, outsider: &Keypair) -> SignedTransaction {
+        let from = &self.accounts[self.byz_rng.index(self.accounts.len())];
+        let height = self.nodes[i].live.as_ref().map_or(Height(1), |l| l.core.height());
+        let tx = Transaction {
+            chain_id: self.genesis.chain_id.clone(),
+            sender: from.public(),
+            recipient: outsider.public(),
+            amount: self.byz_rng.range(1, 1_000),
+            fee: 1,
+            nonce: self.byz_rng.range(0, 8),
+            expiry_height: height.0 + 100,
+            memo: String::new(),
+        };
+        // The outsider's signature under the account holder's name.
+        let forged = tx.clone().sign(outsider);
+        SignedTransaction::new(tx, *forged.signature())
+    }
+
+    /// Half the time a well-signed transfer from an account that does not exist (fresh each time, so its
+    /// signature would be checked if the cheap checks did not come first); else a committed transaction
+    /// replayed.
+    fn unfunded_or_replayed_tx(&mut self, i: usize, outsider: &Keypair) -> SignedTransaction {
+        let committed: Option<SignedTransaction> = self.nodes[i].live.as_ref().and_then(|l| {
+            let with_txs: Vec<&Rc<Block>> = l.chain.iter().map(|(b, _)| b).filter(|b| !b.txs.is_empty()).collect();
+            with_txs.last().map(|b| b.txs[0].clone())
+        });
+        if let Some(tx) = committed
+            && self.byz_rng.chance(500)
+        {
+            return tx;
+        }
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&self.byz_rng.next_u64().to_le_bytes());
+        let nobody = Keypair::from_seed(&seed);
+        let height = self.nodes[i].live.as_ref().map_or(Height(1), |l| l.core.height());
+        Transaction {
+            chain_id: self.genesis.chain_id.clone(),
+            sender: nobody.public(),
+            recipient: outsider.public(),
+            amount: 1,
+            fee: 1,
+            nonce: 0,
+            expiry_height: height.0 + 100,
+            memo: String::new(),
+        }
+        .sign(&nobody)
     }
 
     /// Signed votes for rounds far ahead of the current one, some beyond the core's window.
