@@ -178,6 +178,8 @@ struct Live {
     watch_last_ms: u64,
     /// Highest height of a consensus message heard: above the core's height, this node is behind.
     heard_height: Height,
+    /// Turn of the next peer asked for blocks.
+    sync_next: usize,
     /// Scores and budgets of the peers, as the node's network task keeps them.
     peers: PeerBook<usize>,
     /// Digests of votes verified recently (replays are not checked again).
@@ -816,6 +818,7 @@ impl World {
             watch_left_ms: watch.then(|| watch_ms(&self.params)),
             watch_last_ms: self.now,
             heard_height: height,
+            sync_next: 0,
             peers: PeerBook::new(PeerLimits::default()),
             verified: RecentSet::new(VERIFIED_VOTES_MAX),
         });
@@ -1222,14 +1225,19 @@ impl World {
             }
             Msg::SyncRequest { from: h } => {
                 let start = h.0.saturating_sub(1) as usize;
-                if start < live.chain.len() {
-                    let end = (start + SYNC_BATCH_MAX).min(live.chain.len());
-                    let batch = live.chain[start..end].to_vec();
-                    self.send(i, from, Msg::SyncResponse(batch));
-                }
+                // Nothing above is an answer too (as the node's): the asker forgets the hint it had.
+                let end = (start + SYNC_BATCH_MAX).min(live.chain.len());
+                let batch = live.chain.get(start..end).map(<[_]>::to_vec).unwrap_or_default();
+                self.send(i, from, Msg::SyncResponse(batch));
             }
             // Admitted to the mempool by the gate (`admit`): nothing more to do.
             Msg::Txs(_) => {}
+            Msg::SyncResponse(batch) if batch.is_empty() => {
+                // The peer has nothing above our tip (as the node's driver, which then forgets the hint): a
+                // height heard from a peer that can no longer be reached (banned) does not keep this node
+                // "behind", and so watching, for ever.
+                live.heard_height = live.heard_height.min(live.core.height());
+            }
             Msg::SyncResponse(batch) => {
                 let me = self.validators.index_of(&self.nodes[i].key.public());
                 for (block, cert) in batch {
@@ -1352,8 +1360,31 @@ impl World {
         banned(a, b) || banned(b, a)
     }
 
+    /// Behind (a peer spoke of a higher height) and stuck: ask the next peer in turn for blocks, as the
+    /// node's driver does on its tick (any peer, not only the one that spoke, which may be gone or banned).
+    fn maybe_sync(&mut self, i: usize) {
+        let now = self.now;
+        let n = self.nodes.len();
+        if n < 2 {
+            return;
+        }
+        let Some(live) = self.nodes[i].live.as_mut() else { return };
+        let height = live.core.height();
+        let behind = live.heard_height > height;
+        let stuck = now.saturating_sub(live.height_started_ms) >= SYNC_AFTER_MS;
+        if !behind || !stuck || live.last_sync_ms.is_some_and(|t| now.saturating_sub(t) < SYNC_RETRY_MS) {
+            return;
+        }
+        live.last_sync_ms = Some(now);
+        live.sync_next = live.sync_next.wrapping_add(1);
+        let to = (i + 1 + live.sync_next % (n - 1)) % n;
+        self.report.syncs += 1;
+        self.send(i, to, Msg::SyncRequest { from: height });
+    }
+
     /// Re-send this node's own signed messages of the current height.
     fn gossip(&mut self, i: usize) {
+        self.maybe_sync(i);
         let Some(live) = self.nodes[i].live.as_ref() else { return };
         if let (Some(block_hash), Some(cert)) = (live.candidates.decided_without_block(), &live.decided_cert) {
             let req = Msg::ProposalRequest { height: cert.height, round: cert.round, block_hash };
