@@ -1,20 +1,30 @@
 //! ledgerd as a library, used by the `ledgerd` binary and by tests.
 //!
 //! # Code map
-//! - [`config`]: `config.toml` + `LEDGERD_*` environment + flags, validated with the key and source named.
-//! - [`keycache`]: decompressed ed25519 keys shared by every thread that checks transactions.
-//! - [`keys`]: p2p and validator key files (docs/home-layout.md).
-//! - [`storage`]: sled, one tree, one atomic flushed batch per block, checksummed values, tail check at start.
-//! - [`mempool`]: admission (signature verified once), bounds, fair deterministic candidates, outcomes.
-//! - [`wire`]: versioned borsh gossip and sync messages with bounded decoding.
-//! - [`p2p`]: the libp2p swarm task (gossipsub, identify, Kademlia, block sync) behind bounded channels.
-//! - [`driver`]: the one task that owns consensus and executes its actions in order.
-//! - [`handle`]: the API's [`api::NodeHandle`] over the driver's shared state; local txs gossiped in batches.
+//! The crate is grouped by part; each module is also re-exported at the root under its short name
+//! (`node::driver`, `node::p2p`, ...).
+//! - [`chain`]: the running chain.
+//!   - [`driver`]: the one task that owns consensus and executes its actions in order.
+//!   - [`mempool`]: admission (signature verified once), bounds, fair deterministic candidates, outcomes.
+//!   - [`admission`]: the mempool's doors (gossip batches, building and executing blocks with the pool),
+//!     shared with the simulator.
+//!   - [`keycache`]: decompressed ed25519 keys shared by every thread that checks transactions.
+//!   - [`handle`]: the API's [`api::NodeHandle`] over the driver's shared state; local txs gossiped in
+//!     batches.
+//! - [`network`]: peers.
+//!   - [`p2p`]: the libp2p swarm task (gossipsub, identify, Kademlia, block sync) behind bounded channels,
+//!     with per-peer budgets, scores and bans.
+//!   - [`wire`]: versioned borsh gossip and sync messages with bounded decoding.
+//! - [`storage`]: sled, one tree, one atomic flushed batch per block, checksummed values, tail check at start;
+//!   [`txindex`]: transaction id to block position as sorted runs.
 //! - [`api`]: the HTTP API (axum): JSON routes over storage and a `NodeHandle` to the driver, SSE, metrics.
 //! - [`safety`]: files beside the database that guard the validator: the signer state bound to its key,
 //!   the high-water mark of what was committed, the data directory's lock; all replaced atomically.
-//! - [`run`]: assembles a node from a configuration (`ledgerd start`).
-//! - [`localnet`]: `ledgerd localnet`, every validator of a local network in one process.
+//! - [`operations`]: what an operator runs and configures.
+//!   - [`config`]: `config.toml` + `LEDGERD_*` environment + flags, validated with the key and source named.
+//!   - [`keys`]: p2p and validator key files (docs/home-layout.md).
+//!   - [`run`]: assembles a node from a configuration (`ledgerd start`).
+//!   - [`localnet`]: `ledgerd localnet`, every validator of a local network in one process.
 //!
 //! **Architecture Invariant:** only the driver task writes storage and touches consensus state; the swarm
 //! task and the API read storage and use the mempool through its mutex.
@@ -24,18 +34,14 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admission;
 pub mod api;
-pub mod config;
-pub mod driver;
-pub mod handle;
-pub mod keycache;
-pub mod keys;
-pub mod localnet;
-pub mod mempool;
-pub mod p2p;
-pub mod run;
+pub mod chain;
+pub mod network;
+pub mod operations;
 pub mod safety;
 pub mod storage;
-pub mod txindex;
-pub mod wire;
+
+pub use chain::{admission, driver, handle, keycache, mempool};
+pub use network::{p2p, wire};
+pub use operations::{config, keys, localnet, run};
+pub use storage::txindex;

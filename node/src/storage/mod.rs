@@ -27,7 +27,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::txindex::{self, RunList, RunMeta};
+pub mod txindex;
+
+use txindex::{RunList, RunMeta};
 
 use ledger_core::state::{StoreError, apply_block};
 use ledger_core::{

@@ -1,0 +1,7 @@
+//! What an operator runs and configures: the configuration, key files, `ledgerd start` and
+//! `ledgerd localnet`.
+
+pub mod config;
+pub mod keys;
+pub mod localnet;
+pub mod run;
