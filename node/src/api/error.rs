@@ -3,7 +3,7 @@
 //! answered as 500 `internal` without details.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -73,7 +73,7 @@ impl ApiError {
 pub fn rejection_status(code: &str) -> StatusCode {
     match code {
         "duplicate" => StatusCode::CONFLICT,
-        "mempool_full" | "sender_limit" => StatusCode::TOO_MANY_REQUESTS,
+        "mempool_full" | "sender_limit" | "nonce_gap_under_load" => StatusCode::TOO_MANY_REQUESTS,
         "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         "storage_error" | "internal" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
@@ -89,7 +89,12 @@ impl From<StorageError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorView { error: ErrorBody { code: self.code, message: self.message } };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        // Every 429 is worth retrying (a full pool, a sender's share, a gap while under load): say when.
+        if self.status == StatusCode::TOO_MANY_REQUESTS && !response.headers().contains_key(header::RETRY_AFTER) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -489,7 +489,7 @@ fn decode_hex_tx(s: &str) -> Result<Vec<u8>, ErrorBody> {
               (status = 400, description = "Rejected: bad_signature, wrong_chain, nonce_too_low, nonce_too_far_ahead, insufficient_funds, expired, fee_too_low, too_large, malformed, zero_amount, memo_too_long, weak_key, bad_key, overflow", body = ErrorView),
               (status = 409, description = "duplicate", body = ErrorView),
               (status = 413, description = "Request body above the limit", body = ErrorView),
-              (status = 429, description = "mempool_full, sender_limit", body = ErrorView)))]
+              (status = 429, description = "mempool_full, sender_limit, nonce_gap_under_load (Retry-After says when)", body = ErrorView)))]
 pub async fn submit_tx(
     State(s): State<ApiState>,
     client: Option<Extension<ClientAddr>>,

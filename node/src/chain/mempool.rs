@@ -23,6 +23,7 @@ pub mod code {
     pub const MEMPOOL_FULL: &str = "mempool_full";
     pub const DUPLICATE: &str = "duplicate";
     pub const NONCE_TOO_FAR_AHEAD: &str = "nonce_too_far_ahead";
+    pub const NONCE_GAP_UNDER_LOAD: &str = "nonce_gap_under_load";
     pub const SENDER_LIMIT: &str = "sender_limit";
     pub const STORAGE: &str = "storage_error";
 }
@@ -39,6 +40,12 @@ pub struct MempoolLimits {
     pub max_nonce_gap: u64,
     /// How many recent outcomes are remembered.
     pub max_outcomes: usize,
+    /// Above this fill (percent of `max_txs` or `max_bytes`), only a transaction that can go into the next
+    /// block (its nonce follows the account's and the sender's pending ones without a gap) is admitted.
+    /// When a full pool refuses a sender's transaction, the sender's later ones would otherwise be admitted
+    /// behind the gap and hold room that executable ones need until they expire; refused instead, the
+    /// client resends them in order. 100 turns the rule off.
+    pub gapped_below_fill_percent: u8,
 }
 
 impl Default for MempoolLimits {
@@ -49,6 +56,7 @@ impl Default for MempoolLimits {
             max_per_sender: 1024,
             max_nonce_gap: 64,
             max_outcomes: 100_000,
+            gapped_below_fill_percent: 50,
         }
     }
 }
@@ -66,6 +74,8 @@ pub enum MempoolError {
     NonceTaken { nonce: u64 },
     #[error("nonce {got} is more than {max_gap} ahead of the account nonce {account}")]
     NonceTooFarAhead { account: u64, got: u64, max_gap: u64 },
+    #[error("the pool is under load: only nonce {next} of this sender can be admitted now (got {got}); resend in order")]
+    NonceGapUnderLoad { next: u64, got: u64 },
     #[error("sender has {pending} pending transactions, limit is {max}")]
     SenderLimit { pending: usize, max: usize },
     #[error("storage failure: {0}")]
@@ -80,6 +90,7 @@ impl MempoolError {
             MempoolError::Full { .. } => code::MEMPOOL_FULL,
             MempoolError::Duplicate | MempoolError::NonceTaken { .. } => code::DUPLICATE,
             MempoolError::NonceTooFarAhead { .. } => code::NONCE_TOO_FAR_AHEAD,
+            MempoolError::NonceGapUnderLoad { .. } => code::NONCE_GAP_UNDER_LOAD,
             MempoolError::SenderLimit { .. } => code::SENDER_LIMIT,
             MempoolError::Storage(_) => code::STORAGE,
         }
@@ -338,11 +349,25 @@ impl Mempool {
         if self.bytes + bytes > self.limits.max_bytes {
             return Err(MempoolError::Full { what: "bytes" });
         }
+        if self.under_load() {
+            let next = pending.map_or(account.nonce, |p| ready_next(p, account.nonce));
+            if t.nonce != next {
+                return Err(MempoolError::NonceGapUnderLoad { next, got: t.nonce });
+            }
+        }
         let needed = self.pending_spend(&t.sender) + u128::from(t.amount) + u128::from(t.fee);
         if u128::from(account.balance) < needed {
             return Err(TxError::InsufficientFunds { balance: account.balance, needed }.into());
         }
         Ok(())
+    }
+
+    /// Filled beyond `gapped_below_fill_percent` of its count or byte limit.
+    fn under_load(&self) -> bool {
+        let pct = u128::from(self.limits.gapped_below_fill_percent.min(100));
+        pct < 100
+            && (self.by_id.len() as u128 * 100 >= self.limits.max_txs as u128 * pct
+                || self.bytes as u128 * 100 >= self.limits.max_bytes as u128 * pct)
     }
 
     /// Amount plus fee of every pending transaction of `sender`.
@@ -483,6 +508,19 @@ impl Mempool {
             }
         }
     }
+}
+
+/// The first nonce from `account_nonce` on that `pending` does not hold: the next one a block could take
+/// after the sender's pending transactions.
+fn ready_next(pending: &BTreeMap<u64, TxId>, account_nonce: u64) -> u64 {
+    let mut next = account_nonce;
+    for &nonce in pending.range(account_nonce..).map(|(n, _)| n) {
+        if nonce != next {
+            break;
+        }
+        next += 1;
+    }
+    next
 }
 
 fn balance_short(account: &Account, spend: u128) -> Option<MempoolError> {
@@ -658,6 +696,32 @@ mod tests {
         m.add(tx(1, 1, 1), &s, Height(0)).unwrap();
         assert_eq!(code_of(m.add(tx(1, 2, 1), &s, Height(0))), "sender_limit");
         assert_eq!(code_of(m.add(tx(2, 0, 1), &s, Height(0))), "ok");
+    }
+
+    /// Over half full, a transaction behind a nonce gap waits outside (the overload collapse: a full pool
+    /// refuses one transaction of a sender and would then fill with that sender's later ones, which no
+    /// block can take); the one that closes the gap is admitted.
+    #[test]
+    fn under_load_only_transactions_a_block_could_take_are_admitted() {
+        let s = store(&[(1, 1000), (2, 1000)]);
+        let mut m = pool(MempoolLimits { max_txs: 4, ..Default::default() });
+        assert_eq!(code_of(m.add(tx(1, 0, 1), &s, Height(0))), "ok");
+        assert_eq!(code_of(m.add(tx(1, 2, 1), &s, Height(0))), "ok", "a quarter full: a gap is fine");
+        // Half full from here on.
+        assert_eq!(code_of(m.add(tx(1, 3, 1), &s, Height(0))), "nonce_gap_under_load");
+        assert_eq!(code_of(m.add(tx(2, 1, 1), &s, Height(0))), "nonce_gap_under_load");
+        match m.add(tx(2, 1, 1), &s, Height(0)) {
+            Err(MempoolError::NonceGapUnderLoad { next: 0, got: 1 }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(code_of(m.add(tx(1, 1, 1), &s, Height(0))), "ok", "closes the gap");
+        assert_eq!(code_of(m.add(tx(1, 3, 1), &s, Height(0))), "ok", "follows 0, 1, 2");
+        assert_eq!(code_of(m.add(tx(2, 0, 1), &s, Height(0))), "mempool_full");
+
+        let mut m = pool(MempoolLimits { max_txs: 4, gapped_below_fill_percent: 100, ..Default::default() });
+        for nonce in [0, 2, 3] {
+            assert_eq!(code_of(m.add(tx(1, nonce, 1), &s, Height(0))), "ok", "rule off");
+        }
     }
 
     #[test]

@@ -114,6 +114,7 @@ const KEYS: &[KeySpec] = &[
     key("mempool.max_bytes", int(1024, 1 << 34)),
     key("mempool.max_per_sender", int(1, 1_000_000)),
     key("mempool.max_nonce_gap", int(0, 1_000_000)),
+    key("mempool.gapped_below_fill_percent", int(1, 100)),
 ];
 
 /// The environment variable of a key: `p2p.max_peers` -> `LEDGERD_P2P_MAX_PEERS`.
@@ -154,6 +155,7 @@ pub struct Config {
     pub mempool_max_bytes: usize,
     pub mempool_max_per_sender: usize,
     pub mempool_max_nonce_gap: u64,
+    pub mempool_gapped_below_fill_percent: u8,
 }
 
 impl Config {
@@ -163,6 +165,7 @@ impl Config {
             max_bytes: self.mempool_max_bytes,
             max_per_sender: self.mempool_max_per_sender,
             max_nonce_gap: self.mempool_max_nonce_gap,
+            gapped_below_fill_percent: self.mempool_gapped_below_fill_percent,
             ..Default::default()
         }
     }
@@ -445,6 +448,8 @@ pub fn from_str(
         mempool_max_bytes: layers.u64_or("mempool.max_bytes", 32 * 1024 * 1024)? as usize,
         mempool_max_per_sender: layers.u64_or("mempool.max_per_sender", 1024)? as usize,
         mempool_max_nonce_gap: layers.u64_or("mempool.max_nonce_gap", 64)?,
+        // Bounded to 1..=100 by the key's kind.
+        mempool_gapped_below_fill_percent: layers.u64_or("mempool.gapped_below_fill_percent", 50)?.min(100) as u8,
     })
 }
 
@@ -568,6 +573,9 @@ max_bytes = 33554432
 max_per_sender = 1024
 # How far ahead of the account nonce a pending transaction may be.
 max_nonce_gap = 64
+# Above this fill (percent of max_txs or max_bytes) only a sender's next executable nonce is admitted
+# (429 nonce_gap_under_load otherwise): a full pool never fills with transactions behind a gap. 100: off.
+gapped_below_fill_percent = 50
 "#
     )
 }
