@@ -137,7 +137,8 @@ pub enum SubmitStatus {
 
 /// Per-transaction submission records, indexed like the workload.
 pub struct LoadResult {
-    /// Microseconds since the run's epoch when the request carrying the transaction was first sent.
+    /// Microseconds since the run's epoch when the request carrying the transaction was last sent (the
+    /// attempt that was accepted, for an accepted one).
     pub submit_us: Vec<u64>,
     pub status: Vec<SubmitStatus>,
     /// Rejections by the code the node gave (`http_<status>` / `transport` after the last attempt).
@@ -146,6 +147,8 @@ pub struct LoadResult {
     pub requests: u64,
     /// Attempts repeated after 429/503 or a connection error.
     pub retries: u64,
+    /// Transactions sent again after a refusal worth retrying (full pool, gap under load, sender limit).
+    pub resent: u64,
     /// Time spent waiting for an answer, summed over requests, in microseconds (client-side latency of the
     /// batch endpoint).
     pub request_us_total: u64,
@@ -165,6 +168,11 @@ struct BatchItem {
 #[derive(Deserialize)]
 struct ErrorItem {
     code: String,
+}
+
+/// Refusals a client answers by sending the same transaction again later (in nonce order).
+pub fn worth_retrying(code: &str) -> bool {
+    matches!(code, "mempool_full" | "nonce_gap_under_load" | "sender_limit" | "nonce_too_far_ahead" | "unavailable")
 }
 
 /// Submit `work` as `cfg` says. `accepted` is incremented per accepted transaction and `committed` is read
@@ -189,6 +197,7 @@ pub fn run(
     let rejected: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
     let requests = AtomicU64::new(0);
     let retries = AtomicU64::new(0);
+    let resent = AtomicU64::new(0);
     let request_us_total = AtomicU64::new(0);
     let start = Instant::now();
 
@@ -197,19 +206,27 @@ pub fn run(
         for t in 0..threads {
             let endpoint = cfg.endpoints[t % cfg.endpoints.len()].clone();
             let (submit_us, status, rejected) = (&submit_us, &status, &rejected);
-            let (requests, retries, request_us_total) = (&requests, &retries, &request_us_total);
+            let (requests, retries, request_us_total, resent) = (&requests, &retries, &request_us_total, &resent);
             handles.push(scope.spawn(move || -> Result<()> {
                 let http = reqwest::blocking::Client::builder()
                     .timeout(Duration::from_secs(30))
                     .pool_max_idle_per_host(1)
                     .build()?;
                 let url = format!("{endpoint}/txs/batch");
-                // This thread's transactions: those whose sender belongs to it, in workload order.
-                let mine: Vec<usize> = (0..n).filter(|&i| work.sender_of(i) % threads == t).collect();
+                // This thread's senders, each with a cursor on its next transaction (nonce order: sender a's
+                // are a, a + K, a + 2K, ...). A batch takes the cursor transaction of the next senders in
+                // turn, one each; the cursor moves on when the node answers, except for a refusal worth
+                // retrying (full pool, gap under load, ...): then that transaction is sent again the next
+                // time the sender's turn comes, as a client does that keeps its nonces in order.
+                let senders = work.senders.max(1);
+                let accounts: Vec<usize> = (0..senders.min(n)).filter(|a| a % threads == t).collect();
+                let mut cursor: Vec<usize> = accounts.clone();
+                let mut turn = 0usize;
                 let per_thread_rate = cfg.rate_tps.map(|r| r / threads as f64);
                 let mut body = String::with_capacity(batch * 400 + 16);
-                for (j, chunk) in mine.chunks(batch).enumerate() {
-                    if stop.load(Ordering::Relaxed) || start.elapsed() >= cfg.duration {
+                let mut chunk: Vec<(usize, usize)> = Vec::with_capacity(batch);
+                for j in 0usize.. {
+                    if stop.load(Ordering::Relaxed) || start.elapsed() >= cfg.duration || accounts.is_empty() {
                         break;
                     }
                     match per_thread_rate {
@@ -235,10 +252,24 @@ pub fn run(
                             }
                         }
                     }
+                    chunk.clear();
+                    for _ in 0..accounts.len() {
+                        if chunk.len() >= batch {
+                            break;
+                        }
+                        let k = turn % accounts.len();
+                        turn = turn.wrapping_add(1);
+                        if cursor[k] < n {
+                            chunk.push((k, cursor[k]));
+                        }
+                    }
+                    if chunk.is_empty() {
+                        break; // every transaction of this thread has been answered
+                    }
                     body.clear();
                     body.push_str("{\"txs\":[");
-                    for (k, &i) in chunk.iter().enumerate() {
-                        if k > 0 {
+                    for (m, &(_, i)) in chunk.iter().enumerate() {
+                        if m > 0 {
                             body.push(',');
                         }
                         body.push('"');
@@ -247,23 +278,30 @@ pub fn run(
                     }
                     body.push_str("]}");
                     let sent_us = epoch.elapsed().as_micros() as u64;
-                    for &i in chunk {
+                    for &(_, i) in &chunk {
                         submit_us[i].store(sent_us, Ordering::Relaxed);
                     }
                     let outcome = post_batch(&http, &url, &body, requests, retries, request_us_total);
                     let mut local_rejects: BTreeMap<String, u64> = BTreeMap::new();
+                    let mut again = 0u64;
                     match outcome {
                         Ok(resp) if resp.results.len() == chunk.len() => {
                             let mut ok = 0;
-                            for (&i, item) in chunk.iter().zip(resp.results) {
+                            for (&(k, i), item) in chunk.iter().zip(resp.results) {
                                 match (item.id, item.error) {
                                     (Some(_), _) => {
                                         status[i].store(1, Ordering::Relaxed);
                                         ok += 1;
+                                        cursor[k] += senders;
                                     }
                                     (None, e) => {
                                         status[i].store(2, Ordering::Relaxed);
                                         let code = e.map_or_else(|| "no_result".to_string(), |e| e.code);
+                                        if worth_retrying(&code) {
+                                            again += 1;
+                                        } else {
+                                            cursor[k] += senders;
+                                        }
                                         *local_rejects.entry(code).or_default() += 1;
                                     }
                                 }
@@ -272,17 +310,24 @@ pub fn run(
                         }
                         Ok(resp) => bail!("{url} answered {} results for {} txs", resp.results.len(), chunk.len()),
                         Err(code) => {
-                            for &i in chunk {
+                            // The request failed after every attempt: the whole batch is sent again later.
+                            for &(_, i) in &chunk {
                                 status[i].store(2, Ordering::Relaxed);
                             }
+                            again += chunk.len() as u64;
                             *local_rejects.entry(code).or_default() += chunk.len() as u64;
                         }
                     }
+                    resent.fetch_add(again, Ordering::Relaxed);
                     if !local_rejects.is_empty() {
                         let mut all = rejected.lock().expect("rejection map poisoned");
                         for (c, k) in local_rejects {
                             *all.entry(c).or_default() += k;
                         }
+                    }
+                    if per_thread_rate.is_none() && again == chunk.len() as u64 {
+                        // Full speed and nothing taken: the node asked to come back (Retry-After); a short pause.
+                        std::thread::sleep(Duration::from_millis(20));
                     }
                 }
                 Ok(())
@@ -307,6 +352,7 @@ pub fn run(
         rejected_by_code: rejected.into_inner().expect("rejection map poisoned"),
         requests: requests.into_inner(),
         retries: retries.into_inner(),
+        resent: resent.into_inner(),
         request_us_total: request_us_total.into_inner(),
     })
 }

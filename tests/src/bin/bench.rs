@@ -12,7 +12,9 @@
 //! Definitions (also in the JSON under `definitions`):
 //! - `committed_tps`: transactions in blocks whose header timestamp lies in the window, divided by the window.
 //! - commit time of a transaction: when the observer (polling node 0's `/status` every `--poll-ms`) first saw
-//!   the height of the block that holds it; latency = commit time − time its batch request was sent. The
+//!   the height of the block that holds it; latency = commit time − time the batch request of its accepted
+//!   attempt was sent (senders keep their nonces in order: a transaction refused as worth retrying, such as
+//!   `mempool_full` or `nonce_gap_under_load`, is sent again at its sender's next turn). The
 //!   poll interval bounds the error (+0..poll ms).
 //! - CPU: utime+stime of each node from `/proc/<pid>/stat`, difference over the window; `cpu_us_per_tx` is the
 //!   sum over nodes divided by the transactions committed in the window.
@@ -327,6 +329,7 @@ fn main() -> Result<()> {
         "accepted_in_window": accepted_in_window,
         "batch_requests": result.requests,
         "batch_retries": result.retries,
+        "resent_after_refusal": result.resent,
         "batch_request_ms_mean": round1(result.request_us_total as f64 / 1000.0 / result.requests.max(1) as f64),
         "blocks_per_sec": round3(blocks_per_sec),
         "txs_per_block": round1(txs_per_block),
@@ -349,7 +352,7 @@ fn main() -> Result<()> {
         "definitions": {
             "committed_tps": "txs of blocks whose header timestamp is in the window / window seconds",
             "committed_tps_observed": "txs of blocks first seen by the observer during the window / window seconds",
-            "latency": "first observation of the block's height on node 0 (/status polled every poll_ms) minus the send time of the tx's batch request; txs sent in the window",
+            "latency": "first observation of the block's height on node 0 (/status polled every poll_ms) minus the send time of the batch request that carried the tx's accepted attempt (a tx refused as worth retrying, e.g. mempool_full or nonce_gap_under_load, is sent again at its sender's next turn); txs sent in the window",
             "cpu": "utime+stime from /proc/<pid>/stat over the window; cpu_us_per_tx = sum over nodes / txs committed in the window",
             "disk_bytes_per_tx": "allocated bytes of every node's data dir at the end / txs committed (all heights), summed over nodes",
             "peak_rss_mib": "VmHWM of each node after warm-up, load and drain, before the latency read-back; peak_rss_mib_incl_readback: VmHWM at the very end, after the bench has read every block back through GET /blocks/{height}",
