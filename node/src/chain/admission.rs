@@ -139,16 +139,17 @@ impl TxGate {
     }
 }
 
-/// Build the next block from the pool's candidates (all pooled, so all verified); the builder's refusals
-/// go back to the pool, which evicts or keeps each by reason.
+/// Build the next block from at most `limit` of the pool's candidates (all pooled, so all verified); the
+/// builder's refusals go back to the pool, which evicts or keeps each by reason.
 pub fn build_from_pool<S: AccountStore + ?Sized>(
     pool: &Mutex<Mempool>,
     store: &S,
     lthash: &LtHash,
     template: BlockTemplate<'_>,
     params: &ConsensusParams,
+    limit: usize,
 ) -> Result<BuiltBlock, StoreError> {
-    let candidates = lock(pool).take_for_block(params.txs_per_block_max as usize);
+    let candidates = lock(pool).take_for_block(limit.min(params.txs_per_block_max as usize));
     let checked: BTreeSet<TxId> = candidates.iter().map(|tx| tx.id()).collect();
     let built = build_block(store, lthash, template, params, candidates, &|id| checked.contains(id))?;
     lock(pool).on_build_rejections(&built.rejected);

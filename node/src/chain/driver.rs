@@ -218,6 +218,9 @@ impl GossipValidator for NodeGossipValidator {
 /// without it.
 pub const DEFAULT_MIN_BLOCK_INTERVAL_MS: u64 = 40;
 
+/// Default of [`DriverOptions::build_txs_max`].
+pub const DEFAULT_BUILD_TXS_MAX: usize = 4096;
+
 /// Options of the driver.
 #[derive(Clone, Debug)]
 pub struct DriverOptions {
@@ -232,6 +235,11 @@ pub struct DriverOptions {
     /// How long a (re)started validator watches the network, connected and caught up, before it signs
     /// (see [`GuardMode::Watching`]); 0 disables the watch.
     pub double_sign_watch_ms: u64,
+    /// Most transactions this node puts in a block it proposes (at most the chain's `txs_per_block_max`).
+    /// Every validator must receive, execute and vote on a block within the round's timeouts; a proposer
+    /// that fills blocks from a saturated pool to the chain maximum makes rounds fail, and failed rounds
+    /// make the backlog and the next block larger still (the overload collapse).
+    pub build_txs_max: usize,
 }
 
 /// Default watch: longer than a stalled network takes to re-gossip what it holds (3 s, then every 2 s),
@@ -245,6 +253,7 @@ impl Default for DriverOptions {
             min_block_interval_ms: None,
             verify_tail_blocks: 100,
             double_sign_watch_ms: DEFAULT_DOUBLE_SIGN_WATCH_MS,
+            build_txs_max: DEFAULT_BUILD_TXS_MAX,
         }
     }
 }
@@ -880,7 +889,8 @@ impl Driver {
         };
         let lthash = self.shared.storage.lthash()?;
         let s = &self.shared;
-        let built = build_from_pool(&s.mempool, &s.storage, &lthash, template, s.params())?;
+        let limit = self.opts.build_txs_max.min(s.params().txs_per_block_max as usize);
+        let built = build_from_pool(&s.mempool, &s.storage, &lthash, template, s.params(), limit)?;
         debug_assert_eq!(built.block.height(), height);
         Ok(Some(built))
     }

@@ -65,19 +65,35 @@ impl NodeApi {
 
     /// The expensive part of admission (keys and signature, ~45 µs each) on a blocking thread and without
     /// the mempool lock, so a large batch neither stalls the async runtime nor the driver, which needs the
-    /// lock to build blocks. Transactions the mempool already holds are not checked again.
+    /// lock to build blocks. Transactions the mempool already holds are not checked again, and neither are
+    /// those every other admission check refuses (full pool, nonce, funds...): under overload the excess
+    /// costs a lookup, not a verification.
     async fn precheck(&self, txs: Vec<Result<SignedTransaction, MempoolError>>) -> Vec<Prechecked> {
         let shared = self.shared.clone();
         let work = move || {
-            let known: Vec<bool> = {
+            let tip = shared.storage.latest_height().ok();
+            let plan: Vec<Plan> = {
                 let mempool = shared.mempool();
-                txs.iter().map(|t| t.as_ref().is_ok_and(|tx| mempool.known_good(&tx.id()))).collect()
+                txs.iter()
+                    .map(|t| match (t, tip) {
+                        (Err(_), _) => Plan::Verify,
+                        (Ok(tx), _) if mempool.known_good(&tx.id()) => Plan::Known,
+                        (Ok(tx), Some(tip)) if mempool.precheck(tx, &shared.storage, tip).is_err() => Plan::Refused,
+                        _ => Plan::Verify,
+                    })
+                    .collect()
             };
             txs.into_iter()
-                .zip(known)
-                .map(|(t, known)| {
+                .zip(plan)
+                .map(|(t, plan)| {
                     t.map(|tx| {
-                        let check = if known { Ok(()) } else { tx.check_keys_and_signature_with(&shared.keys) };
+                        let check = match plan {
+                            Plan::Known => Some(Ok(())),
+                            // Admission refuses it again and records why; if the state moved meanwhile and it
+                            // now passes, admission checks the signature itself.
+                            Plan::Refused => None,
+                            Plan::Verify => Some(tx.check_keys_and_signature_with(&shared.keys)),
+                        };
                         (tx, check)
                     })
                 })
@@ -109,7 +125,10 @@ impl NodeApi {
             .into_iter()
             .map(|t| {
                 let (tx, check) = t?;
-                let r = mempool.add_prechecked(tx.clone(), check, &s.storage, height);
+                let r = match check {
+                    Some(check) => mempool.add_prechecked(tx.clone(), check, &s.storage, height),
+                    None => mempool.add(tx.clone(), &s.storage, height),
+                };
                 if r.is_ok() {
                     admitted.push(tx);
                 }
@@ -130,8 +149,16 @@ impl NodeApi {
     }
 }
 
-/// A decoded transaction with the result of its keys-and-signature check, or why it could not be decoded.
-type Prechecked = Result<(SignedTransaction, Result<(), TxError>), MempoolError>;
+/// A decoded transaction with the result of its keys-and-signature check (`None`: not checked, because the
+/// cheap checks refused it), or why it could not be decoded.
+type Prechecked = Result<(SignedTransaction, Option<Result<(), TxError>>), MempoolError>;
+
+/// What the precheck pass does with one input.
+enum Plan {
+    Known,
+    Refused,
+    Verify,
+}
 
 fn rejection(e: &MempoolError) -> Rejection {
     Rejection { code: e.code().to_string(), message: e.to_string() }

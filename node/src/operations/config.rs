@@ -110,6 +110,7 @@ const KEYS: &[KeySpec] = &[
     key("consensus.empty_block_interval_ms", int(1, 3_600_000)),
     key("consensus.min_block_interval_ms", int(0, 3_600_000)),
     key("consensus.double_sign_watch_ms", int(0, 600_000)),
+    key("consensus.build_txs_max", int(1, 1_000_000)),
     key("mempool.max_txs", int(1, 10_000_000)),
     key("mempool.max_bytes", int(1024, 1 << 34)),
     key("mempool.max_per_sender", int(1, 1_000_000)),
@@ -151,6 +152,8 @@ pub struct Config {
     pub min_block_interval_ms: Option<u64>,
     /// How long a restarted validator watches the network (connected, caught up) before it signs; 0: never.
     pub double_sign_watch_ms: u64,
+    /// Most transactions in a block this node proposes (the chain's `txs_per_block_max` still bounds it).
+    pub build_txs_max: usize,
     pub mempool_max_txs: usize,
     pub mempool_max_bytes: usize,
     pub mempool_max_per_sender: usize,
@@ -444,6 +447,7 @@ pub fn from_str(
         min_block_interval_ms: layers.u64_opt("consensus.min_block_interval_ms")?,
         double_sign_watch_ms: layers
             .u64_or("consensus.double_sign_watch_ms", crate::driver::DEFAULT_DOUBLE_SIGN_WATCH_MS)?,
+        build_txs_max: layers.u64_or("consensus.build_txs_max", crate::driver::DEFAULT_BUILD_TXS_MAX as u64)? as usize,
         mempool_max_txs: layers.u64_or("mempool.max_txs", 50_000)? as usize,
         mempool_max_bytes: layers.u64_or("mempool.max_bytes", 32 * 1024 * 1024)? as usize,
         mempool_max_per_sender: layers.u64_or("mempool.max_per_sender", 1024)? as usize,
@@ -563,6 +567,9 @@ empty_block_interval_ms = 1000
 # (fewer blocks per second, less work per transaction). 0 = propose at once. Unset: 40 with more than
 # one validator (amortises each height's votes and fsyncs), 0 with one.
 # min_block_interval_ms = 40
+# Most transactions in a block this node proposes (the chain's txs_per_block_max still bounds it): a block
+# every validator can receive, execute and vote on well within the round's timeouts, also under overload.
+build_txs_max = 4096
 # A validator (re)started watches the network this long, connected and caught up, before it signs, so that
 # another process running its key, or its own votes from before a restart, show up first (0: no watch).
 # double_sign_watch_ms = 6000

@@ -473,6 +473,7 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
             empty_block_interval_ms: cfg.empty_block_interval_ms,
             min_block_interval_ms: cfg.min_block_interval_ms,
             double_sign_watch_ms: cfg.double_sign_watch_ms,
+            build_txs_max: cfg.build_txs_max,
             ..Default::default()
         },
         api_listen_addr: Some(cfg.api_listen_addr),
@@ -613,6 +614,7 @@ mod tests {
                 min_block_interval_ms: Some(0),
                 verify_tail_blocks: 100,
                 double_sign_watch_ms: 0,
+                ..DriverOptions::default()
             },
             api_listen_addr: None,
             api: ApiConfig::default(),

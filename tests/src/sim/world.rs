@@ -1039,7 +1039,8 @@ impl World {
             Some((b, c)) => live.core.commit_certificate(b.height()).or_else(|| Some(c.clone())),
         };
         let template = BlockTemplate { parent, proposer: key, timestamp_ms: GENESIS_TIME_MS + self.now, last_commit };
-        let built = build_from_pool(&live.mempool, &live.state, live.state.lthash(), template, &self.params)
+        let limit = node::driver::DEFAULT_BUILD_TXS_MAX;
+        let built = build_from_pool(&live.mempool, &live.state, live.state.lthash(), template, &self.params, limit)
             .expect("the in-memory store cannot fail");
         let block = Rc::new(built.block);
         live.candidates.insert_built(block.clone(), built.changes);
