@@ -74,7 +74,9 @@ pub enum MempoolError {
     NonceTaken { nonce: u64 },
     #[error("nonce {got} is more than {max_gap} ahead of the account nonce {account}")]
     NonceTooFarAhead { account: u64, got: u64, max_gap: u64 },
-    #[error("the pool is under load: only nonce {next} of this sender can be admitted now (got {got}); resend in order")]
+    #[error(
+        "the pool is under load: only nonce {next} of this sender can be admitted now (got {got}); resend in order"
+    )]
     NonceGapUnderLoad { next: u64, got: u64 },
     #[error("sender has {pending} pending transactions, limit is {max}")]
     SenderLimit { pending: usize, max: usize },
