@@ -5,13 +5,14 @@ use crate::types::Round;
 use crate::validator::Validator;
 use crate::vote::{Proposal, Vote, VoteKind};
 
-const CHAIN: &str = "c";
+/// Fixtures shared with the shell tests.
+pub(crate) const CHAIN: &str = "c";
 
-fn keys() -> Vec<Keypair> {
+pub(crate) fn keys() -> Vec<Keypair> {
     (1..=4u8).map(|i| Keypair::from_seed(&[i; 32])).collect()
 }
 
-fn set() -> ValidatorSet {
+pub(crate) fn set() -> ValidatorSet {
     let v = keys()
         .iter()
         .enumerate()
@@ -24,7 +25,7 @@ fn key_of(pk: &crate::PublicKey) -> Keypair {
     keys().into_iter().find(|k| k.public() == *pk).expect("a fixture key")
 }
 
-fn block_by(builder: crate::PublicKey, height: Height) -> Block {
+pub(crate) fn block_by(builder: crate::PublicKey, height: Height) -> Block {
     Block {
         header: BlockHeader {
             version: crate::PROTOCOL_VERSION,

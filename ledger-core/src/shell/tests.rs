@@ -1,46 +1,16 @@
 use std::rc::Rc;
 
 use super::*;
-use crate::block::BlockHeader;
 use crate::cert::CommitSig;
-use crate::crypto::Keypair;
-use crate::validator::Validator;
+use crate::gossip::tests::{CHAIN, block_by, keys, set};
 use crate::vote::{Vote, VoteKind};
 use crate::{Domain, MemStore};
 
-const CHAIN: &str = "c";
-
-fn keys() -> Vec<Keypair> {
-    (1..=4u8).map(|i| Keypair::from_seed(&[i; 32])).collect()
-}
-
-fn set() -> ValidatorSet {
-    let v = keys()
-        .iter()
-        .enumerate()
-        .map(|(i, k)| Validator { public_key: k.public(), power: 1, moniker: format!("v{i}") })
-        .collect();
-    ValidatorSet::new(v).expect("set")
-}
-
 /// A block of `height` told apart by `tag` (in its timestamp).
 fn block(height: u64, tag: u64) -> Block {
-    Block {
-        header: BlockHeader {
-            version: crate::PROTOCOL_VERSION,
-            chain_id: CHAIN.into(),
-            height: Height(height),
-            prev_block_hash: Hash::ZERO,
-            timestamp_ms: tag,
-            proposer: keys()[0].public(),
-            tx_count: 0,
-            tx_root: Hash::ZERO,
-            state_root: Hash::ZERO,
-            last_commit_hash: Hash::ZERO,
-        },
-        txs: Vec::new(),
-        last_commit: None,
-    }
+    let mut b = block_by(keys()[0].public(), Height(height));
+    b.header.timestamp_ms = tag;
+    b
 }
 
 fn changes(tag: u8) -> StateChanges {
