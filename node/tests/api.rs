@@ -1307,20 +1307,36 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "409", "429"]
 "#,
     )
     .unwrap();
-    let t = std::time::Instant::now();
-    let out = Command::new("st")
-        .arg("--config-file")
-        .arg(&config)
-        .args(["run", &format!("{base}/openapi.json"), "--checks", "all", "--max-examples", MAX_EXAMPLES])
-        .args(["--exclude-path", "/events", "--workers", "2", "--seed", "1", "--request-timeout", "35"])
-        .args(["--no-color", "--max-failures", "20"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let summary: Vec<&str> = text.lines().filter(|l| l.contains("passed") || l.contains("failed")).collect();
-    println!("schemathesis: max {MAX_EXAMPLES} examples per operation, {:?}: {}", t.elapsed(), summary.join(" | "));
-    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    // CPython 3.11's AST recursion counter can trip inside Hypothesis itself (`AST constructor recursion
+    // depth mismatch`: a crash of the tool, reported as a runtime error, not a finding about the API). Such
+    // a run is repeated in a fresh process, at most twice; anything else found fails at once.
+    const TOOL_CRASH: &str = "AST constructor recursion depth mismatch";
+    for attempt in 1..=3 {
+        let t = std::time::Instant::now();
+        let out = Command::new("st")
+            .arg("--config-file")
+            .arg(&config)
+            .args(["run", &format!("{base}/openapi.json"), "--checks", "all", "--max-examples", MAX_EXAMPLES])
+            // One worker: two threads share that counter and make the crash likelier.
+            .args(["--exclude-path", "/events", "--workers", "1", "--seed", "1", "--request-timeout", "35"])
+            .args(["--no-color", "--max-failures", "20"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let summary: Vec<&str> = text.lines().filter(|l| l.contains("passed") || l.contains("failed")).collect();
+        println!(
+            "schemathesis (attempt {attempt}): max {MAX_EXAMPLES} examples per operation, {:?}: {}",
+            t.elapsed(),
+            summary.join(" | ")
+        );
+        if out.status.success() {
+            return;
+        }
+        let tool_crash_only = text.contains(TOOL_CRASH) && !text.contains("Failures:") && !text.contains(" failed");
+        assert!(tool_crash_only && attempt < 3, "schemathesis found problems:\n{text}");
+        eprintln!("schemathesis crashed inside Hypothesis ({TOOL_CRASH}); running it again");
+    }
 }
 
 struct KillOnDrop(std::process::Child);
