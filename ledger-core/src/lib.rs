@@ -24,6 +24,7 @@ pub mod tx;
 pub mod types;
 pub mod validator;
 pub mod vote;
+pub mod zip215;
 
 pub use block::{Block, BlockError, BlockHeader, PROTOCOL_VERSION, Parent};
 pub use cert::{CertError, CommitCertificate, CommitSig};

@@ -155,6 +155,51 @@ impl SignedTransaction {
         self.verify_with_key(&vk)
     }
 
+    /// [`SignedTransaction::check_keys_and_signature_with`] for each of `txs`, the signatures verified as
+    /// one batch (same verdict per transaction as alone; a failed batch is checked one by one).
+    pub fn check_keys_and_signatures<T: std::borrow::Borrow<SignedTransaction>>(
+        txs: &[T],
+        keys: &dyn crate::crypto::KeyCache,
+    ) -> Vec<Result<(), TxError>> {
+        let mut out: Vec<Result<(), TxError>> = Vec::with_capacity(txs.len());
+        let mut pending = Vec::with_capacity(txs.len()); // (index in out, key, encoded tx)
+        for (i, tx) in txs.iter().enumerate() {
+            let tx = tx.borrow();
+            let keys_ok = keys
+                .verifying_key(&tx.tx.recipient)
+                .map_err(|error| TxError::BadKey { role: "recipient", error })
+                .and_then(|_| {
+                    keys.verifying_key(&tx.tx.sender).map_err(|error| TxError::BadKey { role: "sender", error })
+                });
+            match keys_ok {
+                Ok(vk) => {
+                    pending.push((i, vk, encoding::encode(&tx.tx)));
+                    out.push(Ok(()));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        let items: Vec<crate::crypto::BatchItem<'_>> = pending
+            .iter()
+            .map(|(i, vk, payload)| {
+                let tx = txs[*i].borrow();
+                crate::crypto::BatchItem {
+                    key: vk,
+                    domain: Domain::TxSignature,
+                    chain_id: &tx.tx.chain_id,
+                    payload,
+                    signature: &tx.signature,
+                }
+            })
+            .collect();
+        for ((i, _, _), verdict) in pending.iter().zip(crate::crypto::verify_batch(&items)) {
+            if verdict.is_err() {
+                out[*i] = Err(TxError::BadSignature);
+            }
+        }
+        out
+    }
+
     /// [`SignedTransaction::check_stateless`] minus the key and signature checks: only for a transaction
     /// already known to have passed them.
     pub fn check_without_signature(&self, chain_id: &str, params: &ConsensusParams) -> Result<(), TxError> {
@@ -184,7 +229,7 @@ impl SignedTransaction {
         Ok(())
     }
 
-    /// Verify the sender's signature with `verify_strict`; a weak or invalid sender key fails here.
+    /// Verify the sender's signature by the chain's rule; a weak or invalid sender key fails here.
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let vk = self.tx.sender.verifying_key().map_err(|error| TxError::BadKey { role: "sender", error })?;
         self.verify_with_key(&vk)
