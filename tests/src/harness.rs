@@ -52,20 +52,45 @@ fn build_ledgerd() -> Result<PathBuf> {
 }
 
 /// Allocate `count` consecutive free ports, distinct across harnesses in this process and unlikely to
-/// collide across processes (the range starts at an offset derived from the pid).
+/// collide across processes (the range starts at an offset derived from the pid). The ports lie outside
+/// the kernel's ephemeral range (`ip_local_port_range`): a node that is stopped and started again keeps
+/// its ports, and while it is down an outgoing connection of any process could otherwise be given one of
+/// them as its local port ("Address already in use" at the restart).
 pub fn allocate_ports(count: u16) -> Result<u16> {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let span: u16 = 24_000;
-    let pid_offset = (std::process::id() % 97) as u16 * 240;
+    let (lo, span) = port_window();
+    if span <= count {
+        bail!("no port window outside the ephemeral range for {count} ports");
+    }
+    let pid_offset = (std::process::id() % 97) as u16 * 97;
     for _ in 0..200 {
         let slot = NEXT.fetch_add(count, Ordering::SeqCst) % (span - count);
-        let base = 30_000 + (pid_offset + slot) % (span - count);
+        let base = lo + (pid_offset + slot) % (span - count);
         let free = (base..base + count).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
         if free {
             return Ok(base);
         }
     }
     bail!("no free port range of {count} found")
+}
+
+/// The widest window of ports (start, length) at or above 10,000 that the kernel never hands out as
+/// ephemeral local ports.
+fn port_window() -> (u16, u16) {
+    let (eph_lo, eph_hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|v| v.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999));
+    let below = eph_lo.saturating_sub(10_000).min(u32::from(u16::MAX));
+    let above = 65_535u32.saturating_sub(eph_hi.max(10_000));
+    if below >= above {
+        (10_000, below as u16)
+    } else {
+        ((eph_hi.max(10_000) + 1) as u16, above as u16)
+    }
 }
 
 /// A JSON-over-HTTP client for one node.

@@ -196,7 +196,9 @@ impl GossipValidator for NodeGossipValidator {
         let check = MessageCheck::new(s.chain_id(), &s.validators, tip);
         let verdict = match message {
             GossipMessage::TxBatch(txs) => {
-                let check = |tx: &ledger_core::SignedTransaction| tx.check_keys_and_signature_with(&s.keys);
+                let check = |txs: &[&ledger_core::SignedTransaction]| {
+                    ledger_core::SignedTransaction::check_keys_and_signatures(txs, &s.keys)
+                };
                 self.txs.admit_batch(txs, &s.mempool, &s.storage, tip, &check, spend)
             }
             GossipMessage::Vote { vote, .. } => {

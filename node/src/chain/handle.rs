@@ -63,7 +63,7 @@ impl NodeApi {
         results
     }
 
-    /// The expensive part of admission (keys and signature, ~45 µs each) on a blocking thread and without
+    /// The expensive part of admission (keys and signatures, verified as one batch) on a blocking thread and without
     /// the mempool lock, so a large batch neither stalls the async runtime nor the driver, which needs the
     /// lock to build blocks. Transactions the mempool already holds are not checked again, and neither are
     /// those every other admission check refuses (full pool, nonce, funds...): under overload the excess
@@ -83,6 +83,16 @@ impl NodeApi {
                     })
                     .collect()
             };
+            // The transactions to verify, as one batch (same verdicts as one by one, a third of the cost).
+            let to_verify: Vec<&SignedTransaction> = txs
+                .iter()
+                .zip(&plan)
+                .filter_map(|(t, plan)| match (t, plan) {
+                    (Ok(tx), Plan::Verify) => Some(tx),
+                    _ => None,
+                })
+                .collect();
+            let mut verdicts = SignedTransaction::check_keys_and_signatures(&to_verify, &shared.keys).into_iter();
             txs.into_iter()
                 .zip(plan)
                 .map(|(t, plan)| {
@@ -92,7 +102,7 @@ impl NodeApi {
                             // Admission refuses it again and records why; if the state moved meanwhile and it
                             // now passes, admission checks the signature itself.
                             Plan::Refused => None,
-                            Plan::Verify => Some(tx.check_keys_and_signature_with(&shared.keys)),
+                            Plan::Verify => verdicts.next(),
                         };
                         (tx, check)
                     })

@@ -21,6 +21,8 @@
 //! - `peak_rss_mib`: VmHWM of each node once the load has drained, before the read-back of every block;
 //!   `peak_rss_mib_incl_readback` is VmHWM at the end (reading history through sled's cache adds to it).
 
+#![recursion_limit = "256"]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -136,6 +138,11 @@ fn main() -> Result<()> {
     let t = Instant::now();
     let work = load::presign(&keys, &template, count, std::thread::available_parallelism().map_or(2, |n| n.get()));
     eprintln!("pre-signed {count} txs over {} senders in {:.1}s", args.accounts, t.elapsed().as_secs_f64());
+    let ceiling = verify_ceiling(&work.txs)?;
+    eprintln!(
+        "verification on one core: {:.1} us/tx alone, {:.1} us/tx in batches of 64, {:.1} in batches of 1024",
+        ceiling.single_us, ceiling.batch64_us, ceiling.batch1024_us
+    );
     let batch = args.batch.unwrap_or_else(|| match args.rate {
         Some(r) => ((r / threads as f64 / 20.0) as usize).clamp(50, load::BATCH_TXS_MAX),
         None => 500,
@@ -334,6 +341,13 @@ fn main() -> Result<()> {
         "blocks_per_sec": round3(blocks_per_sec),
         "txs_per_block": round1(txs_per_block),
         "final_height": final_height,
+        "verify_ceiling": {
+            "single_us_per_tx": round1(ceiling.single_us),
+            "batch64_us_per_tx": round1(ceiling.batch64_us),
+            "batch1024_us_per_tx": round1(ceiling.batch1024_us),
+            "ceiling_tps": round1(ceiling.tps(args.validators)),
+            "committed_fraction_of_ceiling": round3(committed_tps / ceiling.tps(args.validators)),
+        },
         "cpu_us_per_tx": round1(cpu_window_total * 1e6 / committed_window.max(1) as f64),
         "cpu_cores_nodes_window": round3(cpu_window_total / window_s),
         "cpu_cores_loadgen_window": round3((self1 - self0) / window_s),
@@ -354,6 +368,7 @@ fn main() -> Result<()> {
             "committed_tps_observed": "txs of blocks first seen by the observer during the window / window seconds",
             "latency": "first observation of the block's height on node 0 (/status polled every poll_ms) minus the send time of the batch request that carried the tx's accepted attempt (a tx refused as worth retrying, e.g. mempool_full or nonce_gap_under_load, is sent again at its sender's next turn); txs sent in the window",
             "cpu": "utime+stime from /proc/<pid>/stat over the window; cpu_us_per_tx = sum over nodes / txs committed in the window",
+            "verify_ceiling": "keys-and-signature check of pre-signed txs on one core of this machine, measured by the bench before the nodes start: alone, and in batches of 64 and 1024 (ZIP 215 batch verification); ceiling_tps = cores x 1e6 / (validators x batch64_us_per_tx): what the machine could commit if every node did nothing but verify each transaction once in batches of 64",
             "disk_bytes_per_tx": "allocated bytes of every node's data dir at the end / txs committed (all heights), summed over nodes",
             "peak_rss_mib": "VmHWM of each node after warm-up, load and drain, before the latency read-back; peak_rss_mib_incl_readback: VmHWM at the very end, after the bench has read every block back through GET /blocks/{height}",
         },
@@ -369,6 +384,57 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Per-transaction cost of the keys-and-signature check on one core: the floor of what each validator
+/// spends on every transaction it admits.
+struct Ceiling {
+    single_us: f64,
+    batch64_us: f64,
+    batch1024_us: f64,
+    cores: f64,
+}
+
+impl Ceiling {
+    fn tps(&self, validators: usize) -> f64 {
+        self.cores * 1e6 / (validators as f64 * self.batch64_us)
+    }
+}
+
+fn verify_ceiling(encoded: &[Vec<u8>]) -> Result<Ceiling> {
+    use ledger_core::SignedTransaction;
+    use ledger_core::crypto::NoKeyCache;
+    let n = encoded.len().min(4096);
+    if n < 1024 {
+        bail!("need at least 1024 pre-signed transactions to measure verification, have {n}");
+    }
+    let txs = encoded[..n]
+        .iter()
+        .map(|b| SignedTransaction::decode(b, usize::MAX).map_err(|e| anyhow::anyhow!("pre-signed tx: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let timed = |chunk: usize| -> Result<f64> {
+        let t = Instant::now();
+        for c in txs.chunks(chunk) {
+            let verdicts = SignedTransaction::check_keys_and_signatures(c, &NoKeyCache);
+            if verdicts.iter().any(|v| v.is_err()) {
+                bail!("a pre-signed transaction failed verification");
+            }
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
+    };
+    let single_us = {
+        let t = Instant::now();
+        for tx in &txs[..1024] {
+            tx.check_keys_and_signature().map_err(|e| anyhow::anyhow!("pre-signed tx: {e}"))?;
+        }
+        t.elapsed().as_secs_f64() * 1e6 / 1024.0
+    };
+    Ok(Ceiling {
+        single_us,
+        batch64_us: timed(64)?,
+        batch1024_us: timed(1024)?,
+        cores: std::thread::available_parallelism().map_or(1, |c| c.get()) as f64,
+    })
 }
 
 fn sleep_until(t: Instant) {

@@ -1318,7 +1318,9 @@ impl World {
                 Msg::Proposal(p, block) => check.check_proposal(p, block.as_deref(), &mut spend),
                 Msg::Vote(v) => check.check_vote(v, &mut live.verified, &mut spend),
                 Msg::Txs(txs) => {
-                    let check_signature = |tx: &SignedTransaction| tx.check_keys_and_signature();
+                    let check_signature = |txs: &[&SignedTransaction]| {
+                        SignedTransaction::check_keys_and_signatures(txs, &ledger_core::crypto::NoKeyCache)
+                    };
                     live.tx_gate.admit_batch(txs, &live.mempool, &live.state, tip, &check_signature, &mut spend)
                 }
                 _ => Verdict::Accept,
