@@ -77,9 +77,29 @@ fn main() -> anyhow::Result<()> {
         t.sign(&k)
     });
     let vk = k.public().verifying_key()?;
-    r.time("ed25519 verify_strict (key decompressed)", n, "per tx", |_| {
+    r.time("verify, chain rule (ZIP 215, key decompressed)", n, "per tx", |_| {
         ledger_core::crypto::verify_with(&vk, Domain::TxSignature, "bench", &payload, tx.signature())
     });
+    let msg = ledger_core::crypto::signing_message(Domain::TxSignature, "bench", &payload);
+    let dalek_sig = ed25519_dalek::Signature::from_bytes(&tx.signature().0);
+    r.time("ed25519-dalek verify_strict (for comparison)", n, "per tx", |_| {
+        vk.verify_strict(msg.as_bytes(), &dalek_sig)
+    });
+    let a = vk.to_edwards();
+    let item = ledger_core::zip215::Item {
+        key: &a,
+        key_bytes: vk.as_bytes(),
+        signature: &tx.signature().0,
+        message: msg.as_bytes(),
+    };
+    r.time("zip215::verify alone", n, "per tx", |_| ledger_core::zip215::verify(&item));
+    for size in [64usize, 256, 1024] {
+        let items = vec![item; size];
+        let per_batch = r.time(&format!("zip215::verify_batch of {size}"), (n / size as u32).max(2), "per batch", |_| {
+            ledger_core::zip215::verify_batch(&items)
+        });
+        r.rows.push((format!("  = zip215 batch of {size} per signature"), per_batch / size as f64, "per tx".into()));
+    }
     r.time("verify_signature (decompress + verify)", n, "per tx", |_| tx.verify_signature());
     r.time("encode signed tx", n * 10, "per tx", |_| tx.encode());
     r.time("decode signed tx (canonical, with id)", n * 10, "per tx", |_| SignedTransaction::decode(&bytes, 1024));
