@@ -277,11 +277,12 @@ pub fn run(
                         body.push('"');
                     }
                     body.push_str("]}");
-                    let sent_us = epoch.elapsed().as_micros() as u64;
+                    let mut sent_us = epoch.elapsed().as_micros() as u64;
+                    let outcome =
+                        post_batch(&http, &url, &body, requests, retries, request_us_total, epoch, &mut sent_us);
                     for &(_, i) in &chunk {
                         submit_us[i].store(sent_us, Ordering::Relaxed);
                     }
-                    let outcome = post_batch(&http, &url, &body, requests, retries, request_us_total);
                     let mut local_rejects: BTreeMap<String, u64> = BTreeMap::new();
                     let mut again = 0u64;
                     match outcome {
@@ -359,6 +360,7 @@ pub fn run(
 
 /// One batch request, repeated on 429/503/connection errors with a growing pause. `Err` is the code every
 /// transaction of the batch is counted as rejected with.
+#[allow(clippy::too_many_arguments)]
 fn post_batch(
     http: &reqwest::blocking::Client,
     url: &str,
@@ -366,6 +368,8 @@ fn post_batch(
     requests: &AtomicU64,
     retries: &AtomicU64,
     request_us_total: &AtomicU64,
+    epoch: Instant,
+    sent_us: &mut u64,
 ) -> std::result::Result<BatchResponse, String> {
     let mut last = String::new();
     for attempt in 0..BATCH_ATTEMPTS_MAX {
@@ -375,6 +379,8 @@ fn post_batch(
         }
         requests.fetch_add(1, Ordering::Relaxed);
         let t0 = Instant::now();
+        // The latency of what this attempt gets admitted starts here, not at a refused earlier attempt.
+        *sent_us = t0.duration_since(epoch).as_micros() as u64;
         let resp = http.post(url).header("content-type", "application/json").body(body.to_string()).send();
         let outcome = resp.and_then(|r| {
             let status = r.status().as_u16();

@@ -516,6 +516,7 @@ pub async fn submit_tx(
         Some(other) => return Err(ApiError::bad_request("bad_query", format!("wait must be `commit`, got {other:?}"))),
     };
     let body = json_body(body)?;
+    admission_open(&s)?;
     let bytes = decode_hex_tx(&body.tx).map_err(|e| ApiError::bad_request(&e.code, e.message))?;
     // Subscribe before submitting so a commit cannot slip between the two.
     let events = wait.map(|_| s.inner.node.subscribe_blocks());
@@ -594,10 +595,23 @@ async fn wait_for_commit(
     }
 }
 
+/// Under overload the excess is refused at the door, whole and before any decoding or signature check, with
+/// 429 `mempool_full` and `Retry-After`: a refusal costs the node a lookup, and the client backs off.
+fn admission_open(s: &ApiState) -> Result<(), ApiError> {
+    if s.inner.node.admission_open() {
+        return Ok(());
+    }
+    Err(ApiError::rejection(
+        "mempool_full",
+        "the mempool holds what the network commits in the next moments; retry after the Retry-After delay",
+    ))
+}
+
 #[utoipa::path(post, path = "/txs/batch", tag = "txs", request_body = BatchRequest,
     responses((status = 200, description = "One result per transaction, in order: {id} or {error}", body = BatchResponse),
               (status = 400, description = "Too many transactions or malformed body", body = ErrorView),
-              (status = 413, description = "Request body above the limit", body = ErrorView)))]
+              (status = 413, description = "Request body above the limit", body = ErrorView),
+              (status = 429, description = "mempool_full: the pool holds all it takes now, the batch is refused whole (Retry-After says when)", body = ErrorView)))]
 pub async fn submit_batch(
     State(s): State<ApiState>,
     body: Result<Json<BatchRequest>, JsonRejection>,
@@ -610,6 +624,7 @@ pub async fn submit_batch(
             format!("batch has {} transactions, limit is {max}", body.txs.len()),
         ));
     }
+    admission_open(&s)?;
     // Decode hex first; only well-formed hex goes to the node, and results are put back in order.
     let decoded: Vec<Result<Vec<u8>, ErrorBody>> = body.txs.iter().map(|t| decode_hex_tx(t)).collect();
     let to_submit: Vec<Vec<u8>> = decoded.iter().filter_map(|d| d.as_ref().ok().cloned()).collect();

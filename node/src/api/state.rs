@@ -103,6 +103,11 @@ pub trait NodeHandle: Send + Sync + 'static {
     /// A receiver of committed-block events. Its channel's capacity is each subscriber's buffer: a
     /// subscriber that falls that many blocks behind is dropped (the sender never waits).
     fn subscribe_blocks(&self) -> broadcast::Receiver<BlockEvent>;
+    /// False while the mempool holds all it takes from clients (it holds what the network commits in the
+    /// pace window): submissions are then refused whole with 429 `mempool_full` before any decoding.
+    fn admission_open(&self) -> bool {
+        true
+    }
 }
 
 /// Limits and knobs of the HTTP server. Every inbound quantity has one.

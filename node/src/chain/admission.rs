@@ -22,7 +22,7 @@ use ledger_core::{
     ValidatorSet,
 };
 
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, Source};
 
 /// Transaction ids remembered as refused (each kind).
 pub const REFUSED_TXS_MAX: usize = 65_536;
@@ -102,7 +102,7 @@ impl TxGate {
                 if mempool.known_good(&id) {
                     continue; // pooled or committed: nothing new
                 }
-                match mempool.precheck(tx, store, tip) {
+                match mempool.precheck_from(tx, store, tip, Source::Peer) {
                     Ok(()) => to_check.push(tx),
                     Err(e) if is_forgery(e.code()) => {
                         refused.forged.insert(id);
@@ -133,7 +133,7 @@ impl TxGate {
         let mut admitted = 0usize;
         let mut mempool = lock(pool);
         for tx in to_check {
-            if mempool.add_prechecked(tx.clone(), Ok(()), store, tip).is_ok() {
+            if mempool.add_relayed_prechecked(tx.clone(), Ok(()), store, tip).is_ok() {
                 admitted += 1;
             }
         }

@@ -950,6 +950,7 @@ impl Driver {
             let latencies: Vec<Duration> =
                 ids.iter().filter_map(|id| mempool.admitted_at(id)).map(|t| now.saturating_duration_since(t)).collect();
             mempool.on_block_committed(height, &block.txs, &self.shared.storage);
+            mempool.on_block_pace(block.header.timestamp_ms, block.txs.len());
             (latencies, mempool.len(), mempool.bytes())
         };
         let metrics = &self.shared.metrics;

@@ -238,6 +238,10 @@ impl NodeHandle for NodeApi {
     fn subscribe_blocks(&self) -> broadcast::Receiver<BlockEvent> {
         self.shared.blocks.subscribe()
     }
+
+    fn admission_open(&self) -> bool {
+        self.shared.mempool().admission_open()
+    }
 }
 
 /// Publish admitted local transactions on the `txs` topic in batches of at most [`TX_BATCH_MAX`]

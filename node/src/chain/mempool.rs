@@ -46,7 +46,26 @@ pub struct MempoolLimits {
     /// behind the gap and hold room that executable ones need until they expire; refused instead, the
     /// client resends them in order. 100 turns the rule off.
     pub gapped_below_fill_percent: u8,
+    /// The pool takes in at most what the network commits in this many milliseconds at its recent pace
+    /// (header timestamps and sizes of the last [`PACE_BLOCKS`] blocks), never less than
+    /// `drain_floor_txs` nor more than `max_txs`: an admitted transaction waits about this long for a block,
+    /// and under overload the excess is refused at the door (429 `mempool_full`, retry later) instead of
+    /// queueing for tens of seconds. 0 turns the pace limit off (only `max_txs` applies).
+    pub drain_target_ms: u64,
+    /// The least the pace limit allows (a block's worth, so a quiet network still takes a burst).
+    pub drain_floor_txs: usize,
 }
+
+/// Where a transaction comes from: a client of this node (API), or a peer relaying one a client of
+/// another node was admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Client,
+    Peer,
+}
+
+/// How many recent blocks set the pace of [`MempoolLimits::drain_target_ms`].
+pub const PACE_BLOCKS: usize = 16;
 
 impl Default for MempoolLimits {
     fn default() -> Self {
@@ -57,6 +76,8 @@ impl Default for MempoolLimits {
             max_nonce_gap: 64,
             max_outcomes: 100_000,
             gapped_below_fill_percent: 50,
+            drain_target_ms: 1000,
+            drain_floor_txs: 4096,
         }
     }
 }
@@ -133,6 +154,8 @@ pub struct Mempool {
     checked_order: VecDeque<TxId>,
     /// Rotates the sender that `take_for_block` starts with.
     rotation: u64,
+    /// (header timestamp ms, transactions) of the last [`PACE_BLOCKS`] committed blocks, oldest first.
+    pace: VecDeque<(u64, u64)>,
 }
 
 impl Mempool {
@@ -150,7 +173,42 @@ impl Mempool {
             checked_elsewhere: HashSet::new(),
             checked_order: VecDeque::new(),
             rotation: 0,
+            pace: VecDeque::with_capacity(PACE_BLOCKS + 1),
         }
+    }
+
+    /// Room for a client's transaction: below [`Mempool::admit_max_txs`].
+    pub fn admission_open(&self) -> bool {
+        self.by_id.len() < self.admit_max_txs()
+    }
+
+    /// Record a committed block's header timestamp and size: the pace [`Mempool::admit_max_txs`] follows.
+    pub fn on_block_pace(&mut self, timestamp_ms: u64, txs: usize) {
+        self.pace.push_back((timestamp_ms, txs as u64));
+        while self.pace.len() > PACE_BLOCKS {
+            self.pace.pop_front();
+        }
+    }
+
+    /// The most transactions the pool admits from clients now: `max_txs`, or with the pace limit on, what
+    /// the last blocks committed per `drain_target_ms` (at least `drain_floor_txs`, which is also the limit
+    /// until four blocks have set a pace).
+    pub fn admit_max_txs(&self) -> usize {
+        let max = self.limits.max_txs;
+        if self.limits.drain_target_ms == 0 {
+            return max;
+        }
+        if self.pace.len() < 4 {
+            // No pace yet (a node that just started): a block's worth, not a backlog of unknown length.
+            return self.limits.drain_floor_txs.min(max);
+        }
+        let (Some(&(first, _)), Some(&(last, _))) = (self.pace.front(), self.pace.back()) else { return max };
+        let span_ms = last.saturating_sub(first).max(1);
+        // The first block's transactions were committed before the span began.
+        let txs: u64 = self.pace.iter().skip(1).map(|&(_, n)| n).sum();
+        let paced = u128::from(txs) * u128::from(self.limits.drain_target_ms) / u128::from(span_ms);
+        let paced = usize::try_from(paced).unwrap_or(usize::MAX);
+        paced.max(self.limits.drain_floor_txs).min(max)
     }
 
     pub fn len(&self) -> usize {
@@ -241,7 +299,7 @@ impl Mempool {
         store: &S,
         committed_height: Height,
     ) -> Result<TxId, MempoolError> {
-        self.add_inner(tx, None, store, committed_height)
+        self.add_inner(tx, None, store, committed_height, Source::Client)
     }
 
     /// [`Mempool::add`] for a transaction whose keys and signature the caller already checked with
@@ -255,7 +313,21 @@ impl Mempool {
         store: &S,
         committed_height: Height,
     ) -> Result<TxId, MempoolError> {
-        self.add_inner(tx, Some(keys_and_signature), store, committed_height)
+        self.add_inner(tx, Some(keys_and_signature), store, committed_height, Source::Client)
+    }
+
+    /// [`Mempool::add_prechecked`] for a transaction a peer relayed: the pace limit
+    /// ([`MempoolLimits::drain_target_ms`]) does not apply, only `max_txs` and `max_bytes`. What a client
+    /// of any node was admitted reaches every pool, so any proposer can include it; the pace is kept at the
+    /// doors where clients come in.
+    pub fn add_relayed_prechecked<S: AccountStore + ?Sized>(
+        &mut self,
+        tx: SignedTransaction,
+        keys_and_signature: Result<(), TxError>,
+        store: &S,
+        committed_height: Height,
+    ) -> Result<TxId, MempoolError> {
+        self.add_inner(tx, Some(keys_and_signature), store, committed_height, Source::Peer)
     }
 
     fn add_inner<S: AccountStore + ?Sized>(
@@ -264,9 +336,10 @@ impl Mempool {
         precheck: Option<Result<(), TxError>>,
         store: &S,
         committed_height: Height,
+        source: Source,
     ) -> Result<TxId, MempoolError> {
         let id = tx.id();
-        let result = self.admit(tx, precheck, store, committed_height);
+        let result = self.admit(tx, precheck, store, committed_height, source);
         match &result {
             Ok(()) => self.record(id, TxOutcome::Pending),
             // A duplicate says nothing new about the first copy: keep its outcome.
@@ -288,9 +361,10 @@ impl Mempool {
         precheck: Option<Result<(), TxError>>,
         store: &S,
         committed_height: Height,
+        source: Source,
     ) -> Result<(), MempoolError> {
         let id = tx.id();
-        self.precheck(&tx, store, committed_height)?;
+        self.precheck_from(&tx, store, committed_height, source)?;
         // Last and once: the expensive check (both keys valid and not weak, signature verifies), unless the
         // caller did it outside the lock.
         match precheck {
@@ -314,6 +388,17 @@ impl Mempool {
         tx: &SignedTransaction,
         store: &S,
         committed_height: Height,
+    ) -> Result<(), MempoolError> {
+        self.precheck_from(tx, store, committed_height, Source::Client)
+    }
+
+    /// [`Mempool::precheck`] for a transaction from `source` (a peer's is not held to the pace limit).
+    pub fn precheck_from<S: AccountStore + ?Sized>(
+        &self,
+        tx: &SignedTransaction,
+        store: &S,
+        committed_height: Height,
+        source: Source,
     ) -> Result<(), MempoolError> {
         let id = tx.id();
         if self.by_id.contains_key(&id) {
@@ -348,6 +433,9 @@ impl Mempool {
         if self.by_id.len() >= self.limits.max_txs {
             return Err(MempoolError::Full { what: "transaction count" });
         }
+        if source == Source::Client && self.by_id.len() >= self.admit_max_txs() {
+            return Err(MempoolError::Full { what: "what the network commits in the pace window" });
+        }
         if self.bytes + bytes > self.limits.max_bytes {
             return Err(MempoolError::Full { what: "bytes" });
         }
@@ -368,7 +456,7 @@ impl Mempool {
     fn under_load(&self) -> bool {
         let pct = u128::from(self.limits.gapped_below_fill_percent.min(100));
         pct < 100
-            && (self.by_id.len() as u128 * 100 >= self.limits.max_txs as u128 * pct
+            && (self.by_id.len() as u128 * 100 >= self.admit_max_txs() as u128 * pct
                 || self.bytes as u128 * 100 >= self.limits.max_bytes as u128 * pct)
     }
 
@@ -703,6 +791,46 @@ mod tests {
     /// Over half full, a transaction behind a nonce gap waits outside (the overload collapse: a full pool
     /// refuses one transaction of a sender and would then fill with that sender's later ones, which no
     /// block can take); the one that closes the gap is admitted.
+    #[test]
+    fn the_pool_admits_what_the_network_commits_in_the_drain_target() {
+        let s = store(&[(1, 1_000_000), (2, 1_000_000), (3, 1_000_000)]);
+        let limits = MempoolLimits {
+            max_txs: 100,
+            drain_target_ms: 1000,
+            drain_floor_txs: 5,
+            gapped_below_fill_percent: 100,
+            max_nonce_gap: 1000,
+            ..Default::default()
+        };
+        let mut m = pool(limits);
+        assert_eq!(m.admit_max_txs(), 5, "no pace known yet: the floor");
+        // Four blocks, 500 ms apart, 4 transactions each: 12 committed over 1.5 s = 8 per second.
+        for i in 0..4u64 {
+            m.on_block_pace(10_000 + 500 * i, 4);
+        }
+        assert_eq!(m.admit_max_txs(), 8);
+        for n in 0..8 {
+            assert_eq!(code_of(m.add(tx(1, n, 1), &s, Height(0))), "ok", "tx {n}");
+        }
+        assert_eq!(code_of(m.add(tx(2, 0, 1), &s, Height(0))), "mempool_full", "the ninth waits for room");
+        // A quiet network (empty blocks): the floor still takes a burst.
+        for i in 0..PACE_BLOCKS as u64 {
+            m.on_block_pace(20_000 + 1000 * i, 0);
+        }
+        assert_eq!(m.admit_max_txs(), 5);
+        // A fast one: capped by max_txs.
+        for i in 0..PACE_BLOCKS as u64 {
+            m.on_block_pace(40_000 + 100 * i, 1000);
+        }
+        assert_eq!(m.admit_max_txs(), 100);
+        // Off: max_txs only.
+        let mut off = pool(MempoolLimits { max_txs: 100, drain_target_ms: 0, ..Default::default() });
+        for i in 0..4u64 {
+            off.on_block_pace(500 * i, 1);
+        }
+        assert_eq!(off.admit_max_txs(), 100);
+    }
+
     #[test]
     fn under_load_only_transactions_a_block_could_take_are_admitted() {
         let s = store(&[(1, 1000), (2, 1000)]);

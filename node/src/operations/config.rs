@@ -116,6 +116,8 @@ const KEYS: &[KeySpec] = &[
     key("mempool.max_per_sender", int(1, 1_000_000)),
     key("mempool.max_nonce_gap", int(0, 1_000_000)),
     key("mempool.gapped_below_fill_percent", int(1, 100)),
+    key("mempool.drain_target_ms", int(0, 600_000)),
+    key("mempool.drain_floor_txs", int(1, 10_000_000)),
 ];
 
 /// The environment variable of a key: `p2p.max_peers` -> `LEDGERD_P2P_MAX_PEERS`.
@@ -159,6 +161,8 @@ pub struct Config {
     pub mempool_max_per_sender: usize,
     pub mempool_max_nonce_gap: u64,
     pub mempool_gapped_below_fill_percent: u8,
+    pub mempool_drain_target_ms: u64,
+    pub mempool_drain_floor_txs: usize,
 }
 
 impl Config {
@@ -169,6 +173,8 @@ impl Config {
             max_per_sender: self.mempool_max_per_sender,
             max_nonce_gap: self.mempool_max_nonce_gap,
             gapped_below_fill_percent: self.mempool_gapped_below_fill_percent,
+            drain_target_ms: self.mempool_drain_target_ms,
+            drain_floor_txs: self.mempool_drain_floor_txs,
             ..Default::default()
         }
     }
@@ -454,6 +460,8 @@ pub fn from_str(
         mempool_max_nonce_gap: layers.u64_or("mempool.max_nonce_gap", 64)?,
         // Bounded to 1..=100 by the key's kind.
         mempool_gapped_below_fill_percent: layers.u64_or("mempool.gapped_below_fill_percent", 50)?.min(100) as u8,
+        mempool_drain_target_ms: layers.u64_or("mempool.drain_target_ms", 1000)?,
+        mempool_drain_floor_txs: layers.u64_or("mempool.drain_floor_txs", 4096)? as usize,
     })
 }
 
@@ -583,6 +591,10 @@ max_nonce_gap = 64
 # Above this fill (percent of max_txs or max_bytes) only a sender's next executable nonce is admitted
 # (429 nonce_gap_under_load otherwise): a full pool never fills with transactions behind a gap. 100: off.
 gapped_below_fill_percent = 50
+# Admit at most what the network committed in this many ms at the pace of its last 16 blocks (never fewer
+# than drain_floor_txs): admitted transactions wait about that long, the excess gets 429 mempool_full. 0: off.
+drain_target_ms = 1000
+drain_floor_txs = 4096
 "#
     )
 }

@@ -366,7 +366,7 @@ fn main() -> Result<()> {
         "definitions": {
             "committed_tps": "txs of blocks whose header timestamp is in the window / window seconds",
             "committed_tps_observed": "txs of blocks first seen by the observer during the window / window seconds",
-            "latency": "first observation of the block's height on node 0 (/status polled every poll_ms) minus the send time of the batch request that carried the tx's accepted attempt (a tx refused as worth retrying, e.g. mempool_full or nonce_gap_under_load, is sent again at its sender's next turn); txs sent in the window",
+            "latency": "first observation of the block's height on node 0 (/status polled every poll_ms) minus the send time of the HTTP attempt that got the tx admitted (a request refused whole with 429 is repeated after a short pause, and the latency starts at the repeat; a tx refused as worth retrying, e.g. mempool_full or nonce_gap_under_load, is sent again at its sender's next turn); txs sent in the window",
             "cpu": "utime+stime from /proc/<pid>/stat over the window; cpu_us_per_tx = sum over nodes / txs committed in the window",
             "verify_ceiling": "keys-and-signature check of pre-signed txs on one core of this machine, measured by the bench before the nodes start: alone, and in batches of 64 and 1024 (ZIP 215 batch verification); ceiling_tps = cores x 1e6 / (validators x batch64_us_per_tx): what the machine could commit if every node did nothing but verify each transaction once in batches of 64",
             "disk_bytes_per_tx": "allocated bytes of every node's data dir at the end / txs committed (all heights), summed over nodes",
