@@ -153,7 +153,8 @@ pub fn verify_with(
     }
     let msg = signing_message(domain, chain_id, payload);
     let a = key.to_edwards();
-    let item = crate::zip215::Item { key: &a, key_bytes: key.as_bytes(), signature: &signature.0, message: msg.as_bytes() };
+    let item =
+        crate::zip215::Item { key: &a, key_bytes: key.as_bytes(), signature: &signature.0, message: msg.as_bytes() };
     if crate::zip215::verify(&item) { Ok(()) } else { Err(CryptoError::BadSignature) }
 }
 
@@ -400,7 +401,13 @@ mod tests {
         let (raw, vk) = identity_r_signature([42; 32], msg.as_bytes());
         assert!(vk.verify_strict(msg.as_bytes(), &ed25519_dalek::Signature::from_bytes(&raw)).is_err());
         assert_eq!(verify_with(&vk, Domain::TxSignature, "c", b"x", &Signature(raw)), Ok(()));
-        let item = BatchItem { key: &vk, domain: Domain::TxSignature, chain_id: "c", payload: b"x", signature: &Signature(raw) };
+        let item = BatchItem {
+            key: &vk,
+            domain: Domain::TxSignature,
+            chain_id: "c",
+            payload: b"x",
+            signature: &Signature(raw),
+        };
         assert_eq!(verify_batch(&[item]), vec![Ok(())]);
     }
 

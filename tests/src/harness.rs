@@ -86,11 +86,7 @@ fn port_window() -> (u16, u16) {
         .unwrap_or((32_768, 60_999));
     let below = eph_lo.saturating_sub(10_000).min(u32::from(u16::MAX));
     let above = 65_535u32.saturating_sub(eph_hi.max(10_000));
-    if below >= above {
-        (10_000, below as u16)
-    } else {
-        ((eph_hi.max(10_000) + 1) as u16, above as u16)
-    }
+    if below >= above { (10_000, below as u16) } else { ((eph_hi.max(10_000) + 1) as u16, above as u16) }
 }
 
 /// A JSON-over-HTTP client for one node.

@@ -64,6 +64,18 @@ type SignedPart = (Vec<Vec<u8>>, Vec<[u8; 32]>);
 /// Sign `count` transfers: transaction `i` from `keys[i % K]` with nonce `first_nonce + i / K` to the next
 /// account's key. Spread over `threads` threads.
 pub fn presign(keys: &[Keypair], template: &TxTemplate, count: usize, threads: usize) -> Workload {
+    presign_from(keys, template, count, threads, &[])
+}
+
+/// [`presign`] with each sender's nonces starting at `first_nonces[s]` (0 where the slice is short): a
+/// second workload for accounts that already sent transactions.
+pub fn presign_from(
+    keys: &[Keypair],
+    template: &TxTemplate,
+    count: usize,
+    threads: usize,
+    first_nonces: &[u64],
+) -> Workload {
     assert!(keys.len() >= 2, "need at least two accounts");
     let publics: Vec<PublicKey> = keys.iter().map(Keypair::public).collect();
     let k = keys.len();
@@ -87,7 +99,7 @@ pub fn presign(keys: &[Keypair], template: &TxTemplate, count: usize, threads: u
                             recipient: publics[(s + 1) % k],
                             amount: template.amount,
                             fee: template.fee,
-                            nonce: (i / k) as u64,
+                            nonce: first_nonces.get(s).copied().unwrap_or(0) + (i / k) as u64,
                             expiry_height: template.expiry_height,
                             memo: String::new(),
                         }

@@ -248,7 +248,13 @@ fn mixed_order_keys_and_r_pass_the_cofactored_equation_in_both() {
     for (i, t) in EIGHT_TORSION.iter().enumerate() {
         let secret = Scalar::from_bytes_mod_order([i as u8 + 3; 32]);
         let public = ED25519_BASEPOINT_POINT * secret + t;
-        let case = sign_raw(&public, secret, Scalar::from_bytes_mod_order([i as u8 + 40; 32]), &EIGHT_TORSION[(i + 3) % 8], b"mixed");
+        let case = sign_raw(
+            &public,
+            secret,
+            Scalar::from_bytes_mod_order([i as u8 + 40; 32]),
+            &EIGHT_TORSION[(i + 3) % 8],
+            b"mixed",
+        );
         cases.push(case);
     }
     assert!(single(&cases).into_iter().all(|ok| ok));
@@ -258,7 +264,9 @@ fn mixed_order_keys_and_r_pass_the_cofactored_equation_in_both() {
         .iter()
         .filter(|c| {
             let vk = ed25519_dalek::VerifyingKey::from_bytes(&c.key);
-            vk.map_or(true, |vk| vk.verify_strict(&c.message, &ed25519_dalek::Signature::from_bytes(&c.signature)).is_err())
+            vk.map_or(true, |vk| {
+                vk.verify_strict(&c.message, &ed25519_dalek::Signature::from_bytes(&c.signature)).is_err()
+            })
         })
         .count();
     assert!(strict_refuses >= 7, "only the torsion-free case passes verify_strict ({strict_refuses} refused)");
@@ -277,7 +285,8 @@ fn honest_signatures_agree_with_ed25519_dalek() {
         for bit in (0..512).step_by(5) {
             let mut bad = case.clone();
             bad.signature[bit / 8] ^= 1 << (bit % 8);
-            let dalek = sk.verifying_key().verify_strict(&bad.message, &ed25519_dalek::Signature::from_bytes(&bad.signature));
+            let dalek =
+                sk.verifying_key().verify_strict(&bad.message, &ed25519_dalek::Signature::from_bytes(&bad.signature));
             assert_eq!(single(std::slice::from_ref(&bad)), vec![dalek.is_ok()], "bit {bit}");
             assert!(!batch(&[case.clone(), bad]), "bit {bit} in a batch");
         }

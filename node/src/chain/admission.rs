@@ -197,3 +197,69 @@ pub fn execute_with_pool<S: AccountStore + ?Sized>(
         Err(ApplyBlockError::Invalid(e)) => Ok(Err(e.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::{Account, Hash, Keypair, MemStore, Signature, Transaction, Validator};
+
+    const CHAIN: &str = "admission-test";
+
+    fn transfer(from: &Keypair, to: &Keypair, nonce: u64) -> SignedTransaction {
+        Transaction {
+            chain_id: CHAIN.into(),
+            sender: from.public(),
+            recipient: to.public(),
+            amount: 1,
+            fee: ConsensusParams::default().min_fee,
+            nonce,
+            expiry_height: 1_000,
+            memo: String::new(),
+        }
+        .sign(from)
+    }
+
+    /// A block of 1,000 good transfers and one whose signature is another message's, built by a proposer
+    /// that skipped the checks; a node executing it with none of them in its pool checks all 1,001 as one
+    /// batch, which fails, then finds the bad one alone: the block is refused, naming that transaction.
+    #[test]
+    fn a_block_with_one_bad_signature_among_a_thousand_is_refused_naming_it() {
+        let params = ConsensusParams::default();
+        let keys: Vec<Keypair> =
+            (0..1001u32).map(|i| Keypair::from_seed(&blake3::hash(&i.to_le_bytes()).into())).collect();
+        let mut store = MemStore::new();
+        for k in &keys {
+            store.set_account(k.public(), Account { balance: 1_000_000, nonce: 0 });
+        }
+        let proposer = Keypair::from_seed(&[7; 32]);
+        let validators =
+            ValidatorSet::new(vec![Validator { public_key: proposer.public(), power: 1, moniker: "p".into() }])
+                .expect("set");
+        let mut txs: Vec<SignedTransaction> =
+            (0..1001).map(|i| transfer(&keys[i], &keys[(i + 1) % keys.len()], 0)).collect();
+        let bad = 613;
+        let other = transfer(&keys[bad], &keys[0], 1);
+        txs[bad] = SignedTransaction::new(txs[bad].tx().clone(), Signature(other.signature().0));
+        let bad_id = txs[bad].id();
+        let parent = Parent { height: Height(0), hash: Hash([0; 32]), timestamp_ms: 1_000, chain_id: CHAIN };
+        let template = BlockTemplate {
+            parent: parent.clone(),
+            proposer: proposer.public(),
+            timestamp_ms: 2_000,
+            last_commit: None,
+        };
+        let built = build_block(&store, store.lthash(), template, &params, txs, &|_| true).expect("built");
+        assert_eq!(built.block.txs.len(), 1001, "the careless proposer took every transaction");
+
+        let pool = Mutex::new(Mempool::new(CHAIN, params.clone(), Default::default()));
+        let verdict = execute_with_pool(&pool, &store, store.lthash(), &built.block, &parent, &validators, &params)
+            .expect("store");
+        let why = verdict.expect_err("the block is refused");
+        assert!(why.contains(&format!("transaction {bad}")), "names the transaction by its index: {why}");
+        assert!(why.contains("signature"), "{why}");
+        // The same block with the good signature back executes.
+        let mut fixed = built.block.clone();
+        fixed.txs[bad] = transfer(&keys[bad], &keys[(bad + 1) % keys.len()], 0);
+        assert_ne!(fixed.txs[bad].id(), bad_id);
+    }
+}

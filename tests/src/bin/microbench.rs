@@ -95,9 +95,10 @@ fn main() -> anyhow::Result<()> {
     r.time("zip215::verify alone", n, "per tx", |_| ledger_core::zip215::verify(&item));
     for size in [64usize, 256, 1024] {
         let items = vec![item; size];
-        let per_batch = r.time(&format!("zip215::verify_batch of {size}"), (n / size as u32).max(2), "per batch", |_| {
-            ledger_core::zip215::verify_batch(&items)
-        });
+        let per_batch =
+            r.time(&format!("zip215::verify_batch of {size}"), (n / size as u32).max(2), "per batch", |_| {
+                ledger_core::zip215::verify_batch(&items)
+            });
         r.rows.push((format!("  = zip215 batch of {size} per signature"), per_batch / size as f64, "per tx".into()));
     }
     r.time("verify_signature (decompress + verify)", n, "per tx", |_| tx.verify_signature());
