@@ -167,42 +167,35 @@ pub struct BatchItem<'a> {
     pub signature: &'a Signature,
 }
 
-/// [`verify_with`] for every item, in one multi-scalar multiplication when they all pass (about a third of
-/// the cost of checking them one by one from 64 signatures up); when the batch fails, each is checked alone
-/// so the verdicts say which. Same verdict per item as [`verify_with`], always.
+/// [`verify_with`] for every item, in one multi-scalar multiplication when they all pass (measured: less
+/// than half the cost of checking them one by one in batches of 64, under a third from 256 up); when the
+/// batch fails, each is checked alone so the verdicts say which. Same verdict per item as [`verify_with`].
 pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<Result<(), CryptoError>> {
     let messages: Vec<Hash> = items.iter().map(|i| signing_message(i.domain, i.chain_id, i.payload)).collect();
     let points: Vec<_> = items.iter().map(|i| i.key.to_edwards()).collect();
-    let weak: Vec<bool> = items.iter().map(|i| i.key.is_weak()).collect();
-    let zip: Vec<crate::zip215::Item<'_>> = items
+    // `None`: a weak key, refused without a check (as `verify_with` does).
+    let checks: Vec<Option<crate::zip215::Item<'_>>> = items
         .iter()
         .zip(&messages)
         .zip(&points)
-        .zip(&weak)
-        .filter(|(_, weak)| !**weak)
-        .map(|(((i, m), a), _)| crate::zip215::Item {
-            key: a,
-            key_bytes: i.key.as_bytes(),
-            signature: &i.signature.0,
-            message: m.as_bytes(),
+        .map(|((i, m), a)| {
+            (!i.key.is_weak()).then_some(crate::zip215::Item {
+                key: a,
+                key_bytes: i.key.as_bytes(),
+                signature: &i.signature.0,
+                message: m.as_bytes(),
+            })
         })
         .collect();
-    let all_pass = crate::zip215::verify_batch(&zip);
-    let mut out = Vec::with_capacity(items.len());
-    let mut next = zip.iter();
-    for is_weak in weak {
-        if is_weak {
-            out.push(Err(CryptoError::BadSignature));
-            continue;
-        }
-        let Some(item) = next.next() else {
-            out.push(Err(CryptoError::BadSignature)); // unreachable: one zip item per non-weak key
-            continue;
-        };
-        let ok = all_pass || crate::zip215::verify(item);
-        out.push(if ok { Ok(()) } else { Err(CryptoError::BadSignature) });
-    }
-    out
+    let batch: Vec<crate::zip215::Item<'_>> = checks.iter().flatten().copied().collect();
+    let all_pass = crate::zip215::verify_batch(&batch);
+    checks
+        .iter()
+        .map(|c| match c {
+            Some(item) if all_pass || crate::zip215::verify(item) => Ok(()),
+            _ => Err(CryptoError::BadSignature),
+        })
+        .collect()
 }
 
 /// The 32 bytes that are actually signed: a domain-separated digest of the chain id and the payload.

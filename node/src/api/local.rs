@@ -94,7 +94,7 @@ impl LocalNode {
         let height = block.height();
         {
             let mut pool = lock(&self.pool);
-            pool.mempool.on_block_committed(height, &block.txs, self.storage.as_ref());
+            pool.mempool.on_block_committed(height, block.header.timestamp_ms, &block.txs, self.storage.as_ref());
             self.update_mempool_metrics(&pool);
         }
         self.metrics.on_block_committed(height.0, block.txs.len(), block.header.timestamp_ms);

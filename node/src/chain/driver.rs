@@ -949,8 +949,7 @@ impl Driver {
             // Admission-to-commit latency of the transactions this node admitted (cheap: one lookup each).
             let latencies: Vec<Duration> =
                 ids.iter().filter_map(|id| mempool.admitted_at(id)).map(|t| now.saturating_duration_since(t)).collect();
-            mempool.on_block_committed(height, &block.txs, &self.shared.storage);
-            mempool.on_block_pace(block.header.timestamp_ms, block.txs.len());
+            mempool.on_block_committed(height, block.header.timestamp_ms, &block.txs, &self.shared.storage);
             (latencies, mempool.len(), mempool.bytes())
         };
         let metrics = &self.shared.metrics;

@@ -83,7 +83,7 @@ impl NodeApi {
                     })
                     .collect()
             };
-            // The transactions to verify, as one batch (same verdicts as one by one, a third of the cost).
+            // The transactions to verify, as one batch (same verdicts as one by one, less than half the cost).
             let to_verify: Vec<&SignedTransaction> = txs
                 .iter()
                 .zip(&plan)

@@ -40,7 +40,8 @@ pub struct MempoolLimits {
     pub max_nonce_gap: u64,
     /// How many recent outcomes are remembered.
     pub max_outcomes: usize,
-    /// Above this fill (percent of `max_txs` or `max_bytes`), only a transaction that can go into the next
+    /// Above this fill (percent of what the pool takes from clients, [`Mempool::admit_max_txs`], or of
+    /// `max_bytes`), only a transaction that can go into the next
     /// block (its nonce follows the account's and the sender's pending ones without a gap) is admitted.
     /// When a full pool refuses a sender's transaction, the sender's later ones would otherwise be admitted
     /// behind the gap and hold room that executable ones need until they expire; refused instead, the
@@ -183,7 +184,7 @@ impl Mempool {
     }
 
     /// Record a committed block's header timestamp and size: the pace [`Mempool::admit_max_txs`] follows.
-    pub fn on_block_pace(&mut self, timestamp_ms: u64, txs: usize) {
+    fn on_block_pace(&mut self, timestamp_ms: u64, txs: usize) {
         self.pace.push_back((timestamp_ms, txs as u64));
         while self.pace.len() > PACE_BLOCKS {
             self.pace.pop_front();
@@ -530,13 +531,16 @@ impl Mempool {
 
     /// After committing block `height` with `committed` txs (on `store`, which now holds the new state):
     /// drop the committed ones, evict the expired, and re-check the pending transactions of the block's
-    /// senders, evicting those whose nonce is used and those the sender can no longer pay for.
+    /// senders, evicting those whose nonce is used and those the sender can no longer pay for. The block's
+    /// header `timestamp_ms` and size set the pace of [`Mempool::admit_max_txs`].
     pub fn on_block_committed<S: AccountStore + ?Sized>(
         &mut self,
         height: Height,
+        timestamp_ms: u64,
         committed: &[SignedTransaction],
         store: &S,
     ) {
+        self.on_block_pace(timestamp_ms, committed.len());
         // Only the senders of committed transactions have a lower balance or a higher nonce now (recipients
         // and the proposer only gain), so only their pending transactions need a new look; expiry is by
         // height, found through the expiry index. Cost: O(block + evicted), not O(pool).
@@ -901,7 +905,7 @@ mod tests {
         assert!(m.add(forged.clone(), &s, Height(0)).is_err());
         assert!(!m.known_good(&forged.id()), "a refused transaction must be checked again");
         s.set_account(key(1).public(), Account { balance: 1000 - 11, nonce: 1 });
-        m.on_block_committed(Height(1), &[pooled.clone()], &s);
+        m.on_block_committed(Height(1), 0, &[pooled.clone()], &s);
         assert!(!m.contains(&pooled.id()));
         assert!(m.known_good(&pooled.id()), "committed");
         // A copy arriving after the commit is refused, and the outcome stays committed.
@@ -938,10 +942,10 @@ mod tests {
         let other_2 = tx(2, 0, 24);
         s.set_account(key(1).public(), Account { balance: 900, nonce: 2 });
         s.set_account(key(2).public(), Account { balance: 5, nonce: 1 });
-        m.on_block_committed(Height(1), &[committed.clone(), other_1, other_2], &s);
+        m.on_block_committed(Height(1), 0, &[committed.clone(), other_1, other_2], &s);
         assert_eq!(m.len(), 1, "only the bystander stays");
         assert!(m.contains(&bystander.id()));
-        m.on_block_committed(Height(2), &[bystander.clone()], &s);
+        m.on_block_committed(Height(2), 0, &[bystander.clone()], &s);
         assert!(m.is_empty(), "{} left", m.len());
         assert_eq!(m.outcome(&committed.id()), Some(&TxOutcome::Committed { height: Height(1) }));
         assert!(matches!(m.outcome(&stale.id()), Some(TxOutcome::Evicted { code: "nonce_too_low", .. })));

@@ -588,8 +588,9 @@ max_bytes = 33554432
 max_per_sender = 1024
 # How far ahead of the account nonce a pending transaction may be.
 max_nonce_gap = 64
-# Above this fill (percent of max_txs or max_bytes) only a sender's next executable nonce is admitted
-# (429 nonce_gap_under_load otherwise): a full pool never fills with transactions behind a gap. 100: off.
+# Above this fill (percent of what the pool takes from clients, see drain_target_ms, or of max_bytes) only
+# a sender's next executable nonce is admitted (429 nonce_gap_under_load otherwise): a full pool never fills
+# with transactions behind a gap. 100: off.
 gapped_below_fill_percent = 50
 # Admit at most what the network committed in this many ms at the pace of its last 16 blocks (never fewer
 # than drain_floor_txs): admitted transactions wait about that long, the excess gets 429 mempool_full. 0: off.

@@ -1124,11 +1124,12 @@ impl World {
             self.checker.on_commit(i, &block, &cert, &parent, &live.state);
         }
         live.state.commit(changes);
-        {
-            let mut mempool = live.mempool.lock().unwrap_or_else(PoisonError::into_inner);
-            mempool.on_block_committed(block.height(), &block.txs, &live.state);
-            mempool.on_block_pace(block.header.timestamp_ms, block.txs.len());
-        }
+        live.mempool.lock().unwrap_or_else(PoisonError::into_inner).on_block_committed(
+            block.height(),
+            block.header.timestamp_ms,
+            &block.txs,
+            &live.state,
+        );
         live.chain.push((block.clone(), cert.clone()));
         live.candidates.start_height(block.height().next());
         live.decided_cert = None;
