@@ -555,6 +555,7 @@ impl Driver {
                     let h = proposal.proposal.height;
                     self.note_height(source, h);
                     let hash = proposal.proposal.block_hash;
+                    tracing::debug!(height = %h, round = ?proposal.proposal.round, %hash, n_txs = block.txs.len(), "proposal arrived");
                     match self.candidates.on_block(block) {
                         Arrival::Validate { round } => self.validate(h, round, hash)?,
                         Arrival::CommitDecided => self.commit_decided()?,
@@ -772,6 +773,7 @@ impl Driver {
                     }
                 }
                 Action::BroadcastVote(vote) => {
+                    tracing::debug!(height = %vote.vote.height, round = ?vote.vote.round, step = ?vote.vote.kind, "voting");
                     self.publish(GossipMessage::Vote { vote, resend: 0 }).await;
                 }
                 Action::ScheduleTimeout(t) => {
@@ -900,9 +902,11 @@ impl Driver {
     /// Judge a candidate for the core (`Candidates::validate`: not from the future, executes once).
     fn validate(&mut self, height: Height, round: Round, hash: Hash) -> Result<(), DriverError> {
         let shared = &self.shared;
+        let started = std::time::Instant::now();
         let Some(verdict) = self.candidates.validate(&hash, now_ms(), |b| execute_on(shared, b))? else {
             return Ok(());
         };
+        tracing::debug!(%height, ?round, %hash, elapsed_ms = started.elapsed().as_millis() as u64, "validated block");
         let valid = match verdict {
             Validity::Valid => true,
             Validity::Invalid(reason) => {
@@ -940,7 +944,9 @@ impl Driver {
     ) -> Result<(), DriverError> {
         let height = block.height();
         let hash = block.hash();
+        let started = std::time::Instant::now();
         self.shared.storage.commit_block(block, cert, changes)?;
+        tracing::debug!(height = height.0, elapsed_ms = started.elapsed().as_millis() as u64, "stored block");
         self.high_water.raise(high_water::Mark { height, block_hash: hash })?;
         let ids = block.tx_ids();
         let now = std::time::Instant::now();

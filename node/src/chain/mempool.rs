@@ -3,9 +3,11 @@
 //! Admission runs the cheap checks first and the signature check (~35 µs) last, once per transaction: every
 //! pooled transaction is verified, so block validation passes `verified = |id| mempool.known_good(id)`
 //! and does not verify again. The pool is bounded in count, bytes and per sender; pending transactions are
-//! ordered per sender by nonce, and [`Mempool::take_for_block`] interleaves senders round-robin in address
-//! order, starting one sender further each call, so no sender can starve the others and every node with the
-//! same pool picks the same candidates.
+//! ordered per sender by nonce and all together by arrival. [`Mempool::take_for_block`] takes the oldest
+//! first (a transaction whose lower nonce arrived later follows it), so a transaction waits for the ones
+//! admitted before it and no longer: under a full block the wait is bounded by the pool's depth in blocks.
+//! No sender can starve the others (each sender's share of a block is its share of admissions, which the
+//! per-sender limit bounds), and every node with the same pool picks the same candidates.
 //!
 //! Every rejection and eviction is recorded with a stable reason code (a [`TxError::code`] or one of the
 //! `mempool_*` codes below) in a bounded map of recent outcomes, for the API to report later.
@@ -135,6 +137,8 @@ struct Entry {
     bytes: usize,
     /// When it was admitted (for the commit-latency metric only; never decides anything).
     admitted_at: std::time::Instant,
+    /// Admission order: its key in `by_arrival`.
+    seq: u64,
 }
 
 /// The mempool. Owned by one task (the driver); not internally synchronised.
@@ -153,8 +157,9 @@ pub struct Mempool {
     /// See [`Mempool::note_checked`].
     checked_elsewhere: HashSet<TxId>,
     checked_order: VecDeque<TxId>,
-    /// Rotates the sender that `take_for_block` starts with.
-    rotation: u64,
+    /// Pending ids in admission order (`Entry::seq`), oldest first: the order blocks take them in.
+    by_arrival: BTreeMap<u64, TxId>,
+    next_seq: u64,
     /// (header timestamp ms, transactions) of the last [`PACE_BLOCKS`] committed blocks, oldest first.
     pace: VecDeque<(u64, u64)>,
 }
@@ -173,7 +178,8 @@ impl Mempool {
             outcome_order: VecDeque::new(),
             checked_elsewhere: HashSet::new(),
             checked_order: VecDeque::new(),
-            rotation: 0,
+            by_arrival: BTreeMap::new(),
+            next_seq: 0,
             pace: VecDeque::with_capacity(PACE_BLOCKS + 1),
         }
     }
@@ -377,7 +383,10 @@ impl Mempool {
         self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
         self.by_expiry.insert((t.expiry_height, id));
         self.bytes += bytes;
-        self.by_id.insert(id, Entry { tx, bytes, admitted_at: std::time::Instant::now() });
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_arrival.insert(seq, id);
+        self.by_id.insert(id, Entry { tx, bytes, admitted_at: std::time::Instant::now(), seq });
         Ok(())
     }
 
@@ -471,36 +480,47 @@ impl Mempool {
         })
     }
 
-    /// Up to `limit` candidates for the next block: senders round-robin in address order (starting one
-    /// further each call), each sender's transactions in nonce order. Deterministic for a given pool.
-    pub fn take_for_block(&mut self, limit: usize) -> Vec<SignedTransaction> {
-        let n_senders = self.by_sender.len();
+    /// Up to `limit` candidates for the next block, oldest admission first, each sender's transactions in
+    /// nonce order (one whose lower nonce is pending but arrived later follows that one). Deterministic for
+    /// a given sequence of admissions.
+    pub fn take_for_block(&self, limit: usize) -> Vec<SignedTransaction> {
         let mut out = Vec::new();
-        if n_senders == 0 || limit == 0 {
-            return out;
-        }
-        let start = (self.rotation % n_senders as u64) as usize;
-        self.rotation = self.rotation.wrapping_add(1);
-        let mut queues: Vec<std::collections::btree_map::Values<'_, u64, TxId>> =
-            self.by_sender.values().cycle().skip(start).take(n_senders).map(|p| p.values()).collect();
-        let mut exhausted = 0;
-        while out.len() < limit && exhausted < queues.len() {
-            exhausted = 0;
-            for q in queues.iter_mut() {
-                if out.len() >= limit {
-                    break;
-                }
-                match q.next().and_then(|id| self.by_id.get(id)) {
-                    Some(e) => out.push(e.tx.clone()),
-                    None => exhausted += 1,
-                }
+        // Last nonce taken per sender in this call.
+        let mut last: BTreeMap<Address, u64> = BTreeMap::new();
+        for (&seq, id) in &self.by_arrival {
+            if out.len() >= limit {
+                break;
             }
+            let Some(e) = self.by_id.get(id) else { continue };
+            let t = e.tx.tx();
+            let Some(pending) = self.by_sender.get(&t.sender) else { continue };
+            let in_order = match last.get(&t.sender) {
+                Some(&l) => l.checked_add(1) == Some(t.nonce),
+                // Its sender's lowest pending nonce (a lower one that arrived later comes first, then this).
+                None => pending.keys().next() == Some(&t.nonce),
+            };
+            if !in_order {
+                continue;
+            }
+            out.push(e.tx.clone());
+            let mut nonce = t.nonce;
+            // Successors that arrived before it were skipped above: they follow it now.
+            while out.len() < limit
+                && let Some(next) = nonce.checked_add(1)
+                && let Some(e2) = pending.get(&next).and_then(|id2| self.by_id.get(id2))
+                && e2.seq < seq
+            {
+                out.push(e2.tx.clone());
+                nonce = next;
+            }
+            last.insert(t.sender, nonce);
         }
         out
     }
 
     fn remove(&mut self, id: &TxId) -> Option<SignedTransaction> {
         let entry = self.by_id.remove(id)?;
+        self.by_arrival.remove(&entry.seq);
         self.bytes -= entry.bytes;
         let t = entry.tx.tx();
         self.by_expiry.remove(&(t.expiry_height, *id));
@@ -859,36 +879,43 @@ mod tests {
     }
 
     #[test]
-    fn take_for_block_is_fair_ordered_and_deterministic() {
+    fn take_for_block_takes_oldest_first_in_nonce_order_and_deterministically() {
         let s = store(&[(1, 1000), (2, 1000), (3, 1000)]);
         let build = || {
             let mut m = pool(MempoolLimits::default());
-            // Insert in a scrambled order.
+            // Admitted in a scrambled order: (2, 1) and (1, 2) before their lower nonces.
             for (from, nonce) in [(2, 1), (1, 2), (3, 0), (1, 0), (2, 0), (1, 1)] {
                 m.add(tx(from, nonce, 1), &s, Height(0)).unwrap();
             }
             m
         };
-        let mut a = build();
-        let mut b = build();
+        let a = build();
         let ta = a.take_for_block(100);
-        assert_eq!(ta, b.take_for_block(100));
-        assert_eq!(ta.len(), 6);
-        // Per sender, nonces ascend.
-        for from in [1u8, 2, 3] {
-            let nonces: Vec<u64> =
-                ta.iter().filter(|t| t.tx().sender == key(from).public()).map(|t| t.tx().nonce).collect();
-            let mut sorted = nonces.clone();
-            sorted.sort_unstable();
-            assert_eq!(nonces, sorted);
+        assert_eq!(ta, build().take_for_block(100), "same admissions, same candidates");
+        let order: Vec<(u8, u64)> =
+            ta.iter().map(|t| ((1..=3).find(|&k| key(k).public() == t.tx().sender).unwrap(), t.tx().nonce)).collect();
+        // Oldest first; a transaction that arrived before its lower nonce follows that nonce.
+        assert_eq!(order, vec![(3, 0), (1, 0), (2, 0), (2, 1), (1, 1), (1, 2)]);
+        // A limit cuts the same order, also in the middle of a sender's run.
+        let first4: Vec<_> = a.take_for_block(4);
+        assert_eq!(first4[..], ta[..4]);
+        assert_eq!(a.take_for_block(0), Vec::new());
+    }
+
+    /// Under a full block, what was admitted first goes first: a sender with many pending transactions
+    /// does not push a later sender's single one out, and the later one does not jump ahead either.
+    #[test]
+    fn take_for_block_is_first_come_first_served() {
+        let s = store(&[(1, 1000), (2, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        for nonce in 0..5 {
+            m.add(tx(1, nonce, 1), &s, Height(0)).unwrap();
         }
-        // Round-robin: the first three candidates come from three different senders.
-        let firsts: std::collections::BTreeSet<_> = ta[..3].iter().map(|t| t.tx().sender).collect();
-        assert_eq!(firsts.len(), 3);
-        // A limit is respected and the start rotates.
-        let t2 = a.take_for_block(1);
-        assert_eq!(t2.len(), 1);
-        assert_ne!(t2[0].tx().sender, ta[0].tx().sender);
+        m.add(tx(2, 0, 1), &s, Height(0)).unwrap();
+        let t = m.take_for_block(5);
+        assert!(t.iter().all(|t| t.tx().sender == key(1).public()), "the five older ones fill the block");
+        let t = m.take_for_block(6);
+        assert_eq!(t[5].tx().sender, key(2).public());
     }
 
     /// Skipping the signature check is only for ids whose bytes were checked: pooled, committed, or noted

@@ -1,6 +1,7 @@
 //! End-to-end throughput and latency of a localnet of real `ledgerd` processes.
 //!
-//! `cargo run --release -p tests --bin bench -- --validators 4 --duration 60 [--rate R] [--accounts K]
+//! `cargo run --release -p tests --bin bench -- --validators 4 --duration 60 [--rate R | --rates R1,R2 | --sweep |
+//! --overload [--max-tps M]] [--accounts K]
 //! [--set KEY=VALUE]… --out FILE.json`
 //!
 //! Order of a run: create a fresh localnet (`genesis::create_localnet`, K dev accounts) in a temp dir; pre-sign
@@ -79,6 +80,24 @@ struct Args {
     perf_node: Option<usize>,
     #[arg(long, default_value = "perf.data")]
     perf_out: PathBuf,
+    /// Latency curve: a run at full speed gives the maximum (`committed_tps`), then one run each at 25, 50, 75
+    /// and 100 % of it (fresh localnet each); `--rate` is ignored.
+    #[arg(long, conflicts_with_all = ["rates", "overload"])]
+    sweep: bool,
+    /// Explicit rates, one fresh run each (comma-separated tx/s): `--rates 2000,4000,6000`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "overload")]
+    rates: Vec<f64>,
+    /// Overload: runs at 1.5x and 3x the maximum (from `--max-tps`, else from a run at full speed first),
+    /// reporting what fraction of the maximum is still committed and how the excess was refused.
+    #[arg(long)]
+    overload: bool,
+    /// The maximum for `--overload` (tx/s), instead of measuring it.
+    #[arg(long)]
+    max_tps: Option<f64>,
+    /// Also write each run's per-transaction send and commit times (microseconds from the load's start) here,
+    /// as CSV `send_us,commit_us` (commit_us empty when not committed); one file per run, suffixed by its index.
+    #[arg(long)]
+    latency_csv: Option<PathBuf>,
     /// The `ledgerd` binary to run (default: `$LEDGERD_BIN`, else built with cargo by the harness).
     #[arg(long)]
     ledgerd: Option<PathBuf>,
@@ -105,6 +124,108 @@ fn main() -> Result<()> {
     // SAFETY: no other thread exists yet.
     unsafe { std::env::remove_var("LEDGERD_BIN") };
     eprintln!("ledgerd: {}", bin.display());
+
+    let report = if args.sweep {
+        let max = run_once(&args, None, 0)?;
+        let max_tps = max["committed_tps"].as_f64().unwrap_or(0.0);
+        if max_tps <= 0.0 {
+            bail!("the full-speed run committed nothing: no maximum to sweep from");
+        }
+        let mut runs = vec![max];
+        for (i, f) in [0.25, 0.5, 0.75, 1.0].into_iter().enumerate() {
+            runs.push(run_once(&args, Some((max_tps * f).round()), i + 1)?);
+        }
+        let curve: Vec<Value> =
+            runs[1..].iter().zip([25, 50, 75, 100]).map(|(r, pct)| curve_point(r, Some(pct))).collect();
+        print_curve(&curve);
+        json!({ "mode": "sweep", "max_tps": max_tps, "curve": curve, "runs": runs })
+    } else if !args.rates.is_empty() {
+        let mut runs = Vec::new();
+        for (i, &r) in args.rates.iter().enumerate() {
+            runs.push(run_once(&args, Some(r), i)?);
+        }
+        let curve: Vec<Value> = runs.iter().map(|r| curve_point(r, None)).collect();
+        print_curve(&curve);
+        json!({ "mode": "rates", "curve": curve, "runs": runs })
+    } else if args.overload {
+        let mut runs = Vec::new();
+        let max_tps = match args.max_tps {
+            Some(m) => m,
+            None => {
+                let max = run_once(&args, None, 0)?;
+                let m = max["committed_tps"].as_f64().unwrap_or(0.0);
+                runs.push(max);
+                m
+            }
+        };
+        if max_tps <= 0.0 {
+            bail!("no maximum to overload from (give --max-tps or let the full-speed run commit)");
+        }
+        let mut points = Vec::new();
+        for f in [1.5, 3.0] {
+            let r = run_once(&args, Some((max_tps * f).round()), runs.len())?;
+            let committed = r["committed_tps"].as_f64().unwrap_or(0.0);
+            points.push(json!({
+                "offered_x_max": f,
+                "rate_target_tps": r["rate_target_tps"],
+                "offered_tps": r["offered_tps"],
+                "committed_tps": committed,
+                "kept_fraction_of_max": round3(committed / max_tps),
+                "blocks_per_sec": r["blocks_per_sec"],
+                "latency_ms_admitted": r["latency_ms"],
+                "rejected_by_code": r["rejected_by_code"],
+                "accepted_in_window_not_committed": r["accepted_in_window_not_committed"],
+            }));
+            runs.push(r);
+        }
+        for p in &points {
+            eprintln!(
+                "overload {}x: committed {} tx/s = {} of max {max_tps}, p99 admitted {} ms, blocks/s {}",
+                p["offered_x_max"],
+                p["committed_tps"],
+                p["kept_fraction_of_max"],
+                p["latency_ms_admitted"]["p99"],
+                p["blocks_per_sec"]
+            );
+        }
+        json!({ "mode": "overload", "max_tps": max_tps, "overload": points, "runs": runs })
+    } else {
+        run_once(&args, args.rate, 0)?
+    };
+    let text = serde_json::to_string_pretty(&report)?;
+    println!("{text}");
+    if let Some(out) = &args.out {
+        fs::write(out, format!("{text}\n")).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// One row of a latency curve from a run's report.
+fn curve_point(r: &Value, pct_of_max: Option<u32>) -> Value {
+    json!({
+        "pct_of_max": pct_of_max,
+        "rate_target_tps": r["rate_target_tps"],
+        "committed_tps": r["committed_tps"],
+        "p50_ms": r["latency_ms"]["p50"],
+        "p99_ms": r["latency_ms"]["p99"],
+        "cpu_us_per_tx": r["cpu_us_per_tx"],
+        "blocks_per_sec": r["blocks_per_sec"],
+    })
+}
+
+fn print_curve(curve: &[Value]) {
+    eprintln!("| % of max | rate | committed tx/s | p50 ms | p99 ms | CPU us/tx |");
+    for p in curve {
+        eprintln!(
+            "| {} | {} | {} | {} | {} | {} |",
+            p["pct_of_max"], p["rate_target_tps"], p["committed_tps"], p["p50_ms"], p["p99_ms"], p["cpu_us_per_tx"]
+        );
+    }
+}
+
+/// One run on a fresh localnet at `rate` (None: full speed); returns its report.
+fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
+    eprintln!("--- run {index}: rate {}", rate.map_or("full speed".to_string(), |r| format!("{r} tx/s")));
     let load_before = loadavg();
     let threads = args.threads.unwrap_or(2 * args.validators).max(1);
     let total_s = args.warmup + args.duration;
@@ -112,8 +233,9 @@ fn main() -> Result<()> {
     // Localnet files.
     let mut lnet = match &args.keep {
         Some(dir) => {
-            fs::create_dir_all(dir)?;
-            Localnet::create_in(dir, args.validators, args.accounts)?
+            let dir = dir.join(format!("run{index}"));
+            fs::create_dir_all(&dir)?;
+            Localnet::create_in(&dir, args.validators, args.accounts)?
         }
         None => Localnet::create(args.validators, args.accounts)?,
     };
@@ -124,7 +246,7 @@ fn main() -> Result<()> {
     let keys = (0..args.accounts).map(|j| lnet.account_key(j)).collect::<Result<Vec<_>>>()?;
 
     // Pre-sign.
-    let count = match (args.rate, args.presign) {
+    let count = match (rate, args.presign) {
         (_, Some(n)) => n,
         (Some(r), None) => (r * total_s as f64 * 1.02) as usize + 1000,
         (None, None) => (if args.validators == 1 { 25_000 } else { 15_000 }) * total_s as usize,
@@ -143,7 +265,7 @@ fn main() -> Result<()> {
         "verification on one core: {:.1} us/tx alone, {:.1} us/tx in batches of 64, {:.1} in batches of 1024",
         ceiling.single_us, ceiling.batch64_us, ceiling.batch1024_us
     );
-    let batch = args.batch.unwrap_or_else(|| match args.rate {
+    let batch = args.batch.unwrap_or_else(|| match rate {
         Some(r) => ((r / threads as f64 / 20.0) as usize).clamp(50, load::BATCH_TXS_MAX),
         None => 500,
     });
@@ -167,7 +289,7 @@ fn main() -> Result<()> {
     let observer = ChainObserver::new(&lnet.nodes[0].api.base, Duration::from_millis(args.poll_ms))?;
     let cfg = LoadConfig {
         endpoints: lnet.nodes.iter().map(|n| n.api.base.clone()).collect(),
-        rate_tps: args.rate,
+        rate_tps: rate,
         threads,
         batch,
         duration: Duration::from_secs(total_s),
@@ -269,6 +391,17 @@ fn main() -> Result<()> {
             commit_us.insert(id, b.seen_us);
         }
     }
+    if let Some(path) = &args.latency_csv {
+        let path = path.with_extension(format!("{index}.csv"));
+        let mut csv = String::from("send_us,commit_us\n");
+        for i in 0..work.len() {
+            if result.status[i] == SubmitStatus::Accepted {
+                let c = commit_us.get(&work.ids[i]).map_or(String::new(), |c| c.to_string());
+                csv.push_str(&format!("{},{c}\n", result.submit_us[i]));
+            }
+        }
+        fs::write(&path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
     let mut latencies_ms = Vec::new();
     let mut accepted_in_window = 0u64;
     let mut uncommitted_in_window = 0u64;
@@ -313,7 +446,7 @@ fn main() -> Result<()> {
         "validators": args.validators,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
-        "rate_target_tps": args.rate,
+        "rate_target_tps": rate,
         "accounts": args.accounts,
         "threads": threads,
         "batch": batch,
@@ -373,17 +506,12 @@ fn main() -> Result<()> {
             "peak_rss_mib": "VmHWM of each node after warm-up, load and drain, before the latency read-back; peak_rss_mib_incl_readback: VmHWM at the very end, after the bench has read every block back through GET /blocks/{height}",
         },
     });
-    let text = serde_json::to_string_pretty(&report)?;
-    println!("{text}");
-    if let Some(out) = &args.out {
-        fs::write(out, format!("{text}\n")).with_context(|| format!("writing {}", out.display()))?;
-    }
     for i in 0..args.validators {
         if let Err(e) = lnet.stop(i, Duration::from_secs(20)) {
             eprintln!("stopping node {i}: {e:#}");
         }
     }
-    Ok(())
+    Ok(report)
 }
 
 /// Per-transaction cost of the keys-and-signature check on one core: the floor of what each validator
