@@ -72,6 +72,9 @@ impl TxGate {
     /// granted one [`Resource::TxSignatures`] per transaction that needs it; it returns one verdict per
     /// transaction, in order. Accepted when something new was
     /// admitted; rejected (the sender pays) when a transaction is forged.
+    ///
+    /// The same as [`TxGate::prepare_batch`] then [`TxGate::finish_batch`], which the node runs on two
+    /// threads (the cheap part where the peer's budget lives, the signatures off the network task).
     pub fn admit_batch<S: AccountStore + ?Sized>(
         &self,
         txs: &[SignedTransaction],
@@ -81,6 +84,22 @@ impl TxGate {
         check_signatures: &dyn Fn(&[&SignedTransaction]) -> Vec<Result<(), TxError>>,
         spend: &mut dyn FnMut(Resource, u64) -> bool,
     ) -> Verdict {
+        match self.prepare_batch(txs, pool, store, tip, spend) {
+            Ok(checked) => self.finish_batch(&checked, pool, store, tip, check_signatures),
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// The cheap part of [`TxGate::admit_batch`]: every check but the signatures, and the budget for those.
+    /// `Ok`: the transactions whose signatures are to be checked (paid for); `Err`: the verdict already.
+    pub fn prepare_batch<S: AccountStore + ?Sized>(
+        &self,
+        txs: &[SignedTransaction],
+        pool: &Mutex<Mempool>,
+        store: &S,
+        tip: Height,
+        spend: &mut dyn FnMut(Resource, u64) -> bool,
+    ) -> Result<PreparedBatch, Verdict> {
         let mut to_check = Vec::new();
         let mut refused_recently = 0usize;
         {
@@ -93,7 +112,7 @@ impl TxGate {
             for tx in txs {
                 let id = tx.id();
                 if refused.forged.contains(&id) {
-                    return Verdict::Reject(format!("tx {id}: forged (seen before)"));
+                    return Err(Verdict::Reject(format!("tx {id}: forged (seen before)")));
                 }
                 if refused.stateful.contains(&id) {
                     refused_recently += 1;
@@ -103,25 +122,43 @@ impl TxGate {
                     continue; // pooled or committed: nothing new
                 }
                 match mempool.precheck_from(tx, store, tip, Source::Peer) {
-                    Ok(()) => to_check.push(tx),
+                    Ok(()) => to_check.push(tx.clone()),
+                    // Its lower nonce may be in an earlier batch still being verified: judged again when
+                    // admitted, after that batch (batches finish in arrival order).
+                    Err(e) if e.code() == crate::mempool::code::NONCE_GAP_UNDER_LOAD => to_check.push(tx.clone()),
                     Err(e) if is_forgery(e.code()) => {
                         refused.forged.insert(id);
-                        return Verdict::Reject(format!("tx {id}: {e}"));
+                        return Err(Verdict::Reject(format!("tx {id}: {e}")));
                     }
                     Err(_) => refused.stateful.insert(id),
                 }
             }
         }
         if to_check.is_empty() {
-            return Verdict::Ignore(if refused_recently > 0 {
+            return Err(Verdict::Ignore(if refused_recently > 0 {
                 DropReason::RefusedRecently
             } else {
                 DropReason::NotAdmissible
-            });
+            }));
         }
         if !spend(Resource::TxSignatures, to_check.len() as u64) {
-            return Verdict::Ignore(DropReason::OverBudget);
+            return Err(Verdict::Ignore(DropReason::OverBudget));
         }
+        Ok(PreparedBatch { to_check })
+    }
+
+    /// The expensive part of [`TxGate::admit_batch`]: check the prepared transactions' signatures as one
+    /// batch, then admit them against the state `store` holds at `tip` (later than the prepared one when a
+    /// block committed in between).
+    pub fn finish_batch<S: AccountStore + ?Sized>(
+        &self,
+        prepared: &PreparedBatch,
+        pool: &Mutex<Mempool>,
+        store: &S,
+        tip: Height,
+        check_signatures: &dyn Fn(&[&SignedTransaction]) -> Vec<Result<(), TxError>>,
+    ) -> Verdict {
+        let to_check: Vec<&SignedTransaction> = prepared.to_check.iter().collect();
         for (tx, verdict) in to_check.iter().zip(check_signatures(&to_check)) {
             if let Err(e) = verdict {
                 let id = tx.id();
@@ -138,6 +175,22 @@ impl TxGate {
             }
         }
         if admitted > 0 { Verdict::Accept } else { Verdict::Ignore(DropReason::NotAdmissible) }
+    }
+}
+
+/// Transactions of a gossiped batch that passed every cheap check and whose signature checks the sending
+/// peer paid for ([`TxGate::prepare_batch`]).
+pub struct PreparedBatch {
+    to_check: Vec<SignedTransaction>,
+}
+
+impl PreparedBatch {
+    pub fn len(&self) -> usize {
+        self.to_check.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.to_check.is_empty()
     }
 }
 

@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use crate::admission::{TxGate, build_from_pool, execute_with_pool};
 use crate::api::{BlockEvent, Metrics};
 use crate::mempool::Mempool;
-use crate::p2p::{GossipValidator, NetError, NetworkEvent, NetworkHandle, Validation};
+use crate::p2p::{GossipValidator, Judged, NetError, NetworkEvent, NetworkHandle, Validation};
 use crate::safety::SafetyError;
 use crate::safety::high_water::{self, HighWater};
 use crate::safety::signer::SignerFile;
@@ -164,7 +164,7 @@ pub struct NodeGossipValidator {
     /// Digests of votes verified recently: a replay of the same bytes needs no second check.
     verified_votes: Mutex<RecentSet<Hash>>,
     /// Transaction batches (`admission::TxGate`, shared with the simulator).
-    txs: TxGate,
+    txs: Arc<TxGate>,
 }
 
 /// Vote digests remembered as verified.
@@ -175,14 +175,53 @@ impl NodeGossipValidator {
         NodeGossipValidator {
             shared,
             verified_votes: Mutex::new(RecentSet::new(VERIFIED_VOTES_MAX)),
-            txs: TxGate::default(),
+            txs: Arc::new(TxGate::default()),
         }
+    }
+}
+
+fn validation_of(verdict: Verdict) -> Validation {
+    match verdict {
+        Verdict::Accept => Validation::Accept,
+        Verdict::Ignore(reason) => Validation::Drop(reason),
+        Verdict::Reject(reason) => Validation::Reject(reason),
     }
 }
 
 impl GossipValidator for NodeGossipValidator {
     fn validate(&self, source: &PeerId, message: &GossipMessage) -> Validation {
         self.validate_metered(source, message, &mut |_, _| true)
+    }
+
+    /// A transaction batch's signatures are checked on the network's verification thread (a batch of 1,024
+    /// takes tens of milliseconds, during which proposals and votes would wait behind it); everything
+    /// else, and the budget for those checks, here.
+    fn validate_split(
+        &self,
+        source: &PeerId,
+        message: &GossipMessage,
+        spend: &mut dyn FnMut(Resource, u64) -> bool,
+    ) -> Judged {
+        let GossipMessage::TxBatch(txs) = message else {
+            return Judged::Now(self.validate_metered(source, message, spend));
+        };
+        let s = &self.shared;
+        let Ok(tip) = s.storage.latest_height() else { return Judged::Now(Validation::Drop(DropReason::Unavailable)) };
+        match self.txs.prepare_batch(txs, &s.mempool, &s.storage, tip, spend) {
+            Err(verdict) => Judged::Now(validation_of(verdict)),
+            Ok(prepared) => {
+                let shared = Arc::clone(&self.shared);
+                let gate = Arc::clone(&self.txs);
+                Judged::Later(Box::new(move || {
+                    let s = &shared;
+                    let Ok(tip) = s.storage.latest_height() else { return Validation::Drop(DropReason::Unavailable) };
+                    let check = |txs: &[&ledger_core::SignedTransaction]| {
+                        ledger_core::SignedTransaction::check_keys_and_signatures(txs, &s.keys)
+                    };
+                    validation_of(gate.finish_batch(&prepared, &s.mempool, &s.storage, tip, &check))
+                }))
+            }
+        }
     }
 
     fn validate_metered(
@@ -207,11 +246,7 @@ impl GossipValidator for NodeGossipValidator {
             }
             GossipMessage::Proposal(p) => check.check_proposal(&p.proposal, Some(&p.block), spend),
         };
-        match verdict {
-            Verdict::Accept => Validation::Accept,
-            Verdict::Ignore(reason) => Validation::Drop(reason),
-            Verdict::Reject(reason) => Validation::Reject(reason),
-        }
+        validation_of(verdict)
     }
 }
 

@@ -104,6 +104,19 @@ pub enum Validation {
     Drop(DropReason),
 }
 
+/// The expensive rest of a gossip message's validation, run off the swarm task ([`Judged::Later`]).
+pub type DeferredCheck = Box<dyn FnOnce() -> Validation + Send>;
+
+/// A validation done now, or split: the cheap part (budget included) done, the rest to run elsewhere.
+pub enum Judged {
+    Now(Validation),
+    Later(DeferredCheck),
+}
+
+/// Deferred checks waiting for the verification thread; beyond this a message is dropped (not the
+/// sender's fault: its budget was already paid) and gossipsub's resend brings it again if still useful.
+pub const DEFERRED_CHECKS_MAX: usize = 64;
+
 /// Checks gossip messages before they are forwarded. Runs on the swarm task: keep it quick.
 pub trait GossipValidator: Send + Sync + 'static {
     fn validate(&self, source: &PeerId, message: &GossipMessage) -> Validation;
@@ -120,6 +133,62 @@ pub trait GossipValidator: Send + Sync + 'static {
         let _ = spend;
         self.validate(source, message)
     }
+
+    /// [`GossipValidator::validate_metered`], possibly split: the part that spends the sender's budget
+    /// must run here (on the swarm task, where the budget lives); a [`Judged::Later`] check runs on the
+    /// network's verification thread, one at a time in arrival order, and its verdict is reported to
+    /// gossipsub when it ends. The default does everything now.
+    fn validate_split(
+        &self,
+        source: &PeerId,
+        message: &GossipMessage,
+        spend: &mut dyn FnMut(Resource, u64) -> bool,
+    ) -> Judged {
+        Judged::Now(self.validate_metered(source, message, spend))
+    }
+}
+
+/// What the swarm task does with a gossip message after [`SwarmTask::judge`].
+enum Judgement {
+    Done(MessageAcceptance, Option<GossipMessage>),
+    Deferred(GossipMessage, DeferredCheck),
+}
+
+/// A deferred check for the verification thread.
+struct DeferredJob {
+    message_id: MessageId,
+    source: PeerId,
+    message: GossipMessage,
+    check: DeferredCheck,
+}
+
+/// A deferred check's verdict, back on the swarm task.
+struct DeferredDone {
+    message_id: MessageId,
+    source: PeerId,
+    message: GossipMessage,
+    validation: Validation,
+}
+
+/// The verification thread: runs deferred checks in arrival order until the swarm task drops its sender.
+fn spawn_verifier(done: mpsc::Sender<DeferredDone>) -> Result<std::sync::mpsc::SyncSender<DeferredJob>, NetError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<DeferredJob>(DEFERRED_CHECKS_MAX);
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name("gossip-verify".into())
+        .spawn(move || {
+            let _entered = span.enter();
+            while let Ok(job) = rx.recv() {
+                let validation = (job.check)();
+                let back =
+                    DeferredDone { message_id: job.message_id, source: job.source, message: job.message, validation };
+                if done.blocking_send(back).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| NetError::Setup(format!("cannot start the gossip verification thread: {e}")))?;
+    Ok(tx)
 }
 
 /// Serves block-sync requests from committed storage.
@@ -543,6 +612,8 @@ pub fn spawn(
 
     let (cmd_tx, cmd_rx) = mpsc::channel(cfg.channel_capacity);
     let (ev_tx, ev_rx) = mpsc::channel(cfg.channel_capacity);
+    let (done_tx, done_rx) = mpsc::channel(DEFERRED_CHECKS_MAX);
+    let verifier = spawn_verifier(done_tx)?;
     let task = SwarmTask {
         swarm,
         names,
@@ -563,6 +634,8 @@ pub fn spawn(
         sync_serving: HashMap::new(),
         sync_serving_per_peer: HashMap::new(),
         blocked_until: BTreeMap::new(),
+        verifier,
+        verified: done_rx,
     };
     // The task logs inside the caller's span (a localnet names each node's).
     let join = tokio::spawn(tracing::Instrument::in_current_span(task.run()));
@@ -597,6 +670,9 @@ struct SwarmTask {
     sync_serving_per_peer: HashMap<PeerId, usize>,
     /// Banned peers whose connections the `blocked` behaviour denies, with when their ban ends.
     blocked_until: BTreeMap<PeerId, u64>,
+    /// Deferred checks to the verification thread ([`Judged::Later`]), and their verdicts back.
+    verifier: std::sync::mpsc::SyncSender<DeferredJob>,
+    verified: mpsc::Receiver<DeferredDone>,
 }
 
 impl SwarmTask {
@@ -611,6 +687,11 @@ impl SwarmTask {
                 },
                 event = self.swarm.select_next_some() => {
                     if self.handle_swarm_event(event).await.is_err() {
+                        break;
+                    }
+                }
+                Some(done) = self.verified.recv() => {
+                    if self.finish_deferred(done).await.is_err() {
                         break;
                     }
                 }
@@ -859,7 +940,20 @@ impl SwarmTask {
                 let (acceptance, deliver) = if self.gossip_blocked.contains(&source) {
                     (MessageAcceptance::Ignore, None)
                 } else {
-                    self.judge(source, kind, &message.data)
+                    match self.judge(source, kind, &message.data) {
+                        Judgement::Done(acceptance, deliver) => (acceptance, deliver),
+                        Judgement::Deferred(message, check) => {
+                            let job = DeferredJob { message_id: message_id.clone(), source, message, check };
+                            match self.verifier.try_send(job) {
+                                // Reported when the verdict comes back.
+                                Ok(()) => return Ok(()),
+                                Err(_) => {
+                                    self.guard.stats.count_drop(DropReason::Unavailable);
+                                    (MessageAcceptance::Ignore, None)
+                                }
+                            }
+                        }
+                    }
                 };
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &source, acceptance);
                 if let Some(message) = deliver {
@@ -883,14 +977,22 @@ impl SwarmTask {
         Ok(())
     }
 
+    /// A deferred check's verdict: report it to gossipsub (forwarded only if accepted), score the sender,
+    /// deliver the message.
+    async fn finish_deferred(&mut self, done: DeferredDone) -> Result<(), ()> {
+        let DeferredDone { message_id, source, message, validation } = done;
+        let (acceptance, deliver) = self.settle(source, validation, message);
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &source, acceptance);
+        if let Some(message) = deliver {
+            self.emit(NetworkEvent::Gossip { source, message }).await?;
+        }
+        Ok(())
+    }
+
     /// Judge one gossip message from `source`, in order of cost: the peer's standing, its message budget,
-    /// decoding, then the application's checks (which spend signature checks from the same budget).
-    fn judge(
-        &mut self,
-        source: PeerId,
-        kind: Option<TopicKind>,
-        data: &[u8],
-    ) -> (MessageAcceptance, Option<GossipMessage>) {
+    /// decoding, then the application's checks (which spend signature checks from the same budget; their
+    /// expensive part may be deferred to the verification thread).
+    fn judge(&mut self, source: PeerId, kind: Option<TopicKind>, data: &[u8]) -> Judgement {
         let stats = self.guard.stats.clone();
         match self.guard.standing(&source) {
             Standing::Good => {}
@@ -898,18 +1000,18 @@ impl SwarmTask {
                 // An ignored peer's budget is zero: what it keeps sending brings it closer to a ban.
                 stats.count_drop(DropReason::PeerIgnored);
                 self.offence(source, Offence::OverBudget, "gossip while ignored");
-                return (MessageAcceptance::Ignore, None);
+                return Judgement::Done(MessageAcceptance::Ignore, None);
             }
             Standing::Banned { .. } => {
                 stats.count_drop(DropReason::PeerIgnored);
                 let _ = self.swarm.disconnect_peer_id(source);
-                return (MessageAcceptance::Ignore, None);
+                return Judgement::Done(MessageAcceptance::Ignore, None);
             }
         }
         if !self.guard.try_spend(&source, Resource::Messages, 1) {
             stats.count_drop(DropReason::OverBudget);
             self.offence(source, Offence::OverBudget, "gossip messages beyond its budget");
-            return (MessageAcceptance::Ignore, None);
+            return Judgement::Done(MessageAcceptance::Ignore, None);
         }
         let decoded = match kind {
             Some(kind) => GossipMessage::decode(data, kind, self.max_transmit).map_err(|e| e.to_string()),
@@ -920,12 +1022,28 @@ impl SwarmTask {
             Err(reason) => {
                 tracing::debug!(peer = %source, %reason, "rejecting undecodable gossip");
                 self.offence(source, Offence::Invalid, "undecodable gossip");
-                return (MessageAcceptance::Reject, None);
+                return Judgement::Done(MessageAcceptance::Reject, None);
             }
         };
         let guard = &mut self.guard;
-        let verdict = self.validator.validate_metered(&source, &msg, &mut |r, n| guard.try_spend(&source, r, n));
-        match verdict {
+        match self.validator.validate_split(&source, &msg, &mut |r, n| guard.try_spend(&source, r, n)) {
+            Judged::Now(validation) => {
+                let (acceptance, deliver) = self.settle(source, validation, msg);
+                Judgement::Done(acceptance, deliver)
+            }
+            Judged::Later(check) => Judgement::Deferred(msg, check),
+        }
+    }
+
+    /// What a validation means for gossipsub, the sender's score and the application.
+    fn settle(
+        &mut self,
+        source: PeerId,
+        validation: Validation,
+        msg: GossipMessage,
+    ) -> (MessageAcceptance, Option<GossipMessage>) {
+        let stats = self.guard.stats.clone();
+        match validation {
             Validation::Accept => (MessageAcceptance::Accept, Some(msg)),
             Validation::Reject(reason) => {
                 tracing::debug!(peer = %source, %reason, "rejecting invalid gossip");
