@@ -265,6 +265,40 @@ mod tests {
         .sign(from)
     }
 
+    /// The node prepares gossiped batches on the swarm task and finishes them (signatures, admission) on the
+    /// verification thread, so a sender's next nonce can be prepared while the batch holding the nonce
+    /// before it is still being verified. Under load a gap is refused to peers; here it is not a gap yet:
+    /// it must be judged again at admission, after the batch before it, and be admitted.
+    #[test]
+    fn a_nonce_prepared_while_the_one_before_is_being_verified_is_admitted_after_it() {
+        let params = ConsensusParams::default();
+        let alice = Keypair::from_seed(&[1; 32]);
+        let bob = Keypair::from_seed(&[2; 32]);
+        let mut store = MemStore::new();
+        store.set_account(alice.public(), Account { balance: 1_000_000, nonce: 0 });
+        // Always "under load": gapped transactions are refused.
+        let limits = crate::mempool::MempoolLimits { gapped_below_fill_percent: 0, ..Default::default() };
+        let pool = Mutex::new(Mempool::new(CHAIN, params, limits));
+        let gate = TxGate::default();
+        let check = |txs: &[&SignedTransaction]| {
+            SignedTransaction::check_keys_and_signatures(txs, &ledger_core::crypto::NoKeyCache)
+        };
+        let spend = &mut |_: Resource, _: u64| true;
+        let first = vec![transfer(&alice, &bob, 0)];
+        let second = vec![transfer(&alice, &bob, 1)];
+        let a = gate.prepare_batch(&first, &pool, &store, Height(0), spend).expect("first prepared");
+        let b = gate.prepare_batch(&second, &pool, &store, Height(0), spend).expect("second prepared, not refused");
+        assert_eq!(gate.finish_batch(&a, &pool, &store, Height(0), &check), Verdict::Accept);
+        assert_eq!(gate.finish_batch(&b, &pool, &store, Height(0), &check), Verdict::Accept);
+        assert_eq!(pool.lock().expect("pool").len(), 2);
+
+        // Control: a real gap (nonce 3 with 2 never sent) is still refused under load, at admission.
+        let gapped = vec![transfer(&alice, &bob, 3)];
+        let g = gate.prepare_batch(&gapped, &pool, &store, Height(0), spend).expect("prepared");
+        assert_eq!(gate.finish_batch(&g, &pool, &store, Height(0), &check), Verdict::Ignore(DropReason::NotAdmissible));
+        assert_eq!(pool.lock().expect("pool").len(), 2);
+    }
+
     /// A block of 1,000 good transfers and one whose signature is another message's, built by a proposer
     /// that skipped the checks; a node executing it with none of them in its pool checks all 1,001 as one
     /// batch, which fails, then finds the bad one alone: the block is refused, naming that transaction.
