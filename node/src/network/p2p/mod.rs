@@ -117,6 +117,11 @@ pub enum Judged {
 /// sender's fault: its budget was already paid) and gossipsub's resend brings it again if still useful.
 pub const DEFERRED_CHECKS_MAX: usize = 64;
 
+/// Deferred checks of one peer at once: a peer sending faster than this node verifies has its excess
+/// dropped unjudged (no penalty, nothing spent), so one peer cannot fill the queue that honest peers'
+/// batches need.
+pub const DEFERRED_CHECKS_PER_PEER: usize = 16;
+
 /// Checks gossip messages before they are forwarded. Runs on the swarm task: keep it quick.
 pub trait GossipValidator: Send + Sync + 'static {
     fn validate(&self, source: &PeerId, message: &GossipMessage) -> Validation;
@@ -636,6 +641,7 @@ pub fn spawn(
         blocked_until: BTreeMap::new(),
         verifier,
         verified: done_rx,
+        deferred_per_peer: HashMap::new(),
     };
     // The task logs inside the caller's span (a localnet names each node's).
     let join = tokio::spawn(tracing::Instrument::in_current_span(task.run()));
@@ -673,6 +679,8 @@ struct SwarmTask {
     /// Deferred checks to the verification thread ([`Judged::Later`]), and their verdicts back.
     verifier: std::sync::mpsc::SyncSender<DeferredJob>,
     verified: mpsc::Receiver<DeferredDone>,
+    /// Deferred checks in flight per peer (entries removed at zero).
+    deferred_per_peer: HashMap<PeerId, usize>,
 }
 
 impl SwarmTask {
@@ -937,7 +945,11 @@ impl SwarmTask {
                     None
                 };
                 let source = propagation_source;
+                let busy = self.deferred_per_peer.get(&source).is_some_and(|&n| n >= DEFERRED_CHECKS_PER_PEER);
                 let (acceptance, deliver) = if self.gossip_blocked.contains(&source) {
+                    (MessageAcceptance::Ignore, None)
+                } else if busy && kind == Some(TopicKind::Txs) {
+                    self.guard.stats.count_drop(DropReason::Unavailable);
                     (MessageAcceptance::Ignore, None)
                 } else {
                     match self.judge(source, kind, &message.data) {
@@ -946,7 +958,10 @@ impl SwarmTask {
                             let job = DeferredJob { message_id: message_id.clone(), source, message, check };
                             match self.verifier.try_send(job) {
                                 // Reported when the verdict comes back.
-                                Ok(()) => return Ok(()),
+                                Ok(()) => {
+                                    *self.deferred_per_peer.entry(source).or_insert(0) += 1;
+                                    return Ok(());
+                                }
                                 Err(_) => {
                                     self.guard.stats.count_drop(DropReason::Unavailable);
                                     (MessageAcceptance::Ignore, None)
@@ -981,6 +996,12 @@ impl SwarmTask {
     /// deliver the message.
     async fn finish_deferred(&mut self, done: DeferredDone) -> Result<(), ()> {
         let DeferredDone { message_id, source, message, validation } = done;
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.deferred_per_peer.entry(source) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
         let (acceptance, deliver) = self.settle(source, validation, message);
         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&message_id, &source, acceptance);
         if let Some(message) = deliver {
@@ -1314,6 +1335,90 @@ mod tests {
         assert_eq!(got, from_b);
         let (_, got) = wait_gossip(&mut a).await;
         assert_eq!(got, from_b);
+    }
+
+    /// Defers every transaction batch's check to the verification thread, where each check waits for
+    /// `open` before accepting.
+    struct DeferringValidator {
+        started: Arc<std::sync::atomic::AtomicUsize>,
+        open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl GossipValidator for DeferringValidator {
+        fn validate(&self, _: &PeerId, _: &GossipMessage) -> Validation {
+            Validation::Accept
+        }
+
+        fn validate_split(
+            &self,
+            _: &PeerId,
+            message: &GossipMessage,
+            _: &mut dyn FnMut(Resource, u64) -> bool,
+        ) -> Judged {
+            if !matches!(message, GossipMessage::TxBatch(_)) {
+                return Judged::Now(Validation::Accept);
+            }
+            let (started, open) = (Arc::clone(&self.started), Arc::clone(&self.open));
+            Judged::Later(Box::new(move || {
+                started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (lock, cvar) = &*open;
+                let mut is_open = lock.lock().unwrap();
+                while !*is_open {
+                    is_open = cvar.wait(is_open).unwrap();
+                }
+                Validation::Accept
+            }))
+        }
+    }
+
+    /// A peer whose batches arrive faster than this node verifies them has at most
+    /// `DEFERRED_CHECKS_PER_PEER` in the verification queue; the rest are dropped unjudged (counted, no
+    /// penalty), and the queued ones are judged and delivered in order once verification goes on, while the
+    /// swarm task stays responsive.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deferred_checks_are_bounded_per_peer_and_delivered_in_order() {
+        let chain = TestChain::new();
+        let mut a = start(vec![], Arc::new(NoBlocks)).await;
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let validator = DeferringValidator { started: Arc::clone(&started), open: Arc::clone(&open) };
+        let mut cfg = NetworkConfig::new(
+            "test-chain",
+            identity::Keypair::generate_ed25519(),
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            1 << 20,
+        );
+        cfg.bootstrap_peers = vec![a.addr.clone()];
+        let stats = Arc::clone(&cfg.peer_stats);
+        let (handle, events, _task) = spawn(cfg, Arc::new(validator), Arc::new(NoBlocks)).unwrap();
+        let mut b = Node { handle, events, addr: Multiaddr::empty(), subscribed: Vec::new() };
+        wait_subscribed(&mut a, &[b.handle.local_peer_id()], TopicKind::Txs).await;
+
+        let total = DEFERRED_CHECKS_PER_PEER + 4;
+        let sent: Vec<GossipMessage> =
+            (0..total).map(|i| GossipMessage::TxBatch(batch(&chain, &[100 + i as u64]))).collect();
+        for m in &sent {
+            a.handle.publish(m.clone()).await.unwrap();
+        }
+        let unavailable =
+            || stats.dropped().into_iter().find(|(r, _)| *r == DropReason::Unavailable).map_or(0, |(_, n)| n);
+        let deadline = Instant::now() + DEADLINE;
+        while unavailable() < 4 {
+            assert!(Instant::now() < deadline, "excess batches not dropped: {} dropped", unavailable());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The swarm task still answers while the checks wait.
+        assert!(b.handle.peer_score(a.handle.local_peer_id()).await.unwrap().is_some());
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 1, "one check runs at a time");
+
+        *open.0.lock().unwrap() = true;
+        open.1.notify_all();
+        for expected in &sent[..DEFERRED_CHECKS_PER_PEER] {
+            let (_, got) = wait_gossip(&mut b).await;
+            assert_eq!(&got, expected, "delivered in arrival order");
+        }
+        assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), DEFERRED_CHECKS_PER_PEER);
+        assert_eq!(unavailable(), 4);
     }
 
     /// The driver awaits publish replies without reading events; the swarm task must keep answering commands
