@@ -64,8 +64,7 @@ fn sh_blocks(readme: &str) -> Vec<Block> {
 fn bin_dir() -> Result<PathBuf> {
     let ledgerd = ledgerd_bin()?;
     let dir = ledgerd.parent().context("ledgerd has a directory")?.to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = tests::harness::cargo_command();
     cmd.args(["build", "-q", "-p", "wallet", "-p", "genesis"]);
     if !cfg!(debug_assertions) {
         cmd.arg("--release");

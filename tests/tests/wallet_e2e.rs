@@ -16,8 +16,7 @@ use tests::harness::Localnet;
 fn wallet_bin() -> Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        let mut cmd = tests::harness::cargo_command();
         cmd.args(["build", "-q", "-p", "wallet", "--bin", "wallet"]);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
