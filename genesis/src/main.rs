@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use genesis::LocalnetOptions;
 use genesis::localnet::{DEFAULT_ACCOUNT_BALANCE, DEFAULT_BASE_PORT, DEFAULT_GENESIS_TIME_MS};
 use ledger_core::{Genesis, GenesisAccount, Validator};
@@ -56,6 +56,11 @@ enum Command {
     },
     /// Write a complete local network: genesis, node homes, dev account keys and localnet.json
     Localnet(LocalnetArgs),
+    /// Print a shell completion script: `genesis completions bash > /etc/bash_completion.d/genesis`
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]
@@ -169,6 +174,10 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn run(command: Command) -> Result<()> {
     match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "genesis", &mut std::io::stdout());
+            Ok(())
+        }
         Command::New(args) => new(args),
         Command::AddValidator(args) => add_validator(args),
         Command::AddAccount(args) => add_account(args),

@@ -351,3 +351,13 @@ fn rejects_bad_chain_id() {
     std::fs::write(&f, text).expect("write");
     fails(&["validate", &f], "chain id \"BAD\" is invalid");
 }
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, needle) in [("bash", "complete -F"), ("zsh", "#compdef genesis"), ("fish", "complete -c genesis")] {
+        let script = ok(&["completions", shell]);
+        assert!(script.contains(needle) && script.contains("add-validator"), "{shell}");
+    }
+    let o = genesis_cmd(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use node::config::{self, Override};
 use node::keys;
 
 #[derive(Parser)]
-#[command(name = "ledgerd", version, about = "BFT ledger validator and full node")]
+#[command(name = "ledgerd", version, about = "BFT ledger validator and full node", after_help = AFTER_HELP)]
 struct Cli {
     /// Log line format on stderr (filter with LEDGERD_LOG, default `info`).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -16,6 +18,20 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// `ledgerd --help`'s epilogue: exit codes and environment variables.
+const AFTER_HELP: &str = "Exit codes:
+  0  success (a node or localnet stopped by Ctrl-C or SIGTERM exits 0 after a clean shutdown)
+  1  any error: one line `error: what: why` on stderr (bad config, home in use, refused database, ...)
+  2  usage: unknown command or flag, bad flag value
+
+Environment:
+  LEDGERD_HOME               --home of the commands that take one
+  LEDGERD_LOG                log filter (default `info`; e.g. `debug`, `node=debug,libp2p=warn`)
+  LEDGERD_<SECTION>_<KEY>    any config.toml key, e.g. LEDGERD_API_LISTEN_ADDR, LEDGERD_MEMPOOL_MAX_TXS
+                             (flags win over the environment, the environment over config.toml)
+  NO_COLOR                   no colours in log lines (they are off anyway when stderr is not a terminal)
+  MALLOC_ARENA_MAX           glibc malloc arenas (default here: the number of cores)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
@@ -89,6 +105,11 @@ enum Command {
     /// Move a validator's signing history between machines (stop the node first).
     #[command(subcommand)]
     Signer(SignerCmd),
+    /// Print a shell completion script: `ledgerd completions bash > /etc/bash_completion.d/ledgerd`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,21 +128,28 @@ enum SignerCmd {
 
 #[derive(Args)]
 struct LocalnetCmd {
-    /// Number of validators (when creating).
-    #[arg(long, default_value_t = 4)]
-    validators: usize,
-    /// Number of funded dev accounts (when creating).
-    #[arg(long, default_value_t = 10)]
-    accounts: usize,
+    /// Number of validators when creating [default: 4; with --reset: as the existing localnet].
+    #[arg(long)]
+    validators: Option<usize>,
+    /// Number of funded dev accounts when creating [default: 10; with --reset: as the existing localnet].
+    #[arg(long)]
+    accounts: Option<usize>,
     /// Localnet directory: genesis.json, localnet.json, node{i}/, accounts/.
     #[arg(long, default_value = "./localnet")]
     home: PathBuf,
-    /// Node i serves its API on P + 2i and p2p on P + 2i + 1 [default when creating: 26600].
+    /// Node i serves its API on P + 2i and p2p on P + 2i + 1 [default: 26600; on resume and with --reset:
+    /// the existing localnet's].
     #[arg(long, value_name = "P")]
     base_port: Option<u16>,
-    /// Delete the existing localnet in --home (keys, genesis and chain data) and create a new one.
+    /// Delete the existing localnet in --home (keys, genesis and chain data) and create a new one, with the
+    /// existing one's validators, accounts and ports unless given.
     #[arg(long)]
     reset: bool,
+    /// Pace of the chain, in ms: a block at most every MS under load and an empty block about every MS when
+    /// idle (consensus.min_block_interval_ms and consensus.empty_block_interval_ms; default: the config's,
+    /// 40 and 1000). Not stored: give it at every start.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    block_time: Option<u64>,
 }
 
 /// Cap glibc's malloc arenas at the number of cores (its default is 8 per core) unless the operator set
@@ -166,6 +194,9 @@ fn run_cli() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let log_format = cli.log_format;
     match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ledgerd", &mut std::io::stdout());
+        }
         Command::Version => {
             println!("ledgerd {} (protocol {})", env!("CARGO_PKG_VERSION"), ledger_core::PROTOCOL_VERSION);
         }
@@ -192,14 +223,18 @@ fn run_cli() -> anyhow::Result<()> {
         Command::Signer(SignerCmd::Export(home)) => signer_export(&home.home)?,
         Command::Signer(SignerCmd::Import { file, home }) => signer_import(&home.home, &file)?,
         Command::Localnet(a) => {
-            init_tracing(log_format);
-            node::localnet::run(node::localnet::LocalnetArgs {
-                validators: a.validators,
-                accounts: a.accounts,
-                home: a.home,
-                base_port: a.base_port,
-                reset: a.reset,
-            })?;
+            // The banner comes first, then the log lines: tracing starts once the banner is printed.
+            node::localnet::run(
+                node::localnet::LocalnetArgs {
+                    validators: a.validators,
+                    accounts: a.accounts,
+                    home: a.home,
+                    base_port: a.base_port,
+                    reset: a.reset,
+                    block_time_ms: a.block_time,
+                },
+                || init_tracing(log_format),
+            )?;
         }
     }
     Ok(())
@@ -351,7 +386,10 @@ fn init_tracing(format: LogFormat) {
     {
         filter = filter.add_directive(d);
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal, and never with NO_COLOR set (https://no-color.org): a log file or a pipe
+    // gets plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),

@@ -216,6 +216,19 @@ async fn node_routes() {
     assert_eq!(v["height"], 1);
     assert_eq!(v["latest_block_hash"], b.hash().to_hex());
     assert_eq!(v["latest_block_time"], b.header.timestamp_ms);
+    let utc = v["latest_block_time_utc"].as_str().unwrap_or_default();
+    assert!(utc.len() == 24 && utc.ends_with('Z') && utc.as_bytes()[10] == b'T', "{v}");
+    let (_, block) = net.get("/blocks/1").await;
+    assert_eq!(block["time_utc"], v["latest_block_time_utc"], "{block}");
+
+    // The API root lists every route of the OpenAPI document.
+    let (s, index) = net.get("/").await;
+    assert_eq!(s, StatusCode::OK);
+    let routes = index["routes"].as_array().unwrap();
+    for (method, path) in [("GET", "/status"), ("POST", "/txs"), ("GET", "/blocks/{height}"), ("GET", "/")] {
+        assert!(routes.iter().any(|r| r["method"] == method && r["path"] == path), "{method} {path}: {index}");
+    }
+    assert_eq!(index["openapi"], "/openapi.json");
 
     let (s, v) = net.get("/genesis").await;
     assert_eq!(s, StatusCode::OK);
@@ -223,8 +236,15 @@ async fn node_routes() {
     assert_eq!(g.hash(), net.genesis.hash());
 
     net.commit(None);
-    let (s, v) = net.get("/validators").await;
+    // Height 2's certificate is on chain once block 3 carries it: the window ends at the latest height - 1.
+    let (_, v) = net.get("/validators").await;
+    assert_eq!((v["counted_from_height"].as_u64(), v["counted_to_height"].as_u64()), (Some(1), Some(1)), "{v}");
+    net.commit(None);
+    let (_, v) = net.get("/validators?to_height=1").await;
+    assert_eq!((v["counted_from_height"].as_u64(), v["counted_to_height"].as_u64()), (Some(1), Some(1)), "{v}");
+    let (s, v) = net.get("/validators?to_height=999").await;
     assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["window_blocks"], 100);
     let vals = v["validators"].as_array().unwrap();
     assert_eq!(vals.len(), 4);
     assert_eq!(v["total_voting_power"], 40);
@@ -809,6 +829,7 @@ async fn openapi_lists_every_route() {
         "GET /events",
         "GET /metrics",
         "GET /openapi.json",
+        "GET /",
     ]
     .into_iter()
     .map(String::from)

@@ -51,7 +51,7 @@ fn start(home: &Path, base_port: u16, log: &Path) -> Proc {
         .arg("--base-port")
         .arg(base_port.to_string())
         .env("LEDGERD_LOG", "info")
-        .env("NO_COLOR", "1")
+        .env_remove("NO_COLOR")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
@@ -152,6 +152,16 @@ fn localnet_command_runs_four_validators_stops_on_sigterm_and_resumes() {
     assert!(banner.contains("localnet created"), "{banner}");
     assert!(banner.contains(&format!("http://127.0.0.1:{}", base + 6)), "{banner}");
     assert!(banner.contains("account0.json"), "{banner}");
+    // Every dev account with its balance and key file, and a command to paste.
+    for j in 0..10 {
+        assert!(banner.contains(&format!("account{j}.json")), "account{j}: {banner}");
+    }
+    assert_eq!(banner.matches("balance 1000000000000").count(), 10, "{banner}");
+    assert!(banner.contains(&format!("wallet --node http://127.0.0.1:{base} transfer --key")), "{banner}");
+    // Logs go to a file here: plain text, no colour codes.
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("INFO"), "{log_text}");
+    assert!(!log_text.contains('\u{1b}'), "ANSI escape codes in a log file");
     drop(p);
     assert!(home.join("localnet.json").is_file());
 

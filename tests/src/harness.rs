@@ -27,9 +27,8 @@ fn build_ledgerd() -> Result<PathBuf> {
     if let Ok(path) = std::env::var("LEDGERD_BIN") {
         return Ok(PathBuf::from(path));
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let release = !cfg!(debug_assertions);
-    let mut cmd = Command::new(cargo);
+    let mut cmd = cargo_command();
     cmd.args(["build", "-q", "-p", "node", "--bin", "ledgerd"]);
     if release {
         cmd.arg("--release");
@@ -49,6 +48,34 @@ fn build_ledgerd() -> Result<PathBuf> {
         bail!("ledgerd not found at {}", bin.display());
     }
     Ok(bin)
+}
+
+/// `cargo`, without the package variables cargo sets for a running test (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, ...). Build scripts watch some of them (ring's `rerun-if-env-changed=CARGO_PKG_NAME`),
+/// so a build started from a test with them set reran ring's and rebuilt libp2p and node (3-4 min) every
+/// time a test build and a shell build alternated.
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_for_the_test = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "OUT_DIR"
+            );
+        if set_for_the_test {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
 }
 
 /// Allocate `count` consecutive free ports, distinct across harnesses in this process and unlikely to

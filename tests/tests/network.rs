@@ -136,3 +136,45 @@ fn full_node_started_later_syncs_from_genesis_and_serves_the_same_blocks() -> Re
     assert!(status["validator"].is_null(), "a full node has no validator: {status}");
     Ok(())
 }
+
+/// `GET /validators` counts from the certificates carried on chain (each block's `last_commit`), so every
+/// node gives the same numbers for the same window, including for a validator that was down for a while
+/// (before, each node counted its own certificates: node1 251, node2 251, node3 229 missed of 731).
+#[test]
+fn n4_validator_stats_are_the_same_on_every_node() -> Result<()> {
+    let mut net = started(4, 1)?;
+    net.wait_all(&[0, 1, 2, 3], 2, START)?;
+    net.stop(3, Duration::from_secs(20))?;
+    let h = net.nodes[0].api.height()?;
+    net.wait_all(&[0, 1, 2], h + 4, PROGRESS)?;
+    net.start(3)?;
+    let target = net.nodes[0].api.height()? + 2;
+    net.wait_all(&[0, 1, 2, 3], target, PROGRESS)?;
+    // The window ends at the same height everywhere: below every node's latest certified height.
+    let tops = net.nodes.iter().map(|n| n.api.height()).collect::<Result<Vec<_>>>()?;
+    let to = tops.iter().min().copied().unwrap_or(1) - 1;
+    let answers = (0..4)
+        .map(|i| {
+            let a = net.nodes[i].api.get(&format!("/validators?to_height={to}"))?;
+            anyhow::ensure!(a.status == 200, "node{i}: {}", a.body);
+            Ok(a.body)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let first = &answers[0];
+    assert_eq!(first["counted_to_height"].as_u64(), Some(to), "{first}");
+    assert_eq!(first["window_blocks"].as_u64(), Some(100), "{first}");
+    let from = first["counted_from_height"].as_u64().context("counted_from_height")?;
+    let vals = first["validators"].as_array().context("validators")?;
+    let proposed: u64 = vals.iter().filter_map(|v| v["blocks_proposed"].as_u64()).sum();
+    assert_eq!(proposed, to - from + 1, "one proposer per counted height: {first}");
+    let me = net.manifest.nodes[3].validator.to_address_string();
+    let down = vals.iter().find(|v| v["address"] == me.as_str()).context("node3 in the set")?;
+    assert!(down["blocks_missed"].as_u64().unwrap_or(0) >= 3, "node3 was down for 4 heights: {first}");
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a, first, "node{i} counts differently from node0");
+    }
+    for i in 0..4 {
+        net.stop(i, Duration::from_secs(20))?;
+    }
+    Ok(())
+}

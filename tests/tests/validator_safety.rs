@@ -425,7 +425,12 @@ fn reset_data_keeps_the_guard_and_the_resynced_validator_signs_only_above_it() -
 
     let out = run_ledgerd(&["reset-data", "--home", &arg(&h)], &[], ONE_SHOT)?;
     println!("reset-data while running: {out}");
-    assert_refused(&out, &["is locked: a node is running"]);
+    let pid = net.nodes[v].pid().context("the node's pid")?;
+    assert_refused(&out, &[&format!("is locked: this home is already in use by PID {pid}")]);
+    // Starting a second node on the running home says the same, before it tries the API port.
+    let out = run_ledgerd(&["start", "--home", &arg(&h)], &[], ONE_SHOT)?;
+    assert_refused(&out, &[&format!("is locked: this home is already in use by PID {pid}")]);
+    assert!(!out.stderr.contains("Address already in use") && !out.stderr.contains("WouldBlock"), "{out}");
     assert!(db.is_dir(), "reset-data deleted the database of a running node");
     let running_at = net.nodes[v].api.height()?;
     net.wait_height(v, running_at + 2, PROGRESS)?;
@@ -512,7 +517,7 @@ fn signer_export_and_import_only_raise_the_guard_of_the_same_key() -> Result<()>
     wait_signed_above(&net, 0, &me, 0, PROGRESS).with_context(|| net.diagnostics(&[v]))?;
 
     let out = run_ledgerd(&["signer", "export", "--home", &arg(&h)], &[], ONE_SHOT)?;
-    assert_refused(&out, &["is locked: a node is running"]);
+    assert_refused(&out, &["is locked: this home is already in use by PID"]);
     assert!(out.stdout.is_empty(), "export printed while refusing: {out}");
 
     net.stop(v, STOP)?;

@@ -16,9 +16,8 @@ use tests::harness::Localnet;
 fn wallet_bin() -> Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "wallet-cli", "--bin", "wallet"]);
+        let mut cmd = tests::harness::cargo_command();
+        cmd.args(["build", "-q", "-p", "wallet", "--bin", "wallet"]);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
@@ -198,5 +197,27 @@ fn wallet_end_to_end_on_a_real_localnet() -> Result<()> {
         wallet(&node, &["transfer", "--key", &p("me.json"), "--to", &dev_addr, "--amount", "999999"])?;
     assert_eq!(code, 4, "{doc} {err}");
     assert!(err.contains("insufficient") || doc.to_string().contains("insufficient"), "{doc} {err}");
+
+    // An id the node never saw is not a success (7, node error "unknown"), with the status document.
+    let (code, doc, err) = wallet(&node, &["tx", &"ab".repeat(32)])?;
+    assert_eq!((code, &doc["status"]), (7, &Value::String("unknown".into())), "{doc} {err}");
+    assert!(err.contains("unknown to this node"), "{err}");
+
+    // Unusual transfers need a confirmation: without a terminal (stdin is not one here) they are refused
+    // (2) unless --yes is given. A fee over 100 times the minimum fee, and a transfer to oneself.
+    let before = ok(&node, &["balance", &me])?;
+    let (code, doc, err) =
+        wallet(&node, &["transfer", "--key", &p("me.json"), "--to", &dev_addr, "--amount", "1", "--fee", "500"])?;
+    assert_eq!(code, 2, "{doc} {err}");
+    assert!(err.contains("500 times the chain's minimum fee") && err.contains("--yes"), "{err}");
+    let (code, doc, err) = wallet(&node, &["transfer", "--key", &p("me.json"), "--to", &me, "--amount", "1"])?;
+    assert_eq!(code, 2, "{doc} {err}");
+    assert!(err.contains("sender's own address") && err.contains("--yes"), "{err}");
+    let unchanged = ok(&node, &["balance", &me])?;
+    assert_eq!(unchanged["next_nonce"], before["next_nonce"], "a refused transfer was sent");
+    let yes = ok(&node, &["transfer", "--key", &p("me.json"), "--to", &me, "--amount", "1", "--yes", "--wait"])?;
+    assert_eq!(yes["status"], "committed", "{yes}");
+    let after = ok(&node, &["balance", &me])?;
+    assert_eq!(after["balance"].as_u64(), before["balance"].as_u64().map(|b| b - 1), "only the fee moved");
     Ok(())
 }

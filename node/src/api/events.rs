@@ -46,7 +46,10 @@ pub struct EventsQuery {
 pub struct BlockEventView {
     pub height: u64,
     pub hash: String,
+    /// Header timestamp, ms since the Unix epoch.
     pub time: u64,
+    /// The same instant in RFC 3339, UTC, with milliseconds.
+    pub time_utc: String,
     pub proposer: String,
     pub tx_count: usize,
 }
@@ -233,6 +236,7 @@ impl EventStream {
             height,
             hash,
             time: block.header.timestamp_ms,
+            time_utc: super::views::rfc3339_ms(block.header.timestamp_ms),
             proposer: block.header.proposer.to_address_string(),
             tx_count: block.txs.len(),
         };

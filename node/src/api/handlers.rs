@@ -46,9 +46,12 @@ fn is_hex(s: &str) -> bool {
 
 fn parse_hash(s: &str) -> Result<Hash, ApiError> {
     if s.len() != 64 || !is_hex(s) {
-        return Err(ApiError::bad_request("bad_hash", format!("expected 64 hex characters ({HASH_PATTERN})")));
+        return Err(ApiError::bad_request(
+            "bad_hash",
+            format!("a hash is 64 hex characters ({HASH_PATTERN}), got {} characters", s.chars().count()),
+        ));
     }
-    Hash::from_hex(s).map_err(|e| ApiError::bad_request("bad_hash", format!("{e}: expected 64 hex characters")))
+    Hash::from_hex(s).map_err(|e| ApiError::bad_request("bad_hash", e.to_string()))
 }
 
 fn parse_address(s: &str) -> Result<Address, ApiError> {
@@ -190,6 +193,7 @@ pub async fn status(State(s): State<ApiState>) -> ApiResult<StatusView> {
         height: height.0,
         latest_block_hash: latest.map(|(h, _)| h.to_hex()),
         latest_block_time: latest.map_or(g.genesis_time_ms, |(_, t)| t),
+        latest_block_time_utc: rfc3339_ms(latest.map_or(g.genesis_time_ms, |(_, t)| t)),
         catching_up: node.catching_up,
         n_peers: node.n_peers,
         validator: node.validator.map(|v| v.to_address_string()),
@@ -212,53 +216,75 @@ pub async fn genesis(State(s): State<ApiState>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response()
 }
 
-#[utoipa::path(get, path = "/validators", tag = "node",
-    responses((status = 200, description = "Validator set with proposal and signature counters over the most recent blocks (see counted_from_height)", body = ValidatorsView)))]
-pub async fn validators(State(s): State<ApiState>) -> ApiResult<ValidatorsView> {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ValidatorsQuery {
+    /// Last height of the window (default: the latest height whose certificate is on chain; a higher value
+    /// is lowered to it). Every node answers the same for the same `to_height`.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub to_height: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/validators", tag = "node", params(ValidatorsQuery),
+    responses((status = 200, description = "Validator set with proposal and signature counters over a window of the most recent certified heights, counted from the certificates carried on chain (see counted_from_height)", body = ValidatorsView),
+              (status = 400, description = "Bad query", body = ErrorView)))]
+pub async fn validators(
+    State(s): State<ApiState>,
+    q: Result<Query<ValidatorsQuery>, QueryRejection>,
+) -> ApiResult<ValidatorsView> {
+    let q = query(q)?;
+    height_param("to_height", q.to_height)?;
     let state = s.clone();
-    let stats = s
+    let window = s.inner.config.validator_stats_window.max(1);
+    let heights = s
         .read(move |st| {
             let inner = &state.inner;
             let n = inner.validators.len();
-            let tip = st.latest_height()?;
-            let mut stats = inner.validator_stats.lock().unwrap_or_else(|e| e.into_inner());
-            let window = inner.config.validator_stats_window.max(1);
-            if stats.proposed.len() != n || stats.to > tip || tip.0 - stats.to.0 > window {
-                // (Re)start the window: the most recent `window` blocks.
-                let from = Height(tip.0.saturating_sub(window - 1).max(1));
-                *stats = super::state::ValidatorStats {
-                    from,
-                    to: Height(from.0 - 1),
-                    proposed: vec![0; n],
-                    missed: vec![0; n],
-                };
+            // Height h's certificate is on chain once block h + 1 (its `last_commit`) is committed.
+            let certified = st.latest_height()?.0.saturating_sub(1);
+            let to = q.to_height.map_or(certified, |t| t.min(certified));
+            let from = to.saturating_sub(window - 1).max(1);
+            if to == certified {
+                // The usual request: slide the shared window forward, reading only the new blocks.
+                let mut stats = inner.validator_stats.lock().unwrap_or_else(|e| e.into_inner());
+                let cached_to = stats.heights.back().map_or(0, |(h, _)| h.0);
+                if cached_to > to || stats.heights.front().is_some_and(|(_, x)| x.signed.len() != n) {
+                    stats.heights.clear();
+                }
+                let cached_to = stats.heights.back().map_or(0, |(h, _)| h.0);
+                let mut h = cached_to.max(from - 1) + 1;
+                while h <= to {
+                    let Some(x) = height_stats(st, &inner.validators, Height(h))? else { break };
+                    stats.heights.push_back((Height(h), x));
+                    h += 1;
+                }
+                while stats.heights.front().is_some_and(|(h, _)| h.0 < from) {
+                    stats.heights.pop_front();
+                }
+                return Ok(stats.heights.iter().cloned().collect::<Vec<_>>());
             }
-            while stats.to < tip {
-                let h = stats.to.next();
-                let (Some(block), Some(cert)) = (st.block(h)?, st.certificate(h)?) else {
-                    break;
-                };
-                if let Some(i) = inner.validators.index_of(&block.header.proposer) {
-                    stats.proposed[i] += 1;
-                }
-                let mut signed = vec![false; n];
-                for sig in &cert.signatures {
-                    if let Some(x) = signed.get_mut(usize::from(sig.validator_index)) {
-                        *x = true;
-                    }
-                }
-                for (i, signed) in signed.iter().enumerate() {
-                    if !signed {
-                        stats.missed[i] += 1;
-                    }
-                }
-                stats.to = h;
+            let mut out = Vec::new();
+            for h in from..=to {
+                let Some(x) = height_stats(st, &inner.validators, Height(h))? else { break };
+                out.push((Height(h), x));
             }
-            Ok(stats.clone())
+            Ok(out)
         })
         .await?;
     let set = &s.inner.validators;
-    let counted = stats.to >= stats.from;
+    let n = set.len();
+    let mut proposed = vec![0u64; n];
+    let mut missed = vec![0u64; n];
+    for (_, x) in &heights {
+        if let Some(p) = x.proposer.and_then(|i| proposed.get_mut(i)) {
+            *p += 1;
+        }
+        for (i, signed) in x.signed.iter().enumerate() {
+            if !signed && let Some(m) = missed.get_mut(i) {
+                *m += 1;
+            }
+        }
+    }
     Ok(Json(ValidatorsView {
         validators: set
             .validators()
@@ -269,14 +295,34 @@ pub async fn validators(State(s): State<ApiState>) -> ApiResult<ValidatorsView> 
                 address: v.public_key.to_address_string(),
                 voting_power: v.power,
                 moniker: v.moniker.clone(),
-                blocks_proposed: stats.proposed.get(i).copied().unwrap_or(0),
-                blocks_missed: stats.missed.get(i).copied().unwrap_or(0),
+                blocks_proposed: proposed[i],
+                blocks_missed: missed[i],
             })
             .collect(),
         total_voting_power: set.total_power(),
-        counted_from_height: if counted { stats.from.0 } else { 0 },
-        counted_to_height: if counted { stats.to.0 } else { 0 },
+        counted_from_height: heights.first().map_or(0, |(h, _)| h.0),
+        counted_to_height: heights.last().map_or(0, |(h, _)| h.0),
+        window_blocks: window,
     }))
+}
+
+/// Height `h`'s proposer and the signers of its certificate as carried on chain in block `h + 1`
+/// (`last_commit`), the same bytes on every node; `None` if either block is missing.
+fn height_stats(
+    st: &crate::storage::Storage,
+    set: &ledger_core::ValidatorSet,
+    h: Height,
+) -> Result<Option<super::state::HeightStats>, crate::storage::StorageError> {
+    let (Some(block), Some(next)) = (st.block(h)?, st.block(h.next())?) else { return Ok(None) };
+    let mut signed = vec![false; set.len()];
+    if let Some(cert) = next.last_commit.as_ref().filter(|c| c.height == h) {
+        for sig in &cert.signatures {
+            if let Some(x) = signed.get_mut(usize::from(sig.validator_index)) {
+                *x = true;
+            }
+        }
+    }
+    Ok(Some(super::state::HeightStats { proposer: set.index_of(&block.header.proposer), signed }))
 }
 
 #[utoipa::path(get, path = "/peers", tag = "node",

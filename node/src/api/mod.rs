@@ -109,6 +109,38 @@ fn openapi_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::account_txs))
         .routes(routes!(events::events))
         .routes(routes!(openapi_json))
+        .routes(routes!(index))
+}
+
+#[utoipa::path(get, path = "/", tag = "node",
+    responses((status = 200, description = "What this server is and a list of its routes", body = IndexView)))]
+async fn index() -> axum::Json<IndexView> {
+    static INDEX: std::sync::OnceLock<IndexView> = std::sync::OnceLock::new();
+    let view = INDEX.get_or_init(|| IndexView {
+        name: "ledgerd HTTP API".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        openapi: "/openapi.json".into(),
+        routes: route_list(&serde_json::to_value(openapi()).unwrap_or_default()),
+    });
+    axum::Json(view.clone())
+}
+
+/// Every operation of an OpenAPI document as (method, path, description of its 200 answer), by path.
+fn route_list(doc: &serde_json::Value) -> Vec<RouteView> {
+    let mut out = Vec::new();
+    let Some(paths) = doc.get("paths").and_then(serde_json::Value::as_object) else { return out };
+    for (path, item) in paths {
+        for method in ["get", "post"] {
+            let Some(op) = item.get(method) else { continue };
+            let description = op
+                .pointer("/responses/200/description")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            out.push(RouteView { method: method.to_uppercase(), path: path.clone(), description });
+        }
+    }
+    out
 }
 
 /// The OpenAPI document of every route, generated from the handlers, with the answers every route can

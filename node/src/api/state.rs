@@ -164,7 +164,7 @@ pub struct ApiConfig {
     pub page_limit_max: usize,
     /// Blocks scanned by one `GET /accounts/{address}/txs` request.
     pub account_scan_blocks_max: u64,
-    /// Blocks counted by `GET /validators` (the most recent ones).
+    /// Certified heights counted by `GET /validators` (the most recent ones whose certificate is on chain).
     pub validator_stats_window: u64,
     /// `GET /health` answers 503 `stalled` when no block was committed for this long. `None`: derived
     /// from the genesis timeouts by [`default_stall_after_ms`].
@@ -210,7 +210,7 @@ impl Default for ApiConfig {
             page_limit_default: 20,
             page_limit_max: 100,
             account_scan_blocks_max: 1000,
-            validator_stats_window: 1000,
+            validator_stats_window: 100,
             health_stall_after_ms: None,
         }
     }
@@ -251,13 +251,19 @@ pub(crate) struct Inner {
     pub genesis_json: OnceLock<String>,
 }
 
-/// Incremental per-validator counters over `[from, to]` (see `GET /validators`).
+/// What each certified height of the `GET /validators` window contributed, oldest first: the proposer's
+/// index and who signed the height's certificate as it is carried on chain (in the next block's
+/// `last_commit`). Slid forward as the chain grows, so a request reads only the new blocks.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ValidatorStats {
-    pub from: Height,
-    pub to: Height,
-    pub proposed: Vec<u64>,
-    pub missed: Vec<u64>,
+    pub heights: std::collections::VecDeque<(Height, HeightStats)>,
+}
+
+/// One height's contribution to the validator counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeightStats {
+    pub proposer: Option<usize>,
+    pub signed: Vec<bool>,
 }
 
 impl ApiState {

@@ -57,6 +57,8 @@ pub struct StatusView {
     pub latest_block_hash: Option<String>,
     /// Header timestamp of the latest block, ms since the Unix epoch (the genesis time at height 0).
     pub latest_block_time: u64,
+    /// The same instant in RFC 3339, UTC, with milliseconds: `2026-01-01T00:00:00.000Z`.
+    pub latest_block_time_utc: String,
     pub catching_up: bool,
     pub n_peers: usize,
     /// This node's validator address, or null.
@@ -79,7 +81,8 @@ pub struct ValidatorView {
     pub moniker: String,
     /// Blocks in `[counted_from_height, counted_to_height]` this validator proposed.
     pub blocks_proposed: u64,
-    /// Commit certificates in that range without this validator's signature.
+    /// Heights in that range whose certificate, as carried on chain (in the next block's `last_commit`),
+    /// has no signature of this validator. The same on every node for the same range.
     pub blocks_missed: u64,
 }
 
@@ -87,9 +90,32 @@ pub struct ValidatorView {
 pub struct ValidatorsView {
     pub validators: Vec<ValidatorView>,
     pub total_voting_power: u64,
-    /// Range of heights the counters cover (0..0 before the first block).
+    /// Range of heights the counters cover: the most recent `window_blocks` heights whose certificate is
+    /// on chain, up to `to_height` when given (0..0 before block 2 is committed).
     pub counted_from_height: u64,
     pub counted_to_height: u64,
+    /// Most heights the counters cover.
+    pub window_blocks: u64,
+}
+
+/// `GET /`: what this server is and its routes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IndexView {
+    pub name: String,
+    pub version: String,
+    /// The full description of every route.
+    pub openapi: String,
+    pub routes: Vec<RouteView>,
+}
+
+/// One route of `GET /`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RouteView {
+    /// `GET` or `POST`.
+    pub method: String,
+    /// Path template, e.g. `/blocks/{height}`.
+    pub path: String,
+    pub description: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -145,6 +171,8 @@ fn t_sig(tx: &SignedTransaction) -> String {
 pub struct BlockView {
     pub height: u64,
     pub hash: String,
+    /// The header's `timestamp_ms` in RFC 3339, UTC, with milliseconds.
+    pub time_utc: String,
     /// Decoded header fields.
     #[schema(value_type = Object)]
     pub header: serde_json::Value,
@@ -163,6 +191,8 @@ pub struct BlockView {
 pub struct BlockSummaryView {
     pub height: u64,
     pub hash: String,
+    /// The header's `timestamp_ms` in RFC 3339, UTC, with milliseconds.
+    pub time_utc: String,
     #[schema(value_type = Object)]
     pub header: serde_json::Value,
     pub header_hex: String,
@@ -322,6 +352,7 @@ pub fn block_view(block: &Block, cert: Option<&CommitCertificate>, set: &Validat
     BlockView {
         height: block.height().0,
         hash: block.hash().to_hex(),
+        time_utc: rfc3339_ms(block.header.timestamp_ms),
         header: to_value(&block.header),
         header_hex: hex::encode(encoding::encode(&block.header)),
         txs: block.txs.iter().map(TxView::of).collect(),
@@ -334,6 +365,7 @@ pub fn block_summary(block: &Block) -> BlockSummaryView {
     BlockSummaryView {
         height: block.height().0,
         hash: block.hash().to_hex(),
+        time_utc: rfc3339_ms(block.header.timestamp_ms),
         header: to_value(&block.header),
         header_hex: hex::encode(encoding::encode(&block.header)),
         tx_count: block.txs.len(),
@@ -355,5 +387,69 @@ pub fn commit_view(cert: &CommitCertificate, set: &ValidatorSet) -> CommitView {
             })
             .collect(),
         certificate_hex: hex::encode(encoding::encode(cert)),
+    }
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC with milliseconds (`1970-01-01T00:00:00.000Z`).
+/// Years above 9999 are written with more digits, as the proleptic Gregorian calendar continues.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar: Howard Hinnant's
+/// `civil_from_days`, for non-negative day counts (eras of 146,097 days, March-based years).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        // The localnet's genesis time.
+        assert_eq!(rfc3339_ms(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
+        // The example, and a leap day and the end of a leap year.
+        assert_eq!(rfc3339_ms(1_796_120_833_594), "2026-12-01T10:27:13.594Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(978_307_199_999), "2000-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
+        // The largest input does not overflow.
+        assert!(rfc3339_ms(u64::MAX).ends_with(".615Z"));
+    }
+
+    /// Every day of 1970..2500 against a day-by-day count.
+    #[test]
+    fn civil_from_days_walks_the_calendar() {
+        let (mut y, mut m, mut d) = (1970u64, 1u64, 1u64);
+        for days in 0..(530 * 366) {
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            let len = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][(m - 1) as usize];
+            d += 1;
+            if d > len {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
     }
 }

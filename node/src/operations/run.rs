@@ -126,7 +126,10 @@ pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
 
 async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     let span = tracing::Span::current();
-    // Bind first: a taken port is reported before the database is opened.
+    // One process per data directory, held for the life of the node. Taken first: a second start of a
+    // running home is told which process holds it, not that the API port or sled's lock is taken.
+    let data_lock = crate::safety::lock_data_dir(&setup.data_dir)?;
+    // Then bind: a taken port is reported before the database is opened.
     let api_listener = match setup.api_listen_addr {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -137,8 +140,6 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     };
     let genesis = setup.genesis;
     let validators = genesis.validator_set().context("genesis validator set")?;
-    // One process per data directory: held for the life of the node.
-    let data_lock = crate::safety::lock_data_dir(&setup.data_dir)?;
     let db_dir = setup.data_dir.join("db");
     let storage = Storage::open(
         &db_dir,

@@ -46,26 +46,42 @@ pub enum SafetyError {
     OtherChain { path: PathBuf, found: String, ours: String },
     #[error("{path} is {len} bytes, limit is {max}")]
     TooLarge { path: PathBuf, len: u64, max: u64 },
-    #[error("{path} is locked: a node is running on this data directory (stop it first)")]
-    InUse { path: PathBuf },
+    #[error(
+        "{path} is locked: this home is already in use by {holder} (a node runs on this data directory: stop it first)"
+    )]
+    InUse { path: PathBuf, holder: String },
 }
 
 /// Lock file inside the data directory, held by a running node (and by the commands that change its
 /// files), so that two processes never use one data directory.
 pub const LOCK_FILE: &str = "LOCK";
 
-/// Take the data directory's lock (creating the directory); held until the returned file is dropped.
+/// Take the data directory's lock (creating the directory); held until the returned file is dropped. The
+/// holder writes its process id into the file, so that a second process can say who holds it.
 pub fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, SafetyError> {
+    use std::io::{Seek, Write};
     let path = data_dir.join(LOCK_FILE);
     let io = |action, source| SafetyError::Io { action, path: path.clone(), source };
     std::fs::create_dir_all(data_dir).map_err(|e| io("create the directory of", e))?;
-    let file =
+    let mut file =
         std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io("open", e))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(SafetyError::InUse { path }),
+        Ok(()) => {
+            file.set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| writeln!(file, "{}", std::process::id()))
+                .map_err(|e| io("write", e))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(SafetyError::InUse { holder: lock_holder(&path), path }),
         Err(std::fs::TryLockError::Error(e)) => Err(io("lock", e)),
     }
+}
+
+/// `PID n` from a held lock file, or `another process` when it holds no readable process id.
+fn lock_holder(path: &std::path::Path) -> String {
+    let pid = read_bounded(path, 64).ok().flatten().and_then(|t| t.trim().parse::<u32>().ok());
+    pid.map_or_else(|| "another process".to_string(), |p| format!("PID {p}"))
 }
 
 /// Read a small file whole, refusing anything larger than `max` before reading it.

@@ -287,7 +287,10 @@ mod tests {
     fn data_dir_lock_is_exclusive() {
         let dir = tempfile::tempdir().unwrap();
         let held = super::super::lock_data_dir(dir.path()).unwrap();
-        assert!(matches!(super::super::lock_data_dir(dir.path()), Err(SafetyError::InUse { .. })));
+        let err = super::super::lock_data_dir(dir.path()).err();
+        assert!(matches!(err, Some(SafetyError::InUse { .. })), "{err:?}");
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains(&format!("in use by PID {}", std::process::id())), "{text}");
         drop(held);
         super::super::lock_data_dir(dir.path()).unwrap();
     }

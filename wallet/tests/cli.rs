@@ -73,17 +73,48 @@ fn mistype(address: &str) -> String {
     chars.into_iter().collect()
 }
 
+/// `wallet sign` of 1 unit from `key` (a command that needs the key's password), writing `out`.
+fn sign_args<'a>(key: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "sign",
+        "--key",
+        path_str(key),
+        "--to",
+        RECIPIENT,
+        "--amount",
+        "1",
+        "--fee",
+        "1",
+        "--nonce",
+        "0",
+        "--chain-id",
+        "c",
+        "--expiry-height",
+        "10",
+        "--out",
+        path_str(out),
+    ]
+}
+
+/// Address of `Keypair::from_seed(&[8; 32])`, checked in `recipient_constant_is_the_seed_8_address`.
+const RECIPIENT: &str = "ldg1398f62c6d1a457c51ba6a4b5f3dbd2f69fca93216218dc8997e416bd17d93caeda9b057";
+
 #[test]
-fn keygen_then_address_with_right_and_wrong_password() {
+fn keygen_then_sign_with_right_and_wrong_password_and_address_needs_none() {
     let dir = TempDir::new().expect("tempdir");
     let (path, address) = keygen_encrypted(&dir, "key.json", "correct horse");
     assert!(address.starts_with("ldg"));
+    let out = dir.path().join("tx.hex");
 
-    let o = run(wallet(&["address", "--key", path_str(&path)]).env("WALLET_PASSWORD", "correct horse"));
+    // The address is in the file: no password, no terminal needed (stdin is null here).
+    let o = run(&mut wallet(&["address", "--key", path_str(&path)]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), address);
 
-    let o = run(wallet(&["address", "--key", path_str(&path)]).env("WALLET_PASSWORD", "wrong horse"));
+    let o = run(wallet(&sign_args(&path, &out)).env("WALLET_PASSWORD", "correct horse"));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = run(wallet(&sign_args(&path, &dir.path().join("tx2.hex"))).env("WALLET_PASSWORD", "wrong horse"));
     assert_fails(&o, EXIT_KEY, "wrong password");
     assert!(stdout(&o).is_empty());
 }
@@ -91,7 +122,7 @@ fn keygen_then_address_with_right_and_wrong_password() {
 #[test]
 fn keystore_is_encrypted_json_with_kdf_params_and_never_holds_the_seed_in_clear() {
     let dir = TempDir::new().expect("tempdir");
-    let (path, address) = keygen_encrypted(&dir, "key.json", "pw");
+    let (path, address) = keygen_encrypted(&dir, "key.json", "correct horse");
     let text = std::fs::read_to_string(&path).expect("read");
     let doc: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(doc["kind"], "ed25519-encrypted");
@@ -107,17 +138,19 @@ fn keystore_is_encrypted_json_with_kdf_params_and_never_holds_the_seed_in_clear(
 fn password_file_works_and_its_trailing_newline_is_ignored() {
     let dir = TempDir::new().expect("tempdir");
     let pw = dir.path().join("pw.txt");
-    std::fs::write(&pw, "s3cret\n").expect("write");
+    std::fs::write(&pw, "s3cret-pass\n").expect("write");
     let key = dir.path().join("key.json");
     let o = run(&mut wallet(&["keygen", "--out", path_str(&key), "--password-file", path_str(&pw)]));
     assert!(o.status.success(), "{}", stderr(&o));
     // The same password from the environment, without the newline, unlocks it.
-    let o = run(wallet(&["address", "--key", path_str(&key)]).env("WALLET_PASSWORD", "s3cret"));
+    let out = dir.path().join("tx.hex");
+    let o = run(wallet(&sign_args(&key, &out)).env("WALLET_PASSWORD", "s3cret-pass"));
     assert!(o.status.success(), "{}", stderr(&o));
     // The password file wins over the environment.
-    let o =
-        run(wallet(&["address", "--key", path_str(&key), "--password-file", path_str(&pw)])
-            .env("WALLET_PASSWORD", "other"));
+    let out2 = dir.path().join("tx2.hex");
+    let mut args = sign_args(&key, &out2);
+    args.extend(["--password-file", path_str(&pw)]);
+    let o = run(wallet(&args).env("WALLET_PASSWORD", "other"));
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -150,7 +183,7 @@ fn insecure_plaintext_writes_a_ledger_core_key_file_with_a_warning() {
 fn key_files_are_mode_0600() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new().expect("tempdir");
-    let (encrypted, _) = keygen_encrypted(&dir, "enc.json", "pw");
+    let (encrypted, _) = keygen_encrypted(&dir, "enc.json", "correct horse");
     let plain = dir.path().join("plain.json");
     assert!(run(&mut wallet(&["keygen", "--out", path_str(&plain), "--insecure-plaintext"])).status.success());
     for p in [encrypted, plain] {
@@ -162,9 +195,9 @@ fn key_files_are_mode_0600() {
 #[test]
 fn keygen_refuses_to_overwrite() {
     let dir = TempDir::new().expect("tempdir");
-    let (path, _) = keygen_encrypted(&dir, "key.json", "pw");
+    let (path, _) = keygen_encrypted(&dir, "key.json", "correct horse");
     let before = std::fs::read(&path).expect("read");
-    let o = run(wallet(&["keygen", "--out", path_str(&path)]).env("WALLET_PASSWORD", "pw"));
+    let o = run(wallet(&["keygen", "--out", path_str(&path)]).env("WALLET_PASSWORD", "correct horse"));
     assert_fails(&o, EXIT_USAGE, "already exists");
     let o = run(&mut wallet(&["keygen", "--out", path_str(&path), "--insecure-plaintext"]));
     assert_fails(&o, EXIT_USAGE, "refusing to overwrite");
@@ -217,7 +250,7 @@ fn offline_sign_writes_hex_that_ledger_core_decodes_and_verifies() {
 #[test]
 fn offline_sign_with_an_encrypted_keystore() {
     let dir = TempDir::new().expect("tempdir");
-    let (key_path, address) = keygen_encrypted(&dir, "key.json", "pw");
+    let (key_path, address) = keygen_encrypted(&dir, "key.json", "correct horse");
     let to = Keypair::from_seed(&[8; 32]).public().to_address_string();
     let out = dir.path().join("tx.hex");
     let o = run(wallet(&[
@@ -241,7 +274,7 @@ fn offline_sign_with_an_encrypted_keystore() {
         "--out",
         path_str(&out),
     ])
-    .env("WALLET_PASSWORD", "pw"));
+    .env("WALLET_PASSWORD", "correct horse"));
     assert!(o.status.success(), "{}", stderr(&o));
     let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
     let bytes = hex::decode(std::fs::read_to_string(&out).expect("read").trim()).expect("hex");
@@ -317,10 +350,125 @@ fn missing_or_unusable_key_file() {
 #[test]
 fn encrypted_key_without_any_password_source_fails_cleanly() {
     let dir = TempDir::new().expect("tempdir");
-    let (key_path, _) = keygen_encrypted(&dir, "key.json", "pw");
+    let (key_path, _) = keygen_encrypted(&dir, "key.json", "correct horse");
     let missing_pw = dir.path().join("missing-pw.txt");
-    let o = run(&mut wallet(&["address", "--key", path_str(&key_path), "--password-file", path_str(&missing_pw)]));
+    let out = dir.path().join("tx.hex");
+    let mut args = sign_args(&key_path, &out);
+    args.extend(["--password-file", path_str(&missing_pw)]);
+    let o = run(&mut wallet(&args));
     assert_fails(&o, EXIT_KEY, "password file");
+    // No password source and no terminal: a clear usage error, not a hang.
+    let o = run(&mut wallet(&sign_args(&key_path, &out)));
+    assert_fails(&o, EXIT_USAGE, "WALLET_PASSWORD");
+}
+
+#[test]
+fn recipient_constant_is_the_seed_8_address() {
+    assert_eq!(RECIPIENT, Keypair::from_seed(&[8; 32]).public().to_address_string());
+}
+
+#[test]
+fn a_short_keystore_password_is_refused() {
+    let dir = TempDir::new().expect("tempdir");
+    let key = dir.path().join("key.json");
+    let o = run(wallet(&["keygen", "--out", path_str(&key)]).env("WALLET_PASSWORD", "x"));
+    assert_fails(&o, EXIT_USAGE, "at least 8");
+    assert!(!key.exists());
+    let o = run(wallet(&["keygen", "--out", path_str(&key)]).env("WALLET_PASSWORD", "12345678"));
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn import_encrypts_a_dev_key_or_a_seed_and_keys_lists_them_without_passwords() {
+    let dir = TempDir::new().expect("tempdir");
+    let (dev, dev_key) = dev_key_file(&dir, 7);
+    let vault = dir.path().join("vault");
+    std::fs::create_dir(&vault).expect("mkdir");
+    let imported = vault.join("imported.json");
+    let o = run(wallet(&["import", "--from", path_str(&dev), "--out", path_str(&imported)])
+        .env("WALLET_PASSWORD", "correct horse"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dev_address = dev_key.public().to_address_string();
+    assert!(stdout(&o).contains(&dev_address), "{}", stdout(&o));
+    // The keystore signs as the dev key.
+    let out = dir.path().join("tx.hex");
+    let o = run(wallet(&sign_args(&imported, &out)).env("WALLET_PASSWORD", "correct horse"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = hex::decode(std::fs::read_to_string(&out).expect("read").trim()).expect("hex");
+    let stx = SignedTransaction::decode(&bytes, 64 * 1024).expect("decode");
+    assert_eq!(stx.tx().sender.to_address_string(), dev_address);
+
+    // A raw seed, as 64 hex characters.
+    let seed_file = dir.path().join("seed.txt");
+    std::fs::write(&seed_file, format!("{}\n", "09".repeat(32))).expect("write");
+    let from_seed = vault.join("seed.json");
+    let o = run(wallet(&["import", "--from", path_str(&seed_file), "--out", path_str(&from_seed)])
+        .env("WALLET_PASSWORD", "correct horse"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let seed_address = Keypair::from_seed(&[9; 32]).public().to_address_string();
+    assert!(stdout(&o).contains(&seed_address), "{}", stdout(&o));
+
+    // Refusals: an existing --out, an encrypted keystore as --from, a file that is neither.
+    let o = run(wallet(&["import", "--from", path_str(&dev), "--out", path_str(&imported)])
+        .env("WALLET_PASSWORD", "correct horse"));
+    assert_fails(&o, EXIT_USAGE, "already exists");
+    let o = run(wallet(&["import", "--from", path_str(&imported), "--out", path_str(&vault.join("x.json"))])
+        .env("WALLET_PASSWORD", "correct horse"));
+    assert_fails(&o, EXIT_USAGE, "already an encrypted keystore");
+    std::fs::write(vault.join("notes.json"), "{\"hello\": 1}").expect("write");
+    let o = run(wallet(&[
+        "import",
+        "--from",
+        path_str(&vault.join("notes.json")),
+        "--out",
+        path_str(&vault.join("y.json")),
+    ])
+    .env("WALLET_PASSWORD", "correct horse"));
+    assert_fails(&o, EXIT_KEY, "neither a plaintext key file nor");
+
+    // `keys` lists the two keystores (and skips the other JSON file), without asking for a password.
+    let o = run(&mut wallet(&["--output", "json", "keys", path_str(&vault)]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
+    let keys = doc["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 2, "{doc}");
+    let addresses: Vec<&str> = keys.iter().filter_map(|k| k["address"].as_str()).collect();
+    assert!(addresses.contains(&dev_address.as_str()) && addresses.contains(&seed_address.as_str()), "{doc}");
+    assert!(keys.iter().all(|k| k["kind"] == "encrypted"), "{doc}");
+    let o = run(&mut wallet(&["keys", path_str(&dir.path().join("missing"))]));
+    assert_fails(&o, EXIT_USAGE, "does not exist");
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, needle) in [("bash", "complete -F"), ("zsh", "#compdef wallet"), ("fish", "complete -c wallet")] {
+        let o = run(&mut wallet(&["completions", shell]));
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        assert!(script.contains(needle), "{shell}: {needle:?} missing");
+        assert!(script.contains("transfer") && script.contains("expiry-height"), "{shell}");
+    }
+    let o = run(&mut wallet(&["completions", "cmd"]));
+    assert_eq!(o.status.code(), Some(EXIT_USAGE));
+}
+
+/// Offline commands do not show node flags; every flag of `sign` has a help text.
+#[test]
+fn offline_help_shows_no_node_flags_and_every_flag_is_explained() {
+    for cmd in ["sign", "keygen", "address", "import", "keys"] {
+        let o = run(&mut wallet(&[cmd, "--help"]));
+        assert!(o.status.success());
+        let help = stdout(&o);
+        assert!(!help.contains("--node") && !help.contains("--timeout <SECS>"), "{cmd} --help: {help}");
+    }
+    let o = run(&mut wallet(&["sign", "--help"]));
+    let help = stdout(&o);
+    for flag in ["--key <KEY>", "--to <TO>", "--amount <AMOUNT>", "--fee <FEE>", "--nonce <NONCE>"] {
+        let line = help.lines().find(|l| l.trim_start().starts_with(flag)).unwrap_or_default();
+        let explained = line.trim().len() > flag.len() + 5
+            || help.lines().skip_while(|l| !l.contains(flag)).nth(1).is_some_and(|l| !l.trim().starts_with('-'));
+        assert!(explained, "{flag} has no help text in: {help}");
+    }
 }
 
 #[test]
@@ -393,7 +541,15 @@ fn help_documents_the_exit_codes() {
     let o = run(&mut wallet(&["--help"]));
     assert!(o.status.success());
     let help = stdout(&o);
-    for line in ["Exit codes", "3  node unreachable", "5  verification failed", "6  key file"] {
+    for line in [
+        "Exit codes",
+        "3  node unreachable",
+        "5  verification failed",
+        "6  key file",
+        "Environment",
+        "LEDGER_NODE",
+        "WALLET_PASSWORD",
+    ] {
         assert!(help.contains(line), "{line:?} missing from --help");
     }
 }

@@ -6,12 +6,13 @@
 //! Prompts, warnings and errors go to stderr; an error is one line `error: …` saying what happened and
 //! what to do. Exit codes are listed in [`wallet_cli::error::ErrorKind`] and in `wallet --help`.
 
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use ledger_core::genesis::{GENESIS_BYTES_MAX, validate_chain_id};
 use ledger_core::params::{MEMO_BYTES_MAX_CEILING, TX_BYTES_MAX_CEILING};
 use ledger_core::{Genesis, Hash, PublicKey, SignedTransaction, Transaction};
@@ -27,26 +28,61 @@ const PLAINTEXT_WARNING: &str =
     "UNENCRYPTED key: anyone who can read this file can spend its funds. For development only.";
 /// How often `--wait` asks the node about a pending transaction.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Shortest password accepted for a new keystore, in characters.
+const PASSWORD_CHARS_MIN: usize = 8;
+/// A fee above this many times the chain's minimum fee needs a confirmation (or `--yes`).
+const LARGE_FEE_FACTOR: u64 = 100;
+/// Environment variables the wallet reads, for `--help`.
+const ENV_HELP: &str = "Environment:
+  LEDGER_NODE      node API base URL (instead of --node)
+  LEDGER_TIMEOUT   request deadline in seconds (instead of --timeout)
+  WALLET_PASSWORD  keystore password (--password-file wins; otherwise a hidden prompt)";
 
 #[derive(Parser)]
 #[command(name = "wallet", version, about = "Ledger wallet: keys, transfers and trust-minimised confirmation")]
-#[command(after_help = EXIT_CODES_HELP)]
+#[command(after_help = const_format_help())]
 struct Cli {
-    /// Node API base URL (plain http).
-    #[arg(long, global = true, env = "LEDGER_NODE", default_value = DEFAULT_NODE)]
+    /// Node API base URL (plain http), for the commands that talk to a node; give it before the command:
+    /// `wallet --node URL balance ...`.
+    #[arg(long, env = "LEDGER_NODE", default_value = DEFAULT_NODE)]
     node: String,
     /// Output format: text lines, or exactly one JSON document on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Overall deadline of each request to the node, in seconds (connect, answer and its whole body); a
     /// node that does not complete its answer in time is a node error (exit 7).
-    #[arg(long, global = true, env = "LEDGER_TIMEOUT", default_value_t = 30, value_name = "SECS")]
+    #[arg(long, env = "LEDGER_TIMEOUT", default_value_t = 30, value_name = "SECS")]
     timeout: u64,
-    /// Read the keystore password from this file (otherwise WALLET_PASSWORD, otherwise a hidden prompt).
-    #[arg(long, global = true)]
-    password_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--help`'s epilogue: exit codes, then environment variables.
+fn const_format_help() -> String {
+    format!("{EXIT_CODES_HELP}\n\n{ENV_HELP}")
+}
+
+/// Where a keystore password comes from, for the commands that read or write one.
+#[derive(Args, Clone)]
+struct PasswordArgs {
+    /// Read the keystore password from this file (otherwise WALLET_PASSWORD, otherwise a hidden prompt).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+impl PasswordArgs {
+    fn source(&self) -> PasswordSource<'_> {
+        PasswordSource { file: self.password_file.as_deref() }
+    }
+}
+
+/// `--yes` for the commands that ask before doing something unusual.
+#[derive(Args, Clone, Copy)]
+struct ConfirmArgs {
+    /// Do not ask for confirmation of an unusual transfer (a fee above 100 times the chain's minimum, a
+    /// transfer to the sender itself). Without a terminal such a transfer is refused unless --yes is given.
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,11 +101,37 @@ enum Command {
         /// Write an unencrypted plaintext key file instead (development only).
         #[arg(long)]
         insecure_plaintext: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
-    /// Print the address of a key file.
+    /// Print the address of a key file (read from the file: no password needed).
     Address {
+        /// Key file (encrypted keystore or plaintext dev key).
         #[arg(long)]
         key: PathBuf,
+    },
+    /// Import an existing key into a new encrypted keystore: from a plaintext key file (such as a localnet
+    /// dev account) or from a file holding the 32-byte seed as 64 hex characters.
+    Import {
+        /// The plaintext key file or seed file to import.
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to write the new keystore; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// List the key files in a directory (address, kind, file) without asking for any password.
+    Keys {
+        /// Directory to list.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print a shell completion script: `wallet completions bash > /etc/bash_completion.d/wallet`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
     },
     /// Show an account's balance, nonce and number of pending transactions.
     Balance {
@@ -116,16 +178,19 @@ enum Command {
 
 #[derive(Args)]
 struct TransferArgs {
+    /// Key file of the sender (encrypted keystore or plaintext dev key).
     #[arg(long)]
     key: PathBuf,
     /// Recipient address (ldg…, checksummed).
     #[arg(long)]
     to: String,
+    /// Amount to send, in the chain's smallest unit.
     #[arg(long)]
     amount: u64,
     /// Fee; default is the chain's minimum fee (from GET /genesis), or 1 if the node does not say.
     #[arg(long)]
     fee: Option<u64>,
+    /// Free text stored with the transaction (at most 256 bytes on any chain).
     #[arg(long, default_value = "")]
     memo: String,
     /// Nonce; default is the account's next nonce, counting pending transactions.
@@ -136,30 +201,44 @@ struct TransferArgs {
     expiry_blocks: u64,
     #[command(flatten)]
     wait: WaitArgs,
+    #[command(flatten)]
+    confirm: ConfirmArgs,
+    #[command(flatten)]
+    password: PasswordArgs,
 }
 
 #[derive(Args)]
 struct SignArgs {
+    /// Key file of the sender (encrypted keystore or plaintext dev key).
     #[arg(long)]
     key: PathBuf,
+    /// Recipient address (ldg…, checksummed).
     #[arg(long)]
     to: String,
+    /// Amount to send, in the chain's smallest unit.
     #[arg(long)]
     amount: u64,
+    /// Fee (at least the chain's minimum fee, `params.min_fee` of its genesis).
     #[arg(long)]
     fee: u64,
+    /// The sender's next nonce (`next_nonce` of `wallet balance`); offline, the wallet cannot look it up.
     #[arg(long)]
     nonce: u64,
+    /// The chain's id (`chain_id` of `wallet status` or of its genesis).
     #[arg(long)]
     chain_id: String,
-    /// Last height the transaction may be included at.
+    /// Last height the transaction may be included at: pick it above the chain's current height (`height`
+    /// of `wallet status`).
     #[arg(long)]
     expiry_height: u64,
+    /// Free text stored with the transaction (at most 256 bytes on any chain).
     #[arg(long, default_value = "")]
     memo: String,
     /// Where to write the signed transaction's hex.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    password: PasswordArgs,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -239,26 +318,29 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> CmdResult {
-    let passwords = PasswordSource { file: cli.password_file.as_deref() };
     let node = cli.node;
     let request_timeout = Duration::from_secs(cli.timeout);
     let client = || NodeClient::with_timeout(&node, request_timeout);
     match cli.command {
-        Command::Keygen { out, insecure_plaintext } => keygen(&out, insecure_plaintext, &passwords),
+        Command::Keygen { out, insecure_plaintext, password } => keygen(&out, insecure_plaintext, &password.source()),
         Command::Address { key } => {
-            let key = files::load_key(&key, &passwords)?;
-            let address = key.public().to_address_string();
+            let address = key_address(&key)?.to_address_string();
             Ok(Outcome { text: format!("{address}\n"), json: json!({ "address": address }) })
         }
-        Command::Balance { address, key } => balance(&client()?, address.as_deref(), key.as_deref()),
-        Command::Transfer(args) => transfer(&client()?, &args, &passwords),
-        Command::Sign(args) => sign_offline(&args, &passwords),
-        Command::Send { tx_file, wait } => send(&client()?, &tx_file, wait),
-        Command::Tx { id } => {
-            let id = parse_tx_id(&id)?;
-            let doc = client()?.get_json(&format!("/txs/{id}"), wallet_cli::client::SMALL_BODY_BYTES_MAX)?;
-            Ok(Outcome { text: render_text(&doc), json: doc })
+        Command::Import { from, out, password } => import(&from, &out, &password.source()),
+        Command::Keys { dir } => list_keys(&dir),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "wallet", &mut script);
+            let text = String::from_utf8_lossy(&script).into_owned();
+            Ok(Outcome { json: json!({ "shell": shell.to_string(), "script": text }), text })
         }
+        Command::Balance { address, key } => balance(&client()?, address.as_deref(), key.as_deref()),
+        Command::Transfer(args) => transfer(&client()?, &args, &args.password.source()),
+        Command::Sign(args) => sign_offline(&args, &args.password.source()),
+        Command::Send { tx_file, wait } => send(&client()?, &tx_file, wait),
+        Command::Tx { id } => tx_cmd(&client()?, &id),
         Command::Block { height } => block(&client()?, &height),
         Command::Status => {
             let doc = client()?.get_json("/status", wallet_cli::client::SMALL_BODY_BYTES_MAX)?;
@@ -285,13 +367,8 @@ fn keygen(out: &Path, insecure_plaintext: bool, passwords: &PasswordSource<'_>) 
         );
         (key.public(), zeroize::Zeroizing::new(ledger_core::keyfile::to_plaintext_json(&key, Some(PLAINTEXT_WARNING))))
     } else {
-        let password = passwords.new_password()?;
         let key = keystore::generate_keypair().map_err(|e| WalletError::generic(e.to_string()))?;
-        let text = keystore::encrypt(&key, password.as_bytes(), KDF_DEFAULT).map_err(|e| match e {
-            keystore::KeystoreError::EmptyPassword => WalletError::usage(e.to_string()),
-            other => WalletError::generic(format!("cannot encrypt the key: {other}")),
-        })?;
-        (key.public(), zeroize::Zeroizing::new(text))
+        (key.public(), encrypt_new(&key, passwords)?)
     };
     let (address, text) = contents;
     files::write_private_new(out, text.as_bytes())?;
@@ -300,6 +377,157 @@ fn keygen(out: &Path, insecure_plaintext: bool, passwords: &PasswordSource<'_>) 
         text: format!("address: {address}\nkey file: {}\n", out.display()),
         json: json!({ "address": address, "file": out.display().to_string(), "encrypted": !insecure_plaintext }),
     })
+}
+
+/// Ask for a new password (checked: not empty, at least [`PASSWORD_CHARS_MIN`] characters) and encrypt `key`.
+fn encrypt_new(
+    key: &ledger_core::Keypair,
+    passwords: &PasswordSource<'_>,
+) -> Result<zeroize::Zeroizing<String>, WalletError> {
+    let password = passwords.new_password()?;
+    let chars = password.chars().count();
+    if chars > 0 && chars < PASSWORD_CHARS_MIN {
+        return Err(WalletError::usage(format!(
+            "the password is {chars} character(s); a keystore password needs at least {PASSWORD_CHARS_MIN} \
+             (or use --insecure-plaintext for a throwaway key)"
+        )));
+    }
+    let text = keystore::encrypt(key, password.as_bytes(), KDF_DEFAULT).map_err(|e| match e {
+        keystore::KeystoreError::EmptyPassword => WalletError::usage(e.to_string()),
+        other => WalletError::generic(format!("cannot encrypt the key: {other}")),
+    })?;
+    Ok(zeroize::Zeroizing::new(text))
+}
+
+/// The address of a key file without decrypting it: a plaintext key's, or the address an encrypted keystore
+/// states (bound to its ciphertext: a file whose address was edited never decrypts).
+fn key_address(path: &Path) -> Result<PublicKey, WalletError> {
+    Ok(match files::open_key_file(path)? {
+        KeyFile::Plaintext(k) => k.public(),
+        KeyFile::Encrypted(e) => e.stated_address(),
+    })
+}
+
+fn import(from: &Path, out: &Path, passwords: &PasswordSource<'_>) -> CmdResult {
+    if out.exists() {
+        return Err(WalletError::usage(format!(
+            "{} already exists; refusing to overwrite a key file: choose another --out path",
+            out.display()
+        ))
+        .into());
+    }
+    let text = files::read_text(from, ledger_core::keyfile::KEY_FILE_BYTES_MAX, "key file", ErrorKind::Key)?;
+    let trimmed = text.trim();
+    let key = if trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(trimmed, &mut seed[..])
+            .map_err(|_| WalletError::key(format!("{} does not hold a 64-hex-character seed", from.display())))?;
+        ledger_core::Keypair::from_seed(&seed)
+    } else {
+        match keystore::parse_key_file(&text) {
+            Ok(KeyFile::Plaintext(k)) => k,
+            Ok(KeyFile::Encrypted(_)) => {
+                return Err(WalletError::usage(format!(
+                    "{} is already an encrypted keystore: use it as it is (or copy it)",
+                    from.display()
+                ))
+                .into());
+            }
+            Err(e) => {
+                return Err(WalletError::key(format!(
+                    "{} is neither a plaintext key file nor a 64-hex-character seed: {e}",
+                    from.display()
+                ))
+                .into());
+            }
+        }
+    };
+    let text = encrypt_new(&key, passwords)?;
+    files::write_private_new(out, text.as_bytes())?;
+    let address = key.public().to_address_string();
+    Ok(Outcome {
+        text: format!("address: {address}\nkey file: {}\n", out.display()),
+        json: json!({ "address": address, "file": out.display().to_string(), "encrypted": true }),
+    })
+}
+
+/// Most directory entries `wallet keys` looks at.
+const KEYS_LISTED_MAX: usize = 10_000;
+
+fn list_keys(dir: &Path) -> CmdResult {
+    let entries = std::fs::read_dir(dir).map_err(|e| files::io_error(ErrorKind::Usage, "directory", dir, &e))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+        .take(KEYS_LISTED_MAX)
+        .collect();
+    paths.sort();
+    let mut keys = Vec::new();
+    let mut text = String::new();
+    for path in paths {
+        // Files that are not key files (genesis.json, manifests) are skipped, not errors.
+        let Ok(bytes) = files::read_bounded(&path, ledger_core::keyfile::KEY_FILE_BYTES_MAX) else { continue };
+        let Ok(body) = std::str::from_utf8(&bytes) else { continue };
+        let (address, kind) = match keystore::parse_key_file(body) {
+            Ok(KeyFile::Plaintext(k)) => (k.public(), "plaintext"),
+            Ok(KeyFile::Encrypted(e)) => (e.stated_address(), "encrypted"),
+            Err(_) => continue,
+        };
+        let address = address.to_address_string();
+        text.push_str(&format!("{address}  {kind:<9}  {}\n", path.display()));
+        keys.push(json!({ "address": address, "kind": kind, "file": path.display().to_string() }));
+    }
+    if keys.is_empty() {
+        text = format!("no key files in {}\n", dir.display());
+    }
+    Ok(Outcome { json: json!({ "dir": dir.display().to_string(), "keys": keys }), text })
+}
+
+fn tx_cmd(client: &NodeClient, id: &str) -> CmdResult {
+    let id = parse_tx_id(id)?;
+    let doc = client.get_json(&format!("/txs/{id}"), wallet_cli::client::SMALL_BODY_BYTES_MAX)?;
+    if doc.get("status").and_then(Value::as_str) == Some("unknown") {
+        return Err(Box::new(Failure {
+            error: WalletError::new(
+                ErrorKind::NodeError,
+                format!(
+                    "transaction {id} is unknown to this node: never seen, or forgotten after it expired; \
+                     check the id, or ask the node it was sent to"
+                ),
+            )
+            .with_node_code("unknown"),
+            text: Some(render_text(&doc)),
+            json: Some(doc),
+        }));
+    }
+    Ok(Outcome { text: render_text(&doc), json: doc })
+}
+
+/// Ask on the terminal whether to go on with something unusual; without a terminal, refuse (exit 2)
+/// unless `--yes` was given.
+fn confirm(question: &str, confirm: ConfirmArgs) -> Result<(), WalletError> {
+    if confirm.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(WalletError::usage(format!(
+            "{question}: refused without a terminal to confirm on; pass --yes to send anyway"
+        )));
+    }
+    eprint!("{question}. Send anyway? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .take(64)
+        .read_line(&mut answer)
+        .map_err(|e| WalletError::usage(format!("cannot read the answer: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(WalletError::usage("not sent: the transfer was not confirmed"))
+    }
 }
 
 fn balance(client: &NodeClient, address: Option<&str>, key: Option<&Path>) -> CmdResult {
@@ -333,13 +561,35 @@ fn transfer(client: &NodeClient, args: &TransferArgs, passwords: &PasswordSource
     check_amount_and_memo(args.amount, &args.memo)?;
     let key = files::load_key(&args.key, passwords)?;
     let status = client.status()?;
-    let fee = match args.fee {
-        Some(f) => f,
-        None => client.min_fee()?.unwrap_or_else(|| {
+    let min_fee = client.min_fee()?;
+    let fee = match (args.fee, min_fee) {
+        (Some(f), _) => f,
+        (None, Some(m)) => m,
+        (None, None) => {
             eprintln!("note: the node does not report the chain's minimum fee; using fee 1 (set --fee to choose)");
             1
-        }),
+        }
     };
+    let min_fee = min_fee.unwrap_or(1).max(1);
+    if fee > min_fee.saturating_mul(LARGE_FEE_FACTOR) {
+        confirm(
+            &format!(
+                "the fee {fee} is {} times the chain's minimum fee {min_fee} (the amount is {})",
+                fee / min_fee,
+                args.amount
+            ),
+            args.confirm,
+        )?;
+    }
+    if recipient == key.public() {
+        confirm(
+            &format!(
+                "--to is the sender's own address {}: only the fee would move (to the block's proposer)",
+                recipient.to_address_string()
+            ),
+            args.confirm,
+        )?;
+    }
     let sender = key.public().to_address_string();
     let account = client.account(&sender)?;
     let needed = u128::from(args.amount) + u128::from(fee);
@@ -371,7 +621,7 @@ fn transfer(client: &NodeClient, args: &TransferArgs, passwords: &PasswordSource
     if args.wait.wait {
         eprintln!("submitted {}; waiting for it to be committed…", tx.id());
     }
-    submit_and_report(client, &tx, args.wait)
+    submit_and_report(client, &tx, args.wait, HintContext::Transfer { nonce_given: args.nonce.is_some() })
 }
 
 fn sign_offline(args: &SignArgs, passwords: &PasswordSource<'_>) -> CmdResult {
@@ -414,16 +664,25 @@ fn send(client: &NodeClient, path: &Path, wait: WaitArgs) -> CmdResult {
     tx.verify_signature().map_err(|e| {
         WalletError::usage(format!("the transaction in {} is not validly signed ({e}); sign it again", path.display()))
     })?;
-    submit_and_report(client, &tx, wait)
+    submit_and_report(client, &tx, wait, HintContext::Send)
+}
+
+/// Which command a rejection happened in, so that its hint names flags the command has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HintContext {
+    /// `wallet transfer`; `nonce_given` when `--nonce` was on the command line.
+    Transfer { nonce_given: bool },
+    /// `wallet send` of a file written by `wallet sign` (its fields are fixed: sign again to change them).
+    Send,
 }
 
 /// Submit, then report pending, or with `--wait` the final outcome.
-fn submit_and_report(client: &NodeClient, tx: &SignedTransaction, wait: WaitArgs) -> CmdResult {
+fn submit_and_report(client: &NodeClient, tx: &SignedTransaction, wait: WaitArgs, hints: HintContext) -> CmdResult {
     let id = tx.id().to_hex();
     let timeout = Duration::from_secs(wait.timeout_secs);
     let answer = client
         .submit(&hex::encode(tx.encode()), wait.wait.then_some(timeout))
-        .map_err(|e| admission_failure(&id, e))?;
+        .map_err(|e| admission_failure(&id, e, hints))?;
     if answer.id != id {
         return Err(WalletError::generic(format!(
             "the node answered with transaction id {} but the transaction's id is {id}; the node is misbehaving",
@@ -434,10 +693,17 @@ fn submit_and_report(client: &NodeClient, tx: &SignedTransaction, wait: WaitArgs
     if !wait.wait {
         return Ok(tx_outcome(&answer));
     }
-    wait_for_commit(client, &id, answer, Instant::now() + timeout, wait.timeout_secs)
+    wait_for_commit(client, &id, answer, Instant::now() + timeout, wait.timeout_secs, hints)
 }
 
-fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Instant, timeout_secs: u64) -> CmdResult {
+fn wait_for_commit(
+    client: &NodeClient,
+    id: &str,
+    first: TxStatus,
+    deadline: Instant,
+    timeout_secs: u64,
+    hints: HintContext,
+) -> CmdResult {
     let mut current = first;
     loop {
         match current.status.as_str() {
@@ -454,7 +720,7 @@ fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Ins
                             current.status,
                             reason.code,
                             reason.message,
-                            rejection_hint(&reason.code)
+                            rejection_hint(&reason.code, hints)
                         ),
                     )
                     .with_node_code(reason.code),
@@ -493,7 +759,7 @@ fn wait_for_commit(client: &NodeClient, id: &str, first: TxStatus, deadline: Ins
 }
 
 /// A refusal of `POST /txs`: a 4xx with a code is the node rejecting the transaction (exit 4).
-fn admission_failure(id: &str, e: WalletError) -> Box<Failure> {
+fn admission_failure(id: &str, e: WalletError, hints: HintContext) -> Box<Failure> {
     let is_client_error = e.node_status.is_some_and(|s| (400..500).contains(&s));
     let (ErrorKind::NodeError, true, Some(code)) = (e.kind, is_client_error, e.node_code.clone()) else {
         return e.into();
@@ -502,7 +768,7 @@ fn admission_failure(id: &str, e: WalletError) -> Box<Failure> {
     Box::new(Failure {
         error: WalletError::new(
             ErrorKind::Rejected,
-            format!("the node rejected transaction {id}: {code}: {message}{}", rejection_hint(&code)),
+            format!("the node rejected transaction {id}: {code}: {message}{}", rejection_hint(&code, hints)),
         )
         .with_node_code(code.clone()),
         json: Some(json!({ "id": id, "status": "rejected", "reason": { "code": code, "message": message } })),
@@ -510,17 +776,37 @@ fn admission_failure(id: &str, e: WalletError) -> Box<Failure> {
     })
 }
 
-fn rejection_hint(code: &str) -> &'static str {
-    match code {
-        "nonce_too_low" => "; that nonce is used already: retry without --nonce",
-        "nonce_too_far_ahead" | "nonce_gap" => "; use the next nonce (omit --nonce)",
-        "insufficient_funds" => "; check `wallet balance`",
-        "fee_too_low" => "; raise --fee",
-        "expired" => "; raise --expiry-blocks (or --expiry-height) and sign again",
-        "wrong_chain" => "; the transaction is for another chain than this node's",
-        "mempool_full" => "; the node is busy: retry later",
-        "duplicate" => "; it was submitted already: see `wallet tx ID`",
-        "memo_too_long" => "; shorten --memo",
+/// What to do about a rejection, phrased with the flags of the command that met it.
+fn rejection_hint(code: &str, hints: HintContext) -> &'static str {
+    use HintContext::{Send, Transfer};
+    match (code, hints) {
+        ("nonce_too_low", Transfer { nonce_given: true }) => "; that nonce is used already: retry without --nonce",
+        ("nonce_too_low", Transfer { nonce_given: false }) => {
+            "; another transaction of this account took that nonce first: run the transfer again"
+        }
+        ("nonce_too_low", Send) => {
+            "; that nonce is used already: sign again with --nonce set to the account's next_nonce (`wallet balance`)"
+        }
+        ("nonce_too_far_ahead" | "nonce_gap", Transfer { nonce_given: true }) => {
+            "; use the account's next nonce (omit --nonce)"
+        }
+        ("nonce_too_far_ahead" | "nonce_gap", Transfer { nonce_given: false }) => {
+            "; earlier transactions of this account are still pending: wait for them and retry"
+        }
+        ("nonce_too_far_ahead" | "nonce_gap", Send) => {
+            "; send the account's earlier nonces first, or sign again with --nonce set to its next_nonce (`wallet balance`)"
+        }
+        ("insufficient_funds", _) => "; check `wallet balance`",
+        ("fee_too_low", Transfer { .. }) => "; raise --fee",
+        ("fee_too_low", Send) => "; sign again with a higher --fee",
+        ("expired", Transfer { .. }) => "; raise --expiry-blocks",
+        ("expired", Send) => "; sign again with an --expiry-height above the chain's height (`wallet status`)",
+        ("wrong_chain", Transfer { .. }) => "; the transaction is for another chain than this node's",
+        ("wrong_chain", Send) => "; sign again with this node's --chain-id (`wallet status`)",
+        ("mempool_full", _) => "; the node is busy: retry later",
+        ("duplicate", _) => "; it was submitted already: see `wallet tx ID`",
+        ("memo_too_long", Transfer { .. }) => "; shorten --memo",
+        ("memo_too_long", Send) => "; sign again with a shorter --memo",
         _ => "",
     }
 }
@@ -696,7 +982,11 @@ mod tests {
 
     #[test]
     fn a_4xx_answer_to_a_submission_is_a_rejection_with_the_nodes_own_message() {
-        let f = admission_failure("ab", node_error(400, "fee_too_low", "fee 1 is below the minimum 2"));
+        let f = admission_failure(
+            "ab",
+            node_error(400, "fee_too_low", "fee 1 is below the minimum 2"),
+            HintContext::Transfer { nonce_given: false },
+        );
         assert_eq!(f.error.kind, ErrorKind::Rejected);
         assert_eq!(
             f.error.message,
@@ -709,10 +999,28 @@ mod tests {
 
     #[test]
     fn a_5xx_or_a_transport_failure_is_not_a_rejection() {
-        let f = admission_failure("ab", node_error(500, "internal", "storage failed"));
+        let f = admission_failure("ab", node_error(500, "internal", "storage failed"), HintContext::Send);
         assert_eq!(f.error.kind, ErrorKind::NodeError);
-        let f = admission_failure("ab", WalletError::new(ErrorKind::Unreachable, "cannot reach"));
+        let f = admission_failure("ab", WalletError::new(ErrorKind::Unreachable, "cannot reach"), HintContext::Send);
         assert_eq!(f.error.kind, ErrorKind::Unreachable);
+    }
+
+    /// A hint only names flags the command has: `send` has no --nonce, --fee or --expiry-blocks, and
+    /// `transfer` without --nonce must not say "omit --nonce".
+    #[test]
+    fn hints_name_only_flags_of_the_command() {
+        let codes = ["nonce_too_low", "nonce_too_far_ahead", "nonce_gap", "fee_too_low", "expired", "memo_too_long"];
+        for code in codes {
+            let send = rejection_hint(code, HintContext::Send);
+            assert!(send.contains("sign again") || send.contains("send the account"), "{code}: {send}");
+            assert!(!send.contains("without --nonce") && !send.contains("omit --nonce"), "{code}: {send}");
+            assert!(!send.contains("--expiry-blocks") && !send.contains("raise --fee"), "{code}: {send}");
+            let plain = rejection_hint(code, HintContext::Transfer { nonce_given: false });
+            assert!(!plain.contains("--nonce") && !plain.contains("sign again"), "{code}: {plain}");
+        }
+        let explicit = rejection_hint("nonce_too_low", HintContext::Transfer { nonce_given: true });
+        assert!(explicit.contains("without --nonce"), "{explicit}");
+        assert_eq!(rejection_hint("insufficient_funds", HintContext::Send), "; check `wallet balance`");
     }
 
     #[test]
