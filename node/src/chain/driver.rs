@@ -1007,7 +1007,7 @@ impl Driver {
             hash = short,
             txs = ids.len(),
             round = cert.round.0,
-            synced,
+            via = if synced { "sync" } else { "consensus" },
             "committed block"
         );
         let next = height.next();
