@@ -278,7 +278,11 @@ fn describe(genesis: &Genesis) -> String {
     let total_power: u128 = genesis.validators.iter().map(|v| u128::from(v.power)).sum();
     out.push_str(&format!("chain id:       {}\n", genesis.chain_id));
     out.push_str(&format!("genesis hash:   {}\n", genesis.hash()));
-    out.push_str(&format!("genesis time:   {} ms\n", genesis.genesis_time_ms));
+    out.push_str(&format!(
+        "genesis time:   {} ({} ms)\n",
+        ledger_core::time::rfc3339_ms(genesis.genesis_time_ms),
+        genesis.genesis_time_ms
+    ));
     if genesis.validators.is_empty() {
         out.push_str("validators:     0 (draft: add at least one before `validate`)\n");
     } else {

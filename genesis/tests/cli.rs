@@ -229,6 +229,7 @@ fn draft_workflow_new_add_validate_show() {
         addr(2),
         "accounts:       2".to_string(),
         "total supply:   1234".to_string(),
+        "genesis time:   1970-01-01T00:00:01.000Z (1000 ms)".to_string(),
     ] {
         assert!(shown.contains(&needle), "show lacks {needle:?}: {shown}");
     }

@@ -20,6 +20,7 @@ pub mod merkle;
 pub mod params;
 pub mod shell;
 pub mod state;
+pub mod time;
 pub mod tx;
 pub mod types;
 pub mod validator;
