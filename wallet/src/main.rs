@@ -42,8 +42,7 @@ const ENV_HELP: &str = "Environment:
 #[command(name = "wallet", version, about = "Ledger wallet: keys, transfers and trust-minimised confirmation")]
 #[command(after_help = const_format_help())]
 struct Cli {
-    /// Node API base URL (plain http), for the commands that talk to a node; give it before the command:
-    /// `wallet --node URL balance ...`.
+    /// Node API base URL (plain http), for the commands that talk to a node (also accepted after them).
     #[arg(long, env = "LEDGER_NODE", default_value = DEFAULT_NODE)]
     node: String,
     /// Output format: text lines, or exactly one JSON document on stdout.
@@ -74,6 +73,18 @@ impl PasswordArgs {
     fn source(&self) -> PasswordSource<'_> {
         PasswordSource { file: self.password_file.as_deref() }
     }
+}
+
+/// `--node` and `--timeout` after a command that talks to a node (`wallet balance ADDR --node URL`): they win
+/// over the ones given before the command and over the environment. Offline commands do not have them.
+#[derive(Args, Clone, Default)]
+struct NodeArgs {
+    /// Node API base URL (plain http); the same as --node before the command, and wins over it.
+    #[arg(long = "node", value_name = "URL")]
+    node: Option<String>,
+    /// Overall deadline of each request to the node, in seconds; the same as --timeout before the command.
+    #[arg(long = "timeout", value_name = "SECS")]
+    timeout: Option<u64>,
 }
 
 /// `--yes` for the commands that ask before doing something unusual.
@@ -141,6 +152,8 @@ enum Command {
         /// Key file whose (stated) address to look up; no password needed.
         #[arg(long)]
         key: Option<PathBuf>,
+        #[command(flatten)]
+        net: NodeArgs,
     },
     /// Sign and submit a transfer, reading chain id, nonce and balance from the node.
     Transfer(TransferArgs),
@@ -152,20 +165,29 @@ enum Command {
         tx_file: PathBuf,
         #[command(flatten)]
         wait: WaitArgs,
+        #[command(flatten)]
+        net: NodeArgs,
     },
     /// Show a transaction's status.
     Tx {
         /// Transaction id (64 hex characters).
         id: String,
+        #[command(flatten)]
+        net: NodeArgs,
     },
     /// Show a block.
     Block {
         /// Height, or `latest`.
         #[arg(default_value = "latest")]
         height: String,
+        #[command(flatten)]
+        net: NodeArgs,
     },
     /// Show the node's status.
-    Status,
+    Status {
+        #[command(flatten)]
+        net: NodeArgs,
+    },
     /// Check locally, from canonical bytes, that a transaction is committed on the chain of a genesis file.
     Verify {
         /// Transaction id (64 hex characters).
@@ -173,7 +195,25 @@ enum Command {
         /// The chain's genesis.json: chain id and validator set to check against.
         #[arg(long)]
         genesis: PathBuf,
+        #[command(flatten)]
+        net: NodeArgs,
     },
+}
+
+impl Command {
+    /// The node flags given after the command, for the commands that talk to a node.
+    fn node_args(&self) -> Option<&NodeArgs> {
+        match self {
+            Command::Balance { net, .. }
+            | Command::Send { net, .. }
+            | Command::Tx { net, .. }
+            | Command::Block { net, .. }
+            | Command::Status { net }
+            | Command::Verify { net, .. } => Some(net),
+            Command::Transfer(t) => Some(&t.net),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -205,6 +245,8 @@ struct TransferArgs {
     confirm: ConfirmArgs,
     #[command(flatten)]
     password: PasswordArgs,
+    #[command(flatten)]
+    net: NodeArgs,
 }
 
 #[derive(Args)]
@@ -318,8 +360,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> CmdResult {
-    let node = cli.node;
-    let request_timeout = Duration::from_secs(cli.timeout);
+    let after = cli.command.node_args();
+    let node = after.and_then(|n| n.node.clone()).unwrap_or(cli.node);
+    let request_timeout = Duration::from_secs(after.and_then(|n| n.timeout).unwrap_or(cli.timeout));
     let client = || NodeClient::with_timeout(&node, request_timeout);
     match cli.command {
         Command::Keygen { out, insecure_plaintext, password } => keygen(&out, insecure_plaintext, &password.source()),
@@ -336,17 +379,17 @@ fn run(cli: Cli) -> CmdResult {
             let text = String::from_utf8_lossy(&script).into_owned();
             Ok(Outcome { json: json!({ "shell": shell.to_string(), "script": text }), text })
         }
-        Command::Balance { address, key } => balance(&client()?, address.as_deref(), key.as_deref()),
+        Command::Balance { address, key, .. } => balance(&client()?, address.as_deref(), key.as_deref()),
         Command::Transfer(args) => transfer(&client()?, &args, &args.password.source()),
         Command::Sign(args) => sign_offline(&args, &args.password.source()),
-        Command::Send { tx_file, wait } => send(&client()?, &tx_file, wait),
-        Command::Tx { id } => tx_cmd(&client()?, &id),
-        Command::Block { height } => block(&client()?, &height),
-        Command::Status => {
+        Command::Send { tx_file, wait, .. } => send(&client()?, &tx_file, wait),
+        Command::Tx { id, .. } => tx_cmd(&client()?, &id),
+        Command::Block { height, .. } => block(&client()?, &height),
+        Command::Status { .. } => {
             let doc = client()?.get_json("/status", wallet_cli::client::SMALL_BODY_BYTES_MAX)?;
             Ok(Outcome { text: render_text(&doc), json: doc })
         }
-        Command::Verify { id, genesis } => verify_cmd(&client()?, &id, &genesis),
+        Command::Verify { id, genesis, .. } => verify_cmd(&client()?, &id, &genesis),
     }
 }
 

@@ -452,6 +452,22 @@ fn completions_are_printed_for_each_shell() {
     assert_eq!(o.status.code(), Some(EXIT_USAGE));
 }
 
+/// Commands that talk to a node take `--node` before or after the command; after it, it wins (here a
+/// closed port after a well-formed but wrong URL before: the answer is "unreachable", not "https refused").
+#[test]
+fn node_flag_is_accepted_after_online_commands_and_wins() {
+    let closed = closed_port_url();
+    let o = run(&mut wallet(&["status", "--node", &closed]));
+    assert_eq!(o.status.code(), Some(EXIT_UNREACHABLE), "{}", stderr(&o));
+    let o = run(&mut wallet(&["--node", "https://example.org", "status", "--node", &closed, "--timeout", "5"]));
+    assert_eq!(o.status.code(), Some(EXIT_UNREACHABLE), "the node after the command is used: {}", stderr(&o));
+    let o = run(&mut wallet(&["tx", &"ab".repeat(32), "--node", &closed]));
+    assert_eq!(o.status.code(), Some(EXIT_UNREACHABLE), "{}", stderr(&o));
+    // Offline commands still refuse it (usage error), so their help stays free of node flags.
+    let o = run(&mut wallet(&["keys", ".", "--node", &closed]));
+    assert_eq!(o.status.code(), Some(EXIT_USAGE));
+}
+
 /// Offline commands do not show node flags; every flag of `sign` has a help text.
 #[test]
 fn offline_help_shows_no_node_flags_and_every_flag_is_explained() {
