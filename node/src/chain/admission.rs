@@ -85,7 +85,7 @@ impl TxGate {
         spend: &mut dyn FnMut(Resource, u64) -> bool,
     ) -> Verdict {
         match self.prepare_batch(txs, pool, store, tip, spend) {
-            Ok(checked) => self.finish_batch(&checked, pool, store, tip, check_signatures),
+            Ok(checked) => self.finish_batch(&checked, txs, pool, store, tip, check_signatures),
             Err(verdict) => verdict,
         }
     }
@@ -100,7 +100,7 @@ impl TxGate {
         tip: Height,
         spend: &mut dyn FnMut(Resource, u64) -> bool,
     ) -> Result<PreparedBatch, Verdict> {
-        let mut to_check = Vec::new();
+        let mut to_check: Vec<u32> = Vec::new();
         let mut refused_recently = 0usize;
         {
             let mut refused = self.refused();
@@ -109,7 +109,7 @@ impl TxGate {
                 refused.stateful = RecentSet::new(REFUSED_TXS_MAX);
             }
             let mempool = lock(pool);
-            for tx in txs {
+            for (i, tx) in (0u32..).zip(txs) {
                 let id = tx.id();
                 if refused.forged.contains(&id) {
                     return Err(Verdict::Reject(format!("tx {id}: forged (seen before)")));
@@ -122,10 +122,10 @@ impl TxGate {
                     continue; // pooled or committed: nothing new
                 }
                 match mempool.precheck_from(tx, store, tip, Source::Peer) {
-                    Ok(()) => to_check.push(tx.clone()),
+                    Ok(()) => to_check.push(i),
                     // Its lower nonce may be in an earlier batch still being verified: judged again when
                     // admitted, after that batch (batches finish in arrival order).
-                    Err(e) if e.code() == crate::mempool::code::NONCE_GAP_UNDER_LOAD => to_check.push(tx.clone()),
+                    Err(e) if e.code() == crate::mempool::code::NONCE_GAP_UNDER_LOAD => to_check.push(i),
                     Err(e) if is_forgery(e.code()) => {
                         refused.forged.insert(id);
                         return Err(Verdict::Reject(format!("tx {id}: {e}")));
@@ -149,16 +149,17 @@ impl TxGate {
 
     /// The expensive part of [`TxGate::admit_batch`]: check the prepared transactions' signatures as one
     /// batch, then admit them against the state `store` holds at `tip` (later than the prepared one when a
-    /// block committed in between).
+    /// block committed in between). `txs` is the batch `prepared` came from.
     pub fn finish_batch<S: AccountStore + ?Sized>(
         &self,
         prepared: &PreparedBatch,
+        txs: &[SignedTransaction],
         pool: &Mutex<Mempool>,
         store: &S,
         tip: Height,
         check_signatures: &dyn Fn(&[&SignedTransaction]) -> Vec<Result<(), TxError>>,
     ) -> Verdict {
-        let to_check: Vec<&SignedTransaction> = prepared.to_check.iter().collect();
+        let to_check: Vec<&SignedTransaction> = prepared.to_check.iter().filter_map(|&i| txs.get(i as usize)).collect();
         for (tx, verdict) in to_check.iter().zip(check_signatures(&to_check)) {
             if let Err(e) = verdict {
                 let id = tx.id();
@@ -178,10 +179,10 @@ impl TxGate {
     }
 }
 
-/// Transactions of a gossiped batch that passed every cheap check and whose signature checks the sending
-/// peer paid for ([`TxGate::prepare_batch`]).
+/// Which transactions of a gossiped batch (their indices) passed every cheap check and had their signature
+/// checks paid for by the sending peer ([`TxGate::prepare_batch`]).
 pub struct PreparedBatch {
-    to_check: Vec<SignedTransaction>,
+    to_check: Vec<u32>,
 }
 
 impl PreparedBatch {
@@ -288,14 +289,17 @@ mod tests {
         let second = vec![transfer(&alice, &bob, 1)];
         let a = gate.prepare_batch(&first, &pool, &store, Height(0), spend).expect("first prepared");
         let b = gate.prepare_batch(&second, &pool, &store, Height(0), spend).expect("second prepared, not refused");
-        assert_eq!(gate.finish_batch(&a, &pool, &store, Height(0), &check), Verdict::Accept);
-        assert_eq!(gate.finish_batch(&b, &pool, &store, Height(0), &check), Verdict::Accept);
+        assert_eq!(gate.finish_batch(&a, &first, &pool, &store, Height(0), &check), Verdict::Accept);
+        assert_eq!(gate.finish_batch(&b, &second, &pool, &store, Height(0), &check), Verdict::Accept);
         assert_eq!(pool.lock().expect("pool").len(), 2);
 
         // Control: a real gap (nonce 3 with 2 never sent) is still refused under load, at admission.
         let gapped = vec![transfer(&alice, &bob, 3)];
         let g = gate.prepare_batch(&gapped, &pool, &store, Height(0), spend).expect("prepared");
-        assert_eq!(gate.finish_batch(&g, &pool, &store, Height(0), &check), Verdict::Ignore(DropReason::NotAdmissible));
+        assert_eq!(
+            gate.finish_batch(&g, &gapped, &pool, &store, Height(0), &check),
+            Verdict::Ignore(DropReason::NotAdmissible)
+        );
         assert_eq!(pool.lock().expect("pool").len(), 2);
     }
 

@@ -154,6 +154,11 @@ impl Shared {
     pub fn params(&self) -> &ConsensusParams {
         &self.genesis.params
     }
+
+    /// Keys and signatures of gossiped transactions, as one batch, with the node's decompressed-key cache.
+    fn check_signatures(&self, txs: &[&ledger_core::SignedTransaction]) -> Vec<Result<(), ledger_core::TxError>> {
+        ledger_core::SignedTransaction::check_keys_and_signatures(txs, &self.keys)
+    }
 }
 
 /// Validates gossip for the node: transactions are admitted to the mempool right here (signature verified
@@ -212,13 +217,12 @@ impl GossipValidator for NodeGossipValidator {
             Ok(prepared) => {
                 let shared = Arc::clone(&self.shared);
                 let gate = Arc::clone(&self.txs);
-                Judged::Later(Box::new(move || {
+                Judged::Later(Box::new(move |message| {
+                    let GossipMessage::TxBatch(txs) = message else { return Validation::Drop(DropReason::Unavailable) };
                     let s = &shared;
                     let Ok(tip) = s.storage.latest_height() else { return Validation::Drop(DropReason::Unavailable) };
-                    let check = |txs: &[&ledger_core::SignedTransaction]| {
-                        ledger_core::SignedTransaction::check_keys_and_signatures(txs, &s.keys)
-                    };
-                    validation_of(gate.finish_batch(&prepared, &s.mempool, &s.storage, tip, &check))
+                    let check = |txs: &[&ledger_core::SignedTransaction]| s.check_signatures(txs);
+                    validation_of(gate.finish_batch(&prepared, txs, &s.mempool, &s.storage, tip, &check))
                 }))
             }
         }
@@ -235,10 +239,7 @@ impl GossipValidator for NodeGossipValidator {
         let check = MessageCheck::new(s.chain_id(), &s.validators, tip);
         let verdict = match message {
             GossipMessage::TxBatch(txs) => {
-                let check = |txs: &[&ledger_core::SignedTransaction]| {
-                    ledger_core::SignedTransaction::check_keys_and_signatures(txs, &s.keys)
-                };
-                self.txs.admit_batch(txs, &s.mempool, &s.storage, tip, &check, spend)
+                self.txs.admit_batch(txs, &s.mempool, &s.storage, tip, &|txs| s.check_signatures(txs), spend)
             }
             GossipMessage::Vote { vote, .. } => {
                 let mut verified = self.verified_votes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

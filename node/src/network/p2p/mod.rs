@@ -104,8 +104,9 @@ pub enum Validation {
     Drop(DropReason),
 }
 
-/// The expensive rest of a gossip message's validation, run off the swarm task ([`Judged::Later`]).
-pub type DeferredCheck = Box<dyn FnOnce() -> Validation + Send>;
+/// The expensive rest of a gossip message's validation, run off the swarm task ([`Judged::Later`]) on the
+/// message it was split from.
+pub type DeferredCheck = Box<dyn FnOnce(&GossipMessage) -> Validation + Send>;
 
 /// A validation done now, or split: the cheap part (budget included) done, the rest to run elsewhere.
 pub enum Judged {
@@ -184,7 +185,7 @@ fn spawn_verifier(done: mpsc::Sender<DeferredDone>) -> Result<std::sync::mpsc::S
         .spawn(move || {
             let _entered = span.enter();
             while let Ok(job) = rx.recv() {
-                let validation = (job.check)();
+                let validation = (job.check)(&job.message);
                 let back =
                     DeferredDone { message_id: job.message_id, source: job.source, message: job.message, validation };
                 if done.blocking_send(back).is_err() {
@@ -1359,7 +1360,7 @@ mod tests {
                 return Judged::Now(Validation::Accept);
             }
             let (started, open) = (Arc::clone(&self.started), Arc::clone(&self.open));
-            Judged::Later(Box::new(move || {
+            Judged::Later(Box::new(move |_| {
                 started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (lock, cvar) = &*open;
                 let mut is_open = lock.lock().unwrap();
