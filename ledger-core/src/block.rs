@@ -6,15 +6,15 @@ use serde::Serialize;
 use crate::cert::{CertError, CommitCertificate};
 use crate::crypto::PublicKey;
 use crate::encoding::{self, DecodeError};
+use crate::governance::{Approval, Evidence, GovError, GovState};
 use crate::hash::{Domain, Hash};
 use crate::merkle;
 use crate::params::ConsensusParams;
 use crate::tx::SignedTransaction;
 use crate::types::Height;
-use crate::validator::ValidatorSet;
 
 /// Version of the block format and state-transition rules.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The header. Its hash is the block hash, so it commits to the txs (Merkle root), the state after the
 /// block, and the certificate of the previous block.
@@ -34,6 +34,16 @@ pub struct BlockHeader {
     pub state_root: Hash,
     /// Hash of `Block::last_commit`; [`Hash::ZERO`] at height 1, which has none.
     pub last_commit_hash: Hash,
+    /// Hash of the validator set that certifies this block (the set of this height).
+    pub validators_hash: Hash,
+    /// Hash of the set of the next height. Changes decided in this block apply from the height after
+    /// next, so this set was fixed by the previous block: a client that trusts this header knows who
+    /// certifies the next one.
+    pub next_validators_hash: Hash,
+    /// Hash of the block's approvals and evidence ([`crate::governance::ops_hash`]); zero when none.
+    pub ops_hash: Hash,
+    /// Hash of the governance state after this block ([`crate::governance::GovState::root`]).
+    pub gov_root: Hash,
 }
 
 impl BlockHeader {
@@ -49,6 +59,10 @@ pub struct Block {
     pub txs: Vec<SignedTransaction>,
     /// Certificate that committed the previous block (`None` only at height 1).
     pub last_commit: Option<CommitCertificate>,
+    /// Validators' approvals of validator-set changes.
+    pub approvals: Vec<Approval>,
+    /// Equivocation evidence.
+    pub evidence: Vec<Evidence>,
 }
 
 /// Why a block was refused before or besides executing it.
@@ -90,6 +104,18 @@ pub enum BlockError {
     BadTx { index: usize, error: crate::tx::TxError },
     #[error("state root {got} does not match the computed {expected}")]
     StateRootMismatch { expected: Hash, got: Hash },
+    #[error("validators hash {got} is not the hash {expected} of this height's set")]
+    ValidatorsHashMismatch { expected: Hash, got: Hash },
+    #[error("next validators hash {got} is not the hash {expected} of the next height's set")]
+    NextValidatorsHashMismatch { expected: Hash, got: Hash },
+    #[error("operations hash does not match the approvals and evidence carried")]
+    OpsHashMismatch,
+    #[error("governance root {got} does not match the computed {expected}")]
+    GovRootMismatch { expected: Hash, got: Hash },
+    #[error("operation {index} is invalid: {error}")]
+    BadOp { index: usize, error: GovError },
+    #[error("the governance state is for height {got}, the parent is at {expected}")]
+    GovStateHeight { expected: Height, got: Height },
 }
 
 /// What a block is checked against: the block it extends (or genesis for height 1).
@@ -125,14 +151,26 @@ impl Block {
     }
 
     /// Checks that need no account state: format, limits, links to the parent, the previous
-    /// certificate (signatures verified against `validators`), tx root, no duplicate tx.
+    /// certificate (verified against the parent's set, `gov.current`), the proposer and the validators hash
+    /// (this height's set, `gov.next`), tx root, operations hash, no duplicate tx. `gov` is the governance
+    /// state after the parent.
     pub fn check_against_parent(
         &self,
         parent: &Parent<'_>,
-        validators: &ValidatorSet,
+        gov: &GovState,
         params: &ConsensusParams,
     ) -> Result<(), BlockError> {
         let h = &self.header;
+        if gov.height != parent.height {
+            return Err(BlockError::GovStateHeight { expected: parent.height, got: gov.height });
+        }
+        let validators = &gov.next;
+        if h.validators_hash != validators.hash() {
+            return Err(BlockError::ValidatorsHashMismatch { expected: validators.hash(), got: h.validators_hash });
+        }
+        if h.ops_hash != crate::governance::ops_hash(&self.approvals, &self.evidence) {
+            return Err(BlockError::OpsHashMismatch);
+        }
         if h.version != PROTOCOL_VERSION {
             return Err(BlockError::WrongVersion { expected: PROTOCOL_VERSION, got: h.version });
         }
@@ -185,7 +223,7 @@ impl Block {
                 if cert.hash() != h.last_commit_hash {
                     return Err(BlockError::LastCommitHashMismatch);
                 }
-                cert.verify_for(parent.chain_id, validators, parent.height, parent.hash)
+                cert.verify_for(parent.chain_id, &gov.current, parent.height, parent.hash)
                     .map_err(BlockError::BadLastCommit)?;
             }
         }

@@ -132,7 +132,15 @@ impl Genesis {
         for a in &self.accounts {
             store.set_account(a.address, Account { balance: a.balance, nonce: 0 });
         }
+        if let Ok(gov) = self.initial_gov() {
+            store.set_gov(gov);
+        }
         store
+    }
+
+    /// The governance state before block 1: the genesis set for heights 1 and 2, nothing pending.
+    pub fn initial_gov(&self) -> Result<crate::governance::GovState, ValidatorSetError> {
+        Ok(crate::governance::GovState::genesis(self.validator_set()?))
     }
 
     /// What block 1 extends.

@@ -29,6 +29,13 @@ pub enum Domain {
     TxSignature,
     VoteSignature,
     ProposalSignature,
+    ValidatorChange,
+    ApprovalSignature,
+    ApprovalId,
+    KeyPossession,
+    EvidenceId,
+    GovState,
+    BlockOps,
 }
 
 impl Domain {
@@ -48,6 +55,13 @@ impl Domain {
             Domain::TxSignature => "ledger v1 tx signature",
             Domain::VoteSignature => "ledger v1 vote signature",
             Domain::ProposalSignature => "ledger v1 proposal signature",
+            Domain::ValidatorChange => "ledger v1 validator change",
+            Domain::ApprovalSignature => "ledger v1 approval signature",
+            Domain::ApprovalId => "ledger v1 approval id",
+            Domain::KeyPossession => "ledger v1 key possession",
+            Domain::EvidenceId => "ledger v1 evidence id",
+            Domain::GovState => "ledger v1 governance state",
+            Domain::BlockOps => "ledger v1 block operations",
         }
     }
 }

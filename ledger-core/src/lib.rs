@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod encoding;
 pub mod genesis;
 pub mod gossip;
+pub mod governance;
 pub mod hash;
 pub mod keyfile;
 pub mod merkle;

@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use crate::block::{Block, BlockError, BlockHeader, PROTOCOL_VERSION, Parent};
 use crate::cert::CommitCertificate;
 use crate::crypto::Address;
+use crate::governance::{Approval, Evidence, GovEvents, GovState};
 use crate::hash::{Domain, Hash};
 use crate::merkle;
 use crate::params::ConsensusParams;
 use crate::tx::{SignedTransaction, TxError, TxId};
 use crate::types::Height;
-use crate::validator::ValidatorSet;
 
 /// An account: its balance and the nonce its next transaction must carry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -217,8 +217,9 @@ impl<'s, S: AccountStore + ?Sized> StateOverlay<'s, S> {
     }
 
     /// Finish: the changed accounts (sorted by address) and the new lattice hash, from `lthash`, the
-    /// lattice hash of the base state. Cost is proportional to the accounts touched.
-    pub fn finish(self, lthash: &LtHash) -> StateChanges {
+    /// lattice hash of the base state, with the governance state after the block. Cost is proportional to
+    /// the accounts touched.
+    pub fn finish(self, lthash: &LtHash, gov: GovState, gov_events: GovEvents) -> StateChanges {
         let mut lthash = lthash.clone();
         let mut accounts = Vec::new();
         for (address, (before, after)) in self.touched {
@@ -229,7 +230,7 @@ impl<'s, S: AccountStore + ?Sized> StateOverlay<'s, S> {
             }
         }
         let state_root = lthash.root();
-        StateChanges { accounts, lthash, state_root }
+        StateChanges { accounts, lthash, state_root, gov, gov_events }
     }
 }
 
@@ -240,21 +241,25 @@ pub struct StateChanges {
     pub accounts: Vec<(Address, Account)>,
     pub lthash: LtHash,
     pub state_root: Hash,
+    /// The governance state after the block (validator sets, pending changes, jailed validators).
+    pub gov: GovState,
+    /// What the block decided in governance.
+    pub gov_events: GovEvents,
 }
 
-/// Execute a block's transactions on `store` (whose lattice hash is `lthash`), after the stateless block
-/// checks, and compare the resulting state root with the header's. `verified(id)` tells which tx
-/// signatures are already known to be valid.
+/// Execute a block on `store` (whose lattice hash is `lthash`) and `gov` (the governance state after the
+/// parent), after the stateless block checks, and compare the resulting state root, next validators hash and
+/// governance root with the header's. `verified(id)` tells which tx signatures are already known to be valid.
 pub fn apply_block<S: AccountStore + ?Sized>(
     store: &S,
     lthash: &LtHash,
+    gov: &GovState,
     block: &Block,
     parent: &Parent<'_>,
-    validators: &ValidatorSet,
     params: &ConsensusParams,
     verified: &dyn Fn(&TxId) -> bool,
 ) -> Result<StateChanges, ApplyBlockError> {
-    block.check_against_parent(parent, validators, params)?;
+    block.check_against_parent(parent, gov, params)?;
     let ctx = TxContext { chain_id: parent.chain_id, params, height: block.height(), proposer: block.header.proposer };
     let mut overlay = StateOverlay::new(store);
     for (index, tx) in block.txs.iter().enumerate() {
@@ -264,7 +269,20 @@ pub fn apply_block<S: AccountStore + ?Sized>(
             Err(ApplyError::Store(e)) => return Err(ApplyBlockError::Store(e)),
         }
     }
-    let changes = overlay.finish(lthash);
+    let (gov, events) = gov
+        .apply_block(parent.chain_id, block.height(), &block.approvals, &block.evidence)
+        .map_err(|(index, error)| BlockError::BadOp { index, error })?;
+    let h = &block.header;
+    if h.next_validators_hash != gov.next.hash() {
+        return Err(
+            BlockError::NextValidatorsHashMismatch { expected: gov.next.hash(), got: h.next_validators_hash }.into()
+        );
+    }
+    let gov_root = gov.root();
+    if h.gov_root != gov_root {
+        return Err(BlockError::GovRootMismatch { expected: gov_root, got: h.gov_root }.into());
+    }
+    let changes = overlay.finish(lthash, gov, events);
     if changes.state_root != block.header.state_root {
         return Err(BlockError::StateRootMismatch { expected: changes.state_root, got: block.header.state_root }.into());
     }
@@ -287,6 +305,9 @@ pub struct BlockTemplate<'a> {
     pub proposer: Address,
     pub timestamp_ms: u64,
     pub last_commit: Option<CommitCertificate>,
+    /// Candidate approvals and evidence (those that do not apply are left out).
+    pub approvals: Vec<Approval>,
+    pub evidence: Vec<Evidence>,
 }
 
 /// A block built by [`build_block`], with the state changes it makes and the candidates left out.
@@ -303,20 +324,23 @@ pub struct BuiltBlock {
 pub fn build_block<S: AccountStore + ?Sized>(
     store: &S,
     lthash: &LtHash,
+    gov: &GovState,
     template: BlockTemplate<'_>,
     params: &ConsensusParams,
     candidates: impl IntoIterator<Item = SignedTransaction>,
     verified: &dyn Fn(&TxId) -> bool,
 ) -> Result<BuiltBlock, StoreError> {
-    let BlockTemplate { parent, proposer, timestamp_ms, last_commit } = template;
+    let BlockTemplate { parent, proposer, timestamp_ms, last_commit, approvals, evidence } = template;
     let height = parent.height.next();
+    let (approvals, evidence, _) = gov.select_ops(parent.chain_id, height, approvals, evidence);
+    let ops_bytes = crate::encoding::encode(&approvals).len() + crate::encoding::encode(&evidence).len();
     let ctx = TxContext { chain_id: parent.chain_id, params, height, proposer };
     let mut overlay = StateOverlay::new(store);
     let mut txs = Vec::new();
     let mut rejected = Vec::new();
     // Room for the header and certificate: a generous fixed allowance below block_bytes_max.
     let cert_bytes = last_commit.as_ref().map_or(0, |c| 64 + c.signatures.len() * 66);
-    let mut bytes_left = (params.block_bytes_max as usize).saturating_sub(1024 + cert_bytes);
+    let mut bytes_left = (params.block_bytes_max as usize).saturating_sub(1024 + cert_bytes + ops_bytes);
     let mut seen = std::collections::BTreeSet::new();
     for tx in candidates {
         if txs.len() >= params.txs_per_block_max as usize {
@@ -338,7 +362,22 @@ pub fn build_block<S: AccountStore + ?Sized>(
             Err(ApplyError::Store(e)) => return Err(e),
         }
     }
-    let changes = overlay.finish(lthash);
+    // The operations were selected against `gov`, so applying them cannot fail; if it did, the block
+    // carries none rather than be invalid.
+    let (approvals, evidence, (gov_after, events)) =
+        match gov.apply_block(parent.chain_id, height, &approvals, &evidence) {
+            Ok(r) => (approvals, evidence, r),
+            Err(_) => {
+                let r =
+                    gov.apply_block(parent.chain_id, height, &[], &[]).map_err(|(_, e)| StoreError(e.to_string()))?;
+                (Vec::new(), Vec::new(), r)
+            }
+        };
+    let validators_hash = gov.next.hash();
+    let next_validators_hash = gov_after.next.hash();
+    let gov_root = gov_after.root();
+    let ops_hash = crate::governance::ops_hash(&approvals, &evidence);
+    let changes = overlay.finish(lthash, gov_after, events);
     let ids: Vec<Hash> = txs.iter().map(SignedTransaction::id).collect();
     let header = BlockHeader {
         version: PROTOCOL_VERSION,
@@ -351,8 +390,12 @@ pub fn build_block<S: AccountStore + ?Sized>(
         tx_root: merkle::root(&ids),
         state_root: changes.state_root,
         last_commit_hash: last_commit.as_ref().map_or(Hash::ZERO, CommitCertificate::hash),
+        validators_hash,
+        next_validators_hash,
+        ops_hash,
+        gov_root,
     };
-    Ok(BuiltBlock { block: Block { header, txs, last_commit }, changes, rejected })
+    Ok(BuiltBlock { block: Block { header, txs, last_commit, approvals, evidence }, changes, rejected })
 }
 
 /// Account state in memory, for tests, the simulator and tools.
@@ -360,6 +403,8 @@ pub fn build_block<S: AccountStore + ?Sized>(
 pub struct MemStore {
     accounts: BTreeMap<Address, Account>,
     lthash: LtHash,
+    /// The governance state beside the accounts (`None` for a store not made from a genesis).
+    gov: Option<GovState>,
 }
 
 impl MemStore {
@@ -375,8 +420,18 @@ impl MemStore {
         self.lthash.root()
     }
 
+    /// The governance state after the last committed block (from genesis: the genesis set).
+    pub fn gov(&self) -> Option<&GovState> {
+        self.gov.as_ref()
+    }
+
+    pub fn set_gov(&mut self, gov: GovState) {
+        self.gov = Some(gov);
+    }
+
     /// Write changes produced on top of this store.
     pub fn commit(&mut self, changes: &StateChanges) {
+        self.gov = Some(changes.gov.clone());
         for (address, account) in &changes.accounts {
             if account.is_empty() {
                 self.accounts.remove(address);

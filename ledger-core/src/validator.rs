@@ -148,6 +148,27 @@ impl ValidatorSet {
     }
 }
 
+impl PartialEq for ValidatorSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+    }
+}
+impl Eq for ValidatorSet {}
+
+/// Encoded as its list of validators (the bytes its hash is of); decoding checks the set again.
+impl BorshSerialize for ValidatorSet {
+    fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        BorshSerialize::serialize(&self.validators, writer)
+    }
+}
+
+impl BorshDeserialize for ValidatorSet {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        let validators = Vec::<Validator>::deserialize_reader(reader)?;
+        ValidatorSet::new(validators).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+}
+
 /// Smooth weighted round robin over one cycle: each validator appears in proportion to its power, spread
 /// out rather than in runs, so one offline validator with much power does not stall many heights in a row.
 fn proposer_schedule(validators: &[Validator], total: u64) -> Vec<u16> {

@@ -58,9 +58,15 @@ fn arb_block() -> impl Strategy<Value = Block> {
                     tx_root: merkle::root(&ids),
                     state_root: Hash::ZERO,
                     last_commit_hash: last_commit.as_ref().map_or(Hash::ZERO, CommitCertificate::hash),
+                    validators_hash: Hash::digest(Domain::ValidatorSet, b"set"),
+                    next_validators_hash: Hash::digest(Domain::ValidatorSet, b"next"),
+                    ops_hash: Hash::ZERO,
+                    gov_root: Hash::digest(Domain::GovState, b"gov"),
                 },
                 txs,
                 last_commit,
+                approvals: Vec::new(),
+                evidence: Vec::new(),
             }
         },
     )
@@ -200,6 +206,14 @@ proptest! {
         for i in 0..6 {
             store.set_account(key(i).public(), Account { balance: 10_000, nonce: 0 });
         }
+        let gov = ledger_core::governance::GovState::genesis(
+            ledger_core::ValidatorSet::new(vec![ledger_core::Validator {
+                public_key: key(0).public(),
+                power: 1,
+                moniker: "v".into(),
+            }])
+            .expect("set"),
+        );
         let supply = store.total_supply();
         let mut nonces = [0u64; 6];
         for (height, chunk) in ops.chunks(7).enumerate() {
@@ -216,7 +230,7 @@ proptest! {
                     Err(e) => prop_assert!(false, "unexpected error {e}"),
                 }
             }
-            let changes = overlay.finish(store.lthash());
+            let changes = overlay.finish(store.lthash(), gov.clone(), Default::default());
             store.commit(&changes);
             prop_assert_eq!(store.total_supply(), supply);
             // The incrementally maintained root equals a from-scratch recomputation.
@@ -361,4 +375,123 @@ fn each_tx_error_has_its_own_reason() {
     let bad_sig = SignedTransaction::new(base.clone(), Signature([1; 64]));
     assert_eq!(apply(&bad_sig).map_err(|e| e.code()), Err("bad_signature"));
     assert_eq!(apply(&base.sign(&key(0))), Ok(()));
+}
+
+mod governance_props {
+    use super::*;
+    use ledger_core::governance::{ChangeAction, GovState, ValidatorChange, possession_proof};
+    use ledger_core::{Validator, ValidatorSet};
+
+    fn gov(powers: &[u64]) -> GovState {
+        GovState::genesis(
+            ValidatorSet::new(
+                powers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| Validator { public_key: key(i as u8).public(), power: *p, moniker: format!("v{i}") })
+                    .collect(),
+            )
+            .expect("set"),
+        )
+    }
+
+    fn change(kind: u8, nonce: u64) -> ValidatorChange {
+        let new = key(200);
+        let action = match kind % 3 {
+            0 => ChangeAction::Add {
+                validator: Validator { public_key: new.public(), power: 3, moniker: "n".into() },
+                possession: possession_proof(CHAIN, &new),
+            },
+            1 => ChangeAction::SetPower { key: key(0).public(), power: 9 },
+            _ => ChangeAction::Remove { key: key(1).public() },
+        };
+        ValidatorChange { action, expiry_height: 40, nonce }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Approvals holding at most 2/3 of the power never change the set, over many blocks; adding the
+        /// missing power makes the change apply exactly two heights after the block that completes it.
+        #[test]
+        fn below_two_thirds_never_changes_the_set(
+            powers in proptest::collection::vec(1u64..20, 2..8),
+            kind in 0u8..3,
+            order in proptest::collection::vec(any::<u8>(), 8),
+            split in 1usize..4,
+        ) {
+            let g = gov(&powers);
+            let c = change(kind, 0);
+            let total: u64 = powers.iter().sum();
+            // A random order of validators; take the longest prefix with power * 3 <= total * 2.
+            let mut idx: Vec<usize> = (0..powers.len()).collect();
+            for (i, o) in order.iter().enumerate().take(idx.len()) {
+                let j = (*o as usize) % idx.len();
+                idx.swap(i, j);
+            }
+            let mut below = Vec::new();
+            let mut power = 0u64;
+            for &i in &idx {
+                if (power + powers[i]) * 3 > total * 2 { break; }
+                power += powers[i];
+                below.push(i);
+            }
+            let approvals: Vec<_> = below.iter().map(|&i| c.approve(CHAIN, &key(i as u8))).collect();
+            let mut s = g.clone();
+            for chunk in approvals.chunks(split) {
+                let (next, ev) = s.apply_block(CHAIN, s.height.next(), chunk, &[]).expect("valid approvals");
+                prop_assert!(ev.decided.is_empty());
+                s = next;
+            }
+            for _ in 0..3 {
+                s = s.apply_block(CHAIN, s.height.next(), &[], &[]).expect("empty").0;
+            }
+            prop_assert_eq!(&s.current, &g.current);
+            prop_assert_eq!(&s.after_next, &g.after_next);
+            // Now everyone else approves in one block: decided there, in force two heights later.
+            let rest: Vec<_> = idx.iter().filter(|i| !below.contains(i)).map(|&i| c.approve(CHAIN, &key(i as u8))).collect();
+            let at = s.height.next();
+            let (after, ev) = s.apply_block(CHAIN, at, &rest, &[]).expect("valid approvals");
+            prop_assert_eq!(ev.decided.len(), 1);
+            if let Ok(from) = &ev.decided[0].1 {
+                prop_assert_eq!(*from, Height(at.0 + 2));
+                prop_assert_eq!(&after.next, &s.after_next, "the next height keeps its set");
+                prop_assert_ne!(&after.after_next, &s.after_next);
+            }
+            // Replaying any approval of it is refused.
+            let replay = c.approve(CHAIN, &key(idx[0] as u8));
+            prop_assert!(after.apply_block(CHAIN, at.next(), &[replay], &[]).is_err());
+        }
+
+        /// The order of approvals inside a block does not change the resulting state, so every node that
+        /// executes the same block computes the same root and the same activation height.
+        #[test]
+        fn approval_order_inside_a_block_does_not_matter(
+            powers in proptest::collection::vec(1u64..20, 2..8),
+            kinds in proptest::collection::vec(0u8..3, 1..4),
+            seed in any::<u64>(),
+        ) {
+            let g = gov(&powers);
+            let mut approvals = Vec::new();
+            for (n, k) in kinds.iter().enumerate() {
+                for i in 0..powers.len() {
+                    if (seed >> ((n * 8 + i) % 64)) & 1 == 1 {
+                        approvals.push(change(*k, n as u64).approve(CHAIN, &key(i as u8)));
+                    }
+                }
+            }
+            let a = g.apply_block(CHAIN, Height(1), &approvals, &[]);
+            let mut reversed = approvals.clone();
+            reversed.reverse();
+            let b = g.apply_block(CHAIN, Height(1), &reversed, &[]);
+            match (a, b) {
+                (Ok((sa, ea)), Ok((sb, eb))) => {
+                    prop_assert_eq!(sa.root(), sb.root());
+                    prop_assert_eq!(ea, eb);
+                }
+                (Err(_), Err(_)) => {}
+                _ => prop_assert!(false, "one order valid and the other not"),
+            }
+        }
+    }
 }

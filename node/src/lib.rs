@@ -41,7 +41,7 @@ pub mod operations;
 pub mod safety;
 pub mod storage;
 
-pub use chain::{admission, driver, handle, keycache, mempool};
+pub use chain::{admission, driver, handle, keycache, mempool, ops};
 pub use network::{p2p, wire};
 pub use operations::{config, keys, localnet, run};
 pub use storage::txindex;

@@ -129,11 +129,15 @@ impl Net {
             proposer: set.proposer(height, Round(0)).public_key,
             timestamp_ms: parent_ts + 1_000,
             last_commit,
+            approvals: Vec::new(),
+            evidence: Vec::new(),
         };
         let candidates = txs.unwrap_or_else(|| self.node.take_for_block(1000));
         let lthash = self.storage.lthash().unwrap();
-        let built = build_block(self.storage.as_ref(), &lthash, template, &self.genesis.params, candidates, &|_| false)
-            .unwrap();
+        let gov = self.storage.gov_state().unwrap();
+        let built =
+            build_block(self.storage.as_ref(), &lthash, &gov, template, &self.genesis.params, candidates, &|_| false)
+                .unwrap();
         assert!(built.rejected.is_empty(), "{:?}", built.rejected);
         let cert = self.certify(&built.block, 3);
         self.node.commit_block(&built.block, &cert, &built.changes).unwrap();

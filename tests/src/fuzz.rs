@@ -66,6 +66,9 @@ pub struct Fixture {
     pub keys: Vec<Keypair>,
     pub genesis: Genesis,
     pub set: ValidatorSet,
+    /// The governance state before block 1 and after it.
+    pub gov0: ledger_core::governance::GovState,
+    pub gov1: ledger_core::governance::GovState,
     pub block1: Block,
     pub cert1: CommitCertificate,
     pub block2: Block,
@@ -92,6 +95,7 @@ fn block_at(
     proposer: &Keypair,
     txs: Vec<SignedTransaction>,
     last_commit: Option<CommitCertificate>,
+    set_hash: Hash,
 ) -> Block {
     let ids: Vec<Hash> = txs.iter().map(SignedTransaction::id).collect();
     Block {
@@ -106,9 +110,15 @@ fn block_at(
             tx_root: ledger_core::merkle::root(&ids),
             state_root: Hash::ZERO,
             last_commit_hash: last_commit.as_ref().map_or(Hash::ZERO, CommitCertificate::hash),
+            validators_hash: set_hash,
+            next_validators_hash: set_hash,
+            ops_hash: Hash::ZERO,
+            gov_root: Hash::ZERO,
         },
         txs,
         last_commit,
+        approvals: Vec::new(),
+        evidence: Vec::new(),
     }
 }
 
@@ -155,12 +165,21 @@ pub fn fixture() -> &'static Fixture {
             &keys[0],
             vec![transfer(&keys[4], &keys[5], 0, ""), transfer(&keys[5], &keys[4], 0, "rent")],
             None,
+            set.hash(),
         );
         let cert1 = certify(&keys, &block1, &[1, 2, 3]);
-        let block2 =
-            block_at(2, block1.hash(), &keys[1], vec![transfer(&keys[4], &keys[5], 1, "x")], Some(cert1.clone()));
+        let block2 = block_at(
+            2,
+            block1.hash(),
+            &keys[1],
+            vec![transfer(&keys[4], &keys[5], 1, "x")],
+            Some(cert1.clone()),
+            set.hash(),
+        );
         let cert2 = certify(&keys, &block2, &[0, 1, 2, 3]);
-        Fixture { keys, genesis, set, block1, cert1, block2, cert2 }
+        let gov0 = ledger_core::governance::GovState::genesis(set.clone());
+        let gov1 = gov0.apply_block(CHAIN_ID, Height(1), &[], &[]).expect("an empty block applies").0;
+        Fixture { keys, genesis, set, gov0, gov1, block1, cert1, block2, cert2 }
     })
 }
 
@@ -328,7 +347,8 @@ pub fn block(data: &[u8]) {
             chain_id: &f.genesis.chain_id,
         }
     };
-    let verdict = b.check_against_parent(&parent, &f.set, &f.genesis.params);
+    let gov = if b.height() == Height(1) { &f.gov0 } else { &f.gov1 };
+    let verdict = b.check_against_parent(&parent, gov, &f.genesis.params);
     if b == f.block1 || b == f.block2 {
         assert_eq!(verdict, Ok(()), "block: a fixture block is refused");
     }

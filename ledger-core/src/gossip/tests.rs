@@ -38,9 +38,15 @@ pub(crate) fn block_by(builder: crate::PublicKey, height: Height) -> Block {
             tx_root: Hash::ZERO,
             state_root: Hash::ZERO,
             last_commit_hash: Hash::ZERO,
+            validators_hash: Hash::ZERO,
+            next_validators_hash: Hash::ZERO,
+            ops_hash: Hash::ZERO,
+            gov_root: Hash::ZERO,
         },
         txs: Vec::new(),
         last_commit: None,
+        approvals: Vec::new(),
+        evidence: Vec::new(),
     }
 }
 

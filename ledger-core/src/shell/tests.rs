@@ -18,6 +18,8 @@ fn changes(tag: u8) -> StateChanges {
         accounts: Vec::new(),
         lthash: MemStore::new().lthash().clone(),
         state_root: Hash::digest(Domain::StateLeaf, &[tag]),
+        gov: crate::governance::GovState::genesis(set()),
+        gov_events: Default::default(),
     }
 }
 

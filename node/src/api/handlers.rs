@@ -161,7 +161,7 @@ pub async fn health(State(s): State<ApiState>) -> Response {
             message: "storage is not readable (details in the node's log)".into(),
         });
     }
-    reasons.extend(health_reasons(&node, s.inner.validators.len(), unix_time_ms(), s.inner.stall_after_ms));
+    reasons.extend(health_reasons(&node, s.inner.current_validators().len(), unix_time_ms(), s.inner.stall_after_ms));
     if reasons.is_empty() {
         return Json(HealthView { status: "ok".into(), reasons }).into_response();
     }
@@ -236,55 +236,75 @@ pub async fn validators(
     height_param("to_height", q.to_height)?;
     let state = s.clone();
     let window = s.inner.config.validator_stats_window.max(1);
-    let heights = s
+    let (heights, tip, gov) = s
         .read(move |st| {
             let inner = &state.inner;
-            let n = inner.validators.len();
+            let tip = st.latest_height()?;
+            let gov = st.gov_state()?;
             // Height h's certificate is on chain once block h + 1 (its `last_commit`) is committed.
-            let certified = st.latest_height()?.0.saturating_sub(1);
+            let certified = tip.0.saturating_sub(1);
             let to = q.to_height.map_or(certified, |t| t.min(certified));
             let from = to.saturating_sub(window - 1).max(1);
             if to == certified {
                 // The usual request: slide the shared window forward, reading only the new blocks.
                 let mut stats = inner.validator_stats.lock().unwrap_or_else(|e| e.into_inner());
                 let cached_to = stats.heights.back().map_or(0, |(h, _)| h.0);
-                if cached_to > to || stats.heights.front().is_some_and(|(_, x)| x.signed.len() != n) {
+                if cached_to > to {
                     stats.heights.clear();
                 }
                 let cached_to = stats.heights.back().map_or(0, |(h, _)| h.0);
                 let mut h = cached_to.max(from - 1) + 1;
                 while h <= to {
-                    let Some(x) = height_stats(st, &inner.validators, Height(h))? else { break };
+                    let Some(x) = height_stats(st, &inner.validators_at(Height(h)), Height(h))? else { break };
                     stats.heights.push_back((Height(h), x));
                     h += 1;
                 }
                 while stats.heights.front().is_some_and(|(h, _)| h.0 < from) {
                     stats.heights.pop_front();
                 }
-                return Ok(stats.heights.iter().cloned().collect::<Vec<_>>());
+                return Ok((stats.heights.iter().cloned().collect::<Vec<_>>(), tip, gov));
             }
             let mut out = Vec::new();
             for h in from..=to {
-                let Some(x) = height_stats(st, &inner.validators, Height(h))? else { break };
+                let Some(x) = height_stats(st, &inner.validators_at(Height(h)), Height(h))? else { break };
                 out.push((Height(h), x));
             }
-            Ok(out)
+            Ok((out, tip, gov))
         })
         .await?;
-    let set = &s.inner.validators;
-    let n = set.len();
-    let mut proposed = vec![0u64; n];
-    let mut missed = vec![0u64; n];
+    let set = &gov.next;
+    let mut proposed: std::collections::BTreeMap<ledger_core::PublicKey, u64> = Default::default();
+    let mut missed: std::collections::BTreeMap<ledger_core::PublicKey, u64> = Default::default();
     for (_, x) in &heights {
-        if let Some(p) = x.proposer.and_then(|i| proposed.get_mut(i)) {
-            *p += 1;
-        }
-        for (i, signed) in x.signed.iter().enumerate() {
-            if !signed && let Some(m) = missed.get_mut(i) {
-                *m += 1;
+        *proposed.entry(x.proposer).or_default() += 1;
+        for (v, signed) in x.set.validators().iter().zip(&x.signed) {
+            if !signed {
+                *missed.entry(v.public_key).or_default() += 1;
             }
         }
     }
+    let members = |set: &ledger_core::ValidatorSet| -> Vec<SetMemberView> {
+        set.validators()
+            .iter()
+            .map(|v| SetMemberView {
+                address: v.public_key.to_address_string(),
+                voting_power: v.power,
+                moniker: v.moniker.clone(),
+            })
+            .collect()
+    };
+    let pending_changes = gov
+        .pending
+        .iter()
+        .map(|(id, p)| PendingChangeView {
+            id: id.to_hex(),
+            change: serde_json::to_value(&p.change).unwrap_or_default(),
+            approvers: p.approvers.iter().map(|k| k.to_address_string()).collect(),
+            approved_power: p.approvers.iter().filter_map(|k| set.power_of(k)).sum(),
+            total_power: set.total_power(),
+            first_seen_height: p.first_seen.0,
+        })
+        .collect();
     Ok(Json(ValidatorsView {
         validators: set
             .validators()
@@ -295,14 +315,21 @@ pub async fn validators(
                 address: v.public_key.to_address_string(),
                 voting_power: v.power,
                 moniker: v.moniker.clone(),
-                blocks_proposed: proposed[i],
-                blocks_missed: missed[i],
+                blocks_proposed: proposed.get(&v.public_key).copied().unwrap_or(0),
+                blocks_missed: missed.get(&v.public_key).copied().unwrap_or(0),
+                status: if gov.after_next.index_of(&v.public_key).is_some() { "active" } else { "leaving" }.into(),
+                jailed: gov.jailed.contains(&v.public_key),
             })
             .collect(),
         total_voting_power: set.total_power(),
         counted_from_height: heights.first().map_or(0, |(h, _)| h.0),
         counted_to_height: heights.last().map_or(0, |(h, _)| h.0),
         window_blocks: window,
+        height: tip.next().0,
+        next_validators: members(&gov.after_next),
+        next_validators_hash: gov.after_next.hash().to_hex(),
+        pending_changes,
+        jailed: gov.jailed.iter().map(|k| k.to_address_string()).collect(),
     }))
 }
 
@@ -310,7 +337,7 @@ pub async fn validators(
 /// (`last_commit`), the same bytes on every node; `None` if either block is missing.
 fn height_stats(
     st: &crate::storage::Storage,
-    set: &ledger_core::ValidatorSet,
+    set: &std::sync::Arc<ledger_core::ValidatorSet>,
     h: Height,
 ) -> Result<Option<super::state::HeightStats>, crate::storage::StorageError> {
     let (Some(block), Some(next)) = (st.block(h)?, st.block(h.next())?) else { return Ok(None) };
@@ -322,7 +349,7 @@ fn height_stats(
             }
         }
     }
-    Ok(Some(super::state::HeightStats { proposer: set.index_of(&block.header.proposer), signed }))
+    Ok(Some(super::state::HeightStats { proposer: block.header.proposer, set: set.clone(), signed }))
 }
 
 #[utoipa::path(get, path = "/peers", tag = "node",
@@ -408,13 +435,14 @@ pub async fn blocks(State(s): State<ApiState>, q: Result<Query<BlocksQuery>, Que
               (status = 400, description = "Malformed height", body = ErrorView),
               (status = 404, description = "No such block", body = ErrorView)))]
 pub async fn block_by_height(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult<BlockView> {
-    let set = s.inner.validators.clone();
+    let state = s.clone();
     let view = s
         .read(move |st| {
             let h = match parse_height(&height, st.latest_height()?) {
                 Ok(h) => h,
                 Err(e) => return Ok(Err(e)),
             };
+            let set = state.inner.validators_at(h);
             Ok(match (st.block(h)?, st.certificate(h)?) {
                 (Some(b), cert) => Ok(block_view(&b, cert.as_ref(), &set)),
                 (None, _) => Err(ApiError::not_found(format!("no block at height {height}"))),
@@ -431,11 +459,12 @@ pub async fn block_by_height(State(s): State<ApiState>, Path(height): Path<Strin
               (status = 404, description = "No such block", body = ErrorView)))]
 pub async fn block_by_hash(State(s): State<ApiState>, Path(hash): Path<String>) -> ApiResult<BlockView> {
     let hash = parse_hash(&hash)?;
-    let set = s.inner.validators.clone();
+    let state = s.clone();
     let view = s
         .read(move |st| {
             let Some(h) = st.height_of(&hash)? else { return Ok(None) };
             let Some(b) = st.block(h)? else { return Ok(None) };
+            let set = state.inner.validators_at(h);
             Ok(Some(block_view(&b, st.certificate(h)?.as_ref(), &set)))
         })
         .await?
@@ -449,13 +478,14 @@ pub async fn block_by_hash(State(s): State<ApiState>, Path(hash): Path<String>) 
               (status = 400, description = "Malformed height", body = ErrorView),
               (status = 404, description = "No such block", body = ErrorView)))]
 pub async fn block_commit(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult<CommitView> {
-    let set = s.inner.validators.clone();
+    let state = s.clone();
     let view = s
         .read(move |st| {
             let h = match parse_height(&height, st.latest_height()?) {
                 Ok(h) => h,
                 Err(e) => return Ok(Err(e)),
             };
+            let set = state.inner.validators_at(h);
             Ok(st
                 .certificate(h)?
                 .map(|c| commit_view(&c, &set))
@@ -528,6 +558,53 @@ pub struct SubmitQuery {
 
 fn decode_hex_tx(s: &str) -> Result<Vec<u8>, ErrorBody> {
     hex::decode(s.trim()).map_err(|e| ErrorBody { code: "malformed".into(), message: format!("tx is not hex: {e}") })
+}
+
+/// `POST /governance/approvals`: a validator's signed approval of a validator-set change.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct ApprovalRequest {
+    /// Canonical (borsh) bytes of the `Approval`, as hex (`wallet validator approve --print` makes them).
+    pub approval: String,
+}
+
+/// The answer to an accepted approval.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ApprovalAccepted {
+    /// Id of the change approved (what every approval of the same change shares).
+    pub change_id: String,
+    /// False when this node already held this approval.
+    pub queued: bool,
+}
+
+#[utoipa::path(post, path = "/governance/approvals", tag = "governance", request_body = ApprovalRequest,
+    responses((status = 202, description = "Queued for the blocks this node proposes", body = ApprovalAccepted),
+              (status = 400, description = "Refused: malformed, bad_signature, bad_possession, not_a_validator, expired, expiry_too_far, already_executed, duplicate_approval, too_many_pending, weak_key, bad_key, zero_power, moniker_too_long, rotate_to_same_key", body = ErrorView),
+              (status = 413, description = "Request body above the limit", body = ErrorView),
+              (status = 503, description = "pool_full, unavailable, not_supported", body = ErrorView)))]
+pub async fn submit_approval(
+    State(s): State<ApiState>,
+    body: Result<Json<ApprovalRequest>, JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<ApprovalAccepted>), ApiError> {
+    let body = json_body(body)?;
+    let bytes = hex::decode(body.approval.trim())
+        .map_err(|e| ApiError::bad_request("malformed", format!("approval is not hex: {e}")))?;
+    let change_id =
+        ledger_core::encoding::decode::<ledger_core::governance::Approval>(&bytes, crate::handle::APPROVAL_BYTES_MAX)
+            .map_err(|e| ApiError::bad_request("malformed", format!("approval does not decode: {e}")))?
+            .change
+            .id();
+    match s.inner.node.submit_approval(bytes) {
+        Ok(queued) => {
+            Ok((axum::http::StatusCode::ACCEPTED, Json(ApprovalAccepted { change_id: change_id.to_hex(), queued })))
+        }
+        Err((code, message)) => {
+            let status = match code.as_str() {
+                "pool_full" | "unavailable" | "not_supported" => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                _ => axum::http::StatusCode::BAD_REQUEST,
+            };
+            Err(ApiError::new(status, code, message))
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/txs", tag = "txs", params(SubmitQuery), request_body = SubmitRequest,

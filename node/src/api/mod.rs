@@ -104,6 +104,7 @@ fn openapi_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::block_commit))
         .routes(routes!(handlers::submit_tx))
         .routes(routes!(handlers::submit_batch))
+        .routes(routes!(handlers::submit_approval))
         .routes(routes!(handlers::get_tx))
         .routes(routes!(handlers::account))
         .routes(routes!(handlers::account_txs))

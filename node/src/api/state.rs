@@ -108,6 +108,11 @@ pub trait NodeHandle: Send + Sync + 'static {
     fn admission_open(&self) -> bool {
         true
     }
+    /// Queue a validator's approval of a validator-set change (canonical bytes) for the next blocks this
+    /// node proposes. `Ok(true)`: queued; `Ok(false)`: already queued; `Err((code, message))`: refused.
+    fn submit_approval(&self, _bytes: Vec<u8>) -> Result<bool, (String, String)> {
+        Err(("not_supported".into(), "this node does not take approvals".into()))
+    }
 }
 
 /// Limits and knobs of the HTTP server. Every inbound quantity has one.
@@ -233,7 +238,6 @@ pub(crate) struct Inner {
     pub storage: Arc<Storage>,
     pub genesis: Arc<Genesis>,
     pub genesis_hash: Hash,
-    pub validators: Arc<ValidatorSet>,
     pub node: Arc<dyn NodeHandle>,
     pub metrics: Arc<Metrics>,
     pub config: ApiConfig,
@@ -259,11 +263,29 @@ pub(crate) struct ValidatorStats {
     pub heights: std::collections::VecDeque<(Height, HeightStats)>,
 }
 
-/// One height's contribution to the validator counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One height's contribution to the validator counters: by key, since the set may change between heights.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct HeightStats {
-    pub proposer: Option<usize>,
+    pub proposer: ledger_core::PublicKey,
+    /// The set of that height, and which of its members signed.
+    pub set: Arc<ValidatorSet>,
     pub signed: Vec<bool>,
+}
+
+impl Inner {
+    /// The validator set of `height` (known up to the tip + 2).
+    pub fn validators_at(&self, height: Height) -> Arc<ValidatorSet> {
+        self.storage.validator_set_at(height).unwrap_or_else(|| {
+            // Only a store without genesis has none; the genesis set was checked at construction.
+            Arc::new(self.genesis.validator_set().unwrap_or_else(|_| unreachable!("checked in ApiState::new")))
+        })
+    }
+
+    /// Who votes at the height after the tip.
+    pub fn current_validators(&self) -> Arc<ValidatorSet> {
+        let tip = self.storage.latest_height().unwrap_or(Height::GENESIS);
+        self.validators_at(tip.next())
+    }
 }
 
 impl ApiState {
@@ -274,7 +296,7 @@ impl ApiState {
         metrics: Arc<Metrics>,
         config: ApiConfig,
     ) -> Result<ApiState, ValidatorSetError> {
-        let validators = Arc::new(genesis.validator_set()?);
+        genesis.validator_set()?;
         let (shutdown, _) = watch::channel(false);
         let stall_after_ms = config.health_stall_after_ms.unwrap_or_else(|| default_stall_after_ms(&genesis.params));
         let clients = Arc::new(Clients::new(config.clone(), metrics.clone()));
@@ -283,7 +305,6 @@ impl ApiState {
                 storage,
                 genesis_hash: genesis.hash(),
                 genesis: Arc::new(genesis),
-                validators,
                 node,
                 metrics,
                 requests: Arc::new(Semaphore::new(config.concurrent_requests_max)),

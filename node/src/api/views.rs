@@ -84,8 +84,35 @@ pub struct ValidatorView {
     /// Blocks in `[counted_from_height, counted_to_height]` this validator proposed.
     pub blocks_proposed: u64,
     /// Heights in that range whose certificate, as carried on chain (in the next block's `last_commit`),
-    /// has no signature of this validator. The same on every node for the same range.
+    /// has no signature of this validator. The same on every node for the same range. Heights at which it
+    /// was not in the set do not count.
     pub blocks_missed: u64,
+    /// `active`; `leaving` when a decided change or a jailing removes it from the next heights' set.
+    pub status: String,
+    /// Jailed for equivocation (it leaves the set at the next activation and returns only through governance).
+    pub jailed: bool,
+}
+
+/// A member of an upcoming validator set.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SetMemberView {
+    pub address: String,
+    pub voting_power: u64,
+    pub moniker: String,
+}
+
+/// A validator-set change waiting for approvals.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PendingChangeView {
+    pub id: String,
+    /// The change as signed (JSON form of `ValidatorChange`).
+    #[schema(value_type = Object)]
+    pub change: serde_json::Value,
+    pub approvers: Vec<String>,
+    /// Power of the approvers in the current set, and what a quorum needs (more than 2/3 of the total).
+    pub approved_power: u64,
+    pub total_power: u64,
+    pub first_seen_height: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -98,6 +125,14 @@ pub struct ValidatorsView {
     pub counted_to_height: u64,
     /// Most heights the counters cover.
     pub window_blocks: u64,
+    /// The height `validators` is the set of (the one after the tip).
+    pub height: u64,
+    /// The set of the height after that: decided changes and jailings show here first (one decided in block
+    /// `H` applies from `H + 2`).
+    pub next_validators: Vec<SetMemberView>,
+    pub next_validators_hash: String,
+    pub pending_changes: Vec<PendingChangeView>,
+    pub jailed: Vec<String>,
 }
 
 /// `GET /`: what this server is and its routes.
@@ -186,6 +221,15 @@ pub struct BlockView {
     /// The certificate of the previous block carried in this block (null at height 1).
     #[schema(value_type = Option<Object>)]
     pub last_commit: Option<serde_json::Value>,
+    /// Validators' approvals of validator-set changes carried by this block, decoded.
+    #[schema(value_type = Vec<Object>)]
+    pub approvals: Vec<serde_json::Value>,
+    /// The same, as canonical borsh bytes (hex): with `evidence_hex` they hash to the header's `ops_hash`.
+    pub approvals_hex: Vec<String>,
+    /// Equivocation evidence carried by this block (two signed votes each), decoded.
+    #[schema(value_type = Vec<Object>)]
+    pub evidence: Vec<serde_json::Value>,
+    pub evidence_hex: Vec<String>,
 }
 
 /// A block in a list: header and counts, no transactions.
@@ -360,6 +404,10 @@ pub fn block_view(block: &Block, cert: Option<&CommitCertificate>, set: &Validat
         txs: block.txs.iter().map(TxView::of).collect(),
         signers: cert.map(|c| signers(c, set)).unwrap_or_default(),
         last_commit: block.last_commit.as_ref().map(to_value),
+        approvals: block.approvals.iter().map(to_value).collect(),
+        approvals_hex: block.approvals.iter().map(|a| hex::encode(encoding::encode(a))).collect(),
+        evidence: block.evidence.iter().map(to_value).collect(),
+        evidence_hex: block.evidence.iter().map(|e| hex::encode(encoding::encode(e))).collect(),
     }
 }
 

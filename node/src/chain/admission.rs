@@ -16,10 +16,10 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use ledger_core::gossip::{DropReason, RecentSet, Resource, Verdict};
+use ledger_core::governance::GovState;
 use ledger_core::state::{ApplyBlockError, BlockTemplate, BuiltBlock, StoreError, apply_block, build_block};
 use ledger_core::{
     AccountStore, Block, ConsensusParams, Height, LtHash, Parent, SignedTransaction, StateChanges, TxError, TxId,
-    ValidatorSet,
 };
 
 use crate::mempool::{Mempool, Source};
@@ -201,13 +201,14 @@ pub fn build_from_pool<S: AccountStore + ?Sized>(
     pool: &Mutex<Mempool>,
     store: &S,
     lthash: &LtHash,
+    gov: &GovState,
     template: BlockTemplate<'_>,
     params: &ConsensusParams,
     limit: usize,
 ) -> Result<BuiltBlock, StoreError> {
     let candidates = lock(pool).take_for_block(limit.min(params.txs_per_block_max as usize));
     let checked: BTreeSet<TxId> = candidates.iter().map(|tx| tx.id()).collect();
-    let built = build_block(store, lthash, template, params, candidates, &|id| checked.contains(id))?;
+    let built = build_block(store, lthash, gov, template, params, candidates, &|id| checked.contains(id))?;
     lock(pool).on_build_rejections(&built.rejected);
     Ok(built)
 }
@@ -219,9 +220,9 @@ pub fn execute_with_pool<S: AccountStore + ?Sized>(
     pool: &Mutex<Mempool>,
     store: &S,
     lthash: &LtHash,
+    gov: &GovState,
     block: &Block,
     parent: &Parent<'_>,
-    validators: &ValidatorSet,
     params: &ConsensusParams,
 ) -> Result<Result<StateChanges, String>, StoreError> {
     // Asked in one go, so the lock (which admission needs) is not held while the block executes.
@@ -234,7 +235,7 @@ pub fn execute_with_pool<S: AccountStore + ?Sized>(
     let verdicts = SignedTransaction::check_keys_and_signatures(&unchecked, &ledger_core::crypto::NoKeyCache);
     let failed: BTreeSet<TxId> =
         unchecked.iter().zip(&verdicts).filter(|(_, v)| v.is_err()).map(|(tx, _)| tx.id()).collect();
-    match apply_block(store, lthash, block, parent, validators, params, &|id| !failed.contains(id)) {
+    match apply_block(store, lthash, gov, block, parent, params, &|id| !failed.contains(id)) {
         Ok(c) => {
             // Every transaction of an executed block had its keys and signature checked.
             lock(pool).note_checked(unchecked.iter().map(|tx| tx.id()));
@@ -316,9 +317,13 @@ mod tests {
             store.set_account(k.public(), Account { balance: 1_000_000, nonce: 0 });
         }
         let proposer = Keypair::from_seed(&[7; 32]);
-        let validators =
-            ValidatorSet::new(vec![Validator { public_key: proposer.public(), power: 1, moniker: "p".into() }])
-                .expect("set");
+        let validators = ledger_core::ValidatorSet::new(vec![Validator {
+            public_key: proposer.public(),
+            power: 1,
+            moniker: "p".into(),
+        }])
+        .expect("set");
+        let gov = ledger_core::governance::GovState::genesis(validators);
         let good: Vec<SignedTransaction> =
             (0..1001).map(|i| transfer(&keys[i], &keys[(i + 1) % keys.len()], 0)).collect();
         let mut txs = good.clone();
@@ -332,21 +337,23 @@ mod tests {
             proposer: proposer.public(),
             timestamp_ms: 2_000,
             last_commit: None,
+            approvals: Vec::new(),
+            evidence: Vec::new(),
         };
-        let built = build_block(&store, store.lthash(), template(), &params, txs, &|_| true).expect("built");
+        let built = build_block(&store, store.lthash(), &gov, template(), &params, txs, &|_| true).expect("built");
         assert_eq!(built.block.txs.len(), 1001, "the careless proposer took every transaction");
 
         let pool = Mutex::new(Mempool::new(CHAIN, params.clone(), Default::default()));
-        let verdict = execute_with_pool(&pool, &store, store.lthash(), &built.block, &parent, &validators, &params)
-            .expect("store");
+        let verdict =
+            execute_with_pool(&pool, &store, store.lthash(), &gov, &built.block, &parent, &params).expect("store");
         let why = verdict.expect_err("the block is refused");
         assert!(why.contains(&format!("transaction {bad}")), "names the transaction by its index: {why}");
         assert!(why.contains("signature"), "{why}");
         assert!(!pool.lock().expect("pool").known_good(&bad_id), "nothing of a refused block is remembered");
         // Control: the same 1,001 transfers with the good signature back make a block that executes.
-        let fine = build_block(&store, store.lthash(), template(), &params, good, &|_| true).expect("built");
-        let verdict = execute_with_pool(&pool, &store, store.lthash(), &fine.block, &parent, &validators, &params)
-            .expect("store");
+        let fine = build_block(&store, store.lthash(), &gov, template(), &params, good, &|_| true).expect("built");
+        let verdict =
+            execute_with_pool(&pool, &store, store.lthash(), &gov, &fine.block, &parent, &params).expect("store");
         assert!(verdict.is_ok(), "{verdict:?}");
         assert!(pool.lock().expect("pool").known_good(&fine.block.txs[bad].id()), "its checks are remembered");
     }

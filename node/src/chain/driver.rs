@@ -127,10 +127,11 @@ pub struct SignerStatus {
 /// Shared between the driver, the gossip validator and the API.
 pub struct Shared {
     pub genesis: Genesis,
-    pub validators: ValidatorSet,
     pub storage: Storage,
     pub mempool: Mutex<Mempool>,
     pub evidence: Mutex<Vec<Evidence>>,
+    /// Approvals and equivocation evidence waiting for a block.
+    pub ops: Mutex<crate::ops::OpsPool>,
     pub metrics: Arc<Metrics>,
     /// Checked keys of the accounts seen, for transaction checks.
     pub keys: crate::keycache::SharedKeyCache,
@@ -142,6 +143,24 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The validator set of `height` (heights up to the tip + 2 are known; the genesis set if the store has
+    /// none, which only a store that failed to open would).
+    pub fn validators_at(&self, height: Height) -> Arc<ValidatorSet> {
+        self.storage.validator_set_at(height).unwrap_or_else(|| {
+            Arc::new(self.genesis.validator_set().unwrap_or_else(|_| unreachable_set(&self.genesis)))
+        })
+    }
+
+    /// The set of the height after the tip: who votes now.
+    pub fn current_validators(&self) -> Arc<ValidatorSet> {
+        let tip = self.storage.latest_height().unwrap_or(Height::GENESIS);
+        self.validators_at(tip.next())
+    }
+
+    /// The operations pool, even if a thread panicked while holding it.
+    pub fn ops(&self) -> std::sync::MutexGuard<'_, crate::ops::OpsPool> {
+        self.ops.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
     /// The mempool, even if a thread panicked while holding it (its invariants hold between calls).
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
         self.mempool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -236,7 +255,8 @@ impl GossipValidator for NodeGossipValidator {
     ) -> Validation {
         let s = &self.shared;
         let Ok(tip) = s.storage.latest_height() else { return Validation::Drop(DropReason::Unavailable) };
-        let check = MessageCheck::new(s.chain_id(), &s.validators, tip);
+        let set = s.validators_at(tip.next());
+        let check = MessageCheck::new(s.chain_id(), &set, tip);
         let verdict = match message {
             GossipMessage::TxBatch(txs) => {
                 self.txs.admit_batch(txs, &s.mempool, &s.storage, tip, &|txs| s.check_signatures(txs), spend)
@@ -377,7 +397,6 @@ impl Driver {
         opts: DriverOptions,
     ) -> Result<(Driver, watch::Receiver<Status>), DriverError> {
         let tip = shared.storage.latest_height()?;
-        let signer = signer.filter(|s| shared.validators.index_of(&s.key.public()).is_some());
         let key_public = signer.as_ref().map(|s| s.key.public());
         let watch = signer.as_ref().is_some_and(|s| s.watch) && opts.double_sign_watch_ms > 0;
         let (key, state, sign_floor, signer_file) = match signer {
@@ -386,7 +405,7 @@ impl Driver {
         };
         let consensus = Consensus::new(consensus::Config {
             chain_id: shared.genesis.chain_id.clone(),
-            validators: shared.validators.clone(),
+            validators: (*shared.validators_at(tip.next())).clone(),
             params: shared.genesis.params.clone(),
             key,
             signer: state,
@@ -742,11 +761,12 @@ impl Driver {
             // The peer has nothing above our tip: forget the hint it gave.
             self.sync.target = self.sync.target.min(self.shared.storage.latest_height()?);
         }
-        let me = self.key_public.and_then(|k| self.shared.validators.index_of(&k));
         for (block, cert) in blocks {
             let height = self.consensus.height();
             let s = &self.shared;
-            match check_synced(s.chain_id(), &s.validators, height, &block, &cert, me) {
+            let set = s.validators_at(height);
+            let me = self.key_public.and_then(|k| set.index_of(&k));
+            match check_synced(s.chain_id(), &set, height, &block, &cert, me) {
                 SyncedBlock::Stale => continue,
                 SyncedBlock::Gap => break,
                 SyncedBlock::BadCertificate(e) => {
@@ -849,6 +869,9 @@ impl Driver {
                 }
                 Action::Evidence(e) => {
                     tracing::warn!(evidence = ?e, "evidence: validator misbehaviour detected");
+                    if let Evidence::DoubleVote { first, second } = &e {
+                        self.offer_evidence(ledger_core::governance::Evidence::new(first.clone(), second.clone()));
+                    }
                     let mut ev = self.shared.evidence.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     if ev.len() < EVIDENCE_MAX {
                         ev.push(e);
@@ -886,7 +909,7 @@ impl Driver {
         let waited_enough = now >= since + Duration::from_millis(propose_ms / 2);
         let empty_due =
             now >= self.last_commit_at + Duration::from_millis(self.opts.empty_block_interval_ms) || waited_enough;
-        let min_interval = self.opts.min_block_interval_ms.unwrap_or(if self.shared.validators.len() > 1 {
+        let min_interval = self.opts.min_block_interval_ms.unwrap_or(if self.shared.current_validators().len() > 1 {
             DEFAULT_MIN_BLOCK_INTERVAL_MS
         } else {
             0
@@ -921,16 +944,20 @@ impl Driver {
             self.consensus.commit_certificate(ph).or(self.shared.storage.certificate(ph)?)
         };
         let Some(proposer) = self.key_public else { return Ok(None) };
+        let (approvals, evidence) = self.shared.ops().candidates();
         let template = BlockTemplate {
             parent: Parent { height: ph, hash: phash, timestamp_ms: pts, chain_id: self.shared.chain_id() },
             proposer,
             timestamp_ms: now_ms(),
             last_commit,
+            approvals,
+            evidence,
         };
         let lthash = self.shared.storage.lthash()?;
+        let gov = self.shared.storage.gov_state()?;
         let s = &self.shared;
         let limit = self.opts.build_txs_max.min(s.params().txs_per_block_max as usize);
-        let built = build_from_pool(&s.mempool, &s.storage, &lthash, template, s.params(), limit)?;
+        let built = build_from_pool(&s.mempool, &s.storage, &lthash, &gov, template, s.params(), limit)?;
         debug_assert_eq!(built.block.height(), height);
         Ok(Some(built))
     }
@@ -1032,7 +1059,23 @@ impl Driver {
     fn start_next_height(&mut self, committed: Height) {
         self.candidates.start_height(committed.next());
         self.pending_build = None;
-        self.queue.push_back(Event::NewHeight { height: committed.next(), validators: self.shared.validators.clone() });
+        let validators = (*self.shared.validators_at(committed.next())).clone();
+        self.queue.push_back(Event::NewHeight { height: committed.next(), validators });
+        if let Ok(gov) = self.shared.storage.gov_state() {
+            self.shared.ops().prune(&gov, self.shared.chain_id(), committed.next());
+        }
+    }
+
+    /// Keep equivocation evidence for this node's next proposals (and the API).
+    fn offer_evidence(&self, e: ledger_core::governance::Evidence) {
+        let s = &self.shared;
+        let Ok(tip) = s.storage.latest_height() else { return };
+        let Ok(gov) = s.storage.gov_state() else { return };
+        match s.ops().add_evidence(&gov, s.chain_id(), tip.next(), e) {
+            Ok(true) => tracing::warn!("equivocation evidence queued for the next block this node proposes"),
+            Ok(false) => {}
+            Err(err) => tracing::info!(error = %err, "equivocation evidence not kept"),
+        }
     }
 }
 
@@ -1054,6 +1097,14 @@ fn execute_on(shared: &Shared, block: &Block) -> Result<Result<StateChanges, Str
     let (ph, phash, pts) = parent_of(shared)?;
     let parent = Parent { height: ph, hash: phash, timestamp_ms: pts, chain_id: shared.chain_id() };
     let lthash = shared.storage.lthash()?;
+    let gov = shared.storage.gov_state()?;
     let s = shared;
-    Ok(execute_with_pool(&s.mempool, &s.storage, &lthash, block, &parent, &s.validators, s.params())?)
+    Ok(execute_with_pool(&s.mempool, &s.storage, &lthash, &gov, block, &parent, s.params())?)
+}
+
+/// A validated genesis always has a valid set; this is for the type checker only.
+#[cold]
+fn unreachable_set(genesis: &Genesis) -> ValidatorSet {
+    tracing::error!(chain_id = %genesis.chain_id, "the genesis validator set does not validate");
+    std::process::abort()
 }

@@ -174,7 +174,22 @@ fn rejection(e: &MempoolError) -> Rejection {
     Rejection { code: e.code().to_string(), message: e.to_string() }
 }
 
+/// Largest encoded approval taken from a client.
+pub const APPROVAL_BYTES_MAX: usize = 16 * 1024;
+
 impl NodeHandle for NodeApi {
+    fn submit_approval(&self, bytes: Vec<u8>) -> Result<bool, (String, String)> {
+        let s = &self.shared;
+        let approval: ledger_core::governance::Approval = ledger_core::encoding::decode(&bytes, APPROVAL_BYTES_MAX)
+            .map_err(|e| ("malformed".to_string(), e.to_string()))?;
+        let unavailable = |e: crate::storage::StorageError| ("unavailable".to_string(), e.to_string());
+        let tip = s.storage.latest_height().map_err(unavailable)?;
+        let gov = s.storage.gov_state().map_err(unavailable)?;
+        s.ops()
+            .add_approval(&gov, s.chain_id(), tip.next(), approval)
+            .map_err(|e| (e.code().to_string(), e.to_string()))
+    }
+
     fn submit_txs(&self, txs: Vec<Vec<u8>>) -> BoxFuture<'_, Vec<Result<TxId, Rejection>>> {
         async move {
             let max = self.shared.params().tx_bytes_max as usize;

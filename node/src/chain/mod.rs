@@ -6,3 +6,4 @@ pub mod driver;
 pub mod handle;
 pub mod keycache;
 pub mod mempool;
+pub mod ops;

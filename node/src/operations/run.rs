@@ -139,7 +139,6 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         None => None,
     };
     let genesis = setup.genesis;
-    let validators = genesis.validator_set().context("genesis validator set")?;
     let db_dir = setup.data_dir.join("db");
     let storage = Storage::open(
         &db_dir,
@@ -151,9 +150,18 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the database in {}", db_dir.display())))?;
     let tip = crate::storage::catch_panics(&db_dir, || {
         storage.init_genesis(&genesis)?;
-        storage.verify_tail(&genesis, &validators, setup.driver.verify_tail_blocks)
+        storage.verify_tail(&genesis, setup.driver.verify_tail_blocks)
     })
     .context("stored chain failed verification at start; the node will not run on it")?;
+    // Who votes at the next height (validator-set changes make it differ from genesis).
+    let validators = match storage.validator_set_at(tip.next()) {
+        Some(set) => (*set).clone(),
+        None => genesis.validator_set().context("genesis validator set")?,
+    };
+    // A key that was, is or may become a validator keeps a signer state: a governance change can add it
+    // while this node runs, and its look-back must see every height it signed.
+    let ever_a_validator =
+        |k: &ledger_core::PublicKey| storage.validator_sets().iter().any(|(_, set)| set.index_of(k).is_some());
     tracing::info!(chain_id = %genesis.chain_id, height = %tip, "storage verified");
     let high_water = check_high_water(
         &setup.data_dir,
@@ -165,7 +173,7 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         &setup.validator_key,
     )?;
     let signer = match &setup.validator_key {
-        Some(key) if validators.index_of(&key.public()).is_some() => Some(load_signer(
+        Some(key) => Some(load_signer(
             &setup.data_dir,
             &genesis,
             &validators,
@@ -175,7 +183,7 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
             setup.driver.double_sign_watch_ms,
             setup.accept_rewind,
         )?),
-        _ => None,
+        None => None,
     };
     let mempool = Mempool::new(&genesis.chain_id, genesis.params.clone(), setup.mempool);
     let block_bytes_max = genesis.params.block_bytes_max as usize;
@@ -184,8 +192,8 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     let (blocks, _) = broadcast::channel(BLOCK_EVENTS_BUFFER);
     let shared = Arc::new(Shared {
         genesis,
-        validators,
         storage: storage.clone(),
+        ops: Default::default(),
         mempool: Mutex::new(mempool),
         evidence: Mutex::new(Vec::new()),
         metrics: metrics.clone(),
@@ -200,12 +208,13 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     let validator = Arc::new(NodeGossipValidator::new(shared.clone()));
     let (network, events, network_task) = p2p::spawn(net, validator, Arc::new(storage.clone()))?;
     let (validator, validator_reason) = match setup.validator_key.as_ref().map(Keypair::public) {
-        Some(k) if shared.validators.index_of(&k).is_some() => (Some(k), None),
+        Some(k) if validators.index_of(&k).is_some() => (Some(k), None),
         Some(k) => {
             let reason = format!(
-                "validator key {} is not in the validator set of chain {}: this node follows the chain but does not vote",
+                "validator key {} is not in the current validator set of chain {}{}: this node follows the chain and votes only once a validator-set change adds it",
                 k.to_address_string(),
-                shared.genesis.chain_id
+                shared.genesis.chain_id,
+                if ever_a_validator(&k) { " (it was in an earlier one)" } else { "" }
             );
             tracing::warn!(validator = %k.to_address_string(), "{reason}");
             (None, Some(reason))
@@ -347,11 +356,11 @@ fn load_signer(
         tracing::warn!(path = %file.path().display(), "signer state migrated from the database to its own file");
         state = Some(migrated);
     }
-    let me = validators.index_of(&key.public());
     let mut sign_floor = ledger_core::Height::GENESIS;
     let lowest = ledger_core::Height(tip.0.saturating_sub(LOOK_BACK_HEIGHTS));
     let mut h = tip;
     while h > lowest {
+        let me = storage.validator_set_at(h).and_then(|set| set.index_of(&key.public()));
         if let Some(cert) = storage.certificate(h)?
             && cert.signatures.iter().any(|s| Some(usize::from(s.validator_index)) == me)
         {
@@ -1106,7 +1115,6 @@ mod tests {
             .expect("caught up: catching_up goes back to false")
             .unwrap();
         // Every stored certificate verifies: no tampered one slipped in with a genuine block.
-        let set = g.validator_set().unwrap();
-        assert!(follower.shared.storage.verify_tail(&g, &set, 1_000).unwrap() >= Height(h));
+        assert!(follower.shared.storage.verify_tail(&g, 1_000).unwrap() >= Height(h));
     }
 }

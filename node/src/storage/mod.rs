@@ -31,6 +31,7 @@ pub mod txindex;
 
 use txindex::{RunList, RunMeta};
 
+use ledger_core::governance::GovState;
 use ledger_core::state::{StoreError, apply_block};
 use ledger_core::{
     Account, AccountStore, Address, Block, CommitCertificate, Genesis, Hash, Height, LtHash, Parent, StateChanges,
@@ -46,6 +47,8 @@ mod prefix {
     pub const OLD_TX: u8 = b't';
     pub const ACCOUNT: u8 = b'a';
     pub const META: u8 = b'm';
+    /// `v ‖ first height (BE)` → the validator set in force from that height on.
+    pub const VALSET: u8 = b'v';
 }
 
 const META_HEIGHT: &[u8] = b"mheight";
@@ -57,6 +60,12 @@ const META_TXINDEX: &[u8] = b"mtxindex";
 /// Height of the state that the stored accounts and `META_LTHASH` hold (absent: the tip, as before
 /// checkpoints existed).
 const META_STATE_HEIGHT: &[u8] = b"mstateheight";
+/// The governance state as of the state checkpoint (with the accounts); the latest lives in memory.
+const META_GOV_STATE: &[u8] = b"mgovstate";
+/// Largest stored governance state (64 pending changes of 256 approvers, 100 recent sets of 256).
+pub const GOV_STATE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Largest stored validator set.
+const VALSET_BYTES_MAX: usize = 256 * 1024;
 
 /// Accounts are written to sled every this many blocks (a state checkpoint), not with every block: a block
 /// touches the same hot accounts as the blocks before it, and each sled insert costs ~10 µs. Blocks above the
@@ -124,6 +133,8 @@ pub struct Storage {
     /// The transaction index's run list as last committed. Held for reading across a lookup and for writing
     /// across the batch that replaces runs, so a lookup never follows a run whose chunks are gone.
     tx_runs: Arc<RwLock<RunList>>,
+    /// Every validator set the chain has had, by first height (loaded at open, added to by commits).
+    sets: Arc<RwLock<std::collections::BTreeMap<Height, Arc<ValidatorSet>>>>,
 }
 
 /// Committed accounts by address (absent ones as the default account), so that admission and block
@@ -136,6 +147,8 @@ struct AccountCache {
     dirty: HashMap<Address, Account>,
     /// Lattice hash of the latest committed state (`None` until loaded).
     lthash: Option<LtHash>,
+    /// Governance state after the latest committed block (`None` until loaded).
+    gov: Option<GovState>,
     /// Blocks above the checkpoint that were committed but whose state is not in memory: set at open,
     /// cleared once they are re-executed. Account reads fail meanwhile rather than answer from old state.
     behind: u64,
@@ -218,6 +231,7 @@ fn describe_key(key: &[u8]) -> String {
         Some(&prefix::HASH_TO_HEIGHT) => format!("block index {}", hex::encode(&key[1..])),
         Some(&txindex::CHUNK_PREFIX) if key.len() == 41 => format!("tx index run {} chunk", be_u64(&key[1..9])),
         Some(&prefix::ACCOUNT) => format!("account {}", hex::encode(&key[1..])),
+        Some(&prefix::VALSET) if key.len() == 9 => format!("validator set from height {}", be_u64(&key[1..])),
         Some(&prefix::META) => format!("metadata {}", String::from_utf8_lossy(&key[1..])),
         _ => format!("key {}", hex::encode(key)),
     }
@@ -289,8 +303,10 @@ impl Storage {
             opts,
             accounts: Arc::new(Mutex::new(AccountCache::default())),
             tx_runs: Arc::new(RwLock::new(RunList::default())),
+            sets: Arc::default(),
         };
         store.open_tx_index()?;
+        store.load_sets()?;
         match (store.latest_height(), store.state_height()) {
             (Ok(tip), Ok(state)) => store.account_cache().behind = tip.0.saturating_sub(state.0),
             // A database without genesis yet: `init_genesis` sets the state up.
@@ -337,6 +353,13 @@ impl Storage {
         batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(state.lthash())));
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&Height::GENESIS)));
         batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&Height::GENESIS)));
+        let set = genesis
+            .validator_set()
+            .map_err(|e| StorageError::Corrupt { what: "genesis".into(), detail: e.to_string() })?;
+        let gov = GovState::genesis(set.clone());
+        batch.insert(META_GOV_STATE, seal(META_GOV_STATE, &encoding::encode(&gov)));
+        let k = height_key(prefix::VALSET, Height(1));
+        batch.insert(&k[..], seal(&k, &encoding::encode(&set)));
         // Written last in the batch; the batch is atomic, so its presence means genesis state is complete.
         batch.insert(META_GENESIS, seal(META_GENESIS, &encoding::encode(&expected)));
         // Emptied around the write, as in `commit_block`, so no value read before genesis survives it.
@@ -347,11 +370,67 @@ impl Storage {
             cache.reset();
             cache.dirty.clear();
             cache.lthash = None;
+            cache.gov = None;
             cache.behind = 0;
         }
         applied?;
         self.db.flush()?;
+        self.load_sets()?;
         Ok(())
+    }
+
+    /// Read every stored validator set into memory.
+    fn load_sets(&self) -> Result<(), StorageError> {
+        let mut sets = std::collections::BTreeMap::new();
+        for item in self.chain.scan_prefix([prefix::VALSET]) {
+            let (k, raw) = item?;
+            if k.len() != 9 {
+                return Err(corrupt(&k, "validator set key has the wrong length"));
+            }
+            let set: ValidatorSet =
+                encoding::decode(unseal(&k, &raw)?, VALSET_BYTES_MAX).map_err(|e| corrupt(&k, e.to_string()))?;
+            sets.insert(Height(be_u64(&k[1..])), Arc::new(set));
+        }
+        *self.sets.write().unwrap_or_else(std::sync::PoisonError::into_inner) = sets;
+        Ok(())
+    }
+
+    /// The validator set in force at `height`, for heights up to the tip + 2 (later ones may still change).
+    pub fn validator_set_at(&self, height: Height) -> Option<Arc<ValidatorSet>> {
+        let sets = self.sets.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        sets.range(..=height.max(Height(1))).next_back().map(|(_, s)| s.clone())
+    }
+
+    /// Every validator set of the chain with the first height it is in force at, oldest first.
+    pub fn validator_sets(&self) -> Vec<(Height, Arc<ValidatorSet>)> {
+        let sets = self.sets.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        sets.iter().map(|(h, s)| (*h, s.clone())).collect()
+    }
+
+    /// The governance state after the latest committed block.
+    pub fn gov_state(&self) -> Result<GovState, StorageError> {
+        {
+            let cache = self.account_cache();
+            if cache.behind > 0 {
+                return Err(StorageError::StateBehind { blocks: cache.behind });
+            }
+            if let Some(g) = &cache.gov {
+                return Ok(g.clone());
+            }
+        }
+        let gov = self.stored_gov()?;
+        let mut cache = self.account_cache();
+        if cache.behind == 0 && cache.gov.is_none() {
+            cache.gov = Some(gov.clone());
+        }
+        Ok(gov)
+    }
+
+    /// The governance state stored with the last checkpoint.
+    fn stored_gov(&self) -> Result<GovState, StorageError> {
+        self.get_decoded::<GovState>(META_GOV_STATE, GOV_STATE_BYTES_MAX)?.ok_or_else(|| {
+            corrupt(META_GOV_STATE, "the governance state is missing (a database from before validator-set changes?)")
+        })
     }
 
     /// Height of the latest committed block (0 = genesis only).
@@ -573,9 +652,17 @@ impl Storage {
                 }
                 batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&changes.lthash)));
                 batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&height)));
+                batch.insert(META_GOV_STATE, seal(META_GOV_STATE, &encoding::encode(&changes.gov)));
             }
             due
         };
+        // A set that starts at the next height (decided two blocks ago) is kept for good: certificates of
+        // its heights are checked against it, by this node and by clients that ask for it.
+        let new_set = changes.gov.recent_sets.last().filter(|(from, _)| *from == height.next()).map(|(from, set)| {
+            let k = height_key(prefix::VALSET, *from);
+            batch.insert(&k[..], seal(&k, &encoding::encode(set)));
+            (*from, Arc::new(set.clone()))
+        });
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&height)));
         // The epoch moves before and after the write, so readers never wait on sled I/O: a reader that missed
         // before either move cannot cache what it read, and one that cached an old value between the moves
@@ -600,6 +687,10 @@ impl Storage {
                 cache.dirty.insert(*address, *account);
             }
             cache.lthash = Some(changes.lthash.clone());
+            cache.gov = Some(changes.gov.clone());
+            if let Some((from, set)) = new_set {
+                self.sets.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(from, set);
+            }
             if checkpoint {
                 let dirty = std::mem::take(&mut cache.dirty);
                 if cache.map.len().saturating_add(dirty.len()) > ACCOUNT_CACHE_MAX {
@@ -663,7 +754,7 @@ impl Storage {
     /// Check the last `n` blocks: each is stored under its height and indexed by its hash, links to its
     /// parent (genesis for height 1), carries a valid certificate, and the tip's state root equals the
     /// root of the stored lattice hash. Returns the tip height.
-    pub fn verify_tail(&self, genesis: &Genesis, validators: &ValidatorSet, n: u64) -> Result<Height, StorageError> {
+    pub fn verify_tail(&self, genesis: &Genesis, n: u64) -> Result<Height, StorageError> {
         let expected = genesis.hash();
         match self.get_decoded::<Hash>(META_GENESIS, 32)? {
             None => return Err(StorageError::NotInitialised),
@@ -672,9 +763,16 @@ impl Storage {
             }
             Some(_) => {}
         }
-        self.recover_state(genesis, validators)?;
+        self.recover_state(genesis)?;
         let tip = self.latest_height()?;
         let lthash = self.lthash()?;
+        let gov = self.gov_state()?;
+        if gov.height != tip {
+            return Err(corrupt(
+                META_GOV_STATE,
+                format!("governance state is at height {}, the tip is {tip}", gov.height),
+            ));
+        }
         if let Some((k, _)) = self
             .chain
             .range(height_key(prefix::BLOCK, tip.next())..height_key(prefix::BLOCK, Height(u64::MAX)))
@@ -705,10 +803,18 @@ impl Storage {
             }
             let ck = height_key(prefix::CERT, h);
             let cert = self.certificate(h)?.ok_or_else(|| corrupt(&ck, "certificate is missing"))?;
-            cert.verify_for(&genesis.chain_id, validators, h, hash)
+            let set =
+                self.validator_set_at(h).ok_or_else(|| corrupt(&ck, "no validator set is stored for this height"))?;
+            if block.header.validators_hash != set.hash() {
+                return Err(corrupt(&bk, "its validators hash is not the hash of the stored set of its height"));
+            }
+            cert.verify_for(&genesis.chain_id, &set, h, hash)
                 .map_err(|e| corrupt(&ck, format!("certificate does not verify: {e}")))?;
             if h == tip && block.header.state_root != lthash.root() {
                 return Err(corrupt(META_LTHASH, format!("state root does not match the tip block {tip}")));
+            }
+            if h == tip && block.header.gov_root != gov.root() {
+                return Err(corrupt(META_GOV_STATE, format!("governance root does not match the tip block {tip}")));
             }
             if let Some(c) = &child
                 && c.header.prev_block_hash != hash
@@ -750,7 +856,7 @@ impl Storage {
     /// Re-execute the committed blocks above the last state checkpoint (after a crash or a stop between
     /// checkpoints), check each resulting state root against its block header, and write a checkpoint at
     /// the tip. Signatures are not checked again: these blocks were validated before they were committed.
-    fn recover_state(&self, genesis: &Genesis, validators: &ValidatorSet) -> Result<(), StorageError> {
+    fn recover_state(&self, genesis: &Genesis) -> Result<(), StorageError> {
         if self.account_cache().behind == 0 {
             return Ok(());
         }
@@ -758,6 +864,13 @@ impl Storage {
         let from = self.state_height()?;
         tracing::info!(checkpoint = %from, %tip, "re-executing the blocks above the last state checkpoint");
         let mut lthash = self.stored_lthash()?;
+        let mut gov = self.stored_gov()?;
+        if gov.height != from {
+            return Err(corrupt(
+                META_GOV_STATE,
+                format!("governance state is at height {}, the checkpoint at {from}", gov.height),
+            ));
+        }
         let mut changed: HashMap<Address, Account> = HashMap::new();
         let (mut parent_hash, mut parent_ts) = if from == Height::GENESIS {
             (genesis.hash(), genesis.genesis_time_ms)
@@ -776,8 +889,8 @@ impl Storage {
                 chain_id: &genesis.chain_id,
             };
             let view = ReplayView { store: self, changed: &changed };
-            let changes = apply_block(&view, &lthash, &block, &parent, validators, &genesis.params, &|_| true)
-                .map_err(|e| {
+            let changes =
+                apply_block(&view, &lthash, &gov, &block, &parent, &genesis.params, &|_| true).map_err(|e| {
                     corrupt(
                         &k,
                         format!("re-executing it from the state checkpoint failed (state root or block check): {e}"),
@@ -785,6 +898,7 @@ impl Storage {
                 })?;
             changed.extend(changes.accounts);
             lthash = changes.lthash;
+            gov = changes.gov;
             parent_hash = block.hash();
             parent_ts = block.header.timestamp_ms;
         }
@@ -794,12 +908,14 @@ impl Storage {
         }
         batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&lthash)));
         batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&tip)));
+        batch.insert(META_GOV_STATE, seal(META_GOV_STATE, &encoding::encode(&gov)));
         self.chain.apply_batch(batch)?;
         self.db.flush()?;
         let mut cache = self.account_cache();
         cache.reset();
         cache.dirty.clear();
         cache.lthash = Some(lthash);
+        cache.gov = Some(gov);
         cache.behind = 0;
         tracing::info!(%tip, blocks = tip.0 - from.0, "state recovered");
         Ok(())
@@ -924,10 +1040,17 @@ pub(crate) mod tests {
                 timestamp_ms: parent_ts,
                 chain_id: &self.genesis.chain_id,
             };
-            let template =
-                BlockTemplate { parent, proposer: self.validator.public(), timestamp_ms: parent_ts + 1, last_commit };
+            let template = BlockTemplate {
+                parent,
+                proposer: self.validator.public(),
+                timestamp_ms: parent_ts + 1,
+                last_commit,
+                approvals: Vec::new(),
+                evidence: Vec::new(),
+            };
             let lthash = store.lthash().unwrap();
-            let built = build_block(store, &lthash, template, &self.genesis.params, txs, &|_| false).unwrap();
+            let gov = store.gov_state().unwrap();
+            let built = build_block(store, &lthash, &gov, template, &self.genesis.params, txs, &|_| false).unwrap();
             assert!(built.rejected.is_empty(), "{:?}", built.rejected);
             let cert = self.certify(&built.block);
             store.commit_block(&built.block, &cert, &built.changes).unwrap();
@@ -973,12 +1096,11 @@ pub(crate) mod tests {
     fn write_read_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let chain = TestChain::new();
-        let set = chain.genesis.validator_set().unwrap();
         let (b1, b2, tx);
         {
             let store = open(dir.path());
             store.init_genesis(&chain.genesis).unwrap();
-            assert_eq!(store.verify_tail(&chain.genesis, &set, 10).unwrap(), Height(0));
+            assert_eq!(store.verify_tail(&chain.genesis, 10).unwrap(), Height(0));
             tx = chain.transfer(0, 500);
             b1 = chain.commit_next(&store, vec![tx.clone()]);
             b2 = chain.commit_next(&store, vec![chain.transfer(1, 7)]);
@@ -987,7 +1109,7 @@ pub(crate) mod tests {
         }
         let store = open(dir.path());
         store.init_genesis(&chain.genesis).unwrap();
-        assert_eq!(store.verify_tail(&chain.genesis, &set, 10).unwrap(), Height(2));
+        assert_eq!(store.verify_tail(&chain.genesis, 10).unwrap(), Height(2));
         assert_eq!(store.latest_height().unwrap(), Height(2));
         assert_eq!(store.block(Height(1)).unwrap(), Some(b1.clone()));
         assert_eq!(store.height_of(&b2.hash()).unwrap(), Some(Height(2)));
@@ -1030,8 +1152,7 @@ pub(crate) mod tests {
         let reopened = open(dir.path());
         assert!(reopened.account(&recipient).is_err());
         assert!(matches!(reopened.lthash(), Err(StorageError::StateBehind { blocks: 1 })));
-        let set = chain.genesis.validator_set().unwrap();
-        reopened.verify_tail(&chain.genesis, &set, 10).unwrap();
+        reopened.verify_tail(&chain.genesis, 10).unwrap();
         assert_eq!(reopened.account(&recipient).unwrap().balance, 500);
         // Recovery wrote a checkpoint: the next open needs none.
         drop(reopened);
@@ -1118,7 +1239,6 @@ pub(crate) mod tests {
     fn state_between_checkpoints_is_recovered_by_re_execution() {
         let dir = tempfile::tempdir().unwrap();
         let chain = TestChain::new();
-        let set = chain.genesis.validator_set().unwrap();
         let blocks = CHECKPOINT_BLOCKS * 2 + 5;
         let (want_sender, want_root);
         {
@@ -1134,7 +1254,7 @@ pub(crate) mod tests {
         }
         let store = open(dir.path());
         assert!(matches!(store.lthash(), Err(StorageError::StateBehind { blocks: 5 })));
-        assert_eq!(store.verify_tail(&chain.genesis, &set, 100).unwrap(), Height(blocks));
+        assert_eq!(store.verify_tail(&chain.genesis, 100).unwrap(), Height(blocks));
         assert_eq!(store.account(&chain.account.public()).unwrap(), want_sender);
         assert_eq!(store.lthash().unwrap().root(), want_root);
         assert_eq!(store.state_height().unwrap(), Height(blocks));
@@ -1169,8 +1289,13 @@ pub(crate) mod tests {
         store.init_genesis(&chain.genesis).unwrap();
         let b1 = chain.commit_next(&store, vec![]);
         let cert = chain.certify(&b1);
-        let changes =
-            StateChanges { accounts: vec![], lthash: store.lthash().unwrap(), state_root: b1.header.state_root };
+        let changes = StateChanges {
+            accounts: vec![],
+            lthash: store.lthash().unwrap(),
+            state_root: b1.header.state_root,
+            gov: store.gov_state().unwrap(),
+            gov_events: Default::default(),
+        };
         assert!(matches!(store.commit_block(&b1, &cert, &changes), Err(StorageError::NotNextHeight { .. })));
     }
 
@@ -1189,7 +1314,6 @@ pub(crate) mod tests {
     fn flipped_value_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let chain = TestChain::new();
-        let set = chain.genesis.validator_set().unwrap();
         {
             let store = open(dir.path());
             store.init_genesis(&chain.genesis).unwrap();
@@ -1203,7 +1327,7 @@ pub(crate) mod tests {
             store.flush().unwrap();
         }
         let store = open(dir.path());
-        let err = store.verify_tail(&chain.genesis, &set, 10).unwrap_err();
+        let err = store.verify_tail(&chain.genesis, 10).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StorageError::Corrupt { .. }), "{msg}");
         assert!(msg.contains("block 1") && msg.contains("checksum"), "{msg}");
@@ -1227,7 +1351,6 @@ pub(crate) mod tests {
     fn wrong_state_root_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let chain = TestChain::new();
-        let set = chain.genesis.validator_set().unwrap();
         let store = open(dir.path());
         store.init_genesis(&chain.genesis).unwrap();
         chain.commit_next(&store, vec![chain.transfer(0, 5)]);
@@ -1237,7 +1360,7 @@ pub(crate) mod tests {
         store.flush().unwrap();
         drop(store);
         let store = open(dir.path());
-        let err = store.verify_tail(&chain.genesis, &set, 10).unwrap_err();
+        let err = store.verify_tail(&chain.genesis, 10).unwrap_err();
         assert!(err.to_string().contains("state root"), "{err}");
     }
 
@@ -1245,7 +1368,6 @@ pub(crate) mod tests {
     fn bit_flip_in_the_sled_file_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let chain = TestChain::new();
-        let set = chain.genesis.validator_set().unwrap();
         let marker = "MARKER-MEMO-FOR-BITFLIP";
         {
             let store = open(dir.path());
@@ -1268,7 +1390,7 @@ pub(crate) mod tests {
         // Either sled's own log checksum or ours must catch it; never silently serve the flipped block.
         let result =
             Storage::open(dir.path(), StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 4 << 20 })
-                .and_then(|s| s.verify_tail(&chain.genesis, &set, 10).map(|_| s));
+                .and_then(|s| s.verify_tail(&chain.genesis, 10).map(|_| s));
         match result {
             Err(_) => {}
             Ok(s) => {

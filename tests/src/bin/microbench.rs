@@ -139,18 +139,26 @@ fn main() -> anyhow::Result<()> {
         params: params.clone(),
     };
     let set = ValidatorSet::new(genesis.validators.clone())?;
+    let gov = ledger_core::governance::GovState::genesis(set);
     let parent = genesis.parent_of_first_block();
-    let template = BlockTemplate { parent, proposer, timestamp_ms: 1, last_commit: None };
-    let built = build_block(&store, store.lthash(), template, &params, txs.clone(), &|_| true)?;
+    let template = BlockTemplate {
+        parent,
+        proposer,
+        timestamp_ms: 1,
+        last_commit: None,
+        approvals: Vec::new(),
+        evidence: Vec::new(),
+    };
+    let built = build_block(&store, store.lthash(), &gov, template, &params, txs.clone(), &|_| true)?;
     assert_eq!(built.block.txs.len(), 1000, "every transfer applies");
     let block_iters = (n / 200).max(20);
     let per_block = r.time("apply_block, 1000 transfers, sigs pre-verified", block_iters, "per block", |_| {
-        apply_block(&store, store.lthash(), &built.block, &parent, &set, &params, &|_| true)
+        apply_block(&store, store.lthash(), &gov, &built.block, &parent, &params, &|_| true)
     });
     r.rows.push(("apply_block per tx (pre-verified)".into(), per_block / 1000.0, "per tx".into()));
     println!("{:<44} {:>12.0} ns per tx", "  = apply_block per tx (pre-verified)", per_block / 1000.0);
     let per_block_v = r.time("apply_block, 1000 transfers, verifying sigs", block_iters / 4 + 1, "per block", |_| {
-        apply_block(&store, store.lthash(), &built.block, &parent, &set, &params, &|_| false)
+        apply_block(&store, store.lthash(), &gov, &built.block, &parent, &params, &|_| false)
     });
     r.rows.push(("apply_block per tx (verifying)".into(), per_block_v / 1000.0, "per tx".into()));
 
@@ -161,7 +169,7 @@ fn main() -> anyhow::Result<()> {
         for t in &txs {
             let _ = overlay.apply_tx(&ctx, t, true);
         }
-        overlay.finish(store.lthash()).state_root
+        overlay.finish(store.lthash(), gov.clone(), Default::default()).state_root
     });
     let mut lt = LtHash::default();
     r.time("lattice hash: one account insert", n, "per account", |i| {

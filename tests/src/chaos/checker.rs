@@ -167,7 +167,15 @@ fn rebuild_block(v: &Value) -> Result<Block> {
         Value::Null => None,
         c => Some(rebuild_certificate(c).context("last_commit")?),
     };
-    Ok(Block { header, txs, last_commit })
+    let mut approvals = Vec::new();
+    for a in v["approvals_hex"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        approvals.push(hex_object(a).context("approvals_hex")?);
+    }
+    let mut evidence = Vec::new();
+    for e in v["evidence_hex"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        evidence.push(hex_object(e).context("evidence_hex")?);
+    }
+    Ok(Block { header, txs, last_commit, approvals, evidence })
 }
 
 fn rebuild_certificate(c: &Value) -> Result<CommitCertificate> {
@@ -188,10 +196,9 @@ fn rebuild_certificate(c: &Value) -> Result<CommitCertificate> {
 /// that does not apply, since nothing above it can be checked.
 pub fn verify_chain(genesis: &Genesis, chain: &FetchedChain) -> Vec<Violation> {
     let mut out = chain.problems.clone();
-    let set = match genesis.validator_set() {
-        Ok(s) => s,
-        Err(e) => return vec![violation("I2", format!("genesis validator set: {e}"))],
-    };
+    if let Err(e) = genesis.validator_set() {
+        return vec![violation("I2", format!("genesis validator set: {e}"))];
+    }
     let supply = genesis.total_supply();
     let mut store = genesis.initial_state();
     let mut parent: Parent<'_> = genesis.parent_of_first_block();
@@ -201,7 +208,12 @@ pub fn verify_chain(genesis: &Genesis, chain: &FetchedChain) -> Vec<Violation> {
     for (block, cert) in chain.blocks.iter().zip(&chain.certificates) {
         let h = block.height();
         let hash = block.hash();
-        if let Err(e) = cert.verify_for(&genesis.chain_id, &set, h, hash) {
+        // The set of height h: the next set of the state after h - 1.
+        let Some(gov) = store.gov().cloned() else {
+            out.push(violation("I2", format!("{node} height {h}: no governance state to check against")));
+            return out;
+        };
+        if let Err(e) = cert.verify_for(&genesis.chain_id, &gov.next, h, hash) {
             out.push(violation("I2", format!("{node} height {h}: its commit certificate does not verify: {e}")));
         }
         for tx in &block.txs {
@@ -215,7 +227,7 @@ pub fn verify_chain(genesis: &Genesis, chain: &FetchedChain) -> Vec<Violation> {
                 ));
             }
         }
-        match apply_block(&store, store.lthash(), block, &parent, &set, &genesis.params, &|_| false) {
+        match apply_block(&store, store.lthash(), &gov, block, &parent, &genesis.params, &|_| false) {
             Ok(changes) => store.commit(&changes),
             Err(e) => {
                 out.push(violation("I2", format!("{node} height {h}: block {hash} does not apply: {e}")));

@@ -194,9 +194,11 @@ impl Checker {
             self.violations.push(v);
             return;
         }
-        match apply_block(parent_state, parent_state.lthash(), block, parent, &self.validators, &self.params, &|_| {
-            false
-        }) {
+        let Some(gov) = parent_state.gov() else {
+            self.violations.push(fail("the parent state has no governance state".into()));
+            return;
+        };
+        match apply_block(parent_state, parent_state.lthash(), gov, block, parent, &self.params, &|_| false) {
             Ok(changes) => {
                 let mut after = parent_state.clone();
                 after.commit(&changes);

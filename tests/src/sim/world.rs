@@ -1038,10 +1038,19 @@ impl World {
             None => None,
             Some((b, c)) => live.core.commit_certificate(b.height()).or_else(|| Some(c.clone())),
         };
-        let template = BlockTemplate { parent, proposer: key, timestamp_ms: GENESIS_TIME_MS + self.now, last_commit };
+        let template = BlockTemplate {
+            parent,
+            proposer: key,
+            timestamp_ms: GENESIS_TIME_MS + self.now,
+            last_commit,
+            approvals: Vec::new(),
+            evidence: Vec::new(),
+        };
         let limit = node::driver::DEFAULT_BUILD_TXS_MAX;
-        let built = build_from_pool(&live.mempool, &live.state, live.state.lthash(), template, &self.params, limit)
-            .expect("the in-memory store cannot fail");
+        let gov = gov_of(&live.state);
+        let built =
+            build_from_pool(&live.mempool, &live.state, live.state.lthash(), gov, template, &self.params, limit)
+                .expect("the in-memory store cannot fail");
         let block = Rc::new(built.block);
         live.candidates.insert_built(block.clone(), built.changes);
         block
@@ -1069,10 +1078,10 @@ impl World {
         let live = self.nodes[i].live.as_mut().expect("node is live");
         let parent = parent_of(&self.genesis, &live.chain);
         let Live { candidates, state, mempool, core, .. } = live;
-        let (validators, params) = (&self.validators, &self.params);
+        let params = &self.params;
         let verdict = candidates
             .validate(&hash, now_ms, |b| {
-                execute_with_pool(mempool, state, state.lthash(), b, &parent, validators, params)
+                execute_with_pool(mempool, state, state.lthash(), gov_of(state), b, &parent, params)
             })
             .expect("the in-memory store cannot fail");
         let Some(verdict) = verdict else { return };
@@ -1088,10 +1097,10 @@ impl World {
         let height = live.core.height().0;
         let parent = parent_of(&self.genesis, &live.chain);
         let Live { candidates, state, mempool, .. } = live;
-        let (validators, params) = (&self.validators, &self.params);
+        let params = &self.params;
         let taken = candidates
             .take_decided(&block_hash, |b| {
-                execute_with_pool(mempool, state, state.lthash(), b, &parent, validators, params)
+                execute_with_pool(mempool, state, state.lthash(), gov_of(state), b, &parent, params)
             })
             .expect("the in-memory store cannot fail");
         let Some((block, changes)) = taken else { return false };
@@ -1257,9 +1266,9 @@ impl World {
                         &live.mempool,
                         &live.state,
                         live.state.lthash(),
+                        gov_of(&live.state),
                         &block,
                         &parent,
-                        &self.validators,
                         &self.params,
                     ) else {
                         break;
@@ -1556,8 +1565,11 @@ impl World {
             proposer: key,
             timestamp_ms: block.header.timestamp_ms + 1,
             last_commit: block.last_commit.clone(),
+            approvals: Vec::new(),
+            evidence: Vec::new(),
         };
-        let built = build_block(&live.state, live.state.lthash(), template, &self.params, Vec::new(), &|_| true)
+        let gov = gov_of(&live.state);
+        let built = build_block(&live.state, live.state.lthash(), gov, template, &self.params, Vec::new(), &|_| true)
             .expect("the in-memory store cannot fail");
         let alt = Rc::new(built.block);
         live.candidates.insert_built(alt.clone(), built.changes);
@@ -1706,4 +1718,9 @@ impl World {
 /// Run one configuration to the end.
 pub fn run(cfg: &SimConfig) -> Report {
     World::new(cfg.clone()).run()
+}
+
+/// The governance state of a simulated node's store (made from the genesis, so it always has one).
+fn gov_of(state: &MemStore) -> &ledger_core::governance::GovState {
+    state.gov().expect("a store made from the genesis has a governance state")
 }
