@@ -827,6 +827,7 @@ async fn openapi_lists_every_route() {
         "GET /txs/{id}",
         "POST /txs",
         "POST /txs/batch",
+        "POST /governance/approvals",
         "GET /accounts/{address}",
         "GET /accounts/{address}/txs",
         "GET /mempool",
