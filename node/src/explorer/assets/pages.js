@@ -8,6 +8,16 @@ const blockLink = (height) => h("a", { href: `#/block/${height}` }, num(height))
 const txLink = (id) => short(id, `#/tx/${id}`);
 const accountLink = (a) => short(a, `#/account/${a}`);
 
+/// Validators (addresses) whose precommit is in the certificate of at least one of the `n` blocks up to
+/// `tip`. One certificate alone under-counts: it closes as soon as more than 2/3 of the power signed.
+export const RECENT_CERTS = 5;
+export async function recentSigners(tip, n = RECENT_CERTS) {
+  const heights = [];
+  for (let h = tip; h >= 1 && h > tip - n; h--) heights.push(h);
+  const blocks = await Promise.all(heights.map((h) => api(`/blocks/${h}`)));
+  return new Set(blocks.flatMap((b) => b.signers));
+}
+
 /// The genesis document, fetched once (the validator set and the chain id).
 let genesisPromise = null;
 export function genesis() {
@@ -71,7 +81,7 @@ export function home(view, _params, live) {
         stat("Height", "stat-height"),
         stat("Last block", "stat-age", "Age of the latest block's header time; hover for the exact time"),
         stat("Block time", "stat-block-time", "Average interval between the last 20 blocks (header timestamps)"),
-        stat("Validators online", "stat-online", "Validators whose precommit is in the certificate of the latest block"),
+        stat("Validators online", "stat-online", `Validators whose precommit is in the certificate of at least one of the latest ${RECENT_CERTS} blocks`),
         stat("Mempool", "stat-mempool", "Transactions waiting in this node's mempool"),
         h(
           "div",
@@ -120,7 +130,7 @@ export function home(view, _params, live) {
       const b = blocks[blocks.length - 1 - i];
       rows.push(
         b
-          ? h("tr", { "data-height": b.height }, h("td", {}, blockLink(b.height)), h("td", {}, short(b.hash, `#/block/${b.height}`, 8)), h("td", {}, num(b.tx_count)), h("td", {}, time(b.time)))
+          ? h("tr", { "data-height": b.height }, h("td", {}, blockLink(b.height)), h("td", {}, short(b.hash, `#/block/${b.height}`, 8)), h("td", {}, num(b.tx_count)), h("td", {}, time(b.time, new Date(b.time).toLocaleTimeString())))
           : h("tr", { class: "placeholder" }, h("td", { colspan: 4 }, "\u00a0")),
       );
     }
@@ -158,8 +168,9 @@ export function home(view, _params, live) {
       set("stat-mempool", `${num(mempool.count)} txs`);
       if (!live.recentBlocks.length) set("stat-height", num(status.height));
       if (status.height > 0) {
-        const [block, g] = await Promise.all([api(`/blocks/${status.height}`), genesis()]);
-        set("stat-online", `${block.signers.length} of ${g.validators.length}`, h("span", { class: "muted" }, ` (block ${num(status.height)})`));
+        const [signers, g] = await Promise.all([recentSigners(status.height), genesis()]);
+        const online = g.validators.filter((v) => signers.has(v.address)).length;
+        set("stat-online", `${online} of ${g.validators.length}`);
       } else {
         set("stat-online", "no block yet");
       }
@@ -280,7 +291,7 @@ export async function block(view, [key]) {
         table(
           ["#", "Id", "From", "To", "Amount", "Fee"],
           b.txs.map((t, i) => [String(i), txLink(t.id), accountLink(t.sender), accountLink(t.recipient), num(t.amount), num(t.fee)]),
-          { empty: "No transactions in this block." },
+          { empty: "No transactions in this block.", cls: "block-txs" },
         ),
       ),
       h(
@@ -445,7 +456,7 @@ export async function account(view, [address], query) {
 export async function validators(view) {
   const [v, status] = await Promise.all([api("/validators"), api("/status")]);
   let signers = null;
-  if (status.height > 0) signers = new Set((await api(`/blocks/${status.height}`)).signers);
+  if (status.height > 0) signers = await recentSigners(status.height);
   document.title = "Validators · ledger explorer";
   const counted = v.counted_to_height >= v.counted_from_height && v.counted_to_height > 0 ? v.counted_to_height - v.counted_from_height + 1 : 0;
   fill(
@@ -474,11 +485,14 @@ export async function validators(view) {
             `${((100 * x.voting_power) / Math.max(1, v.total_voting_power)).toFixed(1)} %`,
             num(x.blocks_proposed),
             counted ? `${num(counted - x.blocks_missed)} / ${num(counted)}` : "–",
-            signers === null ? "–" : signers.has(x.address) ? h("span", { class: "badge ok", title: `In the certificate of block ${status.height}` }, "signing") : h("span", { class: "badge bad", title: `Not in the certificate of block ${status.height}` }, "missed latest"),
+            signers === null ? "–" : signers.has(x.address)
+                ? h("span", { class: "badge ok", title: `Signed at least one of the certificates of blocks ${Math.max(1, status.height - RECENT_CERTS + 1)} to ${status.height}` }, "online")
+                : h("span", { class: "badge bad", title: `In none of the certificates of blocks ${Math.max(1, status.height - RECENT_CERTS + 1)} to ${status.height}` }, "not signing"),
           ]),
+          { cls: "validators" },
         ),
       ),
-      h("p", { class: "muted" }, `Total voting power ${num(v.total_voting_power)}.`),
+      h("p", { class: "muted" }, `Status: online when the validator's precommit is in at least one of the certificates of the latest ${RECENT_CERTS} blocks (as this node stored them). `, `Total voting power ${num(v.total_voting_power)}.`),
     ),
   );
 }
