@@ -188,6 +188,55 @@ await check("a proxy that tampers with the proof makes the page say what failed"
   return text.slice(0, 120);
 });
 
+await check("a proxy that tampers with a certificate signature makes the page say what failed", async () => {
+  const tampered = await newPage();
+  await tampered.route(`**/blocks/${txHeight}/commit`, async (route) => {
+    const res = await route.fetch();
+    const body = await res.json();
+    // The last byte of the certificate is inside the last signature.
+    const hex = body.certificate_hex;
+    body.certificate_hex = hex.slice(0, -2) + (hex.slice(-2) === "00" ? "01" : "00");
+    await route.fulfill({ response: res, json: body });
+  });
+  await tampered.goto(`${base}/explorer/#/tx/${args.tx}`);
+  await tampered.waitForSelector("#verdict", { timeout: 15_000 });
+  const verdict = await tampered.getAttribute("#verdict", "data-verdict");
+  const text = await tampered.textContent("#verdict");
+  await tampered.context().close();
+  if (verdict !== "failed" || !/certificate: the precommit signature of validator \d+ does not verify/.test(text)) {
+    throw new Error(`${verdict}: ${text}`);
+  }
+  if (/merkle_proof/.test(text)) throw new Error(`the proof was not touched: ${text}`);
+  return text.slice(0, 120);
+});
+
+// 4b. A history longer than a page: the pages concatenate to every transaction, newest first.
+if (args.paged) {
+  await check(`the account history of ${args["paged-count"]} transactions comes in pages`, async () => {
+    await page.goto(`${base}/explorer/#/account/${args.paged}`);
+    await waitPage(page, "account");
+    const ids = [];
+    let pages = 0;
+    for (;;) {
+      pages++;
+      const heights = await page.$$eval("table.history tbody tr td:first-child", (tds) => tds.map((td) => Number(td.textContent.replace(/[^0-9]/g, ""))));
+      for (let i = 1; i < heights.length; i++) if (heights[i] > heights[i - 1]) throw new Error(`not newest first: ${heights}`);
+      ids.push(...(await page.$$eval('table.history tbody a[href^="#/tx/"]', (as) => as.map((a) => a.getAttribute("href")))));
+      const older = await page.$("#older");
+      if (!older) break;
+      const url = page.url();
+      await older.click();
+      await page.waitForFunction((u) => location.href !== u, url, { timeout: 10_000 });
+      await waitPage(page, "account");
+      if (pages > 20) throw new Error("more than 20 pages");
+    }
+    const want = Number(args["paged-count"]);
+    if (ids.length !== want || new Set(ids).size !== want) throw new Error(`${ids.length} rows (${new Set(ids).size} distinct) in ${pages} pages, want ${want}`);
+    if (pages < 2) throw new Error("one page only");
+    return `${ids.length} transactions in ${pages} pages`;
+  });
+}
+
 // 5. Unknown ids and queries: a clear not-found page.
 for (const [what, hash] of [
   ["an unknown tx id", `#/tx/${"0".repeat(64)}`],

@@ -99,7 +99,7 @@ fn javascript_blake3_matches_the_rust_vectors() -> Result<()> {
 fn explorer_in_headless_chromium_against_a_localnet() -> Result<()> {
     let chromium = chromium()?;
     playwright()?;
-    let mut net = Localnet::create(4, 3)?;
+    let mut net = Localnet::create(4, 4)?;
     net.start_all()?;
     net.wait_height(0, 2, Duration::from_secs(60)).map_err(|e| anyhow!("{e}\n{}", net.diagnostics(&[0, 1, 2, 3])))?;
     let api = net.manifest.nodes[0].api_url.clone();
@@ -117,6 +117,17 @@ fn explorer_in_headless_chromium_against_a_localnet() -> Result<()> {
         .with_context(|| format!("wallet output: {}", String::from_utf8_lossy(&out.stdout)))?;
     assert!(out.status.success() && doc["status"] == "committed", "{doc} {}", String::from_utf8_lossy(&out.stderr));
     let id = doc["id"].as_str().context("no id")?.to_string();
+    // A history longer than the page's 25 rows: 30 transfers from dev account 2 to 3 (not the parties above).
+    let paged = net.manifest.accounts[2].address.to_address_string();
+    let paged_count = 30;
+    let mut last = String::new();
+    for _ in 0..paged_count {
+        let tx = net.transfer(0, 2, 3, 7)?;
+        let a = net.nodes[0].api.submit(&tx.encode())?;
+        assert!((200..300).contains(&a.status), "{} {}", a.status, a.body);
+        last = tx.id().to_hex();
+    }
+    net.wait_committed(0, &last, Duration::from_secs(60))?;
     let shots = target_dir().join("explorer-screenshots");
     let (ok, text) = node_script(&[
         "tests/explorer/e2e.mjs",
@@ -132,6 +143,10 @@ fn explorer_in_headless_chromium_against_a_localnet() -> Result<()> {
         amount,
         "--screenshots",
         &shots.display().to_string(),
+        "--paged",
+        &paged,
+        "--paged-count",
+        &paged_count.to_string(),
         "--chromium",
         &chromium.display().to_string(),
     ])?;
