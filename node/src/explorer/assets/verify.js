@@ -220,7 +220,7 @@ async function ed25519Verify(key, signature, message) {
   }
 }
 
-function voteBytes(height, round, blockHash, validatorKey) {
+export function voteBytes(height, round, blockHash, validatorKey) {
   // Vote { kind: Precommit (1), height u64, round u32, block_hash: Some(hash), validator: key }
   const round4 = new Uint8Array(4);
   new DataView(round4.buffer).setUint32(0, round, true);
