@@ -8,8 +8,10 @@ const view = document.getElementById("view");
 
 // ---------------------------------------------------------------------------------------------- live feed
 
-/// Recent committed blocks and transactions, from /events. Replays the last blocks at start (for the
-/// chart and the lists), then follows new ones; EventSource resumes with Last-Event-ID after a drop.
+/// Recent committed blocks and transactions. At start, the last minute of block summaries comes from
+/// /blocks (header time and tx count only, so a busy chain costs a few pages, not every transaction), and
+/// /events replays the last few blocks' transactions then follows new blocks; EventSource resumes with
+/// Last-Event-ID after a drop.
 const live = {
   recentBlocks: [],
   recentTxs: [],
@@ -21,13 +23,29 @@ const live = {
 };
 const KEEP_BLOCKS = 400;
 const KEEP_TXS = 10;
-const REPLAY_BLOCKS = 150;
+const REPLAY_BLOCKS = 3;
+const HISTORY_MS = 60_000;
+const HISTORY_PAGES = 4;
 
 async function startLive() {
   let from = 1;
   try {
     const status = await api("/status");
     from = Math.max(1, status.height - REPLAY_BLOCKS + 1);
+    // Block summaries back to a minute before the tip (at most HISTORY_PAGES pages of 100).
+    const seed = [];
+    let before = null;
+    for (let i = 0; i < HISTORY_PAGES; i++) {
+      const page = await api(`/blocks?limit=100${before ? `&before=${before}` : ""}`);
+      for (const b of page.blocks) {
+        seed.push({ height: b.height, hash: b.hash, time: b.header.timestamp_ms, tx_count: b.tx_count, proposer: b.header.proposer });
+      }
+      const oldest = seed[seed.length - 1];
+      if (!page.next || !oldest || oldest.time < status.latest_block_time - HISTORY_MS) break;
+      before = page.next;
+    }
+    seed.reverse();
+    if (live.recentBlocks.length === 0) live.recentBlocks.push(...seed.filter((b) => b.height < from));
   } catch {
     // The feed starts from the first block; it still follows new ones.
   }
