@@ -110,6 +110,10 @@ await check("home stats are filled", async () => {
   await page.waitForFunction(() => /of/.test(document.getElementById("stat-online").textContent), null, { timeout: 10_000 });
   await page.waitForFunction(() => /txs/.test(document.getElementById("stat-mempool").textContent), null, { timeout: 10_000 });
   const tps = await page.textContent("#stat-tps");
+  // The chart is drawn: 12 bars with a rendered size (an SVG in the right namespace), one taller than the rest
+  // once a transaction is in the last minute.
+  const bars = await page.$$eval("#tps-chart rect", (rs) => rs.map((r) => r.getBoundingClientRect().height));
+  if (bars.length !== 12 || !bars.some((b) => b > 0)) throw new Error(`chart bars ${JSON.stringify(bars)}`);
   return `online "${await page.textContent("#stat-online")}", tx/s "${tps}"`;
 });
 

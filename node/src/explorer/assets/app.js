@@ -46,6 +46,16 @@ async function startLive() {
     }
     seed.reverse();
     if (live.recentBlocks.length === 0) live.recentBlocks.push(...seed.filter((b) => b.height < from));
+    // The latest transactions before the replay: from the newest seeded blocks that have any (at most 3).
+    const withTxs = live.recentBlocks.filter((b) => b.tx_count > 0).slice(-3).reverse();
+    const txs = [];
+    for (const b of withTxs) {
+      if (txs.length >= KEEP_TXS) break;
+      const full = await api(`/blocks/${b.height}`);
+      const mine = full.txs.map((t, index) => ({ ...t, height: b.height, index, block_hash: b.hash }));
+      txs.unshift(...mine.slice(-(KEEP_TXS - txs.length)));
+    }
+    if (live.recentTxs.length === 0) live.recentTxs.push(...txs);
   } catch {
     // The feed starts from the first block; it still follows new ones.
   }

@@ -61,13 +61,19 @@ function failure(view, e) {
 const ROWS = 10;
 const CHART_BUCKETS = 12;
 const CHART_SECONDS = 60;
+const SVG = "http://www.w3.org/2000/svg";
 
 /// `live`: the app's event feed (see app.js): `recentBlocks`, `recentTxs`, `subscribe(fn)`.
 export function home(view, _params, live) {
   document.title = "ledger explorer";
   const stat = (label, id, hint) =>
     h("div", { class: "stat", title: hint || "" }, h("div", { class: "label" }, label), h("div", { class: "value", id }, "…"));
-  const chart = h("svg", { id: "tps-chart", viewBox: `0 0 ${CHART_BUCKETS * 10} 40`, preserveAspectRatio: "none", role: "img" });
+  const chart = document.createElementNS(SVG, "svg");
+  chart.id = "tps-chart";
+  chart.setAttribute("viewBox", `0 0 ${CHART_BUCKETS * 10} 40`);
+  chart.setAttribute("preserveAspectRatio", "none");
+  chart.setAttribute("role", "img");
+  chart.setAttribute("aria-label", "Transactions per second over the last minute");
   const blocksBody = h("tbody", { id: "latest-blocks" });
   const txsBody = h("tbody", { id: "latest-txs" });
   fill(
@@ -208,7 +214,7 @@ function drawChart(svg, blocks, now) {
   const el = document.getElementById("stat-tps");
   if (el) fill(el, tps.toFixed(1), span < CHART_SECONDS - 1 ? ` (over ${Math.round(span)} s)` : "");
   const max = Math.max(1, ...counts.map((c) => c / width));
-  const ns = "http://www.w3.org/2000/svg";
+  const ns = SVG;
   svg.replaceChildren();
   counts.forEach((c, i) => {
     const r = document.createElementNS(ns, "rect");
