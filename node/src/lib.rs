@@ -36,6 +36,7 @@
 
 pub mod api;
 pub mod chain;
+pub mod explorer;
 pub mod network;
 pub mod operations;
 pub mod safety;

@@ -460,20 +460,24 @@ async fn transaction_lifecycle_accounts_and_proofs() {
 }
 
 #[tokio::test]
-async fn account_history_scan_is_bounded_and_resumable() {
-    let config = ApiConfig { account_scan_blocks_max: 2, ..ApiConfig::default() };
-    let net = Net::with(MempoolLimits::default(), config, 64);
+async fn account_history_comes_from_the_index_whatever_its_depth() {
+    let net = Net::with(MempoolLimits::default(), ApiConfig::default(), 64);
     let tx = net.tx(2, 0, 9);
     net.commit(Some(vec![tx.clone()]));
-    net.commit(None);
-    net.commit(None);
+    // Past a fold of the index (every 16 blocks) and beyond: the first transaction is still found.
+    for _ in 0..40 {
+        net.commit(None);
+    }
     let a = net.accounts[2].public().to_address_string();
     let (_, v) = net.get(&format!("/accounts/{a}/txs")).await;
-    assert_eq!(v["txs"].as_array().unwrap().len(), 0);
-    assert_eq!((v["scanned_from_height"].as_u64(), v["scanned_to_height"].as_u64()), (Some(3), Some(2)));
-    assert_eq!(v["next"], json!({"before": 2}));
+    assert_eq!(v["txs"][0]["tx"]["id"], tx.id().to_hex(), "{v}");
+    assert_eq!(v["txs"][0]["height"], 1);
+    assert_eq!((v["scanned_from_height"].as_u64(), v["scanned_to_height"].as_u64()), (Some(41), Some(1)));
+    assert_eq!(v["next"], Value::Null);
     let (_, v) = net.get(&format!("/accounts/{a}/txs?before=2")).await;
     assert_eq!(v["txs"][0]["tx"]["id"], tx.id().to_hex());
+    let (_, v) = net.get(&format!("/accounts/{a}/txs?before=1")).await;
+    assert_eq!(v["txs"].as_array().map(Vec::len), Some(0), "{v}");
     assert_eq!(v["next"], Value::Null);
 }
 
@@ -1372,4 +1376,52 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A browser at `/` is sent to the explorer, an API client still gets the JSON list; the page and its assets
+/// come with the same-origin-only policy; the search lookup finds a height, a block hash, a committed tx and an
+/// address, and answers `none` (200) for the rest.
+#[tokio::test]
+async fn explorer_is_served_and_its_lookup_finds_each_kind() {
+    let net = Net::new();
+    let tx = net.tx(0, 0, 5);
+    let block = net.commit(Some(vec![tx.clone()]));
+    let raw = |uri: &str, accept: &str| {
+        let req = Request::get(uri).header(header::ACCEPT, accept).body(Body::empty()).unwrap();
+        let app = net.app.clone();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let (status, headers) = (res.status(), res.headers().clone());
+            let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            (status, headers, String::from_utf8_lossy(&body).to_string())
+        }
+    };
+    let (s, h, _) = raw("/", "text/html,application/xhtml+xml,*/*;q=0.8").await;
+    assert_eq!((s, h.get(header::LOCATION).map(|v| v.to_str().unwrap())), (StatusCode::SEE_OTHER, Some("/explorer/")));
+    let (s, _, body) = raw("/", "application/json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("\"routes\""), "{body}");
+    let (s, h, body) = raw("/explorer/", "text/html").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.contains("app.js") && h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(h[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("connect-src 'self'"));
+    let (s, h, _) = raw("/explorer/app.js", "*/*").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+    assert_error(&net.get("/explorer/nope.js").await, StatusCode::NOT_FOUND, "not_found");
+    let n = &net;
+    let look = |q: String| async move { n.get(&format!("/explorer/lookup/{q}")).await };
+    let (_, v) = look("1".into()).await;
+    assert_eq!((v["kind"].as_str(), v["target"].as_str()), (Some("block"), Some("#/block/1")));
+    let (_, v) = look("2".into()).await;
+    assert_eq!(v["kind"], "none", "{v}");
+    let (_, v) = look(block.hash().to_hex()).await;
+    assert_eq!(v["kind"], "block", "{v}");
+    let (_, v) = look(tx.id().to_hex()).await;
+    assert_eq!(v["kind"], "tx", "{v}");
+    let (_, v) = look(net.accounts[0].public().to_address_string()).await;
+    assert_eq!(v["kind"], "account", "{v}");
+    let (s, v) = look("no-such-thing".into()).await;
+    assert_eq!((s, v["kind"].as_str()), (StatusCode::OK, Some("none")));
+    assert_error(&look("9".repeat(300)).await, StatusCode::BAD_REQUEST, "bad_query");
 }

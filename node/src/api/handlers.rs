@@ -801,7 +801,7 @@ pub struct AccountTxsQuery {
 
 #[utoipa::path(get, path = "/accounts/{address}/txs", tag = "accounts",
     params(("address" = String, Path, description = "Account address: `ldg`, then the key and a checksum in hex", pattern = "^ldg[0-9a-fA-F]{72}$"), AccountTxsQuery),
-    responses((status = 200, description = "Committed transactions sent or received, newest first, found by scanning at most 1000 blocks per request; follow `next` to continue", body = AccountTxsPage),
+    responses((status = 200, description = "Committed transactions sent or received, newest first, from the account-history index (any depth, in time independent of the chain's length); follow `next` to continue", body = AccountTxsPage),
               (status = 400, description = "bad_address or bad query", body = ErrorView)))]
 pub async fn account_txs(
     State(s): State<ApiState>,
@@ -812,54 +812,53 @@ pub async fn account_txs(
     let q = query(q)?;
     let limit = page_limit(&s, q.limit)?;
     height_param("before", q.before)?;
-    let scan_max = s.inner.config.account_scan_blocks_max.max(1);
     let page = s
         .read(move |st| {
-            let tip = st.latest_height()?.0;
-            // The first height to look at, and the index bound inside it.
-            let (mut h, mut index_bound) = match (q.before, q.before_index) {
-                (None, _) => (tip, u32::MAX),
-                (Some(b), Some(i)) if b <= tip => (b, i),
-                (Some(b), _) => (b.saturating_sub(1).min(tip), u32::MAX),
+            let tip = st.latest_height()?;
+            // Exclusive bound: below `before` (all of it without `before_index`), at most the tip.
+            let bound = match q.before {
+                None => (tip.0, u32::MAX),
+                Some(b) => (b, q.before_index.unwrap_or(0)),
             };
-            let mut txs = Vec::new();
-            let (mut scanned_from, mut scanned_to) = (None, None);
-            let mut scanned = 0u64;
-            let mut next = None;
-            while h >= 1 {
-                if scanned == scan_max {
-                    next = Some(AccountTxsCursor { before: h + 1, before_index: None });
-                    break;
+            let bound = bound.min((tip.0, u32::MAX));
+            let mut found = st.account_history(&address, bound, tip, limit + 1)?;
+            let more = found.len() > limit;
+            found.truncate(limit);
+            let mut txs = Vec::with_capacity(found.len());
+            let mut block: Option<ledger_core::Block> = None;
+            for (h, i) in &found {
+                if block.as_ref().is_none_or(|b| b.height().0 != *h) {
+                    block = Some(st.block(Height(*h))?.ok_or_else(|| crate::storage::StorageError::Corrupt {
+                        what: format!("block {h}"),
+                        detail: "indexed but missing".into(),
+                    })?);
                 }
-                let Some(block) = st.block(Height(h))? else { break };
-                scanned += 1;
-                scanned_from.get_or_insert(h);
-                scanned_to = Some(h);
-                let end = (block.txs.len() as u64).min(u64::from(index_bound)) as usize;
-                let mut full = false;
-                for (i, tx) in block.txs[..end].iter().enumerate().rev() {
-                    let t = tx.tx();
-                    if t.sender != address && t.recipient != address {
-                        continue;
-                    }
-                    if txs.len() == limit {
-                        next = Some(AccountTxsCursor { before: h, before_index: Some(i as u32 + 1) });
-                        full = true;
-                        break;
-                    }
-                    txs.push(AccountTxView {
-                        height: h,
-                        index: i as u32,
-                        direction: if t.sender == address { "sent" } else { "received" }.into(),
-                        tx: TxView::of(tx),
+                let Some(tx) = block.as_ref().and_then(|b| b.txs.get(*i as usize)) else {
+                    return Err(crate::storage::StorageError::Corrupt {
+                        what: format!("account-history index at {h}/{i}"),
+                        detail: "no such transaction in the block".into(),
                     });
-                }
-                if full {
-                    break;
-                }
-                index_bound = u32::MAX;
-                h -= 1;
+                };
+                let t = tx.tx();
+                txs.push(AccountTxView {
+                    height: *h,
+                    index: *i,
+                    direction: if t.sender == address { "sent" } else { "received" }.into(),
+                    tx: TxView::of(tx),
+                });
             }
+            let next = match (more, found.last()) {
+                (true, Some(&(h, i))) => Some(AccountTxsCursor { before: h, before_index: Some(i) }),
+                _ => None,
+            };
+            // The heights this page covers: from the bound down to its last entry, or to height 1 when the
+            // history ends here.
+            let from = if bound.1 == 0 { bound.0.saturating_sub(1) } else { bound.0 };
+            let (scanned_from, scanned_to) = match (from, &next) {
+                (0, _) => (None, None),
+                (f, Some(c)) => (Some(f), Some(c.before)),
+                (f, None) => (Some(f), Some(1)),
+            };
             Ok(AccountTxsPage {
                 address: address.to_address_string(),
                 txs,

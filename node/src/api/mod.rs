@@ -26,8 +26,7 @@
 //!
 //! # Limits
 //! All in [`ApiConfig`]: body size (10 MiB, 413 `body_too_large`), request timeout (30 s, 408 `timeout`),
-//! concurrent requests (503 `overloaded`), page sizes, batch size, `wait=commit` duration, blocks scanned
-//! per account-history request, and the limits that keep one client from taking the API from the others
+//! concurrent requests (503 `overloaded`), page sizes, batch size, `wait=commit` duration, and the limits that keep one client from taking the API from the others
 //! (per-client connections, request rate, event streams and commit waits; header, body and write timeouts;
 //! body-byte budgets): see [`guard`] and [`server`], and `docs/api.md`. Every error, including those produced by axum and tower layers
 //! (unknown route, wrong method, bad JSON, timeouts, panics), is answered as `{"error": {"code", "message"}}`.
@@ -114,8 +113,16 @@ fn openapi_router() -> OpenApiRouter<ApiState> {
 }
 
 #[utoipa::path(get, path = "/", tag = "node",
-    responses((status = 200, description = "What this server is and a list of its routes", body = IndexView)))]
-async fn index() -> axum::Json<IndexView> {
+    responses((status = 200, description = "What this server is and a list of its routes", body = IndexView),
+              (status = 303, description = "A browser (`Accept` naming `text/html`, not `application/json` first) is sent to the explorer at `/explorer/`")))]
+async fn index(headers: axum::http::HeaderMap) -> Response {
+    if crate::explorer::wants_html(headers.get(header::ACCEPT)) {
+        return axum::response::Redirect::to(crate::explorer::BASE).into_response();
+    }
+    index_json().into_response()
+}
+
+fn index_json() -> axum::Json<IndexView> {
     static INDEX: std::sync::OnceLock<IndexView> = std::sync::OnceLock::new();
     let view = INDEX.get_or_init(|| IndexView {
         name: "ledgerd HTTP API".into(),
@@ -235,6 +242,7 @@ pub fn router(state: ApiState) -> Router {
     let config = state.inner.config.clone();
     let (routes, _) = openapi_router().split_for_parts();
     routes
+        .merge(crate::explorer::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.body_bytes_max))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("handler panicked").into_response()))

@@ -167,8 +167,6 @@ pub struct ApiConfig {
     /// Default and largest `limit` of paginated lists.
     pub page_limit_default: usize,
     pub page_limit_max: usize,
-    /// Blocks scanned by one `GET /accounts/{address}/txs` request.
-    pub account_scan_blocks_max: u64,
     /// Certified heights counted by `GET /validators` (the most recent ones whose certificate is on chain).
     pub validator_stats_window: u64,
     /// `GET /health` answers 503 `stalled` when no block was committed for this long. `None`: derived
@@ -214,7 +212,6 @@ impl Default for ApiConfig {
             batch_txs_max: 1000,
             page_limit_default: 20,
             page_limit_max: 100,
-            account_scan_blocks_max: 1000,
             validator_stats_window: 100,
             health_stall_after_ms: None,
         }

@@ -342,10 +342,11 @@ pub struct AccountTxsPage {
     pub address: String,
     /// Newest first.
     pub txs: Vec<AccountTxView>,
-    /// Heights this request scanned, inclusive (`scanned_to` ≤ `scanned_from`); null when nothing was scanned.
+    /// Heights this page covers, inclusive (`scanned_to` ≤ `scanned_from`; `scanned_to` is 1 when the history
+    /// ends here); null at genesis.
     pub scanned_from_height: Option<u64>,
     pub scanned_to_height: Option<u64>,
-    /// Pass as `before` and `before_index` for the next page; null when the scan reached height 1.
+    /// Pass as `before` and `before_index` for the next page; null when the history ends.
     pub next: Option<AccountTxsCursor>,
 }
 

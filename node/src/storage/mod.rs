@@ -1,7 +1,7 @@
 //! Durable chain storage on sled 0.34.
 //!
 //! Everything lives in ONE sled tree, `chain`, under one-byte key prefixes, so that a committed block (its
-//! bytes, certificate, hash index, tx index run, new height and, at a state checkpoint, every account changed
+//! bytes, certificate, hash index, tx index run, account-history delta (see [`addrindex`]), new height and, at a state checkpoint, every account changed
 //! since the last one with the lattice hash and the state height) is written by a single `apply_batch`, which
 //! sled applies atomically. Multi-tree transactions are avoided on purpose: they are optimistic and may re-run
 //! their closure.
@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
+pub mod addrindex;
 pub mod txindex;
 
 use txindex::{RunList, RunMeta};
@@ -232,6 +233,8 @@ fn describe_key(key: &[u8]) -> String {
         Some(&txindex::CHUNK_PREFIX) if key.len() == 41 => format!("tx index run {} chunk", be_u64(&key[1..9])),
         Some(&prefix::ACCOUNT) => format!("account {}", hex::encode(&key[1..])),
         Some(&prefix::VALSET) if key.len() == 9 => format!("validator set from height {}", be_u64(&key[1..])),
+        Some(&addrindex::CHUNK_PREFIX) => format!("account-history chunk {}", hex::encode(&key[1..])),
+        Some(&addrindex::DELTA_PREFIX) if key.len() == 9 => format!("account-history delta {}", be_u64(&key[1..])),
         Some(&prefix::META) => format!("metadata {}", String::from_utf8_lossy(&key[1..])),
         _ => format!("key {}", hex::encode(key)),
     }
@@ -307,6 +310,7 @@ impl Storage {
         };
         store.open_tx_index()?;
         store.load_sets()?;
+        store.open_addr_index()?;
         match (store.latest_height(), store.state_height()) {
             (Ok(tip), Ok(state)) => store.account_cache().behind = tip.0.saturating_sub(state.0),
             // A database without genesis yet: `init_genesis` sets the state up.
@@ -360,6 +364,8 @@ impl Storage {
         batch.insert(META_GOV_STATE, seal(META_GOV_STATE, &encoding::encode(&gov)));
         let k = height_key(prefix::VALSET, Height(1));
         batch.insert(&k[..], seal(&k, &encoding::encode(&set)));
+        // No block yet: the account-history index is complete.
+        batch.insert(addrindex::META_ADDRINDEX, seal(addrindex::META_ADDRINDEX, &[]));
         // Written last in the batch; the batch is atomic, so its presence means genesis state is complete.
         batch.insert(META_GENESIS, seal(META_GENESIS, &encoding::encode(&expected)));
         // Emptied around the write, as in `commit_block`, so no value read before genesis survives it.
@@ -640,6 +646,7 @@ impl Storage {
             return Err(StorageError::StateBehind { blocks });
         }
         let tx_runs = self.index_block(block, &mut batch)?;
+        self.index_addresses(block, &mut batch)?;
         // A checkpoint writes every account changed since the last one (this block's last, so they win) with
         // the lattice hash and the state height; other blocks leave accounts to memory (`dirty`).
         let checkpoint = {

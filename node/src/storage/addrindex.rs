@@ -1,0 +1,412 @@
+//! The account-history index (address → the heights and positions of the transactions it sent or received),
+//! so that `/accounts/{a}/txs` answers any depth of history in time independent of the chain's length,
+//! without one sled key per transaction (see [`super::txindex`] for why that matters here).
+//!
+//! Layout (inside the `chain` tree, written in the same atomic batch as the block that adds the entries):
+//! - **chunks**: `y ‖ address (32) ‖ first height (u64 BE) ‖ first index (u32 BE)` → up to [`CHUNK_ENTRIES`]
+//!   entries of that address in increasing order, each `height (u64 LE) ‖ index (u32 LE)`. An address's
+//!   chunks cover increasing, disjoint ranges and a chunk's key holds its first entry, so the chunk holding
+//!   the newest entry before a cursor is the last key at most `y ‖ address ‖ cursor`: one seek.
+//! - **deltas**: `Y ‖ height (u64 BE)` → the entries of one block not folded into chunks yet, sorted by
+//!   address then index, each `address (32) ‖ index (u32 LE)`. A block with transactions writes one delta
+//!   (one sled value, like a tx-index run); every [`FOLD_BLOCKS`] blocks the block's batch folds the deltas
+//!   into the chunks (read the address's last chunk, append, rewrite) and removes them. An address that
+//!   trades in every block is rewritten once per fold, not once per block; the pending deltas a query reads
+//!   are bounded by [`FOLD_BLOCKS`], whatever the chain's length.
+//! - `maddrindex`: present once the index covers every stored block (written with genesis, or after a
+//!   rebuild). The index is derived data: `Storage::open` rebuilds it from the blocks when it is absent.
+//!
+//! A query reads the pending deltas newest first, then the address's chunks from the cursor backwards; a
+//! fold between the two reads can only repeat entries (dropped: the output is strictly decreasing), never
+//! lose one, as a fold removes deltas and writes chunks in one atomic batch.
+
+use std::collections::BTreeMap;
+
+use ledger_core::{Address, Block, Height};
+
+use super::{Storage, StorageError, corrupt, seal, unseal};
+
+/// Key prefix of chunks.
+pub const CHUNK_PREFIX: u8 = b'y';
+/// Key prefix of per-block deltas.
+pub const DELTA_PREFIX: u8 = b'Y';
+/// Presence means the index is complete.
+pub const META_ADDRINDEX: &[u8] = b"maddrindex";
+/// Entries in a full chunk (3 KiB values).
+pub const CHUNK_ENTRIES: usize = 256;
+/// Deltas are folded into chunks at heights that are multiples of this.
+pub const FOLD_BLOCKS: u64 = 16;
+/// Bytes of a chunk entry and of a delta entry.
+pub const ENTRY_BYTES: usize = 12;
+pub const DELTA_ENTRY_BYTES: usize = 36;
+
+/// A position in the chain: (height, index in the block). Ordered as the chain is.
+pub type Pos = (u64, u32);
+
+pub fn chunk_key(address: &Address, first: Pos) -> [u8; 45] {
+    let mut k = [0u8; 45];
+    k[0] = CHUNK_PREFIX;
+    k[1..33].copy_from_slice(&address.0);
+    k[33..41].copy_from_slice(&first.0.to_be_bytes());
+    k[41..].copy_from_slice(&first.1.to_be_bytes());
+    k
+}
+
+fn address_prefix(address: &Address) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = CHUNK_PREFIX;
+    k[1..].copy_from_slice(&address.0);
+    k
+}
+
+pub fn delta_key(height: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = DELTA_PREFIX;
+    k[1..].copy_from_slice(&height.to_be_bytes());
+    k
+}
+
+/// The (address, index) pairs of a block's transactions: the sender, and the recipient when it differs;
+/// sorted by address then index.
+pub fn block_entries(block: &Block) -> Vec<(Address, u32)> {
+    let mut v = Vec::with_capacity(block.txs.len() * 2);
+    for (i, tx) in block.txs.iter().enumerate() {
+        let t = tx.tx();
+        v.push((t.sender, i as u32));
+        if t.recipient != t.sender {
+            v.push((t.recipient, i as u32));
+        }
+    }
+    v.sort_unstable();
+    v
+}
+
+pub fn encode_delta(entries: &[(Address, u32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * DELTA_ENTRY_BYTES);
+    for (a, i) in entries {
+        out.extend_from_slice(&a.0);
+        out.extend_from_slice(&i.to_le_bytes());
+    }
+    out
+}
+
+fn delta_entries(bytes: &[u8]) -> Result<&[[u8; DELTA_ENTRY_BYTES]], String> {
+    let (entries, rest) = bytes.as_chunks::<DELTA_ENTRY_BYTES>();
+    if !rest.is_empty() || entries.is_empty() {
+        return Err(format!("address index delta of {} bytes is not whole entries", bytes.len()));
+    }
+    Ok(entries)
+}
+
+fn delta_entry(e: &[u8; DELTA_ENTRY_BYTES]) -> (Address, u32) {
+    let mut a = [0u8; 32];
+    a.copy_from_slice(&e[..32]);
+    let mut i = [0u8; 4];
+    i.copy_from_slice(&e[32..]);
+    (ledger_core::PublicKey(a), u32::from_le_bytes(i))
+}
+
+/// Every entry of a delta.
+pub fn decode_delta(bytes: &[u8]) -> Result<Vec<(Address, u32)>, String> {
+    let v: Vec<_> = delta_entries(bytes)?.iter().map(delta_entry).collect();
+    if v.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("address index delta is not sorted".into());
+    }
+    Ok(v)
+}
+
+/// The indexes of `address` in a delta (binary search over the fixed-size entries, no full decode).
+pub fn delta_find(bytes: &[u8], address: &Address) -> Result<Vec<u32>, String> {
+    let entries = delta_entries(bytes)?;
+    let start = entries.partition_point(|e| e[..32] < address.0[..]);
+    Ok(entries[start..].iter().take_while(|e| e[..32] == address.0[..]).map(|e| delta_entry(e).1).collect())
+}
+
+pub fn encode_chunk(entries: &[Pos]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * ENTRY_BYTES);
+    for (h, i) in entries {
+        out.extend_from_slice(&h.to_le_bytes());
+        out.extend_from_slice(&i.to_le_bytes());
+    }
+    out
+}
+
+pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Pos>, String> {
+    let (entries, rest) = bytes.as_chunks::<ENTRY_BYTES>();
+    if !rest.is_empty() || entries.is_empty() || entries.len() > CHUNK_ENTRIES {
+        return Err(format!("address index chunk of {} bytes is not 1..={CHUNK_ENTRIES} entries", bytes.len()));
+    }
+    let v: Vec<Pos> = entries
+        .iter()
+        .map(|e| {
+            let mut h = [0u8; 8];
+            h.copy_from_slice(&e[..8]);
+            let mut i = [0u8; 4];
+            i.copy_from_slice(&e[8..]);
+            (u64::from_le_bytes(h), u32::from_le_bytes(i))
+        })
+        .collect();
+    if v.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("address index chunk is not sorted".into());
+    }
+    Ok(v)
+}
+
+impl Storage {
+    /// Add `block`'s entries to the index inside `batch`: a delta, or at a fold height every pending delta
+    /// and this block's entries appended to the addresses' chunks.
+    pub(super) fn index_addresses(&self, block: &Block, batch: &mut sled::Batch) -> Result<(), StorageError> {
+        let height = block.height().0;
+        let entries = block_entries(block);
+        if !height.is_multiple_of(FOLD_BLOCKS) {
+            if !entries.is_empty() {
+                let k = delta_key(height);
+                batch.insert(&k[..], seal(&k, &encode_delta(&entries)));
+            }
+            return Ok(());
+        }
+        let mut by_address: BTreeMap<Address, Vec<Pos>> = BTreeMap::new();
+        for item in self.chain.range(&delta_key(0)[..]..&delta_key(height)[..]) {
+            let (k, raw) = item?;
+            let h = super::be_u64(&k[1..]);
+            for (a, i) in decode_delta(unseal(&k, &raw)?).map_err(|d| corrupt(&k, d))? {
+                by_address.entry(a).or_default().push((h, i));
+            }
+            batch.remove(k);
+        }
+        for (a, i) in entries {
+            by_address.entry(a).or_default().push((height, i));
+        }
+        for (address, mut new) in by_address {
+            // Deltas are read in height order and a block's entries in index order: `new` is increasing.
+            new.sort_unstable();
+            let last = self.chain.scan_prefix(address_prefix(&address)).next_back().transpose()?;
+            let mut all = Vec::new();
+            if let Some((k, raw)) = last {
+                let old = decode_chunk(unseal(&k, &raw)?).map_err(|d| corrupt(&k, d))?;
+                if old.len() < CHUNK_ENTRIES {
+                    all = old;
+                }
+            }
+            all.extend(new);
+            for chunk in all.chunks(CHUNK_ENTRIES) {
+                let k = chunk_key(&address, chunk[0]);
+                batch.insert(&k[..], seal(&k, &encode_chunk(chunk)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Positions of the transactions `address` sent or received, strictly before `before`, at or below
+    /// `tip`, newest first, at most `limit`. Reads at most [`FOLD_BLOCKS`] deltas and the chunks that hold
+    /// the answer: the time does not depend on the chain's length.
+    pub fn account_history(
+        &self,
+        address: &Address,
+        before: Pos,
+        tip: Height,
+        limit: usize,
+    ) -> Result<Vec<Pos>, StorageError> {
+        let bound = before.min((tip.0, u32::MAX));
+        let mut out: Vec<Pos> = Vec::new();
+        let below = |p: Pos, out: &Vec<Pos>| p < bound && out.last().is_none_or(|l| p < *l);
+        for item in self.chain.range(&delta_key(0)[..]..=&delta_key(bound.0)[..]).rev() {
+            if out.len() >= limit {
+                return Ok(out);
+            }
+            let (k, raw) = item?;
+            let h = super::be_u64(&k[1..]);
+            let found = delta_find(unseal(&k, &raw)?, address).map_err(|d| corrupt(&k, d))?;
+            for i in found.into_iter().rev() {
+                if out.len() < limit && below((h, i), &out) {
+                    out.push((h, i));
+                }
+            }
+        }
+        let prefix = address_prefix(address);
+        let end = chunk_key(address, bound);
+        for item in self.chain.range(&prefix[..]..=&end[..]).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, raw) = item?;
+            for p in decode_chunk(unseal(&k, &raw)?).map_err(|d| corrupt(&k, d))?.into_iter().rev() {
+                if out.len() < limit && below(p, &out) {
+                    out.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Build the index from the stored blocks if it is absent (a database from before it existed, or a
+    /// rebuild cut short: anything left of it is removed first).
+    pub(super) fn open_addr_index(&self) -> Result<(), StorageError> {
+        if self.chain.get(META_ADDRINDEX)?.is_some() {
+            return Ok(());
+        }
+        let tip = match self.latest_height() {
+            Ok(tip) => tip,
+            Err(StorageError::NotInitialised) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        tracing::info!(%tip, "building the account-history index from the stored blocks");
+        for p in [CHUNK_PREFIX, DELTA_PREFIX] {
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for k in self.chain.scan_prefix([p]).keys().take(10_000) {
+                    batch.remove(k?);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                self.chain.apply_batch(batch)?;
+            }
+        }
+        for h in 1..=tip.0 {
+            let block = self.block(Height(h))?.ok_or_else(|| {
+                corrupt(&super::height_key(super::prefix::BLOCK, Height(h)), "block below the tip is missing")
+            })?;
+            let mut batch = sled::Batch::default();
+            self.index_addresses(&block, &mut batch)?;
+            self.chain.apply_batch(batch)?;
+        }
+        self.chain.insert(META_ADDRINDEX, seal(META_ADDRINDEX, &[]))?;
+        self.db.flush()?;
+        tracing::info!(%tip, "account-history index built");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::storage::StorageOptions;
+    use crate::storage::tests::{TestChain, open_when_released};
+
+    fn open(dir: &std::path::Path) -> Storage {
+        open_when_released(dir, StorageOptions { cache_capacity_bytes: 8 << 20, block_bytes_max: 4 << 20 })
+    }
+
+    /// Every page of `address`'s history, newest first, following the cursor as the API does.
+    fn all_pages(store: &Storage, address: &Address, page: usize) -> (Vec<Pos>, usize) {
+        let tip = store.latest_height().unwrap();
+        let (mut out, mut pages, mut before) = (Vec::new(), 0, (u64::MAX, u32::MAX));
+        loop {
+            let got = store.account_history(address, before, tip, page).unwrap();
+            pages += 1;
+            out.extend(&got);
+            match got.last() {
+                Some(&last) if got.len() == page => before = last,
+                _ => return (out, pages),
+            }
+        }
+    }
+
+    /// An account whose transactions are spread over more than 5,000 blocks: its whole history comes back in
+    /// pages, newest first, exactly the positions committed, before and after a reopen, and after the index
+    /// is dropped and rebuilt from the blocks.
+    #[test]
+    fn history_over_more_than_5000_blocks_comes_back_whole_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let sender = chain.account.public();
+        let recipient = ledger_core::Keypair::from_seed(&[9; 32]).public();
+        let mut want: Vec<Pos> = Vec::new();
+        {
+            let store = open(dir.path());
+            store.init_genesis(&chain.genesis).unwrap();
+            let mut nonce = 0;
+            for h in 1..=5_205u64 {
+                // A transaction every 7 blocks (two in some), none in the others.
+                let n = if h % 7 == 0 { 1 + (h % 2) } else { 0 };
+                let txs: Vec<_> = (0..n)
+                    .map(|i| {
+                        ledger_core::Transaction {
+                            chain_id: chain.genesis.chain_id.clone(),
+                            sender,
+                            recipient,
+                            amount: 1,
+                            fee: 1,
+                            nonce: nonce + i,
+                            expiry_height: u64::MAX,
+                            memo: String::new(),
+                        }
+                        .sign(&chain.account)
+                    })
+                    .collect();
+                nonce += n;
+                let block = chain.commit_next(&store, txs);
+                want.extend((0..block.txs.len() as u32).map(|i| (h, i)));
+            }
+            want.reverse();
+            let (got, pages) = all_pages(&store, &sender, 100);
+            assert_eq!(got.len(), want.len());
+            assert_eq!(got, want, "sender's history");
+            assert!(pages > 10);
+            assert_eq!(all_pages(&store, &recipient, 37).0, want, "recipient's history");
+            // A cursor inside a block with two transactions, and a bound at the tip.
+            let two = want.iter().position(|p| p.1 == 1).unwrap();
+            let at = want[two];
+            assert_eq!(store.account_history(&sender, at, store.latest_height().unwrap(), 1).unwrap(), vec![(at.0, 0)]);
+            assert!(store.account_history(&sender, (0, 0), Height(5_205), 10).unwrap().is_empty());
+            // Deltas pending above the last fold are found too (5,205 is not a multiple of 16).
+            assert!(store.chain.scan_prefix([DELTA_PREFIX]).count() > 0);
+            let other = ledger_core::Keypair::from_seed(&[3; 32]).public();
+            assert!(store.account_history(&other, (u64::MAX, 0), Height(5_205), 10).unwrap().is_empty());
+        }
+        let store = open(dir.path());
+        assert_eq!(all_pages(&store, &sender, 100).0, want, "after a reopen");
+        // Drop the index (what a database from before it looks like): open rebuilds it from the blocks.
+        for p in [CHUNK_PREFIX, DELTA_PREFIX] {
+            for k in store.chain.scan_prefix([p]).keys() {
+                store.chain.remove(k.unwrap()).unwrap();
+            }
+        }
+        store.chain.remove(META_ADDRINDEX).unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(all_pages(&store, &sender, 64).0, want, "after a rebuild");
+        // A damaged chunk is an error, not a wrong answer.
+        let (k, v) = store.chain.scan_prefix([CHUNK_PREFIX]).next().unwrap().unwrap();
+        let mut bad = v.to_vec();
+        bad[3] ^= 1;
+        store.chain.insert(&k, bad).unwrap();
+        let err = store.account_history(&sender, (1_000, 0), Height(5_205), 500);
+        assert!(matches!(err, Err(StorageError::Corrupt { .. })), "{err:?}");
+    }
+
+    fn addr(n: u8) -> Address {
+        ledger_core::PublicKey([n; 32])
+    }
+
+    #[test]
+    fn deltas_and_chunks_round_trip_and_damage_is_refused() {
+        let entries = vec![(addr(1), 0), (addr(1), 5), (addr(2), 1), (addr(3), 0)];
+        let bytes = encode_delta(&entries);
+        assert_eq!(decode_delta(&bytes).unwrap(), entries);
+        assert_eq!(delta_find(&bytes, &addr(1)).unwrap(), vec![0, 5]);
+        assert_eq!(delta_find(&bytes, &addr(3)).unwrap(), vec![0]);
+        assert!(delta_find(&bytes, &addr(9)).unwrap().is_empty());
+        assert!(decode_delta(&bytes[1..]).is_err());
+        assert!(decode_delta(&encode_delta(&[(addr(2), 0), (addr(1), 0)])).is_err());
+        let chunk = vec![(1, 0), (1, 3), (7, 0)];
+        assert_eq!(decode_chunk(&encode_chunk(&chunk)).unwrap(), chunk);
+        assert!(decode_chunk(&[]).is_err());
+        assert!(decode_chunk(&encode_chunk(&[(2, 0), (1, 0)])).is_err());
+        let too_many: Vec<Pos> = (0..=CHUNK_ENTRIES as u64).map(|h| (h, 0)).collect();
+        assert!(decode_chunk(&encode_chunk(&too_many)).is_err());
+    }
+
+    #[test]
+    fn chunk_keys_sort_as_positions() {
+        let a = addr(4);
+        assert!(chunk_key(&a, (1, u32::MAX)) < chunk_key(&a, (2, 0)));
+        assert!(chunk_key(&a, (256, 0)) > chunk_key(&a, (255, 7)));
+        assert!(chunk_key(&addr(3), (u64::MAX, 0)) < chunk_key(&a, (0, 0)));
+    }
+}
