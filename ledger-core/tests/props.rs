@@ -395,14 +395,15 @@ mod governance_props {
         )
     }
 
-    fn change(kind: u8, nonce: u64) -> ValidatorChange {
+    /// `first_power` is validator 0's power now: the power change sets another one.
+    fn change(kind: u8, nonce: u64, first_power: u64) -> ValidatorChange {
         let new = key(200);
         let action = match kind % 3 {
             0 => ChangeAction::Add {
                 validator: Validator { public_key: new.public(), power: 3, moniker: "n".into() },
                 possession: possession_proof(CHAIN, &new),
             },
-            1 => ChangeAction::SetPower { key: key(0).public(), power: 9 },
+            1 => ChangeAction::SetPower { key: key(0).public(), power: first_power + 1 },
             _ => ChangeAction::Remove { key: key(1).public() },
         };
         ValidatorChange { action, expiry_height: 40, nonce }
@@ -421,7 +422,7 @@ mod governance_props {
             split in 1usize..4,
         ) {
             let g = gov(&powers);
-            let c = change(kind, 0);
+            let c = change(kind, 0, powers[0]);
             let total: u64 = powers.iter().sum();
             // A random order of validators; take the longest prefix with power * 3 <= total * 2.
             let mut idx: Vec<usize> = (0..powers.len()).collect();
@@ -476,7 +477,7 @@ mod governance_props {
             for (n, k) in kinds.iter().enumerate() {
                 for i in 0..powers.len() {
                     if (seed >> ((n * 8 + i) % 64)) & 1 == 1 {
-                        approvals.push(change(*k, n as u64).approve(CHAIN, &key(i as u8)));
+                        approvals.push(change(*k, n as u64, powers[0]).approve(CHAIN, &key(i as u8)));
                     }
                 }
             }
