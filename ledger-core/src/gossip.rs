@@ -41,10 +41,13 @@ pub enum DropReason {
     NotAdmissible,
     /// The node could not read what it needed to judge (storage error).
     Unavailable,
+    /// For a height more than two above the tip, from a signer outside the newest set known here (whose
+    /// set signs there is not known yet: not the sender's fault).
+    FarHeight,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::OldHeight,
         DropReason::PeerIgnored,
         DropReason::OverBudget,
@@ -52,6 +55,7 @@ impl DropReason {
         DropReason::RefusedRecently,
         DropReason::NotAdmissible,
         DropReason::Unavailable,
+        DropReason::FarHeight,
     ];
 
     pub fn label(self) -> &'static str {
@@ -63,6 +67,7 @@ impl DropReason {
             DropReason::RefusedRecently => "refused_recently",
             DropReason::NotAdmissible => "not_admissible",
             DropReason::Unavailable => "unavailable",
+            DropReason::FarHeight => "far_height",
         }
     }
 }
@@ -446,11 +451,14 @@ pub fn vote_digest(v: &SignedVote) -> Hash {
     Hash(*h.finalize().as_bytes())
 }
 
-/// What a node knows when it judges consensus gossip: the chain, the validators and its committed tip.
+/// What a node knows when it judges consensus gossip: the chain, the validator sets of the heights it can
+/// judge (its committed tip, the next one and the one after, fixed by governance two heights ahead) and
+/// its committed tip.
 #[derive(Clone, Copy, Debug)]
 pub struct MessageCheck<'a> {
     pub chain_id: &'a str,
-    pub validators: &'a ValidatorSet,
+    /// The sets of `tip`, `tip + 1` and `tip + 2`.
+    pub sets: [&'a ValidatorSet; 3],
     /// The latest committed height here.
     pub tip: Height,
     #[cfg(feature = "broken-reproposal")]
@@ -458,13 +466,29 @@ pub struct MessageCheck<'a> {
 }
 
 impl<'a> MessageCheck<'a> {
+    /// With one set for every height (a chain whose set does not change near `tip`).
     pub fn new(chain_id: &'a str, validators: &'a ValidatorSet, tip: Height) -> Self {
+        Self::with_sets(chain_id, [validators; 3], tip)
+    }
+
+    /// With the sets of `tip`, `tip + 1` and `tip + 2`.
+    pub fn with_sets(chain_id: &'a str, sets: [&'a ValidatorSet; 3], tip: Height) -> Self {
         MessageCheck {
             chain_id,
-            validators,
+            sets,
             tip,
             #[cfg(feature = "broken-reproposal")]
             broken_reproposal: false,
+        }
+    }
+
+    /// The set of `height` (`Some(set, true)` when it is known for sure: the tip and the two heights after);
+    /// above that, the newest set known, which a change decided since may not match.
+    pub fn set_at(&self, height: Height) -> Option<(&'a ValidatorSet, bool)> {
+        let ahead = height.0.checked_sub(self.tip.0)?;
+        match self.sets.get(usize::try_from(ahead).ok()?) {
+            Some(set) => Some((*set, true)),
+            None => Some((self.sets[2], false)),
         }
     }
 
@@ -489,7 +513,11 @@ impl<'a> MessageCheck<'a> {
         if v.vote.height < self.tip {
             return Verdict::Ignore(DropReason::OldHeight);
         }
-        if self.validators.index_of(&v.vote.validator).is_none() {
+        let Some((set, known)) = self.set_at(v.vote.height) else { return Verdict::Ignore(DropReason::OldHeight) };
+        if set.index_of(&v.vote.validator).is_none() {
+            if !known {
+                return Verdict::Ignore(DropReason::FarHeight);
+            }
             return Verdict::Reject(format!("vote signer {} is not a validator", v.vote.validator));
         }
         let digest = vote_digest(v);
@@ -499,7 +527,7 @@ impl<'a> MessageCheck<'a> {
         if !spend(Resource::ConsensusSignatures, 1) {
             return Verdict::Ignore(DropReason::OverBudget);
         }
-        match v.verify(self.chain_id, self.validators) {
+        match v.verify(self.chain_id, set) {
             Ok(()) => {
                 verified.insert(digest);
                 Verdict::Accept
@@ -526,7 +554,11 @@ impl<'a> MessageCheck<'a> {
         if prop.height <= self.tip {
             return Verdict::Ignore(DropReason::OldHeight);
         }
-        if self.validators.proposer(prop.height, prop.round).public_key != prop.proposer {
+        let Some((set, known)) = self.set_at(prop.height) else { return Verdict::Ignore(DropReason::OldHeight) };
+        if set.proposer(prop.height, prop.round).public_key != prop.proposer {
+            if !known {
+                return Verdict::Ignore(DropReason::FarHeight);
+            }
             return Verdict::Reject(format!(
                 "{} is not the proposer of height {} round {}",
                 prop.proposer, prop.height, prop.round.0
@@ -550,7 +582,7 @@ impl<'a> MessageCheck<'a> {
         if !spend(Resource::ConsensusSignatures, 1) {
             return Verdict::Ignore(DropReason::OverBudget);
         }
-        match p.verify(self.chain_id, self.validators) {
+        match p.verify(self.chain_id, set) {
             Ok(()) => Verdict::Accept,
             Err(e) => Verdict::Reject(e.to_string()),
         }

@@ -206,6 +206,27 @@ impl ApiClient {
     }
 }
 
+/// The `wallet` binary, built once per test process (release when the tests are).
+pub fn wallet_bin() -> Result<PathBuf> {
+    static BIN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let mut cmd = cargo_command();
+        cmd.args(["build", "-q", "-p", "wallet", "--bin", "wallet"]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let ok = cmd.status().map_err(|e| e.to_string())?.success();
+        if !ok {
+            return Err("cargo build of wallet failed".into());
+        }
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = exe.parent().and_then(Path::parent).ok_or("no target dir")?;
+        Ok(dir.join("wallet"))
+    })
+    .clone()
+    .map_err(|e| anyhow!(e))
+}
+
 /// Poll `check` until it returns `Some`, or fail after `timeout` with the last observation.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<Option<T>>) -> Result<T> {
     let deadline = Instant::now() + timeout;
@@ -430,7 +451,17 @@ impl Localnet {
     /// Add a full node (no validator key) that follows the localnet: `ledgerd init`, drop the validator key,
     /// and start with flags for the shared genesis, its own ports and the validators as bootstrap peers.
     /// Returns its index; it is not started.
+    /// Add a node like [`Localnet::add_full_node`] but keeping the validator key `ledgerd init` made for it
+    /// (in no validator set yet): a validator that a governance change can add.
+    pub fn add_node_keeping_key(&mut self) -> Result<usize> {
+        self.add_node(true)
+    }
+
     pub fn add_full_node(&mut self) -> Result<usize> {
+        self.add_node(false)
+    }
+
+    fn add_node(&mut self, keep_key: bool) -> Result<usize> {
         let index = self.nodes.len();
         let name = format!("full{index}");
         let home = self.dir.join(&name);
@@ -442,7 +473,9 @@ impl Localnet {
         if !status.success() {
             bail!("ledgerd init failed for {name}");
         }
-        fs::remove_file(home.join("validator_key.json")).context("removing the validator key of the full node")?;
+        if !keep_key {
+            fs::remove_file(home.join("validator_key.json")).context("removing the validator key of the full node")?;
+        }
         let ports = allocate_ports(2)?;
         let mut extra_args = vec![
             "--genesis-file".to_string(),

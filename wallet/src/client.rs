@@ -198,6 +198,14 @@ impl NodeClient {
         from_value(value, path)
     }
 
+    /// `POST /governance/approvals` with an approval's hex; the node's answer.
+    pub fn submit_approval(&self, approval_hex: &str) -> Result<serde_json::Value, WalletError> {
+        let body = serde_json::json!({ "approval": approval_hex }).to_string();
+        let path = "/governance/approvals";
+        let request = self.http.post(self.url(path)).header("content-type", "application/json").body(body);
+        self.send(request, path, SMALL_BODY_BYTES_MAX, self.timeout)
+    }
+
     /// `GET path` as raw JSON.
     pub fn get_json(&self, path: &str, body_max: u64) -> Result<serde_json::Value, WalletError> {
         self.send(self.http.get(self.url(path)), path, body_max, self.timeout)

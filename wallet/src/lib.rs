@@ -15,6 +15,7 @@
 pub mod client;
 pub mod error;
 pub mod files;
+pub mod governance;
 pub mod keystore;
 pub mod verify;
 

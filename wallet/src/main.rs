@@ -188,6 +188,9 @@ enum Command {
         #[command(flatten)]
         net: NodeArgs,
     },
+    /// Validator-set changes: propose one, approve one with a validator key, show what is pending.
+    #[command(subcommand)]
+    Validator(ValidatorCmd),
     /// Check locally, from canonical bytes, that a transaction is committed on the chain of a genesis file.
     Verify {
         /// Transaction id (64 hex characters).
@@ -211,9 +214,111 @@ impl Command {
             | Command::Status { net }
             | Command::Verify { net, .. } => Some(net),
             Command::Transfer(t) => Some(&t.net),
+            Command::Validator(v) => Some(v.net()),
             _ => None,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum ValidatorCmd {
+    /// Propose adding a validator. Run by the operator of the new key: it signs the key's proof of possession.
+    ProposeAdd {
+        /// Key file of the new validator's consensus key (its node's validator key file).
+        #[arg(long)]
+        new_key: PathBuf,
+        /// Voting power of the new validator.
+        #[arg(long)]
+        power: u64,
+        /// Human-readable name (at most 64 bytes).
+        #[arg(long, default_value = "")]
+        moniker: String,
+        #[command(flatten)]
+        common: ProposeArgs,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        net: NodeArgs,
+    },
+    /// Propose removing a validator.
+    ProposeRemove {
+        /// Address of the validator to remove.
+        #[arg(long)]
+        validator: String,
+        #[command(flatten)]
+        common: ProposeArgs,
+        #[command(flatten)]
+        net: NodeArgs,
+    },
+    /// Propose changing a validator's voting power.
+    ProposePower {
+        /// Address of the validator.
+        #[arg(long)]
+        validator: String,
+        /// Its new voting power.
+        #[arg(long)]
+        power: u64,
+        #[command(flatten)]
+        common: ProposeArgs,
+        #[command(flatten)]
+        net: NodeArgs,
+    },
+    /// Propose replacing a validator's consensus key. Run by its operator, who holds the new key; the change
+    /// needs the old key's own approval too.
+    ProposeRotate {
+        /// Address (current key) of the validator.
+        #[arg(long)]
+        old: String,
+        /// Key file of the new consensus key.
+        #[arg(long)]
+        new_key: PathBuf,
+        #[command(flatten)]
+        common: ProposeArgs,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        net: NodeArgs,
+    },
+    /// Approve a change with a validator's consensus key and submit the approval to the node.
+    Approve {
+        /// The change_hex printed by a propose command.
+        change: String,
+        /// The validator's key file (its node's validator key).
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(flatten)]
+        net: NodeArgs,
+    },
+    /// Show the current and next validator sets, pending changes and jailed validators.
+    Show {
+        #[command(flatten)]
+        net: NodeArgs,
+    },
+}
+
+impl ValidatorCmd {
+    fn net(&self) -> &NodeArgs {
+        match self {
+            ValidatorCmd::ProposeAdd { net, .. }
+            | ValidatorCmd::ProposeRemove { net, .. }
+            | ValidatorCmd::ProposePower { net, .. }
+            | ValidatorCmd::ProposeRotate { net, .. }
+            | ValidatorCmd::Approve { net, .. }
+            | ValidatorCmd::Show { net } => net,
+        }
+    }
+}
+
+#[derive(Args, Clone, Copy)]
+struct ProposeArgs {
+    /// The change may be approved for this many blocks after the node's current height.
+    #[arg(long, default_value_t = 1000)]
+    expires_in: u64,
+    /// Distinguishes this change from an earlier one with the same action (re-adding a removed validator).
+    #[arg(long, default_value_t = 0)]
+    nonce: u64,
 }
 
 #[derive(Args)]
@@ -390,6 +495,79 @@ fn run(cli: Cli) -> CmdResult {
             Ok(Outcome { text: render_text(&doc), json: doc })
         }
         Command::Verify { id, genesis, .. } => verify_cmd(&client()?, &id, &genesis),
+        Command::Validator(cmd) => validator_cmd(&client()?, cmd),
+    }
+}
+
+fn parse_validator(text: &str) -> Result<PublicKey, WalletError> {
+    PublicKey::parse_address(text.trim())
+        .map_err(|e| WalletError::usage(format!("{text:?} is not a validator address: {e}")))
+}
+
+fn validator_cmd(client: &NodeClient, cmd: ValidatorCmd) -> CmdResult {
+    use wallet_cli::governance::{Proposal, approve, build_change, chain_and_height, change_doc, parse_change};
+    let propose = |proposal: Proposal<'_>, common: ProposeArgs, chain_id: &str, height: u64| -> CmdResult {
+        let change = build_change(chain_id, proposal, height.saturating_add(common.expires_in), common.nonce);
+        change.check_stateless(chain_id).map_err(|e| WalletError::usage(format!("this change is not valid: {e}")))?;
+        let doc = change_doc(&change);
+        let text = format!(
+            "change {}\nexpires at height {}\n\nEvery validator's operator approves it with:\n  wallet validator approve {} --key <validator key file> --node <that validator's API>\nIt applies two blocks after validators holding more than 2/3 of the power have approved it{}.\n",
+            change.id(),
+            change.expiry_height,
+            doc["change_hex"].as_str().unwrap_or_default(),
+            if matches!(change.action, ledger_core::governance::ChangeAction::RotateKey { .. }) {
+                ", the old key's own approval among them"
+            } else {
+                ""
+            }
+        );
+        Ok(Outcome { json: doc, text })
+    };
+    match cmd {
+        ValidatorCmd::ProposeAdd { new_key, power, moniker, common, password, .. } => {
+            let key = files::load_key(&new_key, &password.source())?;
+            let (chain_id, height) = chain_and_height(client)?;
+            propose(Proposal::Add { key: &key, power, moniker }, common, &chain_id, height)
+        }
+        ValidatorCmd::ProposeRemove { validator, common, .. } => {
+            let validator = parse_validator(&validator)?;
+            let (chain_id, height) = chain_and_height(client)?;
+            propose(Proposal::Remove { validator }, common, &chain_id, height)
+        }
+        ValidatorCmd::ProposePower { validator, power, common, .. } => {
+            let validator = parse_validator(&validator)?;
+            let (chain_id, height) = chain_and_height(client)?;
+            propose(Proposal::SetPower { validator, power }, common, &chain_id, height)
+        }
+        ValidatorCmd::ProposeRotate { old, new_key, common, password, .. } => {
+            let old = parse_validator(&old)?;
+            let key = files::load_key(&new_key, &password.source())?;
+            let (chain_id, height) = chain_and_height(client)?;
+            propose(Proposal::Rotate { old, new: &key }, common, &chain_id, height)
+        }
+        ValidatorCmd::Approve { change, key, password, .. } => {
+            let change = parse_change(&change)?;
+            let key = files::load_key(&key, &password.source())?;
+            let (chain_id, _) = chain_and_height(client)?;
+            let (approval, answer) = approve(client, &chain_id, &change, &key)?;
+            let doc = json!({
+                "change_id": change.id().to_hex(),
+                "approver": approval.approver.to_address_string(),
+                "node": answer,
+            });
+            let text = format!(
+                "approval of change {} by {} {} at {}\n",
+                change.id(),
+                approval.approver.to_address_string(),
+                if answer["queued"].as_bool() == Some(false) { "was already queued" } else { "queued" },
+                client.base()
+            );
+            Ok(Outcome { json: doc, text })
+        }
+        ValidatorCmd::Show { .. } => {
+            let doc = client.get_json("/validators", wallet_cli::client::SMALL_BODY_BYTES_MAX * 16)?;
+            Ok(Outcome { text: render_text(&doc), json: doc })
+        }
     }
 }
 

@@ -299,6 +299,7 @@ pub async fn validators(
         .map(|(id, p)| PendingChangeView {
             id: id.to_hex(),
             change: serde_json::to_value(&p.change).unwrap_or_default(),
+            change_hex: hex::encode(ledger_core::encoding::encode(&p.change)),
             approvers: p.approvers.iter().map(|k| k.to_address_string()).collect(),
             approved_power: p.approvers.iter().filter_map(|k| set.power_of(k)).sum(),
             total_power: set.total_power(),

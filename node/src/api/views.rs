@@ -108,6 +108,8 @@ pub struct PendingChangeView {
     /// The change as signed (JSON form of `ValidatorChange`).
     #[schema(value_type = Object)]
     pub change: serde_json::Value,
+    /// Canonical bytes of the change (hex): what `wallet validator approve` signs.
+    pub change_hex: String,
     pub approvers: Vec<String>,
     /// Power of the approvers in the current set, and what a quorum needs (more than 2/3 of the total).
     pub approved_power: u64,

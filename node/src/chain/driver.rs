@@ -254,9 +254,10 @@ impl GossipValidator for NodeGossipValidator {
         spend: &mut dyn FnMut(Resource, u64) -> bool,
     ) -> Validation {
         let s = &self.shared;
-        let Ok(tip) = s.storage.latest_height() else { return Validation::Drop(DropReason::Unavailable) };
-        let set = s.validators_at(tip.next());
-        let check = MessageCheck::new(s.chain_id(), &set, tip);
+        let Ok(tip_sets) = s.storage.tip_sets() else { return Validation::Drop(DropReason::Unavailable) };
+        let tip = tip_sets.tip;
+        let [a, b, c] = &tip_sets.sets;
+        let check = MessageCheck::with_sets(s.chain_id(), [a.as_ref(), b.as_ref(), c.as_ref()], tip);
         let verdict = match message {
             GossipMessage::TxBatch(txs) => {
                 self.txs.admit_batch(txs, &s.mempool, &s.storage, tip, &|txs| s.check_signatures(txs), spend)

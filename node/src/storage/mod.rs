@@ -150,6 +150,8 @@ struct AccountCache {
     lthash: Option<LtHash>,
     /// Governance state after the latest committed block (`None` until loaded).
     gov: Option<GovState>,
+    /// Its height and the sets of that height and the two after, shared (what gossip checks read).
+    tip_sets: Option<TipSets>,
     /// Blocks above the checkpoint that were committed but whose state is not in memory: set at open,
     /// cleared once they are re-executed. Account reads fail meanwhile rather than answer from old state.
     behind: u64,
@@ -166,6 +168,22 @@ impl AccountCache {
     fn reset(&mut self) {
         self.bump();
         self.map.clear();
+    }
+}
+
+/// A committed tip and the validator sets of it, of the next height and of the one after.
+#[derive(Clone, Debug)]
+pub struct TipSets {
+    pub tip: Height,
+    pub sets: [Arc<ValidatorSet>; 3],
+}
+
+impl TipSets {
+    fn of(gov: &GovState) -> TipSets {
+        TipSets {
+            tip: gov.height,
+            sets: [Arc::new(gov.current.clone()), Arc::new(gov.next.clone()), Arc::new(gov.after_next.clone())],
+        }
     }
 }
 
@@ -377,6 +395,7 @@ impl Storage {
             cache.dirty.clear();
             cache.lthash = None;
             cache.gov = None;
+            cache.tip_sets = None;
             cache.behind = 0;
         }
         applied?;
@@ -411,6 +430,20 @@ impl Storage {
     pub fn validator_sets(&self) -> Vec<(Height, Arc<ValidatorSet>)> {
         let sets = self.sets.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         sets.iter().map(|(h, s)| (*h, s.clone())).collect()
+    }
+
+    /// The committed tip and the validator sets of it and the two heights after (cheap: shared handles).
+    pub fn tip_sets(&self) -> Result<TipSets, StorageError> {
+        if let Some(t) = &self.account_cache().tip_sets {
+            return Ok(t.clone());
+        }
+        let gov = self.gov_state()?;
+        let sets = TipSets::of(&gov);
+        let mut cache = self.account_cache();
+        if cache.tip_sets.is_none() && cache.gov.as_ref().is_some_and(|g| g.height == gov.height) {
+            cache.tip_sets = Some(sets.clone());
+        }
+        Ok(sets)
     }
 
     /// The governance state after the latest committed block.
@@ -695,6 +728,7 @@ impl Storage {
             }
             cache.lthash = Some(changes.lthash.clone());
             cache.gov = Some(changes.gov.clone());
+            cache.tip_sets = Some(TipSets::of(&changes.gov));
             if let Some((from, set)) = new_set {
                 self.sets.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(from, set);
             }
@@ -922,6 +956,7 @@ impl Storage {
         cache.reset();
         cache.dirty.clear();
         cache.lthash = Some(lthash);
+        cache.tip_sets = Some(TipSets::of(&gov));
         cache.gov = Some(gov);
         cache.behind = 0;
         tracing::info!(%tip, blocks = tip.0 - from.0, "state recovered");

@@ -20,6 +20,7 @@ const DOMAIN = {
   txSignature: "ledger v1 tx signature",
   voteSignature: "ledger v1 vote signature",
   addressChecksum: "ledger v1 address checksum",
+  validatorSet: "ledger v1 validator set",
 };
 const PROOF_SIBLINGS_MAX = 32;
 const utf8 = new TextEncoder();
@@ -48,6 +49,12 @@ function concat(...parts) {
     o += p.length;
   }
   return out;
+}
+
+function u32le(n) {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n, true);
+  return b;
 }
 
 function u64le(n) {
@@ -118,6 +125,10 @@ export function decodeHeader(bytes) {
     txRoot: r.bytes(32),
     stateRoot: r.bytes(32),
     lastCommitHash: r.bytes(32),
+    validatorsHash: r.bytes(32),
+    nextValidatorsHash: r.bytes(32),
+    opsHash: r.bytes(32),
+    govRoot: r.bytes(32),
   };
   r.end();
   return h;
@@ -244,7 +255,11 @@ export async function verifyTx(input) {
     tx = decodeTx(fromHex(input.txHex, "tx_hex"));
     header = decodeHeader(fromHex(input.headerHex, "header_hex"));
     cert = decodeCertificate(fromHex(input.certificateHex, "certificate_hex"));
-    validators = input.genesis.validators.map((v) => ({ key: addressKey(v.address), power: BigInt(v.power) }));
+    validators = input.genesis.validators.map((v) => ({
+      key: addressKey(v.address),
+      power: BigInt(v.power),
+      moniker: String(v.moniker ?? ""),
+    }));
     proof = {
       index: input.proof.index,
       leafCount: input.proof.leaf_count,
@@ -302,6 +317,24 @@ export async function verifyTx(input) {
     merkleOk
       ? `transaction is leaf ${proof.index} of ${proof.leafCount} under tx root ${toHex(header.txRoot).slice(0, 16)}…`
       : `the Merkle proof does not place this transaction under the header's tx root ${toHex(header.txRoot).slice(0, 16)}…`,
+  );
+  // The genesis set's hash, of its canonical bytes (borsh of the list: key, power, moniker each). A block
+  // certified by a later set (the chain changed its validators) is not verified here, and says so.
+  const setBytes = concat(
+    u32le(validators.length),
+    ...validators.flatMap((v) => {
+      const name = utf8.encode(v.moniker);
+      return [v.key, u64le(v.power), u32le(name.length), name];
+    }),
+  );
+  const genesisSet = deriveKey(DOMAIN.validatorSet, setBytes);
+  const setOk = eq(header.validatorsHash, genesisSet);
+  push(
+    "validator_set",
+    setOk,
+    setOk
+      ? "the block names the genesis validator set as its signers"
+      : `the block names validator set ${toHex(header.validatorsHash).slice(0, 16)}…, not the genesis set ${toHex(genesisSet).slice(0, 16)}…: the set changed since genesis, and this page does not follow validator-set changes yet`,
   );
   const blockHash = deriveKey(DOMAIN.header, fromHex(input.headerHex, "header_hex"));
   push("certificate", ...(await checkCertificate(cert, header, blockHash, validators, chainId, sigAvailable)));

@@ -22,7 +22,7 @@ pub struct PeerStats {
     penalties: [AtomicU64; 3],
     bans: AtomicU64,
     banned_now: AtomicU64,
-    dropped: [AtomicU64; 7],
+    dropped: [AtomicU64; DropReason::ALL.len()],
 }
 
 impl PeerStats {

@@ -1,0 +1,160 @@
+//! Validator-set changes on real `ledgerd` processes: a 4-validator localnet adds a fifth validator (its node
+//! runs from the start as a follower with a key outside the set, and signs once the change applies), then
+//! removes one of the original four (its votes stop counting, the chain goes on), while transfers keep
+//! committing; every node holds the same chain, and a full node started afterwards syncs all of it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use tests::harness::{Localnet, wait_for, wallet_bin};
+
+const STEP: Duration = Duration::from_secs(90);
+
+/// Run the wallet with `--output json` against `node`; the JSON document, or why it failed.
+fn wallet(node: &str, args: &[&str]) -> Result<Value> {
+    let out = Command::new(wallet_bin()?)
+        .args(["--output", "json", "--node", node])
+        .args(args)
+        .output()
+        .context("running wallet")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!("wallet {args:?} exited {:?}: {stdout} {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_str(&stdout).with_context(|| format!("stdout is not one JSON document: {stdout:?}"))
+}
+
+fn key_file(net: &Localnet, i: usize) -> PathBuf {
+    net.nodes[i].home.join("validator_key.json")
+}
+
+/// The addresses of node `i`'s current validator set (`GET /validators`).
+fn current_set(net: &Localnet, i: usize) -> Result<Vec<String>> {
+    let v = net.nodes[i].api.get("/validators")?.body;
+    let list = v["validators"].as_array().ok_or_else(|| anyhow!("no validators in {v}"))?;
+    Ok(list.iter().filter_map(|x| x["address"].as_str().map(str::to_string)).collect())
+}
+
+/// Wait until node `i` holds a certificate (at a height from `from`) that `address` signed. A certificate
+/// closes at more than 2/3 of the power, so another node's may leave out a late precommit; `i` is the signer's
+/// own node, whose certificates carry its precommit whenever it arrived in time to count.
+fn wait_signed(net: &Localnet, i: usize, address: &str, from: u64) -> Result<u64> {
+    let api = net.nodes[i].api.clone();
+    wait_for(&format!("a certificate signed by {address}"), STEP, || {
+        let tip = api.height()?;
+        for h in from..tip {
+            let c = api.get(&format!("/blocks/{h}/commit"))?.body;
+            let signed =
+                c["signatures"].as_array().is_some_and(|s| s.iter().any(|x| x["validator"].as_str() == Some(address)));
+            if signed {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
+    })
+}
+
+/// Propose a change through node 0 (`args` after `wallet validator`), approve it with the keys of
+/// `approvers`, each through its own node; the change id.
+fn change(net: &Localnet, propose: &[&str], approvers: &[usize]) -> Result<String> {
+    let api0 = net.nodes[0].api.base.clone();
+    let mut args = vec!["validator"];
+    args.extend_from_slice(propose);
+    let doc = wallet(&api0, &args)?;
+    let hex = doc["change_hex"].as_str().ok_or_else(|| anyhow!("no change_hex: {doc}"))?.to_string();
+    for &i in approvers {
+        let key = key_file(net, i).display().to_string();
+        let answer = wallet(net.nodes[i].api.base.as_str(), &["validator", "approve", &hex, "--key", &key])?;
+        if answer["change_id"] != doc["change_id"] {
+            bail!("approval answered for another change: {answer}");
+        }
+    }
+    Ok(doc["change_id"].as_str().unwrap_or_default().to_string())
+}
+
+#[test]
+fn n4_adds_a_fifth_validator_then_removes_one_while_transfers_commit() -> Result<()> {
+    let mut net = Localnet::create(4, 2)?;
+    net.start_all()?;
+    net.wait_all(&[0, 1, 2, 3], 2, STEP)?;
+    // The fifth node: a fresh home with its own validator key, which no set holds yet.
+    let fifth = net.add_node_keeping_key()?;
+    net.start(fifth)?;
+    let new_address =
+        wallet(net.nodes[0].api.base.as_str(), &["address", "--key", &key_file(&net, fifth).display().to_string()])
+            .ok()
+            .and_then(|d| d["address"].as_str().map(str::to_string))
+            .ok_or_else(|| anyhow!("no address for the fifth key"))?;
+    let status = net.nodes[fifth].api.status()?;
+    assert!(
+        status["validator_reason"].as_str().is_some_and(|r| r.contains("not in the current validator set")),
+        "{status}"
+    );
+
+    // Approvals from two of four (half the power) change nothing.
+    let key5 = key_file(&net, fifth).display().to_string();
+    let add = ["propose-add", "--new-key", key5.as_str(), "--power", "10", "--moniker", "fifth"];
+    let id = change(&net, &add, &[0, 1])?;
+    let h = net.nodes[0].api.height()?;
+    net.wait_all(&[0, 1, 2, 3], h + 4, STEP)?;
+    assert_eq!(current_set(&net, 0)?.len(), 4, "two of four approvals must not change the set");
+    let pending = net.nodes[0].api.get("/validators")?.body;
+    assert!(pending["pending_changes"].to_string().contains(&id), "the change is pending: {pending}");
+
+    // The third approval makes the quorum; the set of every node grows to five, and the fifth signs.
+    let tx = net.transfer(0, 0, 1, 5)?;
+    net.nodes[0].api.submit(&tx.encode())?;
+    let doc = wallet(net.nodes[2].api.base.as_str(), &["validator", "show"])?;
+    assert!(doc["pending_changes"][0]["approvers"].as_array().is_some_and(|a| a.len() == 2), "{doc}");
+    approve_pending(&net, 2)?;
+    wait_for("five validators on every node", STEP, || {
+        let all = (0..=fifth).map(|i| current_set(&net, i).map(|s| s.len())).collect::<Result<Vec<_>>>()?;
+        Ok(all.iter().all(|n| *n == 5).then_some(()))
+    })
+    .with_context(|| net.diagnostics(&[0, fifth]))?;
+    let from = net.nodes[0].api.height()?;
+    wait_signed(&net, fifth, &new_address, from).with_context(|| net.diagnostics(&[fifth]))?;
+    net.wait_committed(0, &tx.id().to_hex(), STEP)?;
+
+    // Remove node 3: four approvals of five (more than 2/3 of the power).
+    let removed = net.manifest.nodes[3].validator.to_address_string();
+    change(&net, &["validator", "propose-remove", "--validator", &removed][1..], &[0, 1, 2, fifth])?;
+    wait_for("node 3 out of the set", STEP, || Ok((!current_set(&net, 0)?.contains(&removed)).then_some(())))
+        .with_context(|| net.diagnostics(&[0]))?;
+    // The chain goes on without it: stop node 3 and commit a transfer.
+    net.stop(3, Duration::from_secs(20))?;
+    let tx = net.transfer(0, 1, 0, 3)?;
+    net.nodes[0].api.submit(&tx.encode())?;
+    net.wait_committed(0, &tx.id().to_hex(), STEP).with_context(|| net.diagnostics(&[0, 1, 2, fifth]))?;
+
+    // Every running node holds the same chain, and a full node from genesis syncs across both changes.
+    let tip = net.nodes[0].api.height()?;
+    net.wait_all(&[0, 1, 2, fifth], tip, STEP)?;
+    net.assert_same_chain(&[0, 1, 2, fifth], tip)?;
+    let full = net.add_full_node()?;
+    net.start(full)?;
+    net.wait_height(full, tip, STEP).with_context(|| net.diagnostics(&[full]))?;
+    net.assert_same_chain(&[0, full], tip)?;
+    assert_eq!(current_set(&net, full)?.len(), 4);
+    Ok(())
+}
+
+/// Approve every change pending on node 0 with node `i`'s key, through node `i`.
+fn approve_pending(net: &Localnet, i: usize) -> Result<()> {
+    let doc = net.nodes[0].api.get("/validators")?.body;
+    let hexes: Vec<String> = doc["pending_changes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["change_hex"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if hexes.is_empty() {
+        bail!("no pending change with its bytes: {doc}");
+    }
+    let key = key_file(net, i).display().to_string();
+    for hex in hexes {
+        wallet(net.nodes[i].api.base.as_str(), &["validator", "approve", &hex, "--key", &key])?;
+    }
+    Ok(())
+}
