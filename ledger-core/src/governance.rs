@@ -434,6 +434,13 @@ impl GovState {
     /// Check one approval for inclusion in block `height` (whose set is `self.next`), given what the block
     /// has approved so far (`self` already updated for earlier approvals in the block).
     pub fn check_approval(&self, chain_id: &str, height: Height, a: &Approval) -> Result<(), GovError> {
+        self.approval_applies(height, a)?;
+        a.check_stateless(chain_id)
+    }
+
+    /// The part of [`GovState::check_approval`] that depends on this state (expiry, membership, replay,
+    /// room): what can change between blocks for an approval whose signatures were checked once.
+    pub fn approval_applies(&self, height: Height, a: &Approval) -> Result<(), GovError> {
         let c = &a.change;
         if c.expiry_height < height.0 {
             return Err(GovError::Expired { expiry_height: c.expiry_height, height: height.0 });
@@ -462,11 +469,17 @@ impl GovState {
             }
             None => {}
         }
-        a.check_stateless(chain_id)
+        Ok(())
     }
 
     /// Check one piece of evidence for inclusion in block `height`.
     pub fn check_evidence(&self, chain_id: &str, height: Height, e: &Evidence) -> Result<(), GovError> {
+        self.evidence_applies(height, e)?;
+        e.check_stateless(chain_id)
+    }
+
+    /// The part of [`GovState::check_evidence`] that depends on this state (age, duplicates, membership).
+    pub fn evidence_applies(&self, height: Height, e: &Evidence) -> Result<(), GovError> {
         let key = e.key();
         if key.height >= height {
             return Err(GovError::EvidenceFromFuture { evidence_height: key.height, height });
@@ -485,7 +498,7 @@ impl GovState {
         if set.index_of(&key.validator).is_none() {
             return Err(GovError::EvidenceNotAValidator(key.validator));
         }
-        e.check_stateless(chain_id)
+        Ok(())
     }
 
     /// Record one approval carried by block `height` (checked first).

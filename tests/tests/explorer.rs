@@ -14,12 +14,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
-use tests::harness::Localnet;
+use tests::harness::{Localnet, wallet_bin};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -27,25 +26,6 @@ fn repo() -> PathBuf {
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"))
-}
-
-fn wallet_bin() -> Result<PathBuf> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let mut cmd = tests::harness::cargo_command();
-        cmd.args(["build", "-q", "-p", "wallet", "--bin", "wallet"]);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        if !cmd.status().map_err(|e| e.to_string())?.success() {
-            return Err("cargo build of wallet failed".into());
-        }
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let dir = exe.parent().and_then(Path::parent).ok_or("no target dir")?;
-        Ok(dir.join("wallet"))
-    })
-    .clone()
-    .map_err(|e| anyhow!(e))
 }
 
 /// The Chromium to drive: `$CHROMIUM`, else `chromium` on the PATH.

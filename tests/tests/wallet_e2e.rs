@@ -4,34 +4,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use tests::harness::Localnet;
-
-fn wallet_bin() -> Result<PathBuf> {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let mut cmd = tests::harness::cargo_command();
-        cmd.args(["build", "-q", "-p", "wallet", "--bin", "wallet"]);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let ok = cmd.status().map_err(|e| e.to_string())?.success();
-        if !ok {
-            return Err("cargo build of wallet failed".into());
-        }
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let dir = exe.parent().and_then(Path::parent).ok_or("no target dir")?;
-        Ok(dir.join("wallet"))
-    })
-    .clone()
-    .map_err(|e| anyhow!(e))
-}
+use tests::harness::{Localnet, wallet_bin};
 
 /// Run the wallet with `--output json` against `node`; returns (exit code, the one JSON document, stderr).
 fn wallet(node: &str, args: &[&str]) -> Result<(i32, Value, String)> {

@@ -1063,7 +1063,7 @@ impl Driver {
         let validators = (*self.shared.validators_at(committed.next())).clone();
         self.queue.push_back(Event::NewHeight { height: committed.next(), validators });
         if let Ok(gov) = self.shared.storage.gov_state() {
-            self.shared.ops().prune(&gov, self.shared.chain_id(), committed.next());
+            self.shared.ops().prune(&gov, committed.next());
         }
     }
 

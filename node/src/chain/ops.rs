@@ -85,12 +85,13 @@ impl OpsPool {
 
     /// After a commit: drop what block `height` (the next one) could not carry any more (included, expired,
     /// executed, duplicated).
-    pub fn prune(&mut self, gov: &GovState, chain_id: &str, height: Height) {
-        self.approvals.retain(|_, a| match gov.check_approval(chain_id, height, a) {
+    /// Signatures were checked on admission, so only what depends on the state is checked again.
+    pub fn prune(&mut self, gov: &GovState, height: Height) {
+        self.approvals.retain(|_, a| match gov.approval_applies(height, a) {
             Ok(()) | Err(GovError::TooManyPending { .. }) => true,
             Err(_) => false,
         });
-        self.evidence.retain(|_, e| gov.check_evidence(chain_id, height, e).is_ok());
+        self.evidence.retain(|_, e| gov.evidence_applies(height, e).is_ok());
     }
 
     pub fn approvals(&self) -> usize {
