@@ -171,6 +171,7 @@ fn every_transaction_of_an_honest_block_verifies() {
                 "header_height",
                 "proof_leaf_count",
                 "merkle_proof",
+                "validator_set",
                 "certificate"
             ]
         );
