@@ -95,6 +95,10 @@ enum Command {
     ShowNodeId(HomeArg),
     /// Print this node's validator address (error if it has no validator key).
     ShowValidator(HomeArg),
+    /// Create the key a key rotation switches to (next_validator_key_file) and print its address. Then
+    /// propose the rotation with `wallet validator propose-rotate --new-key` on that file: once it takes
+    /// effect, the running node signs with the new key from the activation height on, without a restart.
+    NextKey(HomeArg),
     /// Run a local test network: every validator in this one process (creates the files on first use).
     Localnet(LocalnetCmd),
     /// Print the version and protocol version.
@@ -213,6 +217,7 @@ fn run_cli() -> anyhow::Result<()> {
                 None => bail!("no validator key at {}: this is a full node", cfg.validator_key_file.display()),
             }
         }
+        Command::NextKey(home) => next_key(&home.home)?,
         Command::Start(args) => {
             let overrides = start_overrides(&args)?;
             let cfg = load_config(&args.home.home, &overrides)?;
@@ -265,6 +270,33 @@ fn load_config(home: &Path, overrides: &[Override]) -> anyhow::Result<config::Co
     let env: Vec<(String, String)> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
     Ok(config::load(home, &env, overrides)?)
+}
+
+fn next_key(home: &Path) -> anyhow::Result<()> {
+    let cfg = load_config(home, &[])?;
+    let current = keys::load_validator_key(&cfg.validator_key_file)?;
+    let path = &cfg.next_validator_key_file;
+    if let Some(existing) = keys::load_validator_key(path)? {
+        bail!(
+            "{} already holds the next key {}: refusing to overwrite it (a rotation to it may be pending). Move it aside first if it is not needed",
+            path.display(),
+            existing.public().to_address_string()
+        );
+    }
+    let key = ledger_core::Keypair::from_seed(&keys::random_seed());
+    let text =
+        ledger_core::keyfile::to_plaintext_json(&key, Some("plaintext next validator key: keep this file secret"));
+    keys::write_new_file(path, &format!("{text}\n"), true)?;
+    println!("next key:  {}", key.public().to_address_string());
+    println!("written:   {}", path.display());
+    if let Some(k) = current {
+        println!(
+            "next: wallet validator propose-rotate --old {} --new-key {} --node http://THIS_NODES_API, then the approvals; the node switches keys by itself at the activation height",
+            k.public().to_address_string(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn init(home: &Path, moniker: &str) -> anyhow::Result<()> {

@@ -986,3 +986,86 @@ mod tests {
         assert!(Target::parse("node0", "/ip4/127.0.0.1/tcp/4001").is_err());
     }
 }
+
+/// What [`spawn_equivocator`] did.
+#[derive(Clone, Debug, Default)]
+pub struct EquivocationReport {
+    /// Conflicting pairs published (each a prevote for nil and one for a made-up block, same slot).
+    pub pairs: u64,
+    /// Publishes the swarm refused.
+    pub errors: u64,
+    /// The heights it equivocated at (lowest, highest).
+    pub heights: Option<(u64, u64)>,
+}
+
+/// A second process with a validator's key that equivocates: it joins `targets` as a peer, and at every
+/// new height it sees in their votes it publishes two prevotes signed with `key` for the slot (height,
+/// round) of that vote: one for nil and one for a block hash it made up. Honest nodes that receive both in
+/// the height hold equivocation evidence. Runs on a thread of its own until the returned flag is set.
+pub fn spawn_equivocator(
+    chain: ChainInfo,
+    targets: Vec<Target>,
+    key: Keypair,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<Result<EquivocationReport>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let join = std::thread::Builder::new()
+        .name("byzantine-equivocator".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("attacker runtime")?;
+            rt.block_on(equivocate(&chain, &targets, &key, &flag))
+        })
+        .unwrap_or_else(|e| {
+            let msg = format!("cannot spawn the equivocator thread: {e}");
+            std::thread::spawn(move || Err(anyhow!(msg)))
+        });
+    (stop, join)
+}
+
+async fn equivocate(
+    chain: &ChainInfo,
+    targets: &[Target],
+    key: &Keypair,
+    stop: &AtomicBool,
+) -> Result<EquivocationReport> {
+    let peer = Peer::start(chain, targets, identity::Keypair::generate_ed25519(), &loopback())?;
+    peer.join(targets, Some(TopicKind::Consensus)).await?;
+    let mut report = EquivocationReport::default();
+    let mut last_height = 0u64;
+    let mut made_up = 0u8;
+    while !stop.load(Ordering::Relaxed) {
+        let newest = {
+            let votes = peer.capture.votes.lock().unwrap_or_else(|e| e.into_inner());
+            votes
+                .iter()
+                .filter(|v| v.vote.validator != key.public())
+                .max_by_key(|v| (v.vote.height, v.vote.round))
+                .cloned()
+        };
+        if let Some(seen) = newest.filter(|v| v.vote.height.0 > last_height) {
+            last_height = seen.vote.height.0;
+            made_up = made_up.wrapping_add(1);
+            let slot = |block_hash| ledger_core::Vote {
+                kind: ledger_core::VoteKind::Prevote,
+                height: seen.vote.height,
+                round: seen.vote.round,
+                block_hash,
+                validator: key.public(),
+            };
+            for vote in [slot(None), slot(Some(ledger_core::Hash([made_up; 32])))] {
+                let message = GossipMessage::Vote { vote: vote.sign(&chain.chain_id, key), resend: 0 };
+                match peer.handle.publish(message).await {
+                    Ok(()) => {}
+                    Err(_) => report.errors += 1,
+                }
+            }
+            report.pairs += 1;
+            let (lo, _) = report.heights.unwrap_or((last_height, last_height));
+            report.heights = Some((lo, last_height));
+        }
+        // Observation interval: votes are captured by the swarm task as they arrive.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    peer.stop().await;
+    Ok(report)
+}

@@ -1,7 +1,9 @@
 //! Validator-set changes on real `ledgerd` processes: a 4-validator localnet adds a fifth validator (its node
 //! runs from the start as a follower with a key outside the set, and signs once the change applies), then
-//! removes one of the original four (its votes stop counting, the chain goes on), while transfers keep
-//! committing; every node holds the same chain, and a full node started afterwards syncs all of it.
+//! removes one of the original four (its votes stop counting, the chain goes on), then rotates another's key
+//! while its node runs (it signs with the new key from the activation height, without a restart), while
+//! transfers keep committing; every node holds the same chain, and a full node started afterwards syncs all
+//! of it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
-use tests::harness::{Localnet, wait_for, wallet_bin};
+use tests::harness::{Localnet, run_ledgerd, wait_for, wallet_bin};
 
 const STEP: Duration = Duration::from_secs(90);
 
@@ -130,7 +132,69 @@ fn n4_adds_a_fifth_validator_then_removes_one_while_transfers_commit() -> Result
     net.nodes[0].api.submit(&tx.encode())?;
     net.wait_committed(0, &tx.id().to_hex(), STEP).with_context(|| net.diagnostics(&[0, 1, 2, fifth]))?;
 
-    // Every running node holds the same chain, and a full node from genesis syncs across both changes.
+    // Rotate node 1's key while it runs: `ledgerd next-key` writes the new key beside the old one, the old key
+    // approves among the others, and the node switches keys by itself at the activation height.
+    let home1 = net.nodes[1].home.clone();
+    let made = run_ledgerd(&["next-key", "--home", &home1.display().to_string()], &[], Duration::from_secs(30))?;
+    assert!(made.success(), "ledgerd next-key: {made:?}");
+    let new1 = made
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("next key:").map(|a| a.trim().to_string()))
+        .ok_or_else(|| anyhow!("no next key printed: {made:?}"))?;
+    let again = run_ledgerd(&["next-key", "--home", &home1.display().to_string()], &[], Duration::from_secs(30))?;
+    assert!(!again.success() && again.stderr.contains("refusing to overwrite"), "a second next-key: {again:?}");
+    let old1 = net.manifest.nodes[1].validator.to_address_string();
+    let next_file = home1.join("next_validator_key.json").display().to_string();
+    change(&net, &["propose-rotate", "--old", &old1, "--new-key", &next_file], &[0, 1, 2, fifth])?;
+    wait_for("node 1's new key in the set", STEP, || {
+        let set = current_set(&net, 0)?;
+        Ok((set.contains(&new1) && !set.contains(&old1)).then_some(()))
+    })
+    .with_context(|| net.diagnostics(&[0, 1]))?;
+    // The switch happened between two heights: the new key's signer state (its own file) starts with a floor
+    // at the last height of the old key, and the old key's file last signed at that height.
+    let signer_doc = |name: &str| -> Result<Value> {
+        let text = std::fs::read_to_string(home1.join("data").join(name)).with_context(|| format!("reading {name}"))?;
+        Ok(serde_json::from_str(&text)?)
+    };
+    // Node 1 may still be a height or two behind node 0.
+    let next_state = wait_for("node 1 signing with the new key", STEP, || {
+        Ok(signer_doc("next_signer_state.json").ok().filter(|d| d["last_signed"].is_object()))
+    })
+    .with_context(|| net.diagnostics(&[1]))?;
+    assert_eq!(next_state["validator"].as_str(), Some(new1.as_str()), "{next_state}");
+    let last_old = next_state["sign_floor"].as_u64().ok_or_else(|| anyhow!("no floor: {next_state}"))?;
+    let activation = last_old + 1;
+    let old_state = signer_doc("signer_state.json")?;
+    assert_eq!(old_state["validator"].as_str(), Some(old1.as_str()));
+    assert!(
+        old_state["last_signed"]["height"].as_u64().is_some_and(|h| h <= last_old),
+        "the old key signed nothing after height {last_old}: {old_state}"
+    );
+    net.wait_height(0, activation, STEP)?;
+    let set_hash = |h: u64| -> Result<String> {
+        let b = net.nodes[0].api.get(&format!("/blocks/{h}"))?.body;
+        b["header"]["validators_hash"].as_str().map(str::to_string).ok_or_else(|| anyhow!("no validators_hash: {b}"))
+    };
+    assert_ne!(set_hash(last_old)?, set_hash(activation)?, "the set changes at height {activation}");
+    // The new key signs from the activation height on (node 1's own certificates), the old key never after.
+    let signed_new = wait_signed(&net, 1, &new1, activation).with_context(|| net.diagnostics(&[1]))?;
+    assert!(signed_new <= activation + 2, "the new key first signed at {signed_new}, activation {activation}");
+    eprintln!("rotation: activation at height {activation}; the new key's first certificate on its node: {signed_new}");
+    let tip = net.nodes[1].api.height()?;
+    for h in activation..tip {
+        let c = net.nodes[1].api.get(&format!("/blocks/{h}/commit"))?.body;
+        assert!(!c.to_string().contains(&old1), "the old key signed at {h}, after the rotation: {c}");
+    }
+    let status = net.nodes[1].api.status()?;
+    assert_eq!(status["validator"].as_str(), Some(new1.as_str()), "{status}");
+    let tx = net.transfer(0, 0, 1, 2)?;
+    net.nodes[1].api.submit(&tx.encode())?;
+    net.wait_committed(1, &tx.id().to_hex(), STEP).with_context(|| net.diagnostics(&[0, 1, 2, fifth]))?;
+    assert!(net.evidence_lines().is_empty(), "no double-sign anywhere: {:?}", net.evidence_lines());
+
+    // Every running node holds the same chain, and a full node from genesis syncs across all three changes.
     let tip = net.nodes[0].api.height()?;
     net.wait_all(&[0, 1, 2, fifth], tip, STEP)?;
     net.assert_same_chain(&[0, 1, 2, fifth], tip)?;

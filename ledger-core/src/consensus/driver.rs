@@ -75,6 +75,11 @@ pub enum Event {
     RaiseSignFloor(Height),
     /// The start-up watch is over (the shell watched the network long enough; see [`GuardMode`]).
     EndWatch,
+    /// Sign with `key` from now on, with `signer` as its state (as persisted for that key; default if it
+    /// never signed): a governance key rotation takes effect at the next height. Fed between heights,
+    /// before [`Event::NewHeight`]. The new key never signs at or below the current height (its floor is
+    /// raised to it and [`Action::PersistSignerState`] follows); the old key signs nothing more here.
+    ReplaceKey { key: Keypair, signer: SignerState },
 }
 
 /// Heights decided with their votes seen, and no message with this validator's key that it did not sign,
@@ -515,6 +520,20 @@ impl Consensus {
                 if self.signer.raise_floor(height) && self.my_key().is_some() {
                     out.push(Action::PersistSignerState(self.signer.clone()));
                 }
+            }
+            Event::ReplaceKey { key, signer } => {
+                if let Some((signed, _, _)) = signer.position()
+                    && signed > self.height
+                {
+                    return Err(ConsensusError::SignerAhead { signed, start: self.height });
+                }
+                self.start_position = signer.position();
+                self.first_fresh = None;
+                self.signed_here.clear();
+                self.signer = signer;
+                self.signer.raise_floor(self.height);
+                self.key = Some(key);
+                out.push(Action::PersistSignerState(self.signer.clone()));
             }
             Event::EndWatch => {
                 if self.guard == GuardMode::Watching {

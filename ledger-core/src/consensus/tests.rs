@@ -1141,3 +1141,64 @@ fn messages_from_before_a_restart_are_not_foreign() {
     assert!(foreign(&actions).is_empty(), "{actions:?}");
     assert_eq!(n.guard(), GuardMode::Watching);
 }
+
+/// A key rotation: the node decides height 1 with its old key, is handed the new key between heights, and
+/// signs height 2 with the new key only; the new key's state cannot sign at or below height 1.
+#[test]
+fn replaced_key_signs_the_next_height_and_nothing_below_it() {
+    let new_key = Keypair::from_seed(&[9; 32]);
+    let rotated_set = |me: usize| {
+        let mut vs: Vec<Validator> = set().validators().to_vec();
+        vs[me].public_key = new_key.public();
+        ValidatorSet::new(vs).unwrap()
+    };
+    let h2 = Height(2);
+    // A validator that is not the proposer of round 0 at height 2 after the rotation.
+    let me = (0..4).find(|&m| rotated_set(m).proposer(h2, Round(0)).public_key != new_key.public()).unwrap();
+    let mut n = node(Some(me), SignerState::default());
+    let mut events = vec![
+        Event::Start,
+        Event::Proposal(proposal(0, 1, None)),
+        Event::BlockValidity { height: H, round: Round(0), block_hash: block(1), valid: true },
+    ];
+    events.extend(others(me).into_iter().map(|i| Event::Vote(vote(i, VoteKind::Precommit, 0, Some(1)))));
+    let actions = feed(&mut n, events);
+    assert_eq!(n.decision(), Some((Round(0), block(1))));
+    let old_signed: Vec<_> = actions
+        .iter()
+        .filter_map(|a| if let Action::BroadcastVote(v) = a { Some(v.vote.validator) } else { None })
+        .collect();
+    assert!(!old_signed.is_empty() && old_signed.iter().all(|k| *k == keys()[me].public()));
+
+    // A state for the new key claiming a signature above the current height is refused, nothing changes.
+    let vote3 = Vote {
+        kind: VoteKind::Prevote,
+        height: Height(3),
+        round: Round(0),
+        block_hash: None,
+        validator: new_key.public(),
+    }
+    .sign(CHAIN, &new_key);
+    let ahead_msg = SignerState::from_parts(Some(SignedMessage::Vote(vote3)), None);
+    assert!(matches!(
+        n.handle(Event::ReplaceKey { key: new_key.clone(), signer: ahead_msg }),
+        Err(ConsensusError::SignerAhead { .. })
+    ));
+
+    let actions = feed(&mut n, vec![Event::ReplaceKey { key: new_key.clone(), signer: SignerState::default() }]);
+    assert_eq!(last_persisted(&actions).floor(), H, "the new key never signs at or below the height it joined after");
+    let actions = feed(
+        &mut n,
+        vec![
+            Event::NewHeight { height: h2, validators: rotated_set(me) },
+            Event::TimeoutFired(Timeout { height: h2, round: Round(0), kind: TimeoutKind::Propose }),
+        ],
+    );
+    check_persist_before_broadcast(&actions);
+    let signed: Vec<_> =
+        actions.iter().filter_map(|a| if let Action::BroadcastVote(v) = a { Some(v.clone()) } else { None }).collect();
+    assert_eq!(signed.len(), 1, "one prevote at height 2: {actions:?}");
+    assert_eq!(signed[0].vote.validator, new_key.public());
+    assert_eq!(signed[0].vote.height, h2);
+    assert!(signed[0].verify(CHAIN, &rotated_set(me)).is_ok());
+}

@@ -95,7 +95,7 @@ fn height_param(name: &str, v: Option<u64>) -> Result<Option<u64>, ApiError> {
     }
 }
 
-fn page_limit(state: &ApiState, limit: Option<usize>) -> Result<usize, ApiError> {
+pub(crate) fn page_limit(state: &ApiState, limit: Option<usize>) -> Result<usize, ApiError> {
     let c = &state.inner.config;
     match limit {
         None => Ok(c.page_limit_default),

@@ -40,6 +40,7 @@
 
 mod error;
 mod events;
+mod evidence;
 pub mod guard;
 mod handlers;
 mod local;
@@ -104,6 +105,7 @@ fn openapi_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::submit_tx))
         .routes(routes!(handlers::submit_batch))
         .routes(routes!(handlers::submit_approval))
+        .routes(routes!(evidence::evidence))
         .routes(routes!(handlers::get_tx))
         .routes(routes!(handlers::account))
         .routes(routes!(handlers::account_txs))

@@ -122,6 +122,8 @@ pub struct SignerStatus {
     pub sign_floor: u64,
     /// Why the guard is in this mode, for an operator.
     pub detail: Option<String>,
+    /// The key this node signs with, when it is in the current validator set (it changes with a rotation).
+    pub validator: Option<ledger_core::PublicKey>,
 }
 
 /// Shared between the driver, the gossip validator and the API.
@@ -328,6 +330,11 @@ pub struct SignerSetup {
     pub sign_floor: Height,
     /// Watch the network before signing (see [`DriverOptions::double_sign_watch_ms`]).
     pub watch: bool,
+    /// Where the key of a pending rotation may be found (`next_validator_key_file`): read when a height's
+    /// set no longer holds `key` and may hold that one instead.
+    pub next_key_file: Option<std::path::PathBuf>,
+    /// The data directory, for the signer state of the next key.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Everything the driver owns.
@@ -344,6 +351,8 @@ pub struct Driver {
     guard_detail: Option<String>,
     /// This validator's consensus key, if it has one in the set.
     key_public: Option<ledger_core::PublicKey>,
+    /// The key a rotation may switch to, and the data directory for its signer state.
+    next_key: Option<(std::path::PathBuf, std::path::PathBuf)>,
     network: NetworkHandle,
     opts: DriverOptions,
     status: watch::Sender<Status>,
@@ -400,9 +409,12 @@ impl Driver {
         let tip = shared.storage.latest_height()?;
         let key_public = signer.as_ref().map(|s| s.key.public());
         let watch = signer.as_ref().is_some_and(|s| s.watch) && opts.double_sign_watch_ms > 0;
-        let (key, state, sign_floor, signer_file) = match signer {
-            Some(s) => (Some(s.key), s.state, s.sign_floor, Some(s.file)),
-            None => (None, SignerState::default(), Height::GENESIS, None),
+        let (key, state, sign_floor, signer_file, next_key) = match signer {
+            Some(s) => {
+                let next = s.next_key_file.map(|f| (f, s.data_dir));
+                (Some(s.key), s.state, s.sign_floor, Some(s.file), next)
+            }
+            None => (None, SignerState::default(), Height::GENESIS, None, None),
         };
         let consensus = Consensus::new(consensus::Config {
             chain_id: shared.genesis.chain_id.clone(),
@@ -444,6 +456,7 @@ impl Driver {
             watch_last: Instant::now(),
             guard_detail,
             key_public,
+            next_key,
             network,
             opts,
             status: status_tx,
@@ -507,8 +520,9 @@ impl Driver {
 
     fn signer_status(&self) -> SignerStatus {
         let sign_floor = self.consensus.sign_floor().0;
+        let validator = self.key_public.filter(|k| self.consensus.validators().index_of(k).is_some());
         if self.signer_file.is_none() {
-            return SignerStatus { mode: "full_node", sign_floor, detail: None };
+            return SignerStatus { mode: "full_node", sign_floor, detail: None, validator };
         }
         let mode = match self.consensus.guard() {
             GuardMode::Watching => "watching",
@@ -517,7 +531,7 @@ impl Driver {
             GuardMode::Halted => "halted",
         };
         let detail = if mode == "active" { None } else { self.guard_detail.clone() };
-        SignerStatus { mode, sign_floor, detail }
+        SignerStatus { mode, sign_floor, detail, validator }
     }
 
     /// Count down the start-up watch while connected and caught up; end it when it has run.
@@ -1061,10 +1075,54 @@ impl Driver {
         self.candidates.start_height(committed.next());
         self.pending_build = None;
         let validators = (*self.shared.validators_at(committed.next())).clone();
+        self.maybe_rotate(committed.next(), &validators);
         self.queue.push_back(Event::NewHeight { height: committed.next(), validators });
         if let Ok(gov) = self.shared.storage.gov_state() {
             self.shared.ops().prune(&gov, committed.next());
         }
+    }
+
+    /// A key rotation that takes effect at `height`: the set no longer holds this node's key and holds the
+    /// key in `next_validator_key_file`. Queue [`Event::ReplaceKey`] (before `NewHeight`) with that key's
+    /// own signer state, so the node signs `height` with the new key, without a restart or a gap. The old
+    /// key's signer state stays in its file (a database rewound below `height` meets it again).
+    fn maybe_rotate(&mut self, height: Height, validators: &ValidatorSet) {
+        let Some((key_file, data_dir)) = self.next_key.clone() else { return };
+        if self.key_public.is_some_and(|k| validators.index_of(&k).is_some()) {
+            return;
+        }
+        let key = match crate::keys::load_validator_key(&key_file) {
+            Ok(Some(k)) => k,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(path = %key_file.display(), error = %e, "cannot read next_validator_key_file");
+                return;
+            }
+        };
+        let new = key.public();
+        if Some(new) == self.key_public || validators.index_of(&new).is_none() {
+            return;
+        }
+        let file = SignerFile::for_next_key(&data_dir, self.shared.chain_id(), new);
+        let state = match file.load() {
+            Ok(s) => s.unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(error = %e, "the next key is in the set from height {height}, but its signer state cannot be used: not signing with it");
+                return;
+            }
+        };
+        let old = self.key_public.map(|k| k.to_address_string()).unwrap_or_default();
+        tracing::warn!(
+            %height,
+            old = %old,
+            new = %new.to_address_string(),
+            signer_state = %file.path().display(),
+            "key rotation: from height {height} this node signs with the key in {}; the old key's signer state is kept",
+            key_file.display()
+        );
+        self.signer_file = Some(file);
+        self.key_public = Some(new);
+        self.queue.push_back(Event::ReplaceKey { key, signer: state });
     }
 
     /// Keep equivocation evidence for this node's next proposals (and the API).
@@ -1072,7 +1130,8 @@ impl Driver {
         let s = &self.shared;
         let Ok(tip) = s.storage.latest_height() else { return };
         let Ok(gov) = s.storage.gov_state() else { return };
-        match s.ops().add_evidence(&gov, s.chain_id(), tip.next(), e) {
+        let height = crate::ops::OpsPool::evidence_height(tip.next(), &e);
+        match s.ops().add_evidence(&gov, s.chain_id(), height, e) {
             Ok(true) => tracing::warn!("equivocation evidence queued for the next block this node proposes"),
             Ok(false) => {}
             Err(err) => tracing::info!(error = %err, "equivocation evidence not kept"),

@@ -229,8 +229,10 @@ impl NodeHandle for NodeApi {
             n_peers: s.n_peers,
             catching_up: s.catching_up,
             node_id: self.node_id.clone(),
-            validator: self.validator,
-            validator_reason: self.validator_reason.clone(),
+            // The key in the set now (a rotation or a set change moves it); before the first report, the
+            // key found at start.
+            validator: s.signer.validator.or(self.validator),
+            validator_reason: if s.signer.validator.is_some() { None } else { self.validator_reason.clone() },
             signer: SignerInfo { mode: s.signer.mode, sign_floor: s.signer.sign_floor, detail: s.signer.detail },
             last_commit_local_ms: s.last_commit_local_ms.max(self.started_ms),
         };

@@ -58,7 +58,8 @@ impl OpsPool {
         Ok(true)
     }
 
-    /// Admit evidence that could go into block `height`. `Ok(false)`: held already.
+    /// Admit evidence that could go into block `height` (for evidence about the height being decided, the
+    /// block after it: see [`OpsPool::evidence_height`]). `Ok(false)`: held already.
     pub fn add_evidence(
         &mut self,
         gov: &GovState,
@@ -78,6 +79,12 @@ impl OpsPool {
         Ok(true)
     }
 
+    /// The first block that can carry `e` when the next block is `next`: evidence is carried by a block
+    /// above the height it is about, so evidence found at the height being decided waits one block.
+    pub fn evidence_height(next: Height, e: &Evidence) -> Height {
+        next.max(e.key().height.next())
+    }
+
     /// Everything held, for the block builder.
     pub fn candidates(&self) -> (Vec<Approval>, Vec<Evidence>) {
         (self.approvals.values().cloned().collect(), self.evidence.values().cloned().collect())
@@ -91,7 +98,11 @@ impl OpsPool {
             Ok(()) | Err(GovError::TooManyPending { .. }) => true,
             Err(_) => false,
         });
-        self.evidence.retain(|_, e| gov.evidence_applies(height, e).is_ok());
+        // Evidence about the height being decided can only go into the block after it: kept until then.
+        self.evidence.retain(|_, e| match gov.evidence_applies(height, e) {
+            Ok(()) | Err(GovError::EvidenceFromFuture { .. }) => true,
+            Err(_) => false,
+        });
     }
 
     pub fn approvals(&self) -> usize {

@@ -83,6 +83,7 @@ const KEYS: &[KeySpec] = &[
     key("moniker", Kind::Str),
     key("genesis_file", Kind::Str),
     key("validator_key_file", Kind::Str),
+    key("next_validator_key_file", Kind::Str),
     key("p2p_key_file", Kind::Str),
     key("data_dir", Kind::Str),
     key("p2p.listen_addr", Kind::Str),
@@ -140,6 +141,9 @@ pub struct Config {
     /// An explicitly named key file that is missing stops the node (it never quietly runs as a full node);
     /// a missing default one makes a full node.
     pub validator_key_file_explicit: bool,
+    /// The key a governance key rotation switches to (`ledgerd next-key` writes it); read when the
+    /// rotation takes effect, so the node signs on with it without a restart. Optional.
+    pub next_validator_key_file: PathBuf,
     pub p2p_key_file: PathBuf,
     pub data_dir: PathBuf,
     pub p2p_listen_addr: Multiaddr,
@@ -441,6 +445,7 @@ pub fn from_str(
         genesis_file: resolve(home, &genesis_file),
         validator_key_file: resolve(home, &validator_key_file),
         validator_key_file_explicit: validator_key_src != Source::Default,
+        next_validator_key_file: resolve(home, &layers.str_or("next_validator_key_file", "next_validator_key.json").0),
         p2p_key_file: resolve(home, &layers.str_or("p2p_key_file", "p2p_key.json").0),
         data_dir: resolve(home, &layers.str_or("data_dir", "data").0),
         p2p_listen_addr,
@@ -531,6 +536,9 @@ genesis_file = "genesis.json"
 # the node runs as a full node. Set here (or by LEDGERD_VALIDATOR_KEY_FILE or a flag), the file must exist:
 # a missing one stops the node instead of starting it as a full node.
 # validator_key_file = "validator_key.json"
+# The key a key rotation switches to (`ledgerd next-key` writes it). When the rotation takes effect the node
+# signs with it from that height on, without a restart; its signer state is data/next_signer_state.json.
+# next_validator_key_file = "next_validator_key.json"
 # libp2p identity, separate from the validator key.
 p2p_key_file = "p2p_key.json"
 # Database and signer state, created by the node.

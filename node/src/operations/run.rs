@@ -49,6 +49,8 @@ pub struct NodeSetup {
     pub api: ApiConfig,
     /// Names the node in its log lines (a localnet runs several in one process); empty for none.
     pub log_name: String,
+    /// `next_validator_key_file`: the key a key rotation switches to, read when the rotation takes effect.
+    pub next_key_file: Option<std::path::PathBuf>,
 }
 
 /// A running node.
@@ -163,26 +165,48 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     let ever_a_validator =
         |k: &ledger_core::PublicKey| storage.validator_sets().iter().any(|(_, set)| set.index_of(k).is_some());
     tracing::info!(chain_id = %genesis.chain_id, height = %tip, "storage verified");
-    let high_water = check_high_water(
-        &setup.data_dir,
-        &genesis,
-        &storage,
-        tip,
-        setup.accept_rewind,
-        &validators,
-        &setup.validator_key,
-    )?;
-    let signer = match &setup.validator_key {
-        Some(key) => Some(load_signer(
-            &setup.data_dir,
-            &genesis,
-            &validators,
-            &storage,
-            tip,
-            key,
-            setup.driver.double_sign_watch_ms,
-            setup.accept_rewind,
-        )?),
+    // After a key rotation took effect, the key in next_validator_key_file is the one in the set: it signs,
+    // with its own signer state (the old key's file stays as it was).
+    let next_key = match &setup.next_key_file {
+        Some(path) => crate::keys::load_validator_key(path)?,
+        None => None,
+    };
+    let rotated = match (&setup.validator_key, next_key) {
+        (Some(k), Some(next))
+            if validators.index_of(&k.public()).is_none() && validators.index_of(&next.public()).is_some() =>
+        {
+            tracing::warn!(
+                old = %k.public().to_address_string(),
+                new = %next.public().to_address_string(),
+                "the validator key is not in the set and the next key is (a rotation took effect): signing with the next key"
+            );
+            Some(next)
+        }
+        _ => None,
+    };
+    let validator_key = rotated.clone().or_else(|| setup.validator_key.clone());
+    let high_water =
+        check_high_water(&setup.data_dir, &genesis, &storage, tip, setup.accept_rewind, &validators, &validator_key)?;
+    let signer = match &validator_key {
+        Some(key) => {
+            let file = if rotated.is_some() {
+                SignerFile::for_next_key(&setup.data_dir, &genesis.chain_id, key.public())
+            } else {
+                SignerFile::new(&setup.data_dir, &genesis.chain_id, key.public())
+            };
+            let mut s = load_signer(
+                &setup.data_dir,
+                &validators,
+                &storage,
+                tip,
+                key,
+                file,
+                setup.driver.double_sign_watch_ms,
+                setup.accept_rewind,
+            )?;
+            s.next_key_file = if rotated.is_some() { None } else { setup.next_key_file.clone() };
+            Some(s)
+        }
         None => None,
     };
     let mempool = Mempool::new(&genesis.chain_id, genesis.params.clone(), setup.mempool);
@@ -207,7 +231,7 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     net.max_peers = setup.max_peers;
     let validator = Arc::new(NodeGossipValidator::new(shared.clone()));
     let (network, events, network_task) = p2p::spawn(net, validator, Arc::new(storage.clone()))?;
-    let (validator, validator_reason) = match setup.validator_key.as_ref().map(Keypair::public) {
+    let (validator, validator_reason) = match validator_key.as_ref().map(Keypair::public) {
         Some(k) if validators.index_of(&k).is_some() => (Some(k), None),
         Some(k) => {
             let reason = format!(
@@ -321,15 +345,14 @@ const LOOK_BACK_HEIGHTS: u64 = 10_000;
 /// floor from the stored certificates, and whether to watch the network before signing.
 fn load_signer(
     data_dir: &Path,
-    genesis: &Genesis,
     validators: &ledger_core::ValidatorSet,
     storage: &Storage,
     tip: ledger_core::Height,
     key: &Keypair,
+    file: SignerFile,
     watch_ms: u64,
     accept_rewind: bool,
 ) -> anyhow::Result<SignerSetup> {
-    let file = SignerFile::new(data_dir, &genesis.chain_id, key.public());
     let mut state = file.load()?;
     if state.is_none()
         && let Some(bytes) = storage.legacy_signer_state()?
@@ -415,7 +438,15 @@ fn load_signer(
         );
         state = Some(ledger_core::consensus::SignerState::with_floor(floor));
     }
-    Ok(SignerSetup { key: key.clone(), file, state: state.unwrap_or_default(), sign_floor, watch })
+    Ok(SignerSetup {
+        key: key.clone(),
+        file,
+        state: state.unwrap_or_default(),
+        sign_floor,
+        watch,
+        next_key_file: None,
+        data_dir: data_dir.to_path_buf(),
+    })
 }
 
 fn m_signer(m: &ledger_core::consensus::SignedMessage) -> ledger_core::PublicKey {
@@ -489,6 +520,7 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
         api_listen_addr: Some(cfg.api_listen_addr),
         api: cfg.api.clone(),
         log_name: String::new(),
+        next_key_file: Some(cfg.next_validator_key_file.clone()),
     };
     Ok(setup)
 }
@@ -629,6 +661,7 @@ mod tests {
             api_listen_addr: None,
             api: ApiConfig::default(),
             log_name: String::new(),
+            next_key_file: None,
         }
     }
 

@@ -15,6 +15,8 @@ use super::{SafetyError, atomic, checksum, read_bounded};
 
 /// File name inside the data directory.
 pub const FILE_NAME: &str = "signer_state.json";
+/// The signer state of the key in `next_validator_key_file`, once a rotation made it sign.
+pub const NEXT_FILE_NAME: &str = "next_signer_state.json";
 /// Largest signer-state file read, in bytes (a state holds one signed message and a lock: a few hundred
 /// bytes; a proposal's block is not in it).
 pub const FILE_BYTES_MAX: u64 = 256 * 1024;
@@ -156,6 +158,12 @@ pub struct SignerFile {
 impl SignerFile {
     pub fn new(data_dir: &Path, chain_id: &str, validator: PublicKey) -> SignerFile {
         SignerFile { path: data_dir.join(FILE_NAME), chain_id: chain_id.into(), validator }
+    }
+
+    /// The state of the key a rotation switches to (`next_validator_key_file`), in a file of its own
+    /// ([`NEXT_FILE_NAME`]): the old key's file is kept as it was.
+    pub fn for_next_key(data_dir: &Path, chain_id: &str, validator: PublicKey) -> SignerFile {
+        SignerFile { path: data_dir.join(NEXT_FILE_NAME), chain_id: chain_id.into(), validator }
     }
 
     pub fn path(&self) -> &Path {

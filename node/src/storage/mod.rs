@@ -50,6 +50,25 @@ mod prefix {
     pub const META: u8 = b'm';
     /// `v ‖ first height (BE)` → the validator set in force from that height on.
     pub const VALSET: u8 = b'v';
+    /// `e ‖ height (BE) ‖ index (BE u16)` → nothing: the block at that height carries committed
+    /// equivocation evidence at that index (`GET /evidence` pages over these keys).
+    pub const EVIDENCE: u8 = b'e';
+}
+
+fn evidence_key(height: Height, index: u16) -> [u8; 11] {
+    let mut k = [0u8; 11];
+    k[0] = prefix::EVIDENCE;
+    k[1..9].copy_from_slice(&height.0.to_be_bytes());
+    k[9..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Committed equivocation evidence, where it is on chain.
+#[derive(Clone, Debug)]
+pub struct CommittedEvidence {
+    pub height: Height,
+    pub index: u16,
+    pub evidence: ledger_core::governance::Evidence,
 }
 
 const META_HEIGHT: &[u8] = b"mheight";
@@ -508,6 +527,42 @@ impl Storage {
         self.get_decoded(&height_key(prefix::BLOCK, height), self.opts.block_bytes_max)
     }
 
+    /// Committed evidence, newest first: at most `limit` entries strictly before `before` (height, index) when
+    /// given. Each entry is read from its block.
+    pub fn evidence_page(
+        &self,
+        before: Option<(Height, u16)>,
+        limit: usize,
+    ) -> Result<Vec<CommittedEvidence>, StorageError> {
+        let start = evidence_key(Height::GENESIS, 0);
+        let end = match before {
+            Some((h, i)) => evidence_key(h, i),
+            None => evidence_key(Height(u64::MAX), u16::MAX),
+        };
+        let mut out = Vec::new();
+        let mut block: Option<Block> = None;
+        for item in self.chain.range(&start[..]..&end[..]).keys().rev().take(limit) {
+            let key = item.map_err(StorageError::from)?;
+            let corrupt = |detail: &str| StorageError::Corrupt { what: "evidence index".into(), detail: detail.into() };
+            let (Ok(h), Ok(i)) =
+                (<[u8; 8]>::try_from(&key[1..9.min(key.len())]), <[u8; 2]>::try_from(&key[9.min(key.len())..]))
+            else {
+                return Err(corrupt("a key of the wrong length"));
+            };
+            let (height, index) = (Height(u64::from_be_bytes(h)), u16::from_be_bytes(i));
+            if block.as_ref().is_none_or(|b| b.height() != height) {
+                block = self.block(height)?;
+            }
+            let evidence = block
+                .as_ref()
+                .and_then(|b| b.evidence.get(usize::from(index)))
+                .cloned()
+                .ok_or_else(|| corrupt(&format!("height {height} index {index} names no evidence in its block")))?;
+            out.push(CommittedEvidence { height, index, evidence });
+        }
+        Ok(out)
+    }
+
     /// The certificate that committed the block at `height`.
     pub fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, StorageError> {
         self.get_decoded(&height_key(prefix::CERT, height), CERT_BYTES_MAX)
@@ -680,6 +735,11 @@ impl Storage {
         }
         let tx_runs = self.index_block(block, &mut batch)?;
         self.index_addresses(block, &mut batch)?;
+        // Evidence per block is bounded (EVIDENCE_PER_BLOCK_MAX), so the index fits a u16.
+        for i in 0..block.evidence.len() {
+            let k = evidence_key(height, u16::try_from(i).unwrap_or(u16::MAX));
+            batch.insert(&k[..], seal(&k, &[]));
+        }
         // A checkpoint writes every account changed since the last one (this block's last, so they win) with
         // the lattice hash and the state height; other blocks leave accounts to memory (`dirty`).
         let checkpoint = {
