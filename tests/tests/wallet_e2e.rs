@@ -138,7 +138,7 @@ fn wallet_end_to_end_on_a_real_localnet() -> Result<()> {
     assert_eq!((mine["balance"].as_u64(), mine["nonce"].as_u64()), (Some(3999 - 502), Some(2)));
 
     // verify: passes against an honest node, for a tx sent to another node.
-    let v = ok(&node, &["verify", &id, "--genesis", &genesis])?;
+    let v = ok(&node, &["verify", &id, "--genesis", &genesis, "--trusted-state", &p("trusted.json")])?;
     assert_eq!(v["verified"], true, "{v}");
 
     // ... and fails when the node lies: altered tx bytes, or a certificate missing signatures.
@@ -152,7 +152,7 @@ fn wallet_end_to_end_on_a_real_localnet() -> Result<()> {
             body["tx_hex"] = Value::String(String::from_utf8_lossy(&bytes).into_owned());
         }
     })?;
-    let (code, doc, _) = wallet(&lie_tx, &["verify", &id, "--genesis", &genesis])?;
+    let (code, doc, _) = wallet(&lie_tx, &["verify", &id, "--genesis", &genesis, "--trusted-state", &p("trusted.json")])?;
     assert_eq!((code, &doc["verified"]), (5, &Value::Bool(false)), "{doc}");
     let lie_cert = tampering_proxy(node.clone(), |path, body| {
         if path.ends_with("/commit") {
@@ -165,7 +165,7 @@ fn wallet_end_to_end_on_a_real_localnet() -> Result<()> {
             }
         }
     })?;
-    let (code, doc, _) = wallet(&lie_cert, &["verify", &id, "--genesis", &genesis])?;
+    let (code, doc, _) = wallet(&lie_cert, &["verify", &id, "--genesis", &genesis, "--trusted-state", &p("trusted.json")])?;
     assert_eq!(code, 5, "{doc}");
 
     // Error exits that need a live node: a replayed transaction is refused (4), so is overspending (4).
