@@ -115,6 +115,15 @@ impl Net {
     /// Build the next block from the mempool's candidates (or `txs`), certify it with validators 0..3 (3 of 4,
     /// so validator 3 misses every block), and commit it through the node.
     fn commit(&self, txs: Option<Vec<SignedTransaction>>) -> Block {
+        self.commit_with(txs, Vec::new())
+    }
+
+    /// [`Net::commit`] with validators' approvals of set changes in the block.
+    fn commit_with(
+        &self,
+        txs: Option<Vec<SignedTransaction>>,
+        approvals: Vec<ledger_core::governance::Approval>,
+    ) -> Block {
         let tip = self.storage.latest_height().unwrap();
         let (parent_hash, parent_ts, last_commit) = if tip == Height::GENESIS {
             (self.genesis.hash(), self.genesis.genesis_time_ms, None)
@@ -129,7 +138,7 @@ impl Net {
             proposer: set.proposer(height, Round(0)).public_key,
             timestamp_ms: parent_ts + 1_000,
             last_commit,
-            approvals: Vec::new(),
+            approvals,
             evidence: Vec::new(),
         };
         let candidates = txs.unwrap_or_else(|| self.node.take_for_block(1000));
@@ -793,6 +802,73 @@ async fn metrics_are_prometheus_text() {
     assert!(text.ends_with("# EOF\n"));
 }
 
+/// Two power changes, decided in blocks 1 and 2, apply at heights 3 and 4; `GET /validators/transitions`
+/// gives each new set's bytes with the header before its first height and that header's certificate, which
+/// verify from the set before (what `wallet verify` does), in pages.
+#[tokio::test]
+async fn validator_transitions_prove_each_set_from_the_one_before() {
+    use ledger_core::governance::{ChangeAction, ValidatorChange};
+    let net = Net::new();
+    let (s, page) = net.get("/validators/transitions").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(page["transitions"], json!([]), "genesis is not a transition: {page}");
+    assert_eq!(page["next_from_height"], Value::Null);
+
+    let power_of_v3 = |power: u64, nonce: u64| {
+        let change = ValidatorChange {
+            action: ChangeAction::SetPower { key: net.validators[3].public(), power },
+            expiry_height: 100,
+            nonce,
+        };
+        net.validators[..3].iter().map(|k| change.approve(CHAIN, k)).collect::<Vec<_>>()
+    };
+    net.commit_with(Some(Vec::new()), power_of_v3(5, 0));
+    net.commit_with(Some(Vec::new()), power_of_v3(1, 1));
+    for _ in 0..2 {
+        net.commit(Some(Vec::new()));
+    }
+
+    let (s, page) = net.get("/validators/transitions").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let transitions = page["transitions"].as_array().unwrap();
+    assert_eq!(transitions.iter().map(|t| t["first_height"].as_u64().unwrap()).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(page["next_from_height"], Value::Null);
+    assert_eq!(page["tip_height"], 4);
+    let mut trusted = net.genesis.validator_set().unwrap();
+    for (t, power) in transitions.iter().zip([5u64, 1]) {
+        let bytes = hex::decode(t["validators_hex"].as_str().unwrap()).unwrap();
+        let set: ledger_core::ValidatorSet = encoding::decode(&bytes, 1 << 20).unwrap();
+        assert_eq!(set.hash().to_hex(), t["validators_hash"].as_str().unwrap());
+        assert_eq!(set.validators()[3].power, power);
+        assert_eq!(t["validators"][3]["voting_power"], power);
+        let header: BlockHeader =
+            encoding::decode(&hex::decode(t["header_hex"].as_str().unwrap()).unwrap(), 4096).unwrap();
+        let cert: CommitCertificate =
+            encoding::decode(&hex::decode(t["certificate_hex"].as_str().unwrap()).unwrap(), 1 << 20).unwrap();
+        assert_eq!(header.height.0 + 1, t["first_height"].as_u64().unwrap());
+        assert_eq!(header.validators_hash, trusted.hash());
+        assert_eq!(header.next_validators_hash, set.hash());
+        cert.verify_for(CHAIN, &trusted, header.height, header.hash()).unwrap();
+        trusted = set;
+    }
+
+    // Pages: one at a time, then from the cursor.
+    let (_, first) = net.get("/validators/transitions?limit=1").await;
+    assert_eq!(first["transitions"].as_array().unwrap().len(), 1);
+    assert_eq!(first["transitions"][0]["first_height"], 3);
+    assert_eq!(first["next_from_height"], 4);
+    let (_, second) = net.get("/validators/transitions?from_height=4&limit=1").await;
+    assert_eq!(second["transitions"][0]["first_height"], 4);
+    assert_eq!(second["next_from_height"], Value::Null);
+    let (_, none) = net.get("/validators/transitions?from_height=5").await;
+    assert_eq!(none["transitions"], json!([]));
+
+    for bad in ["limit=0", "limit=17", "from_height=-1", "from_height=9223372036854775808", "limit=x"] {
+        let got = net.get(&format!("/validators/transitions?{bad}")).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_query");
+    }
+}
+
 #[tokio::test]
 async fn openapi_lists_every_route() {
     let net = Net::new();
@@ -823,6 +899,7 @@ async fn openapi_lists_every_route() {
         "GET /status",
         "GET /genesis",
         "GET /validators",
+        "GET /validators/transitions",
         "GET /peers",
         "GET /blocks",
         "GET /blocks/{height}",

@@ -214,6 +214,34 @@ await check("a proxy that tampers with a certificate signature makes the page sa
   return text.slice(0, 120);
 });
 
+await check("a proxy that adds a forged validator-set change makes the page say what failed", async () => {
+  if (txHeight < 2) throw new Error(`the transaction is at height ${txHeight}: a change from height 2 would not apply to it`);
+  // A real certified header (height 1, naming the genesis set) with a set it does not name: one made-up key.
+  const [block1, commit1] = await Promise.all([getJson("/blocks/1"), getJson("/blocks/1/commit")]);
+  const forged = {
+    first_height: 2,
+    validators_hex: "01000000" + "11".repeat(32) + "0a00000000000000" + "00000000",
+    header_hex: block1.header_hex,
+    certificate_hex: commit1.certificate_hex,
+  };
+  const tampered = await newPage();
+  await tampered.route("**/validators/transitions?*", async (route) => {
+    const res = await route.fetch();
+    const body = await res.json();
+    body.transitions = [forged, ...body.transitions];
+    await route.fulfill({ response: res, json: body });
+  });
+  await tampered.goto(`${base}/explorer/#/tx/${args.tx}`);
+  await tampered.waitForSelector("#verdict", { timeout: 15_000 });
+  const verdict = await tampered.getAttribute("#verdict", "data-verdict");
+  const text = await tampered.textContent("#verdict");
+  await tampered.context().close();
+  if (verdict !== "failed" || !/set_transitions: .*transition to height 2: the set's bytes hash to/.test(text)) {
+    throw new Error(`${verdict}: ${text}`);
+  }
+  return text.slice(0, 160);
+});
+
 // 4b. A history longer than a page: the pages concatenate to every transaction, newest first.
 if (args.paged) {
   await check(`the account history of ${args["paged-count"]} transactions comes in pages`, async () => {

@@ -48,6 +48,38 @@ const v = vectors.vote;
 const vb = voteBytes(BigInt(v.height), v.round, fromHex(v.block_hash, "hash"), fromHex(v.validator, "key"));
 expect("vote bytes", hex(vb), v.vote_bytes);
 expect("vote signing message", hex(signingMessage("ledger v1 vote signature", v.chain_id, vb)), v.signing_message);
+// Validator-set transitions, followed as the page follows them (wallet verify's rule), honest and tampered.
+const { followTransitions, addressKey, ed25519Available } = await import(join(assets, "verify.js"));
+const tv = vectors.transitions;
+const genesisSet = tv.genesis_validators.map((v) => ({ key: addressKey(v.address), power: BigInt(v.power), moniker: v.moniker }));
+if (!(await ed25519Available())) bad.push("this Node.js has no Ed25519 in WebCrypto: the transitions are not checked");
+const walk = (transitions, upTo = 12) =>
+  followTransitions({ chainId: tv.chain_id, genesis: genesisSet, transitions, upTo, sigAvailable: true });
+const honest = await walk(tv.transitions);
+expect("transitions: honest walk ok", honest.ok, true);
+expect("transitions: honest walk followed", honest.followed, 2);
+expect("transitions: set reached", hex(honest.reached.hash), tv.reached_hash);
+expect("transitions: first height reached", honest.reached.firstHeight, BigInt(tv.reached_first_height));
+expect("transitions: up to height 6 follows one", (await walk(tv.transitions, 6)).followed, 1);
+const flip = (hexText, byte) => {
+  const b = fromHex(hexText, "hex");
+  b[byte] ^= 0x01;
+  return hex(b);
+};
+const tampered = {
+  "a byte of a key in the first new set": (ts) => (ts[0].validators_hex = flip(ts[0].validators_hex, 4 + 3)),
+  "a signature of the second certificate": (ts) => (ts[1].certificate_hex = flip(ts[1].certificate_hex, 48 + 4 + 2 + 10)),
+  "the second header's next set": (ts) => (ts[1].header_hex = flip(ts[1].header_hex, fromHex(ts[1].header_hex, "h").length - 32 * 3 + 1)),
+  "the first transition left out": (ts) => ts.splice(0, 1),
+  "the order": (ts) => ts.reverse(),
+};
+for (const [what, alter] of Object.entries(tampered)) {
+  const ts = structuredClone(tv.transitions);
+  alter(ts);
+  const w = await walk(ts);
+  expect(`transitions: ${what} fails`, w.ok, false);
+  if (w.ok === false && !/transition to height/.test(w.error)) bad.push(`transitions: ${what}: error does not name the transition: ${w.error}`);
+}
 if (checked < 80) bad.push(`only ${checked} vectors`);
 for (const b of bad) console.log(`FAIL ${b}`);
 console.log(bad.length ? `BLAKE3 FAILED ${bad.length} of ${checked}` : `BLAKE3 OK: ${checked} vectors (hashes, Merkle proofs, vote signing bytes) match the Rust implementation`);

@@ -728,3 +728,48 @@ pub fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+/// A proxy in front of `upstream` that alters one kind of answer, as a lying node would: `tamper` gets each
+/// request's path and the upstream's JSON answer to alter. Serves GETs, one connection at a time, until the
+/// test process exits; the proxy's base URL.
+pub fn tampering_proxy(upstream: String, tamper: fn(&str, &mut Value)) -> Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = format!("http://{}", listener.local_addr()?);
+    std::thread::spawn(move || {
+        let http = reqwest::blocking::Client::new();
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(match stream.try_clone() {
+                Ok(s) => s,
+                Err(_) => continue,
+            });
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // Skip the headers; the wallet only sends GETs to the paths we alter.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (status, body) = match http.get(format!("{upstream}{path}")).send() {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let mut body: Value =
+                        resp.text().ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+                    tamper(&path, &mut body);
+                    (status, body.to_string())
+                }
+                Err(_) => (502, "{}".to_string()),
+            };
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(addr)
+}

@@ -3,7 +3,9 @@
 //! removes one of the original four (its votes stop counting, the chain goes on), then rotates another's key
 //! while its node runs (it signs with the new key from the activation height, without a restart), while
 //! transfers keep committing; every node holds the same chain, and a full node started afterwards syncs all
-//! of it.
+//! of it. `wallet verify` of a transfer committed after the three changes passes from the genesis file alone
+//! by following the three certified set transitions, a second run starts from its trusted-state file, and a
+//! node that alters a transition (a key swapped in the set's bytes, a certificate cut short) is caught.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,9 +13,21 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
-use tests::harness::{Localnet, run_ledgerd, wait_for, wallet_bin};
+use tests::harness::{Localnet, run_ledgerd, tampering_proxy, wait_for, wallet_bin};
 
 const STEP: Duration = Duration::from_secs(90);
+
+/// Run the wallet with `--output json` against `node`: its exit code, its one JSON document and stderr.
+fn wallet_exit(node: &str, args: &[&str]) -> Result<(i32, Value, String)> {
+    let out = Command::new(wallet_bin()?)
+        .args(["--output", "json", "--node", node])
+        .args(args)
+        .output()
+        .context("running wallet")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let doc = serde_json::from_str(&stdout).with_context(|| format!("stdout is not one JSON document: {stdout:?}"))?;
+    Ok((out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stderr).to_string()))
+}
 
 /// Run the wallet with `--output json` against `node`; the JSON document, or why it failed.
 fn wallet(node: &str, args: &[&str]) -> Result<Value> {
@@ -192,6 +206,7 @@ fn n4_adds_a_fifth_validator_then_removes_one_while_transfers_commit() -> Result
     let tx = net.transfer(0, 0, 1, 2)?;
     net.nodes[1].api.submit(&tx.encode())?;
     net.wait_committed(1, &tx.id().to_hex(), STEP).with_context(|| net.diagnostics(&[0, 1, 2, fifth]))?;
+    verify_across_the_changes(&net, &tx.id().to_hex())?;
     assert!(net.evidence_lines().is_empty(), "no double-sign anywhere: {:?}", net.evidence_lines());
 
     // Every running node holds the same chain, and a full node from genesis syncs across all three changes.
@@ -220,5 +235,76 @@ fn approve_pending(net: &Localnet, i: usize) -> Result<()> {
     for hex in hexes {
         wallet(net.nodes[i].api.base.as_str(), &["validator", "approve", &hex, "--key", &key])?;
     }
+    Ok(())
+}
+
+/// `wallet verify` of `id`, committed after both set changes, from the genesis file: it follows the two
+/// transitions (add, then remove), keeps the set reached, and starts from it the next time; through a node
+/// that alters a transition it fails with exit 5 naming `set_transitions`.
+fn verify_across_the_changes(net: &Localnet, id: &str) -> Result<()> {
+    let node = net.nodes[0].api.base.clone();
+    let genesis = net.dir.join("genesis.json").display().to_string();
+    let tmp = tempfile::tempdir()?;
+    let state = tmp.path().join("trusted.json").display().to_string();
+    let verify = ["verify", id, "--genesis", genesis.as_str(), "--trusted-state", state.as_str()];
+
+    let first = wallet(&node, &verify)?;
+    assert_eq!(first["verified"], true, "{first}");
+    assert_eq!(first["transitions_followed"], 3, "the add, the remove and the rotation: {first}");
+    assert_eq!(first["trusted_state"]["started_from"], "genesis", "{first}");
+    assert_eq!(first["trusted_state"]["updated"], true, "{first}");
+    let checks = first["checks"].as_array().ok_or_else(|| anyhow!("no checks: {first}"))?;
+    assert!(checks.iter().any(|c| c["name"] == "set_transitions" && c["ok"] == true), "{first}");
+    let set_from = first["validator_set_first_height"].as_u64().unwrap_or(0);
+    assert!(set_from > 1 && set_from <= first["height"].as_u64().unwrap_or(0), "{first}");
+
+    let second = wallet(&node, &verify)?;
+    assert_eq!(second["verified"], true, "{second}");
+    assert_eq!(second["transitions_followed"], 0, "{second}");
+    assert_eq!(second["trusted_state"]["started_from"], "trusted_state", "{second}");
+    assert_eq!(second["trusted_state"]["start_height"], set_from, "{second}");
+
+    // Lying nodes, checked from the genesis file alone (a trusted state past the changes would not ask for
+    // the altered transitions at all).
+    let from_genesis = ["verify", id, "--genesis", genesis.as_str(), "--no-trusted-state"];
+    let swapped_key = tampering_proxy(node.clone(), |path, body| {
+        if !path.starts_with("/validators/transitions") {
+            return;
+        }
+        let Some(t) = body["transitions"].get_mut(0) else { return };
+        let bytes = hex::decode(t["validators_hex"].as_str().unwrap_or_default()).unwrap_or_default();
+        if let Ok(mut members) = ledger_core::encoding::decode::<Vec<ledger_core::Validator>>(&bytes, 1 << 20) {
+            members[0].public_key = ledger_core::Keypair::from_seed(&[0xee; 32]).public();
+            t["validators_hex"] = Value::String(hex::encode(ledger_core::encoding::encode(&members)));
+        }
+    })?;
+    let cut_certificate = tampering_proxy(node.clone(), |path, body| {
+        if !path.starts_with("/validators/transitions") {
+            return;
+        }
+        let Some(t) = body["transitions"].get_mut(1) else { return };
+        let bytes = hex::decode(t["certificate_hex"].as_str().unwrap_or_default()).unwrap_or_default();
+        if let Ok(mut cert) = ledger_core::encoding::decode::<ledger_core::CommitCertificate>(&bytes, 1 << 20) {
+            cert.signatures.truncate(1);
+            t["certificate_hex"] = Value::String(hex::encode(ledger_core::encoding::encode(&cert)));
+        }
+    })?;
+    for (liar, what) in [(swapped_key, "a key swapped in the first new set"), (cut_certificate, "one signature")] {
+        let (code, doc, err) = wallet_exit(&liar, &from_genesis)?;
+        assert_eq!((code, &doc["verified"]), (5, &Value::Bool(false)), "{what}: {doc} {err}");
+        assert!(err.contains("set_transitions"), "{what}: {err}");
+        let check = doc["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "set_transitions"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(check["ok"], false, "{what}: {doc}");
+    }
+    // The honest node still verifies from genesis alone, without a state file.
+    let honest = wallet(&node, &from_genesis)?;
+    assert_eq!(
+        (honest["verified"].clone(), honest["transitions_followed"].clone()),
+        (Value::Bool(true), Value::from(2))
+    );
     Ok(())
 }

@@ -135,6 +135,8 @@ fn readme_guides_run_verbatim_against_a_localnet() -> Result<()> {
         .current_dir(work.path())
         .env("PATH", format!("{}:{path}", bin.display()))
         .env_remove("WALLET_PASSWORD")
+        // `wallet verify` keeps its trusted state under the state directory: this test's, not the user's.
+        .env("XDG_STATE_HOME", work.path())
         // The wallet's default node is the README's localnet address: point it at this test's.
         .env("LEDGER_NODE", &url)
         .stdin(Stdio::null())

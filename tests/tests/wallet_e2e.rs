@@ -2,14 +2,12 @@
 //! with `--wait`, a transfer back, exact balances and nonces, offline sign + send, `verify` passing on the
 //! honest node and failing through a tampering proxy, and the error exits that need a live node.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use tests::harness::{Localnet, wallet_bin};
+use tests::harness::{Localnet, tampering_proxy, wallet_bin};
 
 /// Run the wallet with `--output json` against `node`; returns (exit code, the one JSON document, stderr).
 fn wallet(node: &str, args: &[&str]) -> Result<(i32, Value, String)> {
@@ -31,48 +29,6 @@ fn ok(node: &str, args: &[&str]) -> Result<Value> {
         bail!("wallet {args:?} exited {code}: {doc} {err}");
     }
     Ok(doc)
-}
-
-/// A proxy in front of `upstream` that alters one kind of answer, as a lying node would.
-fn tampering_proxy(upstream: String, tamper: fn(&str, &mut Value)) -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = format!("http://{}", listener.local_addr()?);
-    std::thread::spawn(move || {
-        let http = reqwest::blocking::Client::new();
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(match stream.try_clone() {
-                Ok(s) => s,
-                Err(_) => continue,
-            });
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            // Skip the headers; the wallet only sends GETs to the paths we alter.
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let (status, body) = match http.get(format!("{upstream}{path}")).send() {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let mut body: Value =
-                        resp.text().ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
-                    tamper(&path, &mut body);
-                    (status, body.to_string())
-                }
-                Err(_) => (502, "{}".to_string()),
-            };
-            let mut stream = stream;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    Ok(addr)
 }
 
 #[test]
@@ -138,7 +94,7 @@ fn wallet_end_to_end_on_a_real_localnet() -> Result<()> {
     assert_eq!((mine["balance"].as_u64(), mine["nonce"].as_u64()), (Some(3999 - 502), Some(2)));
 
     // verify: passes against an honest node, for a tx sent to another node.
-    let v = ok(&node, &["verify", &id, "--genesis", &genesis])?;
+    let v = ok(&node, &["verify", &id, "--genesis", &genesis, "--trusted-state", &p("trusted.json")])?;
     assert_eq!(v["verified"], true, "{v}");
 
     // ... and fails when the node lies: altered tx bytes, or a certificate missing signatures.
@@ -152,7 +108,8 @@ fn wallet_end_to_end_on_a_real_localnet() -> Result<()> {
             body["tx_hex"] = Value::String(String::from_utf8_lossy(&bytes).into_owned());
         }
     })?;
-    let (code, doc, _) = wallet(&lie_tx, &["verify", &id, "--genesis", &genesis])?;
+    let (code, doc, _) =
+        wallet(&lie_tx, &["verify", &id, "--genesis", &genesis, "--trusted-state", &p("trusted.json")])?;
     assert_eq!((code, &doc["verified"]), (5, &Value::Bool(false)), "{doc}");
     let lie_cert = tampering_proxy(node.clone(), |path, body| {
         if path.ends_with("/commit") {
@@ -165,7 +122,8 @@ fn wallet_end_to_end_on_a_real_localnet() -> Result<()> {
             }
         }
     })?;
-    let (code, doc, _) = wallet(&lie_cert, &["verify", &id, "--genesis", &genesis])?;
+    let (code, doc, _) =
+        wallet(&lie_cert, &["verify", &id, "--genesis", &genesis, "--trusted-state", &p("trusted.json")])?;
     assert_eq!(code, 5, "{doc}");
 
     // Error exits that need a live node: a replayed transaction is refused (4), so is overspending (4).

@@ -26,6 +26,10 @@ pub const SMALL_BODY_BYTES_MAX: u64 = 1024 * 1024;
 pub const BLOCK_BODY_BYTES_MAX: u64 = 96 * 1024 * 1024;
 /// Largest `GET /genesis` answer read: the largest genesis file any node accepts.
 pub const GENESIS_BODY_BYTES_MAX: u64 = ledger_core::genesis::GENESIS_BYTES_MAX as u64;
+/// Largest `GET /validators/transitions` page read: 16 transitions of at most ~140 kB each, with room.
+pub const TRANSITIONS_BODY_BYTES_MAX: u64 = 4 * 1024 * 1024;
+/// Transitions asked for per page (the node's maximum).
+pub const TRANSITIONS_PAGE: usize = 16;
 /// A node that accepts no connection within this is unreachable (exit 3).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default overall deadline of one request (`--timeout`; the `?wait=commit` submission adds its wait).
@@ -85,6 +89,14 @@ pub struct BlockInfo {
 #[derive(Clone, Debug, Deserialize)]
 pub struct CommitInfo {
     pub certificate_hex: String,
+}
+
+/// `GET /validators/transitions`: the canonical bytes of each transition (decoded fields are not read).
+#[derive(Clone, Debug, Deserialize)]
+pub struct TransitionsPage {
+    pub transitions: Vec<crate::verify::TransitionHex>,
+    #[serde(default)]
+    pub next_from_height: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +181,14 @@ impl NodeClient {
 
     pub fn commit(&self, height: u64) -> Result<CommitInfo, WalletError> {
         self.get_as(&format!("/blocks/{height}/commit"), SMALL_BODY_BYTES_MAX)
+    }
+
+    /// One page of validator-set transitions whose new set starts at `from_height` or later, oldest first.
+    pub fn transitions(&self, from_height: u64) -> Result<TransitionsPage, WalletError> {
+        self.get_as(
+            &format!("/validators/transitions?from_height={from_height}&limit={TRANSITIONS_PAGE}"),
+            TRANSITIONS_BODY_BYTES_MAX,
+        )
     }
 
     /// The chain's minimum fee from `GET /genesis`, or `None` if the node does not serve it in a shape

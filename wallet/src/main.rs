@@ -21,7 +21,7 @@ use wallet_cli::client::{NodeClient, Reason, TxStatus};
 use wallet_cli::error::{EXIT_CODES_HELP, ErrorKind, WalletError};
 use wallet_cli::files::{self, PasswordSource};
 use wallet_cli::keystore::{self, KDF_DEFAULT, KeyFile};
-use wallet_cli::verify;
+use wallet_cli::{trusted, verify};
 
 const DEFAULT_NODE: &str = "http://127.0.0.1:26600";
 const PLAINTEXT_WARNING: &str =
@@ -195,9 +195,16 @@ enum Command {
     Verify {
         /// Transaction id (64 hex characters).
         id: String,
-        /// The chain's genesis.json: chain id and validator set to check against.
+        /// The chain's genesis.json: chain id and the validator set the checks start from.
         #[arg(long)]
         genesis: PathBuf,
+        /// Where to keep the last validator set verified, so the next run starts from it (default:
+        /// $XDG_STATE_HOME/ledger-wallet/trusted-CHAIN-GENESIS.json, else under ~/.local/state).
+        #[arg(long, value_name = "FILE")]
+        trusted_state: Option<PathBuf>,
+        /// Neither read nor write a trusted-state file: start from the genesis file alone.
+        #[arg(long, conflicts_with = "trusted_state")]
+        no_trusted_state: bool,
         #[command(flatten)]
         net: NodeArgs,
     },
@@ -494,7 +501,10 @@ fn run(cli: Cli) -> CmdResult {
             let doc = client()?.get_json("/status", wallet_cli::client::SMALL_BODY_BYTES_MAX)?;
             Ok(Outcome { text: render_text(&doc), json: doc })
         }
-        Command::Verify { id, genesis, .. } => verify_cmd(&client()?, &id, &genesis),
+        Command::Verify { id, genesis, trusted_state, no_trusted_state, .. } => {
+            let state = if no_trusted_state { StateFile::None } else { StateFile::from_flag(trusted_state) };
+            verify_cmd(&client()?, &id, &genesis, state)
+        }
         Command::Validator(cmd) => validator_cmd(&client()?, cmd),
     }
 }
@@ -1062,7 +1072,31 @@ fn block(client: &NodeClient, height: &str) -> CmdResult {
     Ok(Outcome { text: render_text(&doc), json: doc })
 }
 
-fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path) -> CmdResult {
+/// Which trusted-state file `verify` reads and writes.
+enum StateFile {
+    /// `--no-trusted-state`.
+    None,
+    /// `--trusted-state FILE`.
+    Given(PathBuf),
+    /// The default path of the chain (found once the genesis file is read).
+    Default,
+}
+
+impl StateFile {
+    fn from_flag(flag: Option<PathBuf>) -> StateFile {
+        flag.map_or(StateFile::Default, StateFile::Given)
+    }
+}
+
+fn trusted_state_error(e: trusted::TrustedStateError) -> Box<Failure> {
+    let kind = match e {
+        trusted::TrustedStateError::ForeignChain { .. } => ErrorKind::Usage,
+        _ => ErrorKind::Generic,
+    };
+    WalletError::new(kind, e.to_string()).into()
+}
+
+fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path, state_file: StateFile) -> CmdResult {
     let id_hash = Hash::from_hex(&id.trim().to_ascii_lowercase())
         .map_err(|e| WalletError::usage(format!("transaction id: {e}")))?;
     let id = id_hash.to_hex();
@@ -1070,6 +1104,16 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path) -> CmdResult {
     let genesis = Genesis::from_json(&genesis_text)
         .map_err(|e| WalletError::usage(format!("genesis file {}: {e}", genesis_path.display())))?;
     let validators = genesis.validator_set().map_err(|e| WalletError::usage(format!("genesis validators: {e}")))?;
+    let genesis_hash = genesis.hash();
+    let state_path = match state_file {
+        StateFile::None => None,
+        StateFile::Given(p) => Some(p),
+        StateFile::Default => trusted::default_path(&genesis.chain_id, &genesis_hash),
+    };
+    let stored = match &state_path {
+        Some(p) => trusted::load(p, &genesis.chain_id, &genesis_hash).map_err(trusted_state_error)?,
+        None => None,
+    };
 
     let failed = |message: String| -> Box<Failure> { WalletError::new(ErrorKind::VerificationFailed, message).into() };
     let status = client.tx(&id)?;
@@ -1085,6 +1129,15 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path) -> CmdResult {
             "the node says {id} is committed but does not send height, proof and tx_hex: cannot verify"
         )));
     };
+
+    // Start from the stored set when it is in force at or below the block's height; a block older than it
+    // is checked from the genesis set (the file stays as it is).
+    let start = match &stored {
+        Some(s) if s.trusted.first_height.0 <= height => s.trusted.clone(),
+        _ => verify::TrustedSet::genesis(validators),
+    };
+    let walk = follow_from_node(client, &genesis.chain_id, start, height)?;
+
     let header = client.block_header_hex(height)?;
     let commit = client.commit(height)?;
     let evidence = verify::decode_evidence(
@@ -1096,22 +1149,72 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path) -> CmdResult {
         genesis.params.tx_bytes_max as usize,
     )
     .map_err(|e| failed(format!("verification failed: {e}; do not trust this node's claim")))?;
-    let report = verify::verify_evidence(&id_hash, &genesis.chain_id, &validators, &evidence);
+    let report = verify::verify_evidence(&id_hash, &genesis.chain_id, &walk, &evidence);
+
+    // What the walk verified is kept, whatever the transaction's own checks said: each set in it was
+    // certified by the one before, from the genesis file.
+    let advanced =
+        walk.error.is_none() && stored.as_ref().is_none_or(|s| walk.reached.first_height > s.trusted.first_height);
+    let mut state_doc = json!({
+        "path": state_path.as_ref().map(|p| p.display().to_string()),
+        "started_from": if walk.start.source == verify::TrustSource::TrustedState { "trusted_state" } else { "genesis" },
+        "start_height": walk.start.first_height.0,
+        "updated": false,
+    });
+    let mut state_line = match &state_path {
+        None => "trusted state: not kept (--no-trusted-state, or no HOME to keep it under)\n".to_string(),
+        Some(p) => format!("trusted state: {} (unchanged)\n", p.display()),
+    };
+    if let (Some(path), true) = (&state_path, advanced) {
+        let state =
+            trusted::TrustedState { chain_id: genesis.chain_id.clone(), genesis_hash, trusted: walk.reached.clone() };
+        match trusted::save(path, &state) {
+            Ok(()) => {
+                state_doc["updated"] = json!(true);
+                state_line = format!(
+                    "trusted state: {} (now the set in force from height {})\n",
+                    path.display(),
+                    walk.reached.first_height
+                );
+            }
+            // The verification stands; only the shortcut for the next run is lost.
+            Err(e) => {
+                eprintln!("warning: {e}");
+                state_doc["error"] = json!(e.to_string());
+                state_line = format!("trusted state: not updated: {e}\n");
+            }
+        }
+    }
 
     let mut text = String::new();
     for c in &report.checks {
         text.push_str(&format!("{} {}: {}\n", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail));
     }
+    text.push_str(&format!(
+        "transitions followed: {} (from {} at height {})\n",
+        walk.followed,
+        if walk.start.source == verify::TrustSource::TrustedState { "the trusted state" } else { "genesis" },
+        walk.start.first_height
+    ));
+    text.push_str(&state_line);
     let doc = json!({
         "id": id,
         "verified": report.ok(),
         "height": height,
         "block_hash": evidence.header.hash().to_hex(),
         "chain_id": genesis.chain_id,
+        "transitions_followed": walk.followed,
+        "validator_set_hash": walk.reached.set.hash().to_hex(),
+        "validator_set_first_height": walk.reached.first_height.0,
+        "trusted_state": state_doc,
         "checks": report.checks,
     });
     if report.ok() {
-        text.push_str(&format!("verified: {id} is committed at height {height}\n"));
+        text.push_str(&format!(
+            "verified: {id} is committed at height {height} ({} validator-set transition{} followed)\n",
+            walk.followed,
+            if walk.followed == 1 { "" } else { "s" }
+        ));
         Ok(Outcome { json: doc, text })
     } else {
         Err(Box::new(Failure {
@@ -1126,6 +1229,41 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path) -> CmdResult {
             text: Some(text),
         }))
     }
+}
+
+/// Follow the node's validator-set transitions from `start` up to `height`, page by page (each page is
+/// dropped once followed). The node's paging is checked: a page must hold a transition to name a next one,
+/// and the next must start above it, so a node cannot keep the wallet asking for ever.
+fn follow_from_node(
+    client: &NodeClient,
+    chain_id: &str,
+    start: verify::TrustedSet,
+    height: u64,
+) -> Result<verify::Walk, Box<Failure>> {
+    let mut walk = verify::Walk::new(start);
+    let mut from = walk.start.first_height.0.saturating_add(1);
+    while from <= height {
+        let page = client.transitions(from)?;
+        for t in &page.transitions {
+            if t.first_height > height || walk.follow(chain_id, t).is_err() {
+                return Ok(walk);
+            }
+        }
+        match (page.next_from_height, page.transitions.last()) {
+            (Some(next), Some(last)) if next > last.first_height => from = next,
+            (Some(next), _) => {
+                return Err(WalletError::new(
+                    ErrorKind::NodeError,
+                    format!(
+                        "the node's /validators/transitions page from height {from} names {next} as the next page, which does not move past it"
+                    ),
+                )
+                .into());
+            }
+            (None, _) => break,
+        }
+    }
+    Ok(walk)
 }
 
 fn parse_address(text: &str, what: &str) -> Result<PublicKey, WalletError> {

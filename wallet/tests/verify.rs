@@ -8,7 +8,11 @@ use ledger_core::{
     Block, CommitCertificate, CommitSig, ConsensusParams, Genesis, GenesisAccount, Hash, Height, Keypair, Round,
     SignedTransaction, Transaction, Validator, ValidatorSet, Vote, VoteKind,
 };
-use wallet_cli::verify::{Evidence, EvidenceError, Report, decode_evidence, verify_evidence};
+use wallet_cli::trusted::{self, TrustedState, TrustedStateError};
+use wallet_cli::verify::{
+    Evidence, EvidenceError, Report, TransitionError, TransitionHex, TrustSource, TrustedSet, Walk, decode_evidence,
+    follow_transitions, verify_evidence,
+};
 
 const CHAIN: &str = "wallet-test";
 const N_TXS: u64 = 5;
@@ -142,7 +146,7 @@ impl Sent {
 
 fn check_against_chain(id: &Hash, evidence: &Evidence) -> Report {
     let set: ValidatorSet = genesis(CHAIN).validator_set().expect("set");
-    verify_evidence(id, CHAIN, &set, evidence)
+    verify_evidence(id, CHAIN, &Walk::new(TrustedSet::genesis(set)), evidence)
 }
 
 fn honest() -> Committed {
@@ -171,6 +175,7 @@ fn every_transaction_of_an_honest_block_verifies() {
                 "header_height",
                 "proof_leaf_count",
                 "merkle_proof",
+                "set_transitions",
                 "validator_set",
                 "certificate"
             ]
@@ -402,15 +407,29 @@ fn routes_for(c: &Committed, index: usize, sent: &Sent) -> std::collections::Has
         "certificate_hex": sent.cert_hex,
     });
     routes.insert(format!("/blocks/{}/commit", sent.height), (200, commit_doc.to_string()));
+    // No change of the set since genesis.
+    routes.insert(
+        transitions_path(2),
+        (200, serde_json::json!({"transitions": [], "next_from_height": null}).to_string()),
+    );
     routes
+}
+
+fn transitions_path(from_height: u64) -> String {
+    format!("/validators/transitions?from_height={from_height}&limit=16")
 }
 
 fn run_verify(url: &str, id: &str, json: bool) -> std::process::Output {
     let dir = tempfile::TempDir::new().expect("tempdir");
-    let genesis_path = dir.path().join("genesis.json");
+    run_verify_in(url, id, json, dir.path())
+}
+
+/// `wallet verify` with `state_home` as `XDG_STATE_HOME` (where the default trusted-state file goes).
+fn run_verify_in(url: &str, id: &str, json: bool, state_home: &std::path::Path) -> std::process::Output {
+    let genesis_path = state_home.join("genesis.json");
     std::fs::write(&genesis_path, genesis(CHAIN).to_json()).expect("write genesis");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wallet"));
-    cmd.env_remove("LEDGER_NODE").args(["--node", url]);
+    cmd.env_remove("LEDGER_NODE").env("XDG_STATE_HOME", state_home).args(["--node", url]);
     if json {
         cmd.args(["--output", "json"]);
     }
@@ -484,4 +503,411 @@ fn cli_verify_of_a_pending_tx_or_a_missing_block() {
     assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
     let err = text(&o.stderr);
     assert!(err.contains("not_found") && err.contains("no such route"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Validator-set changes: genesis set A (keys 1-4) → B from height 5 (adds key 5) → C from height 9 (drops
+// key 1). Each transition is the header at the height before, naming the old set and the new one, certified
+// by the old set's keys; the transaction's block is at height 12, certified by C.
+
+fn key_five() -> Keypair {
+    Keypair::from_seed(&[5; 32])
+}
+
+fn set_of(keys: &[Keypair]) -> ValidatorSet {
+    ValidatorSet::new(
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| Validator { public_key: k.public(), power: 10, moniker: format!("v{i}") })
+            .collect(),
+    )
+    .expect("valid set")
+}
+
+struct SetChain {
+    keys_a: Vec<Keypair>,
+    keys_b: Vec<Keypair>,
+    keys_c: Vec<Keypair>,
+    a: ValidatorSet,
+    b: ValidatorSet,
+    c: ValidatorSet,
+}
+
+fn set_chain() -> SetChain {
+    let keys_a = validator_keys();
+    let mut keys_b = validator_keys();
+    keys_b.push(key_five());
+    let keys_c: Vec<Keypair> = keys_b[1..].to_vec();
+    let (a, b, c) = (set_of(&keys_a), set_of(&keys_b), set_of(&keys_c));
+    assert_eq!(a, genesis(CHAIN).validator_set().expect("set"), "A is the genesis set");
+    SetChain { keys_a, keys_b, keys_c, a, b, c }
+}
+
+/// A header at `height` naming `validators` and `next` (the other fields are a real block's).
+fn header_at(height: u64, validators: &ValidatorSet, next: &ValidatorSet) -> ledger_core::BlockHeader {
+    let mut header = honest().block.header;
+    header.height = Height(height);
+    header.validators_hash = validators.hash();
+    header.next_validators_hash = next.hash();
+    header
+}
+
+fn transition_of(
+    first_height: u64,
+    header: &ledger_core::BlockHeader,
+    cert: &CommitCertificate,
+    set: &ValidatorSet,
+) -> TransitionHex {
+    TransitionHex {
+        first_height,
+        validators_hex: hex::encode(ledger_core::encoding::encode(set)),
+        header_hex: hex::encode(ledger_core::encoding::encode(header)),
+        certificate_hex: hex::encode(ledger_core::encoding::encode(cert)),
+    }
+}
+
+/// The honest transition to `new` at `first_height`, certified by `signers` of the set before.
+fn transition(
+    first_height: u64,
+    before: (&[Keypair], &ValidatorSet),
+    signers: &[u16],
+    new: &ValidatorSet,
+) -> TransitionHex {
+    let header = header_at(first_height - 1, before.1, new);
+    let cert = certificate(CHAIN, before.0, signers, header.height, header.hash());
+    transition_of(first_height, &header, &cert, new)
+}
+
+fn honest_transitions(ch: &SetChain) -> Vec<TransitionHex> {
+    vec![
+        transition(5, (&ch.keys_a, &ch.a), &[0, 1, 2], &ch.b),
+        transition(9, (&ch.keys_b, &ch.b), &[0, 1, 2, 3], &ch.c),
+    ]
+}
+
+/// The honest block's transactions, moved to `height` and certified by every key of `set`.
+fn block_certified_by(height: u64, keys: &[Keypair], set: &ValidatorSet) -> Committed {
+    let mut c = honest();
+    c.block.header.height = Height(height);
+    c.block.header.validators_hash = set.hash();
+    c.block.header.next_validators_hash = set.hash();
+    let signers: Vec<u16> = (0..keys.len() as u16).collect();
+    c.cert = certificate(CHAIN, keys, &signers, c.block.height(), c.block.hash());
+    c
+}
+
+fn verify_with(walk: &Walk, c: &Committed) -> Report {
+    verify_evidence(&c.block.txs[0].id(), CHAIN, walk, &Sent::of(c, 0).decode().expect("decodes"))
+}
+
+fn genesis_start(ch: &SetChain) -> TrustedSet {
+    TrustedSet::genesis(ch.a.clone())
+}
+
+#[test]
+fn a_block_after_two_set_changes_verifies_by_following_them() {
+    let ch = set_chain();
+    let block = block_certified_by(12, &ch.keys_c, &ch.c);
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &honest_transitions(&ch), Height(12));
+    assert_eq!((walk.followed, walk.error.clone()), (2, None));
+    assert_eq!((walk.reached.first_height, &walk.reached.set), (Height(9), &ch.c));
+    let report = verify_with(&walk, &block);
+    assert!(report.ok(), "{report:?}");
+    let detail = &report.check("set_transitions").expect("present").detail;
+    assert!(detail.contains("followed 2 certified validator-set transitions"), "{detail}");
+
+    // Without the transitions, the genesis set does not certify it: named as such, not passed.
+    let report = verify_with(&Walk::new(genesis_start(&ch)), &block);
+    assert_eq!(failed(&report), ["validator_set", "certificate"]);
+}
+
+#[test]
+fn transitions_after_the_block_are_not_followed() {
+    let ch = set_chain();
+    let block = block_certified_by(6, &ch.keys_b, &ch.b);
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &honest_transitions(&ch), Height(6));
+    assert_eq!((walk.followed, walk.reached.first_height), (1, Height(5)));
+    assert!(verify_with(&walk, &block).ok());
+    // A walk that went past the block (given a later transition) cannot vouch for it.
+    let past = follow_transitions(CHAIN, genesis_start(&ch), &honest_transitions(&ch), Height(12));
+    let report = verify_with(&past, &block);
+    assert_eq!(failed(&report), ["validator_set", "certificate"]);
+    assert!(report.check("validator_set").expect("present").detail.contains("below height 9"), "{report:?}");
+}
+
+#[test]
+fn tampered_set_bytes_fail_set_transitions() {
+    let ch = set_chain();
+    let block = block_certified_by(12, &ch.keys_c, &ch.c);
+    // Key 5 swapped for an outsider's: valid set bytes, certified header, but not the set it names.
+    let mut swapped_keys = ch.keys_b.clone();
+    swapped_keys[4] = outsider_keys()[0].clone();
+    let mut ts = honest_transitions(&ch);
+    ts[0].validators_hex = hex::encode(ledger_core::encoding::encode(&set_of(&swapped_keys)));
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &ts, Height(12));
+    assert!(matches!(walk.error, Some(TransitionError::SetNotNamed { first_height: 5, .. })), "{:?}", walk.error);
+    assert_eq!(walk.followed, 0);
+    let report = verify_with(&walk, &block);
+    assert_eq!(failed(&report), ["set_transitions", "validator_set", "certificate"]);
+    let detail = &report.check("set_transitions").expect("present").detail;
+    assert!(detail.contains("transition to height 5") && detail.contains("next set"), "{detail}");
+
+    // A byte flipped inside a key: not even a set (or not the named one); either way the same check fails.
+    let mut ts = honest_transitions(&ch);
+    let mut bytes = hex::decode(&ts[1].validators_hex).expect("hex");
+    bytes[4 + 3] ^= 0x40;
+    ts[1].validators_hex = hex::encode(&bytes);
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &ts, Height(12));
+    assert_eq!(walk.followed, 1);
+    assert!(
+        matches!(
+            walk.error,
+            Some(TransitionError::Decode { first_height: 9, field: "validators_hex", .. })
+                | Some(TransitionError::SetNotNamed { first_height: 9, .. })
+        ),
+        "{:?}",
+        walk.error
+    );
+    assert_eq!(failed(&verify_with(&walk, &block)), ["set_transitions", "validator_set", "certificate"]);
+}
+
+#[test]
+fn a_transition_certified_by_too_little_power_fails() {
+    let ch = set_chain();
+    let block = block_certified_by(12, &ch.keys_c, &ch.c);
+    let mut ts = honest_transitions(&ch);
+    // 3 of B's 5 validators: 30 of 50, not more than 2/3.
+    ts[1] = transition(9, (&ch.keys_b, &ch.b), &[0, 1, 4], &ch.c);
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &ts, Height(12));
+    assert!(
+        matches!(
+            &walk.error,
+            Some(TransitionError::Certificate {
+                first_height: 9,
+                error: ledger_core::CertError::InsufficientPower { signed: 30, total: 50 }
+            })
+        ),
+        "{:?}",
+        walk.error
+    );
+    assert_eq!((walk.followed, &walk.reached.set), (1, &ch.b));
+    assert_eq!(failed(&verify_with(&walk, &block)), ["set_transitions", "validator_set", "certificate"]);
+
+    // Signed by keys outside the trusted set: the same check.
+    let mut ts = honest_transitions(&ch);
+    let header = header_at(4, &ch.a, &ch.b);
+    let cert = certificate(CHAIN, &outsider_keys(), &[0, 1, 2, 3], header.height, header.hash());
+    ts[0] = transition_of(5, &header, &cert, &ch.b);
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &ts, Height(12));
+    assert!(matches!(walk.error, Some(TransitionError::Certificate { first_height: 5, .. })), "{:?}", walk.error);
+}
+
+#[test]
+fn a_wrong_next_validators_hash_fails() {
+    let ch = set_chain();
+    let block = block_certified_by(12, &ch.keys_c, &ch.c);
+    // A header certified by A that names C (not B) as the next set, sent with B's bytes.
+    let header = header_at(4, &ch.a, &ch.c);
+    let cert = certificate(CHAIN, &ch.keys_a, &[0, 1, 2, 3], header.height, header.hash());
+    let mut ts = honest_transitions(&ch);
+    ts[0] = transition_of(5, &header, &cert, &ch.b);
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &ts, Height(12));
+    assert_eq!(
+        walk.error,
+        Some(TransitionError::SetNotNamed {
+            first_height: 5,
+            set_hash: ch.b.hash(),
+            next_validators_hash: ch.c.hash()
+        })
+    );
+    assert_eq!(failed(&verify_with(&walk, &block)), ["set_transitions", "validator_set", "certificate"]);
+
+    // The header of another height than the one before the new set's first.
+    let mut ts = honest_transitions(&ch);
+    ts[0].first_height = 6;
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &ts, Height(12));
+    assert!(matches!(walk.error, Some(TransitionError::HeaderHeight { first_height: 6, .. })), "{:?}", walk.error);
+}
+
+#[test]
+fn a_left_out_transition_fails() {
+    let ch = set_chain();
+    let block = block_certified_by(12, &ch.keys_c, &ch.c);
+    // The first change left out: the second's header names B, which the wallet never reached.
+    let ts = honest_transitions(&ch);
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &ts[1..], Height(12));
+    assert!(
+        matches!(walk.error, Some(TransitionError::TrustedSetNotNamed { first_height: 9, .. })),
+        "{:?}",
+        walk.error
+    );
+    assert_eq!(failed(&verify_with(&walk, &block)), ["set_transitions", "validator_set", "certificate"]);
+    // The last change left out: every transition given verifies, but the block names a set not reached.
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &ts[..1], Height(12));
+    assert_eq!(walk.error, None);
+    let report = verify_with(&walk, &block);
+    assert_eq!(failed(&report), ["validator_set", "certificate"]);
+    assert!(report.check("validator_set").expect("present").detail.contains("left out a change"), "{report:?}");
+    // Out of order, or at or below the trusted set's start: refused.
+    let mut backwards = ts.clone();
+    backwards.reverse();
+    let walk = follow_transitions(CHAIN, genesis_start(&ch), &backwards, Height(12));
+    assert!(
+        matches!(walk.error, Some(TransitionError::TrustedSetNotNamed { first_height: 9, .. })),
+        "{:?}",
+        walk.error
+    );
+}
+
+#[test]
+fn a_walk_from_a_trusted_state_needs_only_the_later_transitions() {
+    let ch = set_chain();
+    let block = block_certified_by(12, &ch.keys_c, &ch.c);
+    let start = TrustedSet { first_height: Height(5), set: ch.b.clone(), source: TrustSource::TrustedState };
+    let ts = honest_transitions(&ch);
+    let walk = follow_transitions(CHAIN, start.clone(), &ts[1..], Height(12));
+    assert_eq!((walk.followed, walk.error.clone()), (1, None));
+    let report = verify_with(&walk, &block);
+    assert!(report.ok(), "{report:?}");
+    assert!(report.check("set_transitions").expect("present").detail.contains("trusted-state file"), "{report:?}");
+    // A transition at or below where the trusted set starts is not followed.
+    let walk = follow_transitions(CHAIN, start, &ts, Height(12));
+    assert!(
+        matches!(walk.error, Some(TransitionError::NotAfter { first_height: 5, trusted_from: Height(5) })),
+        "{:?}",
+        walk.error
+    );
+}
+
+#[test]
+fn trusted_state_round_trips_and_refuses_foreign_or_damaged_files() {
+    let ch = set_chain();
+    let g = genesis(CHAIN);
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let path = dir.path().join("sub").join("trusted.json");
+    assert_eq!(trusted::load(&path, CHAIN, &g.hash()), Ok(None), "a missing file is no state");
+    let state = TrustedState {
+        chain_id: CHAIN.into(),
+        genesis_hash: g.hash(),
+        trusted: TrustedSet { first_height: Height(9), set: ch.c.clone(), source: TrustSource::Followed },
+    };
+    trusted::save(&path, &state).expect("saved");
+    let loaded = trusted::load(&path, CHAIN, &g.hash()).expect("loads").expect("present");
+    assert_eq!((loaded.trusted.first_height, &loaded.trusted.set), (Height(9), &ch.c));
+    assert_eq!(loaded.trusted.source, TrustSource::TrustedState);
+    let names: Vec<_> =
+        std::fs::read_dir(path.parent().expect("dir")).expect("ls").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(names.len(), 1, "no temporary file left behind: {names:?}");
+
+    // Another chain's file (another id, or the same id with another genesis) is refused, not used.
+    let other = genesis("other-chain");
+    assert!(matches!(trusted::load(&path, "other-chain", &other.hash()), Err(TrustedStateError::ForeignChain { .. })));
+    assert!(matches!(trusted::load(&path, CHAIN, &other.hash()), Err(TrustedStateError::ForeignChain { .. })));
+
+    // Damage: a flipped hex digit in the set, a wrong hash, not JSON, an unknown format, a huge file.
+    let text = std::fs::read_to_string(&path).expect("read");
+    let set_hex = hex::encode(ledger_core::encoding::encode(&ch.c));
+    let flipped = {
+        let mut b = set_hex.clone().into_bytes();
+        b[20] = if b[20] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(b).expect("ascii")
+    };
+    let parse = |t: &str| TrustedState::parse(t, &path, CHAIN, &g.hash());
+    for bad in [
+        text.replace(&set_hex, &flipped),
+        text.replace(&ch.c.hash().to_hex(), &ch.b.hash().to_hex()),
+        text[..text.len() / 2].to_string(),
+        text.replace(trusted::FORMAT, "something else"),
+        "x".repeat(trusted::TRUSTED_STATE_BYTES_MAX + 1),
+    ] {
+        assert!(matches!(parse(&bad), Err(TrustedStateError::Corrupt { .. })), "{:?}", parse(&bad));
+    }
+    std::fs::write(&path, [0xff, 0xfe, 0x00]).expect("write");
+    let err = trusted::load(&path, CHAIN, &g.hash()).expect_err("binary garbage");
+    assert!(matches!(err, TrustedStateError::Corrupt { .. }) && err.to_string().contains("delete it"), "{err}");
+}
+
+#[test]
+fn cli_verify_follows_transitions_and_then_starts_from_its_trusted_state() {
+    let ch = set_chain();
+    let c = block_certified_by(12, &ch.keys_c, &ch.c);
+    let sent = Sent::of(&c, 2);
+    let page =
+        |ts: &[TransitionHex]| (200, serde_json::json!({"transitions": ts, "next_from_height": null}).to_string());
+    let mut routes = routes_for(&c, 2, &sent);
+    let ts = honest_transitions(&ch);
+    // Two pages: the first names the second.
+    routes.insert(
+        transitions_path(2),
+        (200, serde_json::json!({"transitions": [&ts[0]], "next_from_height": 6}).to_string()),
+    );
+    routes.insert(transitions_path(6), page(&ts[1..]));
+    routes.insert(transitions_path(10), page(&[]));
+    let url = canned_node::serve(routes);
+    let id = c.block.txs[2].id().to_hex();
+    let home = tempfile::TempDir::new().expect("tempdir");
+
+    let o = run_verify_in(&url, &id, false, home.path());
+    assert_eq!(o.status.code(), Some(0), "stdout: {} stderr: {}", text(&o.stdout), text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("transitions followed: 2 (from genesis at height 1)"), "{out}");
+    assert!(out.contains("ok   set_transitions"), "{out}");
+    let stored_path = default_state_file(home.path());
+    let stored = trusted::load(&stored_path, CHAIN, &genesis(CHAIN).hash()).expect("loads").expect("written");
+    assert_eq!((stored.trusted.first_height, &stored.trusted.set), (Height(9), &ch.c));
+
+    // The second run asks only for changes after height 9 and follows none.
+    let o = run_verify_in(&url, &id, true, home.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&text(&o.stdout)).expect("one JSON document");
+    assert_eq!(doc["transitions_followed"], 0, "{doc}");
+    assert_eq!(doc["trusted_state"]["started_from"], "trusted_state", "{doc}");
+    assert_eq!(doc["validator_set_first_height"], 9, "{doc}");
+
+    // A foreign file given with --trusted-state is a usage error naming it, not a verification.
+    let foreign = home.path().join("foreign.json");
+    let other = genesis("other-chain");
+    let state = TrustedState {
+        chain_id: "other-chain".into(),
+        genesis_hash: other.hash(),
+        trusted: TrustedSet::genesis(other.validator_set().expect("set")),
+    };
+    trusted::save(&foreign, &state).expect("saved");
+    let genesis_path = home.path().join("genesis.json");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wallet"))
+        .env_remove("LEDGER_NODE")
+        .args(["--node", &url, "verify", &id, "--genesis"])
+        .arg(&genesis_path)
+        .arg("--trusted-state")
+        .arg(&foreign)
+        .output()
+        .expect("run wallet");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("belongs to chain \"other-chain\""), "{}", text(&o.stderr));
+}
+
+#[test]
+fn cli_verify_of_a_tampered_transition_fails_with_exit_5_naming_the_check() {
+    let ch = set_chain();
+    let c = block_certified_by(12, &ch.keys_c, &ch.c);
+    let sent = Sent::of(&c, 0);
+    let mut routes = routes_for(&c, 0, &sent);
+    let mut ts = honest_transitions(&ch);
+    ts[1] = transition(9, (&ch.keys_b, &ch.b), &[0, 1], &ch.c);
+    routes.insert(
+        transitions_path(2),
+        (200, serde_json::json!({"transitions": ts, "next_from_height": null}).to_string()),
+    );
+    let url = canned_node::serve(routes);
+    let home = tempfile::TempDir::new().expect("tempdir");
+    let o = run_verify_in(&url, &c.block.txs[0].id().to_hex(), false, home.path());
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("FAIL set_transitions"), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains("set_transitions"), "{}", text(&o.stderr));
+    assert!(!default_state_file(home.path()).exists(), "a walk that stopped at a bad transition writes nothing");
+}
+
+/// Where `wallet verify` keeps this chain's trusted state under `XDG_STATE_HOME=state_home`.
+fn default_state_file(state_home: &std::path::Path) -> std::path::PathBuf {
+    state_home.join("ledger-wallet").join(format!("trusted-{CHAIN}-{}.json", &genesis(CHAIN).hash().to_hex()[..16]))
 }

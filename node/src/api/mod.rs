@@ -47,6 +47,7 @@ mod local;
 mod metrics;
 mod server;
 mod state;
+mod transitions;
 mod views;
 
 use std::future::Future;
@@ -79,6 +80,7 @@ pub use state::{
     ApiConfig, ApiState, BlockEvent, HEALTH_STALL_AFTER_MS_MIN, MempoolStats, NodeHandle, NodeStatus, PeerInfo,
     Rejection, SignerInfo, default_stall_after_ms,
 };
+pub use transitions::{SetTransitionView, SetTransitionsPage, TRANSITIONS_PAGE_MAX};
 pub use views::*;
 
 #[derive(OpenApi)]
@@ -95,6 +97,7 @@ fn openapi_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::status))
         .routes(routes!(handlers::genesis))
         .routes(routes!(handlers::validators))
+        .routes(routes!(transitions::validator_transitions))
         .routes(routes!(handlers::peers))
         .routes(routes!(handlers::mempool))
         .routes(routes!(handlers::metrics))

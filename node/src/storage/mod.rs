@@ -563,6 +563,17 @@ impl Storage {
         Ok(out)
     }
 
+    /// The header of the block at `height`, without decoding its transactions (the header is the block's
+    /// first field, so it is a prefix of the block's bytes; the whole value's checksum is still checked).
+    pub fn header(&self, height: Height) -> Result<Option<ledger_core::BlockHeader>, StorageError> {
+        let k = height_key(prefix::BLOCK, height);
+        let Some(raw) = self.chain.get(k)? else { return Ok(None) };
+        let mut bytes = unseal(&k, &raw)?;
+        <ledger_core::BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
+            .map(Some)
+            .map_err(|e| corrupt(&k, e.to_string()))
+    }
+
     /// The certificate that committed the block at `height`.
     pub fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, StorageError> {
         self.get_decoded(&height_key(prefix::CERT, height), CERT_BYTES_MAX)

@@ -18,6 +18,28 @@ export async function recentSigners(tip, n = RECENT_CERTS) {
   return new Set(blocks.flatMap((b) => b.signers));
 }
 
+/// Most pages of validator-set transitions fetched for one verification (16 transitions each); a chain with
+/// more changes than that up to the block fails `validator_set` here rather than fetch without end.
+const TRANSITION_PAGES_MAX = 64;
+
+/// Every validator-set transition whose set starts at or below `height`, oldest first, following the node's
+/// pages (`GET /validators/transitions`). A page must move past the last one, so a node cannot loop the page;
+/// what the node leaves out makes the verification fail, never pass (verify.js).
+export async function transitionsUpTo(height) {
+  const all = [];
+  let from = 2;
+  for (let pages = 0; from <= height && pages < TRANSITION_PAGES_MAX; pages++) {
+    const page = await api(`/validators/transitions?from_height=${from}&limit=16`);
+    const ts = Array.isArray(page.transitions) ? page.transitions : [];
+    all.push(...ts.filter((t) => t.first_height <= height));
+    const last = ts.length ? ts[ts.length - 1].first_height : null;
+    const next = page.next_from_height;
+    if (next == null || last == null || !(next > last) || last > height) break;
+    from = next;
+  }
+  return all;
+}
+
 /// The genesis document, fetched once (the validator set and the chain id).
 let genesisPromise = null;
 export function genesis() {
@@ -355,7 +377,12 @@ export async function tx(view, [id]) {
   );
   if (s.status !== "committed") return;
   try {
-    const [b, commit, g] = await Promise.all([api(`/blocks/${s.height}`), api(`/blocks/${s.height}/commit`), genesis()]);
+    const [b, commit, g, transitions] = await Promise.all([
+      api(`/blocks/${s.height}`),
+      api(`/blocks/${s.height}/commit`),
+      genesis(),
+      transitionsUpTo(s.height),
+    ]);
     const report = await verifyTx({
       id,
       height: s.height,
@@ -364,6 +391,7 @@ export async function tx(view, [id]) {
       headerHex: b.header_hex,
       certificateHex: commit.certificate_hex,
       genesis: g,
+      transitions,
     });
     renderReport(verifyBox, report);
   } catch (e) {

@@ -1,6 +1,12 @@
 // In-browser verification of a committed transaction, the same checks as `wallet verify`
 // (wallet/src/verify.rs), from canonical bytes only: nothing in the node's decoded JSON is trusted.
 //
+// Validator-set changes are followed as the wallet does (`followTransitions`): from the genesis set, each
+// transition of `GET /validators/transitions` up to the block's height, in order; the set first in force at
+// `a` is taken when the header at `a - 1` is of this chain, names the trusted set, is certified by more than
+// 2/3 of its power, and names the new set's bytes in `next_validators_hash`. The page keeps no state: it
+// walks from genesis every time.
+//
 // Hashes: BLAKE3 in key-derivation mode with the protocol's domain contexts (ledger-core/src/hash.rs),
 // computed by blake3.js. Signatures: Ed25519 through WebCrypto over
 // blake3_derive(domain, u64le(len(chain_id)) || chain_id || payload) (ledger-core/src/crypto.rs).
@@ -23,6 +29,8 @@ const DOMAIN = {
   validatorSet: "ledger v1 validator set",
 };
 const PROOF_SIBLINGS_MAX = 32;
+const VALIDATORS_MAX = 256;
+const MONIKER_BYTES_MAX = 64;
 const utf8 = new TextEncoder();
 const utf8d = new TextDecoder("utf-8", { fatal: true });
 
@@ -144,6 +152,30 @@ export function decodeCertificate(bytes) {
   return c;
 }
 
+/// A validator set's canonical bytes: the list of (key, power, moniker), in certificate-index order.
+export function decodeValidatorSet(bytes) {
+  const r = new Reader(bytes, "validator set");
+  const n = r.u32();
+  if (n === 0 || n > VALIDATORS_MAX) throw new Error(`validator set: ${n} validators`);
+  const validators = [];
+  for (let i = 0; i < n; i++) {
+    validators.push({ key: r.bytes(32), power: r.u64(), moniker: r.string(MONIKER_BYTES_MAX) });
+  }
+  r.end();
+  return validators;
+}
+
+/// The canonical bytes of a list of validators (what `decodeValidatorSet` reads).
+function encodeValidatorSet(validators) {
+  return concat(
+    u32le(validators.length),
+    ...validators.flatMap((v) => {
+      const name = utf8.encode(v.moniker);
+      return [v.key, u64le(v.power), u32le(name.length), name];
+    }),
+  );
+}
+
 /// A signed transaction: the transaction's canonical bytes (what is signed), its fields and the signature.
 export function decodeTx(bytes) {
   const r = new Reader(bytes, "transaction");
@@ -238,9 +270,53 @@ export function voteBytes(height, round, blockHash, validatorKey) {
   return concat(Uint8Array.of(1), u64le(height), round4, Uint8Array.of(1), blockHash, validatorKey);
 }
 
+/// Follow validator-set transitions (objects of `GET /validators/transitions`, oldest first) from the
+/// `genesis` set (validators `{key, power, moniker}`) up to height `upTo`; later ones are left out. Returns
+/// `{ reached: {firstHeight, validators, hash}, followed, ok, error }`: `ok` is true when every transition
+/// given up to `upTo` verified, false at the first that did not (`error` says why; the walk stops there), and
+/// null when a certificate could not be checked here (no Ed25519 in WebCrypto).
+export async function followTransitions({ chainId, genesis, transitions, upTo, sigAvailable }) {
+  let reached = { firstHeight: 1n, validators: genesis, hash: deriveKey(DOMAIN.validatorSet, encodeValidatorSet(genesis)) };
+  let followed = 0;
+  const stop = (ok, error) => ({ reached, followed, ok, error });
+  for (const t of transitions) {
+    let first, validators, setHash, header, headerHash, cert;
+    try {
+      first = BigInt(t.first_height);
+      if (first > BigInt(upTo)) break;
+      const setBytes = fromHex(t.validators_hex, "validators_hex");
+      validators = decodeValidatorSet(setBytes);
+      setHash = deriveKey(DOMAIN.validatorSet, setBytes);
+      const headerBytes = fromHex(t.header_hex, "header_hex");
+      header = decodeHeader(headerBytes);
+      headerHash = deriveKey(DOMAIN.header, headerBytes);
+      cert = decodeCertificate(fromHex(t.certificate_hex, "certificate_hex"));
+    } catch (e) {
+      return stop(false, `transition to height ${t?.first_height}: does not decode: ${e.message}`);
+    }
+    const at = `transition to height ${first}`;
+    if (first <= reached.firstHeight) return stop(false, `${at} is not after the trusted set's first height ${reached.firstHeight}`);
+    if (header.height + 1n !== first) return stop(false, `${at}: its header is at height ${header.height}, not at the height before`);
+    if (header.chainId !== chainId) return stop(false, `${at}: its header is for chain "${header.chainId}"`);
+    if (!eq(header.validatorsHash, reached.hash)) {
+      return stop(false, `${at}: its header names validator set ${toHex(header.validatorsHash).slice(0, 16)}…, not the trusted set ${toHex(reached.hash).slice(0, 16)}… (a change of the set is missing before it)`);
+    }
+    const [certOk, certDetail] = await checkCertificate(cert, header, headerHash, reached.validators, chainId, sigAvailable);
+    if (certOk !== true) return stop(certOk, `${at}: the certificate of its header: ${certDetail}`);
+    if (!eq(setHash, header.nextValidatorsHash)) {
+      return stop(false, `${at}: the set's bytes hash to ${toHex(setHash).slice(0, 16)}…, but the certified header names ${toHex(header.nextValidatorsHash).slice(0, 16)}… as the next set`);
+    }
+    reached = { firstHeight: first, validators, hash: setHash };
+    followed++;
+  }
+  return stop(true, null);
+}
+
 /// Check a committed transaction. `input`: { id, height, txHex, proof: {index, leaf_count, siblings},
-/// headerHex, certificateHex, genesis }. Returns { checks: [{name, ok, detail}], ok } where `ok` says every
-/// check ran and passed. A check that could not run is reported with `ok: null` and why.
+/// headerHex, certificateHex, genesis, transitions } (`transitions`: every validator-set transition of the
+/// chain up to `height`, oldest first, as `GET /validators/transitions` gives them). Returns
+/// { checks: [{name, ok, detail}], ok } where `ok` says every check ran and passed. A check that could not
+/// run is reported with `ok: null` and why.
 export async function verifyTx(input) {
   const checks = [];
   const push = (name, ok, detail) => checks.push({ name, ok, detail });
@@ -318,24 +394,37 @@ export async function verifyTx(input) {
       ? `transaction is leaf ${proof.index} of ${proof.leafCount} under tx root ${toHex(header.txRoot).slice(0, 16)}…`
       : `the Merkle proof does not place this transaction under the header's tx root ${toHex(header.txRoot).slice(0, 16)}…`,
   );
-  // The genesis set's hash, of its canonical bytes (borsh of the list: key, power, moniker each). A block
-  // certified by a later set (the chain changed its validators) is not verified here, and says so.
-  const setBytes = concat(
-    u32le(validators.length),
-    ...validators.flatMap((v) => {
-      const name = utf8.encode(v.moniker);
-      return [v.key, u64le(v.power), u32le(name.length), name];
-    }),
+  // The set in force at the block's height: the genesis set, then every certified change up to it.
+  const walk = await followTransitions({
+    chainId,
+    genesis: validators,
+    transitions: input.transitions ?? [],
+    upTo: header.height,
+    sigAvailable,
+  });
+  const plural = walk.followed === 1 ? "" : "s";
+  push(
+    "set_transitions",
+    walk.ok,
+    walk.ok === true
+      ? walk.followed === 0
+        ? "followed 0 validator-set transitions: the genesis set is still in force"
+        : `followed ${walk.followed} certified validator-set transition${plural} from the genesis set to the set in force from height ${walk.reached.firstHeight}`
+      : walk.ok === null
+        ? `not verified here: ${walk.error}`
+        : `followed ${walk.followed} transition${plural} from the genesis set, then: ${walk.error}`,
   );
-  const genesisSet = deriveKey(DOMAIN.validatorSet, setBytes);
-  const setOk = eq(header.validatorsHash, genesisSet);
+  const inForce = header.height >= walk.reached.firstHeight;
+  const setOk = inForce && eq(header.validatorsHash, walk.reached.hash);
+  const setName = walk.followed === 0 ? "the genesis validator set" : `the validator set in force from height ${walk.reached.firstHeight}`;
   push(
     "validator_set",
     setOk,
     setOk
-      ? "the block names the genesis validator set as its signers"
-      : `the block names validator set ${toHex(header.validatorsHash).slice(0, 16)}…, not the genesis set ${toHex(genesisSet).slice(0, 16)}…: the set changed since genesis, and this page does not follow validator-set changes yet`,
+      ? `the block names ${setName} as its signers`
+      : `the block names validator set ${toHex(header.validatorsHash).slice(0, 16)}…, not ${setName} (${toHex(walk.reached.hash).slice(0, 16)}…)${walk.ok === true ? ": the node left out a change of the set, or the block is not of this chain" : ""}`,
   );
+  validators = walk.reached.validators;
   const blockHash = deriveKey(DOMAIN.header, fromHex(input.headerHex, "header_hex"));
   push("certificate", ...(await checkCertificate(cert, header, blockHash, validators, chainId, sigAvailable)));
   return result();
@@ -351,7 +440,7 @@ async function checkCertificate(cert, header, blockHash, validators, chainId, si
     if (s.index <= previous) return [false, `signatures are not in strictly increasing validator order at index ${s.index}`];
     previous = s.index;
     const v = validators[s.index];
-    if (!v) return [false, `validator index ${s.index} is outside the genesis set of ${validators.length}`];
+    if (!v) return [false, `validator index ${s.index} is outside the set of ${validators.length}`];
     const msg = signingMessage(DOMAIN.voteSignature, chainId, voteBytes(cert.height, cert.round, cert.blockHash, v.key));
     if (!(await ed25519Verify(v.key, s.signature, msg))) return [false, `the precommit signature of validator ${s.index} does not verify`];
     signed += v.power;
@@ -360,6 +449,6 @@ async function checkCertificate(cert, header, blockHash, validators, chainId, si
   if (!(signed * 3n > total * 2n)) return [false, `signers hold ${signed} of ${total} voting power, not more than 2/3`];
   return [
     true,
-    `${cert.signatures.length} of ${validators.length} genesis validators (power ${signed} of ${total}) precommitted block ${toHex(blockHash).slice(0, 16)}… at height ${cert.height}, round ${cert.round}`,
+    `${cert.signatures.length} of ${validators.length} validators (power ${signed} of ${total}) precommitted block ${toHex(blockHash).slice(0, 16)}… at height ${cert.height}, round ${cert.round}`,
   ];
 }
