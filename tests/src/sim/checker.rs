@@ -144,6 +144,8 @@ pub struct Checker {
     committed: BTreeMap<u64, (usize, Hash)>,
     /// Blocks already checked for validity (a block hash pins its parent and so its parent state).
     valid_blocks: BTreeSet<Hash>,
+    /// Certificates verified against the set in force at their height (every honest commit's is).
+    verified_certs: BTreeSet<Hash>,
     /// Every message honest validators sent, by (validator, height, round, step).
     sent: BTreeMap<Slot, SignedMessage>,
     /// Distinct messages of Byzantine validators accepted by an honest core: (node, incarnation, slot).
@@ -171,6 +173,7 @@ impl Checker {
             supply,
             committed: BTreeMap::new(),
             valid_blocks: BTreeSet::new(),
+            verified_certs: BTreeSet::new(),
             sent: BTreeMap::new(),
             accepted: BTreeMap::new(),
             evidence: BTreeSet::new(),
@@ -217,10 +220,25 @@ impl Checker {
                 self.committed.insert(height, (node, hash));
             }
         }
+        let fail = |reason: String| Violation::Validity { node, height, reason };
         if self.valid_blocks.contains(&hash) {
+            // The block was checked; this node's certificate (its own set of precommits, or a synced one) is
+            // checked here against the set in force at its height.
+            if !self.verified_certs.contains(&cert.hash()) {
+                let checked = self
+                    .model
+                    .set_at(block.height())
+                    .map(|set| cert.verify_for(&self.chain_id, set, block.height(), hash));
+                match checked {
+                    Some(Ok(())) => {
+                        self.verified_certs.insert(cert.hash());
+                    }
+                    Some(Err(e)) => self.violations.push(fail(format!("certificate against the set in force: {e}"))),
+                    None => self.violations.push(fail("the model has no set for this height".into())),
+                }
+            }
             return;
         }
-        let fail = |reason: String| Violation::Validity { node, height, reason };
         if height != self.model.applied() + 1 {
             // A block above one that failed its checks: that failure is reported already.
             return;
@@ -235,6 +253,7 @@ impl Checker {
             self.violations.push(v);
             return;
         }
+        self.verified_certs.insert(cert.hash());
         if block.header.validators_hash != set.hash() || block.header.next_validators_hash != next.hash() {
             let v = fail(format!(
                 "header names sets {} / {}, in force {} / {}",
