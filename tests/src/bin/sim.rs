@@ -149,7 +149,7 @@ fn main() -> ExitCode {
     println!(
         "validator sets: changes approved={} activated: adds={} removes={} power_changes={} rotations={} \
          jailings={} | in a partition={} in a crash={} | key_switches={} spare_messages={} rotated_key_messages={} \
-         sets_checked={} far_height_refusals={}",
+         sets_checked={} far_height_refusals={} honest_peer_bans={}",
         sum(|r| r.gov_submitted),
         sum(|r| r.adds),
         sum(|r| r.removes),
@@ -162,7 +162,8 @@ fn main() -> ExitCode {
         sum(|r| r.spare_messages),
         sum(|r| r.rotated_key_messages),
         sum(|r| r.sets_checked),
-        sum(|r| r.far_height_refusals)
+        sum(|r| r.far_height_refusals),
+        sum(|r| r.honest_peer_bans)
     );
     println!("{signer_line}");
     println!(

@@ -284,6 +284,8 @@ pub struct Report {
     /// Honest messages for heights above the receiver's tip + 2 refused as invalid because the newest set it
     /// knows is not theirs (the node's known gap; see `World::admit`): counted, not a violation.
     pub far_height_refusals: u64,
+    /// Honest peers banned by honest nodes (over budget, or by far-height refusals).
+    pub honest_peer_bans: u64,
     /// (node, height) sets handed to cores and checked against the checker's model.
     pub sets_checked: u64,
     /// [`World::describe`] at the end of a run that broke an invariant (empty otherwise).
@@ -1456,6 +1458,7 @@ impl World {
             && matches!(live.peers.penalise(&from, o, now), Change::NowBanned { .. })
         {
             self.report.peer_bans += 1;
+            self.report.honest_peer_bans += u64::from(honest_receiver && honest_sender);
         }
         false
     }
