@@ -379,7 +379,7 @@ fn each_tx_error_has_its_own_reason() {
 
 mod governance_props {
     use super::*;
-    use ledger_core::governance::{ChangeAction, GovState, ValidatorChange, possession_proof};
+    use ledger_core::governance::{Approval, ChangeAction, GovError, GovState, ValidatorChange, possession_proof};
     use ledger_core::{Validator, ValidatorSet};
 
     fn gov(powers: &[u64]) -> GovState {
@@ -395,18 +395,60 @@ mod governance_props {
         )
     }
 
-    /// `first_power` is validator 0's power now: the power change sets another one.
+    /// `first_power` is validator 0's power now: the power change sets another one. Kind 3 rotates
+    /// validator 1's key (which needs validator 1's own approval among the quorum).
     fn change(kind: u8, nonce: u64, first_power: u64) -> ValidatorChange {
+        change_expiring(kind, nonce, first_power, 40)
+    }
+
+    fn change_expiring(kind: u8, nonce: u64, first_power: u64, expiry_height: u64) -> ValidatorChange {
         let new = key(200);
-        let action = match kind % 3 {
+        let action = match kind % 4 {
             0 => ChangeAction::Add {
                 validator: Validator { public_key: new.public(), power: 3, moniker: "n".into() },
                 possession: possession_proof(CHAIN, &new),
             },
             1 => ChangeAction::SetPower { key: key(0).public(), power: first_power + 1 },
-            _ => ChangeAction::Remove { key: key(1).public() },
+            2 => ChangeAction::Remove { key: key(1).public() },
+            _ => {
+                let rotated = key(201);
+                ChangeAction::RotateKey {
+                    old: key(1).public(),
+                    new: rotated.public(),
+                    possession: possession_proof(CHAIN, &rotated),
+                }
+            }
         };
-        ValidatorChange { action, expiry_height: 40, nonce }
+        ValidatorChange { action, expiry_height, nonce }
+    }
+
+    /// The set of every height from 1 to the state's height + 2, as the state knows it after each block
+    /// (`set_at` of the tip and the two heights after, recorded as the chain goes).
+    fn record(history: &mut Vec<ledger_core::Hash>, s: &GovState) {
+        for h in 1..=s.height.0 + 2 {
+            let Some(set) = s.set_at(Height(h)) else { continue };
+            match history.get(h as usize - 1) {
+                Some(known) => assert_eq!(*known, set.hash(), "the set of height {h} changed after it was known"),
+                None => history.push(set.hash()),
+            }
+        }
+    }
+
+    /// Approvals of up to four changes for a chain of 12 blocks: each validator approves each change in a
+    /// block drawn from `plan`, or never. A proposer keeps those that apply (`select_ops`).
+    fn chain_of(powers: &[u64], plan: &[u8], kinds: &[u8]) -> Vec<Vec<Approval>> {
+        let blocks = 12;
+        let mut out: Vec<Vec<Approval>> = vec![Vec::new(); blocks];
+        for (n, kind) in kinds.iter().enumerate() {
+            let c = change(*kind, n as u64, powers[0]);
+            for i in 0..powers.len() {
+                let slot = plan[(n * powers.len() + i) % plan.len()] as usize;
+                if slot < blocks {
+                    out[slot].push(c.approve(CHAIN, &key(i as u8)));
+                }
+            }
+        }
+        out
     }
 
     proptest! {
@@ -417,7 +459,7 @@ mod governance_props {
         #[test]
         fn below_two_thirds_never_changes_the_set(
             powers in proptest::collection::vec(1u64..20, 2..8),
-            kind in 0u8..3,
+            kind in 0u8..4,
             order in proptest::collection::vec(any::<u8>(), 8),
             split in 1usize..4,
         ) {
@@ -469,7 +511,7 @@ mod governance_props {
         #[test]
         fn approval_order_inside_a_block_does_not_matter(
             powers in proptest::collection::vec(1u64..20, 2..8),
-            kinds in proptest::collection::vec(0u8..3, 1..4),
+            kinds in proptest::collection::vec(0u8..4, 1..4),
             seed in any::<u64>(),
         ) {
             let g = gov(&powers);
@@ -492,6 +534,121 @@ mod governance_props {
                 }
                 (Err(_), Err(_)) => {}
                 _ => prop_assert!(false, "one order valid and the other not"),
+            }
+        }
+
+        /// The same chain gives the same set at every height on every node: one that applies its blocks in
+        /// order, one that gets each block's approvals in another order, and one that restarts from its
+        /// encoded state halfway (a node restored from storage). Each node's view of a height's set never
+        /// changes once known, and a decided change is in force exactly two heights after its block.
+        #[test]
+        fn every_node_computes_the_same_set_for_every_height(
+            powers in proptest::collection::vec(1u64..10, 3..8),
+            kinds in proptest::collection::vec(0u8..4, 1..5),
+            plan in proptest::collection::vec(0u8..16, 8..40),
+            seed in any::<u64>(),
+            restart_at in 1usize..12,
+        ) {
+            let blocks = chain_of(&powers, &plan, &kinds);
+            let g = gov(&powers);
+            let (mut a, mut b, mut c) = (g.clone(), g.clone(), g.clone());
+            let (mut ha, mut hb, mut hc) = (Vec::new(), Vec::new(), Vec::new());
+            for (k, offered) in blocks.iter().enumerate() {
+                let height = Height(k as u64 + 1);
+                // What the proposer puts in the block: the approvals that apply (a removed or rotated
+                // approver's, or an executed change's, do not).
+                let (approvals, _, _) = a.select_ops(CHAIN, height, offered.clone(), Vec::new());
+                let approvals = &approvals;
+                // Another node's copy of the block, its approvals in another order.
+                let mut shuffled = approvals.clone();
+                let mut x = seed ^ k as u64;
+                for i in (1..shuffled.len()).rev() {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    shuffled.swap(i, (x >> 33) as usize % (i + 1));
+                }
+                let ra = a.apply_block(CHAIN, height, approvals, &[]);
+                let rb = b.apply_block(CHAIN, height, &shuffled, &[]);
+                let rc = c.apply_block(CHAIN, height, approvals, &[]);
+                let (Ok((na, ea)), Ok((nb, eb)), Ok((nc, _))) = (ra, rb, rc) else {
+                    return Err(TestCaseError::fail(format!("a node refused block {}", height.0)));
+                };
+                for (id, outcome) in &ea.decided {
+                    if let Ok(from) = outcome {
+                        prop_assert_eq!(*from, Height(height.0 + 2), "change {} activates at {}", id, from.0);
+                        // The height after keeps its set: the change is not in force one height early.
+                        prop_assert_eq!(&na.next, &a.after_next);
+                    }
+                }
+                prop_assert_eq!(&ea, &eb);
+                a = na;
+                b = nb;
+                c = if k + 1 == restart_at {
+                    let bytes = encoding::encode(&nc);
+                    encoding::decode::<GovState>(&bytes, 1 << 20).expect("a stored state decodes")
+                } else {
+                    nc
+                };
+                record(&mut ha, &a);
+                record(&mut hb, &b);
+                record(&mut hc, &c);
+                prop_assert_eq!(a.root(), b.root());
+                prop_assert_eq!(a.root(), c.root());
+            }
+            prop_assert_eq!(&ha, &hb);
+            prop_assert_eq!(&ha, &hc);
+            prop_assert_eq!(ha.len() as u64, a.height.0 + 2);
+        }
+
+        /// Approvals of an expired change are refused (at any height past its expiry, whatever approvals
+        /// came before); an executed change's approvals are refused as replays until it expires, from any
+        /// approver and in any later block; the same action with a fresh nonce is a new change.
+        #[test]
+        fn replayed_and_expired_approvals_are_refused(
+            powers in proptest::collection::vec(1u64..10, 2..8),
+            kind in 0u8..4,
+            expiry in 2u64..20,
+            late in 1u64..30,
+            replayer in any::<u8>(),
+            wait in 0u64..25,
+        ) {
+            let g = gov(&powers);
+            let c = change_expiring(kind, 0, powers[0], expiry);
+            let n = powers.len();
+            let all: Vec<Approval> = (0..n).map(|i| c.approve(CHAIN, &key(i as u8))).collect();
+            // Expired: past `expiry`, a block carrying any approval of it is refused.
+            let mut s = g.clone();
+            while s.height.0 < expiry + late - 1 {
+                s = s.apply_block(CHAIN, s.height.next(), &[], &[]).expect("empty block").0;
+            }
+            let one = &all[replayer as usize % n];
+            let refused = s.apply_block(CHAIN, s.height.next(), std::slice::from_ref(one), &[]);
+            prop_assert!(
+                matches!(refused, Err((0, GovError::Expired { .. }))),
+                "an approval of a change expired at {} was taken at height {}: {:?}", expiry, s.height.0 + 1,
+                refused.map(|_| ())
+            );
+            // Executed in block 1 by everyone.
+            let (mut s, ev) = g.apply_block(CHAIN, Height(1), &all, &[]).expect("valid approvals");
+            prop_assert_eq!(ev.decided.len(), 1);
+            for _ in 0..wait {
+                s = s.apply_block(CHAIN, s.height.next(), &[], &[]).expect("empty block").0;
+            }
+            let next = s.height.next();
+            let replay = s.apply_block(CHAIN, next, std::slice::from_ref(one), &[]);
+            if next.0 <= expiry {
+                prop_assert!(
+                    matches!(replay, Err((0, GovError::AlreadyExecuted(_) | GovError::NotAValidator(_)))),
+                    "replay at height {} taken: {:?}", next.0, replay.map(|_| ())
+                );
+            } else {
+                let expired = matches!(replay, Err((0, GovError::Expired { .. })));
+                prop_assert!(expired, "replay after expiry at height {} not refused as expired", next.0);
+            }
+            // The same action with a fresh nonce and expiry is another change: its approvals are taken.
+            let fresh = change_expiring(kind, 1, powers[0], next.0 + 10);
+            let approver = (0..n).map(|i| key(i as u8)).find(|k| s.next.index_of(&k.public()).is_some());
+            if let Some(k) = approver {
+                prop_assert!(s.apply_block(CHAIN, next, &[fresh.approve(CHAIN, &k)], &[]).is_ok());
             }
         }
     }

@@ -1,11 +1,12 @@
 //! Run the consensus simulator over a range of seeds.
 //!
 //! `cargo run --release -p tests --bin sim -- --seeds N [--first-seed S] [--validators V] [--byzantine B]
-//! [--no-signer-guard]`
+//! [--no-signer-guard] [--governance]`
 //!
 //! Each seed is one deterministic run (see `tests::sim`). Prints every failing seed with its configuration
 //! and violations; exits 1 if any run broke an invariant. The next-to-last line counts the signer faults and
-//! what the guard did; the last line is always the summary:
+//! what the guard did (with `--governance`, a line before it counts the validator-set changes: approved, activated
+//! by kind, activated during a partition or a crash); the last line is always the summary:
 //! `seeds=N violations=V heights=H faults=F elapsed_s=T`.
 
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ struct Args {
     /// Restarts that lost or rewound the signer state may then sign twice.
     #[arg(long)]
     no_signer_guard: bool,
+    /// Mix validator-set changes into every run (`SimConfig::random_with_governance`): spare nodes added,
+    /// validators removed, powers changed, keys rotated, also around partitions and crashes.
+    #[arg(long)]
+    governance: bool,
     /// Print one line per run.
     #[arg(long)]
     verbose: bool,
@@ -52,7 +57,9 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let config = |seed: u64| {
-        let mut c = SimConfig::random(seed, args.validators.map(|v| v as usize), args.byzantine.map(|b| b as usize));
+        let (v, b) = (args.validators.map(|v| v as usize), args.byzantine.map(|b| b as usize));
+        let mut c =
+            if args.governance { SimConfig::random_with_governance(seed, v, b) } else { SimConfig::random(seed, v, b) };
         c.check_liveness |= args.strict_liveness;
         c.signer_guard = !args.no_signer_guard;
         c
@@ -128,16 +135,36 @@ fn main() -> ExitCode {
                 }
             }
             println!(
-                "  reproduce: cargo run --release -p tests --bin sim -- --seeds 1 --first-seed {seed}{}{}{}",
+                "  reproduce: cargo run --release -p tests --bin sim -- --seeds 1 --first-seed {seed}{}{}{}{}",
                 args.validators.map(|v| format!(" --validators {v}")).unwrap_or_default(),
                 args.byzantine.map(|b| format!(" --byzantine {b}")).unwrap_or_default(),
-                if args.no_signer_guard { " --no-signer-guard" } else { "" }
+                if args.no_signer_guard { " --no-signer-guard" } else { "" },
+                if args.governance { " --governance" } else { "" }
             );
             if args.strict_liveness {
                 println!("  (with --strict-liveness)");
             }
         }
     }
+    println!(
+        "validator sets: changes approved={} activated: adds={} removes={} power_changes={} rotations={} \
+         jailings={} | in a partition={} in a crash={} | key_switches={} spare_messages={} rotated_key_messages={} \
+         sets_checked={} far_height_refusals={} honest_peer_bans={}",
+        sum(|r| r.gov_submitted),
+        sum(|r| r.adds),
+        sum(|r| r.removes),
+        sum(|r| r.power_changes),
+        sum(|r| r.rotations),
+        sum(|r| r.jailings),
+        sum(|r| r.activated_in_partition),
+        sum(|r| r.activated_in_crash),
+        sum(|r| r.key_switches),
+        sum(|r| r.spare_messages),
+        sum(|r| r.rotated_key_messages),
+        sum(|r| r.sets_checked),
+        sum(|r| r.far_height_refusals),
+        sum(|r| r.honest_peer_bans)
+    );
     println!("{signer_line}");
     println!(
         "gossip: txs_committed={} rejected={} dropped={} peer_bans={}",

@@ -12,6 +12,12 @@
 //!   `negative_control_signer_loss_without_guard_double_signs` shows it caught).
 //! - I10 accountability: when an honest node's core accepted two different messages from one Byzantine
 //!   validator for one slot (at the message's height, before deciding it), that node reported evidence.
+//! - I2 with validator-set changes: the checker keeps its own model of the set of every height from the
+//!   committed blocks (`governance::SetModel`, written from the rule rather than from the core's
+//!   `GovState`); every certificate is verified against the model's set of its height, every header's
+//!   `validators_hash` and `next_validators_hash` must name the model's sets, and the set every honest
+//!   node hands its core at each height (`NewHeight`, or at a (re)start) must be the model's
+//!   (`Violation::SetDisagreement`): all honest nodes agree on the set of every height.
 //! - I6 liveness is checked by the world (it owns the clock).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +26,8 @@ use std::fmt;
 use ledger_core::consensus::{Evidence, SignStep, SignedMessage};
 use ledger_core::state::apply_block;
 use ledger_core::{Block, CommitCertificate, ConsensusParams, Hash, Height, MemStore, Parent, PublicKey, ValidatorSet};
+
+use super::governance::SetModel;
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +64,12 @@ pub enum Violation {
         waited_ms: u64,
         heights: Vec<u64>,
     },
+    /// An honest node handed its core a set for `height` other than the one in force there.
+    SetDisagreement {
+        node: usize,
+        height: u64,
+        reason: String,
+    },
     /// An honest node refused an honest peer's message as invalid (I14: honest behaviour is never penalised).
     HonestPenalised {
         node: usize,
@@ -74,6 +88,7 @@ impl Violation {
             Violation::Durability { .. } => "durability",
             Violation::Liveness { .. } => "liveness",
             Violation::HonestPenalised { .. } => "honest-penalised",
+            Violation::SetDisagreement { .. } => "validator-set",
         }
     }
 }
@@ -97,6 +112,7 @@ impl fmt::Display for Violation {
                  {round} but reported no evidence"
             ),
             Violation::Durability { node, reason } => write!(f, "node {node}: {reason}"),
+            Violation::SetDisagreement { node, height, reason } => write!(f, "node {node} height {height}: {reason}"),
             Violation::HonestPenalised { node, peer, reason } => {
                 write!(f, "node {node} refused a message from honest peer {peer} as invalid: {reason}")
             }
@@ -114,13 +130,22 @@ type Slot = (usize, u64, u32, SignStep);
 
 pub struct Checker {
     chain_id: String,
-    validators: ValidatorSet,
+    /// Which node holds each key (a rotated node holds two): messages are kept by node, whatever key.
+    key_owner: BTreeMap<PublicKey, usize>,
+    /// The set of every height, from the committed blocks.
+    pub model: SetModel,
+    /// Sets honest nodes handed their cores for heights the model did not know yet: (node, height, hash).
+    unchecked_sets: Vec<(usize, u64, Hash)>,
+    /// Heights whose set some honest node handed its core, checked against the model.
+    pub sets_checked: u64,
     params: ConsensusParams,
     supply: u128,
     /// First commit seen per height: (node, block hash).
     committed: BTreeMap<u64, (usize, Hash)>,
     /// Blocks already checked for validity (a block hash pins its parent and so its parent state).
     valid_blocks: BTreeSet<Hash>,
+    /// Certificates verified against the set in force at their height (every honest commit's is).
+    verified_certs: BTreeSet<Hash>,
     /// Every message honest validators sent, by (validator, height, round, step).
     sent: BTreeMap<Slot, SignedMessage>,
     /// Distinct messages of Byzantine validators accepted by an honest core: (node, incarnation, slot).
@@ -131,14 +156,24 @@ pub struct Checker {
 }
 
 impl Checker {
-    pub fn new(chain_id: &str, validators: ValidatorSet, params: ConsensusParams, supply: u128) -> Checker {
+    pub fn new(
+        chain_id: &str,
+        genesis_set: ValidatorSet,
+        key_owner: BTreeMap<PublicKey, usize>,
+        params: ConsensusParams,
+        supply: u128,
+    ) -> Checker {
         Checker {
             chain_id: chain_id.to_string(),
-            validators,
+            key_owner,
+            model: SetModel::new(genesis_set),
+            unchecked_sets: Vec::new(),
+            sets_checked: 0,
             params,
             supply,
             committed: BTreeMap::new(),
             valid_blocks: BTreeSet::new(),
+            verified_certs: BTreeSet::new(),
             sent: BTreeMap::new(),
             accepted: BTreeMap::new(),
             evidence: BTreeSet::new(),
@@ -146,8 +181,13 @@ impl Checker {
         }
     }
 
+    /// The node holding `key`, if any.
+    pub fn owner(&self, key: &PublicKey) -> Option<usize> {
+        self.key_owner.get(key).copied()
+    }
+
     fn index(&self, key: &PublicKey) -> usize {
-        self.validators.index_of(key).unwrap_or(usize::MAX)
+        self.key_owner.get(key).copied().unwrap_or(usize::MAX)
     }
 
     fn slot(&self, m: &SignedMessage) -> Slot {
@@ -180,12 +220,48 @@ impl Checker {
                 self.committed.insert(height, (node, hash));
             }
         }
+        let fail = |reason: String| Violation::Validity { node, height, reason };
         if self.valid_blocks.contains(&hash) {
+            // The block was checked; this node's certificate (its own set of precommits, or a synced one) is
+            // checked here against the set in force at its height.
+            if !self.verified_certs.contains(&cert.hash()) {
+                let checked = self
+                    .model
+                    .set_at(block.height())
+                    .map(|set| cert.verify_for(&self.chain_id, set, block.height(), hash));
+                match checked {
+                    Some(Ok(())) => {
+                        self.verified_certs.insert(cert.hash());
+                    }
+                    Some(Err(e)) => self.violations.push(fail(format!("certificate against the set in force: {e}"))),
+                    None => self.violations.push(fail("the model has no set for this height".into())),
+                }
+            }
             return;
         }
-        let fail = |reason: String| Violation::Validity { node, height, reason };
-        if let Err(e) = cert.verify_for(&self.chain_id, &self.validators, block.height(), hash) {
-            let v = fail(format!("certificate: {e}"));
+        if height != self.model.applied() + 1 {
+            // A block above one that failed its checks: that failure is reported already.
+            return;
+        }
+        let (Some(set), Some(next)) = (self.model.set_at(block.height()), self.model.set_at(block.height().next()))
+        else {
+            self.violations.push(fail("the model has no set for this height".into()));
+            return;
+        };
+        if let Err(e) = cert.verify_for(&self.chain_id, set, block.height(), hash) {
+            let v = fail(format!("certificate against the set in force: {e}"));
+            self.violations.push(v);
+            return;
+        }
+        self.verified_certs.insert(cert.hash());
+        if block.header.validators_hash != set.hash() || block.header.next_validators_hash != next.hash() {
+            let v = fail(format!(
+                "header names sets {} / {}, in force {} / {}",
+                block.header.validators_hash,
+                block.header.next_validators_hash,
+                set.hash(),
+                next.hash()
+            ));
             self.violations.push(v);
             return;
         }
@@ -208,9 +284,29 @@ impl Checker {
                     return;
                 }
                 self.valid_blocks.insert(hash);
+                self.model.apply(block);
             }
             Err(e) => {
                 let v = fail(format!("block does not apply: {e}"));
+                self.violations.push(v);
+            }
+        }
+    }
+
+    /// An honest node hands its core `set` for `height` (at `NewHeight` or at a (re)start).
+    pub fn on_set(&mut self, node: usize, height: Height, set: &ValidatorSet) {
+        match self.model.set_at(height) {
+            Some(expected) => self.compare_set(node, height.0, set.hash(), expected.hash()),
+            None => self.unchecked_sets.push((node, height.0, set.hash())),
+        }
+    }
+
+    fn compare_set(&mut self, node: usize, height: u64, got: Hash, expected: Hash) {
+        self.sets_checked += 1;
+        if got != expected {
+            let reason = format!("core given set {got}, the set in force is {expected}");
+            let v = Violation::SetDisagreement { node, height, reason };
+            if !self.violations.contains(&v) {
                 self.violations.push(v);
             }
         }
@@ -266,6 +362,11 @@ impl Checker {
 
     /// End of run: every equivocation an honest core accepted became evidence at that node.
     pub fn finish(&mut self) {
+        for (node, height, got) in std::mem::take(&mut self.unchecked_sets) {
+            if let Some(expected) = self.model.set_at(Height(height)).map(ValidatorSet::hash) {
+                self.compare_set(node, height, got, expected);
+            }
+        }
         for ((node, _, slot), msgs) in &self.accepted {
             if msgs.len() >= 2 && !self.evidence.contains(&(*node, *slot)) {
                 let (validator, height, round, step) = *slot;

@@ -6,6 +6,10 @@ use std::fmt;
 use ledger_core::consensus::Consensus;
 use ledger_core::gossip::MessageCheck;
 
+use ledger_core::governance::GovState;
+use ledger_core::{Height, ValidatorSet};
+
+pub use super::governance::GovAction;
 use super::rng::Rng;
 
 /// A Byzantine validator's behaviour. Each is small and named, as in commonware's mocks; all but `Silent`
@@ -172,11 +176,26 @@ pub type CoreHook = fn(&mut Consensus);
 /// binary never sets one.
 pub type CheckHook = for<'a> fn(MessageCheck<'a>) -> MessageCheck<'a>;
 
+/// A hook that picks the set one honest shell hands its core for `height` from its governance state (the
+/// honest rule is `gov.set_at(height)`). Tests use it for the early-activation negative control; the `sim`
+/// binary never sets one.
+pub type SetHook = fn(&GovState, Height) -> Option<ValidatorSet>;
+
 /// One run.
 #[derive(Clone)]
 pub struct SimConfig {
     pub seed: u64,
+    /// Validators of the genesis set: nodes `0..validators`.
     pub validators: usize,
+    /// Honest nodes outside the genesis set (`validators..validators + spares`): they follow the chain and
+    /// sign once a governance change adds them.
+    pub spares: usize,
+    /// Validator-set changes: (time ms, change). At that time the operators of the honest validators sign
+    /// their approvals and hand them to every honest node (as `POST /governance/approvals`), again after each
+    /// restart and on every gossip round until the change is executed.
+    pub gov: Vec<(u64, GovAction)>,
+    /// (node, hook): that honest node picks the set it hands its core with the hook (negative control).
+    pub set_hook: Option<(usize, SetHook)>,
     /// (validator index, behaviour), indices distinct.
     pub byzantine: Vec<(usize, Behaviour)>,
     /// Byzantine equivocators also send the other version to everyone (so honest nodes can see both and
@@ -216,6 +235,9 @@ impl SimConfig {
         SimConfig {
             seed,
             validators,
+            spares: 0,
+            gov: Vec::new(),
+            set_hook: None,
             byzantine: Vec::new(),
             leak_equivocations: true,
             chaos_link: LinkProfile::healed(20, 80, 30),
@@ -357,6 +379,9 @@ impl SimConfig {
         SimConfig {
             seed,
             validators: n,
+            spares: 0,
+            gov: Vec::new(),
+            set_hook: None,
             byzantine,
             leak_equivocations: r.chance(700),
             chaos_link,
@@ -375,6 +400,11 @@ impl SimConfig {
         }
     }
 
+    /// Every node: the genesis validators and the spares.
+    pub fn nodes(&self) -> usize {
+        self.validators + self.spares
+    }
+
     pub fn is_byzantine(&self, node: usize) -> bool {
         self.byzantine.iter().any(|(i, _)| *i == node)
     }
@@ -389,15 +419,17 @@ impl fmt::Display for SimConfig {
         let l = &self.chaos_link;
         writeln!(
             f,
-            "seed={} validators={} byzantine={:?} leak={} flush={:?} core_hook={} check_hook={} check_liveness={} \
-             signer_guard={}",
+            "seed={} validators={} spares={} byzantine={:?} leak={} flush={:?} core_hook={} check_hook={} \
+             set_hook={:?} check_liveness={} signer_guard={}",
             self.seed,
             self.validators,
+            self.spares,
             self.byzantine,
             self.leak_equivocations,
             self.flush,
             self.core_hook.is_some(),
             self.check_hook.is_some(),
+            self.set_hook.map(|(node, _)| node),
             self.check_liveness,
             self.signer_guard
         )?;
@@ -419,6 +451,11 @@ impl fmt::Display for SimConfig {
         faults.sort_by_key(|(t, _)| *t);
         for (t, fault) in faults {
             writeln!(f, "  t={t}ms {fault:?}")?;
+        }
+        let mut gov = self.gov.clone();
+        gov.sort_by_key(|(t, _)| *t);
+        for (t, change) in gov {
+            writeln!(f, "  t={t}ms governance {change:?}")?;
         }
         Ok(())
     }

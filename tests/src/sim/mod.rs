@@ -21,6 +21,9 @@
 //! # Parts
 //! - `config.rs`: [`SimConfig`] (what a run is) and [`SimConfig::random`] (a run from a seed).
 //! - `world.rs`: [`World`]: clock, queue, links, node shells, Byzantine behaviours, faults.
+//! - `world/byzantine.rs`: the Byzantine behaviours; `world/gov_shell.rs`: each node's set and key per
+//!   height, the operators' approvals, key rotation, coverage of set changes.
+//! - `governance.rs`: planned set changes ([`GovAction`]) and the checker's model of the set per height.
 //! - `checker.rs`: [`Checker`]: the invariants and [`Violation`].
 //! - `disk.rs`: a disk with durable and pending writes.
 //! - `rng.rs`: splitmix64.
@@ -28,13 +31,15 @@
 mod checker;
 mod config;
 mod disk;
+mod governance;
 mod rng;
 mod world;
 
 pub use checker::{Checker, Violation};
 pub use config::{
     Behaviour, CoreHook, CrashKind, Fault, FlushPolicy, LinkProfile, SIGNER_HISTORY_MAX, SIGNER_LOSS_PER_MILLE,
-    SignerLoss, SimConfig, watch_ms,
+    SetHook, SignerLoss, SimConfig, watch_ms,
 };
+pub use governance::{Activation, CHANGE_EXPIRY_HEIGHTS, ChangeKind, GovAction, SetModel, node_key};
 pub use rng::Rng;
 pub use world::{Msg, Report, World, run};

@@ -12,21 +12,24 @@ use ledger_core::gossip::{
     Change, DropReason, MessageCheck, Offence, PeerBook, PeerLimits, RecentSet, Resource, Standing, Verdict,
 };
 use ledger_core::shell::{Arrival, Candidates, SyncedBlock, Validity, check_synced};
-use ledger_core::state::{BlockTemplate, StateChanges, build_block};
+use ledger_core::state::{BlockTemplate, StateChanges};
 use ledger_core::{
     Block, CommitCertificate, ConsensusParams, Genesis, GenesisAccount, Hash, Height, Keypair, MemStore,
     PROTOCOL_VERSION, Parent, Round, SignedProposal, SignedTransaction, SignedVote, Transaction, Validator,
-    ValidatorSet, Vote,
 };
 
 use node::admission::{TxGate, build_from_pool, execute_with_pool};
 use node::driver::CANDIDATE_BLOCKS_MAX;
 use node::mempool::{Mempool, MempoolLimits};
+use node::ops::OpsPool;
 
 use super::checker::{Checker, Violation};
 use super::config::{Behaviour, CrashKind, Fault, FlushPolicy, LinkProfile, SignerLoss, SimConfig, watch_ms};
 use super::disk::{Disk, Write};
 use super::rng::{Rng, mix};
+
+mod byzantine;
+mod gov_shell;
 
 /// Funded genesis accounts the proposers draw transfers from.
 const ACCOUNTS: usize = 8;
@@ -42,13 +45,15 @@ const SYNC_BATCH_MAX: usize = 8;
 const SYNC_AFTER_MS: u64 = 1_500;
 const SYNC_RETRY_MS: u64 = 500;
 /// Forged messages a flooding Byzantine node sends each peer per gossip round.
-const FLOOD_PER_ROUND: usize = 60;
+pub(super) const FLOOD_PER_ROUND: usize = 60;
 /// Verified vote digests an honest shell remembers (as the node's gossip validator does).
 const VERIFIED_VOTES_MAX: usize = 4_096;
 /// Messages a replaying Byzantine node remembers.
 const REPLAY_LOG_MAX: usize = 1_024;
 /// How often a watching node counts down its watch (virtual time).
 const WATCH_TICK_MS: u64 = 100;
+/// Double votes a shell keeps until its pool takes them.
+const FOUND_EVIDENCE_MAX: usize = 64;
 /// A guard against a run that never ends (a livelock in the shell or the core).
 const EVENTS_MAX: u64 = 5_000_000;
 
@@ -118,6 +123,8 @@ enum Ev {
         incarnation: u32,
     },
     Fault(Fault),
+    /// The operators approve planned change `k` (`SimConfig::gov`).
+    Gov(usize),
     Heal,
 }
 
@@ -151,11 +158,19 @@ enum Input {
     Net(usize, Msg),
     /// Feed the buffered messages of the (new) current height.
     Drain,
+    /// Start this height after a commit (`World::advance`).
+    Advance(Height),
 }
 
 /// Volatile state of a running node: lost on a crash.
 struct Live {
     core: Consensus,
+    /// The key the core signs with (the one in the set of the current height).
+    key: ledger_core::PublicKey,
+    /// Approvals (and equivocation evidence) waiting for a block this node builds: the node's pool.
+    ops: OpsPool,
+    /// Double votes the core reported, until the pool takes them (see `World::offer_approvals`).
+    found_evidence: Vec<ledger_core::governance::Evidence>,
     state: MemStore,
     chain: Vec<(Rc<Block>, CommitCertificate)>,
     /// Blocks of the current height, what the core waits for, a decided block still missing (the core
@@ -187,7 +202,8 @@ struct Live {
 }
 
 struct Node {
-    key: Keypair,
+    /// Its first key, and the one it rotates to if the plan rotates it.
+    keys: Vec<Keypair>,
     behaviour: Option<Behaviour>,
     disk: Disk,
     incarnation: u32,
@@ -250,6 +266,28 @@ pub struct Report {
     pub txs_committed: u64,
     pub syncs: u64,
     pub sim_ms: u64,
+    /// Validator-set changes: approved by the operators, activated (their height committed) by kind, and of
+    /// those, activated with a partition or a crash in force around the activation height.
+    pub gov_submitted: u64,
+    pub adds: u64,
+    pub removes: u64,
+    pub power_changes: u64,
+    pub rotations: u64,
+    pub jailings: u64,
+    pub activated_in_partition: u64,
+    pub activated_in_crash: u64,
+    /// Cores rebuilt for a rotated key; messages sent by nodes that started outside the set; messages
+    /// signed with a rotated key.
+    pub key_switches: u64,
+    pub spare_messages: u64,
+    pub rotated_key_messages: u64,
+    /// Honest messages for heights above the receiver's tip + 2 refused as invalid because the newest set it
+    /// knows is not theirs (the node's known gap; see `World::admit`): counted, not a violation.
+    pub far_height_refusals: u64,
+    /// Honest peers banned by honest nodes (over budget, or by far-height refusals).
+    pub honest_peer_bans: u64,
+    /// (node, height) sets handed to cores and checked against the checker's model.
+    pub sets_checked: u64,
     /// [`World::describe`] at the end of a run that broke an invariant (empty otherwise).
     pub final_state: String,
 }
@@ -258,7 +296,10 @@ pub struct Report {
 pub struct World {
     cfg: SimConfig,
     genesis: Genesis,
-    validators: ValidatorSet,
+    /// Approvals the operators signed (`gov_shell`).
+    desk: Vec<ledger_core::governance::Approval>,
+    /// Faults in force at the first commit of each height: (partition, honest node down).
+    faults_at_commit: BTreeMap<u64, (bool, bool)>,
     params: ConsensusParams,
     accounts: Vec<Keypair>,
     now: u64,
@@ -364,8 +405,9 @@ fn random_txs(
 impl World {
     pub fn new(cfg: SimConfig) -> World {
         let mut rng = Rng::new(cfg.seed ^ 0x5157_5157);
-        let n = cfg.validators;
-        let keys: Vec<Keypair> = (0..n).map(|i| Keypair::from_seed(&[i as u8 + 1; 32])).collect();
+        let n = cfg.nodes();
+        let rotated = |i: usize| cfg.gov.iter().any(|(_, a)| *a == super::governance::GovAction::Rotate { node: i });
+        let keys: Vec<Vec<Keypair>> = (0..n).map(|i| gov_shell::keys_of(i, rotated(i))).collect();
         let accounts: Vec<Keypair> = (0..ACCOUNTS).map(|i| Keypair::from_seed(&[i as u8 + 101; 32])).collect();
         let params =
             ConsensusParams { block_bytes_max: 256 * 1024, txs_per_block_max: 64, ..ConsensusParams::default() };
@@ -373,16 +415,18 @@ impl World {
             chain_id: "sim".into(),
             genesis_time_ms: GENESIS_TIME_MS,
             protocol_version: PROTOCOL_VERSION,
-            validators: keys
+            validators: keys[..cfg.validators]
                 .iter()
                 .enumerate()
-                .map(|(i, k)| Validator { public_key: k.public(), power: 1, moniker: format!("v{i}") })
+                .map(|(i, k)| Validator { public_key: k[0].public(), power: 1, moniker: format!("v{i}") })
                 .collect(),
             accounts: accounts.iter().map(|k| GenesisAccount { address: k.public(), balance: 1_000_000 }).collect(),
             params: params.clone(),
         };
         let validators = genesis.validator_set().expect("simulated validator set is valid");
-        let checker = Checker::new(&genesis.chain_id, validators.clone(), params.clone(), genesis.total_supply());
+        let key_owner = keys.iter().enumerate().flat_map(|(i, ks)| ks.iter().map(move |k| (k.public(), i))).collect();
+        let checker =
+            Checker::new(&genesis.chain_id, validators.clone(), key_owner, params.clone(), genesis.total_supply());
         let mut net_rng = rng.fork();
         let node_rng = rng.fork();
         let byz_rng = rng.fork();
@@ -400,8 +444,8 @@ impl World {
         let nodes = keys
             .into_iter()
             .enumerate()
-            .map(|(i, key)| Node {
-                key,
+            .map(|(i, keys)| Node {
+                keys,
                 behaviour: cfg.behaviour(i),
                 disk: Disk::new(genesis.initial_state()),
                 incarnation: 0,
@@ -413,11 +457,12 @@ impl World {
                 log: Vec::new(),
             })
             .collect();
-        let report = Report { seed: cfg.seed, validators: n, ..Report::default() };
+        let report = Report { seed: cfg.seed, validators: cfg.validators, ..Report::default() };
         let mut w = World {
             cfg,
             genesis,
-            validators,
+            desk: Vec::new(),
+            faults_at_commit: BTreeMap::new(),
             params,
             accounts,
             now: 0,
@@ -448,6 +493,7 @@ impl World {
                 w.push(t, Ev::Fault(f));
             }
         }
+        w.schedule_changes();
         let chaos_ms = w.cfg.chaos_ms;
         w.push(chaos_ms, Ev::Heal);
         for i in 0..n {
@@ -556,6 +602,7 @@ impl World {
 
     fn finish(mut self) -> Report {
         self.checker.finish();
+        self.gov_coverage();
         let final_state = if self.checker.violations.is_empty() { String::new() } else { self.describe() };
         let heights = self.honest_heights();
         let mut r = self.report;
@@ -626,6 +673,7 @@ impl World {
                 self.fold(&[3, self.now, mix(format!("{f:?}").len() as u64)]);
                 self.apply_fault(f);
             }
+            Ev::Gov(k) => self.submit_change(k),
             Ev::Heal => self.heal(),
         }
     }
@@ -739,8 +787,15 @@ impl World {
                 self.report.signer_damaged_undecided += 1;
             }
         }
+        // The set of the start height from this node's own governance state, and its key in it.
+        let height = Height(self.nodes[i].disk.durable.chain.len() as u64 + 1);
+        let set = self.core_set(i, &self.nodes[i].disk.durable.state, height);
+        let key = self.key_for(i, &set);
+        if honest {
+            self.checker.on_set(i, height, &set);
+        }
+        let node = &mut self.nodes[i];
         let d = &node.disk.durable;
-        let height = Height(d.chain.len() as u64 + 1);
         if honest && (d.chain.len() as u64) < node.committed_max {
             self.checker.violations.push(Violation::Durability {
                 node: i,
@@ -755,24 +810,37 @@ impl World {
         // The node cannot tell a first start from a restart that lost its state before the first commit,
         // so it watches at every start; a rule on "empty chain and empty signer state" alone let a
         // validator that lost its state at height 1 sign again unwatched.
+        // Each certificate is read against the set of its height (any of this node's keys in it); the
+        // governance state knows the sets of the last `EVIDENCE_AGE_MAX` heights, and the scan stops below
+        // them (the node's storage keeps every set; the simulated runs are shorter than that window).
         let guard = self.cfg.signer_guard;
-        let me = self.validators.index_of(&node.key.public());
+        let gov = gov_of(&d.state);
+        let mine = |h: Height, c: &CommitCertificate| {
+            gov.set_at(h).is_some_and(|set| {
+                node.keys
+                    .iter()
+                    .filter_map(|k| set.index_of(&k.public()))
+                    .any(|me| c.signatures.iter().any(|s| usize::from(s.validator_index) == me))
+            })
+        };
         let sign_floor = if guard {
             d.chain
                 .iter()
                 .rev()
-                .find(|(_, c)| c.signatures.iter().any(|s| Some(usize::from(s.validator_index)) == me))
+                .take_while(|(b, _)| gov.set_at(b.height()).is_some())
+                .find(|(b, c)| mine(b.height(), c))
                 .map_or(Height(0), |(b, _)| b.height())
         } else {
             Height(0)
         };
         let fresh_chain = node.incarnation == 0 && d.chain.is_empty() && d.signer.position().is_none();
-        let watch = guard && !fresh_chain && self.validators.len() > 1;
+        let watch = guard && !fresh_chain && set.len() > 1;
+        let key_public = key.public();
         let config = Config {
             chain_id: self.genesis.chain_id.clone(),
-            validators: self.validators.clone(),
+            validators: set,
             params: self.params.clone(),
-            key: Some(node.key.clone()),
+            key: Some(key),
             signer: d.signer.clone(),
             height,
             sign_floor,
@@ -805,6 +873,9 @@ impl World {
         }
         node.live = Some(Live {
             core,
+            key: key_public,
+            ops: OpsPool::default(),
+            found_evidence: Vec::new(),
             state: d.state.clone(),
             chain: d.chain.clone(),
             candidates,
@@ -827,6 +898,7 @@ impl World {
             let incarnation = node.incarnation;
             self.push(self.now + WATCH_TICK_MS, Ev::WatchTick { node: i, incarnation });
         }
+        self.offer_approvals(i);
         self.process(i, Input::Core(Event::Start));
         // Replay the WAL: the votes behind a persisted lock are needed to re-prove it (L28).
         for m in wal {
@@ -887,6 +959,7 @@ impl World {
             match input {
                 Input::Core(event) => self.feed(i, event, &mut pending),
                 Input::Net(from, msg) => self.on_msg(i, from, msg, &mut pending),
+                Input::Advance(height) => self.advance(i, height, &mut pending),
                 Input::Drain => {
                     let live = self.live(i);
                     let height = live.core.height();
@@ -912,7 +985,7 @@ impl World {
         };
         let tracked = wal
             .clone()
-            .filter(|m| self.honest(i) && self.validators.index_of(&signer_of(m)).is_some_and(|k| !self.honest(k)));
+            .filter(|m| self.honest(i) && self.checker.owner(&signer_of(m)).is_some_and(|k| !self.honest(k)));
         let incarnation = self.nodes[i].incarnation;
         let live = self.live(i);
         let (height, undecided) = (live.core.height(), live.core.decision().is_none());
@@ -1008,10 +1081,7 @@ impl World {
                 }
                 // Contract rule 4: commit durably, then NewHeight; then the buffered next-height messages.
                 pending.push_front(Input::Drain);
-                pending.push_front(Input::Core(Event::NewHeight {
-                    height: height.next(),
-                    validators: self.validators.clone(),
-                }));
+                pending.push_front(Input::Advance(height.next()));
             }
             Action::ForeignSignature { halted, .. } => {
                 // The node logs it loudly and reports it in its status; here it is counted.
@@ -1023,6 +1093,16 @@ impl World {
             Action::Evidence(e) => {
                 if honest {
                     self.checker.on_evidence(i, &e);
+                    // As the node's driver: a double vote goes to the operations pool, for the blocks this node
+                    // builds (on chain it jails the validator), once its height is committed.
+                    if let ledger_core::consensus::Evidence::DoubleVote { first, second } = &e {
+                        let live = self.live(i);
+                        if live.found_evidence.len() < FOUND_EVIDENCE_MAX {
+                            live.found_evidence
+                                .push(ledger_core::governance::Evidence::new(first.clone(), second.clone()));
+                        }
+                        self.offer_approvals(i);
+                    }
                 }
             }
         }
@@ -1031,20 +1111,22 @@ impl World {
 
     fn build(&mut self, i: usize, height: Height) -> Rc<Block> {
         self.submit_client_txs(i, height);
-        let key = self.nodes[i].key.public();
         let live = self.nodes[i].live.as_mut().expect("node is live");
+        let key = live.key;
         let parent = parent_of(&self.genesis, &live.chain);
         let last_commit = match live.chain.last() {
             None => None,
             Some((b, c)) => live.core.commit_certificate(b.height()).or_else(|| Some(c.clone())),
         };
+        // The operations pool's approvals and evidence: `build_block` keeps what applies.
+        let (approvals, evidence) = live.ops.candidates();
         let template = BlockTemplate {
             parent,
             proposer: key,
             timestamp_ms: GENESIS_TIME_MS + self.now,
             last_commit,
-            approvals: Vec::new(),
-            evidence: Vec::new(),
+            approvals,
+            evidence,
         };
         let limit = node::driver::DEFAULT_BUILD_TXS_MAX;
         let gov = gov_of(&live.state);
@@ -1125,14 +1207,17 @@ impl World {
         let honest = self.honest(i);
         let node = &mut self.nodes[i];
         let live = node.live.as_mut().expect("node is live");
+        let first = honest && self.checker.first_commit(block.height().0).is_none();
         if honest {
-            if self.checker.first_commit(block.height().0).is_none() {
+            if first {
                 self.report.txs_committed += block.txs.len() as u64;
             }
             let parent = parent_of(&self.genesis, &live.chain);
             self.checker.on_commit(i, &block, &cert, &parent, &live.state);
         }
         live.state.commit(changes);
+        // As the node's driver after a commit: drop the operations the next block can no longer carry.
+        live.ops.prune(gov_of(&live.state), block.height().next());
         live.mempool.lock().unwrap_or_else(PoisonError::into_inner).on_block_committed(
             block.height(),
             block.header.timestamp_ms,
@@ -1145,9 +1230,13 @@ impl World {
         live.proposals.clear();
         live.height_started_ms = self.now;
         node.committed_max = node.committed_max.max(live.chain.len() as u64);
+        let height = block.height().0;
         node.disk.write(Write::Commit { block, cert, state: live.state.clone() });
         if self.cfg.flush == FlushPolicy::PerContract {
             node.disk.flush();
+        }
+        if first {
+            self.note_faults_at_commit(height);
         }
     }
 
@@ -1158,7 +1247,7 @@ impl World {
         // twin and halt it, turning every behaviour into silence.
         if self.nodes[i].behaviour.is_some()
             && let Some(m) = signed_message(&msg)
-            && signer_of(&m) == self.nodes[i].key.public()
+            && self.nodes[i].keys.iter().any(|k| k.public() == signer_of(&m))
         {
             return;
         }
@@ -1205,10 +1294,7 @@ impl World {
                         let next = live.core.height().next();
                         if self.commit_decided(i, hash, cert) {
                             pending.push_front(Input::Drain);
-                            pending.push_front(Input::Core(Event::NewHeight {
-                                height: next,
-                                validators: self.validators.clone(),
-                            }));
+                            pending.push_front(Input::Advance(next));
                         }
                         return;
                     }
@@ -1250,17 +1336,20 @@ impl World {
                 live.heard_height = live.heard_height.min(live.core.height());
             }
             Msg::SyncResponse(batch) => {
-                let me = self.validators.index_of(&self.nodes[i].key.public());
                 for (block, cert) in batch {
-                    let live = self.nodes[i].live.as_mut().expect("node is live");
+                    let Some(live) = self.nodes[i].live.as_ref() else { return };
                     let expected = Height(live.chain.len() as u64 + 1);
+                    // Judged against the set of its height from this node's own governance state.
+                    let set = gov_of(&live.state).next.clone();
+                    let me = self.key_for(i, &set).public();
+                    let me = set.index_of(&me);
+                    let live = self.nodes[i].live.as_mut().expect("node is live");
                     // A peer's word is not trusted: the certificate and the block are checked, as the node does.
-                    let signed_by_me =
-                        match check_synced(&self.genesis.chain_id, &self.validators, expected, &block, &cert, me) {
-                            SyncedBlock::Stale => continue,
-                            SyncedBlock::Gap | SyncedBlock::BadCertificate(_) => break,
-                            SyncedBlock::Apply { signed_by_me } => signed_by_me,
-                        };
+                    let signed_by_me = match check_synced(&self.genesis.chain_id, &set, expected, &block, &cert, me) {
+                        SyncedBlock::Stale => continue,
+                        SyncedBlock::Gap | SyncedBlock::BadCertificate(_) => break,
+                        SyncedBlock::Apply { signed_by_me } => signed_by_me,
+                    };
                     let parent = parent_of(&self.genesis, &live.chain);
                     let Ok(Ok(changes)) = execute_with_pool(
                         &live.mempool,
@@ -1285,7 +1374,7 @@ impl World {
                         }
                     }
                     self.commit_block(i, block, cert, &changes);
-                    self.feed(i, Event::NewHeight { height: next, validators: self.validators.clone() }, pending);
+                    self.advance(i, next, pending);
                     if self.nodes[i].live.is_none() {
                         return;
                     }
@@ -1310,7 +1399,10 @@ impl World {
         let hook = if honest_receiver { self.cfg.check_hook } else { None };
         let Some(live) = self.nodes[i].live.as_mut() else { return false };
         let tip = Height(live.chain.len() as u64);
-        let mut check = MessageCheck::new(&self.genesis.chain_id, &self.validators, tip);
+        // Each height judged against its own set: the tip's, the next and the one after (the node's rule).
+        let gov = gov_of(&live.state);
+        let mut check =
+            MessageCheck::with_sets(&self.genesis.chain_id, [&gov.current, &gov.next, &gov.after_next], tip);
         if let Some(h) = hook {
             check = h(check);
         }
@@ -1344,7 +1436,13 @@ impl World {
             Verdict::Ignore(_) => None,
             Verdict::Reject(reason) => {
                 self.report.gossip_rejected += 1;
-                if honest_receiver && honest_sender {
+                // Above tip + 2 the node judges a message against the newest set it knows (`MessageCheck::
+                // set_at`, a known gap of the node's rules): a validator added since, or a proposer of a set
+                // changed since, is refused there until this node catches up. Counted apart, not a violation.
+                let far = msg.height().is_some_and(|h| h.0 > tip.0 + 2);
+                if honest_receiver && honest_sender && far {
+                    self.report.far_height_refusals += 1;
+                } else if honest_receiver && honest_sender {
                     self.checker.violations.push(Violation::HonestPenalised {
                         node: i,
                         peer: from,
@@ -1360,6 +1458,7 @@ impl World {
             && matches!(live.peers.penalise(&from, o, now), Change::NowBanned { .. })
         {
             self.report.peer_bans += 1;
+            self.report.honest_peer_bans += u64::from(honest_receiver && honest_sender);
         }
         false
     }
@@ -1398,6 +1497,7 @@ impl World {
     /// Re-send this node's own signed messages of the current height.
     fn gossip(&mut self, i: usize) {
         self.maybe_sync(i);
+        self.offer_approvals(i);
         let Some(live) = self.nodes[i].live.as_ref() else { return };
         if let (Some(block_hash), Some(cert)) = (live.candidates.decided_without_block(), &live.decided_cert) {
             let req = Msg::ProposalRequest { height: cert.height, round: cert.round, block_hash };
@@ -1442,6 +1542,9 @@ impl World {
             None => {
                 if let Some(m) = signed_message(&msg) {
                     self.checker.on_honest_send(&m);
+                    self.report.spare_messages += u64::from(i >= self.cfg.validators);
+                    let rotated = self.nodes[i].keys.get(1).is_some_and(|k| k.public() == signer_of(&m));
+                    self.report.rotated_key_messages += u64::from(rotated);
                 }
                 self.broadcast_plain(i, msg);
             }
@@ -1489,228 +1592,6 @@ impl World {
         let replay = self.net_rng.chance(link.replay_per_mille).then(|| self.net_rng.range(1_000, 10_000));
         for d in [Some(first), dup, replay].into_iter().flatten() {
             self.push(self.now + d, Ev::Deliver { from, to, msg: msg.clone() });
-        }
-    }
-
-    // --- Byzantine behaviours -------------------------------------------------------------------------
-
-    /// Send `a` to half A and `b` to half B; with leaking, each also gets the other version.
-    fn send_split(&mut self, i: usize, a: Msg, b: Msg) {
-        for j in 0..self.nodes.len() {
-            if j == i {
-                continue;
-            }
-            let (mine, other) = if self.half_b[j] { (&b, &a) } else { (&a, &b) };
-            self.send(i, j, mine.clone());
-            if self.cfg.leak_equivocations {
-                self.send(i, j, other.clone());
-            }
-        }
-    }
-
-    fn byzantine_send(&mut self, i: usize, behaviour: Behaviour, msg: Msg) {
-        let key = self.nodes[i].key.clone();
-        let chain_id = self.genesis.chain_id.clone();
-        match (behaviour, msg) {
-            (Behaviour::Silent, _) => {}
-            (b, Msg::Proposal(p, Some(block))) if b.equivocates_proposals() && p.proposal.proposer == key.public() => {
-                let alt = self.alternative_block(i, &block);
-                let (h, r) = (p.proposal.height.0, p.proposal.round.0);
-                let p2 = ledger_core::Proposal { block_hash: alt.hash(), ..p.proposal.clone() }.sign(&chain_id, &key);
-                self.coalition.insert((h, r), (block.hash(), alt.hash()));
-                self.send_split(i, Msg::Proposal(p, Some(block)), Msg::Proposal(p2, Some(alt)));
-            }
-            (b, Msg::Vote(v)) if b.equivocates_votes() && v.vote.validator == key.public() => {
-                let (h, r) = (v.vote.height.0, v.vote.round.0);
-                let sign = |hash: Option<Hash>| Vote { block_hash: hash, ..v.vote.clone() }.sign(&chain_id, &key);
-                let (a, b2) = match (b, self.coalition.get(&(h, r))) {
-                    (Behaviour::ForkCoalition, Some((x, y))) => (sign(Some(*x)), sign(Some(*y))),
-                    _ => {
-                        let other = match v.vote.block_hash {
-                            Some(_) => None,
-                            None => Some(self.other_value(i, v.vote.round)),
-                        };
-                        (v.clone(), sign(other))
-                    }
-                };
-                self.send_split(i, Msg::Vote(a), Msg::Vote(b2));
-            }
-            (Behaviour::InvalidVoter, Msg::Proposal(p, Some(block))) if p.proposal.proposer == key.public() => {
-                let mut bad = (*block).clone();
-                bad.header.state_root = random_hash(&mut self.byz_rng);
-                let bad = Rc::new(bad);
-                self.invalid.insert((p.proposal.height.0, p.proposal.round.0), bad.hash());
-                let p2 = ledger_core::Proposal { block_hash: bad.hash(), ..p.proposal.clone() }.sign(&chain_id, &key);
-                self.broadcast_plain(i, Msg::Proposal(p2, Some(bad)));
-            }
-            (Behaviour::InvalidVoter, Msg::Vote(v)) if v.vote.validator == key.public() => {
-                let target = match self.invalid.get(&(v.vote.height.0, v.vote.round.0)) {
-                    Some(h) => *h,
-                    None => random_hash(&mut self.byz_rng),
-                };
-                let v2 = Vote { block_hash: Some(target), ..v.vote.clone() }.sign(&chain_id, &key);
-                self.broadcast_plain(i, Msg::Vote(v2));
-            }
-            (_, msg) => self.broadcast_plain(i, msg),
-        }
-    }
-
-    /// A different valid block for the same height: same parent, no transactions, a later timestamp.
-    fn alternative_block(&mut self, i: usize, block: &Block) -> Rc<Block> {
-        let key = self.nodes[i].key.public();
-        let live = self.nodes[i].live.as_mut().expect("node is live");
-        let parent = parent_of(&self.genesis, &live.chain);
-        let template = BlockTemplate {
-            parent,
-            proposer: key,
-            timestamp_ms: block.header.timestamp_ms + 1,
-            last_commit: block.last_commit.clone(),
-            approvals: Vec::new(),
-            evidence: Vec::new(),
-        };
-        let gov = gov_of(&live.state);
-        let built = build_block(&live.state, live.state.lthash(), gov, template, &self.params, Vec::new(), &|_| true)
-            .expect("the in-memory store cannot fail");
-        let alt = Rc::new(built.block);
-        live.candidates.insert_built(alt.clone(), built.changes);
-        alt
-    }
-
-    /// Some block hash other than nil for a conflicting vote: a proposal seen at this round, else random.
-    fn other_value(&mut self, i: usize, round: Round) -> Hash {
-        let seen = self.nodes[i]
-            .live
-            .as_ref()
-            .and_then(|l| l.proposals.iter().find(|p| p.proposal.round == round).map(|p| p.proposal.block_hash));
-        seen.unwrap_or_else(|| random_hash(&mut self.byz_rng))
-    }
-
-    /// Re-send a few remembered messages (any height, any signer) to random peers.
-    fn replay_old(&mut self, i: usize) {
-        let n = self.nodes.len();
-        for _ in 0..3 {
-            let log = &self.nodes[i].log;
-            if log.is_empty() {
-                return;
-            }
-            let m = log[self.byz_rng.index(log.len())].clone();
-            let to = (i + 1 + self.byz_rng.index(n - 1)) % n;
-            self.send(i, to, m);
-        }
-    }
-
-    /// Forged votes and proposals (valid messages of others with a broken signature), votes signed by a
-    /// key outside the set, and replays of old messages, [`FLOOD_PER_ROUND`] per peer per gossip round.
-    fn flood(&mut self, i: usize) {
-        let Some(live) = self.nodes[i].live.as_ref() else { return };
-        let height = live.core.height();
-        let outsider = Keypair::from_seed(&[0xF1; 32]);
-        let n = self.nodes.len();
-        for to in (0..n).filter(|j| *j != i) {
-            for k in 0..FLOOD_PER_ROUND {
-                let round = Round(self.byz_rng.range(0, 3) as u32);
-                let validator = self.validators.validators()[self.byz_rng.index(n)].public_key;
-                let vote = Vote {
-                    kind: ledger_core::VoteKind::Prevote,
-                    height,
-                    round,
-                    block_hash: Some(random_hash(&mut self.byz_rng)),
-                    validator,
-                };
-                let msg = match k % 5 {
-                    3 => Msg::Txs(Rc::new(vec![self.forged_tx(i, &outsider)])),
-                    4 => Msg::Txs(Rc::new(vec![self.unfunded_or_replayed_tx(i, &outsider)])),
-                    0 => {
-                        let mut v = vote.sign(&self.genesis.chain_id, &outsider);
-                        v.vote.validator = validator; // someone else's name on the outsider's signature
-                        Msg::Vote(v)
-                    }
-                    1 => {
-                        Msg::Vote(Vote { validator: outsider.public(), ..vote }.sign(&self.genesis.chain_id, &outsider))
-                    }
-                    _ => {
-                        let proposer = self.validators.proposer(height, round).public_key;
-                        let p = ledger_core::Proposal {
-                            height,
-                            round,
-                            pol_round: None,
-                            block_hash: random_hash(&mut self.byz_rng),
-                            proposer,
-                        }
-                        .sign(&self.genesis.chain_id, &outsider);
-                        Msg::Proposal(p, None)
-                    }
-                };
-                self.send(i, to, msg);
-            }
-        }
-    }
-
-    /// A transfer from a funded account whose signature is broken (the id covers it: a new id each time).
-    fn forged_tx(&mut self, i: usize, outsider: &Keypair) -> SignedTransaction {
-        let from = &self.accounts[self.byz_rng.index(self.accounts.len())];
-        let height = self.nodes[i].live.as_ref().map_or(Height(1), |l| l.core.height());
-        let tx = Transaction {
-            chain_id: self.genesis.chain_id.clone(),
-            sender: from.public(),
-            recipient: outsider.public(),
-            amount: self.byz_rng.range(1, 1_000),
-            fee: 1,
-            nonce: self.byz_rng.range(0, 8),
-            expiry_height: height.0 + 100,
-            memo: String::new(),
-        };
-        // The outsider's signature under the account holder's name.
-        let forged = tx.clone().sign(outsider);
-        SignedTransaction::new(tx, *forged.signature())
-    }
-
-    /// Half the time a well-signed transfer from an account that does not exist (fresh each time, so its
-    /// signature would be checked if the cheap checks did not come first); else a committed transaction
-    /// replayed.
-    fn unfunded_or_replayed_tx(&mut self, i: usize, outsider: &Keypair) -> SignedTransaction {
-        let committed: Option<SignedTransaction> = self.nodes[i].live.as_ref().and_then(|l| {
-            let with_txs: Vec<&Rc<Block>> = l.chain.iter().map(|(b, _)| b).filter(|b| !b.txs.is_empty()).collect();
-            with_txs.last().map(|b| b.txs[0].clone())
-        });
-        if let Some(tx) = committed
-            && self.byz_rng.chance(500)
-        {
-            return tx;
-        }
-        let mut seed = [0u8; 32];
-        seed[..8].copy_from_slice(&self.byz_rng.next_u64().to_le_bytes());
-        let nobody = Keypair::from_seed(&seed);
-        let height = self.nodes[i].live.as_ref().map_or(Height(1), |l| l.core.height());
-        Transaction {
-            chain_id: self.genesis.chain_id.clone(),
-            sender: nobody.public(),
-            recipient: outsider.public(),
-            amount: 1,
-            fee: 1,
-            nonce: 0,
-            expiry_height: height.0 + 100,
-            memo: String::new(),
-        }
-        .sign(&nobody)
-    }
-
-    /// Signed votes for rounds far ahead of the current one, some beyond the core's window.
-    fn skip_rounds(&mut self, i: usize) {
-        let key = self.nodes[i].key.clone();
-        let Some(live) = self.nodes[i].live.as_ref() else { return };
-        let (height, round) = (live.core.height(), live.core.round());
-        for _ in 0..2 {
-            let ahead = self.byz_rng.range(1, 40) as u32;
-            let kind = if self.byz_rng.chance(500) {
-                ledger_core::VoteKind::Prevote
-            } else {
-                ledger_core::VoteKind::Precommit
-            };
-            let block_hash = if self.byz_rng.chance(500) { None } else { Some(random_hash(&mut self.byz_rng)) };
-            let v = Vote { kind, height, round: Round(round.0 + ahead), block_hash, validator: key.public() }
-                .sign(&self.genesis.chain_id, &key);
-            self.broadcast_plain(i, Msg::Vote(v));
         }
     }
 }
