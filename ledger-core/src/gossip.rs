@@ -484,8 +484,9 @@ impl<'a> MessageCheck<'a> {
 
     /// The set of `height` (`Some(set, true)` when it is known for sure: the tip and the two heights after);
     /// above that, the newest set known, which a change decided since may not match. Messages for those
-    /// heights are judged against it as if it were theirs (what lets a node far behind learn that it is and
-    /// sync; a validator added since is refused there until that node catches up: a known gap).
+    /// heights from its members are judged against it (what lets a node far behind learn that it is and
+    /// sync); a signer outside it, or a proposer off its schedule, is dropped without blame
+    /// ([`DropReason::FarHeight`]): it may be a validator added since.
     pub fn set_at(&self, height: Height) -> Option<(&'a ValidatorSet, bool)> {
         let ahead = height.0.checked_sub(self.tip.0)?;
         match self.sets.get(usize::try_from(ahead).ok()?) {
@@ -516,8 +517,12 @@ impl<'a> MessageCheck<'a> {
             return Verdict::Ignore(DropReason::OldHeight);
         }
         let Some((set, known)) = self.set_at(v.vote.height) else { return Verdict::Ignore(DropReason::OldHeight) };
-        let _ = known;
         if set.index_of(&v.vote.validator).is_none() {
+            // Far ahead, a validator added (or a key rotated) since the newest set known here: not the
+            // sender's fault. Dropped before any signature check, so it costs a flooder's target nothing.
+            if !known {
+                return Verdict::Ignore(DropReason::FarHeight);
+            }
             return Verdict::Reject(format!("vote signer {} is not a validator", v.vote.validator));
         }
         let digest = vote_digest(v);
@@ -555,8 +560,11 @@ impl<'a> MessageCheck<'a> {
             return Verdict::Ignore(DropReason::OldHeight);
         }
         let Some((set, known)) = self.set_at(prop.height) else { return Verdict::Ignore(DropReason::OldHeight) };
-        let _ = known;
         if set.proposer(prop.height, prop.round).public_key != prop.proposer {
+            // Far ahead, the proposer schedule of a set changed since may differ: no blame.
+            if !known {
+                return Verdict::Ignore(DropReason::FarHeight);
+            }
             return Verdict::Reject(format!(
                 "{} is not the proposer of height {} round {}",
                 prop.proposer, prop.height, prop.round.0

@@ -281,8 +281,8 @@ pub struct Report {
     pub key_switches: u64,
     pub spare_messages: u64,
     pub rotated_key_messages: u64,
-    /// Honest messages for heights above the receiver's tip + 2 refused as invalid because the newest set it
-    /// knows is not theirs (the node's known gap; see `World::admit`): counted, not a violation.
+    /// Messages from honest peers for heights above the receiver's tip + 2 dropped without blame
+    /// (`DropReason::FarHeight`: a signer or proposer of a set changed since the newest one it knows).
     pub far_height_refusals: u64,
     /// Honest peers banned by honest nodes (over budget, or by far-height refusals).
     pub honest_peer_bans: u64,
@@ -1433,16 +1433,16 @@ impl World {
         let offence = match &verdict {
             Verdict::Accept => return true,
             Verdict::Ignore(DropReason::OverBudget) => Some(Offence::OverBudget),
+            Verdict::Ignore(DropReason::FarHeight) => {
+                // Above tip + 2 the node judges a message against the newest set it knows: a validator added
+                // since is dropped there without blame until this node catches up.
+                self.report.far_height_refusals += 1;
+                None
+            }
             Verdict::Ignore(_) => None,
             Verdict::Reject(reason) => {
                 self.report.gossip_rejected += 1;
-                // Above tip + 2 the node judges a message against the newest set it knows (`MessageCheck::
-                // set_at`, a known gap of the node's rules): a validator added since, or a proposer of a set
-                // changed since, is refused there until this node catches up. Counted apart, not a violation.
-                let far = msg.height().is_some_and(|h| h.0 > tip.0 + 2);
-                if honest_receiver && honest_sender && far {
-                    self.report.far_height_refusals += 1;
-                } else if honest_receiver && honest_sender {
+                if honest_receiver && honest_sender {
                     self.checker.violations.push(Violation::HonestPenalised {
                         node: i,
                         peer: from,

@@ -572,15 +572,29 @@ export async function network(view) {
 
 // ---------------------------------------------------------------------------------------------- evidence
 
-export function evidence(view) {
+export async function evidence(view) {
+  const page = await api("/evidence?limit=100");
   document.title = "Evidence · ledger explorer";
+  const hash = (x) => (x ? short(x) : h("span", { class: "muted" }, "nil"));
   fill(
     view,
     h(
       "section",
       { class: "card", "data-page": "evidence" },
       h("h1", {}, "Evidence"),
-      h("p", {}, "Not available yet: this chain does not record misbehaviour evidence (it comes with validator-set changes). Nothing is shown rather than something made up."),
+      h("p", { class: "muted" }, "Committed equivocation: one validator signed two different votes for one slot. The validator leaves the set two blocks after the block that carries the evidence (jailed), and comes back only through an approved change."),
+      table(
+        ["Block", "Validator", "Slot", "Votes for", "Jailed from"],
+        page.evidence.map((e) => [
+          blockLink(e.block_height),
+          short(e.validator),
+          `height ${num(e.height)} round ${e.round} ${e.kind}`,
+          h("span", {}, hash(e.first_block_hash), " / ", hash(e.second_block_hash)),
+          num(e.jailed_from_height),
+        ]),
+        { empty: "No equivocation has been committed on this chain." },
+      ),
+      page.next ? h("p", { class: "muted" }, "Older evidence: GET /evidence?before=" + page.next) : null,
     ),
   );
 }
