@@ -283,12 +283,19 @@ pub async fn validators(
             }
         }
     }
-    let members = |set: &ledger_core::ValidatorSet| -> Vec<SetMemberView> {
-        set.validators()
+    let members = |next: &ledger_core::ValidatorSet| -> Vec<SetMemberView> {
+        next.validators()
             .iter()
             .map(|v| SetMemberView {
                 address: v.public_key.to_address_string(),
                 voting_power: v.power,
+                share_bps: share_bps(v.power, next.total_power()),
+                status: match set.power_of(&v.public_key) {
+                    None => "joining",
+                    Some(p) if p != v.power => "power_change",
+                    Some(_) => "staying",
+                }
+                .into(),
                 moniker: v.moniker.clone(),
             })
             .collect()
@@ -315,10 +322,18 @@ pub async fn validators(
                 index: i,
                 address: v.public_key.to_address_string(),
                 voting_power: v.power,
+                share_bps: share_bps(v.power, set.total_power()),
                 moniker: v.moniker.clone(),
                 blocks_proposed: proposed.get(&v.public_key).copied().unwrap_or(0),
                 blocks_missed: missed.get(&v.public_key).copied().unwrap_or(0),
-                status: if gov.after_next.index_of(&v.public_key).is_some() { "active" } else { "leaving" }.into(),
+                status: if gov.jailed.contains(&v.public_key) {
+                    "jailed"
+                } else if gov.after_next.index_of(&v.public_key).is_some() {
+                    "active"
+                } else {
+                    "leaving"
+                }
+                .into(),
                 jailed: gov.jailed.contains(&v.public_key),
             })
             .collect(),
@@ -332,6 +347,15 @@ pub async fn validators(
         pending_changes,
         jailed: gov.jailed.iter().map(|k| k.to_address_string()).collect(),
     }))
+}
+
+/// `power` as a share of `total` in basis points (1/100 of a percent), rounded down; integers only, so
+/// every node prints the same.
+pub(crate) fn share_bps(power: u64, total: u64) -> u64 {
+    if total == 0 {
+        return 0;
+    }
+    u64::try_from(u128::from(power) * 10_000 / u128::from(total)).unwrap_or(10_000)
 }
 
 /// Height `h`'s proposer and the signers of its certificate as carried on chain in block `h + 1`
@@ -881,6 +905,16 @@ pub fn tx_hex(tx: &SignedTransaction) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn shares_are_whole_basis_points_rounded_down() {
+        assert_eq!(share_bps(1, 4), 2500);
+        assert_eq!(share_bps(1, 3), 3333);
+        assert_eq!(share_bps(10, 10), 10_000);
+        assert_eq!(share_bps(0, 10), 0);
+        assert_eq!(share_bps(5, 0), 0);
+        assert_eq!(share_bps(u64::MAX, u64::MAX), 10_000);
+    }
 
     /// The patterns in the `#[utoipa::path]` attributes (which must be literals) are the parsers' ones.
     #[test]

@@ -111,6 +111,7 @@ pub async fn validator_transitions(
                     detail: format!("the {what} at height {before} is not stored"),
                 };
                 let header = st.header(before)?.ok_or_else(|| missing("block header"))?;
+                let previous = st.validator_set_at(before).ok_or_else(|| missing("validator set"))?;
                 let cert = st.certificate(before)?.ok_or_else(|| missing("certificate"))?;
                 transitions.push(SetTransitionView {
                     first_height: first.0,
@@ -122,6 +123,13 @@ pub async fn validator_transitions(
                         .map(|v| SetMemberView {
                             address: v.public_key.to_address_string(),
                             voting_power: v.power,
+                            share_bps: super::handlers::share_bps(v.power, set.total_power()),
+                            status: match previous.power_of(&v.public_key) {
+                                None => "joining",
+                                Some(p) if p != v.power => "power_change",
+                                Some(_) => "staying",
+                            }
+                            .into(),
                             moniker: v.moniker.clone(),
                         })
                         .collect(),

@@ -87,7 +87,10 @@ pub struct ValidatorView {
     /// has no signature of this validator. The same on every node for the same range. Heights at which it
     /// was not in the set do not count.
     pub blocks_missed: u64,
-    /// `active`; `leaving` when a decided change or a jailing removes it from the next heights' set.
+    /// Voting power as a share of the set's total, in basis points (2500 = 25 %), rounded down.
+    pub share_bps: u64,
+    /// `active`; `leaving` when a decided change removes it from the next heights' set; `jailed` when
+    /// committed equivocation evidence removes it (it returns only through an approved add).
     pub status: String,
     /// Jailed for equivocation (it leaves the set at the next activation and returns only through governance).
     pub jailed: bool,
@@ -98,6 +101,11 @@ pub struct ValidatorView {
 pub struct SetMemberView {
     pub address: String,
     pub voting_power: u64,
+    /// Share of the upcoming set's total power, in basis points, rounded down.
+    pub share_bps: u64,
+    /// Against the current set: `staying`, `power_change` (its power changes) or `joining` (an approved add,
+    /// or the new key of a rotation).
+    pub status: String,
     pub moniker: String,
 }
 

@@ -1013,7 +1013,7 @@ mod tests {
         .await
         .unwrap();
 
-        // A forged tx (bad signature), a proposal signed by a non-validator, and garbage.
+        // A forged tx (bad signature), proposals signed by a non-validator, and garbage.
         let good = transfer(&g, 1, 0, 3);
         let forged = SignedTransaction::new(good.tx().clone(), Signature([9; 64]));
         attacker.publish(GossipMessage::TxBatch(vec![forged.clone()])).await.unwrap();
@@ -1021,6 +1021,19 @@ mod tests {
         let outsider = Keypair::from_seed(&[77; 32]);
         let proposal = Proposal {
             height: Height(1_000),
+            round: Round(0),
+            pol_round: None,
+            block_hash: block.hash(),
+            proposer: outsider.public(),
+        }
+        .sign(&g.chain_id, &outsider);
+        let msg = crate::wire::ProposalMessage { proposal, block: block.clone(), resend: 0 };
+        attacker.publish(GossipMessage::Proposal(Box::new(msg))).await.unwrap();
+        // That one is far above the tip, where a signer outside the newest set known may be a validator added
+        // since: dropped without blame. The same at the next heights, whose set is known, is an offence.
+        let near = node.shared.storage.latest_height().unwrap().0 + 2;
+        let proposal = Proposal {
+            height: Height(near),
             round: Round(0),
             pol_round: None,
             block_hash: block.hash(),
