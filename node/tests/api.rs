@@ -900,6 +900,7 @@ async fn openapi_lists_every_route() {
         "GET /genesis",
         "GET /validators",
         "GET /validators/transitions",
+        "GET /evidence",
         "GET /peers",
         "GET /blocks",
         "GET /blocks/{height}",

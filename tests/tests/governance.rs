@@ -304,7 +304,7 @@ fn verify_across_the_changes(net: &Localnet, id: &str) -> Result<()> {
     let honest = wallet(&node, &from_genesis)?;
     assert_eq!(
         (honest["verified"].clone(), honest["transitions_followed"].clone()),
-        (Value::Bool(true), Value::from(2))
+        (Value::Bool(true), Value::from(3))
     );
     Ok(())
 }

@@ -73,8 +73,10 @@ fn parse_cursor(s: &str) -> Result<(Height, u16), ApiError> {
         return Err(bad());
     }
     let h: u64 = h.parse().map_err(|_| bad())?;
-    let i: u16 = i.parse().map_err(|_| bad())?;
-    Ok((Height(h), i))
+    // Nineteen digits always fit a u64; an index above the largest possible one means "before all of that
+    // height's evidence", which (h, u16::MAX) means too (a block carries at most EVIDENCE_PER_BLOCK_MAX).
+    let i: u32 = i.parse().map_err(|_| bad())?;
+    Ok((Height(h), u16::try_from(i).unwrap_or(u16::MAX)))
 }
 
 #[utoipa::path(get, path = "/evidence", tag = "governance", params(EvidenceQuery),
@@ -124,7 +126,9 @@ mod tests {
     #[test]
     fn cursor_parses_exactly_its_pattern() {
         assert_eq!(parse_cursor("12:3").unwrap(), (Height(12), 3));
-        for bad in ["", "12", ":3", "12:", "a:1", "1:70000", "99999999999999999999:1", "1:2:3", "-1:2", " 1:2"] {
+        assert_eq!(parse_cursor("0:66603").unwrap(), (Height(0), u16::MAX), "what the pattern allows is accepted");
+        assert_eq!(parse_cursor("9999999999999999999:99999").unwrap(), (Height(9_999_999_999_999_999_999), u16::MAX));
+        for bad in ["", "12", ":3", "12:", "a:1", "1:700000", "99999999999999999999:1", "1:2:3", "-1:2", " 1:2"] {
             assert!(parse_cursor(bad).is_err(), "{bad:?}");
         }
     }
