@@ -17,30 +17,33 @@ use tests::harness::{Localnet, run_ledgerd, tampering_proxy, wait_for, wallet_bi
 
 const STEP: Duration = Duration::from_secs(90);
 
-/// Run the wallet with `--output json` against `node`: its exit code, its one JSON document and stderr.
-fn wallet_exit(node: &str, args: &[&str]) -> Result<(i32, Value, String)> {
+fn run_wallet(node: &str, args: &[&str]) -> Result<(Option<i32>, String, String)> {
     let out = Command::new(wallet_bin()?)
         .args(["--output", "json", "--node", node])
         .args(args)
         .output()
         .context("running wallet")?;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let doc = serde_json::from_str(&stdout).with_context(|| format!("stdout is not one JSON document: {stdout:?}"))?;
-    Ok((out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stderr).to_string()))
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    Ok((out.status.code(), text(&out.stdout), text(&out.stderr)))
+}
+
+fn json(stdout: &str) -> Result<Value> {
+    serde_json::from_str(stdout).with_context(|| format!("stdout is not one JSON document: {stdout:?}"))
+}
+
+/// Run the wallet with `--output json` against `node`: its exit code, its one JSON document and stderr.
+fn wallet_exit(node: &str, args: &[&str]) -> Result<(i32, Value, String)> {
+    let (code, stdout, stderr) = run_wallet(node, args)?;
+    Ok((code.unwrap_or(-1), json(&stdout)?, stderr))
 }
 
 /// Run the wallet with `--output json` against `node`; the JSON document, or why it failed.
 fn wallet(node: &str, args: &[&str]) -> Result<Value> {
-    let out = Command::new(wallet_bin()?)
-        .args(["--output", "json", "--node", node])
-        .args(args)
-        .output()
-        .context("running wallet")?;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    if !out.status.success() {
-        bail!("wallet {args:?} exited {:?}: {stdout} {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    let (code, stdout, stderr) = run_wallet(node, args)?;
+    if code != Some(0) {
+        bail!("wallet {args:?} exited {code:?}: {stdout} {stderr}");
     }
-    serde_json::from_str(&stdout).with_context(|| format!("stdout is not one JSON document: {stdout:?}"))
+    json(&stdout)
 }
 
 fn key_file(net: &Localnet, i: usize) -> PathBuf {

@@ -12,10 +12,15 @@ use tests::sim::{
 /// Run seeds `range` of the random mix (double-sign guard on, signer losses mixed in); fail with every
 /// failing seed and its configuration.
 fn mixed(range: std::ops::Range<u64>) -> Vec<Report> {
+    mixed_with(range, |seed| SimConfig::random(seed, None, None))
+}
+
+/// Run the configurations `make` draws for the seeds of `range`; fail with every failing seed.
+fn mixed_with(range: std::ops::Range<u64>, make: fn(u64) -> SimConfig) -> Vec<Report> {
     let mut failures = String::new();
     let mut reports = Vec::new();
     for seed in range {
-        let cfg = SimConfig::random(seed, None, None);
+        let cfg = make(seed);
         let r = run(&cfg);
         if !r.violations.is_empty() {
             failures.push_str(&format!("FAILED seed={seed}\n{cfg}"));
@@ -425,21 +430,7 @@ fn flooder_is_banned_and_the_network_stays_live() {
 
 /// Run seeds `range` of the random mix with validator-set changes; fail with every failing seed.
 fn mixed_governance(range: std::ops::Range<u64>) -> Vec<Report> {
-    let mut failures = String::new();
-    let mut reports = Vec::new();
-    for seed in range {
-        let cfg = SimConfig::random_with_governance(seed, None, None);
-        let r = run(&cfg);
-        if !r.violations.is_empty() {
-            failures.push_str(&format!("FAILED seed={seed}\n{cfg}"));
-            for v in &r.violations {
-                failures.push_str(&format!("  {v}\n"));
-            }
-        }
-        reports.push(r);
-    }
-    assert!(failures.is_empty(), "{failures}");
-    reports
+    mixed_with(range, |seed| SimConfig::random_with_governance(seed, None, None))
 }
 
 /// The governance mix must exercise every kind of change, around partitions and crashes, with the added

@@ -1,7 +1,7 @@
 //! Durable chain storage on sled 0.34.
 //!
 //! Everything lives in ONE sled tree, `chain`, under one-byte key prefixes, so that a committed block (its
-//! bytes, certificate, hash index, tx index run, account-history delta (see [`addrindex`]), new height and, at a state checkpoint, every account changed
+//! bytes, certificate, hash index, tx index run, account-history delta (see [`addrindex`]), evidence index, new height and, at a state checkpoint, every account changed
 //! since the last one with the lattice hash and the state height) is written by a single `apply_batch`, which
 //! sled applies atomically. Multi-tree transactions are avoided on purpose: they are optimistic and may re-run
 //! their closure.
@@ -544,11 +544,8 @@ impl Storage {
         for item in self.chain.range(&start[..]..&end[..]).keys().rev().take(limit) {
             let key = item.map_err(StorageError::from)?;
             let corrupt = |detail: &str| StorageError::Corrupt { what: "evidence index".into(), detail: detail.into() };
-            let (Ok(h), Ok(i)) =
-                (<[u8; 8]>::try_from(&key[1..9.min(key.len())]), <[u8; 2]>::try_from(&key[9.min(key.len())..]))
-            else {
-                return Err(corrupt("a key of the wrong length"));
-            };
+            let Ok(k) = <[u8; 11]>::try_from(&key[..]) else { return Err(corrupt("a key of the wrong length")) };
+            let (h, i) = ([k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]], [k[9], k[10]]);
             let (height, index) = (Height(u64::from_be_bytes(h)), u16::from_be_bytes(i));
             if block.as_ref().is_none_or(|b| b.height() != height) {
                 block = self.block(height)?;
