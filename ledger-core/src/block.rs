@@ -13,8 +13,8 @@ use crate::params::ConsensusParams;
 use crate::tx::SignedTransaction;
 use crate::types::Height;
 
-/// Version of the block format and state-transition rules.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version of the block format and state-transition rules (3: the state root is a sparse Merkle tree root).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The header. Its hash is the block hash, so it commits to the txs (Merkle root), the state after the
 /// block, and the certificate of the previous block.

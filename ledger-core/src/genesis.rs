@@ -129,9 +129,7 @@ impl Genesis {
     /// The state before block 1.
     pub fn initial_state(&self) -> MemStore {
         let mut store = MemStore::new();
-        for a in &self.accounts {
-            store.set_account(a.address, Account { balance: a.balance, nonce: 0 });
-        }
+        store.set_accounts(self.accounts.iter().map(|a| (a.address, Account { balance: a.balance, nonce: 0 })));
         if let Ok(gov) = self.initial_gov() {
             store.set_gov(gov);
         }

@@ -1,12 +1,8 @@
 //! Account state and the state transition.
 //!
-//! State is a map from address to [`Account`]. Its root is a lattice hash (LtHash, Bellare–Micciancio /
-//! Lewi et al.): every non-empty account maps to a 1024-lane vector of u16 (blake3 XOF, 2 KiB) and the state
-//! is the lane-wise sum mod 2^16; the root is the blake3 of that sum. Why not a sparse Merkle tree: an
-//! update there costs ~256 hashes per touched account, 50-100 µs, which would be most of a 10k tx/s budget;
-//! the lattice hash costs one 2 KiB XOF per touched account before and after a block, is independent of
-//! the order accounts were created or updated by construction, and needs no tree on disk. What it does not
-//! give is per-account inclusion proofs; transactions are proven by the tx Merkle root instead.
+//! State is a map from address to [`Account`]. Its root is the root of a compressed sparse Merkle tree
+//! ([`crate::statetree`]): a block's changed accounts are applied to the parent's tree in one sorted batch,
+//! and any account's presence or absence can be proven against a header's `state_root`.
 //!
 //! Storage is the [`AccountStore`] trait: the node backs it with sled, tests with [`MemStore`].
 
@@ -19,9 +15,10 @@ use crate::block::{Block, BlockError, BlockHeader, PROTOCOL_VERSION, Parent};
 use crate::cert::CommitCertificate;
 use crate::crypto::Address;
 use crate::governance::{Approval, Evidence, GovEvents, GovState};
-use crate::hash::{Domain, Hash};
+use crate::hash::Hash;
 use crate::merkle;
 use crate::params::ConsensusParams;
+use crate::statetree::StateTree;
 use crate::tx::{SignedTransaction, TxError, TxId};
 use crate::types::Height;
 
@@ -48,72 +45,6 @@ pub struct StoreError(pub String);
 pub trait AccountStore {
     /// The account at `address`, or the empty account.
     fn account(&self, address: &Address) -> Result<Account, StoreError>;
-}
-
-/// Number of u16 lanes of the lattice hash.
-pub const LTHASH_LANES: usize = 1024;
-
-/// Lattice hash of a set of accounts: order-independent, updated per touched account.
-#[derive(Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct LtHash(Box<[u16; LTHASH_LANES]>);
-
-impl std::fmt::Debug for LtHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LtHash({:?})", self.root())
-    }
-}
-
-impl Default for LtHash {
-    fn default() -> Self {
-        LtHash(Box::new([0; LTHASH_LANES]))
-    }
-}
-
-impl LtHash {
-    fn element(address: &Address, account: &Account) -> [u16; LTHASH_LANES] {
-        let mut h = Hash::hasher(Domain::StateLeaf);
-        h.update(&address.0);
-        h.update(&account.balance.to_le_bytes());
-        h.update(&account.nonce.to_le_bytes());
-        let mut bytes = [0u8; LTHASH_LANES * 2];
-        h.finalize_xof().fill(&mut bytes);
-        let mut lanes = [0u16; LTHASH_LANES];
-        for (lane, b) in lanes.iter_mut().zip(bytes.chunks_exact(2)) {
-            *lane = u16::from_le_bytes([b[0], b[1]]);
-        }
-        lanes
-    }
-
-    /// Add an account to the set (no-op for the empty account).
-    pub fn insert(&mut self, address: &Address, account: &Account) {
-        if account.is_empty() {
-            return;
-        }
-        let e = Self::element(address, account);
-        for (a, b) in self.0.iter_mut().zip(e.iter()) {
-            *a = a.wrapping_add(*b);
-        }
-    }
-
-    /// Remove an account from the set (no-op for the empty account).
-    pub fn remove(&mut self, address: &Address, account: &Account) {
-        if account.is_empty() {
-            return;
-        }
-        let e = Self::element(address, account);
-        for (a, b) in self.0.iter_mut().zip(e.iter()) {
-            *a = a.wrapping_sub(*b);
-        }
-    }
-
-    /// The 32-byte state root.
-    pub fn root(&self) -> Hash {
-        let mut bytes = [0u8; LTHASH_LANES * 2];
-        for (chunk, lane) in bytes.chunks_exact_mut(2).zip(self.0.iter()) {
-            chunk.copy_from_slice(&lane.to_le_bytes());
-        }
-        Hash::digest(Domain::StateRoot, &bytes)
-    }
 }
 
 /// Everything a transaction is applied in: which chain, which limits, which block.
@@ -216,21 +147,19 @@ impl<'s, S: AccountStore + ?Sized> StateOverlay<'s, S> {
         Ok(())
     }
 
-    /// Finish: the changed accounts (sorted by address) and the new lattice hash, from `lthash`, the
-    /// lattice hash of the base state, with the governance state after the block. Cost is proportional to
-    /// the accounts touched.
-    pub fn finish(self, lthash: &LtHash, gov: GovState, gov_events: GovEvents) -> StateChanges {
-        let mut lthash = lthash.clone();
-        let mut accounts = Vec::new();
-        for (address, (before, after)) in self.touched {
-            if before != after {
-                lthash.remove(&address, &before);
-                lthash.insert(&address, &after);
-                accounts.push((address, after));
-            }
-        }
-        let state_root = lthash.root();
-        StateChanges { accounts, lthash, state_root, gov, gov_events }
+    /// Finish: the changed accounts (sorted by address) and the new state tree, from `tree`, the tree of
+    /// the base state, with the governance state after the block. Cost is proportional to the accounts
+    /// touched (times the tree's depth).
+    pub fn finish(self, tree: &StateTree, gov: GovState, gov_events: GovEvents) -> StateChanges {
+        let accounts: Vec<(Address, Account)> = self
+            .touched
+            .into_iter()
+            .filter(|(_, (before, after))| before != after)
+            .map(|(address, (_, after))| (address, after))
+            .collect();
+        let tree = tree.apply(accounts.iter().copied());
+        let state_root = tree.root();
+        StateChanges { accounts, tree, state_root, gov, gov_events }
     }
 }
 
@@ -239,7 +168,8 @@ impl<'s, S: AccountStore + ?Sized> StateOverlay<'s, S> {
 pub struct StateChanges {
     /// Changed accounts with their new values, sorted by address.
     pub accounts: Vec<(Address, Account)>,
-    pub lthash: LtHash,
+    /// The state tree after the block (shares every unchanged node with the one before).
+    pub tree: StateTree,
     pub state_root: Hash,
     /// The governance state after the block (validator sets, pending changes, jailed validators).
     pub gov: GovState,
@@ -247,12 +177,12 @@ pub struct StateChanges {
     pub gov_events: GovEvents,
 }
 
-/// Execute a block on `store` (whose lattice hash is `lthash`) and `gov` (the governance state after the
+/// Execute a block on `store` (whose state tree is `tree`) and `gov` (the governance state after the
 /// parent), after the stateless block checks, and compare the resulting state root, next validators hash and
 /// governance root with the header's. `verified(id)` tells which tx signatures are already known to be valid.
 pub fn apply_block<S: AccountStore + ?Sized>(
     store: &S,
-    lthash: &LtHash,
+    tree: &StateTree,
     gov: &GovState,
     block: &Block,
     parent: &Parent<'_>,
@@ -282,7 +212,7 @@ pub fn apply_block<S: AccountStore + ?Sized>(
     if h.gov_root != gov_root {
         return Err(BlockError::GovRootMismatch { expected: gov_root, got: h.gov_root }.into());
     }
-    let changes = overlay.finish(lthash, gov, events);
+    let changes = overlay.finish(tree, gov, events);
     if changes.state_root != block.header.state_root {
         return Err(BlockError::StateRootMismatch { expected: changes.state_root, got: block.header.state_root }.into());
     }
@@ -323,7 +253,7 @@ pub struct BuiltBlock {
 /// the block is full are neither included nor rejected.
 pub fn build_block<S: AccountStore + ?Sized>(
     store: &S,
-    lthash: &LtHash,
+    tree: &StateTree,
     gov: &GovState,
     template: BlockTemplate<'_>,
     params: &ConsensusParams,
@@ -377,7 +307,7 @@ pub fn build_block<S: AccountStore + ?Sized>(
     let next_validators_hash = gov_after.next.hash();
     let gov_root = gov_after.root();
     let ops_hash = crate::governance::ops_hash(&approvals, &evidence);
-    let changes = overlay.finish(lthash, gov_after, events);
+    let changes = overlay.finish(tree, gov_after, events);
     let ids: Vec<Hash> = txs.iter().map(SignedTransaction::id).collect();
     let header = BlockHeader {
         version: PROTOCOL_VERSION,
@@ -402,7 +332,7 @@ pub fn build_block<S: AccountStore + ?Sized>(
 #[derive(Clone, Debug, Default)]
 pub struct MemStore {
     accounts: BTreeMap<Address, Account>,
-    lthash: LtHash,
+    tree: StateTree,
     /// The governance state beside the accounts (`None` for a store not made from a genesis).
     gov: Option<GovState>,
 }
@@ -412,12 +342,12 @@ impl MemStore {
         Self::default()
     }
 
-    pub fn lthash(&self) -> &LtHash {
-        &self.lthash
+    pub fn tree(&self) -> &StateTree {
+        &self.tree
     }
 
     pub fn state_root(&self) -> Hash {
-        self.lthash.root()
+        self.tree.root()
     }
 
     /// The governance state after the last committed block (from genesis: the genesis set).
@@ -439,18 +369,29 @@ impl MemStore {
                 self.accounts.insert(*address, *account);
             }
         }
-        self.lthash = changes.lthash.clone();
+        self.tree = changes.tree.clone();
     }
 
-    /// Set an account directly (genesis allocation), keeping the lattice hash in step.
+    /// Set an account directly (genesis allocation), keeping the state tree in step.
     pub fn set_account(&mut self, address: Address, account: Account) {
-        let before = self.accounts.get(&address).copied().unwrap_or_default();
-        self.lthash.remove(&address, &before);
-        self.lthash.insert(&address, &account);
+        self.tree = self.tree.apply([(address, account)]);
         if account.is_empty() {
             self.accounts.remove(&address);
         } else {
             self.accounts.insert(address, account);
+        }
+    }
+
+    /// Set many accounts directly, as one batch (a genesis allocation).
+    pub fn set_accounts(&mut self, accounts: impl IntoIterator<Item = (Address, Account)>) {
+        let accounts: Vec<(Address, Account)> = accounts.into_iter().collect();
+        self.tree = self.tree.apply(accounts.iter().copied());
+        for (address, account) in accounts {
+            if account.is_empty() {
+                self.accounts.remove(&address);
+            } else {
+                self.accounts.insert(address, account);
+            }
         }
     }
 

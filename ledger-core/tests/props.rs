@@ -4,7 +4,8 @@ use ledger_core::crypto::{CryptoError, Keypair, PublicKey, Signature};
 use ledger_core::encoding::{self, DecodeError};
 use ledger_core::hash::{Domain, Hash};
 use ledger_core::merkle;
-use ledger_core::state::{Account, ApplyError, LtHash, MemStore, StateOverlay, TxContext};
+use ledger_core::state::{Account, ApplyError, MemStore, StateOverlay, TxContext};
+use ledger_core::statetree::StateTree;
 use ledger_core::{
     Block, BlockHeader, CommitCertificate, CommitSig, ConsensusParams, Height, Round, SignedTransaction, Transaction,
     TxError, Vote, VoteKind,
@@ -230,14 +231,11 @@ proptest! {
                     Err(e) => prop_assert!(false, "unexpected error {e}"),
                 }
             }
-            let changes = overlay.finish(store.lthash(), gov.clone(), Default::default());
+            let changes = overlay.finish(store.tree(), gov.clone(), Default::default());
             store.commit(&changes);
             prop_assert_eq!(store.total_supply(), supply);
             // The incrementally maintained root equals a from-scratch recomputation.
-            let mut fresh = LtHash::default();
-            for (a, acc) in store.accounts() {
-                fresh.insert(a, acc);
-            }
+            let fresh = StateTree::from_accounts(store.accounts().iter().map(|(a, acc)| (*a, *acc)));
             prop_assert_eq!(fresh.root(), store.state_root());
         }
     }

@@ -142,10 +142,10 @@ impl Net {
             evidence: Vec::new(),
         };
         let candidates = txs.unwrap_or_else(|| self.node.take_for_block(1000));
-        let lthash = self.storage.lthash().unwrap();
+        let tree = self.storage.tree().unwrap();
         let gov = self.storage.gov_state().unwrap();
         let built =
-            build_block(self.storage.as_ref(), &lthash, &gov, template, &self.genesis.params, candidates, &|_| false)
+            build_block(self.storage.as_ref(), &tree, &gov, template, &self.genesis.params, candidates, &|_| false)
                 .unwrap();
         assert!(built.rejected.is_empty(), "{:?}", built.rejected);
         let cert = self.certify(&built.block, 3);

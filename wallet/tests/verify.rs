@@ -81,7 +81,7 @@ fn committed(chain_id: &str, keys: &[Keypair], signers: &[u16]) -> Committed {
         evidence: Vec::new(),
     };
     let gov = store.gov().expect("genesis governance state").clone();
-    let built = build_block(&store, store.lthash(), &gov, template, &g.params, txs, &|_| false).expect("build");
+    let built = build_block(&store, store.tree(), &gov, template, &g.params, txs, &|_| false).expect("build");
     assert!(built.rejected.is_empty(), "every tx applies: {:?}", built.rejected);
     assert_eq!(built.block.txs.len() as u64, N_TXS);
     let cert = certificate(chain_id, keys, signers, built.block.height(), built.block.hash());

@@ -16,8 +16,8 @@ fn block(height: u64, tag: u64) -> Block {
 fn changes(tag: u8) -> StateChanges {
     StateChanges {
         accounts: Vec::new(),
-        lthash: MemStore::new().lthash().clone(),
-        state_root: Hash::digest(Domain::StateLeaf, &[tag]),
+        tree: MemStore::new().tree().clone(),
+        state_root: Hash::digest(Domain::TxId, &[tag]),
         gov: crate::governance::GovState::genesis(set()),
         gov_events: Default::default(),
     }

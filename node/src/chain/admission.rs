@@ -19,7 +19,7 @@ use ledger_core::gossip::{DropReason, RecentSet, Resource, Verdict};
 use ledger_core::governance::GovState;
 use ledger_core::state::{ApplyBlockError, BlockTemplate, BuiltBlock, StoreError, apply_block, build_block};
 use ledger_core::{
-    AccountStore, Block, ConsensusParams, Height, LtHash, Parent, SignedTransaction, StateChanges, TxError, TxId,
+    AccountStore, Block, ConsensusParams, Height, Parent, SignedTransaction, StateChanges, StateTree, TxError, TxId,
 };
 
 use crate::mempool::{Mempool, Source};
@@ -200,7 +200,7 @@ impl PreparedBatch {
 pub fn build_from_pool<S: AccountStore + ?Sized>(
     pool: &Mutex<Mempool>,
     store: &S,
-    lthash: &LtHash,
+    tree: &StateTree,
     gov: &GovState,
     template: BlockTemplate<'_>,
     params: &ConsensusParams,
@@ -208,7 +208,7 @@ pub fn build_from_pool<S: AccountStore + ?Sized>(
 ) -> Result<BuiltBlock, StoreError> {
     let candidates = lock(pool).take_for_block(limit.min(params.txs_per_block_max as usize));
     let checked: BTreeSet<TxId> = candidates.iter().map(|tx| tx.id()).collect();
-    let built = build_block(store, lthash, gov, template, params, candidates, &|id| checked.contains(id))?;
+    let built = build_block(store, tree, gov, template, params, candidates, &|id| checked.contains(id))?;
     lock(pool).on_build_rejections(&built.rejected);
     Ok(built)
 }
@@ -219,7 +219,7 @@ pub fn build_from_pool<S: AccountStore + ?Sized>(
 pub fn execute_with_pool<S: AccountStore + ?Sized>(
     pool: &Mutex<Mempool>,
     store: &S,
-    lthash: &LtHash,
+    tree: &StateTree,
     gov: &GovState,
     block: &Block,
     parent: &Parent<'_>,
@@ -235,7 +235,7 @@ pub fn execute_with_pool<S: AccountStore + ?Sized>(
     let verdicts = SignedTransaction::check_keys_and_signatures(&unchecked, &ledger_core::crypto::NoKeyCache);
     let failed: BTreeSet<TxId> =
         unchecked.iter().zip(&verdicts).filter(|(_, v)| v.is_err()).map(|(tx, _)| tx.id()).collect();
-    match apply_block(store, lthash, gov, block, parent, params, &|id| !failed.contains(id)) {
+    match apply_block(store, tree, gov, block, parent, params, &|id| !failed.contains(id)) {
         Ok(c) => {
             // Every transaction of an executed block had its keys and signature checked.
             lock(pool).note_checked(unchecked.iter().map(|tx| tx.id()));
@@ -340,20 +340,20 @@ mod tests {
             approvals: Vec::new(),
             evidence: Vec::new(),
         };
-        let built = build_block(&store, store.lthash(), &gov, template(), &params, txs, &|_| true).expect("built");
+        let built = build_block(&store, store.tree(), &gov, template(), &params, txs, &|_| true).expect("built");
         assert_eq!(built.block.txs.len(), 1001, "the careless proposer took every transaction");
 
         let pool = Mutex::new(Mempool::new(CHAIN, params.clone(), Default::default()));
         let verdict =
-            execute_with_pool(&pool, &store, store.lthash(), &gov, &built.block, &parent, &params).expect("store");
+            execute_with_pool(&pool, &store, store.tree(), &gov, &built.block, &parent, &params).expect("store");
         let why = verdict.expect_err("the block is refused");
         assert!(why.contains(&format!("transaction {bad}")), "names the transaction by its index: {why}");
         assert!(why.contains("signature"), "{why}");
         assert!(!pool.lock().expect("pool").known_good(&bad_id), "nothing of a refused block is remembered");
         // Control: the same 1,001 transfers with the good signature back make a block that executes.
-        let fine = build_block(&store, store.lthash(), &gov, template(), &params, good, &|_| true).expect("built");
+        let fine = build_block(&store, store.tree(), &gov, template(), &params, good, &|_| true).expect("built");
         let verdict =
-            execute_with_pool(&pool, &store, store.lthash(), &gov, &fine.block, &parent, &params).expect("store");
+            execute_with_pool(&pool, &store, store.tree(), &gov, &fine.block, &parent, &params).expect("store");
         assert!(verdict.is_ok(), "{verdict:?}");
         assert!(pool.lock().expect("pool").known_good(&fine.block.txs[bad].id()), "its checks are remembered");
     }

@@ -968,11 +968,11 @@ impl Driver {
             approvals,
             evidence,
         };
-        let lthash = self.shared.storage.lthash()?;
+        let tree = self.shared.storage.tree()?;
         let gov = self.shared.storage.gov_state()?;
         let s = &self.shared;
         let limit = self.opts.build_txs_max.min(s.params().txs_per_block_max as usize);
-        let built = build_from_pool(&s.mempool, &s.storage, &lthash, &gov, template, s.params(), limit)?;
+        let built = build_from_pool(&s.mempool, &s.storage, &tree, &gov, template, s.params(), limit)?;
         debug_assert_eq!(built.block.height(), height);
         Ok(Some(built))
     }
@@ -1156,10 +1156,10 @@ fn parent_of(shared: &Shared) -> Result<(Height, Hash, u64), DriverError> {
 fn execute_on(shared: &Shared, block: &Block) -> Result<Result<StateChanges, String>, DriverError> {
     let (ph, phash, pts) = parent_of(shared)?;
     let parent = Parent { height: ph, hash: phash, timestamp_ms: pts, chain_id: shared.chain_id() };
-    let lthash = shared.storage.lthash()?;
+    let tree = shared.storage.tree()?;
     let gov = shared.storage.gov_state()?;
     let s = shared;
-    Ok(execute_with_pool(&s.mempool, &s.storage, &lthash, &gov, block, &parent, s.params())?)
+    Ok(execute_with_pool(&s.mempool, &s.storage, &tree, &gov, block, &parent, s.params())?)
 }
 
 /// A validated genesis always has a valid set; this is for the type checker only.

@@ -842,10 +842,10 @@ mod tests {
         let node = net.nodes.pop().unwrap();
         wait_height(&node, 3).await;
         node.shutdown().await.unwrap();
-        // A well-formed but wrong signer-independent value: the stored lattice hash of another state.
+        // A well-formed but wrong value: one stored account's balance moved by one.
         let store =
             crate::storage::tests::open_when_released(&net.dirs[0].path().join("db"), StorageOptions::default());
-        store.corrupt_lthash_for_tests();
+        store.corrupt_account_for_tests();
         drop(store);
         let s = setup(&g, Some(validator_key(0)), net.p2p[0].clone(), net.ports[0], vec![], net.dirs[0].path());
         let err = match start(s).await {

@@ -1,20 +1,25 @@
 //! Durable chain storage on sled 0.34.
 //!
 //! Everything lives in ONE sled tree, `chain`, under one-byte key prefixes, so that a committed block (its
-//! bytes, certificate, hash index, tx index run, account-history delta (see [`addrindex`]), evidence index, new height and, at a state checkpoint, every account changed
-//! since the last one with the lattice hash and the state height) is written by a single `apply_batch`, which
+//! bytes, certificate, hash index, tx index run, account-history delta (see [`addrindex`]), evidence index,
+//! new height and, at a state checkpoint, every account changed since the last one with the state height) is
+//! written by a single `apply_batch`, which
 //! sled applies atomically. Multi-tree transactions are avoided on purpose: they are optimistic and may re-run
 //! their closure.
 //!
 //! State checkpoints: accounts go to sled every [`CHECKPOINT_BLOCKS`] blocks, not with every block (each sled
-//! insert costs ~10 µs and hot accounts change in every block). Between checkpoints the changed accounts and
-//! the lattice hash live in memory; after a crash the blocks above the checkpoint are re-executed by
-//! [`Storage::verify_tail`] (state roots checked against their headers) before any account is read.
+//! insert costs ~10 µs and hot accounts change in every block). Between checkpoints the changed accounts live
+//! in memory; after a crash the blocks above the checkpoint are re-executed by [`Storage::verify_tail`]
+//! (state roots checked against their headers) before any account is read.
+//!
+//! The state tree ([`ledger_core::statetree`]) is never written: it is rebuilt from the checkpoint's accounts
+//! when the state is first needed after open, so a damaged or rewound account changes the root and fails the
+//! check against the block headers, and then follows every commit in memory (immutable, shared nodes).
 //!
 //! Every value is stored as `payload || checksum`, where the checksum is the first 16 bytes of a keyed
 //! blake3 of `key || payload`; a flipped bit, a truncated value or a value moved to another key fails the
 //! read with [`StorageError::Corrupt`]. At open, [`Storage::verify_tail`] re-checks the last blocks (hash
-//! links, certificates, tip state root against the stored lattice hash) so a damaged node refuses to start
+//! links, certificates, tip state root against the tree of the stored accounts) so a damaged node refuses to start
 //! instead of serving bad data.
 //!
 //! Durability: sled writes are durable only after `flush`. [`Storage::commit_block`] and
@@ -35,7 +40,7 @@ use txindex::{RunList, RunMeta};
 use ledger_core::governance::GovState;
 use ledger_core::state::{StoreError, apply_block};
 use ledger_core::{
-    Account, AccountStore, Address, Block, CommitCertificate, Genesis, Hash, Height, LtHash, Parent, StateChanges,
+    Account, AccountStore, Address, Block, CommitCertificate, Genesis, Hash, Height, Parent, StateChanges, StateTree,
     TxId, ValidatorSet, encoding,
 };
 
@@ -72,12 +77,14 @@ pub struct CommittedEvidence {
 }
 
 const META_HEIGHT: &[u8] = b"mheight";
+/// The lattice hash of the state before the state tree replaced it (protocol version 1); removed at the next
+/// checkpoint, never read.
 const META_LTHASH: &[u8] = b"mlthash";
 const META_SIGNER: &[u8] = b"msigner";
 const META_GENESIS: &[u8] = b"mgenesis";
 const META_PROPOSED_BLOCK: &[u8] = b"mproposed";
 const META_TXINDEX: &[u8] = b"mtxindex";
-/// Height of the state that the stored accounts and `META_LTHASH` hold (absent: the tip, as before
+/// Height of the state that the stored accounts hold (absent: the tip, as before
 /// checkpoints existed).
 const META_STATE_HEIGHT: &[u8] = b"mstateheight";
 /// The governance state as of the state checkpoint (with the accounts); the latest lives in memory.
@@ -165,8 +172,8 @@ struct AccountCache {
     map: HashMap<Address, Account>,
     /// Accounts changed by blocks above the state checkpoint (not in sled yet); read before `map`.
     dirty: HashMap<Address, Account>,
-    /// Lattice hash of the latest committed state (`None` until loaded).
-    lthash: Option<LtHash>,
+    /// State tree of the latest committed state and its height (`None` until built).
+    tree: Option<(Height, StateTree)>,
     /// Governance state after the latest committed block (`None` until loaded).
     gov: Option<GovState>,
     /// Its height and the sets of that height and the two after, shared (what gossip checks read).
@@ -391,7 +398,6 @@ impl Storage {
             let k = hash_key(prefix::ACCOUNT, &address.0);
             batch.insert(&k[..], seal(&k, &encoding::encode(account)));
         }
-        batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(state.lthash())));
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&Height::GENESIS)));
         batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&Height::GENESIS)));
         let set = genesis
@@ -412,7 +418,7 @@ impl Storage {
             let mut cache = self.account_cache();
             cache.reset();
             cache.dirty.clear();
-            cache.lthash = None;
+            cache.tree = None;
             cache.gov = None;
             cache.tip_sets = None;
             cache.behind = 0;
@@ -496,23 +502,47 @@ impl Storage {
         self.get_decoded::<Height>(META_HEIGHT, 8)?.ok_or(StorageError::NotInitialised)
     }
 
-    /// Lattice hash of the latest committed state.
-    pub fn lthash(&self) -> Result<LtHash, StorageError> {
+    /// State tree of the latest committed state (cheap: shares every node). Built from the stored accounts
+    /// on first use after open.
+    pub fn tree(&self) -> Result<StateTree, StorageError> {
+        self.tree_with_height().map(|(_, t)| t)
+    }
+
+    /// The state tree of the latest committed state with its height, read together.
+    pub fn tree_with_height(&self) -> Result<(Height, StateTree), StorageError> {
         {
             let cache = self.account_cache();
             if cache.behind > 0 {
                 return Err(StorageError::StateBehind { blocks: cache.behind });
             }
-            if let Some(l) = &cache.lthash {
-                return Ok(l.clone());
+            if let Some(t) = &cache.tree {
+                return Ok(t.clone());
             }
         }
-        self.stored_lthash()
+        let epoch = self.account_cache().epoch;
+        let height = self.state_height()?;
+        let tree = self.stored_tree()?;
+        let mut cache = self.account_cache();
+        if cache.epoch == epoch && cache.behind == 0 && cache.tree.is_none() {
+            cache.tree = Some((height, tree.clone()));
+        }
+        Ok((height, tree))
     }
 
-    /// The lattice hash stored with the last checkpoint.
-    fn stored_lthash(&self) -> Result<LtHash, StorageError> {
-        self.get_decoded::<LtHash>(META_LTHASH, 4096)?.ok_or(StorageError::NotInitialised)
+    /// The tree of the accounts stored with the last checkpoint: every stored account read once.
+    fn stored_tree(&self) -> Result<StateTree, StorageError> {
+        let mut accounts = Vec::new();
+        for item in self.chain.scan_prefix([prefix::ACCOUNT]) {
+            let (k, raw) = item?;
+            if k.len() != 33 {
+                return Err(corrupt(&k, "account key has the wrong length"));
+            }
+            let account: Account = encoding::decode(unseal(&k, &raw)?, 16).map_err(|e| corrupt(&k, e.to_string()))?;
+            let mut address = [0u8; 32];
+            address.copy_from_slice(&k[1..]);
+            accounts.push((ledger_core::PublicKey(address), account));
+        }
+        Ok(StateTree::from_accounts(accounts))
     }
 
     /// Height of the state held by the stored accounts.
@@ -749,7 +779,7 @@ impl Storage {
             batch.insert(&k[..], seal(&k, &[]));
         }
         // A checkpoint writes every account changed since the last one (this block's last, so they win) with
-        // the lattice hash and the state height; other blocks leave accounts to memory (`dirty`).
+        // the state height; other blocks leave accounts to memory (`dirty`).
         let checkpoint = {
             let cache = self.account_cache();
             let due = height.0.is_multiple_of(CHECKPOINT_BLOCKS)
@@ -758,7 +788,7 @@ impl Storage {
                 for (address, account) in cache.dirty.iter().chain(changes.accounts.iter().map(|(a, b)| (a, b))) {
                     put_account(&mut batch, address, account);
                 }
-                batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&changes.lthash)));
+                batch.remove(META_LTHASH);
                 batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&height)));
                 batch.insert(META_GOV_STATE, seal(META_GOV_STATE, &encoding::encode(&changes.gov)));
             }
@@ -794,7 +824,7 @@ impl Storage {
             for (address, account) in &changes.accounts {
                 cache.dirty.insert(*address, *account);
             }
-            cache.lthash = Some(changes.lthash.clone());
+            cache.tree = Some((height, changes.tree.clone()));
             cache.gov = Some(changes.gov.clone());
             cache.tip_sets = Some(TipSets::of(&changes.gov));
             if let Some((from, set)) = new_set {
@@ -862,7 +892,8 @@ impl Storage {
 
     /// Check the last `n` blocks: each is stored under its height and indexed by its hash, links to its
     /// parent (genesis for height 1), carries a valid certificate, and the tip's state root equals the
-    /// root of the stored lattice hash. Returns the tip height.
+    /// root of the state tree (built from the stored accounts, re-executing the blocks above the checkpoint).
+    /// Returns the tip height.
     pub fn verify_tail(&self, genesis: &Genesis, n: u64) -> Result<Height, StorageError> {
         let expected = genesis.hash();
         match self.get_decoded::<Hash>(META_GENESIS, 32)? {
@@ -874,7 +905,7 @@ impl Storage {
         }
         self.recover_state(genesis)?;
         let tip = self.latest_height()?;
-        let lthash = self.lthash()?;
+        let tree = self.tree()?;
         let gov = self.gov_state()?;
         if gov.height != tip {
             return Err(corrupt(
@@ -892,8 +923,8 @@ impl Storage {
         }
         if tip == Height::GENESIS {
             let root = genesis.initial_state().state_root();
-            if lthash.root() != root {
-                return Err(corrupt(META_LTHASH, "state at genesis does not match the genesis file"));
+            if tree.root() != root {
+                return Err(corrupt(META_STATE_HEIGHT, "state at genesis does not match the genesis file"));
             }
             return Ok(tip);
         }
@@ -919,8 +950,8 @@ impl Storage {
             }
             cert.verify_for(&genesis.chain_id, &set, h, hash)
                 .map_err(|e| corrupt(&ck, format!("certificate does not verify: {e}")))?;
-            if h == tip && block.header.state_root != lthash.root() {
-                return Err(corrupt(META_LTHASH, format!("state root does not match the tip block {tip}")));
+            if h == tip && block.header.state_root != tree.root() {
+                return Err(corrupt(META_STATE_HEIGHT, format!("state root does not match the tip block {tip}")));
             }
             if h == tip && block.header.gov_root != gov.root() {
                 return Err(corrupt(META_GOV_STATE, format!("governance root does not match the tip block {tip}")));
@@ -972,7 +1003,7 @@ impl Storage {
         let tip = self.latest_height()?;
         let from = self.state_height()?;
         tracing::info!(checkpoint = %from, %tip, "re-executing the blocks above the last state checkpoint");
-        let mut lthash = self.stored_lthash()?;
+        let mut tree = self.stored_tree()?;
         let mut gov = self.stored_gov()?;
         if gov.height != from {
             return Err(corrupt(
@@ -999,14 +1030,14 @@ impl Storage {
             };
             let view = ReplayView { store: self, changed: &changed };
             let changes =
-                apply_block(&view, &lthash, &gov, &block, &parent, &genesis.params, &|_| true).map_err(|e| {
+                apply_block(&view, &tree, &gov, &block, &parent, &genesis.params, &|_| true).map_err(|e| {
                     corrupt(
                         &k,
                         format!("re-executing it from the state checkpoint failed (state root or block check): {e}"),
                     )
                 })?;
             changed.extend(changes.accounts);
-            lthash = changes.lthash;
+            tree = changes.tree;
             gov = changes.gov;
             parent_hash = block.hash();
             parent_ts = block.header.timestamp_ms;
@@ -1015,7 +1046,7 @@ impl Storage {
         for (address, account) in &changed {
             put_account(&mut batch, address, account);
         }
-        batch.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&lthash)));
+        batch.remove(META_LTHASH);
         batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&tip)));
         batch.insert(META_GOV_STATE, seal(META_GOV_STATE, &encoding::encode(&gov)));
         self.chain.apply_batch(batch)?;
@@ -1023,7 +1054,7 @@ impl Storage {
         let mut cache = self.account_cache();
         cache.reset();
         cache.dirty.clear();
-        cache.lthash = Some(lthash);
+        cache.tree = Some((tip, tree));
         cache.tip_sets = Some(TipSets::of(&gov));
         cache.gov = Some(gov);
         cache.behind = 0;
@@ -1033,11 +1064,17 @@ impl Storage {
 }
 
 impl Storage {
-    /// Overwrite the stored lattice hash with that of the empty state, keeping a valid checksum: what a
-    /// lost state write would look like. Tests of the start-up verification only.
+    /// Give the first stored account one more unit, keeping a valid checksum: what a lost or rewound state
+    /// write would look like. Tests of the start-up verification only.
     #[doc(hidden)]
-    pub fn corrupt_lthash_for_tests(&self) {
-        let _ = self.chain.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&LtHash::default())));
+    pub fn corrupt_account_for_tests(&self) {
+        if let Some(Ok((k, raw))) = self.chain.scan_prefix([prefix::ACCOUNT]).next()
+            && let Ok(bytes) = unseal(&k, &raw)
+            && let Ok(mut account) = encoding::decode::<Account>(bytes, 16)
+        {
+            account.balance = account.balance.wrapping_add(1);
+            let _ = self.chain.insert(&k, seal(&k, &encoding::encode(&account)));
+        }
         let _ = self.db.flush();
     }
 }
@@ -1158,9 +1195,9 @@ pub(crate) mod tests {
                 approvals: Vec::new(),
                 evidence: Vec::new(),
             };
-            let lthash = store.lthash().unwrap();
+            let tree = store.tree().unwrap();
             let gov = store.gov_state().unwrap();
-            let built = build_block(store, &lthash, &gov, template, &self.genesis.params, txs, &|_| false).unwrap();
+            let built = build_block(store, &tree, &gov, template, &self.genesis.params, txs, &|_| false).unwrap();
             assert!(built.rejected.is_empty(), "{:?}", built.rejected);
             let cert = self.certify(&built.block);
             store.commit_block(&built.block, &cert, &built.changes).unwrap();
@@ -1230,7 +1267,7 @@ pub(crate) mod tests {
         assert_eq!(store.proposed_block().unwrap(), Some(b1.clone()));
         let sender = store.account(&chain.account.public()).unwrap();
         assert_eq!(sender, Account { balance: 1_000_000 - 501 - 8, nonce: 2 });
-        assert_eq!(store.lthash().unwrap().root(), b2.header.state_root);
+        assert_eq!(store.tree().unwrap().root(), b2.header.state_root);
         // Bounded reads: count and bytes.
         assert_eq!(store.blocks_from(Height(1), 1, usize::MAX).unwrap().len(), 1);
         assert_eq!(store.blocks_from(Height(1), 10, 1).unwrap().len(), 1);
@@ -1261,7 +1298,7 @@ pub(crate) mod tests {
         drop((store, reader));
         let reopened = open(dir.path());
         assert!(reopened.account(&recipient).is_err());
-        assert!(matches!(reopened.lthash(), Err(StorageError::StateBehind { blocks: 1 })));
+        assert!(matches!(reopened.tree(), Err(StorageError::StateBehind { blocks: 1 })));
         reopened.verify_tail(&chain.genesis, 10).unwrap();
         assert_eq!(reopened.account(&recipient).unwrap().balance, 500);
         // Recovery wrote a checkpoint: the next open needs none.
@@ -1358,15 +1395,15 @@ pub(crate) mod tests {
                 chain.commit_next(&store, vec![chain.transfer(nonce, 10)]);
             }
             want_sender = store.account(&chain.account.public()).unwrap();
-            want_root = store.lthash().unwrap().root();
+            want_root = store.tree().unwrap().root();
             assert_eq!(store.state_height().unwrap(), Height(CHECKPOINT_BLOCKS * 2));
             // Dropped without a checkpoint: as after kill -9, five blocks' state is only in their blocks.
         }
         let store = open(dir.path());
-        assert!(matches!(store.lthash(), Err(StorageError::StateBehind { blocks: 5 })));
+        assert!(matches!(store.tree(), Err(StorageError::StateBehind { blocks: 5 })));
         assert_eq!(store.verify_tail(&chain.genesis, 100).unwrap(), Height(blocks));
         assert_eq!(store.account(&chain.account.public()).unwrap(), want_sender);
-        assert_eq!(store.lthash().unwrap().root(), want_root);
+        assert_eq!(store.tree().unwrap().root(), want_root);
         assert_eq!(store.state_height().unwrap(), Height(blocks));
         // And the chain goes on from there.
         chain.commit_next(&store, vec![chain.transfer(blocks, 10)]);
@@ -1401,7 +1438,7 @@ pub(crate) mod tests {
         let cert = chain.certify(&b1);
         let changes = StateChanges {
             accounts: vec![],
-            lthash: store.lthash().unwrap(),
+            tree: store.tree().unwrap(),
             state_root: b1.header.state_root,
             gov: store.gov_state().unwrap(),
             gov_events: Default::default(),
@@ -1464,10 +1501,8 @@ pub(crate) mod tests {
         let store = open(dir.path());
         store.init_genesis(&chain.genesis).unwrap();
         chain.commit_next(&store, vec![chain.transfer(0, 5)]);
-        // A well-checksummed but wrong lattice hash (as if the state write were lost).
-        let wrong = LtHash::default();
-        store.chain.insert(META_LTHASH, seal(META_LTHASH, &encoding::encode(&wrong))).unwrap();
-        store.flush().unwrap();
+        // A well-checksummed but wrong account (as if a state write were lost).
+        store.corrupt_account_for_tests();
         drop(store);
         let store = open(dir.path());
         let err = store.verify_tail(&chain.genesis, 10).unwrap_err();

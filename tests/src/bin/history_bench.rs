@@ -100,9 +100,9 @@ fn measure(dir: &std::path::Path, blocks: u64, every: u64, queries: usize) -> Re
             approvals: Vec::new(),
             evidence: Vec::new(),
         };
-        let lthash = store.lthash()?;
+        let tree = store.tree()?;
         let gov = store.gov_state()?;
-        let built = build_block(&store, &lthash, &gov, template, &genesis.params, txs, &|_| false)
+        let built = build_block(&store, &tree, &gov, template, &genesis.params, txs, &|_| false)
             .map_err(|e| anyhow::anyhow!("build block {h}: {e:?}"))?;
         anyhow::ensure!(built.rejected.is_empty(), "rejected at {h}: {:?}", built.rejected);
         let block = built.block;

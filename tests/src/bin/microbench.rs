@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use ledger_core::state::{Account, BlockTemplate, LtHash, MemStore, StateOverlay, TxContext, apply_block, build_block};
+use ledger_core::state::{Account, BlockTemplate, MemStore, StateOverlay, TxContext, apply_block, build_block};
+use ledger_core::statetree::StateTree;
 use ledger_core::{
     ConsensusParams, Domain, Genesis, Hash, Height, Keypair, PublicKey, SignedTransaction, Transaction, Validator,
     ValidatorSet, merkle,
@@ -149,16 +150,16 @@ fn main() -> anyhow::Result<()> {
         approvals: Vec::new(),
         evidence: Vec::new(),
     };
-    let built = build_block(&store, store.lthash(), &gov, template, &params, txs.clone(), &|_| true)?;
+    let built = build_block(&store, store.tree(), &gov, template, &params, txs.clone(), &|_| true)?;
     assert_eq!(built.block.txs.len(), 1000, "every transfer applies");
     let block_iters = (n / 200).max(20);
     let per_block = r.time("apply_block, 1000 transfers, sigs pre-verified", block_iters, "per block", |_| {
-        apply_block(&store, store.lthash(), &gov, &built.block, &parent, &params, &|_| true)
+        apply_block(&store, store.tree(), &gov, &built.block, &parent, &params, &|_| true)
     });
     r.rows.push(("apply_block per tx (pre-verified)".into(), per_block / 1000.0, "per tx".into()));
     println!("{:<44} {:>12.0} ns per tx", "  = apply_block per tx (pre-verified)", per_block / 1000.0);
     let per_block_v = r.time("apply_block, 1000 transfers, verifying sigs", block_iters / 4 + 1, "per block", |_| {
-        apply_block(&store, store.lthash(), &gov, &built.block, &parent, &params, &|_| false)
+        apply_block(&store, store.tree(), &gov, &built.block, &parent, &params, &|_| false)
     });
     r.rows.push(("apply_block per tx (verifying)".into(), per_block_v / 1000.0, "per tx".into()));
 
@@ -169,13 +170,45 @@ fn main() -> anyhow::Result<()> {
         for t in &txs {
             let _ = overlay.apply_tx(&ctx, t, true);
         }
-        overlay.finish(store.lthash(), gov.clone(), Default::default()).state_root
+        overlay.finish(store.tree(), gov.clone(), Default::default()).state_root
     });
-    let mut lt = LtHash::default();
-    r.time("lattice hash: one account insert", n, "per account", |i| {
-        lt.insert(&proposer, &Account { balance: u64::from(i), nonce: 1 });
-    });
-    r.time("lattice hash: root", n, "per block", |_| lt.root());
+    // The state tree at larger states: a block's 2001 changed accounts applied in one batch, a proof and its
+    // check, and the rebuild a node does at open.
+    let changed: Vec<(PublicKey, Account)> = txs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let v = i as u64;
+            [(t.tx().sender, Account { balance: v, nonce: 1 }), (t.tx().recipient, Account { balance: v, nonce: 0 })]
+        })
+        .chain([(proposer, Account { balance: 1, nonce: 1 })])
+        .collect();
+    for size in [100_000u32, 1_000_000] {
+        let filler = (0..size).map(|i| {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            b[31] = 3;
+            (PublicKey(b), Account { balance: 1, nonce: 0 })
+        });
+        let t0 = std::time::Instant::now();
+        let tree = StateTree::from_accounts(filler);
+        let build = t0.elapsed().as_secs_f64() * 1e9;
+        r.rows.push((format!("state tree: build from {size} accounts"), build, "per build".into()));
+        println!("{:<44} {:>12.0} ns per build", format!("state tree: build from {size} accounts"), build);
+        let per_block = r.time(&format!("state tree ({size}): apply 2001 accounts"), block_iters, "per block", |_| {
+            tree.apply(changed.iter().copied()).root()
+        });
+        let label = format!("  = state tree ({size}) per touched account");
+        r.rows.push((label.clone(), per_block / changed.len() as f64, "per account".into()));
+        println!("{label:<44} {:>12.0} ns per account", per_block / changed.len() as f64);
+        let probe = PublicKey([0x11; 32]);
+        r.time(&format!("state tree ({size}): prove one account"), n, "per proof", |_| tree.prove(&probe));
+        let (got, proof) = tree.prove(&probe);
+        let root = tree.root();
+        r.time(&format!("state tree ({size}): verify one proof"), n, "per proof", |_| {
+            proof.verify(&root, &probe, got.as_ref())
+        });
+    }
     let ids: Vec<Hash> = txs.iter().map(SignedTransaction::id).collect();
     r.time("merkle root of 1000 tx ids", block_iters, "per block", |_| merkle::root(&ids));
     r.time("block encode (1000 txs)", block_iters, "per block", |_| built.block.encode());

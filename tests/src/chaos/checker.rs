@@ -227,7 +227,7 @@ pub fn verify_chain(genesis: &Genesis, chain: &FetchedChain) -> Vec<Violation> {
                 ));
             }
         }
-        match apply_block(&store, store.lthash(), &gov, block, &parent, &genesis.params, &|_| false) {
+        match apply_block(&store, store.tree(), &gov, block, &parent, &genesis.params, &|_| false) {
             Ok(changes) => store.commit(&changes),
             Err(e) => {
                 out.push(violation("I2", format!("{node} height {h}: block {hash} does not apply: {e}")));

@@ -274,7 +274,7 @@ impl Checker {
             self.violations.push(fail("the parent state has no governance state".into()));
             return;
         };
-        match apply_block(parent_state, parent_state.lthash(), gov, block, parent, &self.params, &|_| false) {
+        match apply_block(parent_state, parent_state.tree(), gov, block, parent, &self.params, &|_| false) {
             Ok(changes) => {
                 let mut after = parent_state.clone();
                 after.commit(&changes);

@@ -1130,9 +1130,8 @@ impl World {
         };
         let limit = node::driver::DEFAULT_BUILD_TXS_MAX;
         let gov = gov_of(&live.state);
-        let built =
-            build_from_pool(&live.mempool, &live.state, live.state.lthash(), gov, template, &self.params, limit)
-                .expect("the in-memory store cannot fail");
+        let built = build_from_pool(&live.mempool, &live.state, live.state.tree(), gov, template, &self.params, limit)
+            .expect("the in-memory store cannot fail");
         let block = Rc::new(built.block);
         live.candidates.insert_built(block.clone(), built.changes);
         block
@@ -1163,7 +1162,7 @@ impl World {
         let params = &self.params;
         let verdict = candidates
             .validate(&hash, now_ms, |b| {
-                execute_with_pool(mempool, state, state.lthash(), gov_of(state), b, &parent, params)
+                execute_with_pool(mempool, state, state.tree(), gov_of(state), b, &parent, params)
             })
             .expect("the in-memory store cannot fail");
         let Some(verdict) = verdict else { return };
@@ -1182,7 +1181,7 @@ impl World {
         let params = &self.params;
         let taken = candidates
             .take_decided(&block_hash, |b| {
-                execute_with_pool(mempool, state, state.lthash(), gov_of(state), b, &parent, params)
+                execute_with_pool(mempool, state, state.tree(), gov_of(state), b, &parent, params)
             })
             .expect("the in-memory store cannot fail");
         let Some((block, changes)) = taken else { return false };
@@ -1354,7 +1353,7 @@ impl World {
                     let Ok(Ok(changes)) = execute_with_pool(
                         &live.mempool,
                         &live.state,
-                        live.state.lthash(),
+                        live.state.tree(),
                         gov_of(&live.state),
                         &block,
                         &parent,

@@ -86,7 +86,7 @@ impl World {
             evidence: Vec::new(),
         };
         let gov = gov_of(&live.state);
-        let built = build_block(&live.state, live.state.lthash(), gov, template, &self.params, Vec::new(), &|_| true)
+        let built = build_block(&live.state, live.state.tree(), gov, template, &self.params, Vec::new(), &|_| true)
             .expect("the in-memory store cannot fail");
         let alt = Rc::new(built.block);
         live.candidates.insert_built(alt.clone(), built.changes);
