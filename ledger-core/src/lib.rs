@@ -17,6 +17,7 @@ pub mod gossip;
 pub mod governance;
 pub mod hash;
 pub mod keyfile;
+pub mod light;
 pub mod merkle;
 pub mod params;
 pub mod shell;

@@ -88,6 +88,8 @@ pub enum WireError {
     WrongTopic { topic: TopicKind, got: TopicKind },
     #[error("sync response has {n} blocks, limit is {max}")]
     TooManyBlocks { n: usize, max: u32 },
+    #[error("snapshot response has {n} entries, limit is {max}")]
+    SnapshotTooLarge { n: usize, max: usize },
 }
 
 fn frame<T: BorshSerialize>(value: &T) -> Vec<u8> {
@@ -165,6 +167,89 @@ impl SyncResponse {
             return Err(WireError::TooManyBlocks { n: r.blocks.len(), max: SYNC_BLOCKS_MAX });
         }
         Ok(r)
+    }
+}
+
+/// A frame of a request-response protocol: encoded whole, decoded under a byte limit.
+pub trait WireMessage: Sized + Send + 'static {
+    fn to_frame(&self) -> Vec<u8>;
+    fn from_frame(bytes: &[u8], max: usize) -> Result<Self, WireError>;
+}
+
+impl WireMessage for SyncRequest {
+    fn to_frame(&self) -> Vec<u8> {
+        self.encode()
+    }
+    fn from_frame(bytes: &[u8], max: usize) -> Result<Self, WireError> {
+        unframe(bytes, max.min(SYNC_REQUEST_BYTES_MAX))
+    }
+}
+
+impl WireMessage for SyncResponse {
+    fn to_frame(&self) -> Vec<u8> {
+        self.encode()
+    }
+    fn from_frame(bytes: &[u8], max: usize) -> Result<Self, WireError> {
+        SyncResponse::decode(bytes, max)
+    }
+}
+
+/// Largest snapshot request frame.
+pub const SNAPSHOT_REQUEST_BYTES_MAX: usize = 64;
+/// Largest snapshot response frame (metadata: a governance state, every set change, a manifest).
+pub const SNAPSHOT_RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Most snapshot heights one offer names.
+pub const SNAPSHOT_OFFERS_MAX: usize = 16;
+
+/// Ask a peer about its state snapshots (state sync).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum SnapshotRequest {
+    /// Which snapshot heights it holds.
+    Offers,
+    /// The block, certificate, governance state, set changes and manifest of one snapshot.
+    Meta { height: Height },
+    /// The accounts of one part of one snapshot's manifest.
+    Chunk { height: Height, index: u32 },
+}
+
+/// A peer's answer. Nothing in it is trusted: the syncing node checks the metadata from its genesis file
+/// and every chunk against the verified manifest.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum SnapshotResponse {
+    Offers(Vec<Height>),
+    Meta(Box<ledger_core::light::SnapshotMeta>),
+    Chunk(Vec<(ledger_core::Address, ledger_core::Account)>),
+    /// Not held (any more).
+    Unavailable,
+}
+
+impl WireMessage for SnapshotRequest {
+    fn to_frame(&self) -> Vec<u8> {
+        frame(self)
+    }
+    fn from_frame(bytes: &[u8], max: usize) -> Result<Self, WireError> {
+        unframe(bytes, max.min(SNAPSHOT_REQUEST_BYTES_MAX))
+    }
+}
+
+impl WireMessage for SnapshotResponse {
+    fn to_frame(&self) -> Vec<u8> {
+        frame(self)
+    }
+    fn from_frame(bytes: &[u8], max: usize) -> Result<Self, WireError> {
+        let r: SnapshotResponse = unframe(bytes, max.min(SNAPSHOT_RESPONSE_BYTES_MAX))?;
+        match &r {
+            SnapshotResponse::Offers(h) if h.len() > SNAPSHOT_OFFERS_MAX => {
+                Err(WireError::SnapshotTooLarge { n: h.len(), max: SNAPSHOT_OFFERS_MAX })
+            }
+            SnapshotResponse::Chunk(a) if a.len() > crate::storage::snapshot::CHUNK_ACCOUNTS_MAX as usize => {
+                Err(WireError::SnapshotTooLarge {
+                    n: a.len(),
+                    max: crate::storage::snapshot::CHUNK_ACCOUNTS_MAX as usize,
+                })
+            }
+            _ => Ok(r),
+        }
     }
 }
 

@@ -33,6 +33,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 pub mod addrindex;
+pub mod snapshot;
 pub mod txindex;
 
 use txindex::{RunList, RunMeta};
@@ -160,6 +161,8 @@ pub struct Storage {
     /// The transaction index's run list as last committed. Held for reading across a lookup and for writing
     /// across the batch that replaces runs, so a lookup never follows a run whose chunks are gone.
     tx_runs: Arc<RwLock<RunList>>,
+    /// State snapshots served to state-syncing peers ([`snapshot`]).
+    snapshots: snapshot::SharedSnapshots,
     /// Every validator set the chain has had, by first height (loaded at open, added to by commits).
     sets: Arc<RwLock<std::collections::BTreeMap<Height, Arc<ValidatorSet>>>>,
 }
@@ -350,6 +353,7 @@ impl Storage {
             opts,
             accounts: Arc::new(Mutex::new(AccountCache::default())),
             tx_runs: Arc::new(RwLock::new(RunList::default())),
+            snapshots: Arc::default(),
             sets: Arc::default(),
         };
         store.open_tx_index()?;
@@ -830,6 +834,7 @@ impl Storage {
             if let Some((from, set)) = new_set {
                 self.sets.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(from, set);
             }
+            self.maybe_snapshot(height, &changes.tree, &changes.gov);
             if checkpoint {
                 let dirty = std::mem::take(&mut cache.dirty);
                 if cache.map.len().saturating_add(dirty.len()) > ACCOUNT_CACHE_MAX {
@@ -928,7 +933,8 @@ impl Storage {
             }
             return Ok(tip);
         }
-        let first = Height(tip.0.saturating_sub(n.saturating_sub(1)).max(1));
+        let base = self.base_height()?;
+        let first = Height(tip.0.saturating_sub(n.saturating_sub(1)).max(base.0));
         let mut child: Option<Block> = None;
         let mut h = tip;
         loop {
@@ -961,7 +967,7 @@ impl Storage {
             {
                 return Err(corrupt(&bk, format!("block {} does not link to it", c.height())));
             }
-            if h == Height(1) && block.header.prev_block_hash != expected {
+            if h == Height(1) && base == Height(1) && block.header.prev_block_hash != expected {
                 return Err(corrupt(&bk, "first block does not link to genesis"));
             }
             child = Some(block);

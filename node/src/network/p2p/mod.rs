@@ -36,7 +36,10 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identif
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::wire::{self, GossipMessage, SYNC_BLOCKS_MAX, SYNC_REQUEST_BYTES_MAX, SyncRequest, SyncResponse, TopicKind};
+use crate::wire::{
+    self, GossipMessage, SNAPSHOT_REQUEST_BYTES_MAX, SNAPSHOT_RESPONSE_BYTES_MAX, SYNC_BLOCKS_MAX,
+    SYNC_REQUEST_BYTES_MAX, SnapshotRequest, SnapshotResponse, SyncRequest, SyncResponse, TopicKind, WireMessage,
+};
 use guard::Guard;
 pub use guard::PeerStats;
 use ledger_core::gossip::{DropReason, Offence, PeerLimits, Resource, Standing};
@@ -201,6 +204,11 @@ fn spawn_verifier(done: mpsc::Sender<DeferredDone>) -> Result<std::sync::mpsc::S
 pub trait BlockProvider: Send + Sync + 'static {
     /// Blocks from `from`, at most `max_count` and about `max_bytes` (always at least one if any exists).
     fn blocks_from(&self, from: Height, max_count: usize, max_bytes: usize) -> Vec<(Block, CommitCertificate)>;
+
+    /// Answer a state-sync request (default: no snapshots).
+    fn snapshot(&self, _request: &SnapshotRequest) -> SnapshotResponse {
+        SnapshotResponse::Unavailable
+    }
 }
 
 impl BlockProvider for crate::storage::Storage {
@@ -211,6 +219,28 @@ impl BlockProvider for crate::storage::Storage {
                 tracing::error!(error = %e, "cannot serve sync request");
                 Vec::new()
             }
+        }
+    }
+
+    fn snapshot(&self, request: &SnapshotRequest) -> SnapshotResponse {
+        match *request {
+            SnapshotRequest::Offers => {
+                let mut heights = self.snapshot_heights();
+                heights.truncate(wire::SNAPSHOT_OFFERS_MAX);
+                SnapshotResponse::Offers(heights)
+            }
+            SnapshotRequest::Meta { height } => match self.snapshot_meta(height) {
+                Ok(Some(meta)) => SnapshotResponse::Meta(Box::new(meta)),
+                Ok(None) => SnapshotResponse::Unavailable,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serve a snapshot's metadata");
+                    SnapshotResponse::Unavailable
+                }
+            },
+            SnapshotRequest::Chunk { height, index } => match self.snapshot(height).and_then(|s| s.chunk(index)) {
+                Some(accounts) => SnapshotResponse::Chunk(accounts),
+                None => SnapshotResponse::Unavailable,
+            },
         }
     }
 }
@@ -255,6 +285,7 @@ pub enum NetError {
 enum Command {
     Publish(GossipMessage, oneshot::Sender<Result<(), NetError>>),
     RequestBlocks(PeerId, SyncRequest, oneshot::Sender<Result<SyncResponse, NetError>>),
+    RequestSnapshot(PeerId, SnapshotRequest, oneshot::Sender<Result<SnapshotResponse, NetError>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), NetError>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
@@ -292,6 +323,11 @@ impl NetworkHandle {
     /// Ask `peer` for blocks. The response is unverified.
     pub async fn request_blocks(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, NetError> {
         self.ask(|tx| Command::RequestBlocks(peer, request, tx)).await?
+    }
+
+    /// Ask `peer` about its state snapshots. The response is unverified.
+    pub async fn request_snapshot(&self, peer: PeerId, request: SnapshotRequest) -> Result<SnapshotResponse, NetError> {
+        self.ask(|tx| Command::RequestSnapshot(peer, request, tx)).await?
     }
 
     /// Publish arbitrary bytes on a topic, bypassing encoding: for tests of hostile input only.
@@ -351,13 +387,28 @@ struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
-    sync: request_response::Behaviour<SyncCodec>,
+    sync: request_response::Behaviour<FramedCodec<SyncRequest, SyncResponse>>,
+    snapshot: request_response::Behaviour<FramedCodec<SnapshotRequest, SnapshotResponse>>,
 }
 
-/// Length-prefixed (u32 big-endian) frames, with the length checked against a limit before reading.
-#[derive(Clone)]
-struct SyncCodec {
+/// Length-prefixed (u32 big-endian) frames of one request-response protocol, with the length checked
+/// against a limit before reading.
+pub struct FramedCodec<Req, Resp> {
+    request_bytes_max: usize,
     response_bytes_max: usize,
+    _messages: std::marker::PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> FramedCodec<Req, Resp> {
+    pub fn new(request_bytes_max: usize, response_bytes_max: usize) -> Self {
+        FramedCodec { request_bytes_max, response_bytes_max, _messages: std::marker::PhantomData }
+    }
+}
+
+impl<Req, Resp> Clone for FramedCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        FramedCodec::new(self.request_bytes_max, self.response_bytes_max)
+    }
 }
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> std::io::Result<Vec<u8>> {
@@ -383,45 +434,45 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
 }
 
-impl request_response::Codec for SyncCodec {
+impl<Req: WireMessage, Resp: WireMessage> request_response::Codec for FramedCodec<Req, Resp> {
     type Protocol = StreamProtocol;
-    type Request = SyncRequest;
-    type Response = SyncResponse;
+    type Request = Req;
+    type Response = Resp;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> std::io::Result<SyncRequest> {
-        let bytes = read_frame(io, SYNC_REQUEST_BYTES_MAX).await?;
-        SyncRequest::decode(&bytes).map_err(invalid)
+    ) -> std::io::Result<Req> {
+        let bytes = read_frame(io, self.request_bytes_max).await?;
+        Req::from_frame(&bytes, self.request_bytes_max).map_err(invalid)
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> std::io::Result<SyncResponse> {
+    ) -> std::io::Result<Resp> {
         let bytes = read_frame(io, self.response_bytes_max).await?;
-        SyncResponse::decode(&bytes, self.response_bytes_max).map_err(invalid)
+        Resp::from_frame(&bytes, self.response_bytes_max).map_err(invalid)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: SyncRequest,
+        req: Req,
     ) -> std::io::Result<()> {
-        write_frame(io, &req.encode()).await
+        write_frame(io, &req.to_frame()).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: SyncResponse,
+        res: Resp,
     ) -> std::io::Result<()> {
-        write_frame(io, &res.encode()).await
+        write_frame(io, &res.to_frame()).await
     }
 }
 
@@ -431,6 +482,7 @@ struct Names {
     consensus: IdentTopic,
     kad: StreamProtocol,
     sync: StreamProtocol,
+    snapshot: StreamProtocol,
     identify: String,
 }
 
@@ -442,6 +494,7 @@ impl Names {
             consensus: IdentTopic::new(format!("ledger/{chain_id}/consensus")),
             kad: proto(format!("/ledger/{chain_id}/kad/1.0.0"))?,
             sync: proto(format!("/ledger/{chain_id}/sync/1"))?,
+            snapshot: proto(format!("/ledger/{chain_id}/snapshot/1"))?,
             identify: format!("/ledger/{chain_id}/1.0.0"),
         })
     }
@@ -578,14 +631,21 @@ pub fn spawn(
 
     let identify = identify::Behaviour::new(identify::Config::new(names.identify.clone(), cfg.keypair.public()));
     let sync = request_response::Behaviour::with_codec(
-        SyncCodec { response_bytes_max },
+        FramedCodec::new(SYNC_REQUEST_BYTES_MAX, response_bytes_max),
         [(names.sync.clone(), ProtocolSupport::Full)],
         request_response::Config::default()
             .with_request_timeout(cfg.sync_request_timeout)
             .with_max_concurrent_streams(SYNC_STREAMS_PER_CONNECTION),
     );
+    let snapshot = request_response::Behaviour::with_codec(
+        FramedCodec::new(SNAPSHOT_REQUEST_BYTES_MAX, SNAPSHOT_RESPONSE_BYTES_MAX),
+        [(names.snapshot.clone(), ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(cfg.sync_request_timeout)
+            .with_max_concurrent_streams(SYNC_STREAMS_PER_CONNECTION),
+    );
     let behaviour =
-        Behaviour { blocked: allow_block_list::Behaviour::default(), gossipsub: gossip, identify, kad, sync };
+        Behaviour { blocked: allow_block_list::Behaviour::default(), gossipsub: gossip, identify, kad, sync, snapshot };
 
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
         .with_tokio()
@@ -629,6 +689,7 @@ pub fn spawn(
         commands: cmd_rx,
         shutdown: false,
         pending_sync: HashMap::new(),
+        pending_snapshot: HashMap::new(),
         redials,
         max_peers: cfg.max_peers,
         max_transmit,
@@ -661,6 +722,7 @@ struct SwarmTask {
     /// A shutdown command (or every handle dropped) arrived while an event was waiting.
     shutdown: bool,
     pending_sync: HashMap<OutboundRequestId, oneshot::Sender<Result<SyncResponse, NetError>>>,
+    pending_snapshot: HashMap<OutboundRequestId, oneshot::Sender<Result<SnapshotResponse, NetError>>>,
     redials: HashMap<PeerId, Redial>,
     max_peers: usize,
     max_transmit: usize,
@@ -752,6 +814,10 @@ impl SwarmTask {
             Command::RequestBlocks(peer, request, reply) => {
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.pending_sync.insert(id, reply);
+            }
+            Command::RequestSnapshot(peer, request, reply) => {
+                let id = self.swarm.behaviour_mut().snapshot.send_request(&peer, request);
+                self.pending_snapshot.insert(id, reply);
             }
             Command::Dial(addr, reply) => {
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| NetError::Dial(e.to_string())));
@@ -930,6 +996,7 @@ impl SwarmTask {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.handle_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Snapshot(e)) => self.handle_snapshot(e),
             _ => {}
         }
         Ok(())
@@ -1190,6 +1257,69 @@ impl SwarmTask {
             }
             request_response::Event::ResponseSent { request_id, .. } => self.sync_served(request_id),
         }
+    }
+
+    /// State-sync requests share the block-sync budget and in-flight limit: a chunk counts as a request
+    /// and its bytes as sync bytes.
+    fn handle_snapshot(&mut self, event: request_response::Event<SnapshotRequest, SnapshotResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, request_id } => {
+                    if self.sync_serving_per_peer.get(&peer).copied().unwrap_or(0) >= SYNC_IN_FLIGHT_PER_PEER {
+                        self.sync_abuse(peer, "too many sync requests at once");
+                        return;
+                    }
+                    if let Some(response) = self.serve_snapshot(peer, &request)
+                        && self.swarm.behaviour_mut().snapshot.send_response(channel, response).is_ok()
+                    {
+                        self.sync_serving.insert(request_id, peer);
+                        *self.sync_serving_per_peer.entry(peer).or_insert(0) += 1;
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending_snapshot.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                if let Some(reply) = self.pending_snapshot.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Sync(error.to_string())));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, request_id, .. } => {
+                tracing::debug!(%peer, %error, "inbound snapshot request failed");
+                self.sync_served(request_id);
+            }
+            request_response::Event::ResponseSent { request_id, .. } => self.sync_served(request_id),
+        }
+    }
+
+    fn serve_snapshot(&mut self, peer: PeerId, request: &SnapshotRequest) -> Option<SnapshotResponse> {
+        match self.guard.standing(&peer) {
+            Standing::Good => {}
+            Standing::Ignored => {
+                self.sync_abuse(peer, "snapshot request while ignored");
+                return None;
+            }
+            Standing::Banned { .. } => return None,
+        }
+        if !self.guard.try_spend(&peer, Resource::SyncRequests, 1) {
+            self.sync_abuse(peer, "sync requests beyond its budget");
+            return None;
+        }
+        let response = self.provider.snapshot(request);
+        let bytes = match &response {
+            SnapshotResponse::Chunk(a) => a.len() as u64 * 48,
+            SnapshotResponse::Meta(m) => m.manifest.parts.len() as u64 * 80 + 64 * 1024,
+            _ => 16,
+        };
+        if !self.guard.try_spend(&peer, Resource::SyncBytes, bytes) {
+            self.sync_abuse(peer, "sync bytes beyond its budget");
+            return None;
+        }
+        tracing::debug!(%peer, ?request, bytes, "serving snapshot request");
+        Some(response)
     }
 }
 

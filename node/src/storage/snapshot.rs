@@ -1,0 +1,207 @@
+//! State snapshots: what this node serves to peers that sync state instead of replaying every block, and
+//! how a state-syncing node installs what it fetched.
+//!
+//! Every `interval` blocks (`[state_sync] snapshot_interval`) the committed state tree and governance
+//! state are kept in memory as a snapshot (the tree shares its nodes with the live one, so a snapshot costs
+//! at most one more tree's worth of nodes, and only the last [`SNAPSHOTS_KEPT`] are kept). Every honest node
+//! takes them at the same heights, so a syncing node can fetch one snapshot's chunks from several peers.
+//!
+//! A node that installed a snapshot at height `H` has no blocks below `H` (`META_BASE` records `H`): its
+//! history (blocks, transactions, account history) starts there, and it cannot serve block sync below it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ledger_core::governance::GovState;
+use ledger_core::light::{SnapshotMeta, Transition, Trusted};
+use ledger_core::statetree::{Manifest, StateTree};
+use ledger_core::{Account, Address, Genesis, Height, encoding};
+
+use super::{
+    META_GENESIS, META_GOV_STATE, META_HEIGHT, META_STATE_HEIGHT, Storage, StorageError, addrindex, corrupt, hash_key,
+    height_key, prefix, put_account, seal,
+};
+
+/// Lowest stored block height after a state sync (absent: 1, every block from genesis is stored).
+pub const META_BASE: &[u8] = b"mbase";
+/// Snapshots kept in memory.
+pub const SNAPSHOTS_KEPT: usize = 2;
+/// Most accounts in one chunk: manifests cut the tree into parts of at most this many.
+pub const CHUNK_ACCOUNTS_MAX: u64 = 1024;
+
+/// The state after one block, as served to state-syncing peers.
+pub struct Snapshot {
+    pub height: Height,
+    pub tree: StateTree,
+    pub gov: GovState,
+    manifest: OnceLock<Manifest>,
+}
+
+impl Snapshot {
+    /// The tree cut into parts of at most [`CHUNK_ACCOUNTS_MAX`] accounts (computed once).
+    pub fn manifest(&self) -> &Manifest {
+        self.manifest.get_or_init(|| self.tree.manifest(CHUNK_ACCOUNTS_MAX))
+    }
+
+    /// The accounts of part `index`, or `None` past the last part.
+    pub fn chunk(&self, index: u32) -> Option<Vec<(Address, Account)>> {
+        let part = self.manifest().parts.get(usize::try_from(index).ok()?)?;
+        Some(self.tree.chunk(part))
+    }
+}
+
+/// The snapshots a node holds, newest last.
+#[derive(Default)]
+pub struct Snapshots {
+    /// Take one every this many blocks (0: never).
+    interval: u64,
+    kept: VecDeque<Arc<Snapshot>>,
+}
+
+impl Storage {
+    fn snapshot_list(&self) -> std::sync::MutexGuard<'_, Snapshots> {
+        self.snapshots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Take a snapshot every `interval` committed blocks (0: never).
+    pub fn set_snapshot_interval(&self, interval: u64) {
+        self.snapshot_list().interval = interval;
+    }
+
+    /// After a commit: keep this state as a snapshot when the height is due.
+    pub(super) fn maybe_snapshot(&self, height: Height, tree: &StateTree, gov: &GovState) {
+        let mut list = self.snapshot_list();
+        if list.interval == 0 || !height.0.is_multiple_of(list.interval) {
+            return;
+        }
+        list.kept.push_back(Arc::new(Snapshot {
+            height,
+            tree: tree.clone(),
+            gov: gov.clone(),
+            manifest: OnceLock::new(),
+        }));
+        while list.kept.len() > SNAPSHOTS_KEPT {
+            list.kept.pop_front();
+        }
+        tracing::debug!(%height, accounts = tree.len(), "state snapshot taken");
+    }
+
+    /// Heights of the snapshots held, oldest first.
+    pub fn snapshot_heights(&self) -> Vec<Height> {
+        self.snapshot_list().kept.iter().map(|s| s.height).collect()
+    }
+
+    /// The snapshot at `height`, if held.
+    pub fn snapshot(&self, height: Height) -> Option<Arc<Snapshot>> {
+        self.snapshot_list().kept.iter().find(|s| s.height == height).cloned()
+    }
+
+    /// Everything a syncing peer needs besides the chunks, for the snapshot at `height`.
+    pub fn snapshot_meta(&self, height: Height) -> Result<Option<SnapshotMeta>, StorageError> {
+        let Some(snapshot) = self.snapshot(height) else { return Ok(None) };
+        let (Some(block), Some(certificate)) = (self.block(height)?, self.certificate(height)?) else {
+            return Ok(None);
+        };
+        Ok(Some(SnapshotMeta {
+            block,
+            certificate,
+            gov: snapshot.gov.clone(),
+            transitions: self.transitions(height)?,
+            manifest: snapshot.manifest().clone(),
+        }))
+    }
+
+    /// Every validator-set change with a first height in 2..=`up_to`, each with the certified header
+    /// before it. `None` for a change whose header this node does not hold (it synced state above it).
+    pub fn transitions(&self, up_to: Height) -> Result<Vec<Transition>, StorageError> {
+        let mut out = Vec::new();
+        for (first_height, set) in self.validator_sets() {
+            if first_height <= Height(1) || first_height > up_to {
+                continue;
+            }
+            let at = Height(first_height.0 - 1);
+            let (Some(block), Some(certificate)) = (self.block(at)?, self.certificate(at)?) else {
+                return Err(StorageError::Corrupt {
+                    what: format!("block {at}"),
+                    detail: "the header before a validator-set change is not stored".into(),
+                });
+            };
+            out.push(Transition { first_height, set: (*set).clone(), header: block.header, certificate });
+        }
+        Ok(out)
+    }
+
+    /// Lowest stored block height: 1, or the height of the snapshot this node's state was synced from.
+    pub fn base_height(&self) -> Result<Height, StorageError> {
+        Ok(self.get_decoded::<Height>(META_BASE, 8)?.unwrap_or(Height(1)))
+    }
+
+    /// Install a verified snapshot into an empty database: the accounts, the block and certificate of its
+    /// height, the governance state, the sets reached (`reached`, from [`SnapshotMeta::verify`]) and those
+    /// the governance state names for the next two heights, in one atomic batch. `accounts` must have
+    /// been checked chunk by chunk against the verified manifest; their tree is checked against the
+    /// header's state root once more here before anything is written.
+    pub fn install_snapshot(
+        &self,
+        genesis: &Genesis,
+        meta: &SnapshotMeta,
+        reached: &[Trusted],
+        accounts: Vec<(Address, Account)>,
+    ) -> Result<(), StorageError> {
+        if self.get(META_GENESIS)?.is_some() {
+            return Err(corrupt(META_GENESIS, "a snapshot is installed only into an empty database"));
+        }
+        let height = meta.height();
+        let tree = StateTree::from_accounts(accounts.iter().copied());
+        if tree.root() != meta.block.header.state_root {
+            return Err(corrupt(META_STATE_HEIGHT, "the snapshot's accounts do not hash to its state root"));
+        }
+        let mut batch = sled::Batch::default();
+        for (address, account) in &accounts {
+            put_account(&mut batch, address, account);
+        }
+        let k = height_key(prefix::BLOCK, height);
+        batch.insert(&k[..], seal(&k, &meta.block.encode()));
+        let k = height_key(prefix::CERT, height);
+        batch.insert(&k[..], seal(&k, &encoding::encode(&meta.certificate)));
+        let k = hash_key(prefix::HASH_TO_HEIGHT, &meta.block.hash().0);
+        batch.insert(&k[..], seal(&k, &encoding::encode(&height)));
+        let gov = &meta.gov;
+        let mut sets: Vec<(Height, &ledger_core::ValidatorSet)> =
+            reached.iter().map(|t| (t.first_height, &t.set)).collect();
+        if gov.next.hash() != gov.current.hash() {
+            sets.push((height.next(), &gov.next));
+        }
+        if gov.after_next.hash() != gov.next.hash() {
+            sets.push((height.next().next(), &gov.after_next));
+        }
+        for (from, set) in sets {
+            let k = height_key(prefix::VALSET, from);
+            batch.insert(&k[..], seal(&k, &encoding::encode(set)));
+        }
+        batch.insert(META_GOV_STATE, seal(META_GOV_STATE, &encoding::encode(gov)));
+        batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&height)));
+        batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&height)));
+        batch.insert(META_BASE, seal(META_BASE, &encoding::encode(&height)));
+        // The account-history index covers every stored block (none yet below the next).
+        batch.insert(addrindex::META_ADDRINDEX, seal(addrindex::META_ADDRINDEX, &[]));
+        // Last, as in `init_genesis`: its presence means the installed state is complete.
+        batch.insert(META_GENESIS, seal(META_GENESIS, &encoding::encode(&genesis.hash())));
+        self.chain.apply_batch(batch)?;
+        self.db.flush()?;
+        {
+            let mut cache = self.account_cache();
+            cache.reset();
+            cache.dirty.clear();
+            cache.tree = Some((height, tree));
+            cache.gov = Some(gov.clone());
+            cache.tip_sets = None;
+            cache.behind = 0;
+        }
+        self.load_sets()?;
+        Ok(())
+    }
+}
+
+/// A shared handle, created with the storage.
+pub type SharedSnapshots = Arc<Mutex<Snapshots>>;
