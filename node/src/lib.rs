@@ -43,6 +43,6 @@ pub mod safety;
 pub mod storage;
 
 pub use chain::{admission, driver, handle, keycache, mempool, ops};
-pub use network::{p2p, wire};
+pub use network::{p2p, statesync, wire};
 pub use operations::{config, keys, localnet, run};
 pub use storage::txindex;

@@ -119,6 +119,9 @@ const KEYS: &[KeySpec] = &[
     key("mempool.gapped_below_fill_percent", int(1, 100)),
     key("mempool.drain_target_ms", int(0, 600_000)),
     key("mempool.drain_floor_txs", int(1, 10_000_000)),
+    key("state_sync.enable", int(0, 1)),
+    key("state_sync.snapshot_interval", int(0, 1_000_000_000)),
+    key("state_sync.discovery_timeout_ms", int(100, 3_600_000)),
 ];
 
 /// The environment variable of a key: `p2p.max_peers` -> `LEDGERD_P2P_MAX_PEERS`.
@@ -167,6 +170,8 @@ pub struct Config {
     pub mempool_gapped_below_fill_percent: u8,
     pub mempool_drain_target_ms: u64,
     pub mempool_drain_floor_txs: usize,
+    /// `[state_sync]`: fetch a snapshot from peers when the database is empty, and serve snapshots.
+    pub state_sync: crate::statesync::StateSyncOptions,
 }
 
 impl Config {
@@ -467,6 +472,13 @@ pub fn from_str(
         mempool_gapped_below_fill_percent: layers.u64_or("mempool.gapped_below_fill_percent", 50)?.min(100) as u8,
         mempool_drain_target_ms: layers.u64_or("mempool.drain_target_ms", 1000)?,
         mempool_drain_floor_txs: layers.u64_or("mempool.drain_floor_txs", 4096)? as usize,
+        state_sync: crate::statesync::StateSyncOptions {
+            enable: layers.u64_or("state_sync.enable", 0)? == 1,
+            snapshot_interval: layers.u64_or("state_sync.snapshot_interval", 1000)?,
+            discovery_timeout: std::time::Duration::from_millis(
+                layers.u64_or("state_sync.discovery_timeout_ms", 10_000)?,
+            ),
+        },
     })
 }
 

@@ -51,6 +51,8 @@ pub struct NodeSetup {
     pub log_name: String,
     /// `next_validator_key_file`: the key a key rotation switches to, read when the rotation takes effect.
     pub next_key_file: Option<std::path::PathBuf>,
+    /// `[state_sync]`: snapshots served, and whether an empty database is filled from one.
+    pub state_sync: crate::statesync::StateSyncOptions,
 }
 
 /// A running node.
@@ -150,6 +152,25 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         },
     )
     .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the database in {}", db_dir.display())))?;
+    storage.set_snapshot_interval(setup.state_sync.snapshot_interval);
+    if setup.state_sync.enable && !storage.is_initialised()? {
+        let mut net = NetworkConfig::new(
+            &genesis.chain_id,
+            setup.p2p_key.clone(),
+            setup.listen_addr.clone(),
+            genesis.params.block_bytes_max as usize,
+        );
+        net.bootstrap_peers = setup.bootstrap_peers.clone();
+        net.max_peers = setup.max_peers;
+        match crate::statesync::run(&genesis, &storage, net, &setup.state_sync).await {
+            crate::statesync::Outcome::Installed { height, accounts, chunks, bad_chunks, elapsed } => {
+                tracing::info!(%height, accounts, chunks, bad_chunks, elapsed_ms = elapsed.as_millis() as u64, "state synced from a snapshot")
+            }
+            crate::statesync::Outcome::NoSnapshot(why) => {
+                tracing::warn!(why = %why, "state sync found no usable snapshot: syncing every block from genesis instead")
+            }
+        }
+    }
     let tip = crate::storage::catch_panics(&db_dir, || {
         storage.init_genesis(&genesis)?;
         storage.verify_tail(&genesis, setup.driver.verify_tail_blocks)
@@ -521,6 +542,7 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
         api: cfg.api.clone(),
         log_name: String::new(),
         next_key_file: Some(cfg.next_validator_key_file.clone()),
+        state_sync: cfg.state_sync.clone(),
     };
     Ok(setup)
 }
@@ -662,6 +684,7 @@ mod tests {
             api: ApiConfig::default(),
             log_name: String::new(),
             next_key_file: None,
+            state_sync: Default::default(),
         }
     }
 
@@ -873,6 +896,52 @@ mod tests {
                 net.nodes[0].shared.storage.block(Height(k)).unwrap().map(|b| b.hash())
             );
         }
+    }
+
+    /// A node with an empty database and state sync on takes the validator's latest snapshot (checked from
+    /// the genesis file: certificate, governance state, manifest, every chunk), starts its chain at that
+    /// height without any block below it, and then block-syncs and follows like any other node.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_empty_node_syncs_state_from_a_snapshot_and_follows() {
+        let g = genesis(1);
+        let net = start_net(&g, 1).await;
+        net.nodes[0].shared.storage.set_snapshot_interval(20);
+        let txs = (0..3).map(|n| transfer(&g, 0, n, 1_000 + n)).collect();
+        net.nodes[0].submit(txs).await.into_iter().for_each(|r| assert!(r.is_ok()));
+        wait_height(&net.nodes[0], 22).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s =
+            setup(&g, None, identity::Keypair::generate_ed25519(), free_port(), vec![net.addrs[0].clone()], dir.path());
+        let _ = tracing_subscriber::fmt().with_env_filter("node=debug").with_test_writer().try_init();
+        s.state_sync = crate::statesync::StateSyncOptions {
+            enable: true,
+            snapshot_interval: 20,
+            discovery_timeout: Duration::from_secs(20),
+        };
+        let follower = start(s).await.unwrap();
+        let store = &follower.shared.storage;
+        let base = store.base_height().unwrap();
+        assert!(base >= Height(20) && base.0 % 20 == 0, "synced from height {base}");
+        assert!(store.block(Height(1)).unwrap().is_none(), "no block below the snapshot");
+        let h = net.nodes[0].status.borrow().height.0 + 3;
+        wait_height(&follower, h).await;
+        for k in base.0..=h {
+            assert_eq!(
+                store.block(Height(k)).unwrap().map(|b| b.hash()),
+                net.nodes[0].shared.storage.block(Height(k)).unwrap().map(|b| b.hash())
+            );
+        }
+        // Same accounts at the same height: the follower executed every block above its snapshot on it.
+        let validator_tip = net.nodes[0].shared.storage.tree_with_height().unwrap();
+        let follower_tip = store.tree_with_height().unwrap();
+        let height = validator_tip.0.min(follower_tip.0);
+        let root = |st: &Storage| st.block(height).unwrap().unwrap().header.state_root;
+        assert_eq!(root(store), root(&net.nodes[0].shared.storage));
+        for i in 0..4 {
+            let a = account_key(i).public();
+            assert_eq!(follower_tip.1.get(&a).balance > 0, validator_tip.1.get(&a).balance > 0);
+        }
+        assert_eq!(follower_tip.1.get(&account_key(0).public()).nonce, 3);
     }
 
     fn counter(node: &RunningNode, name: &str) -> u64 {

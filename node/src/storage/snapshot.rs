@@ -86,6 +86,11 @@ impl Storage {
         tracing::debug!(%height, accounts = tree.len(), "state snapshot taken");
     }
 
+    /// Whether the database holds a chain (a genesis or an installed snapshot).
+    pub fn is_initialised(&self) -> Result<bool, StorageError> {
+        Ok(self.get(META_GENESIS)?.is_some())
+    }
+
     /// Heights of the snapshots held, oldest first.
     pub fn snapshot_heights(&self) -> Vec<Height> {
         self.snapshot_list().kept.iter().map(|s| s.height).collect()

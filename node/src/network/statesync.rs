@@ -1,0 +1,259 @@
+//! State sync: a node with an empty database fetches a recent snapshot of the state from its peers instead
+//! of replaying every block from genesis, then block-syncs the rest as usual.
+//!
+//! Nothing a peer says is trusted. The snapshot's metadata (the block at its height with its certificate,
+//! the governance state, every validator-set change since genesis, the manifest of the state tree's parts)
+//! is checked from the genesis file alone ([`SnapshotMeta::verify`]): the set changes are followed from the
+//! genesis set, the certificate must verify with the set they reach, and the manifest must fold up to the
+//! certified header's state root. Each chunk (the accounts of one part) is then checked alone against its
+//! part as it arrives, so a peer that lies is caught at its first bad chunk: that chunk is fetched from
+//! another peer and the liar is asked for nothing more. The accounts are written only once every chunk
+//! checked, in one batch, after one last check of the whole tree against the state root.
+//!
+//! The sync runs on a network instance of its own that forwards no gossip; it is shut down before the node
+//! starts its real one on the same address. When no peer offers a snapshot within the discovery timeout,
+//! or no offered snapshot can be fetched, the node falls back to block sync from genesis.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ledger_core::light::SnapshotMeta;
+use ledger_core::{Account, Address, Genesis, Height};
+use libp2p::PeerId;
+
+use crate::p2p::{self, GossipValidator, NetworkConfig, NetworkHandle, Validation};
+use crate::storage::Storage;
+use crate::storage::snapshot::CHUNK_ACCOUNTS_MAX;
+use crate::wire::{GossipMessage, SnapshotRequest, SnapshotResponse};
+
+/// `[state_sync]` settings.
+#[derive(Clone, Debug)]
+pub struct StateSyncOptions {
+    /// Fetch a snapshot when the database is empty (`state_sync.enable = 1`).
+    pub enable: bool,
+    /// Keep a snapshot every this many blocks for peers (0: serve none).
+    pub snapshot_interval: u64,
+    /// How long to wait for a first offer before falling back to block sync.
+    pub discovery_timeout: Duration,
+}
+
+impl Default for StateSyncOptions {
+    fn default() -> Self {
+        StateSyncOptions { enable: false, snapshot_interval: 1000, discovery_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Wait for more offers this long after the first one.
+const OFFER_GRACE: Duration = Duration::from_secs(1);
+/// Rounds of asking for offers before falling back to block sync.
+const ATTEMPTS: u32 = 5;
+/// One request's deadline.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How a state sync ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The snapshot at `height` is installed.
+    Installed { height: Height, accounts: usize, chunks: usize, bad_chunks: usize, elapsed: Duration },
+    /// No usable snapshot: block-sync from genesis.
+    NoSnapshot(String),
+}
+
+/// Gossip is not for a node that has no state yet: everything is dropped without blame.
+struct NoGossip;
+
+impl GossipValidator for NoGossip {
+    fn validate(&self, _: &PeerId, _: &GossipMessage) -> Validation {
+        Validation::Ignore("state sync in progress".into())
+    }
+}
+
+/// Run a state sync into `storage` (empty) over a network of its own built from `net`.
+pub async fn run(genesis: &Genesis, storage: &Storage, net: NetworkConfig, opts: &StateSyncOptions) -> Outcome {
+    let (handle, mut events, task) = match p2p::spawn(net, Arc::new(NoGossip), Arc::new(storage.clone())) {
+        Ok(n) => n,
+        Err(e) => return Outcome::NoSnapshot(format!("cannot start the network for state sync: {e}")),
+    };
+    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let outcome = match sync(genesis, storage, &handle, opts).await {
+        Ok(o) => o,
+        Err(e) => Outcome::NoSnapshot(format!("{e:#}")),
+    };
+    handle.shutdown().await;
+    let _ = task.await;
+    drain.abort();
+    outcome
+}
+
+async fn ask(net: &NetworkHandle, peer: PeerId, request: SnapshotRequest) -> anyhow::Result<SnapshotResponse> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, net.request_snapshot(peer, request)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => anyhow::bail!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+    }
+}
+
+/// Snapshot heights offered, by peer, gathered until the discovery timeout or shortly after a first offer.
+async fn offers(
+    net: &NetworkHandle,
+    timeout: Duration,
+    bad: &BTreeSet<PeerId>,
+) -> anyhow::Result<BTreeMap<PeerId, Vec<Height>>> {
+    let deadline = Instant::now() + timeout;
+    let mut asked = BTreeSet::new();
+    let mut offers: BTreeMap<PeerId, Vec<Height>> = BTreeMap::new();
+    let mut first_offer: Option<Instant> = None;
+    loop {
+        for peer in net.connected_peers().await? {
+            if bad.contains(&peer) || !asked.insert(peer) {
+                continue;
+            }
+            match ask(net, peer, SnapshotRequest::Offers).await {
+                Ok(SnapshotResponse::Offers(heights)) if !heights.is_empty() => {
+                    tracing::info!(%peer, ?heights, "peer offers state snapshots");
+                    first_offer.get_or_insert_with(Instant::now);
+                    offers.insert(peer, heights);
+                }
+                Ok(_) => tracing::debug!(%peer, "peer offers no snapshot"),
+                Err(e) => tracing::debug!(%peer, error = %e, "asking a peer for snapshots failed"),
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline || first_offer.is_some_and(|t| now >= t + OFFER_GRACE) {
+            return Ok(offers);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sync(
+    genesis: &Genesis,
+    storage: &Storage,
+    net: &NetworkHandle,
+    opts: &StateSyncOptions,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let mut bad: BTreeSet<PeerId> = BTreeSet::new();
+    let mut last_error = String::from("no peer offered a snapshot");
+    // A snapshot may be dropped by its holders while it is fetched (they keep the last two): then the
+    // offers are asked for again, a bounded number of times.
+    for attempt in 1..=ATTEMPTS {
+        tracing::info!(
+            attempt,
+            timeout_ms = opts.discovery_timeout.as_millis() as u64,
+            "state sync: looking for snapshots"
+        );
+        let offers = offers(net, opts.discovery_timeout, &bad).await?;
+        let mut heights: Vec<Height> =
+            offers.values().flatten().copied().collect::<BTreeSet<_>>().into_iter().collect();
+        heights.reverse();
+        if heights.is_empty() {
+            break;
+        }
+        for height in heights {
+            let holders: Vec<PeerId> = offers.iter().filter(|(_, h)| h.contains(&height)).map(|(p, _)| *p).collect();
+            match sync_height(genesis, storage, net, height, &holders, &mut bad, started).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) => {
+                    tracing::warn!(%height, error = %format!("{e:#}"), "state sync at this height failed");
+                    last_error = format!("{e:#}");
+                }
+            }
+        }
+    }
+    Ok(Outcome::NoSnapshot(last_error))
+}
+
+/// Fetch and verify the snapshot at `height` from `holders` (skipping and adding to `bad` the peers
+/// caught lying), then install it.
+async fn sync_height(
+    genesis: &Genesis,
+    storage: &Storage,
+    net: &NetworkHandle,
+    height: Height,
+    holders: &[PeerId],
+    bad: &mut BTreeSet<PeerId>,
+    started: Instant,
+) -> anyhow::Result<Outcome> {
+    let mut verified: Option<(SnapshotMeta, Vec<ledger_core::light::Trusted>)> = None;
+    for &peer in holders {
+        if bad.contains(&peer) {
+            continue;
+        }
+        match ask(net, peer, SnapshotRequest::Meta { height }).await {
+            Ok(SnapshotResponse::Meta(meta)) => match meta.verify(genesis, CHUNK_ACCOUNTS_MAX) {
+                Ok(reached) if meta.height() == height => {
+                    verified = Some((*meta, reached));
+                    break;
+                }
+                Ok(_) => {
+                    tracing::warn!(%peer, %height, "peer sent the metadata of another height; not asking it again");
+                    bad.insert(peer);
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, %height, error = %e, "snapshot metadata does not verify; not asking this peer again");
+                    bad.insert(peer);
+                }
+            },
+            Ok(_) => tracing::debug!(%peer, %height, "peer no longer holds the snapshot"),
+            Err(e) => tracing::debug!(%peer, %height, error = %e, "asking for snapshot metadata failed"),
+        }
+    }
+    let (meta, reached) = verified.context("no peer sent metadata that verifies")?;
+    let parts = &meta.manifest.parts;
+    let total: u64 = parts.iter().map(|p| p.leaves).sum();
+    tracing::info!(
+        %height,
+        block = %meta.block.hash(),
+        parts = parts.len(),
+        accounts = total,
+        transitions = meta.transitions.len(),
+        "state sync: snapshot metadata verified from the genesis file; fetching chunks"
+    );
+    let mut accounts: Vec<(Address, Account)> = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let mut bad_chunks = 0;
+    let mut last_progress = Instant::now();
+    for (index, part) in parts.iter().enumerate() {
+        let index_u32 = u32::try_from(index).context("too many parts")?;
+        let live: Vec<PeerId> = holders.iter().filter(|p| !bad.contains(p)).copied().collect();
+        anyhow::ensure!(!live.is_empty(), "every peer offering height {height} was caught serving bad data");
+        let mut got = None;
+        // Spread the chunks over the peers: chunk i starts at peer i mod n and moves on when refused.
+        for k in 0..live.len() {
+            let peer = live[(index + k) % live.len()];
+            match ask(net, peer, SnapshotRequest::Chunk { height, index: index_u32 }).await {
+                Ok(SnapshotResponse::Chunk(chunk)) => match part.verify_chunk(&chunk) {
+                    Ok(()) => {
+                        got = Some(chunk);
+                        break;
+                    }
+                    Err(e) => {
+                        bad_chunks += 1;
+                        bad.insert(peer);
+                        tracing::warn!(
+                            %peer, %height, chunk = index, error = %e,
+                            "snapshot chunk failed its check against the certified state root; fetching it from another peer and asking this one for nothing more"
+                        );
+                    }
+                },
+                Ok(_) => tracing::debug!(%peer, chunk = index, "peer does not serve this chunk"),
+                Err(e) => tracing::debug!(%peer, chunk = index, error = %e, "asking for a chunk failed"),
+            }
+        }
+        let chunk = got.with_context(|| format!("no peer served a good chunk {index} of height {height}"))?;
+        accounts.extend(chunk);
+        if last_progress.elapsed() >= Duration::from_secs(3) {
+            last_progress = Instant::now();
+            tracing::info!(%height, chunks = index + 1, of = parts.len(), accounts = accounts.len(), "state sync progress");
+        }
+    }
+    let n = accounts.len();
+    storage.install_snapshot(genesis, &meta, &reached, accounts).context("installing the snapshot")?;
+    let elapsed = started.elapsed();
+    tracing::info!(
+        %height, accounts = n, chunks = parts.len(), bad_chunks, elapsed_ms = elapsed.as_millis() as u64,
+        "state sync: snapshot installed; block sync continues from the next height"
+    );
+    Ok(Outcome::Installed { height, accounts: n, chunks: parts.len(), bad_chunks, elapsed })
+}
