@@ -8,3 +8,4 @@ pub mod fuzz;
 pub mod harness;
 pub mod load;
 pub mod sim;
+pub mod snapshot_liar;
