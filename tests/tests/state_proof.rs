@@ -134,10 +134,10 @@ fn verified_balances_on_a_real_localnet() -> Result<()> {
     let header1 = block1.body["header_hex"].as_str().ok_or_else(|| anyhow!("no header_hex: {}", block1.body))?;
     OTHER_HEADER.set(header1.to_string()).map_err(|_| anyhow!("set twice"))?;
     let more_balance = tampering_proxy(node.clone(), |path, body| {
-        if is_proof(path) {
-            if let Some(b) = body["account"]["balance"].as_u64() {
-                body["account"]["balance"] = Value::from(b + 1);
-            }
+        if is_proof(path)
+            && let Some(b) = body["account"]["balance"].as_u64()
+        {
+            body["account"]["balance"] = Value::from(b + 1);
         }
     })?;
     let flipped_proof = tampering_proxy(node.clone(), |path, body| {
