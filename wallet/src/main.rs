@@ -1,5 +1,6 @@
 //! `wallet`: the users' CLI. Keys (encrypted keystore or plaintext dev keys), balances, transfers, offline
-//! signing, and trust-minimised verification that a transaction is committed.
+//! signing, and trust-minimised verification that a transaction is committed or that an account holds a
+//! balance (`balance --verify`).
 //!
 //! Output: in `--output text` (default) results go to stdout as `key: value` lines; in `--output json`
 //! stdout carries exactly one JSON document, a result or `{"error": {"kind", "message", "exit_code"}}`.
@@ -144,7 +145,8 @@ enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
-    /// Show an account's balance, nonce and number of pending transactions.
+    /// Show an account's balance, nonce and number of pending transactions; with --verify, the balance and
+    /// nonce proven against a certified block header instead (no pending count: it is not on chain).
     Balance {
         /// Address to look up (or use --key).
         #[arg(required_unless_present = "key", conflicts_with = "key")]
