@@ -490,6 +490,69 @@ async fn account_history_comes_from_the_index_whatever_its_depth() {
     assert_eq!(v["next"], Value::Null);
 }
 
+/// `GET /accounts/{address}/proof`: at genesis there is no header (409); after blocks, the canonical bytes
+/// decode, the header is the committed one, and the proof shows the account (or its absence) under the
+/// header's state root, agreeing with `GET /accounts/{address}`.
+#[tokio::test]
+async fn account_proofs_verify_against_the_committed_header() {
+    let net = Net::new();
+    let sender = net.accounts[0].public();
+    let addr = sender.to_address_string();
+    assert_error(&net.get(&format!("/accounts/{addr}/proof")).await, StatusCode::CONFLICT, "no_certified_header_yet");
+
+    net.commit(Some(vec![net.tx(0, 0, 100)]));
+    net.commit(Some(vec![net.tx(0, 1, 200), net.tx(1, 0, 5)]));
+    let tip = net.storage.latest_height().unwrap();
+    let block = net.storage.block(tip).unwrap().unwrap();
+    let decode_proof = |v: &Value| {
+        let bytes = hex::decode(v["proof_hex"].as_str().unwrap()).unwrap();
+        encoding::decode::<ledger_core::StateProof>(&bytes, ledger_core::StateProof::ENCODED_MAX).unwrap()
+    };
+
+    let (s, v) = net.get(&format!("/accounts/{addr}/proof")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, plain) = net.get(&format!("/accounts/{addr}")).await;
+    assert_eq!((v["address"].as_str(), v["present"].as_bool()), (Some(addr.as_str()), Some(true)));
+    assert_eq!(v["account"], json!({"balance": plain["balance"], "nonce": plain["nonce"]}));
+    assert_eq!(v["account"]["balance"], 1_000_000 - 100 - 200 - 2);
+    assert_eq!((v["height"].as_u64(), v["block_hash"].as_str()), (Some(tip.0), Some(block.hash().to_hex().as_str())));
+    let header: BlockHeader = encoding::decode(&hex::decode(v["header_hex"].as_str().unwrap()).unwrap(), 4096).unwrap();
+    assert_eq!(header, block.header);
+    assert_eq!(v["state_root"], header.state_root.to_hex());
+    let proof = decode_proof(&v);
+    let account = ledger_core::Account { balance: 1_000_000 - 302, nonce: 2 };
+    proof.verify(&header.state_root, &sender, Some(&account)).unwrap();
+    assert!(proof.verify(&header.state_root, &sender, Some(&ledger_core::Account { nonce: 3, ..account })).is_err());
+    assert!(proof.verify(&header.state_root, &sender, None).is_err());
+    // The decoded form is the same proof.
+    let siblings: Vec<Value> = proof.siblings.iter().map(|h| json!(h.to_hex())).collect();
+    assert_eq!(v["proof"]["siblings"], Value::Array(siblings));
+    let leaf = proof.leaf.as_ref().unwrap();
+    assert_eq!(v["proof"]["leaf"], json!({"key": leaf.key.to_hex(), "value": leaf.value.to_hex()}));
+    // The certificate is one request away.
+    let (s, c) = net.get(&format!("/blocks/{}/commit", tip.0)).await;
+    assert_eq!((s, c["block_hash"].as_str()), (StatusCode::OK, Some(block.hash().to_hex().as_str())));
+
+    // An address that holds nothing: absent, and the proof shows that.
+    let stranger = key(77).public();
+    let (s, v) = net.get(&format!("/accounts/{}/proof", stranger.to_address_string())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((v["present"].as_bool(), &v["account"]), (Some(false), &Value::Null));
+    assert_eq!(v["height"].as_u64(), Some(tip.0));
+    decode_proof(&v).verify(&header.state_root, &stranger, None).unwrap();
+    assert!(
+        decode_proof(&v)
+            .verify(&header.state_root, &stranger, Some(&ledger_core::Account { balance: 1, nonce: 0 }))
+            .is_err()
+    );
+
+    // Malformed addresses.
+    assert_error(&net.get("/accounts/ldg1234/proof").await, StatusCode::BAD_REQUEST, "bad_address");
+    let mut typo = addr.clone();
+    typo.replace_range(10..11, if &addr[10..11] == "0" { "1" } else { "0" });
+    assert_error(&net.get(&format!("/accounts/{typo}/proof")).await, StatusCode::BAD_REQUEST, "bad_address");
+}
+
 #[tokio::test]
 async fn every_rejection_code() {
     let net = Net::new();
@@ -912,6 +975,7 @@ async fn openapi_lists_every_route() {
         "POST /governance/approvals",
         "GET /accounts/{address}",
         "GET /accounts/{address}/txs",
+        "GET /accounts/{address}/proof",
         "GET /mempool",
         "GET /events",
         "GET /metrics",

@@ -52,6 +52,24 @@ pub struct AccountInfo {
     pub next_nonce: u64,
 }
 
+/// The account of `GET /accounts/{address}/proof`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProvenAccount {
+    pub balance: u64,
+    pub nonce: u64,
+}
+
+/// `GET /accounts/{address}/proof`: the claim and the canonical bytes (the decoded proof is not read).
+#[derive(Clone, Debug, Deserialize)]
+pub struct AccountProof {
+    pub height: u64,
+    pub present: bool,
+    #[serde(default)]
+    pub account: Option<ProvenAccount>,
+    pub header_hex: String,
+    pub proof_hex: String,
+}
+
 /// `{"code", "message"}` of an error or of a rejection reason.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Reason {
@@ -169,6 +187,10 @@ impl NodeClient {
 
     pub fn account(&self, address: &str) -> Result<AccountInfo, WalletError> {
         self.get_as(&format!("/accounts/{address}"), SMALL_BODY_BYTES_MAX)
+    }
+
+    pub fn account_proof(&self, address: &str) -> Result<AccountProof, WalletError> {
+        self.get_as(&format!("/accounts/{address}/proof"), SMALL_BODY_BYTES_MAX)
     }
 
     pub fn tx(&self, id: &str) -> Result<TxStatus, WalletError> {

@@ -2,6 +2,8 @@
 //!
 //! - [`verify`]: pure, trust-minimised check that a transaction is committed (canonical bytes in, a
 //!   report of every check out), following the validator set's certified changes from the genesis set;
+//! - [`balance`]: the same for an account's balance and nonce (or its absence), from a state proof
+//!   against a certified header;
 //! - [`trusted`]: the trusted-state file where `verify` keeps the last validator set it reached;
 //! - [`keystore`]: the encrypted keystore format (Argon2id + XChaCha20-Poly1305) and reading any key file;
 //! - [`client`]: the blocking HTTP client for the node's API (`docs/api.md`);
@@ -13,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod balance;
 pub mod client;
 pub mod error;
 pub mod files;

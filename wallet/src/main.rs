@@ -1,5 +1,6 @@
 //! `wallet`: the users' CLI. Keys (encrypted keystore or plaintext dev keys), balances, transfers, offline
-//! signing, and trust-minimised verification that a transaction is committed.
+//! signing, and trust-minimised verification that a transaction is committed or that an account holds a
+//! balance (`balance --verify`).
 //!
 //! Output: in `--output text` (default) results go to stdout as `key: value` lines; in `--output json`
 //! stdout carries exactly one JSON document, a result or `{"error": {"kind", "message", "exit_code"}}`.
@@ -144,7 +145,8 @@ enum Command {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
-    /// Show an account's balance, nonce and number of pending transactions.
+    /// Show an account's balance, nonce and number of pending transactions; with --verify, the balance and
+    /// nonce proven against a certified block header instead (no pending count: it is not on chain).
     Balance {
         /// Address to look up (or use --key).
         #[arg(required_unless_present = "key", conflicts_with = "key")]
@@ -152,6 +154,19 @@ enum Command {
         /// Key file whose (stated) address to look up; no password needed.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Check the balance locally instead of trusting the node: a state proof against the state root of
+        /// a block header certified by the validator set followed from the genesis file (as `wallet verify`).
+        #[arg(long, requires = "genesis")]
+        verify: bool,
+        /// With --verify: the chain's genesis.json (chain id and the validator set the checks start from).
+        #[arg(long, requires = "verify")]
+        genesis: Option<PathBuf>,
+        /// With --verify: where to keep the last validator set verified (as `wallet verify`).
+        #[arg(long, value_name = "FILE", requires = "verify")]
+        trusted_state: Option<PathBuf>,
+        /// With --verify: neither read nor write a trusted-state file.
+        #[arg(long, conflicts_with = "trusted_state", requires = "verify")]
+        no_trusted_state: bool,
         #[command(flatten)]
         net: NodeArgs,
     },
@@ -491,7 +506,12 @@ fn run(cli: Cli) -> CmdResult {
             let text = String::from_utf8_lossy(&script).into_owned();
             Ok(Outcome { json: json!({ "shell": shell.to_string(), "script": text }), text })
         }
-        Command::Balance { address, key, .. } => balance(&client()?, address.as_deref(), key.as_deref()),
+        Command::Balance { address, key, verify: false, .. } => balance(&client()?, address.as_deref(), key.as_deref()),
+        Command::Balance { address, key, genesis, trusted_state, no_trusted_state, verify: true, .. } => {
+            let state = if no_trusted_state { StateFile::None } else { StateFile::from_flag(trusted_state) };
+            let genesis = genesis.ok_or_else(|| WalletError::usage("--verify needs --genesis FILE"))?;
+            balance_verified(&client()?, address.as_deref(), key.as_deref(), &genesis, state)
+        }
         Command::Transfer(args) => transfer(&client()?, &args, &args.password.source()),
         Command::Sign(args) => sign_offline(&args, &args.password.source()),
         Command::Send { tx_file, wait, .. } => send(&client()?, &tx_file, wait),
@@ -761,16 +781,21 @@ fn confirm(question: &str, confirm: ConfirmArgs) -> Result<(), WalletError> {
     }
 }
 
-fn balance(client: &NodeClient, address: Option<&str>, key: Option<&Path>) -> CmdResult {
-    let address = match (address, key) {
+/// The address of `wallet balance`: given, or a key file's.
+fn balance_address(address: Option<&str>, key: Option<&Path>) -> Result<PublicKey, WalletError> {
+    Ok(match (address, key) {
         (Some(a), _) => parse_address(a, "address")?,
         (None, Some(path)) => match files::open_key_file(path)? {
             KeyFile::Plaintext(k) => k.public(),
             // The stated address is enough to look up a balance; no password needed.
             KeyFile::Encrypted(e) => e.stated_address(),
         },
-        (None, None) => return Err(WalletError::usage("give an ADDRESS or --key FILE").into()),
-    };
+        (None, None) => return Err(WalletError::usage("give an ADDRESS or --key FILE")),
+    })
+}
+
+fn balance(client: &NodeClient, address: Option<&str>, key: Option<&Path>) -> CmdResult {
+    let address = balance_address(address, key)?;
     let addr = address.to_address_string();
     let account = client.account(&addr)?;
     let pending = account.next_nonce.saturating_sub(account.nonce);
@@ -1096,10 +1121,16 @@ fn trusted_state_error(e: trusted::TrustedStateError) -> Box<Failure> {
     WalletError::new(kind, e.to_string()).into()
 }
 
-fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path, state_file: StateFile) -> CmdResult {
-    let id_hash = Hash::from_hex(&id.trim().to_ascii_lowercase())
-        .map_err(|e| WalletError::usage(format!("transaction id: {e}")))?;
-    let id = id_hash.to_hex();
+/// The genesis file and the trusted-state file `verify` and `balance --verify` start from.
+struct Trust {
+    genesis: Genesis,
+    genesis_hash: Hash,
+    validators: ledger_core::ValidatorSet,
+    state_path: Option<PathBuf>,
+    stored: Option<trusted::TrustedState>,
+}
+
+fn load_trust(genesis_path: &Path, state_file: StateFile) -> Result<Trust, Box<Failure>> {
     let genesis_text = files::read_text(genesis_path, GENESIS_BYTES_MAX, "genesis file", ErrorKind::Usage)?;
     let genesis = Genesis::from_json(&genesis_text)
         .map_err(|e| WalletError::usage(format!("genesis file {}: {e}", genesis_path.display())))?;
@@ -1114,8 +1145,88 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path, state_file: St
         Some(p) => trusted::load(p, &genesis.chain_id, &genesis_hash).map_err(trusted_state_error)?,
         None => None,
     };
+    Ok(Trust { genesis, genesis_hash, validators, state_path, stored })
+}
 
-    let failed = |message: String| -> Box<Failure> { WalletError::new(ErrorKind::VerificationFailed, message).into() };
+impl Trust {
+    /// Start from the stored set when it is in force at or below `height`; a block older than it is checked
+    /// from the genesis set (the file stays as it is).
+    fn start(&self, height: u64) -> verify::TrustedSet {
+        match &self.stored {
+            Some(s) if s.trusted.first_height.0 <= height => s.trusted.clone(),
+            _ => verify::TrustedSet::genesis(self.validators.clone()),
+        }
+    }
+
+    /// Keep what `walk` verified, whatever the checks after it said: each set in it was certified by the one
+    /// before, from the genesis file. The `trusted_state` document and its text line.
+    fn keep(&self, walk: &verify::Walk) -> (Value, String) {
+        let advanced = walk.error.is_none()
+            && self.stored.as_ref().is_none_or(|s| walk.reached.first_height > s.trusted.first_height);
+        let mut state_doc = json!({
+            "path": self.state_path.as_ref().map(|p| p.display().to_string()),
+            "started_from": if walk.start.source == verify::TrustSource::TrustedState { "trusted_state" } else { "genesis" },
+            "start_height": walk.start.first_height.0,
+            "updated": false,
+        });
+        let mut state_line = match &self.state_path {
+            None => "trusted state: not kept (--no-trusted-state, or no HOME to keep it under)\n".to_string(),
+            Some(p) => format!("trusted state: {} (unchanged)\n", p.display()),
+        };
+        if let (Some(path), true) = (&self.state_path, advanced) {
+            let state = trusted::TrustedState {
+                chain_id: self.genesis.chain_id.clone(),
+                genesis_hash: self.genesis_hash,
+                trusted: walk.reached.clone(),
+            };
+            match trusted::save(path, &state) {
+                Ok(()) => {
+                    state_doc["updated"] = json!(true);
+                    state_line = format!(
+                        "trusted state: {} (now the set in force from height {})\n",
+                        path.display(),
+                        walk.reached.first_height
+                    );
+                }
+                // The verification stands; only the shortcut for the next run is lost.
+                Err(e) => {
+                    eprintln!("warning: {e}");
+                    state_doc["error"] = json!(e.to_string());
+                    state_line = format!("trusted state: not updated: {e}\n");
+                }
+            }
+        }
+        (state_doc, state_line)
+    }
+}
+
+/// The check list of a report and the walk's line, as `verify` and `balance --verify` print them.
+fn checks_text(report: &verify::Report, walk: &verify::Walk) -> String {
+    let mut text = String::new();
+    for c in &report.checks {
+        text.push_str(&format!("{} {}: {}\n", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail));
+    }
+    text.push_str(&format!(
+        "transitions followed: {} (from {} at height {})\n",
+        walk.followed,
+        if walk.start.source == verify::TrustSource::TrustedState { "the trusted state" } else { "genesis" },
+        walk.start.first_height
+    ));
+    text
+}
+
+fn verification_failed(message: String) -> Box<Failure> {
+    WalletError::new(ErrorKind::VerificationFailed, message).into()
+}
+
+fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path, state_file: StateFile) -> CmdResult {
+    let id_hash = Hash::from_hex(&id.trim().to_ascii_lowercase())
+        .map_err(|e| WalletError::usage(format!("transaction id: {e}")))?;
+    let id = id_hash.to_hex();
+    let trust = load_trust(genesis_path, state_file)?;
+    let genesis = &trust.genesis;
+
+    let failed = verification_failed;
     let status = client.tx(&id)?;
     if status.status != "committed" {
         return Err(failed(format!(
@@ -1130,13 +1241,7 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path, state_file: St
         )));
     };
 
-    // Start from the stored set when it is in force at or below the block's height; a block older than it
-    // is checked from the genesis set (the file stays as it is).
-    let start = match &stored {
-        Some(s) if s.trusted.first_height.0 <= height => s.trusted.clone(),
-        _ => verify::TrustedSet::genesis(validators),
-    };
-    let walk = follow_from_node(client, &genesis.chain_id, start, height)?;
+    let walk = follow_from_node(client, &genesis.chain_id, trust.start(height), height)?;
 
     let header = client.block_header_hex(height)?;
     let commit = client.commit(height)?;
@@ -1151,51 +1256,8 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path, state_file: St
     .map_err(|e| failed(format!("verification failed: {e}; do not trust this node's claim")))?;
     let report = verify::verify_evidence(&id_hash, &genesis.chain_id, &walk, &evidence);
 
-    // What the walk verified is kept, whatever the transaction's own checks said: each set in it was
-    // certified by the one before, from the genesis file.
-    let advanced =
-        walk.error.is_none() && stored.as_ref().is_none_or(|s| walk.reached.first_height > s.trusted.first_height);
-    let mut state_doc = json!({
-        "path": state_path.as_ref().map(|p| p.display().to_string()),
-        "started_from": if walk.start.source == verify::TrustSource::TrustedState { "trusted_state" } else { "genesis" },
-        "start_height": walk.start.first_height.0,
-        "updated": false,
-    });
-    let mut state_line = match &state_path {
-        None => "trusted state: not kept (--no-trusted-state, or no HOME to keep it under)\n".to_string(),
-        Some(p) => format!("trusted state: {} (unchanged)\n", p.display()),
-    };
-    if let (Some(path), true) = (&state_path, advanced) {
-        let state =
-            trusted::TrustedState { chain_id: genesis.chain_id.clone(), genesis_hash, trusted: walk.reached.clone() };
-        match trusted::save(path, &state) {
-            Ok(()) => {
-                state_doc["updated"] = json!(true);
-                state_line = format!(
-                    "trusted state: {} (now the set in force from height {})\n",
-                    path.display(),
-                    walk.reached.first_height
-                );
-            }
-            // The verification stands; only the shortcut for the next run is lost.
-            Err(e) => {
-                eprintln!("warning: {e}");
-                state_doc["error"] = json!(e.to_string());
-                state_line = format!("trusted state: not updated: {e}\n");
-            }
-        }
-    }
-
-    let mut text = String::new();
-    for c in &report.checks {
-        text.push_str(&format!("{} {}: {}\n", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail));
-    }
-    text.push_str(&format!(
-        "transitions followed: {} (from {} at height {})\n",
-        walk.followed,
-        if walk.start.source == verify::TrustSource::TrustedState { "the trusted state" } else { "genesis" },
-        walk.start.first_height
-    ));
+    let (state_doc, state_line) = trust.keep(&walk);
+    let mut text = checks_text(&report, &walk);
     text.push_str(&state_line);
     let doc = json!({
         "id": id,
@@ -1229,6 +1291,87 @@ fn verify_cmd(client: &NodeClient, id: &str, genesis_path: &Path, state_file: St
             text: Some(text),
         }))
     }
+}
+
+/// `wallet balance --verify`: the node's claimed account (or its absence) at its latest height, checked from
+/// canonical bytes against a header certified by the set followed from the genesis file
+/// ([`wallet_cli::balance`]).
+fn balance_verified(
+    client: &NodeClient,
+    address: Option<&str>,
+    key: Option<&Path>,
+    genesis_path: &Path,
+    state_file: StateFile,
+) -> CmdResult {
+    let address = balance_address(address, key)?;
+    let addr = address.to_address_string();
+    let trust = load_trust(genesis_path, state_file)?;
+    let chain_id = trust.genesis.chain_id.clone();
+
+    let answer = client.account_proof(&addr)?;
+    let height = answer.height;
+    let claimed = answer.account.as_ref().map(|a| ledger_core::Account { balance: a.balance, nonce: a.nonce });
+    let walk = follow_from_node(client, &chain_id, trust.start(height), height)?;
+    let commit = client.commit(height)?;
+    let evidence = wallet_cli::balance::decode_balance_evidence(
+        height,
+        answer.present,
+        claimed,
+        &answer.header_hex,
+        &commit.certificate_hex,
+        &answer.proof_hex,
+    )
+    .map_err(|e| verification_failed(format!("verification failed: {e}; do not trust this node's claim")))?;
+    let report = wallet_cli::balance::verify_balance(&address, &chain_id, &walk, &evidence);
+
+    let (state_doc, state_line) = trust.keep(&walk);
+    let mut text = checks_text(&report, &walk);
+    text.push_str(&state_line);
+    let account = claimed.unwrap_or_default();
+    let doc = json!({
+        "address": addr,
+        "verified": report.ok(),
+        "present": claimed.is_some(),
+        "balance": account.balance,
+        "nonce": account.nonce,
+        "height": height,
+        "block_hash": evidence.header.hash().to_hex(),
+        "state_root": evidence.header.state_root.to_hex(),
+        "chain_id": chain_id,
+        "transitions_followed": walk.followed,
+        "validator_set_hash": walk.reached.set.hash().to_hex(),
+        "validator_set_first_height": walk.reached.first_height.0,
+        "trusted_state": state_doc,
+        "checks": report.checks,
+    });
+    if !report.ok() {
+        return Err(Box::new(Failure {
+            error: WalletError::new(
+                ErrorKind::VerificationFailed,
+                format!(
+                    "verification failed: check {} did not pass; do not trust this node's balance",
+                    report.failed().join(", ")
+                ),
+            ),
+            json: Some(doc),
+            text: Some(text),
+        }));
+    }
+    text.push_str(&format!(
+        "address: {addr}\nbalance: {}\nnonce: {}\nheight: {height}\n",
+        account.balance, account.nonce
+    ));
+    text.push_str(&format!(
+        "verified: {addr} {} at height {height}, certified by the validator set ({} validator-set transition{} followed)\n",
+        if claimed.is_some() {
+            format!("holds balance {} (nonce {})", account.balance, account.nonce)
+        } else {
+            "holds no account (balance 0)".to_string()
+        },
+        walk.followed,
+        if walk.followed == 1 { "" } else { "s" }
+    ));
+    Ok(Outcome { json: doc, text })
 }
 
 /// Follow the node's validator-set transitions from `start` up to `height`, page by page (each page is

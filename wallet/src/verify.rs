@@ -101,7 +101,7 @@ impl Report {
         self.checks.iter().find(|c| c.name == name)
     }
 
-    fn push(&mut self, name: &'static str, ok: bool, detail: String) {
+    pub(crate) fn push(&mut self, name: &'static str, ok: bool, detail: String) {
         self.checks.push(Check { name, ok, detail });
     }
 }
@@ -370,27 +370,7 @@ pub fn verify_evidence(id: &TxId, chain_id: &str, walk: &Walk, evidence: &Eviden
         },
     );
 
-    let header_chain_ok = header.chain_id == chain_id;
-    report.push(
-        "header_chain",
-        header_chain_ok,
-        if header_chain_ok {
-            format!("block header is for chain {chain_id:?}")
-        } else {
-            format!("block header is for chain {:?}, genesis says {chain_id:?}", truncate(&header.chain_id))
-        },
-    );
-
-    let height_ok = header.height == *height;
-    report.push(
-        "header_height",
-        height_ok,
-        if height_ok {
-            format!("block header is at height {height}")
-        } else {
-            format!("block header is at height {}, the node said {height}", header.height)
-        },
-    );
+    push_header_checks(&mut report, chain_id, *height, header);
 
     let count_ok = proof.leaf_count == header.tx_count;
     report.push(
@@ -417,6 +397,44 @@ pub fn verify_evidence(id: &TxId, chain_id: &str, walk: &Walk, evidence: &Eviden
         },
     );
 
+    push_certification_checks(&mut report, chain_id, walk, header, certificate);
+    report
+}
+
+/// `header_chain` and `header_height`: the header is of the genesis chain, at the height the node claimed.
+pub(crate) fn push_header_checks(report: &mut Report, chain_id: &str, height: Height, header: &BlockHeader) {
+    let header_chain_ok = header.chain_id == chain_id;
+    report.push(
+        "header_chain",
+        header_chain_ok,
+        if header_chain_ok {
+            format!("block header is for chain {chain_id:?}")
+        } else {
+            format!("block header is for chain {:?}, genesis says {chain_id:?}", truncate(&header.chain_id))
+        },
+    );
+
+    let height_ok = header.height == height;
+    report.push(
+        "header_height",
+        height_ok,
+        if height_ok {
+            format!("block header is at height {height}")
+        } else {
+            format!("block header is at height {}, the node said {height}", header.height)
+        },
+    );
+}
+
+/// `set_transitions`, `validator_set` and `certificate`: the walk from the trusted set verified, the header
+/// names the set it reached, and more than 2/3 of that set's power certified the header.
+pub(crate) fn push_certification_checks(
+    report: &mut Report,
+    chain_id: &str,
+    walk: &Walk,
+    header: &BlockHeader,
+    certificate: &CommitCertificate,
+) {
     report.push("set_transitions", walk.error.is_none(), walk.describe());
 
     let validators = &walk.reached.set;
@@ -469,10 +487,9 @@ pub fn verify_evidence(id: &TxId, chain_id: &str, walk: &Walk, evidence: &Eviden
             Err(e) => format!("commit certificate: {e}"),
         },
     );
-    report
 }
 
-fn decode_hex_bounded(text: &str, field: &'static str, max_bytes: usize) -> Result<Vec<u8>, EvidenceError> {
+pub(crate) fn decode_hex_bounded(text: &str, field: &'static str, max_bytes: usize) -> Result<Vec<u8>, EvidenceError> {
     let text = text.trim();
     if text.len() > 2 * max_bytes {
         return Err(EvidenceError::Decode {
@@ -483,6 +500,6 @@ fn decode_hex_bounded(text: &str, field: &'static str, max_bytes: usize) -> Resu
     hex::decode(text).map_err(|_| EvidenceError::BadHex { field })
 }
 
-fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }

@@ -810,6 +810,58 @@ pub async fn account(State(s): State<ApiState>, Path(address): Path<String>) -> 
     }))
 }
 
+/// Code of `GET /accounts/{address}/proof` at height 0: no block, so no header to prove against.
+pub const NO_CERTIFIED_HEADER_YET: &str = "no_certified_header_yet";
+
+#[utoipa::path(get, path = "/accounts/{address}/proof", tag = "accounts",
+    params(("address" = String, Path, description = "Account address: `ldg`, then the key and a checksum in hex", pattern = "^ldg[0-9a-fA-F]{72}$")),
+    responses((status = 200, description = "The account (or its absence) in the latest committed state, with a sparse-Merkle proof against the state_root of the header at that height; the header's certificate is GET /blocks/{height}/commit", body = AccountProofView),
+              (status = 400, description = "bad_address", body = ErrorView),
+              (status = 409, description = "no_certified_header_yet: the chain is at genesis (height 0), there is no header to prove against; the genesis file itself gives the initial balances", body = ErrorView)))]
+pub async fn account_proof(State(s): State<ApiState>, Path(address): Path<String>) -> ApiResult<AccountProofView> {
+    let address = parse_address(&address)?;
+    // The tree and its height are read together, then the header of that height (blocks are never removed,
+    // so it is there whatever commits meanwhile).
+    let found = s
+        .read(move |st| {
+            let (height, tree) = st.tree_with_height()?;
+            if height == Height::GENESIS {
+                return Ok(None);
+            }
+            let block = st.block(height)?.ok_or_else(|| crate::storage::StorageError::Corrupt {
+                what: format!("block {height}"),
+                detail: "the state is at this height but its block is missing".into(),
+            })?;
+            if block.header.state_root != tree.root() {
+                return Err(crate::storage::StorageError::Corrupt {
+                    what: format!("state tree at height {height}"),
+                    detail: format!("root {} is not the header's state_root {}", tree.root(), block.header.state_root),
+                });
+            }
+            let (account, proof) = tree.prove(&address);
+            Ok(Some((height, block.header, account, proof)))
+        })
+        .await?;
+    let Some((height, header, account, proof)) = found else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            NO_CERTIFIED_HEADER_YET,
+            "the chain is at genesis (height 0): no block header to prove against yet; the genesis file gives the initial balances",
+        ));
+    };
+    Ok(Json(AccountProofView {
+        address: address.to_address_string(),
+        present: account.is_some(),
+        account: account.map(|a| ProvenAccountView { balance: a.balance, nonce: a.nonce }),
+        height: height.0,
+        block_hash: header.hash().to_hex(),
+        state_root: header.state_root.to_hex(),
+        header_hex: hex::encode(ledger_core::encoding::encode(&header)),
+        proof_hex: hex::encode(ledger_core::encoding::encode(&proof)),
+        proof: StateProofView::of(&proof),
+    }))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AccountTxsQuery {
@@ -935,6 +987,7 @@ mod tests {
         assert_eq!(pattern("/txs/{id}", "id"), HASH_PATTERN);
         assert_eq!(pattern("/accounts/{address}", "address"), ADDRESS_PATTERN);
         assert_eq!(pattern("/accounts/{address}/txs", "address"), ADDRESS_PATTERN);
+        assert_eq!(pattern("/accounts/{address}/proof", "address"), ADDRESS_PATTERN);
         for (s, ok) in [("latest", true), ("0", true), ("1", true), ("9223372036854775807", true), ("+1", false)] {
             assert_eq!(parse_height(s, Height(5)).is_ok(), ok, "{s}");
         }

@@ -112,6 +112,7 @@ fn openapi_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::get_tx))
         .routes(routes!(handlers::account))
         .routes(routes!(handlers::account_txs))
+        .routes(routes!(handlers::account_proof))
         .routes(routes!(events::events))
         .routes(routes!(openapi_json))
         .routes(routes!(index))

@@ -330,6 +330,63 @@ pub struct AccountView {
     pub next_nonce: u64,
 }
 
+/// An account's value under a state root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProvenAccountView {
+    pub balance: u64,
+    pub nonce: u64,
+}
+
+/// The leaf where a state proof's path ends (hex hashes).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StateProofLeafView {
+    /// The leaf's key: blake3 of its address (keyed, domain "ledger v1 state key").
+    pub key: String,
+    /// Hash of the leaf's address, balance and nonce (domain "ledger v1 state value").
+    pub value: String,
+}
+
+/// A state proof decoded for humans; `proof_hex` is what a verifier decodes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StateProofView {
+    /// Sibling hashes on the address's key path, from the root down.
+    pub siblings: Vec<String>,
+    /// The leaf at the end of the path; null when the path ends in an empty subtree.
+    pub leaf: Option<StateProofLeafView>,
+}
+
+impl StateProofView {
+    pub fn of(p: &ledger_core::statetree::StateProof) -> StateProofView {
+        StateProofView {
+            siblings: p.siblings.iter().map(|h| h.to_hex()).collect(),
+            leaf: p.leaf.as_ref().map(|l| StateProofLeafView { key: l.key.to_hex(), value: l.value.to_hex() }),
+        }
+    }
+}
+
+/// `GET /accounts/{address}/proof`: an account (or its absence) in the latest committed state, with the
+/// header whose `state_root` the proof is against.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountProofView {
+    pub address: String,
+    /// Whether the address holds an account (a non-zero balance or nonce); absent accounts are balance 0.
+    pub present: bool,
+    /// The account the proof shows; null when absent.
+    pub account: Option<ProvenAccountView>,
+    /// The height of the state: the latest committed height.
+    pub height: u64,
+    /// Hash of the header at `height`.
+    pub block_hash: String,
+    /// The header's `state_root` (hex), the root the proof is against.
+    pub state_root: String,
+    /// Canonical borsh bytes of the header at `height`; its certificate is `GET /blocks/{height}/commit`.
+    pub header_hex: String,
+    /// Canonical borsh bytes of the `StateProof`.
+    pub proof_hex: String,
+    /// The same proof, decoded.
+    pub proof: StateProofView,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountTxView {
     pub height: u64,
