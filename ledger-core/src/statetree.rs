@@ -397,28 +397,40 @@ impl StateTree {
 
     /// The accounts of one part, in key order (what [`Part::verify_chunk`] checks).
     pub fn chunk(&self, part: &Part) -> Vec<(Address, Account)> {
-        let depth = usize::from(part.depth).min(KEY_BITS);
+        self.chunk_at(part.depth, &part.position, u64::MAX).unwrap_or_default()
+    }
+
+    /// The accounts whose keys start with the first `depth` bits of `position`, in key order, or `None`
+    /// when there are more than `max` (a position deeper than 256 bits holds nothing).
+    pub fn chunk_at(&self, depth: u16, position: &Hash, max: u64) -> Option<Vec<(Address, Account)>> {
+        let depth = usize::from(depth);
+        if depth > KEY_BITS {
+            return Some(Vec::new());
+        }
         let mut node = &self.root;
         let mut d = 0;
         while d < depth {
             match node {
                 Node::Branch(b) => {
-                    node = if bit(&part.position, d) { &b.right } else { &b.left };
+                    node = if bit(position, d) { &b.right } else { &b.left };
                     d += 1;
                 }
                 Node::Leaf(l) => {
-                    return if same_prefix(&l.key, &part.position, depth) {
+                    return Some(if same_prefix(&l.key, position, depth) {
                         vec![(l.address, l.account)]
                     } else {
                         Vec::new()
-                    };
+                    });
                 }
-                Node::Empty => return Vec::new(),
+                Node::Empty => return Some(Vec::new()),
             }
         }
-        let mut out = Vec::new();
+        if node.leaves() > max {
+            return None;
+        }
+        let mut out = Vec::with_capacity(usize::try_from(node.leaves()).unwrap_or(0));
         node.collect(&mut out);
-        out
+        Some(out)
     }
 }
 
@@ -511,7 +523,8 @@ pub struct Part {
     pub position: Hash,
     pub hash: Hash,
     pub kind: NodeKind,
-    /// Accounts in the part (what the chunk must hold).
+    /// Accounts in the part as the manifest's sender claims: not covered by any hash, so a hint (for
+    /// progress and size limits), never a check.
     pub leaves: u64,
 }
 
@@ -528,8 +541,6 @@ pub enum PartError {
     Incomplete { parts: usize },
     #[error("the manifest folds to {computed}, not the state root {root}")]
     RootMismatch { computed: Hash, root: Hash },
-    #[error("chunk has {got} accounts, its part {expected}")]
-    WrongCount { expected: u64, got: usize },
     #[error("chunk account {index} is not in its part or not in key order")]
     OutOfPart { index: usize },
     #[error("chunk account {index} is empty (empty accounts are absent)")]
@@ -600,11 +611,8 @@ fn fold(parts: &[Part], next: &mut usize, depth: usize, position: Hash) -> Resul
 
 impl Part {
     /// Check a chunk (the accounts of this part, in key order) against the part's hash: the accounts
-    /// must be exactly the part's.
+    /// must be exactly the part's (the hash decides; the part's `leaves` is not consulted).
     pub fn verify_chunk(&self, accounts: &[(Address, Account)]) -> Result<(), PartError> {
-        if u64::try_from(accounts.len()).ok() != Some(self.leaves) {
-            return Err(PartError::WrongCount { expected: self.leaves, got: accounts.len() });
-        }
         let depth = usize::from(self.depth).min(KEY_BITS);
         let mut changes = Vec::with_capacity(accounts.len());
         for (index, (address, account)) in accounts.iter().enumerate() {

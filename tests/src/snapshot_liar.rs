@@ -20,11 +20,11 @@ use node::wire::{GossipMessage, SnapshotRequest, SnapshotResponse};
 
 use crate::byzantine::{ChainInfo, Target, loopback};
 
-/// The newest snapshot fetched from the honest node.
+/// The newest snapshot fetched from the honest node, its chunks by position.
 struct Held {
     height: Height,
     meta: SnapshotMeta,
-    chunks: Vec<Vec<(Address, Account)>>,
+    chunks: Vec<((u16, ledger_core::Hash), Vec<(Address, Account)>)>,
 }
 
 /// What the liar serves, and counts.
@@ -167,9 +167,10 @@ async fn refresh(handle: &node::p2p::NetworkHandle, honest: PeerId, liar: &Liar)
         return Ok(());
     };
     let mut chunks = Vec::new();
-    for index in 0..meta.manifest.parts.len() as u32 {
-        match handle.request_snapshot(honest, SnapshotRequest::Chunk { height, index }).await? {
-            SnapshotResponse::Chunk(c) => chunks.push(c),
+    for part in &meta.manifest.parts {
+        let request = SnapshotRequest::Chunk { height, depth: part.depth, position: part.position };
+        match handle.request_snapshot(honest, request).await? {
+            SnapshotResponse::Chunk(c) => chunks.push(((part.depth, part.position), c)),
             _ => return Ok(()),
         }
     }

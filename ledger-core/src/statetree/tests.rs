@@ -121,7 +121,14 @@ fn a_bad_chunk_is_caught_at_its_part() {
     bad[0].1.balance += 1;
     assert!(matches!(p.verify_chunk(&bad), Err(PartError::ChunkMismatch { .. })));
     // One account left out, or one added from another part.
-    assert!(matches!(p.verify_chunk(&good[1..]), Err(PartError::WrongCount { .. })));
+    assert!(matches!(p.verify_chunk(&good[1..]), Err(PartError::ChunkMismatch { .. })));
+    // The part's claimed count is a hint: a wrong one changes nothing.
+    let mut miscounted = p.clone();
+    miscounted.leaves += 7;
+    miscounted.verify_chunk(&good).unwrap();
+    // A bounded read refuses a position holding more than asked for.
+    assert_eq!(t.chunk_at(0, &Hash::ZERO, 499), None);
+    assert_eq!(t.chunk_at(0, &Hash::ZERO, 500).map(|c| c.len()), Some(500));
     let other = m.parts.iter().find(|q| q.position != p.position && q.leaves >= 1).unwrap();
     let mut swapped = good.clone();
     swapped[0] = t.chunk(other)[0];

@@ -134,7 +134,7 @@ async fn sync(
     opts: &StateSyncOptions,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let mut bad: BTreeSet<PeerId> = BTreeSet::new();
+    let mut peers = Standing::default();
     let mut last_error = String::from("no peer offered a snapshot");
     // A snapshot may be dropped by its holders while it is fetched (they keep the last two): then the
     // offers are asked for again, a bounded number of times.
@@ -144,7 +144,7 @@ async fn sync(
             timeout_ms = opts.discovery_timeout.as_millis() as u64,
             "state sync: looking for snapshots"
         );
-        let offers = offers(net, opts.discovery_timeout, &bad).await?;
+        let offers = offers(net, opts.discovery_timeout, &peers.bad).await?;
         let mut heights: Vec<Height> =
             offers.values().flatten().copied().collect::<BTreeSet<_>>().into_iter().collect();
         heights.reverse();
@@ -153,7 +153,7 @@ async fn sync(
         }
         for height in heights {
             let holders: Vec<PeerId> = offers.iter().filter(|(_, h)| h.contains(&height)).map(|(p, _)| *p).collect();
-            match sync_height(genesis, storage, net, height, &holders, &mut bad, started).await {
+            match sync_height(genesis, storage, net, height, &holders, &mut peers, started).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(e) => {
                     tracing::warn!(%height, error = %format!("{e:#}"), "state sync at this height failed");
@@ -165,26 +165,36 @@ async fn sync(
     Ok(Outcome::NoSnapshot(last_error))
 }
 
-/// Fetch and verify the snapshot at `height` from `holders` (skipping and adding to `bad` the peers
-/// caught lying), then install it.
+/// What the sync has learnt about its peers.
+#[derive(Default)]
+struct Standing {
+    /// Caught serving data that does not verify: asked for nothing more.
+    bad: BTreeSet<PeerId>,
+    /// Sent metadata whose parts no peer would serve (its manifest may cut the tree where no honest holder
+    /// answers, or the snapshot aged out meanwhile): asked for metadata after the others.
+    suspect: BTreeSet<PeerId>,
+}
+
+/// Fetch and verify the snapshot at `height` from `holders` (skipping, and adding to `peers.bad`, the
+/// peers caught lying), then install it.
 async fn sync_height(
     genesis: &Genesis,
     storage: &Storage,
     net: &NetworkHandle,
     height: Height,
     holders: &[PeerId],
-    bad: &mut BTreeSet<PeerId>,
+    peers: &mut Standing,
     started: Instant,
 ) -> anyhow::Result<Outcome> {
-    let mut verified: Option<(SnapshotMeta, Vec<ledger_core::light::Trusted>)> = None;
-    for &peer in holders {
-        if bad.contains(&peer) {
-            continue;
-        }
+    let bad = &mut peers.bad;
+    let mut verified: Option<(PeerId, SnapshotMeta, Vec<ledger_core::light::Trusted>)> = None;
+    let mut order: Vec<PeerId> = holders.iter().filter(|p| !bad.contains(p)).copied().collect();
+    order.sort_by_key(|p| peers.suspect.contains(p));
+    for peer in order {
         match ask(net, peer, SnapshotRequest::Meta { height }).await {
             Ok(SnapshotResponse::Meta(meta)) => match meta.verify(genesis, CHUNK_ACCOUNTS_MAX) {
                 Ok(reached) if meta.height() == height => {
-                    verified = Some((*meta, reached));
+                    verified = Some((peer, *meta, reached));
                     break;
                 }
                 Ok(_) => {
@@ -200,7 +210,7 @@ async fn sync_height(
             Err(e) => tracing::debug!(%peer, %height, error = %e, "asking for snapshot metadata failed"),
         }
     }
-    let (meta, reached) = verified.context("no peer sent metadata that verifies")?;
+    let (meta_from, meta, reached) = verified.context("no peer sent metadata that verifies")?;
     let parts = &meta.manifest.parts;
     let total: u64 = parts.iter().map(|p| p.leaves).sum();
     tracing::info!(
@@ -211,18 +221,19 @@ async fn sync_height(
         transitions = meta.transitions.len(),
         "state sync: snapshot metadata verified from the genesis file; fetching chunks"
     );
-    let mut accounts: Vec<(Address, Account)> = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    // `total` is the sender's claim (no hash covers the counts): reported, never trusted for allocation.
+    let mut accounts: Vec<(Address, Account)> = Vec::new();
     let mut bad_chunks = 0;
     let mut last_progress = Instant::now();
     for (index, part) in parts.iter().enumerate() {
-        let index_u32 = u32::try_from(index).context("too many parts")?;
         let live: Vec<PeerId> = holders.iter().filter(|p| !bad.contains(p)).copied().collect();
         anyhow::ensure!(!live.is_empty(), "every peer offering height {height} was caught serving bad data");
         let mut got = None;
         // Spread the chunks over the peers: chunk i starts at peer i mod n and moves on when refused.
         for k in 0..live.len() {
             let peer = live[(index + k) % live.len()];
-            match ask(net, peer, SnapshotRequest::Chunk { height, index: index_u32 }).await {
+            let request = SnapshotRequest::Chunk { height, depth: part.depth, position: part.position };
+            match ask(net, peer, request).await {
                 Ok(SnapshotResponse::Chunk(chunk)) => match part.verify_chunk(&chunk) {
                     Ok(()) => {
                         got = Some(chunk);
@@ -241,7 +252,10 @@ async fn sync_height(
                 Err(e) => tracing::debug!(%peer, chunk = index, error = %e, "asking for a chunk failed"),
             }
         }
-        let chunk = got.with_context(|| format!("no peer served a good chunk {index} of height {height}"))?;
+        let Some(chunk) = got else {
+            peers.suspect.insert(meta_from);
+            anyhow::bail!("no peer served part {index} of height {height} (metadata from {meta_from})");
+        };
         accounts.extend(chunk);
         if last_progress.elapsed() >= Duration::from_secs(3) {
             last_progress = Instant::now();

@@ -208,8 +208,10 @@ pub enum SnapshotRequest {
     Offers,
     /// The block, certificate, governance state, set changes and manifest of one snapshot.
     Meta { height: Height },
-    /// The accounts of one part of one snapshot's manifest.
-    Chunk { height: Height, index: u32 },
+    /// The accounts of one snapshot under a position of its tree (a part of a manifest): the first
+    /// `depth` bits of `position`. Asked by position, not by index, so any holder answers for exactly the
+    /// part the syncing node verified, whoever's manifest it came from.
+    Chunk { height: Height, depth: u16, position: ledger_core::Hash },
 }
 
 /// A peer's answer. Nothing in it is trusted: the syncing node checks the metadata from its genesis file

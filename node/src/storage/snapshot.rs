@@ -42,12 +42,6 @@ impl Snapshot {
     pub fn manifest(&self) -> &Manifest {
         self.manifest.get_or_init(|| self.tree.manifest(CHUNK_ACCOUNTS_MAX))
     }
-
-    /// The accounts of part `index`, or `None` past the last part.
-    pub fn chunk(&self, index: u32) -> Option<Vec<(Address, Account)>> {
-        let part = self.manifest().parts.get(usize::try_from(index).ok()?)?;
-        Some(self.tree.chunk(part))
-    }
 }
 
 /// The snapshots a node holds, newest last.

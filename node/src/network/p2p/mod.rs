@@ -36,6 +36,7 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, identif
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::storage::snapshot::CHUNK_ACCOUNTS_MAX;
 use crate::wire::{
     self, GossipMessage, SNAPSHOT_REQUEST_BYTES_MAX, SNAPSHOT_RESPONSE_BYTES_MAX, SYNC_BLOCKS_MAX,
     SYNC_REQUEST_BYTES_MAX, SnapshotRequest, SnapshotResponse, SyncRequest, SyncResponse, TopicKind, WireMessage,
