@@ -49,17 +49,19 @@ impl BlockProvider for Liar {
                 self.metas_served.fetch_add(1, Ordering::Relaxed);
                 SnapshotResponse::Meta(Box::new(h.meta.clone()))
             }
-            SnapshotRequest::Chunk { height, index } if height == h.height => match h.chunks.get(index as usize) {
-                Some(chunk) => {
-                    let mut bad = chunk.clone();
-                    if let Some((_, account)) = bad.first_mut() {
-                        account.balance = account.balance.wrapping_add(1);
+            SnapshotRequest::Chunk { height, depth, position } if height == h.height => {
+                match h.chunks.iter().find(|(at, _)| *at == (depth, position)).map(|(_, c)| c) {
+                    Some(chunk) => {
+                        let mut bad = chunk.clone();
+                        if let Some((_, account)) = bad.first_mut() {
+                            account.balance = account.balance.wrapping_add(1);
+                        }
+                        self.chunks_served.fetch_add(1, Ordering::Relaxed);
+                        SnapshotResponse::Chunk(bad)
                     }
-                    self.chunks_served.fetch_add(1, Ordering::Relaxed);
-                    SnapshotResponse::Chunk(bad)
+                    None => SnapshotResponse::Unavailable,
                 }
-                None => SnapshotResponse::Unavailable,
-            },
+            }
             _ => SnapshotResponse::Unavailable,
         }
     }

@@ -238,10 +238,12 @@ impl BlockProvider for crate::storage::Storage {
                     SnapshotResponse::Unavailable
                 }
             },
-            SnapshotRequest::Chunk { height, index } => match self.snapshot(height).and_then(|s| s.chunk(index)) {
-                Some(accounts) => SnapshotResponse::Chunk(accounts),
-                None => SnapshotResponse::Unavailable,
-            },
+            SnapshotRequest::Chunk { height, depth, position } => {
+                match self.snapshot(height).and_then(|s| s.tree.chunk_at(depth, &position, CHUNK_ACCOUNTS_MAX)) {
+                    Some(accounts) => SnapshotResponse::Chunk(accounts),
+                    None => SnapshotResponse::Unavailable,
+                }
+            }
         }
     }
 }
