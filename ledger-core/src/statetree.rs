@@ -267,7 +267,7 @@ fn sorted_changes(changes: impl IntoIterator<Item = (Address, Account)>) -> Vec<
         changes.into_iter().map(|(address, account)| Change { key: key_of(&address), address, account }).collect();
     // Stable: of two changes to one address the later wins (dedup keeps the first of a run, so reverse).
     v.reverse();
-    v.sort_by(|a, b| a.key.cmp(&b.key));
+    v.sort_by_key(|c| c.key);
     v.dedup_by(|later, earlier| later.key == earlier.key);
     v
 }

@@ -20,11 +20,14 @@ use node::wire::{GossipMessage, SnapshotRequest, SnapshotResponse};
 
 use crate::byzantine::{ChainInfo, Target, loopback};
 
+/// A chunk: the position it was asked for (depth, prefix) and its accounts.
+type Chunk = ((u16, ledger_core::Hash), Vec<(Address, Account)>);
+
 /// The newest snapshot fetched from the honest node, its chunks by position.
 struct Held {
     height: Height,
     meta: SnapshotMeta,
-    chunks: Vec<((u16, ledger_core::Hash), Vec<(Address, Account)>)>,
+    chunks: Vec<Chunk>,
 }
 
 /// What the liar serves, and counts.
