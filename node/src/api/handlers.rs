@@ -206,6 +206,11 @@ pub async fn status(State(s): State<ApiState>) -> ApiResult<StatusView> {
         consensus_height: node.consensus_height.0,
         consensus_round: node.round.0,
         protocol_version: ledger_core::PROTOCOL_VERSION,
+        sync: node.sync.map(|p| SyncView {
+            target_height: p.target_height,
+            blocks_per_second: p.blocks_per_sec_x100 as f64 / 100.0,
+            eta_seconds: p.eta_secs,
+        }),
     }))
 }
 

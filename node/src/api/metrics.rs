@@ -13,6 +13,7 @@
 //! | `ledger_block_interval_seconds` | histogram | header timestamp difference between consecutive blocks |
 //! | `ledger_commit_latency_seconds` | histogram | admission of a transaction to this node's mempool to its commit |
 //! | `ledger_catching_up` | gauge | 1 while syncing blocks from peers |
+//! | `ledger_sync_target_height` | gauge | height the peers have committed, as last seen while catching up |
 //! | `ledger_consensus_messages_resent_total` | counter | consensus messages re-gossiped after a stall |
 //! | `ledger_consensus_stall_rounds_total` | counter | re-gossip rounds run because no block committed (one every 2 s of a stall, after the first 3 s) |
 //! | `ledger_signer_halted` | gauge | 1 once this validator saw another process sign with its key and stopped signing |
@@ -60,6 +61,7 @@ pub struct Metrics {
     block_interval: Histogram,
     commit_latency: Histogram,
     catching_up: Gauge,
+    sync_target: Gauge,
     consensus_resent: Counter,
     stall_rounds: Counter,
     signer_halted: Gauge,
@@ -118,6 +120,7 @@ impl Metrics {
             block_interval: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             commit_latency: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             catching_up: Gauge::default(),
+            sync_target: Gauge::default(),
             consensus_resent: Counter::default(),
             stall_rounds: Counter::default(),
             signer_halted: Gauge::default(),
@@ -155,6 +158,11 @@ impl Metrics {
             m.commit_latency.clone(),
         );
         registry.register("catching_up", "1 while the node syncs blocks from peers", m.catching_up.clone());
+        registry.register(
+            "sync_target_height",
+            "Height the peers have committed, as last seen while catching up",
+            m.sync_target.clone(),
+        );
         registry.register(
             "consensus_messages_resent",
             "Consensus messages re-gossiped because a height stalled",
@@ -253,6 +261,11 @@ impl Metrics {
 
     pub fn set_catching_up(&self, catching_up: bool) {
         self.catching_up.set(i64::from(catching_up));
+    }
+
+    /// The height the peers have committed, as last seen while catching up.
+    pub fn set_sync_target(&self, height: u64) {
+        self.sync_target.set(i64::try_from(height).unwrap_or(i64::MAX));
     }
 
     /// After a block is durably committed: height, counters, and the interval since the previous block's

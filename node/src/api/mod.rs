@@ -78,7 +78,7 @@ pub use metrics::Metrics;
 pub(crate) use state::unix_time_ms;
 pub use state::{
     ApiConfig, ApiState, BlockEvent, HEALTH_STALL_AFTER_MS_MIN, MempoolStats, NodeHandle, NodeStatus, PeerInfo,
-    Rejection, SignerInfo, default_stall_after_ms,
+    Rejection, SignerInfo, SyncInfo, default_stall_after_ms,
 };
 pub use transitions::{SetTransitionView, SetTransitionsPage, TRANSITIONS_PAGE_MAX};
 pub use views::*;

@@ -49,6 +49,16 @@ pub struct NodeStatus {
     /// Local wall-clock time (ms since the Unix epoch) of the last commit, or of the start if none yet.
     /// `/health` reports `stalled` when it is older than [`ApiConfig::health_stall_after_ms`].
     pub last_commit_local_ms: u64,
+    /// While catching up: the peers' committed height, blocks per second (times 100), seconds left.
+    pub sync: Option<SyncInfo>,
+}
+
+/// A catch-up's progress as the API reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncInfo {
+    pub target_height: u64,
+    pub blocks_per_sec_x100: u64,
+    pub eta_secs: Option<u64>,
 }
 
 /// What the double-sign guard is doing (the driver's `SignerStatus`, as the API reports it).

@@ -73,6 +73,19 @@ pub struct StatusView {
     pub consensus_height: u64,
     pub consensus_round: u32,
     pub protocol_version: u32,
+    /// While `catching_up`: how far it has to go; null otherwise.
+    pub sync: Option<SyncView>,
+}
+
+/// A catch-up's progress.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SyncView {
+    /// The height the peers have committed.
+    pub target_height: u64,
+    /// Blocks committed per second since the catch-up began (0 in its first second).
+    pub blocks_per_second: f64,
+    /// Seconds left at that rate; null until a rate is known.
+    pub eta_seconds: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -69,6 +69,8 @@ const REGOSSIP_EVERY: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(20);
 /// Reported as catching up when one block behind for this long (see `maybe_sync`).
 const CATCHING_UP_AFTER: Duration = Duration::from_millis(500);
+/// While catching up, a progress line this often.
+const SYNC_PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 /// How long to wait for a sync response before asking another peer.
 const SYNC_RETRY: Duration = Duration::from_secs(2);
 
@@ -107,6 +109,32 @@ pub struct Status {
     pub signer: SignerStatus,
     /// Local wall-clock time (ms since the epoch) of the last commit, or of the start if none yet.
     pub last_commit_local_ms: u64,
+    /// How far a catch-up has to go, while `catching_up`.
+    pub sync: Option<SyncProgress>,
+}
+
+/// A catch-up's progress: the height the peers have committed, the rate since it began and the time left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub target_height: Height,
+    /// Blocks committed per second since the catch-up began, times 100.
+    pub blocks_per_sec_x100: u64,
+    /// Seconds left at that rate (`None` until a rate is known).
+    pub eta_secs: Option<u64>,
+}
+
+impl SyncProgress {
+    /// Progress of a catch-up that began at `from` (committed height) `elapsed` ago and is at `committed`,
+    /// with the peers at `target`. The rate needs at least a second of history.
+    pub fn compute(from: Height, committed: Height, target: Height, elapsed: Duration) -> SyncProgress {
+        let target_height = target.max(committed);
+        let secs = elapsed.as_secs_f64();
+        let done = committed.0.saturating_sub(from.0) as f64;
+        let rate = if secs >= 1.0 { done / secs } else { 0.0 };
+        let left = target_height.0 - committed.0;
+        let eta_secs = (rate > 0.0).then(|| (left as f64 / rate).ceil() as u64);
+        SyncProgress { target_height, blocks_per_sec_x100: (rate * 100.0) as u64, eta_secs }
+    }
 }
 
 /// What the double-sign guard is doing, for `/status`, `/health` and the metrics.
@@ -376,6 +404,8 @@ pub struct Driver {
     connected: BTreeSet<PeerId>,
     /// Since when the node has been behind its peers, if it is.
     behind_since: Option<Instant>,
+    /// While catching up: when it began, the committed height then, and when progress was last logged.
+    catch_up: Option<(Instant, Height, Instant)>,
     timers_tx: mpsc::Sender<Timeout>,
     timers_rx: mpsc::Receiver<Timeout>,
     sync: SyncState,
@@ -469,6 +499,7 @@ impl Driver {
             resent_total: 0,
             connected: BTreeSet::new(),
             behind_since: None,
+            catch_up: None,
             timers_tx,
             timers_rx,
             sync: SyncState::default(),
@@ -720,6 +751,39 @@ impl Driver {
         );
     }
 
+    /// The catch-up's progress (`None` when not catching up), logged every few seconds while it lasts.
+    fn sync_progress(&mut self, catching_up: bool, now: Instant) -> Option<SyncProgress> {
+        if !catching_up {
+            if let Some((since, from, _)) = self.catch_up.take() {
+                let committed = Height(self.consensus.height().0.saturating_sub(1));
+                tracing::info!(
+                    height = %committed,
+                    blocks = committed.0.saturating_sub(from.0),
+                    secs = since.elapsed().as_secs(),
+                    "caught up"
+                );
+            }
+            return None;
+        }
+        let committed = Height(self.consensus.height().0.saturating_sub(1));
+        // Peers deciding height `t` have committed `t - 1`.
+        let target = Height(self.sync.target.0.saturating_sub(1));
+        let (since, from, logged) = *self.catch_up.get_or_insert((now, committed, now));
+        let progress = SyncProgress::compute(from, committed, target, now.duration_since(since));
+        self.shared.metrics.set_sync_target(progress.target_height.0);
+        if now.duration_since(logged) >= SYNC_PROGRESS_LOG_EVERY {
+            self.catch_up = Some((since, from, now));
+            tracing::info!(
+                height = %committed,
+                target = %progress.target_height,
+                blocks_per_sec = progress.blocks_per_sec_x100 as f64 / 100.0,
+                eta_secs = progress.eta_secs,
+                "catching up"
+            );
+        }
+        Some(progress)
+    }
+
     fn behind(&self) -> bool {
         self.sync.target >= self.consensus.height() || self.candidates.decided_without_block().is_some()
     }
@@ -736,9 +800,11 @@ impl Driver {
                 || self.candidates.decided_without_block().is_some()
                 || self.behind_since.is_some_and(|t| now >= t + CATCHING_UP_AFTER));
         self.shared.metrics.set_catching_up(catching_up);
+        let progress = self.sync_progress(catching_up, now);
         self.status.send_if_modified(|s| {
-            let changed = s.catching_up != catching_up;
+            let changed = s.catching_up != catching_up || s.sync != progress;
             s.catching_up = catching_up;
+            s.sync = progress;
             changed
         });
         if !behind || self.sync.peers.is_empty() {
@@ -1167,4 +1233,21 @@ fn execute_on(shared: &Shared, block: &Block) -> Result<Result<StateChanges, Str
 fn unreachable_set(genesis: &Genesis) -> ValidatorSet {
     tracing::error!(chain_id = %genesis.chain_id, "the genesis validator set does not validate");
     std::process::abort()
+}
+
+#[cfg(test)]
+mod sync_progress_tests {
+    use super::*;
+
+    #[test]
+    fn progress_has_a_rate_and_a_time_left_once_a_second_has_passed() {
+        let p = SyncProgress::compute(Height(100), Height(100), Height(1_000), Duration::from_millis(300));
+        assert_eq!((p.target_height, p.blocks_per_sec_x100, p.eta_secs), (Height(1_000), 0, None));
+        // 300 blocks in 2 s: 150 blocks/s, 600 left: 4 s.
+        let p = SyncProgress::compute(Height(100), Height(400), Height(1_000), Duration::from_secs(2));
+        assert_eq!((p.blocks_per_sec_x100, p.eta_secs), (15_000, Some(4)));
+        // Peers seen below the committed height (a stale view): nothing left.
+        let p = SyncProgress::compute(Height(100), Height(400), Height(300), Duration::from_secs(2));
+        assert_eq!((p.target_height, p.eta_secs), (Height(400), Some(0)));
+    }
 }

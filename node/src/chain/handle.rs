@@ -235,6 +235,11 @@ impl NodeHandle for NodeApi {
             validator_reason: if s.signer.validator.is_some() { None } else { self.validator_reason.clone() },
             signer: SignerInfo { mode: s.signer.mode, sign_floor: s.signer.sign_floor, detail: s.signer.detail },
             last_commit_local_ms: s.last_commit_local_ms.max(self.started_ms),
+            sync: s.sync.map(|p| crate::api::SyncInfo {
+                target_height: p.target_height.0,
+                blocks_per_sec_x100: p.blocks_per_sec_x100,
+                eta_secs: p.eta_secs,
+            }),
         };
         futures::future::ready(status).boxed()
     }

@@ -887,9 +887,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s =
             setup(&g, None, identity::Keypair::generate_ed25519(), free_port(), vec![net.addrs[0].clone()], dir.path());
+        let h0 = net.nodes[0].status.borrow().height.0;
         let follower = start(s).await.unwrap();
-        let h = net.nodes[0].status.borrow().height.0 + 3;
+        let h = h0 + 3;
         wait_height(&follower, h).await;
+        // It reported how far it had to go while it caught up: the validator's height when it started.
+        assert!(counter(&follower, "ledger_sync_target_height") + 1 >= h0, "sync target below {h0}");
         for k in 1..=h {
             assert_eq!(
                 follower.shared.storage.block(Height(k)).unwrap().map(|b| b.hash()),
