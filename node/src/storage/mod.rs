@@ -59,6 +59,10 @@ mod prefix {
     /// `e ‖ height (BE) ‖ index (BE u16)` → nothing: the block at that height carries committed
     /// equivocation evidence at that index (`GET /evidence` pages over these keys).
     pub const EVIDENCE: u8 = b'e';
+    /// `H ‖ height (BE)` → a block header stored without its block: the headers before the validator-set
+    /// changes below a state-synced node's base (with their certificates under `c`), so it can still serve
+    /// the transitions light clients and syncing peers follow.
+    pub const HEADER: u8 = b'H';
 }
 
 fn evidence_key(height: Height, index: u16) -> [u8; 11] {
@@ -109,6 +113,8 @@ const CHECKSUM_CONTEXT: &str = "ledger v1 node storage value checksum";
 pub const SIGNER_STATE_BYTES_MAX: usize = 64 * 1024;
 /// Largest certificate accepted on read (256 validators at ~70 bytes each, with room to spare).
 pub const CERT_BYTES_MAX: usize = 64 * 1024;
+/// Largest header stored without its block.
+const HEADER_BYTES_MAX: usize = 64 * 1024;
 
 /// Storage failure. `Corrupt` means the data on disk cannot be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +282,7 @@ fn describe_key(key: &[u8]) -> String {
     match key.first() {
         Some(&prefix::BLOCK) if key.len() == 9 => format!("block {}", be_u64(&key[1..])),
         Some(&prefix::CERT) if key.len() == 9 => format!("certificate {}", be_u64(&key[1..])),
+        Some(&prefix::HEADER) if key.len() == 9 => format!("header {}", be_u64(&key[1..])),
         Some(&prefix::HASH_TO_HEIGHT) => format!("block index {}", hex::encode(&key[1..])),
         Some(&txindex::CHUNK_PREFIX) if key.len() == 41 => format!("tx index run {} chunk", be_u64(&key[1..9])),
         Some(&prefix::ACCOUNT) => format!("account {}", hex::encode(&key[1..])),
@@ -598,7 +605,9 @@ impl Storage {
     /// first field, so it is a prefix of the block's bytes; the whole value's checksum is still checked).
     pub fn header(&self, height: Height) -> Result<Option<ledger_core::BlockHeader>, StorageError> {
         let k = height_key(prefix::BLOCK, height);
-        let Some(raw) = self.chain.get(k)? else { return Ok(None) };
+        let Some(raw) = self.chain.get(k)? else {
+            return self.get_decoded(&height_key(prefix::HEADER, height), HEADER_BYTES_MAX);
+        };
         let mut bytes = unseal(&k, &raw)?;
         <ledger_core::BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
             .map(Some)

@@ -119,13 +119,13 @@ impl Storage {
                 continue;
             }
             let at = Height(first_height.0 - 1);
-            let (Some(block), Some(certificate)) = (self.block(at)?, self.certificate(at)?) else {
+            let (Some(header), Some(certificate)) = (self.header(at)?, self.certificate(at)?) else {
                 return Err(StorageError::Corrupt {
                     what: format!("block {at}"),
                     detail: "the header before a validator-set change is not stored".into(),
                 });
             };
-            out.push(Transition { first_height, set: (*set).clone(), header: block.header, certificate });
+            out.push(Transition { first_height, set: (*set).clone(), header, certificate });
         }
         Ok(out)
     }
@@ -178,6 +178,14 @@ impl Storage {
             let k = height_key(prefix::VALSET, from);
             batch.insert(&k[..], seal(&k, &encoding::encode(set)));
         }
+        // The certified headers that name each set change below the base, so this node serves the
+        // transitions on (to light clients and to peers that sync from its snapshots).
+        for t in meta.transitions.iter().filter(|t| t.header.height < height) {
+            let k = height_key(prefix::HEADER, t.header.height);
+            batch.insert(&k[..], seal(&k, &encoding::encode(&t.header)));
+            let k = height_key(prefix::CERT, t.header.height);
+            batch.insert(&k[..], seal(&k, &encoding::encode(&t.certificate)));
+        }
         batch.insert(META_GOV_STATE, seal(META_GOV_STATE, &encoding::encode(gov)));
         batch.insert(META_HEIGHT, seal(META_HEIGHT, &encoding::encode(&height)));
         batch.insert(META_STATE_HEIGHT, seal(META_STATE_HEIGHT, &encoding::encode(&height)));
@@ -204,3 +212,70 @@ impl Storage {
 
 /// A shared handle, created with the storage.
 pub type SharedSnapshots = Arc<Mutex<Snapshots>>;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::storage::StorageOptions;
+    use crate::storage::tests::{TestChain, open_when_released};
+
+    fn open(dir: &std::path::Path) -> Storage {
+        open_when_released(dir, StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 4 << 20 })
+    }
+
+    /// A snapshot installed into an empty database: the chain starts at its height, every stored check
+    /// passes, and the headers and certificates that name earlier set changes are kept, so the node serves
+    /// the transitions on although it holds none of those blocks.
+    #[test]
+    fn an_installed_snapshot_is_a_chain_from_its_height_that_still_serves_the_transitions_below() {
+        let chain = TestChain::new();
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = open(dir_a.path());
+        a.init_genesis(&chain.genesis).unwrap();
+        for nonce in 0..10 {
+            chain.commit_next(&a, vec![chain.transfer_to(nonce, 5, 20 + nonce as u8)]);
+        }
+        let tip = Height(10);
+        let set = chain.genesis.validator_set().unwrap();
+        // A transition to a set in force from height 5, named by header 4 (the same members: what matters
+        // here is what is stored, not the walk, which `SnapshotMeta::verify` tests).
+        let transition = Transition {
+            first_height: Height(5),
+            set: set.clone(),
+            header: a.header(Height(4)).unwrap().unwrap(),
+            certificate: a.certificate(Height(4)).unwrap().unwrap(),
+        };
+        let tree = a.tree().unwrap();
+        let meta = SnapshotMeta {
+            block: a.block(tip).unwrap().unwrap(),
+            certificate: a.certificate(tip).unwrap().unwrap(),
+            gov: a.gov_state().unwrap(),
+            transitions: vec![transition.clone()],
+            manifest: tree.manifest(CHUNK_ACCOUNTS_MAX),
+        };
+        let reached = [
+            Trusted { first_height: Height(1), set: set.clone() },
+            Trusted { first_height: Height(5), set: set.clone() },
+        ];
+        let b = open(dir_b.path());
+        assert!(!b.is_initialised().unwrap());
+        // Accounts that do not hash to the state root are refused before anything is written.
+        let mut wrong = tree.accounts();
+        wrong[0].1.balance += 1;
+        assert!(b.install_snapshot(&chain.genesis, &meta, &reached, wrong).is_err());
+        assert!(!b.is_initialised().unwrap());
+        b.install_snapshot(&chain.genesis, &meta, &reached, tree.accounts()).unwrap();
+        assert_eq!(b.base_height().unwrap(), tip);
+        assert_eq!(b.verify_tail(&chain.genesis, 100).unwrap(), tip);
+        assert_eq!(b.tree().unwrap().root(), tree.root());
+        assert!(b.block(Height(4)).unwrap().is_none());
+        assert_eq!(b.header(Height(4)).unwrap(), Some(transition.header.clone()));
+        assert_eq!(b.transitions(tip).unwrap(), vec![transition]);
+        // A second install is refused; and the chain goes on from the snapshot.
+        assert!(b.install_snapshot(&chain.genesis, &meta, &reached, tree.accounts()).is_err());
+        chain.commit_next(&b, vec![chain.transfer_to(10, 5, 40)]);
+        chain.commit_next(&a, vec![chain.transfer_to(10, 5, 40)]);
+        assert_eq!(b.tree().unwrap().root(), a.tree().unwrap().root());
+    }
+}
