@@ -189,3 +189,157 @@ impl SnapshotMeta {
         Ok(reached)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::block::{Block, PROTOCOL_VERSION};
+    use crate::cert::CommitSig;
+    use crate::crypto::Keypair;
+    use crate::genesis::Genesis;
+    use crate::governance::GovState;
+    use crate::hash::Domain;
+    use crate::statetree::StateTree;
+    use crate::types::Round;
+    use crate::validator::Validator;
+    use crate::vote::{Vote, VoteKind};
+
+    const CHAIN: &str = "light-test";
+
+    fn keys() -> Vec<Keypair> {
+        (1..=5u8).map(|i| Keypair::from_seed(&[i; 32])).collect()
+    }
+
+    fn set(ks: &[Keypair]) -> ValidatorSet {
+        ValidatorSet::new(
+            ks.iter().map(|k| Validator { public_key: k.public(), power: 10, moniker: "v".into() }).collect(),
+        )
+        .unwrap()
+    }
+
+    fn header(height: u64, validators: &ValidatorSet, next: &ValidatorSet) -> BlockHeader {
+        BlockHeader {
+            version: PROTOCOL_VERSION,
+            chain_id: CHAIN.into(),
+            height: Height(height),
+            prev_block_hash: Hash::digest(Domain::BlockHeader, &height.to_le_bytes()),
+            timestamp_ms: 1_000 + height,
+            proposer: keys()[0].public(),
+            tx_count: 0,
+            tx_root: crate::merkle::root(&[]),
+            state_root: Hash::ZERO,
+            last_commit_hash: Hash::ZERO,
+            validators_hash: validators.hash(),
+            next_validators_hash: next.hash(),
+            ops_hash: crate::governance::ops_hash(&[], &[]),
+            gov_root: Hash::ZERO,
+        }
+    }
+
+    /// A certificate of `header` signed by `signers` (indices into `of`).
+    fn certify(header: &BlockHeader, of: &[Keypair], signers: &[usize]) -> CommitCertificate {
+        let signatures = signers
+            .iter()
+            .map(|&i| {
+                let vote = Vote {
+                    kind: VoteKind::Precommit,
+                    height: header.height,
+                    round: Round(0),
+                    block_hash: Some(header.hash()),
+                    validator: of[i].public(),
+                };
+                CommitSig { validator_index: i as u16, signature: vote.sign(CHAIN, &of[i]).signature }
+            })
+            .collect();
+        CommitCertificate { height: header.height, round: Round(0), block_hash: header.hash(), signatures }
+    }
+
+    /// Genesis set A = keys 0..4; from height 5 set B = keys 0..5 (header 4, certified by A).
+    fn transition() -> (Trusted, Transition, ValidatorSet) {
+        let ks = keys();
+        let (a, b) = (set(&ks[..4]), set(&ks[..5]));
+        let h = header(4, &a, &b);
+        let certificate = certify(&h, &ks[..4], &[0, 1, 2]);
+        (
+            Trusted { first_height: Height(1), set: a },
+            Transition { first_height: Height(5), set: b.clone(), header: h, certificate },
+            b,
+        )
+    }
+
+    #[test]
+    fn a_certified_transition_is_followed_and_each_tampering_is_named() {
+        let (trusted, t, b) = transition();
+        assert_eq!(trusted.follow(CHAIN, &t).unwrap(), Trusted { first_height: Height(5), set: b });
+        let mut other = t.clone();
+        other.first_height = Height(6);
+        assert!(matches!(trusted.follow(CHAIN, &other), Err(TransitionError::HeaderHeight { .. })));
+        assert!(matches!(trusted.follow("other", &t), Err(TransitionError::HeaderChain { .. })));
+        let mut weak = t.clone();
+        weak.certificate = certify(&t.header, &keys()[..4], &[0, 1]);
+        assert!(matches!(trusted.follow(CHAIN, &weak), Err(TransitionError::Certificate { .. })));
+        let mut swapped = t.clone();
+        swapped.set = set(&keys()[1..5]);
+        assert!(matches!(trusted.follow(CHAIN, &swapped), Err(TransitionError::SetNotNamed { .. })));
+        let later = Trusted { first_height: Height(5), set: trusted.set.clone() };
+        assert!(matches!(later.follow(CHAIN, &t), Err(TransitionError::NotAfter { .. })));
+        let stranger = Trusted { first_height: Height(1), set: set(&keys()[1..5]) };
+        assert!(matches!(stranger.follow(CHAIN, &t), Err(TransitionError::TrustedSetNotNamed { .. })));
+    }
+
+    /// A snapshot at height 8 of a chain whose set changed at 5: verified from the genesis alone, and each
+    /// part that does not match its header refused.
+    #[test]
+    fn snapshot_metadata_verifies_from_the_genesis_and_every_mismatch_is_refused() {
+        let (_, t, b) = transition();
+        let ks = keys();
+        let genesis = Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: 1_000,
+            protocol_version: PROTOCOL_VERSION,
+            validators: set(&ks[..4]).validators().to_vec(),
+            accounts: vec![],
+            params: Default::default(),
+        };
+        let tree = StateTree::from_accounts((0..50u8).map(|i| {
+            (Keypair::from_seed(&[100 + i; 32]).public(), crate::state::Account { balance: 1 + u64::from(i), nonce: 0 })
+        }));
+        let mut gov = GovState::genesis(b.clone());
+        gov.height = Height(8);
+        let mut h = header(8, &b, &b);
+        h.state_root = tree.root();
+        h.gov_root = gov.root();
+        let block = Block { header: h.clone(), txs: vec![], last_commit: None, approvals: vec![], evidence: vec![] };
+        let meta = SnapshotMeta {
+            certificate: certify(&h, &ks[..5], &[0, 1, 2, 3]),
+            block,
+            gov,
+            transitions: vec![t],
+            manifest: tree.manifest(8),
+        };
+        let reached = meta.verify(&genesis, 1024).unwrap();
+        assert_eq!(reached.last().map(|r| (r.first_height, r.set.hash())), Some((Height(5), b.hash())));
+
+        let mut no_transition = meta.clone();
+        no_transition.transitions.clear();
+        assert!(matches!(no_transition.verify(&genesis, 1024), Err(SnapshotError::WrongSet { .. })));
+        let mut weak = meta.clone();
+        weak.certificate = certify(&h, &ks[..5], &[0, 1, 2]);
+        assert!(matches!(weak.verify(&genesis, 1024), Err(SnapshotError::Certificate(_))));
+        let mut gov = meta.clone();
+        gov.gov.jailed.insert(ks[4].public());
+        assert!(matches!(gov.verify(&genesis, 1024), Err(SnapshotError::Gov("root"))));
+        let mut manifest = meta.clone();
+        manifest.manifest = tree.apply([(ks[0].public(), crate::state::Account { balance: 9, nonce: 9 })]).manifest(8);
+        assert!(matches!(manifest.verify(&genesis, 1024), Err(SnapshotError::Manifest(_))));
+        assert!(matches!(meta.verify(&genesis, 4), Err(SnapshotError::PartTooLarge { .. })));
+        let mut body = meta.clone();
+        body.block.evidence = meta.block.evidence.clone();
+        body.block.last_commit = Some(meta.certificate.clone());
+        assert!(matches!(body.verify(&genesis, 1024), Err(SnapshotError::Body("last commit"))));
+        let mut chain = genesis.clone();
+        chain.chain_id = "another".into();
+        assert!(matches!(meta.verify(&chain, 1024), Err(SnapshotError::WrongBlock { .. })));
+    }
+}
