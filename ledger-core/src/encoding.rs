@@ -5,7 +5,8 @@
 //! very same bytes. Borsh already rejects trailing bytes, non-0/1 bools and option tags and invalid UTF-8;
 //! the re-encode comparison makes the rule hold for every type, whatever its derive does.
 
-use borsh::{BorshDeserialize, BorshSerialize};
+/// The canonical encoding's traits, for bounds in crates that decode through [`decode`].
+pub use borsh::{BorshDeserialize, BorshSerialize};
 
 /// Why bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

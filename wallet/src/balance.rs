@@ -23,10 +23,10 @@
 use ledger_core::block::BlockHeader;
 use ledger_core::cert::CommitCertificate;
 use ledger_core::statetree::StateProof;
-use ledger_core::{Account, Address, Height, encoding};
+use ledger_core::{Account, Address, Height};
 
 use crate::verify::{
-    CERTIFICATE_BYTES_MAX, EvidenceError, HEADER_BYTES_MAX, Report, Walk, decode_hex_bounded,
+    CERTIFICATE_BYTES_MAX, EvidenceError, HEADER_BYTES_MAX, Report, Walk, decode_hex_canonical,
     push_certification_checks, push_header_checks,
 };
 
@@ -61,15 +61,10 @@ pub fn decode_balance_evidence(
             ),
         });
     }
-    let header_bytes = decode_hex_bounded(header_hex, "header_hex", HEADER_BYTES_MAX)?;
-    let header: BlockHeader = encoding::decode(&header_bytes, HEADER_BYTES_MAX)
-        .map_err(|e| EvidenceError::Decode { field: "header_hex", error: e.to_string() })?;
-    let cert_bytes = decode_hex_bounded(certificate_hex, "certificate_hex", CERTIFICATE_BYTES_MAX)?;
-    let certificate: CommitCertificate = encoding::decode(&cert_bytes, CERTIFICATE_BYTES_MAX)
-        .map_err(|e| EvidenceError::Decode { field: "certificate_hex", error: e.to_string() })?;
-    let proof_bytes = decode_hex_bounded(proof_hex, "proof_hex", StateProof::ENCODED_MAX)?;
-    let proof: StateProof = encoding::decode(&proof_bytes, StateProof::ENCODED_MAX)
-        .map_err(|e| EvidenceError::Decode { field: "proof_hex", error: e.to_string() })?;
+    let header: BlockHeader = decode_hex_canonical(header_hex, "header_hex", HEADER_BYTES_MAX)?;
+    let certificate: CommitCertificate =
+        decode_hex_canonical(certificate_hex, "certificate_hex", CERTIFICATE_BYTES_MAX)?;
+    let proof: StateProof = decode_hex_canonical(proof_hex, "proof_hex", StateProof::ENCODED_MAX)?;
     Ok(BalanceEvidence { height: Height(height), account, header, certificate, proof })
 }
 

@@ -127,12 +127,9 @@ pub fn decode_evidence(
     let tx_bytes = decode_hex_bounded(tx_hex, "tx_hex", tx_bytes_max.min(TX_BYTES_MAX_CEILING as usize))?;
     let tx = SignedTransaction::decode(&tx_bytes, tx_bytes_max)
         .map_err(|e| EvidenceError::Decode { field: "tx_hex", error: e.to_string() })?;
-    let header_bytes = decode_hex_bounded(header_hex, "header_hex", HEADER_BYTES_MAX)?;
-    let header: BlockHeader = encoding::decode(&header_bytes, HEADER_BYTES_MAX)
-        .map_err(|e| EvidenceError::Decode { field: "header_hex", error: e.to_string() })?;
-    let cert_bytes = decode_hex_bounded(certificate_hex, "certificate_hex", CERTIFICATE_BYTES_MAX)?;
-    let certificate: CommitCertificate = encoding::decode(&cert_bytes, CERTIFICATE_BYTES_MAX)
-        .map_err(|e| EvidenceError::Decode { field: "certificate_hex", error: e.to_string() })?;
+    let header: BlockHeader = decode_hex_canonical(header_hex, "header_hex", HEADER_BYTES_MAX)?;
+    let certificate: CommitCertificate =
+        decode_hex_canonical(certificate_hex, "certificate_hex", CERTIFICATE_BYTES_MAX)?;
     Ok(Evidence { tx, height: Height(height), proof, header, certificate })
 }
 
@@ -487,6 +484,17 @@ pub(crate) fn push_certification_checks(
             Err(e) => format!("commit certificate: {e}"),
         },
     );
+}
+
+/// Hex of canonical bytes, at most `max_bytes` of them, decoded ([`decode_hex_bounded`], then canonical
+/// decoding under the same limit); an error names `field`.
+pub(crate) fn decode_hex_canonical<T: encoding::BorshSerialize + encoding::BorshDeserialize>(
+    text: &str,
+    field: &'static str,
+    max_bytes: usize,
+) -> Result<T, EvidenceError> {
+    let bytes = decode_hex_bounded(text, field, max_bytes)?;
+    encoding::decode(&bytes, max_bytes).map_err(|e| EvidenceError::Decode { field, error: e.to_string() })
 }
 
 pub(crate) fn decode_hex_bounded(text: &str, field: &'static str, max_bytes: usize) -> Result<Vec<u8>, EvidenceError> {

@@ -1157,17 +1157,7 @@ pub(crate) mod tests {
         }
 
         pub(crate) fn transfer(&self, nonce: u64, amount: u64) -> ledger_core::SignedTransaction {
-            Transaction {
-                chain_id: self.genesis.chain_id.clone(),
-                sender: self.account.public(),
-                recipient: Keypair::from_seed(&[9; 32]).public(),
-                amount,
-                fee: 1,
-                nonce,
-                expiry_height: 1_000,
-                memo: String::new(),
-            }
-            .sign(&self.account)
+            self.transfer_to(nonce, amount, 9)
         }
 
         /// A transfer to the account of seed `[to; 32]`.

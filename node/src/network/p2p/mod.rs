@@ -1182,31 +1182,65 @@ impl SwarmTask {
         }
     }
 
-    /// Serve a sync request if the peer's budget covers it: one request, then the response's bytes.
-    fn serve_sync(&mut self, peer: PeerId, request: SyncRequest) -> Option<SyncResponse> {
+    /// Whether a block-sync or snapshot request from `peer` may be served: good standing, fewer than
+    /// [`SYNC_IN_FLIGHT_PER_PEER`] responses in flight, and one request of its budget (spent here).
+    fn admit_sync(&mut self, peer: PeerId) -> bool {
         match self.guard.standing(&peer) {
             Standing::Good => {}
             // An ignored peer's budget is zero: asking on brings it closer to a ban.
             Standing::Ignored => {
                 self.sync_abuse(peer, "sync request while ignored");
-                return None;
+                return false;
             }
-            Standing::Banned { .. } => return None,
+            Standing::Banned { .. } => return false,
+        }
+        if self.sync_serving_per_peer.get(&peer).copied().unwrap_or(0) >= SYNC_IN_FLIGHT_PER_PEER {
+            self.sync_abuse(peer, "too many sync requests at once");
+            return false;
         }
         if !self.guard.try_spend(&peer, Resource::SyncRequests, 1) {
             self.sync_abuse(peer, "sync requests beyond its budget");
-            return None;
+            return false;
         }
+        true
+    }
+
+    /// Charge a response's bytes to the peer's sync budget; false (and an offence) when it cannot pay.
+    fn charge_sync_bytes(&mut self, peer: PeerId, bytes: u64) -> bool {
+        let paid = self.guard.try_spend(&peer, Resource::SyncBytes, bytes);
+        if !paid {
+            self.sync_abuse(peer, "sync bytes beyond its budget");
+        }
+        paid
+    }
+
+    /// Blocks for an admitted sync request, if the peer's budget covers their bytes.
+    fn serve_sync(&mut self, peer: PeerId, request: SyncRequest) -> Option<SyncResponse> {
         let max_count = request.max_count.min(SYNC_BLOCKS_MAX) as usize;
         let budget = wire::SYNC_RESPONSE_BUDGET_BYTES;
         let blocks = self.provider.blocks_from(request.from_height, max_count, budget);
         let bytes: u64 = blocks.iter().map(|(b, c)| approx_bytes(b, c)).sum();
-        if !self.guard.try_spend(&peer, Resource::SyncBytes, bytes) {
-            self.sync_abuse(peer, "sync bytes beyond its budget");
+        if !self.charge_sync_bytes(peer, bytes) {
             return None;
         }
         tracing::debug!(%peer, from = %request.from_height, n = blocks.len(), bytes, "serving sync request");
         Some(SyncResponse { blocks })
+    }
+
+    /// The answer to an admitted snapshot request, if the peer's budget covers its bytes.
+    fn serve_snapshot(&mut self, peer: PeerId, request: SnapshotRequest) -> Option<SnapshotResponse> {
+        let response = self.provider.snapshot(&request);
+        let bytes = match &response {
+            // 32-byte address, 16-byte account.
+            SnapshotResponse::Chunk(a) => a.len() as u64 * 48,
+            SnapshotResponse::Meta(m) => ledger_core::encoding::encode(m.as_ref()).len() as u64,
+            _ => 16,
+        };
+        if !self.charge_sync_bytes(peer, bytes) {
+            return None;
+        }
+        tracing::debug!(%peer, ?request, bytes, "serving snapshot request");
+        Some(response)
     }
 
     /// A response this task handed to libp2p was sent or failed.
@@ -1228,29 +1262,54 @@ impl SwarmTask {
     }
 
     fn handle_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        self.handle_request_response(
+            event,
+            SyncProtocol::<SyncRequest, SyncResponse> {
+                pending: |t| &mut t.pending_sync,
+                serve: Self::serve_sync,
+                respond: |t, channel, response| t.swarm.behaviour_mut().sync.send_response(channel, response),
+            },
+        );
+    }
+
+    fn handle_snapshot(&mut self, event: request_response::Event<SnapshotRequest, SnapshotResponse>) {
+        self.handle_request_response(
+            event,
+            SyncProtocol::<SnapshotRequest, SnapshotResponse> {
+                pending: |t| &mut t.pending_snapshot,
+                serve: Self::serve_snapshot,
+                respond: |t, channel, response| t.swarm.behaviour_mut().snapshot.send_response(channel, response),
+            },
+        );
+    }
+
+    /// One request-response protocol of the sync family (blocks, snapshots): inbound requests admitted by
+    /// [`Self::admit_sync`] (shared budget and in-flight limit) and answered by `serve` (a refusal drops the
+    /// channel and the peer's request fails), outbound answers handed to the waiting caller.
+    fn handle_request_response<Req, Resp>(
+        &mut self,
+        event: request_response::Event<Req, Resp>,
+        p: SyncProtocol<Req, Resp>,
+    ) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, request_id } => {
-                    if self.sync_serving_per_peer.get(&peer).copied().unwrap_or(0) >= SYNC_IN_FLIGHT_PER_PEER {
-                        self.sync_abuse(peer, "too many sync requests at once");
-                        return;
-                    }
-                    // Refused: the channel is dropped and the peer's request fails.
-                    if let Some(response) = self.serve_sync(peer, request)
-                        && self.swarm.behaviour_mut().sync.send_response(channel, response).is_ok()
+                    if self.admit_sync(peer)
+                        && let Some(response) = (p.serve)(self, peer, request)
+                        && (p.respond)(self, channel, response).is_ok()
                     {
                         self.sync_serving.insert(request_id, peer);
                         *self.sync_serving_per_peer.entry(peer).or_insert(0) += 1;
                     }
                 }
                 request_response::Message::Response { request_id, response } => {
-                    if let Some(reply) = self.pending_sync.remove(&request_id) {
+                    if let Some(reply) = (p.pending)(self).remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
             },
             request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some(reply) = self.pending_sync.remove(&request_id) {
+                if let Some(reply) = (p.pending)(self).remove(&request_id) {
                     let _ = reply.send(Err(NetError::Sync(error.to_string())));
                 }
             }
@@ -1261,69 +1320,14 @@ impl SwarmTask {
             request_response::Event::ResponseSent { request_id, .. } => self.sync_served(request_id),
         }
     }
+}
 
-    /// State-sync requests share the block-sync budget and in-flight limit: a chunk counts as a request
-    /// and its bytes as sync bytes.
-    fn handle_snapshot(&mut self, event: request_response::Event<SnapshotRequest, SnapshotResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, request_id } => {
-                    if self.sync_serving_per_peer.get(&peer).copied().unwrap_or(0) >= SYNC_IN_FLIGHT_PER_PEER {
-                        self.sync_abuse(peer, "too many sync requests at once");
-                        return;
-                    }
-                    if let Some(response) = self.serve_snapshot(peer, &request)
-                        && self.swarm.behaviour_mut().snapshot.send_response(channel, response).is_ok()
-                    {
-                        self.sync_serving.insert(request_id, peer);
-                        *self.sync_serving_per_peer.entry(peer).or_insert(0) += 1;
-                    }
-                }
-                request_response::Message::Response { request_id, response } => {
-                    if let Some(reply) = self.pending_snapshot.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure { request_id, error, .. } => {
-                if let Some(reply) = self.pending_snapshot.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::Sync(error.to_string())));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, request_id, .. } => {
-                tracing::debug!(%peer, %error, "inbound snapshot request failed");
-                self.sync_served(request_id);
-            }
-            request_response::Event::ResponseSent { request_id, .. } => self.sync_served(request_id),
-        }
-    }
-
-    fn serve_snapshot(&mut self, peer: PeerId, request: &SnapshotRequest) -> Option<SnapshotResponse> {
-        match self.guard.standing(&peer) {
-            Standing::Good => {}
-            Standing::Ignored => {
-                self.sync_abuse(peer, "snapshot request while ignored");
-                return None;
-            }
-            Standing::Banned { .. } => return None,
-        }
-        if !self.guard.try_spend(&peer, Resource::SyncRequests, 1) {
-            self.sync_abuse(peer, "sync requests beyond its budget");
-            return None;
-        }
-        let response = self.provider.snapshot(request);
-        let bytes = match &response {
-            SnapshotResponse::Chunk(a) => a.len() as u64 * 48,
-            SnapshotResponse::Meta(m) => m.manifest.parts.len() as u64 * 80 + 64 * 1024,
-            _ => 16,
-        };
-        if !self.guard.try_spend(&peer, Resource::SyncBytes, bytes) {
-            self.sync_abuse(peer, "sync bytes beyond its budget");
-            return None;
-        }
-        tracing::debug!(%peer, ?request, bytes, "serving snapshot request");
-        Some(response)
-    }
+/// What differs between the sync family's protocols: where outbound requests wait, how a request is
+/// served, and which behaviour sends the response.
+struct SyncProtocol<Req, Resp> {
+    pending: fn(&mut SwarmTask) -> &mut HashMap<OutboundRequestId, oneshot::Sender<Result<Resp, NetError>>>,
+    serve: fn(&mut SwarmTask, PeerId, Req) -> Option<Resp>,
+    respond: fn(&mut SwarmTask, request_response::ResponseChannel<Resp>, Resp) -> Result<(), Resp>,
 }
 
 #[cfg(test)]
