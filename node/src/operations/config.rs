@@ -17,6 +17,8 @@ use libp2p::multiaddr::Protocol;
 pub const CONFIG_BYTES_MAX: usize = 1024 * 1024;
 /// Most bootstrap peers.
 pub const BOOTSTRAP_PEERS_MAX: usize = 256;
+/// Default free-space floor (`storage.min_free_mb`).
+pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 /// Environment variables with the `LEDGERD_` prefix that are not config keys.
 pub const NON_CONFIG_ENV: &[&str] = &["LEDGERD_HOME", "LEDGERD_LOG"];
 
@@ -108,6 +110,10 @@ const KEYS: &[KeySpec] = &[
     key("api.body_buffer_bytes_per_client_max", int(1 << 20, 1 << 34)),
     key("api.unlimited_clients", Kind::StrList),
     key("storage.cache_capacity_mb", int(1, 1 << 20)),
+    key("storage.retain_blocks", int(0, 1 << 40)),
+    key("storage.max_data_mb", int(0, 1 << 30)),
+    key("storage.min_free_mb", int(0, 1 << 30)),
+    key("log.idle_summary_interval_ms", int(0, 86_400_000)),
     key("consensus.empty_block_interval_ms", int(1, 3_600_000)),
     key("consensus.min_block_interval_ms", int(0, 3_600_000)),
     key("consensus.double_sign_watch_ms", int(0, 600_000)),
@@ -156,6 +162,16 @@ pub struct Config {
     /// The `[api]` limits (everything but `listen_addr`).
     pub api: crate::api::ApiConfig,
     pub cache_capacity_mb: u64,
+    /// Keep the bodies of the last this many blocks (headers and certificates are kept); 0: keep all.
+    pub retain_blocks: u64,
+    /// Byte budget of the data directory (0: none): above it the node refuses transactions (503).
+    pub max_data_bytes: u64,
+    /// Free-space floor of the data directory's file system (0: none): below it the node refuses
+    /// transactions (503).
+    pub min_free_bytes: u64,
+    /// Empty blocks are logged as one INFO summary line per this interval instead of a line each; 0: a line
+    /// per block.
+    pub idle_summary_interval_ms: u64,
     pub empty_block_interval_ms: u64,
     /// `None`: [`crate::driver::DEFAULT_MIN_BLOCK_INTERVAL_MS`] with more than one validator, 0 with one.
     pub min_block_interval_ms: Option<u64>,
@@ -459,6 +475,10 @@ pub fn from_str(
         api_listen_addr,
         api: api_config(&layers)?,
         cache_capacity_mb: layers.u64_or("storage.cache_capacity_mb", 64)?,
+        retain_blocks: layers.u64_or("storage.retain_blocks", 0)?,
+        max_data_bytes: layers.u64_or("storage.max_data_mb", 0)?.saturating_mul(1 << 20),
+        min_free_bytes: layers.u64_or("storage.min_free_mb", DEFAULT_MIN_FREE_MB)?.saturating_mul(1 << 20),
+        idle_summary_interval_ms: layers.u64_or("log.idle_summary_interval_ms", 60_000)?,
         empty_block_interval_ms: layers.u64_or("consensus.empty_block_interval_ms", 1000)?,
         min_block_interval_ms: layers.u64_opt("consensus.min_block_interval_ms")?,
         double_sign_watch_ms: layers
@@ -587,6 +607,20 @@ listen_addr = "127.0.0.1:26600"
 [storage]
 # sled page cache in MiB (sled's own default is 1 GiB).
 cache_capacity_mb = 64
+# Keep the bodies (transactions) of the last N blocks; older ones are pruned in the background and answered
+# 410 `pruned`. Headers and commit certificates are always kept (light clients and the wallet need them).
+# 0 = keep every block.
+# retain_blocks = 0
+# Byte budget of data_dir in MiB (0 = none): above it the node refuses transactions (503 disk_budget).
+# max_data_mb = 0
+# Free-space floor of data_dir's file system in MiB (0 = none): below it the node refuses transactions
+# (503 disk_full) instead of filling the disk.
+# min_free_mb = 256
+
+[log]
+# Empty blocks are logged as one INFO summary line per interval instead of a line per block (0 = a line per
+# block). Blocks with transactions are always logged.
+# idle_summary_interval_ms = 60000
 
 [consensus]
 # With an empty mempool, propose an empty block at most this often.
