@@ -8,11 +8,16 @@
 //!   guards is never sent unless it survives a crash. A failure to persist stops the driver: a validator
 //!   that cannot persist must not sign. A signed proposal's block is persisted in the same batch, so after a
 //!   restart the re-broadcast proposal comes with its block.
-//! - `BuildBlock` builds from the mempool with [`build_block`] as soon as transactions wait; with an empty
-//!   mempool (or only transactions that cannot apply yet) it waits for transactions or
-//!   `empty_block_interval_ms` since the last commit, but never more than half the propose timeout, so the
-//!   other validators do not time out on an idle proposer. Under load it first waits `min_block_interval_ms`
-//!   since the last commit (same cap), so that blocks grow instead of multiplying.
+//! - `BuildBlock` builds from the mempool with [`build_block`] as soon as transactions wait. In round 0 with
+//!   an empty mempool it waits for transactions or `empty_block_interval_ms` since the last commit; with
+//!   only transactions that cannot apply yet (nonce gaps), or in a later round, it waits at most half the
+//!   propose timeout. Under load it first waits `min_block_interval_ms` since the last commit (same cap), so
+//!   that blocks grow instead of multiplying.
+//! - The round-0 propose timeout is *idle-aware* so that validators do not time out on an idle proposer:
+//!   when it fires while this node has seen no transaction during the height, it is held back until
+//!   `timeout_propose + empty_block_interval_ms` after the height began, or `timeout_propose` after the
+//!   first transaction shows up in the mempool, whichever comes first (see [`IdleHold`]). A proposer that is
+//!   down therefore costs an idle chain one interval more; under load nothing changes.
 //! - `ValidateBlock` runs [`apply_block`] on the committed state, trusting signatures the mempool verified.
 //! - `Decide` commits the block with its certificate in one atomic, flushed write, then updates the
 //!   mempool, then reports the new height, then starts the next height.
@@ -310,6 +315,90 @@ pub const DEFAULT_MIN_BLOCK_INTERVAL_MS: u64 = 40;
 /// Default of [`DriverOptions::build_txs_max`].
 pub const DEFAULT_BUILD_TXS_MAX: usize = 4096;
 
+/// The round-0 propose timeout of an idle height. An idle proposer waits `empty_block_interval_ms` before
+/// it proposes an empty block; the other validators must not prevote nil meanwhile. So when the timeout
+/// fires and this node has seen no transaction since the height began, it is held until `timeout_propose +
+/// interval` after the start, or `timeout_propose` after the first transaction (the proposer, which gets it
+/// by gossip too, then proposes within its `min_block_interval_ms`), whichever is first. Timeouts are local
+/// judgements; the core's rules are unchanged, and a held timeout that is no longer current is ignored by
+/// the core as any late timeout is.
+#[derive(Default)]
+struct IdleHold {
+    /// The height whose round-0 propose timer runs, and when it was scheduled.
+    started: Option<(Height, Instant)>,
+    /// When a transaction was first seen in the mempool during that height.
+    first_tx: Option<Instant>,
+    /// The fired timeout being held.
+    held: Option<Timeout>,
+}
+
+impl IdleHold {
+    fn start(height: Height, now: Instant, busy: bool) -> IdleHold {
+        IdleHold { started: Some((height, now)), first_tx: busy.then_some(now), held: None }
+    }
+
+    /// Whether a fired round-0 propose timeout of `height` may be held.
+    fn holds(&self, height: Height) -> bool {
+        self.started.is_some_and(|(h, _)| h == height)
+    }
+
+    fn deadline(&self, propose: Duration, interval: Duration) -> Instant {
+        let Some((_, start)) = self.started else { return Instant::now() };
+        let idle = start + propose + interval;
+        match self.first_tx {
+            Some(t) => idle.min(t + propose),
+            None => idle,
+        }
+    }
+}
+
+/// One INFO line per interval for empty blocks, instead of one per block.
+struct EmptyBlockLog {
+    /// When the last summary was written; `None` before the first, which is written at once.
+    since: Option<Instant>,
+    pending: Option<EmptySummary>,
+}
+
+/// Empty blocks committed since the last summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EmptySummary {
+    blocks: u64,
+    first: Height,
+    last: Height,
+    /// Of these, how many were decided in a round above 0 (a sign of timeouts or a validator down).
+    late_rounds: u64,
+    elapsed: Duration,
+}
+
+impl EmptyBlockLog {
+    fn new() -> EmptyBlockLog {
+        EmptyBlockLog { since: None, pending: None }
+    }
+
+    /// Count an empty block; the summary to log when `every` has passed since the last one.
+    fn on_empty(&mut self, height: Height, round: Round, now: Instant, every: Duration) -> Option<EmptySummary> {
+        let late = u64::from(round.0 > 0);
+        let s = self.pending.get_or_insert(EmptySummary {
+            blocks: 0,
+            first: height,
+            last: height,
+            late_rounds: 0,
+            elapsed: Duration::ZERO,
+        });
+        s.blocks += 1;
+        s.last = height;
+        s.late_rounds += late;
+        let since = self.since.unwrap_or(now);
+        if self.since.is_some() && now.saturating_duration_since(since) < every {
+            return None;
+        }
+        let mut out = self.pending.take()?;
+        out.elapsed = now.saturating_duration_since(since);
+        self.since = Some(now);
+        Some(out)
+    }
+}
+
 /// Options of the driver.
 #[derive(Clone, Debug)]
 pub struct DriverOptions {
@@ -329,6 +418,8 @@ pub struct DriverOptions {
     /// that fills blocks from a saturated pool to the chain maximum makes rounds fail, and failed rounds
     /// make the backlog and the next block larger still (the overload collapse).
     pub build_txs_max: usize,
+    /// Empty blocks are logged as one INFO summary per this many ms instead of a line each; 0: a line each.
+    pub idle_summary_interval_ms: u64,
 }
 
 /// Default watch: longer than a stalled network takes to re-gossip what it holds (3 s, then every 2 s),
@@ -343,6 +434,7 @@ impl Default for DriverOptions {
             verify_tail_blocks: 100,
             double_sign_watch_ms: DEFAULT_DOUBLE_SIGN_WATCH_MS,
             build_txs_max: DEFAULT_BUILD_TXS_MAX,
+            idle_summary_interval_ms: 60_000,
         }
     }
 }
@@ -389,6 +481,10 @@ pub struct Driver {
     candidates: Candidates<Block>,
     /// A BuildBlock that waits for transactions or the empty-block interval.
     pending_build: Option<(Height, Round, Instant)>,
+    /// The round-0 propose timeout of the current height, held back while the chain is idle.
+    idle: IdleHold,
+    /// Empty blocks committed since the last summary line, and when that line was written.
+    empty_blocks: EmptyBlockLog,
     /// Events the driver itself produced (built block, verdict, new height), fed after the current batch of
     /// actions has run, in order.
     queue: std::collections::VecDeque<Event>,
@@ -492,6 +588,8 @@ impl Driver {
             status: status_tx,
             candidates,
             pending_build: None,
+            idle: IdleHold::default(),
+            empty_blocks: EmptyBlockLog::new(),
             queue: std::collections::VecDeque::new(),
             last_commit_at: Instant::now(),
             last_regossip_at: Instant::now(),
@@ -521,7 +619,7 @@ impl Driver {
                     Some(ev) => self.on_network(ev).await?,
                     None => return Err(DriverError::NetworkStopped),
                 },
-                Some(t) = self.timers_rx.recv() => self.feed(Event::TimeoutFired(t)).await?,
+                Some(t) = self.timers_rx.recv() => self.on_timeout(t).await?,
                 Some((peer, resp)) = self.sync_rx.recv() => self.on_sync_response(peer, resp).await?,
                 _ = tick.tick() => self.on_tick().await?,
             }
@@ -691,6 +789,7 @@ impl Driver {
         }
         self.shared.metrics.sync_peer_stats(&self.shared.peer_stats);
         self.try_build()?;
+        self.release_idle_hold().await?;
         self.maybe_regossip().await;
         self.maybe_sync();
         self.advance_watch();
@@ -915,6 +1014,10 @@ impl Driver {
                 }
                 Action::ScheduleTimeout(t) => {
                     let ms = consensus::timeout_duration_ms(self.shared.params(), &t);
+                    if t.kind == consensus::TimeoutKind::Propose && t.round == Round(0) {
+                        let busy = !self.shared.mempool().is_empty();
+                        self.idle = IdleHold::start(t.height, Instant::now(), busy);
+                    }
                     let tx = self.timers_tx.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -975,6 +1078,38 @@ impl Driver {
         }
     }
 
+    /// A fired timer: fed to the core, except a round-0 propose timeout held back while idle ([`IdleHold`]).
+    async fn on_timeout(&mut self, t: Timeout) -> Result<(), DriverError> {
+        if t.kind == consensus::TimeoutKind::Propose && t.round == Round(0) && self.idle.holds(t.height) {
+            let interval = Duration::from_millis(self.opts.empty_block_interval_ms);
+            let propose = Duration::from_millis(consensus::timeout_duration_ms(self.shared.params(), &t));
+            if Instant::now() < self.idle.deadline(propose, interval) {
+                self.idle.held = Some(t);
+                return Ok(());
+            }
+        }
+        self.feed(Event::TimeoutFired(t)).await
+    }
+
+    /// On tick: note the first transaction of the height, and feed a held propose timeout once due.
+    async fn release_idle_hold(&mut self) -> Result<(), DriverError> {
+        if self.idle.first_tx.is_none() && !self.shared.mempool().is_empty() {
+            self.idle.first_tx = Some(Instant::now());
+        }
+        let Some(t) = self.idle.held else { return Ok(()) };
+        if t.height != self.consensus.height() {
+            self.idle.held = None;
+            return Ok(());
+        }
+        let interval = Duration::from_millis(self.opts.empty_block_interval_ms);
+        let propose = Duration::from_millis(consensus::timeout_duration_ms(self.shared.params(), &t));
+        if Instant::now() >= self.idle.deadline(propose, interval) {
+            self.idle.held = None;
+            self.feed(Event::TimeoutFired(t)).await?;
+        }
+        Ok(())
+    }
+
     /// Answer a pending BuildBlock: with transactions as soon as some apply; with an empty block once the
     /// empty-block interval since the last commit has passed, or half the propose timeout since asked.
     fn try_build(&mut self) -> Result<(), DriverError> {
@@ -988,8 +1123,12 @@ impl Driver {
             params.timeout_propose_ms.saturating_add(u64::from(round.0).saturating_mul(params.timeout_delta_ms));
         let now = Instant::now();
         let waited_enough = now >= since + Duration::from_millis(propose_ms / 2);
-        let empty_due =
-            now >= self.last_commit_at + Duration::from_millis(self.opts.empty_block_interval_ms) || waited_enough;
+        // Idle in round 0: the others hold their propose timeout back for the interval (`IdleHold`), so the
+        // proposer waits the whole interval. With transactions that cannot apply yet, or in a later round,
+        // the others' timeouts run as usual: propose within half of it.
+        let idle_round0 = round == Round(0) && self.shared.mempool().is_empty();
+        let empty_due = now >= self.last_commit_at + Duration::from_millis(self.opts.empty_block_interval_ms)
+            || (waited_enough && !idle_round0);
         let min_interval = self.opts.min_block_interval_ms.unwrap_or(if self.shared.current_validators().len() > 1 {
             DEFAULT_MIN_BLOCK_INTERVAL_MS
         } else {
@@ -1111,14 +1250,29 @@ impl Driver {
         self.last_commit_at = Instant::now();
         let hash_hex = hash.to_hex();
         let short = hash_hex.get(..12).unwrap_or(&hash_hex);
-        tracing::info!(
-            height = height.0,
-            hash = short,
-            txs = ids.len(),
-            round = cert.round.0,
-            via = if synced { "sync" } else { "consensus" },
-            "committed block"
-        );
+        let summarise = ids.is_empty() && self.opts.idle_summary_interval_ms > 0;
+        if summarise {
+            let every = Duration::from_millis(self.opts.idle_summary_interval_ms);
+            if let Some(s) = self.empty_blocks.on_empty(height, cert.round, self.last_commit_at, every) {
+                tracing::info!(
+                    blocks = s.blocks,
+                    from = s.first.0,
+                    to = s.last.0,
+                    seconds = s.elapsed.as_secs(),
+                    rounds_above_0 = s.late_rounds,
+                    "committed empty blocks"
+                );
+            }
+        } else {
+            tracing::info!(
+                height = height.0,
+                hash = short,
+                txs = ids.len(),
+                round = cert.round.0,
+                via = if synced { "sync" } else { "consensus" },
+                "committed block"
+            );
+        }
         let next = height.next();
         let local_ms = now_ms();
         self.status.send_modify(|s| {
@@ -1249,5 +1403,52 @@ mod sync_progress_tests {
         // Peers seen below the committed height (a stale view): nothing left.
         let p = SyncProgress::compute(Height(100), Height(400), Height(300), Duration::from_secs(2));
         assert_eq!((p.target_height, p.eta_secs), (Height(400), Some(0)));
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    const PROPOSE: Duration = Duration::from_millis(1_000);
+    const INTERVAL: Duration = Duration::from_millis(3_000);
+
+    #[test]
+    fn an_idle_height_holds_the_propose_timeout_for_the_interval() {
+        let t0 = Instant::now();
+        let idle = IdleHold::start(Height(7), t0, false);
+        assert!(idle.holds(Height(7)));
+        assert!(!idle.holds(Height(8)), "another height's timeout is never held");
+        assert_eq!(idle.deadline(PROPOSE, INTERVAL), t0 + PROPOSE + INTERVAL);
+    }
+
+    #[test]
+    fn a_transaction_gives_the_proposer_one_propose_timeout_from_then() {
+        let t0 = Instant::now();
+        let mut idle = IdleHold::start(Height(7), t0, false);
+        idle.first_tx = Some(t0 + Duration::from_millis(500));
+        assert_eq!(idle.deadline(PROPOSE, INTERVAL), t0 + Duration::from_millis(1_500));
+        // Late in the interval: the idle deadline comes first.
+        idle.first_tx = Some(t0 + Duration::from_millis(3_900));
+        assert_eq!(idle.deadline(PROPOSE, INTERVAL), t0 + PROPOSE + INTERVAL);
+        // Busy from the start: the usual propose timeout, nothing is held.
+        let busy = IdleHold::start(Height(7), t0, true);
+        assert_eq!(busy.deadline(PROPOSE, INTERVAL), t0 + PROPOSE);
+    }
+
+    #[test]
+    fn empty_blocks_are_summarised_once_per_interval() {
+        let every = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let mut log = EmptyBlockLog::new();
+        let first = log.on_empty(Height(1), Round(1), t0, every).expect("the first empty block is logged at once");
+        assert_eq!((first.blocks, first.first, first.last, first.late_rounds), (1, Height(1), Height(1), 1));
+        for h in 2..=60u64 {
+            let at = t0 + Duration::from_secs(h - 1);
+            assert_eq!(log.on_empty(Height(h), Round(0), at, every), None, "height {h}");
+        }
+        let s = log.on_empty(Height(61), Round(0), t0 + every, every).expect("a summary after the interval");
+        assert_eq!((s.blocks, s.first, s.last, s.late_rounds, s.elapsed), (60, Height(2), Height(61), 0, every));
+        assert_eq!(log.on_empty(Height(62), Round(0), t0 + every + Duration::from_secs(1), every), None);
     }
 }

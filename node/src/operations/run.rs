@@ -536,6 +536,7 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
             min_block_interval_ms: cfg.min_block_interval_ms,
             double_sign_watch_ms: cfg.double_sign_watch_ms,
             build_txs_max: cfg.build_txs_max,
+            idle_summary_interval_ms: cfg.idle_summary_interval_ms,
             ..Default::default()
         },
         api_listen_addr: Some(cfg.api_listen_addr),
@@ -605,7 +606,7 @@ pub async fn shutdown_signal() -> &'static str {
 mod tests {
     use super::*;
     use crate::wire::GossipMessage;
-    use ledger_core::{ConsensusParams, GenesisAccount, Height, Transaction, Validator};
+    use ledger_core::{ConsensusParams, GenesisAccount, Height, Round, Transaction, Validator};
     use libp2p::multiaddr::Protocol;
     use std::time::{Duration, Instant};
 
@@ -709,6 +710,10 @@ mod tests {
     }
 
     async fn start_net(g: &Genesis, n: u8) -> Net {
+        start_net_with(g, n, |_| {}).await
+    }
+
+    async fn start_net_with(g: &Genesis, n: u8, adjust: impl Fn(&mut NodeSetup)) -> Net {
         let p2p: Vec<identity::Keypair> = (0..n).map(|_| identity::Keypair::generate_ed25519()).collect();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let addrs: Vec<Multiaddr> = (0..n as usize)
@@ -724,7 +729,8 @@ mod tests {
         for i in 0..n as usize {
             let dir = tempfile::tempdir().unwrap();
             let peers = addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.clone()).collect();
-            let s = setup(g, Some(validator_key(i as u8)), p2p[i].clone(), ports[i], peers, dir.path());
+            let mut s = setup(g, Some(validator_key(i as u8)), p2p[i].clone(), ports[i], peers, dir.path());
+            adjust(&mut s);
             nodes.push(start(s).await.unwrap());
             dirs.push(dir);
         }
@@ -801,6 +807,29 @@ mod tests {
         assert_eq!(sample("ledger_mempool_txs"), "1");
         assert!(sample("ledger_blocks_committed_total").parse::<u64>().unwrap() >= 2);
         assert_ne!(sample("ledger_consensus_height"), "0");
+    }
+
+    /// An idle chain keeps the configured pace although the interval (800 ms) is longer than the propose
+    /// timeout (600 ms): the other validators hold their round-0 timeout back instead of voting nil, so
+    /// every height is decided in round 0. Before, the proposer's wait was capped at half the propose
+    /// timeout: an empty block every ~300 ms here.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_chain_commits_one_empty_block_per_interval_in_round_0() {
+        let g = genesis(4);
+        let net = start_net_with(&g, 4, |s| s.driver.empty_block_interval_ms = 800).await;
+        let node = &net.nodes[0];
+        wait_height(node, 8).await;
+        let store = &node.shared.storage;
+        let time = |h: u64| store.block(Height(h)).unwrap().unwrap().header.timestamp_ms;
+        // From height 3: the first heights include the nodes' staggered starts.
+        let gaps: Vec<u64> = (4..=8).map(|h| time(h) - time(h - 1)).collect();
+        let mean = gaps.iter().sum::<u64>() / gaps.len() as u64;
+        assert!((700..=1_100).contains(&mean), "mean block interval {mean} ms, gaps {gaps:?}");
+        for h in 3..=8 {
+            let round = store.certificate(Height(h)).unwrap().unwrap().round;
+            assert_eq!(round, Round(0), "height {h} needed round {}: a validator timed out on the proposer", round.0);
+        }
+        let _ = (&net.dirs, &net.p2p, &net.addrs, &net.ports);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
