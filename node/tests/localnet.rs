@@ -37,9 +37,14 @@ fn free_base_port() -> u16 {
     panic!("no free port range");
 }
 
+/// The height a log line reports committed: `committed block height=H`, or the summary of empty blocks
+/// `committed empty blocks ... to=H` (`log.idle_summary_interval_ms` is 0 here, so that is one per block).
 fn committed_height(line: &str) -> Option<u64> {
-    let rest = line.split("committed block").nth(1)?;
-    let h = rest.split("height=").nth(1)?;
+    let (rest, field) = match line.split("committed block").nth(1) {
+        Some(rest) => (rest, "height="),
+        None => (line.split("committed empty blocks").nth(1)?, "to="),
+    };
+    let h = rest.split(field).nth(1)?;
     h.split_whitespace().next()?.parse().ok()
 }
 
@@ -49,6 +54,7 @@ fn start_node(home: &std::path::Path, i: usize, tx: mpsc::Sender<(usize, u64)>) 
         .arg("--home")
         .arg(home)
         .env("LEDGERD_LOG", "info")
+        .env("LEDGERD_LOG_IDLE_SUMMARY_INTERVAL_MS", "0")
         .env("NO_COLOR", "1")
         .env_remove("RUST_BACKTRACE")
         .stdout(Stdio::null())

@@ -74,7 +74,7 @@ pub fn rejection_status(code: &str) -> StatusCode {
     match code {
         "duplicate" => StatusCode::CONFLICT,
         "mempool_full" | "sender_limit" | "nonce_gap_under_load" => StatusCode::TOO_MANY_REQUESTS,
-        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable" | "disk_full" | "disk_budget" => StatusCode::SERVICE_UNAVAILABLE,
         "storage_error" | "internal" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }

@@ -71,6 +71,7 @@ pub struct TxEventView {
 #[utoipa::path(get, path = "/events", tag = "events", params(EventsQuery),
     responses((status = 200, description = "text/event-stream of `tx` events (data: TxEventView) then a `block` event (data: BlockEventView, id: height) per committed block; `error` event (data: {code, message}) before a lagging client is dropped", body = String, content_type = "text/event-stream"),
               (status = 400, description = "Bad query", body = ErrorView),
+              (status = 410, description = "pruned: the replay would start below this node's retention window", body = ErrorView),
               (status = 503, description = "too_many_subscribers", body = ErrorView)))]
 pub async fn events(
     State(s): State<ApiState>,
@@ -103,9 +104,18 @@ pub async fn events(
     let slot = StreamSlot::new(&s, permit, client_hold);
     // Subscribe first, then read the tip: every block above the tip arrives on `live`.
     let live = s.inner.node.subscribe_blocks();
-    let tip = s.read(|st| st.latest_height()).await?;
+    let (tip, base) = s.read(|st| Ok((st.latest_height()?, st.base_height()?))).await?;
     let from = q.from_height.or(last_event_id.map(|h| h.saturating_add(1)));
     let next_height = from.map_or(tip.0 + 1, |f| f.max(1));
+    if next_height < base.0 && next_height <= tip.0 {
+        return Err(ApiError::new(
+            axum::http::StatusCode::GONE,
+            "pruned",
+            format!(
+                "this node keeps blocks from height {base}: a replay from {next_height} would skip the ones before; start at {base} or later, or use an archive node"
+            ),
+        ));
+    }
     let stream = EventStream {
         state: s.clone(),
         live,

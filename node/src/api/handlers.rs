@@ -452,7 +452,9 @@ pub async fn blocks(State(s): State<ApiState>, q: Result<Query<BlocksQuery>, Que
                 }
                 h -= 1;
             }
-            let next = blocks.last().map(|b| b.height).filter(|&lowest| lowest > 1);
+            // The list ends at the base: below it the bodies are pruned (or were never stored).
+            let base = st.base_height()?.0;
+            let next = blocks.last().map(|b| b.height).filter(|&lowest| lowest > base.max(1));
             Ok(BlocksPage { blocks, next })
         })
         .await?;
@@ -463,7 +465,8 @@ pub async fn blocks(State(s): State<ApiState>, q: Result<Query<BlocksQuery>, Que
     params(("height" = String, Path, description = "Block height, or `latest`", pattern = "^(latest|0|[1-9][0-9]{0,18})$")),
     responses((status = 200, description = "The block with its certificate's signers", body = BlockView),
               (status = 400, description = "Malformed height", body = ErrorView),
-              (status = 404, description = "No such block", body = ErrorView)))]
+              (status = 404, description = "No such block", body = ErrorView),
+              (status = 410, description = "pruned: the block is below this node's retention window (its header and certificate are still served)", body = ErrorView)))]
 pub async fn block_by_height(State(s): State<ApiState>, Path(height): Path<String>) -> ApiResult<BlockView> {
     let state = s.clone();
     let view = s
@@ -475,6 +478,7 @@ pub async fn block_by_height(State(s): State<ApiState>, Path(height): Path<Strin
             let set = state.inner.validators_at(h);
             Ok(match (st.block(h)?, st.certificate(h)?) {
                 (Some(b), cert) => Ok(block_view(&b, cert.as_ref(), &set)),
+                (None, _) if h >= Height(1) && h < st.base_height()? => Err(pruned(h, st)?),
                 (None, _) => Err(ApiError::not_found(format!("no block at height {height}"))),
             })
         })
@@ -486,19 +490,22 @@ pub async fn block_by_height(State(s): State<ApiState>, Path(height): Path<Strin
     params(("hash" = String, Path, description = "Block hash, 64 hex characters", pattern = "^[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "The block with its certificate's signers", body = BlockView),
               (status = 400, description = "Malformed hash", body = ErrorView),
-              (status = 404, description = "No such block", body = ErrorView)))]
+              (status = 404, description = "No such block", body = ErrorView),
+              (status = 410, description = "pruned: the block is below this node's retention window", body = ErrorView)))]
 pub async fn block_by_hash(State(s): State<ApiState>, Path(hash): Path<String>) -> ApiResult<BlockView> {
     let hash = parse_hash(&hash)?;
     let state = s.clone();
     let view = s
         .read(move |st| {
             let Some(h) = st.height_of(&hash)? else { return Ok(None) };
-            let Some(b) = st.block(h)? else { return Ok(None) };
+            let Some(b) = st.block(h)? else {
+                return Ok(if h < st.base_height()? { Some(Err(pruned(h, st)?)) } else { None });
+            };
             let set = state.inner.validators_at(h);
-            Ok(Some(block_view(&b, st.certificate(h)?.as_ref(), &set)))
+            Ok(Some(Ok(block_view(&b, st.certificate(h)?.as_ref(), &set))))
         })
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no block with hash {hash}")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no block with hash {hash}")))??;
     Ok(Json(view))
 }
 
@@ -525,6 +532,18 @@ pub async fn block_commit(State(s): State<ApiState>, Path(height): Path<String>)
     Ok(Json(view))
 }
 
+/// 410 `pruned` for a height below the base: the body is gone, the header and certificate are not.
+fn pruned(h: Height, st: &crate::storage::Storage) -> Result<ApiError, crate::storage::StorageError> {
+    let base = st.base_height()?;
+    Ok(ApiError::new(
+        axum::http::StatusCode::GONE,
+        "pruned",
+        format!(
+            "block {h} is below this node's retention window (bodies are kept from height {base}); its header and certificate are at /blocks/{h}/commit, and an archive node (storage.retain_blocks = 0) has the block"
+        ),
+    ))
+}
+
 // ---- transactions ----------------------------------------------------------------------------------
 
 /// Status of `id` from storage (committed, with proof) or else from the mempool's outcomes.
@@ -532,10 +551,25 @@ pub(crate) async fn tx_status(s: &ApiState, id: TxId) -> Result<TxStatusView, Ap
     let committed = s
         .read(move |st| {
             let Some(loc) = st.tx_location(&id)? else { return Ok(None) };
-            let Some(block) = st.block(loc.height)? else { return Ok(None) };
-            Ok(Some((loc, block)))
+            let Some(block) = st.block(loc.height)? else {
+                return Ok((loc.height < st.base_height()?).then_some(Err(loc.height)));
+            };
+            Ok(Some(Ok((loc, block))))
         })
         .await?;
+    let committed = match committed {
+        Some(Err(h)) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::GONE,
+                "pruned",
+                format!(
+                    "transaction {id} was committed at height {h}, below this node's retention window: the block's body is pruned here (an archive node has it)"
+                ),
+            ));
+        }
+        Some(Ok(found)) => Some(found),
+        None => None,
+    };
     if let Some((loc, block)) = committed {
         let ids = block.tx_ids();
         let tx = block.txs.get(loc.index as usize);
@@ -568,7 +602,8 @@ pub(crate) async fn tx_status(s: &ApiState, id: TxId) -> Result<TxStatusView, Ap
 #[utoipa::path(get, path = "/txs/{id}", tag = "txs",
     params(("id" = String, Path, description = "Transaction id, 64 hex characters", pattern = "^[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "Status; with location, Merkle proof and bytes when committed", body = TxStatusView),
-              (status = 400, description = "Malformed id", body = ErrorView)))]
+              (status = 400, description = "Malformed id", body = ErrorView),
+              (status = 410, description = "pruned: committed below this node's retention window (the message names the height)", body = ErrorView)))]
 pub async fn get_tx(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<TxStatusView> {
     let id = parse_hash(&id)?;
     Ok(Json(tx_status(&s, id).await?))
@@ -642,7 +677,8 @@ pub async fn submit_approval(
               (status = 400, description = "Rejected: bad_signature, wrong_chain, nonce_too_low, nonce_too_far_ahead, insufficient_funds, expired, fee_too_low, too_large, malformed, zero_amount, memo_too_long, weak_key, bad_key, overflow", body = ErrorView),
               (status = 409, description = "duplicate", body = ErrorView),
               (status = 413, description = "Request body above the limit", body = ErrorView),
-              (status = 429, description = "mempool_full, sender_limit, nonce_gap_under_load (Retry-After says when)", body = ErrorView)))]
+              (status = 429, description = "mempool_full, sender_limit, nonce_gap_under_load (Retry-After says when)", body = ErrorView),
+              (status = 503, description = "disk_full (below the free-space floor storage.min_free_mb) or disk_budget (data directory above storage.max_data_mb): no transaction is admitted until space is freed", body = ErrorView)))]
 pub async fn submit_tx(
     State(s): State<ApiState>,
     client: Option<Extension<ClientAddr>>,
@@ -751,6 +787,9 @@ async fn wait_for_commit(
 /// Under overload the excess is refused at the door, whole and before any decoding or signature check, with
 /// 429 `mempool_full` and `Retry-After`: a refusal costs the node a lookup, and the client backs off.
 fn admission_open(s: &ApiState) -> Result<(), ApiError> {
+    if let Some((code, message)) = s.inner.node.disk_refusal() {
+        return Err(ApiError::unavailable(code, message));
+    }
     if s.inner.node.admission_open() {
         return Ok(());
     }
@@ -764,7 +803,8 @@ fn admission_open(s: &ApiState) -> Result<(), ApiError> {
     responses((status = 200, description = "One result per transaction, in order: {id} or {error}", body = BatchResponse),
               (status = 400, description = "Too many transactions or malformed body", body = ErrorView),
               (status = 413, description = "Request body above the limit", body = ErrorView),
-              (status = 429, description = "mempool_full: the pool holds all it takes now, the batch is refused whole (Retry-After says when)", body = ErrorView)))]
+              (status = 429, description = "mempool_full: the pool holds all it takes now, the batch is refused whole (Retry-After says when)", body = ErrorView),
+              (status = 503, description = "disk_full or disk_budget: the node's disk is past its limits, the batch is refused whole", body = ErrorView)))]
 pub async fn submit_batch(
     State(s): State<ApiState>,
     body: Result<Json<BatchRequest>, JsonRejection>,
@@ -908,12 +948,23 @@ pub async fn account_txs(
             found.truncate(limit);
             let mut txs = Vec::with_capacity(found.len());
             let mut block: Option<ledger_core::Block> = None;
-            for (h, i) in &found {
+            let mut kept = found.len();
+            for (n, (h, i)) in found.iter().enumerate() {
                 if block.as_ref().is_none_or(|b| b.height().0 != *h) {
-                    block = Some(st.block(Height(*h))?.ok_or_else(|| crate::storage::StorageError::Corrupt {
-                        what: format!("block {h}"),
-                        detail: "indexed but missing".into(),
-                    })?);
+                    match st.block(Height(*h))? {
+                        Some(b) => block = Some(b),
+                        // Pruned since the index was read: the page ends here, as the history does.
+                        None if Height(*h) < st.base_height()? => {
+                            kept = n;
+                            break;
+                        }
+                        None => {
+                            return Err(crate::storage::StorageError::Corrupt {
+                                what: format!("block {h}"),
+                                detail: "indexed but missing".into(),
+                            });
+                        }
+                    }
                 }
                 let Some(tx) = block.as_ref().and_then(|b| b.txs.get(*i as usize)) else {
                     return Err(crate::storage::StorageError::Corrupt {
@@ -929,17 +980,21 @@ pub async fn account_txs(
                     tx: TxView::of(tx),
                 });
             }
+            let more = more && kept == found.len();
+            found.truncate(kept);
             let next = match (more, found.last()) {
                 (true, Some(&(h, i))) => Some(AccountTxsCursor { before: h, before_index: Some(i) }),
                 _ => None,
             };
-            // The heights this page covers: from the bound down to its last entry, or to height 1 when the
-            // history ends here.
+            // The heights this page covers: from the bound down to its last entry, or to the base (height 1
+            // unless pruned or state-synced) when the history ends here.
             let from = if bound.1 == 0 { bound.0.saturating_sub(1) } else { bound.0 };
+            let base = st.base_height()?.0.max(1);
             let (scanned_from, scanned_to) = match (from, &next) {
                 (0, _) => (None, None),
+                (f, _) if f < base => (None, None),
                 (f, Some(c)) => (Some(f), Some(c.before)),
-                (f, None) => (Some(f), Some(1)),
+                (f, None) => (Some(f), Some(base)),
             };
             Ok(AccountTxsPage {
                 address: address.to_address_string(),

@@ -14,6 +14,11 @@
 //! | `ledger_commit_latency_seconds` | histogram | admission of a transaction to this node's mempool to its commit |
 //! | `ledger_catching_up` | gauge | 1 while syncing blocks from peers |
 //! | `ledger_sync_target_height` | gauge | height the peers have committed, as last seen while catching up |
+//! | `ledger_data_dir_bytes` | gauge | bytes of the files under the data directory (measured every few seconds) |
+//! | `ledger_disk_free_bytes` | gauge | bytes free on the data directory's file system |
+//! | `ledger_disk_refusing` | gauge | 1 while transactions are refused for the disk (`disk_full` or `disk_budget`) |
+//! | `ledger_base_height` | gauge | lowest height whose block body is stored (raised by pruning and state sync) |
+//! | `ledger_pruned_blocks_total` | counter | block bodies pruned by this process |
 //! | `ledger_consensus_messages_resent_total` | counter | consensus messages re-gossiped after a stall |
 //! | `ledger_consensus_stall_rounds_total` | counter | re-gossip rounds run because no block committed (one every 2 s of a stall, after the first 3 s) |
 //! | `ledger_signer_halted` | gauge | 1 once this validator saw another process sign with its key and stopped signing |
@@ -62,6 +67,11 @@ pub struct Metrics {
     commit_latency: Histogram,
     catching_up: Gauge,
     sync_target: Gauge,
+    data_dir_bytes: Gauge,
+    disk_free_bytes: Gauge,
+    disk_refusing: Gauge,
+    base_height: Gauge,
+    pruned_blocks: Counter,
     consensus_resent: Counter,
     stall_rounds: Counter,
     signer_halted: Gauge,
@@ -121,6 +131,11 @@ impl Metrics {
             commit_latency: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             catching_up: Gauge::default(),
             sync_target: Gauge::default(),
+            data_dir_bytes: Gauge::default(),
+            disk_free_bytes: Gauge::default(),
+            disk_refusing: Gauge::default(),
+            base_height: Gauge::default(),
+            pruned_blocks: Counter::default(),
             consensus_resent: Counter::default(),
             stall_rounds: Counter::default(),
             signer_halted: Gauge::default(),
@@ -163,6 +178,19 @@ impl Metrics {
             "Height the peers have committed, as last seen while catching up",
             m.sync_target.clone(),
         );
+        registry.register("data_dir_bytes", "Bytes of the files under the data directory", m.data_dir_bytes.clone());
+        registry.register(
+            "disk_free_bytes",
+            "Bytes free on the data directory's file system",
+            m.disk_free_bytes.clone(),
+        );
+        registry.register(
+            "disk_refusing",
+            "1 while transactions are refused because of the disk's free-space floor or the data directory's budget",
+            m.disk_refusing.clone(),
+        );
+        registry.register("base_height", "Lowest height whose block body is stored", m.base_height.clone());
+        registry.register("pruned_blocks", "Block bodies pruned by this process", m.pruned_blocks.clone());
         registry.register(
             "consensus_messages_resent",
             "Consensus messages re-gossiped because a height stalled",
@@ -261,6 +289,19 @@ impl Metrics {
 
     pub fn set_catching_up(&self, catching_up: bool) {
         self.catching_up.set(i64::from(catching_up));
+    }
+
+    /// A disk measurement and whether transactions are refused for it.
+    pub fn set_disk(&self, data_bytes: u64, free_bytes: u64, refusing: bool) {
+        self.data_dir_bytes.set(gauge_value(data_bytes));
+        self.disk_free_bytes.set(gauge_value(free_bytes));
+        self.disk_refusing.set(i64::from(refusing));
+    }
+
+    /// The lowest stored body's height, and bodies just pruned.
+    pub fn on_pruned(&self, base: u64, bodies: u64) {
+        self.base_height.set(gauge_value(base));
+        self.pruned_blocks.inc_by(bodies);
     }
 
     /// The height the peers have committed, as last seen while catching up.

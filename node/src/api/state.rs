@@ -118,6 +118,11 @@ pub trait NodeHandle: Send + Sync + 'static {
     fn admission_open(&self) -> bool {
         true
     }
+    /// Set while the disk is past its free-space floor or the data directory past its budget: submissions
+    /// are refused with 503 and this code (`disk_full`, `disk_budget`) and message.
+    fn disk_refusal(&self) -> Option<(&'static str, String)> {
+        None
+    }
     /// Queue a validator's approval of a validator-set change (canonical bytes) for the next blocks this
     /// node proposes. `Ok(true)`: queued; `Ok(false)`: already queued; `Err((code, message))`: refused.
     fn submit_approval(&self, _bytes: Vec<u8>) -> Result<bool, (String, String)> {

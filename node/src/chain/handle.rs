@@ -264,6 +264,10 @@ impl NodeHandle for NodeApi {
     fn admission_open(&self) -> bool {
         self.shared.mempool().admission_open()
     }
+
+    fn disk_refusal(&self) -> Option<(&'static str, String)> {
+        self.shared.mempool().disk_refusal().map(|d| (d.code, d.message.clone()))
+    }
 }
 
 /// Publish admitted local transactions on the `txs` topic in batches of at most [`TX_BATCH_MAX`]

@@ -106,6 +106,9 @@ pub enum MempoolError {
     SenderLimit { pending: usize, max: usize },
     #[error("storage failure: {0}")]
     Storage(String),
+    /// Past the disk's free-space floor or the data directory's byte budget ([`crate::storage::disk`]).
+    #[error("{message}")]
+    Disk { code: &'static str, message: String },
 }
 
 impl MempoolError {
@@ -119,6 +122,7 @@ impl MempoolError {
             MempoolError::NonceGapUnderLoad { .. } => code::NONCE_GAP_UNDER_LOAD,
             MempoolError::SenderLimit { .. } => code::SENDER_LIMIT,
             MempoolError::Storage(_) => code::STORAGE,
+            MempoolError::Disk { code, .. } => code,
         }
     }
 }
@@ -162,6 +166,8 @@ pub struct Mempool {
     next_seq: u64,
     /// (header timestamp ms, transactions) of the last [`PACE_BLOCKS`] committed blocks, oldest first.
     pace: VecDeque<(u64, u64)>,
+    /// Set while the disk is past a limit: every admission is refused with it.
+    disk: Option<crate::storage::disk::DiskRefusal>,
 }
 
 impl Mempool {
@@ -181,7 +187,18 @@ impl Mempool {
             by_arrival: BTreeMap::new(),
             next_seq: 0,
             pace: VecDeque::with_capacity(PACE_BLOCKS + 1),
+            disk: None,
         }
+    }
+
+    /// Refuse every admission with `refusal` while it is set (the housekeeper sets it from the disk's
+    /// measurements).
+    pub fn set_disk_refusal(&mut self, refusal: Option<crate::storage::disk::DiskRefusal>) {
+        self.disk = refusal;
+    }
+
+    pub fn disk_refusal(&self) -> Option<&crate::storage::disk::DiskRefusal> {
+        self.disk.as_ref()
     }
 
     /// Room for a client's transaction: below [`Mempool::admit_max_txs`].
@@ -346,6 +363,9 @@ impl Mempool {
         source: Source,
     ) -> Result<TxId, MempoolError> {
         let id = tx.id();
+        if let Some(d) = &self.disk {
+            return Err(MempoolError::Disk { code: d.code, message: d.message.clone() });
+        }
         let result = self.admit(tx, precheck, store, committed_height, source);
         match &result {
             Ok(()) => self.record(id, TxOutcome::Pending),

@@ -475,7 +475,7 @@ pub fn from_str(
         api_listen_addr,
         api: api_config(&layers)?,
         cache_capacity_mb: layers.u64_or("storage.cache_capacity_mb", 64)?,
-        retain_blocks: layers.u64_or("storage.retain_blocks", 0)?,
+        retain_blocks: retain_blocks(&layers)?,
         max_data_bytes: layers.u64_or("storage.max_data_mb", 0)?.saturating_mul(1 << 20),
         min_free_bytes: layers.u64_or("storage.min_free_mb", DEFAULT_MIN_FREE_MB)?.saturating_mul(1 << 20),
         idle_summary_interval_ms: layers.u64_or("log.idle_summary_interval_ms", 60_000)?,
@@ -500,6 +500,23 @@ pub fn from_str(
             ),
         },
     })
+}
+
+/// `storage.retain_blocks`: 0 (keep all) or at least [`crate::storage::prune::RETAIN_BLOCKS_MIN`].
+fn retain_blocks(layers: &Layers) -> Result<u64, ConfigError> {
+    let n = layers.u64_or("storage.retain_blocks", 0)?;
+    let min = crate::storage::prune::RETAIN_BLOCKS_MIN;
+    if n != 0 && n < min {
+        let src = layers.values.get("storage.retain_blocks").map_or(Source::Default, |(_, s)| s.clone());
+        return Err(invalid(
+            "storage.retain_blocks",
+            &src,
+            format!(
+                "{n} is below {min} (the start-up check and crash recovery read the last blocks); 0 keeps every block"
+            ),
+        ));
+    }
+    Ok(n)
 }
 
 /// The `[api]` limits from the layers, defaults from [`crate::api::ApiConfig::default`].

@@ -2,6 +2,7 @@
 //! `ledgerd localnet`.
 
 pub mod config;
+pub mod housekeeping;
 pub mod keys;
 pub mod localnet;
 pub mod run;

@@ -53,6 +53,10 @@ pub struct NodeSetup {
     pub next_key_file: Option<std::path::PathBuf>,
     /// `[state_sync]`: snapshots served, and whether an empty database is filled from one.
     pub state_sync: crate::statesync::StateSyncOptions,
+    /// `storage.retain_blocks`: keep the bodies of this many recent blocks (0: all).
+    pub retain_blocks: u64,
+    /// `storage.min_free_mb` and `storage.max_data_mb`, in bytes.
+    pub disk_limits: crate::storage::disk::DiskLimits,
 }
 
 /// A running node.
@@ -70,6 +74,7 @@ pub struct RunningNode {
     api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     api_stop: watch::Sender<bool>,
     gossip_task: tokio::task::JoinHandle<()>,
+    housekeeping_task: tokio::task::JoinHandle<()>,
     /// The data directory's lock, released when the node is dropped.
     _data_lock: std::fs::File,
 }
@@ -97,6 +102,8 @@ impl RunningNode {
         let _ = self.driver.await;
         self.gossip_task.abort();
         let _ = self.gossip_task.await;
+        self.housekeeping_task.abort();
+        let _ = self.housekeeping_task.await;
         self.network.shutdown().await;
         let _ = self.network_task.await;
         self.shared.storage.flush()?;
@@ -270,6 +277,17 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     let driver = tokio::spawn(driver.run(events).instrument(span.clone()));
     let (gossip_tx, gossip_rx) = mpsc::channel(TX_GOSSIP_QUEUE);
     let gossip_task = tokio::spawn(tx_gossip(gossip_rx, network.clone(), block_bytes_max).instrument(span.clone()));
+    let housekeeping_task = tokio::spawn(
+        crate::operations::housekeeping::run(
+            shared.clone(),
+            crate::operations::housekeeping::HousekeepingOptions {
+                data_dir: setup.data_dir.clone(),
+                retain_blocks: setup.retain_blocks,
+                limits: setup.disk_limits,
+            },
+        )
+        .instrument(span.clone()),
+    );
     let handle =
         Arc::new(NodeApi::new(shared.clone(), status.clone(), network.clone(), gossip_tx, validator, validator_reason));
     let api_state = ApiState::new(
@@ -306,6 +324,7 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         api_task,
         api_stop,
         gossip_task,
+        housekeeping_task,
         _data_lock: data_lock,
     })
 }
@@ -544,6 +563,11 @@ pub fn node_setup(cfg: &Config) -> anyhow::Result<NodeSetup> {
         log_name: String::new(),
         next_key_file: Some(cfg.next_validator_key_file.clone()),
         state_sync: cfg.state_sync.clone(),
+        retain_blocks: cfg.retain_blocks,
+        disk_limits: crate::storage::disk::DiskLimits {
+            min_free_bytes: cfg.min_free_bytes,
+            max_data_bytes: cfg.max_data_bytes,
+        },
     };
     Ok(setup)
 }
@@ -686,6 +710,8 @@ mod tests {
             log_name: String::new(),
             next_key_file: None,
             state_sync: Default::default(),
+            retain_blocks: 0,
+            disk_limits: Default::default(),
         }
     }
 
@@ -807,6 +833,98 @@ mod tests {
         assert_eq!(sample("ledger_mempool_txs"), "1");
         assert!(sample("ledger_blocks_committed_total").parse::<u64>().unwrap() >= 2);
         assert_ne!(sample("ledger_consensus_height"), "0");
+    }
+
+    async fn http_status(
+        app: &axum::Router,
+        method: &str,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        use tower::ServiceExt;
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Retention on a running node: the housekeeper prunes bodies below the window in the background while
+    /// blocks keep coming; the API answers 410 `pruned` below the base (blocks by height and hash, the
+    /// transaction, an event replay) and still serves headers' certificates there; the block list ends at
+    /// the base. Then the disk floor: past it, submissions get 503 `disk_full` and the metric says so,
+    /// while blocks keep being committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_prunes_in_the_background_and_the_disk_floor_refuses_transactions() {
+        let g = genesis(1);
+        let net = start_net_with(&g, 1, |s| {
+            s.driver.empty_block_interval_ms = 5;
+            s.retain_blocks = crate::storage::prune::RETAIN_BLOCKS_MIN;
+        })
+        .await;
+        let node = &net.nodes[0];
+        let early = transfer(&g, 0, 0, 1);
+        node.submit(vec![early.clone()]).await.into_iter().for_each(|r| assert!(r.is_ok()));
+        wait_height(node, 2).await;
+        let store = &node.shared.storage;
+        let early_at = store.tx_location(&early.id()).unwrap().expect("committed").height;
+        let early_hash = store.header(early_at).unwrap().unwrap().hash();
+        // Wait (with a deadline) for the window to pass the early blocks and the pruner to follow.
+        let deadline = Instant::now() + DEADLINE;
+        while store.base_height().unwrap() <= early_at.next() {
+            assert!(
+                Instant::now() < deadline,
+                "not pruned: base {}, tip {}",
+                store.base_height().unwrap(),
+                store.latest_height().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (tip, base) = (store.latest_height().unwrap(), store.base_height().unwrap());
+        assert!(
+            tip.0 + 1 - base.0 >= crate::storage::prune::RETAIN_BLOCKS_MIN,
+            "the window is kept: tip {tip}, base {base}"
+        );
+        let app = api::router(node.api_state.clone());
+        let (code, body) = http_status(&app, "GET", &format!("/blocks/{early_at}"), None).await;
+        assert_eq!((code, body["error"]["code"].as_str()), (410, Some("pruned")), "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(&format!("from height {base}")), "{body}");
+        let (code, body) = http_status(&app, "GET", &format!("/blocks/by-hash/{}", early_hash.to_hex()), None).await;
+        assert_eq!((code, body["error"]["code"].as_str()), (410, Some("pruned")), "{body}");
+        let (code, body) = http_status(&app, "GET", &format!("/blocks/{early_at}/commit"), None).await;
+        assert_eq!(code, 200, "certificates are kept below the window: {body}");
+        let (code, body) = http_status(&app, "GET", &format!("/txs/{}", early.id().to_hex()), None).await;
+        assert!(code == 410 || code == 200 && body["status"] == "unknown", "{code} {body}");
+        if code == 410 {
+            assert!(body["error"]["message"].as_str().unwrap().contains(&format!("height {early_at}")), "{body}");
+        }
+        let (code, body) = http_status(&app, "GET", "/events?from_height=1", None).await;
+        assert_eq!((code, body["error"]["code"].as_str()), (410, Some("pruned")), "{body}");
+        let (code, body) = http_status(&app, "GET", &format!("/blocks/{}", base.0 + 1), None).await;
+        assert_eq!(code, 200, "inside the window: {body}");
+        let (_, page) = http_status(&app, "GET", &format!("/blocks?before={}&limit=100", base.0 + 3), None).await;
+        assert!(page["blocks"].as_array().unwrap().len() >= 2, "{page}");
+        assert!(page["next"].is_null(), "the list ends at the base: {page}");
+
+        // The disk floor: far above any real free space.
+        node.shared.mempool().set_disk_refusal(crate::storage::disk::judge(
+            crate::storage::disk::measure(net.dirs[0].path()).unwrap(),
+            crate::storage::disk::DiskLimits { min_free_bytes: u64::MAX / 2, max_data_bytes: 0 },
+        ));
+        let tx = transfer(&g, 0, 1, 1);
+        let (code, body) = http_status(&app, "POST", "/txs", Some(serde_json::json!({ "tx": api::tx_hex(&tx) }))).await;
+        assert_eq!((code, body["error"]["code"].as_str()), (503, Some("disk_full")), "{body}");
+        assert!(
+            node.submit(vec![tx]).await[0].as_ref().is_err_and(|e| e.code() == "disk_full"),
+            "gossip and local too"
+        );
+        let h = node.status.borrow().height.0;
+        wait_height(node, h + 3).await;
     }
 
     /// An idle chain keeps the configured pace although the interval (800 ms) is longer than the propose

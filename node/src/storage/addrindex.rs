@@ -209,7 +209,10 @@ impl Storage {
     ) -> Result<Vec<Pos>, StorageError> {
         let bound = before.min((tip.0, u32::MAX));
         let mut out: Vec<Pos> = Vec::new();
-        let below = |p: Pos, out: &Vec<Pos>| p < bound && out.last().is_none_or(|l| p < *l);
+        // Below the base the blocks are pruned: the index's entries there (pruned in the background, a
+        // chunk at a time) are not answered.
+        let floor = self.base_height()?.0;
+        let below = |p: Pos, out: &Vec<Pos>| p < bound && p.0 >= floor && out.last().is_none_or(|l| p < *l);
         for item in self.chain.range(&delta_key(0)[..]..=&delta_key(bound.0)[..]).rev() {
             if out.len() >= limit {
                 return Ok(out);
@@ -234,6 +237,10 @@ impl Storage {
                 if out.len() < limit && below(p, &out) {
                     out.push(p);
                 }
+            }
+            if k.len() == 45 && super::be_u64(&k[33..41]) < floor {
+                // Older chunks hold only pruned positions.
+                break;
             }
         }
         Ok(out)
@@ -265,7 +272,7 @@ impl Storage {
                 self.chain.apply_batch(batch)?;
             }
         }
-        for h in 1..=tip.0 {
+        for h in self.base_height()?.0..=tip.0 {
             let block = self.block(Height(h))?.ok_or_else(|| {
                 corrupt(&super::height_key(super::prefix::BLOCK, Height(h)), "block below the tip is missing")
             })?;

@@ -33,6 +33,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 pub mod addrindex;
+pub mod disk;
+pub mod prune;
 pub mod snapshot;
 pub mod txindex;
 
@@ -171,6 +173,10 @@ pub struct Storage {
     snapshots: snapshot::SharedSnapshots,
     /// Every validator set the chain has had, by first height (loaded at open, added to by commits).
     sets: Arc<RwLock<std::collections::BTreeMap<Height, Arc<ValidatorSet>>>>,
+    /// Held by `commit_block` and by the pruner's index steps, which both rewrite index keys.
+    writer: Arc<Mutex<()>>,
+    /// The pruner's place between steps ([`prune`]).
+    prune: Arc<Mutex<prune::PruneState>>,
 }
 
 /// Committed accounts by address (absent ones as the default account), so that admission and block
@@ -362,6 +368,8 @@ impl Storage {
             tx_runs: Arc::new(RwLock::new(RunList::default())),
             snapshots: Arc::default(),
             sets: Arc::default(),
+            writer: Arc::default(),
+            prune: Arc::default(),
         };
         store.open_tx_index()?;
         store.load_sets()?;
@@ -582,14 +590,22 @@ impl Storage {
         };
         let mut out = Vec::new();
         let mut block: Option<Block> = None;
+        let base = self.base_height()?;
         for item in self.chain.range(&start[..]..&end[..]).keys().rev().take(limit) {
             let key = item.map_err(StorageError::from)?;
             let corrupt = |detail: &str| StorageError::Corrupt { what: "evidence index".into(), detail: detail.into() };
             let Ok(k) = <[u8; 11]>::try_from(&key[..]) else { return Err(corrupt("a key of the wrong length")) };
             let (h, i) = ([k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]], [k[9], k[10]]);
             let (height, index) = (Height(u64::from_be_bytes(h)), u16::from_be_bytes(i));
+            if height < base {
+                // Pruned with its block (or about to be).
+                break;
+            }
             if block.as_ref().is_none_or(|b| b.height() != height) {
                 block = self.block(height)?;
+                if block.is_none() && height < self.base_height()? {
+                    break;
+                }
             }
             let evidence = block
                 .as_ref()
@@ -706,7 +722,7 @@ impl Storage {
             return Ok(());
         }
         tracing::info!(%tip, "building the transaction index from the stored blocks");
-        for h in 1..=tip.0 {
+        for h in self.base_height()?.0..=tip.0 {
             let block = self
                 .block(Height(h))?
                 .ok_or_else(|| corrupt(&height_key(prefix::BLOCK, Height(h)), "block below the tip is missing"))?;
@@ -745,8 +761,16 @@ impl Storage {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut h = from.max(Height(1));
+        // Below the base the bodies are pruned (or were never here, after a state sync): nothing to serve.
+        if h < self.base_height()? {
+            return Ok(out);
+        }
         while h <= tip && out.len() < max_count {
             let (Some(block), Some(cert)) = (self.block(h)?, self.certificate(h)?) else {
+                if h < self.base_height()? {
+                    // Pruned while being read.
+                    return Ok(Vec::new());
+                }
                 return Err(corrupt(&height_key(prefix::BLOCK, h), "block or certificate below the tip is missing"));
             };
             let len = block.encode().len() + encoding::encode(&cert).len();
@@ -784,6 +808,7 @@ impl Storage {
         if let blocks @ 1.. = self.account_cache().behind {
             return Err(StorageError::StateBehind { blocks });
         }
+        let _writer = self.writer();
         let tx_runs = self.index_block(block, &mut batch)?;
         self.index_addresses(block, &mut batch)?;
         // Evidence per block is bounded (EVIDENCE_PER_BLOCK_MAX), so the index fits a u16.

@@ -1,0 +1,359 @@
+//! Retention: pruning block bodies (and what indexes them) below a window of recent blocks.
+//!
+//! What is kept and what goes, for a window of `retain` blocks (`storage.retain_blocks`):
+//! - **Bodies** (the transactions) of heights below the window are removed. The header of each pruned height
+//!   moves to a header-only key (`H`), so headers and **commit certificates stay for every height**: they
+//!   are ~0.3 KiB + ~70 B per validator a block, light clients and the wallet walk them, and
+//!   `/blocks/{h}/commit` keeps answering. The block-hash index stays with them.
+//! - The **base** (`META_BASE`, the lowest height with a body, as after a state sync) rises with each step,
+//!   in the same atomic batch that removes the bodies: a crash mid-prune leaves a consistent database.
+//! - The **transaction index** loses whole runs once every entry of a run is below the base (so a
+//!   transaction stays findable for up to one run, 65,536 transactions, beyond the window, answered
+//!   `pruned`); the **account-history index** loses the chunks that only hold positions below the base;
+//!   committed **evidence** markers go with their bodies.
+//! - Never pruned: the newest state snapshot's block (peers fetch it with the snapshot), validator sets,
+//!   the headers and certificates named by set transitions, accounts (the state is not history).
+//!
+//! Work is done in bounded steps ([`Storage::prune_step`]) by a background thread, never by the driver:
+//! a step removes at most [`PRUNE_BATCH_BLOCKS`] bodies, or one index run, or examines at most
+//! [`INDEX_SCAN_KEYS`] account-history keys. Index steps hold the storage's writer lock, which
+//! `commit_block` also holds, because both rewrite index keys; body steps do not need it.
+
+use std::sync::MutexGuard;
+
+use ledger_core::{BlockHeader, Height, encoding};
+
+use super::snapshot::META_BASE;
+use super::{Storage, StorageError, addrindex, corrupt, evidence_key, height_key, prefix, seal, txindex, unseal};
+
+/// Heights whose bodies one step removes (one atomic batch).
+pub const PRUNE_BATCH_BLOCKS: u64 = 64;
+/// Account-history keys one step examines.
+pub const INDEX_SCAN_KEYS: usize = 2048;
+/// Smallest `retain_blocks` accepted: the start-up check reads the last 100 blocks, and blocks above the
+/// state checkpoint (at most 16) are re-executed at start.
+pub const RETAIN_BLOCKS_MIN: u64 = 256;
+
+/// What the pruner remembers between steps (in memory; a restart starts over, which is only repeated reads).
+#[derive(Default)]
+pub struct PruneState {
+    /// The oldest transaction-index run and its highest height, once read (runs never change; one is only
+    /// removed whole).
+    oldest_run: Option<(u64, u64)>,
+    /// Where the account-history pass resumes (`None`: at the start).
+    index_cursor: Option<Vec<u8>>,
+    /// The base the current account-history pass prunes below.
+    index_pass_base: Height,
+}
+
+/// What one [`Storage::prune_step`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneStep {
+    /// Bodies removed.
+    pub bodies: u64,
+    /// Transaction-index runs removed.
+    pub tx_runs: u64,
+    /// Account-history chunks removed.
+    pub history_chunks: u64,
+    /// More work waits: call again soon.
+    pub more: bool,
+}
+
+impl Storage {
+    fn prune_state(&self) -> MutexGuard<'_, PruneState> {
+        self.prune.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The lowest height whose body a window of `retain` blocks keeps: `tip + 1 - retain`, but never above
+    /// the newest snapshot held (its block is served with it). 0 (`retain` = 0) keeps everything.
+    pub fn prune_target(&self, retain: u64) -> Result<Height, StorageError> {
+        if retain == 0 {
+            return Ok(Height(1));
+        }
+        let tip = self.latest_height()?;
+        let mut target = tip.0.saturating_add(1).saturating_sub(retain).max(1);
+        if let Some(newest) = self.snapshot_heights().last() {
+            target = target.min(newest.0.max(1));
+        }
+        Ok(Height(target))
+    }
+
+    /// One bounded step towards a base of `target`: bodies first, then the transaction index, then the
+    /// account-history index.
+    pub fn prune_step(&self, target: Height) -> Result<PruneStep, StorageError> {
+        let base = self.base_height()?;
+        if target > base {
+            let to = Height(target.0.min(base.0.saturating_add(PRUNE_BATCH_BLOCKS)));
+            let bodies = self.prune_bodies(base, to)?;
+            return Ok(PruneStep { bodies, more: true, ..PruneStep::default() });
+        }
+        if base <= Height(1) {
+            return Ok(PruneStep::default());
+        }
+        let tx_runs = self.prune_tx_run(base)?;
+        if tx_runs > 0 {
+            return Ok(PruneStep { tx_runs, more: true, ..PruneStep::default() });
+        }
+        let (history_chunks, more) = self.prune_history(base)?;
+        Ok(PruneStep { history_chunks, more, ..PruneStep::default() })
+    }
+
+    /// Remove the bodies of `from..to` (keeping their headers) and raise the base to `to`, in one batch.
+    fn prune_bodies(&self, from: Height, to: Height) -> Result<u64, StorageError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for h in from.0..to.0 {
+            let k = height_key(prefix::BLOCK, Height(h));
+            let Some(raw) = self.chain.get(k)? else { continue };
+            let mut bytes = unseal(&k, &raw)?;
+            let header = <BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
+                .map_err(|e| corrupt(&k, e.to_string()))?;
+            let hk = height_key(prefix::HEADER, Height(h));
+            batch.insert(&hk[..], seal(&hk, &encoding::encode(&header)));
+            batch.remove(&k[..]);
+            n += 1;
+        }
+        for item in self.chain.range(evidence_key(from, 0)..evidence_key(to, 0)).keys() {
+            batch.remove(item?);
+        }
+        batch.insert(META_BASE, seal(META_BASE, &encoding::encode(&to)));
+        self.chain.apply_batch(batch)?;
+        Ok(n)
+    }
+
+    /// Remove the oldest transaction-index run if all of it is below `base`; the number removed (0 or 1).
+    fn prune_tx_run(&self, base: Height) -> Result<u64, StorageError> {
+        let Some(first) = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).runs.first().copied()
+        else {
+            return Ok(0);
+        };
+        let known = self.prune_state().oldest_run.filter(|(id, _)| *id == first.id).map(|(_, max)| max);
+        let max = match known {
+            Some(max) => max,
+            None => {
+                let (entries, _) = self.read_run(first)?;
+                let max = entries.iter().map(|e| e.loc.height.0).max().unwrap_or(0);
+                self.prune_state().oldest_run = Some((first.id, max));
+                max
+            }
+        };
+        if max >= base.0 {
+            return Ok(0);
+        }
+        let _writer = self.writer();
+        let mut list = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        // A commit may have merged it away meanwhile (only when it was the newest run too): look again.
+        if list.runs.first() != Some(&first) || list.runs.len() < 2 {
+            return Ok(0);
+        }
+        list.runs.remove(0);
+        let mut batch = sled::Batch::default();
+        for k in self.chain.range(&txindex::run_start(first.id)[..]..&txindex::run_start(first.id + 1)[..]).keys() {
+            batch.remove(k?);
+        }
+        batch.insert(super::META_TXINDEX, seal(super::META_TXINDEX, &encoding::encode(&list)));
+        let mut runs = self.tx_runs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.chain.apply_batch(batch)?;
+        *runs = list;
+        drop(runs);
+        self.prune_state().oldest_run = None;
+        Ok(1)
+    }
+
+    /// Examine up to [`INDEX_SCAN_KEYS`] account-history chunks from the pass's cursor and remove those that
+    /// only hold positions below `base`. Returns the chunks removed and whether the pass goes on.
+    fn prune_history(&self, base: Height) -> Result<(u64, bool), StorageError> {
+        let _writer = self.writer();
+        let mut state = self.prune_state();
+        if state.index_cursor.is_none() && state.index_pass_base >= base {
+            return Ok((0, false));
+        }
+        let start = state.index_cursor.clone().unwrap_or_else(|| vec![addrindex::CHUNK_PREFIX]);
+        let end = [addrindex::CHUNK_PREFIX + 1];
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        let mut prev: Option<sled::IVec> = None;
+        let mut examined = 0;
+        let mut resume = None;
+        for item in self.chain.range(&start[..]..&end[..]) {
+            let (k, raw) = item?;
+            if k.len() != 45 {
+                return Err(corrupt(&k, "account-history key of the wrong length"));
+            }
+            if let Some(p) = prev.take() {
+                if p[1..33] == k[1..33] {
+                    // `p` holds positions below `k`'s first: all below the base when that is.
+                    if super::be_u64(&k[33..41]) < base.0 {
+                        batch.remove(p);
+                        removed += 1;
+                    }
+                } else if self.history_chunk_is_old(&p, base)? {
+                    batch.remove(p);
+                    removed += 1;
+                }
+            }
+            examined += 1;
+            if examined > INDEX_SCAN_KEYS {
+                resume = Some(k.to_vec());
+                break;
+            }
+            let _ = raw;
+            prev = Some(k);
+        }
+        if resume.is_none()
+            && let Some(p) = prev
+            && self.history_chunk_is_old(&p, base)?
+        {
+            batch.remove(p);
+            removed += 1;
+        }
+        if removed > 0 {
+            self.chain.apply_batch(batch)?;
+        }
+        let more = resume.is_some();
+        state.index_cursor = resume;
+        if !more {
+            state.index_pass_base = base;
+        }
+        Ok((removed, more))
+    }
+
+    /// Whether an address's last chunk holds only positions below `base`.
+    fn history_chunk_is_old(&self, key: &[u8], base: Height) -> Result<bool, StorageError> {
+        let Some(raw) = self.chain.get(key)? else { return Ok(false) };
+        let entries = addrindex::decode_chunk(unseal(key, &raw)?).map_err(|d| corrupt(key, d))?;
+        Ok(entries.last().is_some_and(|(h, _)| *h < base.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::storage::StorageOptions;
+    use crate::storage::tests::{TestChain, open_when_released};
+    use ledger_core::AccountStore;
+
+    fn open(dir: &std::path::Path) -> Storage {
+        open_when_released(dir, StorageOptions { cache_capacity_bytes: 4 << 20, block_bytes_max: 4 << 20 })
+    }
+
+    fn prune_all(store: &Storage, target: Height) -> PruneStep {
+        let mut total = PruneStep::default();
+        for _ in 0..100_000 {
+            let s = store.prune_step(target).unwrap();
+            total.bodies += s.bodies;
+            total.tx_runs += s.tx_runs;
+            total.history_chunks += s.history_chunks;
+            if !s.more {
+                return total;
+            }
+        }
+        panic!("pruning did not finish");
+    }
+
+    /// Bodies below the target go, with their index entries; headers, certificates, hashes and accounts
+    /// stay; the start-up check passes before and after a reopen; history and lookups answer from the base.
+    #[test]
+    fn pruning_keeps_headers_certificates_and_state_and_drops_old_bodies_and_index_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let store = open(dir.path());
+        store.init_genesis(&chain.genesis).unwrap();
+        let mut ids = Vec::new();
+        let mut hashes = Vec::new();
+        // Enough transactions that the index holds several runs (runs stop merging at 2^16 entries).
+        let mut nonce = 0;
+        for _ in 0..300u64 {
+            let txs: Vec<_> = (0..400).map(|i| chain.transfer_to(nonce + i, 1, (i % 7) as u8 + 1)).collect();
+            nonce += 400;
+            ids.push(txs[0].id());
+            let b = chain.commit_next(&store, txs);
+            hashes.push(b.hash());
+        }
+        let tip = store.latest_height().unwrap();
+        assert_eq!(tip, Height(300));
+        let runs_before = store.tx_runs.read().unwrap().runs.len();
+        let sender = chain.account.public();
+        let nonce_before = store.account(&sender).unwrap().nonce;
+
+        let target = Height(201);
+        let done = prune_all(&store, target);
+        assert_eq!(done.bodies, 200);
+        assert!(done.tx_runs >= 1, "an index run wholly below the base goes: {done:?} ({runs_before} runs)");
+        assert!(done.history_chunks >= 1, "{done:?}");
+        assert_eq!(store.base_height().unwrap(), target);
+        for h in [1, 100, 200] {
+            assert!(store.block(Height(h)).unwrap().is_none(), "body {h} pruned");
+            let header = store.header(Height(h)).unwrap().expect("header kept");
+            assert_eq!(header.hash(), hashes[h as usize - 1]);
+            assert!(store.certificate(Height(h)).unwrap().is_some(), "certificate {h} kept");
+            assert_eq!(store.height_of(&hashes[h as usize - 1]).unwrap(), Some(Height(h)));
+        }
+        assert!(store.block(target).unwrap().is_some());
+        // Transactions in the window are found; below it, at most one run's worth lingers.
+        for (i, id) in ids.iter().enumerate().skip(200) {
+            assert_eq!(store.tx_location(id).unwrap().unwrap().height, Height(i as u64 + 1));
+        }
+        assert!(store.tx_location(&ids[0]).unwrap().is_none(), "the oldest run is gone");
+        // History answers from the base only.
+        let history = store.account_history(&sender, (u64::MAX, 0), tip, 100_000).unwrap();
+        assert!(history.iter().all(|(h, _)| *h >= target.0), "{:?}", history.last());
+        assert_eq!(history.len(), 100 * 400, "every transaction of the window");
+        assert!(store.blocks_from(Height(5), 10, usize::MAX).unwrap().is_empty(), "no sync below the base");
+        assert_eq!(store.blocks_from(target, 3, usize::MAX).unwrap().len(), 3);
+        // The state is untouched and the start-up check passes, also after a reopen.
+        assert_eq!(store.account(&sender).unwrap().nonce, nonce_before);
+        store.verify_tail(&chain.genesis, 100).unwrap();
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.verify_tail(&chain.genesis, 100_000).unwrap(), tip);
+        assert_eq!(store.base_height().unwrap(), target);
+        // Commits go on after pruning.
+        chain.commit_next(&store, vec![chain.transfer_to(nonce, 1, 2)]);
+        assert_eq!(prune_all(&store, Height(250)).bodies, 49);
+    }
+
+    /// A crash between steps: each step is one atomic batch, so a reopened database is consistent at
+    /// whatever base the last applied step left, and pruning resumes from there.
+    #[test]
+    fn a_reopen_mid_prune_resumes_from_the_base_it_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let store = open(dir.path());
+        store.init_genesis(&chain.genesis).unwrap();
+        for n in 0..200u64 {
+            chain.commit_next(&store, vec![chain.transfer(n, 1)]);
+        }
+        let step = store.prune_step(Height(150)).unwrap();
+        assert_eq!((step.bodies, step.more), (PRUNE_BATCH_BLOCKS, true));
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.base_height().unwrap(), Height(1 + PRUNE_BATCH_BLOCKS));
+        store.verify_tail(&chain.genesis, 100).unwrap();
+        let done = prune_all(&store, Height(150));
+        assert_eq!(done.bodies, 149 - PRUNE_BATCH_BLOCKS);
+        assert_eq!(store.base_height().unwrap(), Height(150));
+    }
+
+    #[test]
+    fn the_target_keeps_the_window_and_the_newest_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let store = open(dir.path());
+        store.init_genesis(&chain.genesis).unwrap();
+        store.set_snapshot_interval(50);
+        for n in 0..120u64 {
+            chain.commit_next(&store, vec![chain.transfer(n, 1)]);
+        }
+        assert_eq!(store.prune_target(0).unwrap(), Height(1), "0 keeps everything");
+        assert_eq!(store.prune_target(1_000).unwrap(), Height(1));
+        assert_eq!(store.prune_target(10).unwrap(), Height(100), "capped at the newest snapshot");
+        store.set_snapshot_interval(0);
+        assert_eq!(store.prune_target(60).unwrap(), Height(61));
+    }
+}
