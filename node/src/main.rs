@@ -109,6 +109,9 @@ enum Command {
     /// Move a validator's signing history between machines (stop the node first).
     #[command(subcommand)]
     Signer(SignerCmd),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Print a shell completion script: `ledgerd completions bash > /etc/bash_completion.d/ledgerd`.
     Completions {
         /// The shell to complete for.
@@ -127,6 +130,23 @@ enum SignerCmd {
         file: PathBuf,
         #[command(flatten)]
         home: HomeArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print every effective setting: key, value, default and origin (default, file, environment variable
+    /// or flag), after config.toml, LEDGERD_<SECTION>_<KEY> variables and --set flags. A config that
+    /// `ledgerd start` would refuse is refused with the same error (exit 1).
+    Explain {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Overrides any config key, as `ledgerd start --set` does: `--set mempool.max_txs=1000`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A JSON array of {key, value, default, origin} instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -225,6 +245,7 @@ fn run_cli() -> anyhow::Result<()> {
             node::run::run(cfg, args.accept_rewind)?;
         }
         Command::ResetData(home) => reset_data(&home.home)?,
+        Command::Config(ConfigCmd::Explain { home, set, json }) => config_explain(&home.home, &set, json)?,
         Command::Signer(SignerCmd::Export(home)) => signer_export(&home.home)?,
         Command::Signer(SignerCmd::Import { file, home }) => signer_import(&home.home, &file)?,
         Command::Localnet(a) => {
@@ -260,16 +281,50 @@ fn start_overrides(args: &StartArgs) -> anyhow::Result<Vec<Override>> {
     if !args.bootstrap_peer.is_empty() {
         o.push(Override::new("p2p.bootstrap_peers", args.bootstrap_peer.join(","), "--bootstrap-peer"));
     }
-    for s in &args.set {
-        o.push(Override::parse_set(s).map_err(anyhow::Error::msg)?);
-    }
+    o.extend(set_overrides(&args.set)?);
     Ok(o)
 }
 
+/// The process environment as text pairs (variables that are not UTF-8 cannot be config values).
+fn env_pairs() -> Vec<(String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+}
+
 fn load_config(home: &Path, overrides: &[Override]) -> anyhow::Result<config::Config> {
-    let env: Vec<(String, String)> =
-        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
-    Ok(config::load(home, &env, overrides)?)
+    Ok(config::load(home, &env_pairs(), overrides)?)
+}
+
+fn set_overrides(set: &[String]) -> anyhow::Result<Vec<Override>> {
+    set.iter().map(|s| Override::parse_set(s).map_err(anyhow::Error::msg)).collect()
+}
+
+/// `ledgerd config explain`: the settings as a table with aligned columns, or as JSON.
+fn config_explain(home: &Path, set: &[String], json: bool) -> anyhow::Result<()> {
+    let (_, settings) = config::explain(home, &env_pairs(), &set_overrides(set)?)?;
+    if json {
+        return print_out(&format!("{}\n", serde_json::to_string_pretty(&settings)?));
+    }
+    let header =
+        config::Setting { key: "KEY", value: "VALUE".into(), default: "DEFAULT".into(), origin: "ORIGIN".into() };
+    let rows: Vec<&config::Setting> = std::iter::once(&header).chain(&settings).collect();
+    let width = |f: fn(&config::Setting) -> &str| rows.iter().map(|s| f(s).chars().count()).max().unwrap_or(0);
+    let (wk, wv, wd) = (width(|s| s.key), width(|s| &s.value), width(|s| &s.default));
+    let mut out = String::new();
+    for s in rows {
+        out.push_str(&format!("{:wk$}  {:wv$}  {:wd$}  {}\n", s.key, s.value, s.default, s.origin));
+    }
+    print_out(&out)
+}
+
+/// Write `text` to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking as
+/// `println!` does.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::new(e).context("writing to stdout")),
+        _ => Ok(()),
+    }
 }
 
 fn next_key(home: &Path) -> anyhow::Result<()> {
