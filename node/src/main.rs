@@ -112,6 +112,10 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Check this home and its running node (config, genesis, keys, signer state, disk, peers, node,
+    /// clock, sync): one line per check with what to do, exit code 0 only when none fails. Read-only.
+    #[command(after_help = node::doctor::HELP)]
+    Doctor(DoctorArgs),
     /// Print a shell completion script: `ledgerd completions bash > /etc/bash_completion.d/ledgerd`.
     Completions {
         /// The shell to complete for.
@@ -131,6 +135,29 @@ enum SignerCmd {
         #[command(flatten)]
         home: HomeArg,
     },
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    home: HomeArg,
+    /// Overrides any config key for the checks, as `ledgerd start --set` does.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Deadline of each network step in ms: every API request, and the probe of all bootstrap peers.
+    #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    timeout_ms: u64,
+    /// `clock` fails when this clock and the latest block's time differ by more than this (warns beyond half).
+    /// The default is how far ahead of a validator's clock a proposal may be before it is refused.
+    #[arg(long, value_name = "MS", default_value_t = node::doctor::DEFAULT_MAX_CLOCK_SKEW_MS)]
+    max_clock_skew_ms: u64,
+    /// `sync` fails when a bootstrap peer has a block this many heights above the node's.
+    #[arg(long, value_name = "BLOCKS", default_value_t = node::doctor::DEFAULT_MAX_SYNC_LAG_BLOCKS,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    max_sync_lag_blocks: u64,
+    /// Pretend this machine's clock is off by this many ms (negative: behind). For tests of the clock check.
+    #[arg(long, value_name = "MS", hide = true, allow_negative_numbers = true, default_value_t = 0)]
+    clock_offset_ms: i64,
 }
 
 #[derive(Subcommand)]
@@ -205,7 +232,7 @@ fn limit_malloc_arenas() {
 /// Errors print as one line with their causes (`error: what: why`), never with a backtrace, and exit 1.
 fn main() -> std::process::ExitCode {
     match run_cli() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -213,7 +240,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run_cli() -> anyhow::Result<()> {
+/// The exit code on success is 0, except for `doctor`, whose code says which check failed.
+fn run_cli() -> anyhow::Result<std::process::ExitCode> {
     limit_malloc_arenas();
     let cli = Cli::parse();
     let log_format = cli.log_format;
@@ -246,6 +274,7 @@ fn run_cli() -> anyhow::Result<()> {
         }
         Command::ResetData(home) => reset_data(&home.home)?,
         Command::Config(ConfigCmd::Explain { home, set, json }) => config_explain(&home.home, &set, json)?,
+        Command::Doctor(args) => return doctor(&args),
         Command::Signer(SignerCmd::Export(home)) => signer_export(&home.home)?,
         Command::Signer(SignerCmd::Import { file, home }) => signer_import(&home.home, &file)?,
         Command::Localnet(a) => {
@@ -263,7 +292,7 @@ fn run_cli() -> anyhow::Result<()> {
             )?;
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn start_overrides(args: &StartArgs) -> anyhow::Result<Vec<Override>> {
@@ -314,6 +343,30 @@ fn config_explain(home: &Path, set: &[String], json: bool) -> anyhow::Result<()>
         out.push_str(&format!("{:wk$}  {:wv$}  {:wd$}  {}\n", s.key, s.value, s.default, s.origin));
     }
     print_out(&out)
+}
+
+/// `ledgerd doctor`: every finding printed as it is made; the exit code of the first failing check. A
+/// config that does not load is the `config` check's failure, not an error of the command.
+fn doctor(args: &DoctorArgs) -> anyhow::Result<std::process::ExitCode> {
+    let config = config::load(&args.home.home, &env_pairs(), &set_overrides(&args.set)?);
+    let opts = node::doctor::Options {
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        max_clock_skew_ms: args.max_clock_skew_ms,
+        max_sync_lag_blocks: args.max_sync_lag_blocks,
+        clock_offset_ms: args.clock_offset_ms,
+    };
+    let mut write_error = None;
+    let findings = node::doctor::run(config, &opts, &mut |f| {
+        if write_error.is_none()
+            && let Err(e) = print_out(&format!("{f}\n"))
+        {
+            write_error = Some(e);
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    Ok(std::process::ExitCode::from(node::doctor::exit_code(&findings)))
 }
 
 /// Write `text` to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking as
