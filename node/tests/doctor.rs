@@ -39,7 +39,7 @@ impl Chain {
         opts.chain_id = chain_id.into();
         let manifest = genesis::create_localnet(&opts).unwrap();
         let chain = Chain { dir, chain_id: manifest.chain_id };
-        chain.configure(&chain.validator(), &Ports::closed(), &[], "");
+        chain.configure(&chain.validator(), &Ports::closed(), &[]);
         chain
     }
 
@@ -56,15 +56,15 @@ impl Chain {
         let home = self.dir.path().join(name);
         std::fs::create_dir_all(&home).unwrap();
         std::fs::write(home.join("p2p_key.json"), genesis::p2p_key_json(&node::keys::random_seed())).unwrap();
-        self.configure(&home, &Ports::closed(), &[], "");
+        self.configure(&home, &Ports::closed(), &[]);
         home
     }
 
     /// Write `home`'s config.toml: this chain's genesis, these ports and peers, a brisk idle chain.
-    fn configure(&self, home: &Path, ports: &Ports, peers: &[String], extra: &str) {
+    fn configure(&self, home: &Path, ports: &Ports, peers: &[&str]) {
         let peers: Vec<String> = peers.iter().map(|p| format!("{p:?}")).collect();
         let text = format!(
-            "moniker = \"t\"\ngenesis_file = {:?}\n{extra}\n[p2p]\nlisten_addr = \"/ip4/127.0.0.1/tcp/{}\"\nbootstrap_peers = [{}]\n[api]\nlisten_addr = \"127.0.0.1:{}\"\n[consensus]\nempty_block_interval_ms = 200\ndouble_sign_watch_ms = 0\n",
+            "moniker = \"t\"\ngenesis_file = {:?}\n[p2p]\nlisten_addr = \"/ip4/127.0.0.1/tcp/{}\"\nbootstrap_peers = [{}]\n[api]\nlisten_addr = \"127.0.0.1:{}\"\n[consensus]\nempty_block_interval_ms = 200\ndouble_sign_watch_ms = 0\n",
             self.genesis().display().to_string(),
             ports.p2p,
             peers.join(", "),
@@ -345,10 +345,10 @@ fn assert_all_pass(o: &Output, what: &str) {
 fn running_nodes_pass_and_each_live_check_fails_on_its_fault() {
     let chain = Chain::new(0, "localnet");
     let v_home = chain.validator();
-    chain.configure(&v_home, &Ports { api: 0, p2p: 0 }, &[], "");
+    chain.configure(&v_home, &Ports { api: 0, p2p: 0 }, &[]);
     let v = Node::start(&v_home);
     // The config now names the ports the node got, as an operator's would.
-    chain.configure(&v_home, &v.ports(), &[], "");
+    chain.configure(&v_home, &v.ports(), &[]);
     let v_addr = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", v.p2p_port, peer_id(&v_home));
     wait_for("the validator commits block 3", &v.log, || (v.height() >= 3).then_some(()));
 
@@ -366,19 +366,19 @@ fn running_nodes_pass_and_each_live_check_fails_on_its_fault() {
     // A full node cut off from the validator stays at height 0: the validator, asked by the doctor, has
     // blocks 2 heights above it.
     let f_home = chain.full_node("full");
-    chain.configure(&f_home, &Ports { api: 0, p2p: 0 }, &[], "");
+    chain.configure(&f_home, &Ports { api: 0, p2p: 0 }, &[]);
     let f = Node::start(&f_home);
-    chain.configure(&f_home, &f.ports(), &[v_addr.clone()], "");
+    chain.configure(&f_home, &f.ports(), &[v_addr.as_str()]);
     let o = doctor(&f_home, &["--max-sync-lag-blocks", "2"]);
     let (_, peers) = line_of(&o, "peers");
     assert!(peers.starts_with("ok") && peers.contains("genesis hash equal"), "{peers}");
-    assert_fails(&o, "sync", 18, &format!("has block 2: this node (height 0) is at least 2 blocks behind"));
+    assert_fails(&o, "sync", 18, "has block 2: this node (height 0) is at least 2 blocks behind");
     drop(f);
 
     // The same full node started with the validator as its peer catches up and passes.
-    chain.configure(&f_home, &Ports { api: 0, p2p: 0 }, &[v_addr.clone()], "");
+    chain.configure(&f_home, &Ports { api: 0, p2p: 0 }, &[v_addr.as_str()]);
     let f = Node::start(&f_home);
-    chain.configure(&f_home, &f.ports(), &[v_addr.clone()], "");
+    chain.configure(&f_home, &f.ports(), &[v_addr.as_str()]);
     let target = v.height();
     wait_for("the full node catches up", &f.log, || {
         let s = f.status()?;
@@ -391,13 +391,13 @@ fn running_nodes_pass_and_each_live_check_fails_on_its_fault() {
 
     // Another genesis with the same chain id: the peer's block 1 names another genesis hash.
     let twin = Chain::new(1, "localnet");
-    twin.configure(&twin.validator(), &Ports::closed(), &[v_addr.clone()], "");
+    twin.configure(&twin.validator(), &Ports::closed(), &[v_addr.as_str()]);
     assert_fails(&doctor(&twin.validator(), &[]), "peers", 15, "has genesis hash");
     // Another chain id: identify names the peer's chain.
     let other = Chain::new(0, "otherchain");
-    other.configure(&other.validator(), &Ports::closed(), &[v_addr.clone()], "");
+    other.configure(&other.validator(), &Ports::closed(), &[v_addr.as_str()]);
     assert_fails(&doctor(&other.validator(), &[]), "peers", 15, "serves chain localnet, not otherchain");
     // A home whose api.listen_addr is another chain's node.
-    twin.configure(&twin.validator(), &Ports { api: v.api.port(), p2p: closed_port() }, &[], "");
+    twin.configure(&twin.validator(), &Ports { api: v.api.port(), p2p: closed_port() }, &[]);
     assert_fails(&doctor(&twin.validator(), &[]), "node", 16, "runs chain localnet (genesis hash");
 }
