@@ -24,6 +24,7 @@ const AFTER_HELP: &str = "Exit codes:
   0  success (a node or localnet stopped by Ctrl-C or SIGTERM exits 0 after a clean shutdown)
   1  any error: one line `error: what: why` on stderr (bad config, home in use, refused database, ...)
   2  usage: unknown command or flag, bad flag value
+  10-18  `ledgerd doctor`: the first check that failed (`ledgerd doctor --help` lists them)
 
 Environment:
   LEDGERD_HOME               --home of the commands that take one

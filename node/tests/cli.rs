@@ -142,3 +142,14 @@ fn config_explain_refuses_a_bad_config_like_start() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("unknown config key `nope`"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn doctor_help_lists_its_checks_and_exit_codes() {
+    let o = ledgerd(&["doctor", "--help"]);
+    assert!(o.status.success());
+    let help = text(&o.stdout);
+    for needle in ["Exit codes:", "10  config", "16  node", "18  sync", "Read-only", "--max-clock-skew-ms"] {
+        assert!(help.contains(needle), "{needle:?} missing from ledgerd doctor --help:\n{help}");
+    }
+    assert!(!help.contains("clock-offset"), "the test-only flag is hidden:\n{help}");
+}
