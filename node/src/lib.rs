@@ -25,6 +25,7 @@
 //!   - [`keys`]: p2p and validator key files (docs/home-layout.md).
 //!   - [`run`]: assembles a node from a configuration (`ledgerd start`).
 //!   - [`localnet`]: `ledgerd localnet`, every validator of a local network in one process.
+//!   - [`doctor`]: `ledgerd doctor`, read-only checks of a home and its running node, one line each.
 //!
 //! **Architecture Invariant:** only the driver task writes storage and touches consensus state; the swarm
 //! task and the API read storage and use the mempool through its mutex.
@@ -44,5 +45,5 @@ pub mod storage;
 
 pub use chain::{admission, driver, handle, keycache, mempool, ops};
 pub use network::{p2p, statesync, wire};
-pub use operations::{config, keys, localnet, run};
+pub use operations::{config, doctor, keys, localnet, run};
 pub use storage::txindex;

@@ -24,6 +24,7 @@ const AFTER_HELP: &str = "Exit codes:
   0  success (a node or localnet stopped by Ctrl-C or SIGTERM exits 0 after a clean shutdown)
   1  any error: one line `error: what: why` on stderr (bad config, home in use, refused database, ...)
   2  usage: unknown command or flag, bad flag value
+  10-18  `ledgerd doctor`: the first check that failed (`ledgerd doctor --help` lists them)
 
 Environment:
   LEDGERD_HOME               --home of the commands that take one
@@ -109,6 +110,13 @@ enum Command {
     /// Move a validator's signing history between machines (stop the node first).
     #[command(subcommand)]
     Signer(SignerCmd),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Check this home and its running node (config, genesis, keys, signer state, disk, peers, node,
+    /// clock, sync): one line per check with what to do, exit code 0 only when none fails. Read-only.
+    #[command(after_help = node::doctor::HELP)]
+    Doctor(DoctorArgs),
     /// Print a shell completion script: `ledgerd completions bash > /etc/bash_completion.d/ledgerd`.
     Completions {
         /// The shell to complete for.
@@ -127,6 +135,46 @@ enum SignerCmd {
         file: PathBuf,
         #[command(flatten)]
         home: HomeArg,
+    },
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    home: HomeArg,
+    /// Overrides any config key for the checks, as `ledgerd start --set` does.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Deadline of each network step in ms: every API request, and the probe of all bootstrap peers.
+    #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    timeout_ms: u64,
+    /// `clock` fails when this clock and the latest block's time differ by more than this (warns beyond half).
+    /// The default is how far ahead of a validator's clock a proposal may be before it is refused.
+    #[arg(long, value_name = "MS", default_value_t = node::doctor::DEFAULT_MAX_CLOCK_SKEW_MS)]
+    max_clock_skew_ms: u64,
+    /// `sync` fails when a bootstrap peer has a block this many heights above the node's.
+    #[arg(long, value_name = "BLOCKS", default_value_t = node::doctor::DEFAULT_MAX_SYNC_LAG_BLOCKS,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    max_sync_lag_blocks: u64,
+    /// Pretend this machine's clock is off by this many ms (negative: behind). For tests of the clock check.
+    #[arg(long, value_name = "MS", hide = true, allow_negative_numbers = true, default_value_t = 0)]
+    clock_offset_ms: i64,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print every effective setting: key, value, default and origin (default, file, environment variable
+    /// or flag), after config.toml, LEDGERD_<SECTION>_<KEY> variables and --set flags. A config that
+    /// `ledgerd start` would refuse is refused with the same error (exit 1).
+    Explain {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Overrides any config key, as `ledgerd start --set` does: `--set mempool.max_txs=1000`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A JSON array of {key, value, default, origin} instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -185,7 +233,7 @@ fn limit_malloc_arenas() {
 /// Errors print as one line with their causes (`error: what: why`), never with a backtrace, and exit 1.
 fn main() -> std::process::ExitCode {
     match run_cli() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -193,7 +241,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run_cli() -> anyhow::Result<()> {
+/// The exit code on success is 0, except for `doctor`, whose code says which check failed.
+fn run_cli() -> anyhow::Result<std::process::ExitCode> {
     limit_malloc_arenas();
     let cli = Cli::parse();
     let log_format = cli.log_format;
@@ -225,6 +274,8 @@ fn run_cli() -> anyhow::Result<()> {
             node::run::run(cfg, args.accept_rewind)?;
         }
         Command::ResetData(home) => reset_data(&home.home)?,
+        Command::Config(ConfigCmd::Explain { home, set, json }) => config_explain(&home.home, &set, json)?,
+        Command::Doctor(args) => return doctor(&args),
         Command::Signer(SignerCmd::Export(home)) => signer_export(&home.home)?,
         Command::Signer(SignerCmd::Import { file, home }) => signer_import(&home.home, &file)?,
         Command::Localnet(a) => {
@@ -242,7 +293,7 @@ fn run_cli() -> anyhow::Result<()> {
             )?;
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn start_overrides(args: &StartArgs) -> anyhow::Result<Vec<Override>> {
@@ -260,16 +311,74 @@ fn start_overrides(args: &StartArgs) -> anyhow::Result<Vec<Override>> {
     if !args.bootstrap_peer.is_empty() {
         o.push(Override::new("p2p.bootstrap_peers", args.bootstrap_peer.join(","), "--bootstrap-peer"));
     }
-    for s in &args.set {
-        o.push(Override::parse_set(s).map_err(anyhow::Error::msg)?);
-    }
+    o.extend(set_overrides(&args.set)?);
     Ok(o)
 }
 
+/// The process environment as text pairs (variables that are not UTF-8 cannot be config values).
+fn env_pairs() -> Vec<(String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+}
+
 fn load_config(home: &Path, overrides: &[Override]) -> anyhow::Result<config::Config> {
-    let env: Vec<(String, String)> =
-        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
-    Ok(config::load(home, &env, overrides)?)
+    Ok(config::load(home, &env_pairs(), overrides)?)
+}
+
+fn set_overrides(set: &[String]) -> anyhow::Result<Vec<Override>> {
+    set.iter().map(|s| Override::parse_set(s).map_err(anyhow::Error::msg)).collect()
+}
+
+/// `ledgerd config explain`: the settings as a table with aligned columns, or as JSON.
+fn config_explain(home: &Path, set: &[String], json: bool) -> anyhow::Result<()> {
+    let (_, settings) = config::explain(home, &env_pairs(), &set_overrides(set)?)?;
+    if json {
+        return print_out(&format!("{}\n", serde_json::to_string_pretty(&settings)?));
+    }
+    let header =
+        config::Setting { key: "KEY", value: "VALUE".into(), default: "DEFAULT".into(), origin: "ORIGIN".into() };
+    let rows: Vec<&config::Setting> = std::iter::once(&header).chain(&settings).collect();
+    let width = |f: fn(&config::Setting) -> &str| rows.iter().map(|s| f(s).chars().count()).max().unwrap_or(0);
+    let (wk, wv, wd) = (width(|s| s.key), width(|s| &s.value), width(|s| &s.default));
+    let mut out = String::new();
+    for s in rows {
+        out.push_str(&format!("{:wk$}  {:wv$}  {:wd$}  {}\n", s.key, s.value, s.default, s.origin));
+    }
+    print_out(&out)
+}
+
+/// `ledgerd doctor`: every finding printed as it is made; the exit code of the first failing check. A
+/// config that does not load is the `config` check's failure, not an error of the command.
+fn doctor(args: &DoctorArgs) -> anyhow::Result<std::process::ExitCode> {
+    let config = config::load(&args.home.home, &env_pairs(), &set_overrides(&args.set)?);
+    let opts = node::doctor::Options {
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        max_clock_skew_ms: args.max_clock_skew_ms,
+        max_sync_lag_blocks: args.max_sync_lag_blocks,
+        clock_offset_ms: args.clock_offset_ms,
+    };
+    let mut write_error = None;
+    let findings = node::doctor::run(config, &opts, &mut |f| {
+        if write_error.is_none()
+            && let Err(e) = print_out(&format!("{f}\n"))
+        {
+            write_error = Some(e);
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    Ok(std::process::ExitCode::from(node::doctor::exit_code(&findings)))
+}
+
+/// Write `text` to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking as
+/// `println!` does.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::new(e).context("writing to stdout")),
+        _ => Ok(()),
+    }
 }
 
 fn next_key(home: &Path) -> anyhow::Result<()> {

@@ -67,3 +67,89 @@ fn operator_errors_are_one_line_without_backtraces() {
         assert!(!err.contains("backtrace") && !err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// A home with this config.toml (and nothing else: `config explain` reads no other file).
+fn home_with_config(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("config.toml"), text).expect("write config.toml");
+    dir
+}
+
+fn explain(home: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ledgerd"));
+    cmd.args(["config", "explain", "--home"]).arg(home).args(extra);
+    // The test's own environment must not leak config keys in.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("LEDGERD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied()).output().expect("run ledgerd")
+}
+
+#[test]
+fn config_explain_names_each_origin() {
+    let dir = home_with_config("genesis_file = \"g.json\"\nmoniker = \"alice\"\n");
+    let o = explain(dir.path(), &["--json", "--set", "mempool.max_txs=7"], &[("LEDGERD_P2P_MAX_PEERS", "9")]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let settings: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("--json is a JSON array");
+    let get = |key: &str| {
+        let s = settings.iter().find(|s| s["key"] == key).unwrap_or_else(|| panic!("{key} missing"));
+        (s["value"].as_str().unwrap_or_default().to_string(), s["origin"].as_str().unwrap_or_default().to_string())
+    };
+    let file = format!("file {}", dir.path().join("config.toml").display());
+    assert_eq!(get("moniker"), ("alice".into(), file));
+    assert_eq!(get("p2p.max_peers"), ("9".into(), "environment variable LEDGERD_P2P_MAX_PEERS".into()));
+    assert_eq!(get("mempool.max_txs"), ("7".into(), "flag --set mempool.max_txs".into()));
+    assert_eq!(get("mempool.max_bytes"), ("33554432".into(), "default".into()));
+    let derived = settings.iter().find(|s| s["key"] == "consensus.min_block_interval_ms").expect("listed");
+    assert_eq!(derived["value"], "unset");
+    assert!(derived["default"].as_str().unwrap_or_default().contains("validator"), "{derived}");
+    for s in &settings {
+        for field in ["key", "value", "default", "origin"] {
+            assert!(s[field].is_string(), "{field} of {s}");
+        }
+    }
+
+    // The table: a header, one line per key, the origin column aligned.
+    let o = explain(dir.path(), &[], &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let table = text(&o.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), settings.len() + 1, "{table}");
+    let column = lines[0].find("ORIGIN").expect("header");
+    assert!(lines[0].starts_with("KEY"), "{table}");
+    let moniker = lines.iter().find(|l| l.starts_with("moniker ")).expect("moniker row");
+    assert_eq!(moniker.find("file "), Some(column), "{table}");
+    assert!(lines.iter().any(|l| l.starts_with("p2p.max_peers") && l.ends_with("default")), "{table}");
+}
+
+#[test]
+fn config_explain_refuses_a_bad_config_like_start() {
+    let dir = home_with_config("genesis_file = \"g.json\"\n[mempool]\nmax_txs = \"lots\"\n");
+    for extra in [&[][..], &["--json"][..]] {
+        let o = explain(dir.path(), extra, &[]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(o.stdout.is_empty(), "nothing on stdout: {}", text(&o.stdout));
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: invalid value for `mempool.max_txs`"), "{err}");
+    }
+    let start = ledgerd(&["start", "--home", &dir.path().display().to_string()]);
+    assert_eq!(text(&start.stderr), text(&explain(dir.path(), &[], &[]).stderr), "the same error as start");
+    let good = home_with_config("genesis_file = \"g.json\"\n");
+    let o = explain(good.path(), &["--set", "nope=1"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("unknown config key `nope`"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn doctor_help_lists_its_checks_and_exit_codes() {
+    let o = ledgerd(&["doctor", "--help"]);
+    assert!(o.status.success());
+    let help = text(&o.stdout);
+    for needle in ["Exit codes:", "10  config", "16  node", "18  sync", "Read-only", "--max-clock-skew-ms"] {
+        assert!(help.contains(needle), "{needle:?} missing from ledgerd doctor --help:\n{help}");
+    }
+    assert!(!help.contains("clock-offset"), "the test-only flag is hidden:\n{help}");
+}

@@ -4,6 +4,11 @@
 //!
 //! Every key is declared once in [`KEYS`]. Unknown keys (in the file or as `LEDGERD_*` variables) and
 //! invalid values are refused at start with a message that names the key and where the value came from.
+//!
+//! Each key's default is written once, where [`from_str`] reads it. The reads go through [`Layers`], which
+//! records every key read with its value, default and source: that record is what `ledgerd config
+//! explain` prints ([`explain`]), so the explanation cannot disagree with what the node runs with, and a
+//! unit test checks that every key in [`KEYS`] is read (and so explained).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,6 +45,18 @@ impl fmt::Display for Source {
             Source::Flag(v) => write!(f, "flag {v}"),
         }
     }
+}
+
+/// One effective setting, as `ledgerd config explain` prints it. Values are as written (paths relative to
+/// the home directory); a key that is not set shows its default as value and `default` as origin.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Setting {
+    pub key: &'static str,
+    pub value: String,
+    /// The default, or how it is derived when it depends on something else.
+    pub default: String,
+    /// `default`, `file PATH`, `environment variable NAME` or `flag NAME`.
+    pub origin: String,
 }
 
 /// Why the configuration was refused.
@@ -212,9 +229,12 @@ enum Value {
     List(Vec<String>),
 }
 
-/// Values by key, with where each came from.
+/// Values by key, with where each came from, and a record of every key [`from_str`] read.
 struct Layers {
     values: BTreeMap<&'static str, (Value, Source)>,
+    /// Every key read so far: value as text, default as text, source. Interior mutability so that the
+    /// readers keep taking `&self` (closures in [`api_config`] share it).
+    reads: std::cell::RefCell<BTreeMap<&'static str, Setting>>,
 }
 
 fn spec(name: &str) -> Option<&'static KeySpec> {
@@ -334,17 +354,50 @@ impl Layers {
         Ok(())
     }
 
-    fn str_or(&self, name: &str, default: &str) -> (String, Source) {
-        match self.values.get(name) {
-            Some((Value::Str(s), src)) => (s.clone(), src.clone()),
-            _ => (default.to_string(), Source::Default),
+    /// Record that `name` was read, giving `value` (as text) with this default and source.
+    fn record(&self, name: &str, value: String, default: String, source: &Source) {
+        // Every name read is a declared key; an undeclared one would be a typo in `from_str`.
+        debug_assert!(spec(name).is_some(), "{name} is not in KEYS");
+        if let Some(s) = spec(name) {
+            let setting = Setting { key: s.name, value, default, origin: source.to_string() };
+            self.reads.borrow_mut().insert(s.name, setting);
         }
     }
 
-    fn u64_opt(&self, name: &str) -> Result<Option<u64>, ConfigError> {
+    fn str_or(&self, name: &str, default: &str) -> (String, Source) {
+        let (v, src) = match self.values.get(name) {
+            Some((Value::Str(s), src)) => (s.clone(), src.clone()),
+            _ => (default.to_string(), Source::Default),
+        };
+        let shown_default = if default.is_empty() { "(none)".to_string() } else { default.to_string() };
+        self.record(name, v.clone(), shown_default, &src);
+        (v, src)
+    }
+
+    /// A list key (empty by default) with its source.
+    fn list(&self, name: &str) -> (Vec<String>, Source) {
+        let (items, src) = match self.values.get(name) {
+            Some((Value::List(items), src)) => (items.clone(), src.clone()),
+            _ => (Vec::new(), Source::Default),
+        };
+        self.record(name, format!("[{}]", items.join(", ")), "[]".into(), &src);
+        (items, src)
+    }
+
+    /// An integer key whose default is not a number but depends on something known later (`derived`
+    /// says how, for `config explain`): `None` when unset.
+    fn u64_opt(&self, name: &str, derived: &str) -> Result<Option<u64>, ConfigError> {
         match self.values.get(name) {
-            Some((Value::U64(_), _)) => self.u64_or(name, 0).map(Some),
-            _ => Ok(None),
+            Some((Value::U64(_), _)) => self.u64_or(name, 0).map(|v| {
+                if let Some(s) = self.reads.borrow_mut().get_mut(name) {
+                    s.default = derived.to_string();
+                }
+                Some(v)
+            }),
+            _ => {
+                self.record(name, "unset".into(), derived.to_string(), &Source::Default);
+                Ok(None)
+            }
         }
     }
 
@@ -358,9 +411,29 @@ impl Layers {
         {
             return Err(invalid(name, &src, format!("{v} is outside {min}..={max}")));
         }
+        self.record(name, v.to_string(), default.to_string(), &src);
         Ok(v)
     }
+
+    /// Every key in [`KEYS`] order with what was read for it. A key `from_str` never read (a bug the unit
+    /// tests catch) still shows, with its raw layer value and origin `not read by the node`.
+    fn explanation(&self) -> Vec<Setting> {
+        let reads = self.reads.borrow();
+        KEYS.iter()
+            .map(|k| {
+                reads.get(k.name).cloned().unwrap_or_else(|| Setting {
+                    key: k.name,
+                    value: self.values.get(k.name).map_or_else(String::new, |(v, _)| format!("{v:?}")),
+                    default: String::new(),
+                    origin: NOT_READ.to_string(),
+                })
+            })
+            .collect()
+    }
 }
+
+/// The origin of a key [`from_str`] did not read (never, if the unit tests pass).
+const NOT_READ: &str = "not read by the node";
 
 /// A value given on the command line: the config key, the value text and the flag that carried it.
 #[derive(Clone, Debug)]
@@ -390,13 +463,23 @@ fn resolve(home: &Path, p: &str) -> PathBuf {
 /// Load `HOME/config.toml`, then apply `env` (all process variables; non-`LEDGERD_` ones are skipped) and
 /// `flags`.
 pub fn load(home: &Path, env: &[(String, String)], flags: &[Override]) -> Result<Config, ConfigError> {
+    explain(home, env, flags).map(|(config, _)| config)
+}
+
+/// [`load`], and every key's effective value with its default and origin, in [`KEYS`] order (`ledgerd
+/// config explain`). Refuses exactly what [`load`] refuses, with the same errors.
+pub fn explain(
+    home: &Path,
+    env: &[(String, String)],
+    flags: &[Override],
+) -> Result<(Config, Vec<Setting>), ConfigError> {
     let path = home.join("config.toml");
     let len = std::fs::metadata(&path).map_err(|error| ConfigError::Read { path: path.clone(), error })?.len();
     if len > CONFIG_BYTES_MAX as u64 {
         return Err(ConfigError::TooLarge { path, len, max: CONFIG_BYTES_MAX });
     }
     let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read { path: path.clone(), error })?;
-    from_str(home, &path, &text, env, flags)
+    explain_str(home, &path, &text, env, flags)
 }
 
 /// [`load`] with the text of the config file given: `path` only names it in errors. Refuses more than
@@ -408,15 +491,32 @@ pub fn from_str(
     env: &[(String, String)],
     flags: &[Override],
 ) -> Result<Config, ConfigError> {
+    explain_str(home, path, text, env, flags).map(|(config, _)| config)
+}
+
+/// [`from_str`] and the explanation of every key ([`explain`]).
+pub fn explain_str(
+    home: &Path,
+    path: &Path,
+    text: &str,
+    env: &[(String, String)],
+    flags: &[Override],
+) -> Result<(Config, Vec<Setting>), ConfigError> {
     let path = path.to_path_buf();
     if text.len() > CONFIG_BYTES_MAX {
         return Err(ConfigError::TooLarge { path, len: text.len() as u64, max: CONFIG_BYTES_MAX });
     }
-    let mut layers = Layers { values: BTreeMap::new() };
+    let mut layers = Layers { values: BTreeMap::new(), reads: Default::default() };
     layers.file(&path, text)?;
     layers.env(env)?;
     layers.flags(flags)?;
+    let config = read_config(home, path, &layers)?;
+    Ok((config, layers.explanation()))
+}
 
+/// The configuration from its layers: every key's default is here (or in the defaults of the types it
+/// fills), read through [`Layers`] so that it is recorded for [`explain`].
+fn read_config(home: &Path, path: PathBuf, layers: &Layers) -> Result<Config, ConfigError> {
     let (genesis_file, genesis_src) = layers.str_or("genesis_file", "");
     if genesis_file.is_empty() {
         return Err(if genesis_src == Source::Default {
@@ -436,25 +536,23 @@ pub fn from_str(
     let (listen, listen_src) = layers.str_or("p2p.listen_addr", "/ip4/0.0.0.0/tcp/26601");
     let p2p_listen_addr: Multiaddr =
         listen.parse().map_err(|e| invalid("p2p.listen_addr", &listen_src, format!("not a multiaddr: {e}")))?;
-    let bootstrap_peers = match layers.values.get("p2p.bootstrap_peers") {
-        Some((Value::List(items), src)) => items
-            .iter()
-            .map(|s| {
-                let addr: Multiaddr = s.parse().map_err(|e| {
-                    invalid("p2p.bootstrap_peers", src, format!("{:?} is not a multiaddr: {e}", truncate(s, 120)))
-                })?;
-                if !addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
-                    return Err(invalid(
-                        "p2p.bootstrap_peers",
-                        src,
-                        format!("{:?} does not end in /p2p/<peer id>", truncate(s, 120)),
-                    ));
-                }
-                Ok(addr)
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => Vec::new(),
-    };
+    let (peers, peers_src) = layers.list("p2p.bootstrap_peers");
+    let bootstrap_peers = peers
+        .iter()
+        .map(|s| {
+            let addr: Multiaddr = s.parse().map_err(|e| {
+                invalid("p2p.bootstrap_peers", &peers_src, format!("{:?} is not a multiaddr: {e}", truncate(s, 120)))
+            })?;
+            if !addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+                return Err(invalid(
+                    "p2p.bootstrap_peers",
+                    &peers_src,
+                    format!("{:?} does not end in /p2p/<peer id>", truncate(s, 120)),
+                ));
+            }
+            Ok(addr)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (validator_key_file, validator_key_src) = layers.str_or("validator_key_file", "validator_key.json");
     let (api, api_src) = layers.str_or("api.listen_addr", "127.0.0.1:26600");
     let api_listen_addr: SocketAddr =
@@ -473,14 +571,17 @@ pub fn from_str(
         bootstrap_peers,
         max_peers: layers.u64_or("p2p.max_peers", 50)? as usize,
         api_listen_addr,
-        api: api_config(&layers)?,
+        api: api_config(layers)?,
         cache_capacity_mb: layers.u64_or("storage.cache_capacity_mb", 64)?,
         retain_blocks: retain_blocks(&layers)?,
         max_data_bytes: layers.u64_or("storage.max_data_mb", 0)?.saturating_mul(1 << 20),
         min_free_bytes: layers.u64_or("storage.min_free_mb", DEFAULT_MIN_FREE_MB)?.saturating_mul(1 << 20),
         idle_summary_interval_ms: layers.u64_or("log.idle_summary_interval_ms", 60_000)?,
         empty_block_interval_ms: layers.u64_or("consensus.empty_block_interval_ms", 1000)?,
-        min_block_interval_ms: layers.u64_opt("consensus.min_block_interval_ms")?,
+        min_block_interval_ms: layers.u64_opt(
+            "consensus.min_block_interval_ms",
+            &format!("{} with >1 validator in the current set, else 0", crate::driver::DEFAULT_MIN_BLOCK_INTERVAL_MS),
+        )?,
         double_sign_watch_ms: layers
             .u64_or("consensus.double_sign_watch_ms", crate::driver::DEFAULT_DOUBLE_SIGN_WATCH_MS)?,
         build_txs_max: layers.u64_or("consensus.build_txs_max", crate::driver::DEFAULT_BUILD_TXS_MAX as u64)? as usize,
@@ -532,17 +633,19 @@ fn api_config(layers: &Layers) -> Result<crate::api::ApiConfig, ConfigError> {
     let rate = |key: &str, default: u32| -> Result<u32, ConfigError> {
         Ok(u32::try_from(layers.u64_or(key, u64::from(default))?).unwrap_or(u32::MAX))
     };
-    let unlimited_clients = match layers.values.get("api.unlimited_clients") {
-        Some((Value::List(items), src)) => items
-            .iter()
-            .map(|s| {
-                s.trim().parse::<std::net::IpAddr>().map_err(|e| {
-                    invalid("api.unlimited_clients", src, format!("{:?} is not an IP address: {e}", truncate(s, 120)))
-                })
+    let (clients, clients_src) = layers.list("api.unlimited_clients");
+    let unlimited_clients = clients
+        .iter()
+        .map(|s| {
+            s.trim().parse::<std::net::IpAddr>().map_err(|e| {
+                invalid(
+                    "api.unlimited_clients",
+                    &clients_src,
+                    format!("{:?} is not an IP address: {e}", truncate(s, 120)),
+                )
             })
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => Vec::new(),
-    };
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(crate::api::ApiConfig {
         connections_max: n("api.connections_max", d.connections_max)?,
         connections_per_client_max: n("api.connections_per_client_max", d.connections_per_client_max)?,
@@ -837,6 +940,66 @@ cache_capacity_mb = 16
 
     fn env_pairs(k: &str, v: &str) -> Vec<(String, String)> {
         vec![(k.to_string(), v.to_string())]
+    }
+
+    /// `config explain` cannot forget a key: every key in KEYS is read by `from_str` (so it has a recorded
+    /// value, default and origin), and setting any key by a flag shows that flag as its origin.
+    #[test]
+    fn explain_covers_every_key_with_its_origin() {
+        let dir = home_with("genesis_file = \"g.json\"\n");
+        let (_, settings) = explain(dir.path(), &[], &[]).unwrap();
+        assert_eq!(settings.len(), KEYS.len());
+        for (spec, s) in KEYS.iter().zip(&settings) {
+            assert_eq!(spec.name, s.key);
+            assert_ne!(s.origin, NOT_READ, "{} is declared in KEYS but from_str never reads it", s.key);
+            let expected = if s.key == "genesis_file" { "file" } else { "default" };
+            assert!(s.origin.starts_with(expected), "{}: {}", s.key, s.origin);
+        }
+        for s in &settings {
+            // The default's own value, given by a flag: valid for every kind of key.
+            let value = match s.key {
+                "consensus.min_block_interval_ms" => "40".to_string(),
+                _ => s.value.trim_start_matches('[').trim_end_matches(']').to_string(),
+            };
+            let flags = [Override::new(s.key, value.clone(), "--x")];
+            let (_, again) = explain(dir.path(), &[], &flags).unwrap_or_else(|e| panic!("{}={value}: {e}", s.key));
+            let got = again.iter().find(|a| a.key == s.key).unwrap();
+            assert_eq!(got.origin, "flag --x", "{}", s.key);
+        }
+    }
+
+    #[test]
+    fn explain_names_file_env_flag_and_default() {
+        let dir = home_with("genesis_file = \"g.json\"\nmoniker = \"alice\"\n[p2p]\nmax_peers = 5\n");
+        let env = env(&[("LEDGERD_MEMPOOL_MAX_TXS", "77"), ("LEDGERD_P2P_MAX_PEERS", "6")]);
+        let flags = [Override::parse_set("storage.retain_blocks=900").unwrap()];
+        let (c, settings) = explain(dir.path(), &env, &flags).unwrap();
+        let get = |k: &str| settings.iter().find(|s| s.key == k).unwrap().clone();
+        let file = dir.path().join("config.toml");
+        assert_eq!(get("moniker").origin, format!("file {}", file.display()));
+        assert_eq!((get("moniker").value.as_str(), get("moniker").default.as_str()), ("alice", "node"));
+        assert_eq!(get("p2p.max_peers").origin, "environment variable LEDGERD_P2P_MAX_PEERS");
+        assert_eq!((get("p2p.max_peers").value.as_str(), c.max_peers), ("6", 6));
+        assert_eq!(get("mempool.max_txs").value, "77");
+        assert_eq!(get("storage.retain_blocks").origin, "flag --set storage.retain_blocks");
+        let floor = get("storage.min_free_mb");
+        assert_eq!((floor.value, floor.default, floor.origin), ("256".into(), "256".into(), "default".into()));
+        let d = crate::api::ApiConfig::default();
+        assert_eq!(get("api.connections_max").default, d.connections_max.to_string());
+        let derived = get("consensus.min_block_interval_ms");
+        assert_eq!(derived.value, "unset");
+        assert!(derived.default.starts_with("40 with >1 validator"), "{derived:?}");
+        assert_eq!(get("p2p.bootstrap_peers").value, "[]");
+        assert_eq!(get("genesis_file").default, "(none)");
+    }
+
+    #[test]
+    fn explain_refuses_what_load_refuses() {
+        let dir = home_with("genesis_file = \"g\"\n[p2p]\nmax_peers = 0\n");
+        let a = load(dir.path(), &[], &[]).unwrap_err().to_string();
+        let b = explain(dir.path(), &[], &[]).unwrap_err().to_string();
+        assert_eq!(a, b);
+        assert!(a.contains("p2p.max_peers"), "{a}");
     }
 
     #[test]

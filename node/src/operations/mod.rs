@@ -1,7 +1,8 @@
-//! What an operator runs and configures: the configuration, key files, `ledgerd start` and
-//! `ledgerd localnet`.
+//! What an operator runs and configures: the configuration, key files, `ledgerd start`, `ledgerd
+//! localnet` and `ledgerd doctor`.
 
 pub mod config;
+pub mod doctor;
 pub mod housekeeping;
 pub mod keys;
 pub mod localnet;

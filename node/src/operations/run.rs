@@ -509,7 +509,8 @@ impl LegacySignerState {
     }
 }
 
-fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
+/// Read and validate the genesis file (bounded in size), with the path in every error.
+pub fn read_genesis(path: &Path) -> anyhow::Result<Genesis> {
     let len = std::fs::metadata(path).with_context(|| format!("cannot read genesis file {}", path.display()))?.len();
     if len > ledger_core::genesis::GENESIS_BYTES_MAX as u64 {
         anyhow::bail!(

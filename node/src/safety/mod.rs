@@ -78,6 +78,23 @@ pub fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, Safety
     }
 }
 
+/// Who holds the data directory's lock (`PID n` or `another process`), or `None` when nobody does (or there
+/// is no lock file). For read-only callers such as `ledgerd doctor`: it writes nothing and creates
+/// nothing; it takes a shared lock on the file for an instant to learn whether the exclusive one is held
+/// (a `ledgerd start` in that very instant is refused as if the home were in use, and can be run again).
+pub fn lock_held_by(data_dir: &std::path::Path) -> Option<String> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Some(lock_holder(&path)),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
 /// `PID n` from a held lock file, or `another process` when it holds no readable process id.
 fn lock_holder(path: &std::path::Path) -> String {
     let pid = read_bounded(path, 64).ok().flatten().and_then(|t| t.trim().parse::<u32>().ok());
