@@ -200,7 +200,7 @@ impl ApiClient {
         let a = self.get(&format!("/blocks/{height}"))?;
         match a.status {
             200 => Ok(a.body["hash"].as_str().map(str::to_string)),
-            404 => Ok(None),
+            404 | 410 => Ok(None),
             s => bail!("GET /blocks/{height} answered {s}: {}", a.body),
         }
     }
