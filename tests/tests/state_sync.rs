@@ -92,7 +92,12 @@ fn a_new_node_syncs_state_from_peers_and_a_lying_peer_is_caught_at_its_first_chu
         .ok_or_else(|| anyhow!("no height in {installed}"))?;
     assert!(base >= held.0 && base.is_multiple_of(INTERVAL), "installed at {base}, the liar held {held}");
     let below = net.nodes[full].api.get("/blocks/1")?;
-    assert_eq!((below.status, &below.body["error"]["code"]), (410, &serde_json::json!("pruned")), "no block below the snapshot: {}", below.body);
+    assert_eq!(
+        (below.status, &below.body["error"]["code"]),
+        (410, &serde_json::json!("pruned")),
+        "no block below the snapshot: {}",
+        below.body
+    );
     assert_eq!(net.nodes[full].api.block_hash(base)?, net.nodes[0].api.block_hash(base)?);
     for h in base..=tip {
         assert_eq!(net.nodes[full].api.block_hash(h)?, net.nodes[0].api.block_hash(h)?, "block {h}");

@@ -190,7 +190,14 @@ impl EventStream {
                     }
                 };
                 if chunk.is_empty() {
-                    self.replay_until = self.next_height - 1;
+                    // Committed heights up to `replay_until` are stored unless pruned meanwhile (the client
+                    // replayed slower than the retention window moved): say so rather than skip them.
+                    let message = format!(
+                        "block {} was pruned before this stream replayed it; reconnect from a height this node keeps",
+                        self.next_height
+                    );
+                    self.fail("pruned", &message);
+                    continue;
                 }
                 for (block, _) in chunk {
                     if block.height().0 > self.replay_until {

@@ -73,7 +73,12 @@ pub fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
         }
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            let meta = entry.metadata()?;
+            // sled removes blob files while the node runs: one gone since the listing counts as 0.
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             if meta.is_dir() {
                 walk(&entry.path(), depth + 1, total)?;
             } else if meta.is_file() {

@@ -63,14 +63,24 @@ fn main() -> Result<()> {
         ensure!((200..300).contains(&answer.status), "submit: {}", answer.body);
     }
     net.wait_height(0, args.min_height, STEP)?;
-    wait_for("validator 0 to prune block 1", STEP, || Ok((net.nodes[0].api.get("/blocks/1")?.status == 410).then_some(())))?;
+    wait_for("validator 0 to prune block 1", STEP, || {
+        Ok((net.nodes[0].api.get("/blocks/1")?.status == 410).then_some(()))
+    })?;
     let tip = net.nodes[0].api.height()?;
     let base = net.nodes[0].api.metric("ledger_base_height")?;
     eprintln!("chain at height {tip}; validators 0-2 keep bodies from {base}, validator 3 all");
 
     // A: state sync.
     let a = net.add_full_node()?;
-    net.add_start_args(a, &["--set".into(), "state_sync.enable=1".into(), "--set".into(), format!("state_sync.snapshot_interval={}", args.interval)]);
+    net.add_start_args(
+        a,
+        &[
+            "--set".into(),
+            "state_sync.enable=1".into(),
+            "--set".into(),
+            format!("state_sync.snapshot_interval={}", args.interval),
+        ],
+    );
     let started = Instant::now();
     net.start(a)?;
     let installed = wait_for("A to install a snapshot", STEP, || {
@@ -83,7 +93,8 @@ fn main() -> Result<()> {
     let join_s = started.elapsed().as_secs_f64();
     eprintln!("A: {installed}\nA: installed after {install_s:.1} s, at the tip {target} after {join_s:.1} s");
     let mut checked = 0;
-    for j in (0..10).chain(args.accounts - 10..args.accounts).chain((0..args.accounts).step_by(args.accounts / 50 + 1)) {
+    for j in (0..10).chain(args.accounts - 10..args.accounts).chain((0..args.accounts).step_by(args.accounts / 50 + 1))
+    {
         let path = format!("/accounts/{}", net.manifest.accounts[j].address.to_address_string());
         let (x, y) = (net.nodes[0].api.get(&path)?.body, net.nodes[a].api.get(&path)?.body);
         ensure!((&x["balance"], &x["nonce"]) == (&y["balance"], &y["nonce"]), "account {j}: {x} vs {y}");
@@ -104,7 +115,10 @@ fn main() -> Result<()> {
     let target_b = net.nodes[0].api.height()?;
     net.wait_height(b, target_b, STEP).with_context(|| net.nodes[b].log_tail(40))?;
     let block_sync_s = started.elapsed().as_secs_f64();
-    eprintln!("B: block sync from genesis to {target_b} in {block_sync_s:.1} s ({:.0} blocks/s)", target_b as f64 / block_sync_s);
+    eprintln!(
+        "B: block sync from genesis to {target_b} in {block_sync_s:.1} s ({:.0} blocks/s)",
+        target_b as f64 / block_sync_s
+    );
 
     let report = json!({
         "accounts_in_genesis": args.accounts,

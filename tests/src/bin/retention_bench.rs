@@ -1,0 +1,146 @@
+//! Disk size of a database under sustained commits with and without retention, without the network:
+//! blocks are built and committed straight into a `Storage` (one validator, real blocks, certificates and
+//! commits), and with `--retain N` the pruner's steps run after each commit until they are done, as the
+//! node's housekeeper does. Every `--sample` blocks it prints the live bytes (every key and value) next to
+//! the size sled keeps on disk, so a reader sees whether the space pruning frees is reused.
+//!
+//! `cargo run --release -p tests --bin retention_bench -- [--blocks 15000] [--txs 200] [--retain 1000]
+//! [--dir DIR] [--out FILE.json]`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ledger_core::state::{BlockTemplate, build_block};
+use ledger_core::{
+    CommitCertificate, CommitSig, Genesis, GenesisAccount, Height, Keypair, Parent, Round, Transaction, Validator,
+    Vote, VoteKind,
+};
+use node::storage::{Storage, StorageOptions};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 15_000)]
+    blocks: u64,
+    /// Transactions per block (one per sender).
+    #[arg(long, default_value_t = 200)]
+    txs: usize,
+    /// `storage.retain_blocks` (0: keep all).
+    #[arg(long, default_value_t = 1_000)]
+    retain: u64,
+    #[arg(long, default_value_t = 500)]
+    sample: u64,
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let tmp = match &args.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let validator = Keypair::from_seed(&[1; 32]);
+    let senders: Vec<Keypair> = (0..args.txs).map(|i| Keypair::from_seed(&sender_seed(i))).collect();
+    let recipient = Keypair::from_seed(&[9; 32]).public();
+    let genesis = Genesis {
+        chain_id: "retention-bench".into(),
+        genesis_time_ms: 1_000,
+        protocol_version: ledger_core::PROTOCOL_VERSION,
+        validators: vec![Validator { public_key: validator.public(), power: 10, moniker: "v0".into() }],
+        accounts: senders.iter().map(|k| GenesisAccount { address: k.public(), balance: u64::MAX / 1024 }).collect(),
+        params: ledger_core::ConsensusParams::default(),
+    };
+    genesis.validate().context("genesis")?;
+    let store = Storage::open(tmp.path(), StorageOptions::default())?;
+    store.init_genesis(&genesis)?;
+    let started = Instant::now();
+    let mut parent = (genesis.hash(), genesis.genesis_time_ms, None::<CommitCertificate>);
+    let mut samples = Vec::new();
+    let mut committed_txs = 0u64;
+    for h in 1..=args.blocks {
+        let txs: Vec<_> = senders
+            .iter()
+            .map(|k| {
+                Transaction {
+                    chain_id: genesis.chain_id.clone(),
+                    sender: k.public(),
+                    recipient,
+                    amount: 1,
+                    fee: 1,
+                    nonce: h - 1,
+                    expiry_height: u64::MAX,
+                    memo: String::new(),
+                }
+                .sign(k)
+            })
+            .collect();
+        let template = BlockTemplate {
+            parent: Parent {
+                height: Height(h - 1),
+                hash: parent.0,
+                timestamp_ms: parent.1,
+                chain_id: &genesis.chain_id,
+            },
+            proposer: validator.public(),
+            timestamp_ms: parent.1 + 1,
+            last_commit: parent.2.take(),
+            approvals: Vec::new(),
+            evidence: Vec::new(),
+        };
+        let tree = store.tree()?;
+        let gov = store.gov_state()?;
+        // Signatures count as checked (the mempool would have): this measures storage, not ed25519.
+        let built = build_block(&store, &tree, &gov, template, &genesis.params, txs, &|_| true)
+            .map_err(|e| anyhow::anyhow!("build block {h}: {e:?}"))?;
+        anyhow::ensure!(built.rejected.is_empty(), "rejected at {h}: {:?}", built.rejected);
+        let block = built.block;
+        let vote = Vote {
+            kind: VoteKind::Precommit,
+            height: block.height(),
+            round: Round(0),
+            block_hash: Some(block.hash()),
+            validator: validator.public(),
+        }
+        .sign(&genesis.chain_id, &validator);
+        let cert = CommitCertificate {
+            height: block.height(),
+            round: Round(0),
+            block_hash: block.hash(),
+            signatures: vec![CommitSig { validator_index: 0, signature: vote.signature }],
+        };
+        committed_txs += block.txs.len() as u64;
+        store.commit_block(&block, &cert, &built.changes)?;
+        parent = (block.hash(), block.header.timestamp_ms, Some(cert));
+        if args.retain > 0 {
+            let target = store.prune_target(args.retain)?;
+            while store.prune_step(target)?.more {}
+        }
+        if h % args.sample == 0 {
+            let on_disk = node::storage::disk::dir_bytes(tmp.path())?;
+            let s = serde_json::json!({
+                "height": h,
+                "txs": committed_txs,
+                "base": store.base_height()?.0,
+                "disk_bytes": on_disk,
+                "seconds": started.elapsed().as_secs_f64(),
+            });
+            eprintln!("{s}");
+            samples.push(s);
+        }
+    }
+    let report = serde_json::json!({ "blocks": args.blocks, "txs_per_block": args.txs, "retain": args.retain, "samples": samples });
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+fn sender_seed(i: usize) -> [u8; 32] {
+    let mut s = [7u8; 32];
+    s[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    s
+}
