@@ -337,7 +337,12 @@ fn config_explain(home: &Path, set: &[String], json: bool) -> anyhow::Result<()>
     let header =
         config::Setting { key: "KEY", value: "VALUE".into(), default: "DEFAULT".into(), origin: "ORIGIN".into() };
     let rows: Vec<&config::Setting> = std::iter::once(&header).chain(&settings).collect();
-    let width = |f: fn(&config::Setting) -> &str| rows.iter().map(|s| f(s).chars().count()).max().unwrap_or(0);
+    // A column is as wide as its widest cell up to COLUMN_MAX; a longer cell (a list of bootstrap peers)
+    // runs over on its own row rather than widening every row.
+    const COLUMN_MAX: usize = 40;
+    let width = |f: fn(&config::Setting) -> &str| {
+        rows.iter().map(|s| f(s).chars().count()).max().unwrap_or(0).min(COLUMN_MAX)
+    };
     let (wk, wv, wd) = (width(|s| s.key), width(|s| &s.value), width(|s| &s.default));
     let mut out = String::new();
     for s in rows {
