@@ -1126,7 +1126,12 @@ impl Driver {
         // Idle in round 0: the others hold their propose timeout back for the interval (`IdleHold`), so the
         // proposer waits the whole interval. With transactions that cannot apply yet, or in a later round,
         // the others' timeouts run as usual: propose within half of it.
-        let idle_round0 = round == Round(0) && self.shared.mempool().is_empty();
+        // A node that refuses transactions for its disk has an empty pool while the others may not: it is
+        // not idle in their eyes, so it proposes as in a later round.
+        let idle_round0 = {
+            let pool = self.shared.mempool();
+            round == Round(0) && pool.is_empty() && pool.disk_refusal().is_none()
+        };
         let empty_due = now >= self.last_commit_at + Duration::from_millis(self.opts.empty_block_interval_ms)
             || (waited_enough && !idle_round0);
         let min_interval = self.opts.min_block_interval_ms.unwrap_or(if self.shared.current_validators().len() > 1 {
