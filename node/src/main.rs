@@ -340,9 +340,8 @@ fn config_explain(home: &Path, set: &[String], json: bool) -> anyhow::Result<()>
     // A column is as wide as its widest cell up to COLUMN_MAX; a longer cell (a list of bootstrap peers)
     // runs over on its own row rather than widening every row.
     const COLUMN_MAX: usize = 40;
-    let width = |f: fn(&config::Setting) -> &str| {
-        rows.iter().map(|s| f(s).chars().count()).max().unwrap_or(0).min(COLUMN_MAX)
-    };
+    let width =
+        |f: fn(&config::Setting) -> &str| rows.iter().map(|s| f(s).chars().count()).max().unwrap_or(0).min(COLUMN_MAX);
     let (wk, wv, wd) = (width(|s| s.key), width(|s| &s.value), width(|s| &s.default));
     let mut out = String::new();
     for s in rows {
