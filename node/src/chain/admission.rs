@@ -109,6 +109,11 @@ impl TxGate {
                 refused.stateful = RecentSet::new(REFUSED_TXS_MAX);
             }
             let mempool = lock(pool);
+            // A node refusing transactions for its disk refuses relayed ones too: before any signature is
+            // checked, so a rebroadcast costs nothing (no blame: the peer did nothing wrong).
+            if mempool.disk_refusal().is_some() {
+                return Err(Verdict::Ignore(DropReason::NotAdmissible));
+            }
             for (i, tx) in (0u32..).zip(txs) {
                 let id = tx.id();
                 if refused.forged.contains(&id) {
@@ -302,6 +307,32 @@ mod tests {
             Verdict::Ignore(DropReason::NotAdmissible)
         );
         assert_eq!(pool.lock().expect("pool").len(), 2);
+    }
+
+    /// A node past its disk floor refuses relayed transactions before checking any signature, without
+    /// blaming the peer, and takes them again once the refusal is lifted.
+    #[test]
+    fn a_disk_refusing_node_ignores_gossiped_batches_before_their_signatures() {
+        let alice = Keypair::from_seed(&[1; 32]);
+        let bob = Keypair::from_seed(&[2; 32]);
+        let mut store = MemStore::new();
+        store.set_account(alice.public(), Account { balance: 1_000_000, nonce: 0 });
+        let pool = Mutex::new(Mempool::new(CHAIN, ConsensusParams::default(), Default::default()));
+        pool.lock().expect("pool").set_disk_refusal(Some(crate::storage::disk::DiskRefusal {
+            code: crate::storage::disk::DISK_FULL,
+            message: "full".into(),
+        }));
+        let gate = TxGate::default();
+        let mut spent = 0;
+        let batch = vec![transfer(&alice, &bob, 0)];
+        let got = gate.prepare_batch(&batch, &pool, &store, Height(0), &mut |_, n| {
+            spent += n;
+            true
+        });
+        assert_eq!(got.err(), Some(Verdict::Ignore(DropReason::NotAdmissible)));
+        assert_eq!(spent, 0, "no signature budget spent");
+        pool.lock().expect("pool").set_disk_refusal(None);
+        assert!(gate.prepare_batch(&batch, &pool, &store, Height(0), &mut |_, _| true).is_ok());
     }
 
     /// A block of 1,000 good transfers and one whose signature is another message's, built by a proposer
