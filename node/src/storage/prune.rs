@@ -11,7 +11,8 @@
 //!   transaction stays findable for up to one run, 65,536 transactions, beyond the window, answered
 //!   `pruned`); the **account-history index** loses the chunks that only hold positions below the base;
 //!   committed **evidence** markers go with their bodies.
-//! - Never pruned: the newest state snapshot's block (peers fetch it with the snapshot), validator sets,
+//! - Never pruned: the blocks from the oldest state snapshot held on (peers fetch its block with it and then
+//!   block-sync from the next height), validator sets,
 //!   the headers and certificates named by set transitions, accounts (the state is not history).
 //!
 //! Work is done in bounded steps ([`Storage::prune_step`]) by a background thread, never by the driver:
