@@ -4,6 +4,7 @@
 
 pub mod byzantine;
 pub mod chaos;
+pub mod direct_chain;
 pub mod fuzz;
 pub mod harness;
 pub mod load;

@@ -13,11 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ledger_core::state::{BlockTemplate, build_block};
-use ledger_core::{
-    CommitCertificate, CommitSig, Genesis, GenesisAccount, Height, Keypair, Parent, Round, Transaction, Validator,
-    Vote, VoteKind,
-};
+use ledger_core::{Genesis, GenesisAccount, Height, Keypair, Transaction, Validator};
 use node::storage::{Storage, StorageOptions};
 
 #[derive(Parser)]
@@ -67,7 +63,7 @@ fn measure(dir: &std::path::Path, blocks: u64, every: u64, queries: usize) -> Re
     store.init_genesis(&genesis)?;
     let started = Instant::now();
     let mut nonce = 0;
-    let mut parent = (genesis.hash(), genesis.genesis_time_ms, None::<CommitCertificate>);
+    let mut chain = tests::direct_chain::DirectChain::new(genesis.clone(), validator);
     for h in 1..=blocks {
         let txs = if h % every == 0 {
             nonce += 1;
@@ -87,41 +83,7 @@ fn measure(dir: &std::path::Path, blocks: u64, every: u64, queries: usize) -> Re
         } else {
             Vec::new()
         };
-        let template = BlockTemplate {
-            parent: Parent {
-                height: Height(h - 1),
-                hash: parent.0,
-                timestamp_ms: parent.1,
-                chain_id: &genesis.chain_id,
-            },
-            proposer: validator.public(),
-            timestamp_ms: parent.1 + 1,
-            last_commit: parent.2.take(),
-            approvals: Vec::new(),
-            evidence: Vec::new(),
-        };
-        let tree = store.tree()?;
-        let gov = store.gov_state()?;
-        let built = build_block(&store, &tree, &gov, template, &genesis.params, txs, &|_| false)
-            .map_err(|e| anyhow::anyhow!("build block {h}: {e:?}"))?;
-        anyhow::ensure!(built.rejected.is_empty(), "rejected at {h}: {:?}", built.rejected);
-        let block = built.block;
-        let vote = Vote {
-            kind: VoteKind::Precommit,
-            height: block.height(),
-            round: Round(0),
-            block_hash: Some(block.hash()),
-            validator: validator.public(),
-        }
-        .sign(&genesis.chain_id, &validator);
-        let cert = CommitCertificate {
-            height: block.height(),
-            round: Round(0),
-            block_hash: block.hash(),
-            signatures: vec![CommitSig { validator_index: 0, signature: vote.signature }],
-        };
-        store.commit_block(&block, &cert, &built.changes)?;
-        parent = (block.hash(), block.header.timestamp_ms, Some(cert));
+        chain.commit_next(&store, txs, false)?;
     }
     let build_s = started.elapsed().as_secs_f64();
     let tip = store.latest_height()?;

@@ -12,11 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ledger_core::state::{BlockTemplate, build_block};
-use ledger_core::{
-    CommitCertificate, CommitSig, Genesis, GenesisAccount, Height, Keypair, Parent, Round, Transaction, Validator,
-    Vote, VoteKind,
-};
+use ledger_core::{Genesis, GenesisAccount, Keypair, Transaction, Validator};
 use node::storage::{Storage, StorageOptions};
 
 #[derive(Parser)]
@@ -58,7 +54,7 @@ fn main() -> Result<()> {
     let store = Storage::open(tmp.path(), StorageOptions::default())?;
     store.init_genesis(&genesis)?;
     let started = Instant::now();
-    let mut parent = (genesis.hash(), genesis.genesis_time_ms, None::<CommitCertificate>);
+    let mut chain = tests::direct_chain::DirectChain::new(genesis.clone(), validator);
     let mut samples = Vec::new();
     let mut committed_txs = 0u64;
     for h in 1..=args.blocks {
@@ -78,43 +74,9 @@ fn main() -> Result<()> {
                 .sign(k)
             })
             .collect();
-        let template = BlockTemplate {
-            parent: Parent {
-                height: Height(h - 1),
-                hash: parent.0,
-                timestamp_ms: parent.1,
-                chain_id: &genesis.chain_id,
-            },
-            proposer: validator.public(),
-            timestamp_ms: parent.1 + 1,
-            last_commit: parent.2.take(),
-            approvals: Vec::new(),
-            evidence: Vec::new(),
-        };
-        let tree = store.tree()?;
-        let gov = store.gov_state()?;
         // Signatures count as checked (the mempool would have): this measures storage, not ed25519.
-        let built = build_block(&store, &tree, &gov, template, &genesis.params, txs, &|_| true)
-            .map_err(|e| anyhow::anyhow!("build block {h}: {e:?}"))?;
-        anyhow::ensure!(built.rejected.is_empty(), "rejected at {h}: {:?}", built.rejected);
-        let block = built.block;
-        let vote = Vote {
-            kind: VoteKind::Precommit,
-            height: block.height(),
-            round: Round(0),
-            block_hash: Some(block.hash()),
-            validator: validator.public(),
-        }
-        .sign(&genesis.chain_id, &validator);
-        let cert = CommitCertificate {
-            height: block.height(),
-            round: Round(0),
-            block_hash: block.hash(),
-            signatures: vec![CommitSig { validator_index: 0, signature: vote.signature }],
-        };
+        let block = chain.commit_next(&store, txs, true)?;
         committed_txs += block.txs.len() as u64;
-        store.commit_block(&block, &cert, &built.changes)?;
-        parent = (block.hash(), block.header.timestamp_ms, Some(cert));
         if args.retain > 0 {
             let target = store.prune_target(args.retain)?;
             while store.prune_step(target)?.more {}
