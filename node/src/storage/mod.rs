@@ -1,5 +1,8 @@
 //! Durable chain storage on sled 0.34.
 //!
+//! Two sled databases: the main one (below) and the archive ([`ARCHIVE_DIR`]), where pruning moves what it
+//! keeps of a pruned height, so that what only grows does not share sled's log with what is removed.
+//!
 //! Everything lives in ONE sled tree, `chain`, under one-byte key prefixes, so that a committed block (its
 //! bytes, certificate, hash index, tx index run, account-history delta (see [`addrindex`]), evidence index,
 //! new height and, at a state checkpoint, every account changed since the last one with the state height) is
@@ -118,6 +121,45 @@ pub const CERT_BYTES_MAX: usize = 64 * 1024;
 /// Largest header stored without its block.
 const HEADER_BYTES_MAX: usize = 64 * 1024;
 
+/// The archive: a second sled database, in this subdirectory of the database's directory, that holds what
+/// pruning keeps of a pruned height (its header under `H`, its certificate under `c`, its block-hash index
+/// entry under `h`, the same keys and sealed values as in the main database). Why apart: sled 0.34 does not
+/// reclaim the space of removed keys once its log also holds keys that only ever grow (measured with
+/// `sled_space`: bodies removed beside headers kept grew without bound; either alone stays flat). So the main
+/// database holds what is rewritten or removed (the window of blocks, indexes, accounts) and the archive
+/// what only grows, and each stays near its live size.
+pub const ARCHIVE_DIR: &str = "archive";
+/// The archive is read only for pruned heights: a small page cache.
+const ARCHIVE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// sled's segment size for a new main database (its default is 512 KiB). sled writes a value larger than a
+/// quarter of a segment, and a tree node holding such values (a leaf holds up to 16 keys), to a blob file of its
+/// own, and measured here it never deleted the blob of a leaf whose keys were all removed later (pruned
+/// bodies, merged index runs): with 512 KiB segments the blob files grew without bound under retention. With
+/// 8 MiB segments nodes stay in the log, whose segments sled does clean (`retention_bench`: flat at 71-78 MB
+/// over 6,000 blocks of 300 transactions with 256 kept, against 687 MB and growing).
+pub const MAIN_SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// The segment size to open the main database with: the one it was created with (sled refuses another, and
+/// records it in its `conf` file), or [`MAIN_SEGMENT_BYTES`] for a new database. A `conf` that cannot be read
+/// or parsed is left to sled, which refuses it with its own error.
+fn segment_size_of(dir: &Path) -> usize {
+    // `segment_size: N` lines, then a binary checksum (so not UTF-8 as a whole). sled's `conf` is ~60 bytes;
+    // read at most 4 KiB of whatever is there.
+    let mut conf = Vec::new();
+    let read = std::fs::File::open(dir.join("conf"))
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut conf));
+    if read.is_err() {
+        return MAIN_SEGMENT_BYTES;
+    }
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|v| v.is_power_of_two() && (256..=1 << 24).contains(v))
+        .unwrap_or(MAIN_SEGMENT_BYTES)
+}
+
 /// Storage failure. `Corrupt` means the data on disk cannot be trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -163,6 +205,9 @@ pub use crate::txindex::TxLocation;
 pub struct Storage {
     db: sled::Db,
     chain: sled::Tree,
+    /// The archive ([`ARCHIVE_DIR`]): headers, certificates and block-hash index entries of pruned heights.
+    archive_db: sled::Db,
+    archive: sled::Tree,
     opts: StorageOptions,
     /// Shared by every clone: one cache per database.
     accounts: Arc<Mutex<AccountCache>>,
@@ -358,11 +403,19 @@ impl Storage {
     }
 
     fn open_inner(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
-        let db = sled::Config::new().path(dir).cache_capacity(opts.cache_capacity_bytes).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(opts.cache_capacity_bytes)
+            .segment_size(segment_size_of(dir))
+            .open()?;
         let chain = db.open_tree("chain")?;
+        let archive_db = sled::Config::new().path(dir.join(ARCHIVE_DIR)).cache_capacity(ARCHIVE_CACHE_BYTES).open()?;
+        let archive = archive_db.open_tree("chain")?;
         let store = Storage {
             db,
             chain,
+            archive_db,
+            archive,
             opts,
             accounts: Arc::new(Mutex::new(AccountCache::default())),
             tx_runs: Arc::new(RwLock::new(RunList::default())),
@@ -622,7 +675,7 @@ impl Storage {
     pub fn header(&self, height: Height) -> Result<Option<ledger_core::BlockHeader>, StorageError> {
         let k = height_key(prefix::BLOCK, height);
         let Some(raw) = self.chain.get(k)? else {
-            return self.get_decoded(&height_key(prefix::HEADER, height), HEADER_BYTES_MAX);
+            return self.get_kept(&height_key(prefix::HEADER, height), HEADER_BYTES_MAX);
         };
         let mut bytes = unseal(&k, &raw)?;
         <ledger_core::BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
@@ -632,11 +685,28 @@ impl Storage {
 
     /// The certificate that committed the block at `height`.
     pub fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, StorageError> {
-        self.get_decoded(&height_key(prefix::CERT, height), CERT_BYTES_MAX)
+        self.get_kept(&height_key(prefix::CERT, height), CERT_BYTES_MAX)
     }
 
     pub fn height_of(&self, block_hash: &Hash) -> Result<Option<Height>, StorageError> {
-        self.get_decoded(&hash_key(prefix::HASH_TO_HEIGHT, &block_hash.0), 8)
+        self.get_kept(&hash_key(prefix::HASH_TO_HEIGHT, &block_hash.0), 8)
+    }
+
+    /// A header-only, certificate or block-hash value: from the main database, else from the archive (where
+    /// pruning moves them; it writes the archive before it removes them here, so a value moved meanwhile is
+    /// found in one or the other).
+    fn get_kept<T: borsh::BorshSerialize + borsh::BorshDeserialize>(
+        &self,
+        key: &[u8],
+        max: usize,
+    ) -> Result<Option<T>, StorageError> {
+        if let Some(v) = self.get_decoded(key, max)? {
+            return Ok(Some(v));
+        }
+        let Some(raw) = self.archive.get(key)? else {
+            return Ok(None);
+        };
+        encoding::decode(unseal(key, &raw)?, max).map(Some).map_err(|e| corrupt(key, e.to_string()))
     }
 
     /// Where the committed transaction `id` is: one chunk read per index run, newest run first.
@@ -925,6 +995,7 @@ impl Storage {
 
     /// Flush everything written so far.
     pub fn flush(&self) -> Result<(), StorageError> {
+        self.archive_db.flush()?;
         self.db.flush()?;
         Ok(())
     }
@@ -1282,6 +1353,31 @@ pub(crate) mod tests {
         assert!(text.contains("tried to serialize Uninitialized") && text.contains("ledgerd reset-data"), "{text}");
         // The default hook is back afterwards, and results pass through unchanged.
         assert_eq!(catch_panics(dir, || Ok(7)).unwrap(), 7);
+    }
+
+    /// A database created before [`MAIN_SEGMENT_BYTES`] (with sled's default segments) opens with the segment
+    /// size it was made with (sled refuses another); a new one gets the larger segments.
+    #[test]
+    fn databases_keep_the_segment_size_they_were_created_with() {
+        let old = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new().path(old.path()).open().unwrap();
+            db.open_tree("chain").unwrap().insert(b"k", b"v").unwrap();
+            db.flush().unwrap();
+        }
+        assert_eq!(segment_size_of(old.path()), 512 * 1024);
+        let chain = TestChain::new();
+        let store = open(old.path());
+        store.init_genesis(&chain.genesis).unwrap();
+        chain.commit_next(&store, vec![chain.transfer(0, 1)]);
+        drop(store);
+        let fresh = tempfile::tempdir().unwrap();
+        assert_eq!(segment_size_of(fresh.path()), MAIN_SEGMENT_BYTES);
+        drop(open(fresh.path()));
+        assert_eq!(segment_size_of(fresh.path()), MAIN_SEGMENT_BYTES, "recorded in sled's conf");
+        // A damaged conf is left to sled (which refuses a segment size that is not its own).
+        std::fs::write(fresh.path().join("conf"), "segment_size: 12345\n").unwrap();
+        assert_eq!(segment_size_of(fresh.path()), MAIN_SEGMENT_BYTES);
     }
 
     #[test]

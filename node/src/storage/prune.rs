@@ -2,9 +2,11 @@
 //!
 //! What is kept and what goes, for a window of `retain` blocks (`storage.retain_blocks`):
 //! - **Bodies** (the transactions) of heights below the window are removed. The header of each pruned height
-//!   moves to a header-only key (`H`), so headers and **commit certificates stay for every height**: they
-//!   are ~0.3 KiB + ~70 B per validator a block, light clients and the wallet walk them, and
-//!   `/blocks/{h}/commit` keeps answering. The block-hash index stays with them.
+//!   moves to a header-only key (`H`) in the archive database ([`super::ARCHIVE_DIR`]) with its certificate
+//!   and block-hash index entry, so headers and **commit certificates stay for every height**: they are
+//!   ~0.3 KiB + ~70 B per validator a block, light clients and the wallet walk them, and
+//!   `/blocks/{h}/commit` keeps answering. The archive is written and flushed before the batch that removes
+//!   them from the main database.
 //! - The **base** (`META_BASE`, the lowest height with a body, as after a state sync) rises with each step,
 //!   in the same atomic batch that removes the bodies: a crash mid-prune leaves a consistent database.
 //! - The **transaction index** loses whole runs once every entry of a run is below the base (so a
@@ -25,7 +27,9 @@ use std::sync::MutexGuard;
 use ledger_core::{BlockHeader, Height, encoding};
 
 use super::snapshot::META_BASE;
-use super::{Storage, StorageError, addrindex, corrupt, evidence_key, height_key, prefix, seal, txindex, unseal};
+use super::{
+    Storage, StorageError, addrindex, corrupt, evidence_key, hash_key, height_key, prefix, seal, txindex, unseal,
+};
 
 /// Heights whose bodies one step removes (one atomic batch).
 pub const PRUNE_BATCH_BLOCKS: u64 = 64;
@@ -108,9 +112,12 @@ impl Storage {
         Ok(PruneStep { history_chunks, more, ..PruneStep::default() })
     }
 
-    /// Remove the bodies of `from..to` (keeping their headers) and raise the base to `to`, in one batch.
+    /// Remove the bodies of `from..to` and raise the base to `to`, in one batch; their headers, certificates
+    /// and block-hash index entries move to the archive first (written and flushed before the batch, so a
+    /// crash in between leaves copies in both places, which readers and the next step take as they are).
     fn prune_bodies(&self, from: Height, to: Height) -> Result<u64, StorageError> {
         let mut batch = sled::Batch::default();
+        let mut archived = sled::Batch::default();
         let mut n = 0;
         for h in from.0..to.0 {
             let k = height_key(prefix::BLOCK, Height(h));
@@ -119,13 +126,27 @@ impl Storage {
             let header = <BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
                 .map_err(|e| corrupt(&k, e.to_string()))?;
             let hk = height_key(prefix::HEADER, Height(h));
-            batch.insert(&hk[..], seal(&hk, &encoding::encode(&header)));
+            archived.insert(&hk[..], seal(&hk, &encoding::encode(&header)));
+            let ck = height_key(prefix::CERT, Height(h));
+            if let Some(cert) = self.chain.get(ck)? {
+                unseal(&ck, &cert)?;
+                archived.insert(&ck[..], cert);
+                batch.remove(&ck[..]);
+            }
+            let ik = hash_key(prefix::HASH_TO_HEIGHT, &header.hash().0);
+            if let Some(index) = self.chain.get(ik)? {
+                unseal(&ik, &index)?;
+                archived.insert(&ik[..], index);
+                batch.remove(&ik[..]);
+            }
             batch.remove(&k[..]);
             n += 1;
         }
         for item in self.chain.range(evidence_key(from, 0)..evidence_key(to, 0)).keys() {
             batch.remove(item?);
         }
+        self.archive.apply_batch(archived)?;
+        self.archive_db.flush()?;
         batch.insert(META_BASE, seal(META_BASE, &encoding::encode(&to)));
         self.chain.apply_batch(batch)?;
         Ok(n)
@@ -317,6 +338,19 @@ mod tests {
             assert_eq!(store.height_of(&hashes[h as usize - 1]).unwrap(), Some(Height(h)));
         }
         assert!(store.block(target).unwrap().is_some());
+        // What a pruned height keeps lives in the archive, not in the main database (where sled would not
+        // reclaim the space around it); the window's certificates stay in the main one.
+        for h in [1u64, 200] {
+            let ck = height_key(prefix::CERT, Height(h));
+            let ik = hash_key(prefix::HASH_TO_HEIGHT, &hashes[h as usize - 1].0);
+            let hk = height_key(prefix::HEADER, Height(h));
+            for k in [&ck[..], &ik[..], &hk[..]] {
+                assert!(store.chain.get(k).unwrap().is_none(), "height {h}: {k:?} left in the main database");
+                assert!(store.archive.get(k).unwrap().is_some(), "height {h}: {k:?} not in the archive");
+            }
+        }
+        assert!(store.chain.get(height_key(prefix::CERT, target)).unwrap().is_some());
+        assert!(store.archive.get(height_key(prefix::CERT, target)).unwrap().is_none());
         // Transactions in the window are found; below it, at most one run's worth lingers.
         for (i, id) in ids.iter().enumerate().skip(200) {
             assert_eq!(store.tx_location(id).unwrap().unwrap().height, Height(i as u64 + 1));
@@ -335,6 +369,11 @@ mod tests {
         let store = open(dir.path());
         assert_eq!(store.verify_tail(&chain.genesis, 100_000).unwrap(), tip);
         assert_eq!(store.base_height().unwrap(), target);
+        for h in [1u64, 200] {
+            assert_eq!(store.header(Height(h)).unwrap().unwrap().hash(), hashes[h as usize - 1], "after reopen");
+            assert!(store.certificate(Height(h)).unwrap().is_some());
+            assert_eq!(store.height_of(&hashes[h as usize - 1]).unwrap(), Some(Height(h)));
+        }
         // Commits go on after pruning.
         chain.commit_next(&store, vec![chain.transfer_to(nonce, 1, 2)]);
         assert_eq!(prune_all(&store, Height(250)).bodies, 49);

@@ -83,11 +83,13 @@ fn main() -> Result<()> {
         }
         if h % args.sample == 0 {
             let on_disk = node::storage::disk::dir_bytes(tmp.path())?;
+            let archive = node::storage::disk::dir_bytes(&tmp.path().join(node::storage::ARCHIVE_DIR))?;
             let s = serde_json::json!({
                 "height": h,
                 "txs": committed_txs,
                 "base": store.base_height()?.0,
                 "disk_bytes": on_disk,
+                "archive_bytes": archive,
                 "seconds": started.elapsed().as_secs_f64(),
             });
             eprintln!("{s}");
