@@ -84,12 +84,7 @@ fn a_new_node_syncs_state_from_peers_and_a_lying_peer_is_caught_at_its_first_chu
     assert!(installed.contains("bad_chunks=1"), "{installed}");
 
     // The snapshot's height, and no block below it.
-    let base: u64 = installed
-        .split("height=")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("no height in {installed}"))?;
+    let base = log_field(&installed, "height")?;
     assert!(base >= held.0 && base.is_multiple_of(INTERVAL), "installed at {base}, the liar held {held}");
     let below = net.nodes[full].api.get("/blocks/1")?;
     assert_eq!(
@@ -111,4 +106,101 @@ fn a_new_node_syncs_state_from_peers_and_a_lying_peer_is_caught_at_its_first_chu
     }
     eprintln!("join time (start to snapshot installed): {:.1} s", join_time.as_secs_f64());
     Ok(())
+}
+
+/// A node that fell behind every peer's retention window. One validator keeps 256 blocks and a snapshot
+/// every 100 (at ~30 blocks a second, so a snapshot is held for seconds, long enough to be fetched); a full node with `state_sync.enable = 1` follows it, stops, and is restarted once the
+/// validator has pruned the block after the full node's tip. Block sync cannot bring it back; at start it
+/// must find that out, state-sync into a fresh database, swap it in (keeping the old one beside it), and
+/// catch up to the same chain and balances. Without state sync it stays where it is and says why. A
+/// restart while block sync can go on changes nothing.
+#[test]
+fn a_node_behind_every_peers_window_state_syncs_at_start_and_keeps_its_old_database() -> Result<()> {
+    let mut net = Localnet::create(1, 1_000)?;
+    let fast = [
+        "--set".to_string(),
+        "consensus.empty_block_interval_ms=5".into(),
+        "--set".into(),
+        "storage.retain_blocks=256".into(),
+        "--set".into(),
+        "state_sync.snapshot_interval=100".into(),
+    ];
+    net.add_start_args(0, &fast);
+    net.start(0)?;
+    net.wait_height(0, 2, STEP)?;
+    let full = net.add_full_node()?;
+    net.add_start_args(
+        full,
+        &["--set".into(), "state_sync.enable=1".into(), "--set".into(), "state_sync.discovery_timeout_ms=3000".into()],
+    );
+    net.start(full)?;
+    net.wait_height(full, net.nodes[0].api.height()?, STEP).with_context(|| net.nodes[full].log_tail(30))?;
+
+    // A restart inside the window: block sync goes on, the database stays.
+    net.stop(full, STEP)?;
+    net.start(full)?;
+    wait_for("the restarted node to decide about state sync", STEP, || {
+        Ok(net.nodes[full].log_lines("state sync not needed").into_iter().next())
+    })
+    .with_context(|| net.nodes[full].log_tail(30))?;
+    net.wait_height(full, net.nodes[0].api.height()?, STEP)?;
+    let data = net.nodes[full].home.join("data");
+    let replaced = |d: &std::path::Path| -> Result<Vec<String>> {
+        Ok(std::fs::read_dir(d)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("db.replaced-"))
+            .collect())
+    };
+    assert!(replaced(&data)?.is_empty(), "nothing replaced inside the window");
+
+    // Fall behind the window: stop, and wait until the validator serves no block after our tip.
+    let seen = net.nodes[full].api.height()?;
+    net.stop(full, STEP)?;
+    let behind = net.nodes[0].api.height()?;
+    let pruned_past = wait_for("the validator to prune past the stopped node", STEP, || {
+        let base = net.nodes[0].api.metric("ledger_base_height")?;
+        Ok((base as u64 > behind + 1).then_some(base as u64))
+    })?;
+    eprintln!("full node stopped at {behind}; the validator's base is now {pruned_past}");
+    // Without state sync it cannot catch up, and says why.
+    net.start_once(full, &["--set".into(), "state_sync.enable=0".into()])?;
+    let warned = wait_for("the node to say its peers pruned what it needs", STEP, || {
+        Ok(net.nodes[full].log_lines("has likely pruned it").into_iter().next())
+    })
+    .with_context(|| net.nodes[full].log_tail(30))?;
+    assert!(warned.contains("state_sync.enable = 1"), "{warned}");
+    assert!(net.nodes[full].api.height()? <= behind, "no block sync past a pruned window");
+    net.stop(full, STEP)?;
+    net.start(full)?;
+    let line = wait_for("the node to replace its database", STEP, || {
+        Ok(net.nodes[full].log_lines("behind every peer's retention window").into_iter().next())
+    })
+    .with_context(|| net.nodes[full].log_lines("state sync").join("\n"))?;
+    eprintln!("{line}");
+    let old_tip = log_field(&line, "tip")?;
+    assert!((seen..=behind).contains(&old_tip), "the old tip {old_tip} is where the node stopped ({seen}..={behind})");
+    let tip = net.nodes[0].api.height()?;
+    net.wait_height(full, tip, STEP).with_context(|| net.nodes[full].log_tail(40))?;
+    for h in [pruned_past + 1, tip] {
+        assert_eq!(net.nodes[full].api.block_hash(h)?, net.nodes[0].api.block_hash(h)?, "block {h}");
+    }
+    // The old database is kept beside the new one, with its blocks.
+    assert_eq!(replaced(&data)?, vec![format!("db.replaced-{old_tip}")]);
+    assert!(!data.join("db.incoming").exists());
+    for j in [0, 1, 999] {
+        let path = format!("/accounts/{}", net.manifest.accounts[j].address.to_address_string());
+        let (a, b) = (net.nodes[0].api.get(&path)?.body, net.nodes[full].api.get(&path)?.body);
+        assert_eq!((&a["balance"], &a["nonce"]), (&b["balance"], &b["nonce"]), "account {j}: {a} vs {b}");
+    }
+    Ok(())
+}
+
+/// The number logged as `name=N` in a log line.
+fn log_field(line: &str, name: &str) -> Result<u64> {
+    line.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("no {name} in {line}"))
 }

@@ -78,6 +78,8 @@ const CATCHING_UP_AFTER: Duration = Duration::from_millis(500);
 const SYNC_PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 /// How long to wait for a sync response before asking another peer.
 const SYNC_RETRY: Duration = Duration::from_secs(2);
+/// At most one warning this often that peers ahead serve no block after the tip (they pruned it).
+const PRUNED_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Why the driver stopped.
 #[derive(Debug, thiserror::Error)]
@@ -496,6 +498,8 @@ pub struct Driver {
     resend: u32,
     /// Re-sent consensus messages, for the debug log.
     resent_total: u64,
+    /// When the last warning that a peer ahead served no block (pruned) was logged.
+    pruned_warned: Option<Instant>,
     /// Connected peers (from the network's events).
     connected: BTreeSet<PeerId>,
     /// Since when the node has been behind its peers, if it is.
@@ -595,6 +599,7 @@ impl Driver {
             last_regossip_at: Instant::now(),
             resend: (now_ms() / 1000) as u32,
             resent_total: 0,
+            pruned_warned: None,
             connected: BTreeSet::new(),
             behind_since: None,
             catch_up: None,
@@ -853,7 +858,9 @@ impl Driver {
     /// The catch-up's progress (`None` when not catching up), logged every few seconds while it lasts.
     fn sync_progress(&mut self, catching_up: bool, now: Instant) -> Option<SyncProgress> {
         if !catching_up {
-            if let Some((since, from, _)) = self.catch_up.take() {
+            if let Some((since, from, _)) = self.catch_up.take()
+                && self.consensus.height().0.saturating_sub(1) > from.0
+            {
                 let committed = Height(self.consensus.height().0.saturating_sub(1));
                 tracing::info!(
                     height = %committed,
@@ -938,8 +945,18 @@ impl Driver {
             }
         };
         if blocks.is_empty() {
+            let tip = self.shared.storage.latest_height()?;
+            // Peers said they are ahead by more than the race with the fastest one, and this one has no block
+            // after our tip: it pruned it. Block sync cannot help if every peer did.
+            if self.sync.target > tip.next() && self.pruned_warned.is_none_or(|t| t.elapsed() >= PRUNED_WARN_EVERY) {
+                self.pruned_warned = Some(Instant::now());
+                tracing::warn!(
+                    %peer, from = %tip.next(), peers_at = %self.sync.target,
+                    "a peer ahead of this node has no block after its tip: it has likely pruned it (storage.retain_blocks); if no peer serves it, restart with state_sync.enable = 1 (the node then installs a snapshot) or add a peer that keeps every block"
+                );
+            }
             // The peer has nothing above our tip: forget the hint it gave.
-            self.sync.target = self.sync.target.min(self.shared.storage.latest_height()?);
+            self.sync.target = self.sync.target.min(tip);
         }
         for (block, cert) in blocks {
             let height = self.consensus.height();

@@ -13,6 +13,10 @@
 //! The sync runs on a network instance of its own that forwards no gossip; it is shut down before the node
 //! starts its real one on the same address. When no peer offers a snapshot within the discovery timeout,
 //! or no offered snapshot can be fetched, the node falls back to block sync from genesis.
+//!
+//! A node that has a chain but has fallen behind every peer's retention window (its peers hold snapshots
+//! above its tip and serve no block after it) cannot catch up by block sync. [`run_if_pruned_past`] finds
+//! that out at start and installs the newest snapshot into a fresh database, which the caller swaps in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,7 +30,7 @@ use libp2p::PeerId;
 use crate::p2p::{self, GossipValidator, NetworkConfig, NetworkHandle, Validation};
 use crate::storage::Storage;
 use crate::storage::snapshot::CHUNK_ACCOUNTS_MAX;
-use crate::wire::{GossipMessage, SnapshotRequest, SnapshotResponse};
+use crate::wire::{GossipMessage, SnapshotRequest, SnapshotResponse, SyncRequest};
 
 /// `[state_sync]` settings.
 #[derive(Clone, Debug)]
@@ -59,6 +63,87 @@ pub enum Outcome {
     Installed { height: Height, accounts: usize, chunks: usize, bad_chunks: usize, elapsed: Duration },
     /// No usable snapshot: block-sync from genesis.
     NoSnapshot(String),
+}
+
+/// What a start with a chain found out about its peers' windows ([`run_if_pruned_past`]).
+#[derive(Debug)]
+pub enum Behind {
+    /// Block sync can go on from the tip (why, for the log).
+    No(String),
+    /// Every peer that answered has pruned the block after the tip; the newest snapshot was installed into
+    /// the fresh database given.
+    Installed { tip: Height, height: Height, accounts: usize, elapsed: Duration },
+    /// Every peer that answered has pruned the block after the tip, and no snapshot could be installed.
+    Failed { tip: Height, why: String },
+}
+
+/// For a node whose database holds a chain: ask the peers for their snapshots and, from those holding one
+/// above the tip, for the block after the tip. When peers hold snapshots above the tip and none of those that
+/// answer serves that block (they pruned it), state-sync into `incoming` (an empty database); otherwise
+/// leave everything as it is. `storage` serves the peers meanwhile.
+pub async fn run_if_pruned_past(
+    genesis: &Genesis,
+    storage: &Storage,
+    incoming: &Storage,
+    net: NetworkConfig,
+    opts: &StateSyncOptions,
+) -> Behind {
+    let tip = match storage.latest_height() {
+        Ok(t) => t,
+        Err(e) => return Behind::No(format!("cannot read the tip: {e}")),
+    };
+    let (handle, mut events, task) = match p2p::spawn(net, Arc::new(NoGossip), Arc::new(storage.clone())) {
+        Ok(n) => n,
+        Err(e) => return Behind::No(format!("cannot start the network to ask peers: {e}")),
+    };
+    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let outcome = match pruned_past(&handle, tip, opts).await {
+        Ok(None) => match sync(genesis, incoming, &handle, opts).await {
+            Ok(Outcome::Installed { height, accounts, elapsed, .. }) => {
+                Behind::Installed { tip, height, accounts, elapsed }
+            }
+            Ok(Outcome::NoSnapshot(why)) => Behind::Failed { tip, why },
+            Err(e) => Behind::Failed { tip, why: format!("{e:#}") },
+        },
+        Ok(Some(why)) => Behind::No(why),
+        Err(e) => Behind::No(format!("{e:#}")),
+    };
+    handle.shutdown().await;
+    let _ = task.await;
+    drain.abort();
+    outcome
+}
+
+/// `None` when the peers holding snapshots above `tip` all refuse the block after it (pruned); otherwise why
+/// block sync can go on.
+async fn pruned_past(net: &NetworkHandle, tip: Height, opts: &StateSyncOptions) -> anyhow::Result<Option<String>> {
+    let offers = offers(net, opts.discovery_timeout, &BTreeSet::new()).await?;
+    let above: Vec<PeerId> =
+        offers.iter().filter(|(_, heights)| heights.iter().any(|h| *h > tip)).map(|(p, _)| *p).collect();
+    if above.is_empty() {
+        return Ok(Some(format!("no peer holds a snapshot above height {tip}")));
+    }
+    let mut refused = 0;
+    for peer in above {
+        let request = SyncRequest { from_height: tip.next(), max_count: 1 };
+        match tokio::time::timeout(REQUEST_TIMEOUT, net.request_blocks(peer, request)).await {
+            Ok(Ok(r)) if !r.blocks.is_empty() => {
+                return Ok(Some(format!("peer {peer} serves block {}", tip.next())));
+            }
+            // A peer whose snapshot is above our tip has that block unless it pruned it.
+            Ok(Ok(_)) => refused += 1,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "asking a peer for the block after the tip failed"),
+            Err(_) => tracing::debug!(%peer, "asking a peer for the block after the tip timed out"),
+        }
+    }
+    if refused == 0 {
+        return Ok(Some("no peer holding a snapshot above the tip answered for the block after it".into()));
+    }
+    tracing::warn!(
+        %tip, peers = refused,
+        "every peer holding a snapshot above this node's tip has pruned the block after it: block sync cannot catch up; fetching a snapshot"
+    );
+    Ok(None)
 }
 
 /// Gossip is not for a node that has no state yet: everything is dropped without blame.

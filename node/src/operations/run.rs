@@ -150,17 +150,20 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         None => None,
     };
     let genesis = setup.genesis;
-    let db_dir = setup.data_dir.join("db");
-    let storage = Storage::open(
-        &db_dir,
-        StorageOptions {
-            cache_capacity_bytes: setup.cache_capacity_bytes,
-            block_bytes_max: genesis.params.block_bytes_max as usize,
-        },
-    )
-    .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the database in {}", db_dir.display())))?;
+    let db_dir = setup.data_dir.join(crate::storage::replace::DB_DIR);
+    if let Some(done) = crate::storage::replace::recover(&setup.data_dir)
+        .with_context(|| format!("cannot finish a database replacement in {}", setup.data_dir.display()))?
+    {
+        tracing::warn!("{done}");
+    }
+    let storage_opts = StorageOptions {
+        cache_capacity_bytes: setup.cache_capacity_bytes,
+        block_bytes_max: genesis.params.block_bytes_max as usize,
+    };
+    let mut storage = Storage::open(&db_dir, storage_opts.clone())
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the database in {}", db_dir.display())))?;
     storage.set_snapshot_interval(setup.state_sync.snapshot_interval);
-    if setup.state_sync.enable && !storage.is_initialised()? {
+    let state_sync_net = || {
         let mut net = NetworkConfig::new(
             &genesis.chain_id,
             setup.p2p_key.clone(),
@@ -169,7 +172,21 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         );
         net.bootstrap_peers = setup.bootstrap_peers.clone();
         net.max_peers = setup.max_peers;
-        match crate::statesync::run(&genesis, &storage, net, &setup.state_sync).await {
+        net
+    };
+    if setup.state_sync.enable && storage.is_initialised()? {
+        storage = replace_if_pruned_past(
+            &setup.data_dir,
+            &genesis,
+            storage,
+            storage_opts,
+            state_sync_net(),
+            &setup.state_sync,
+        )
+        .await?;
+        storage.set_snapshot_interval(setup.state_sync.snapshot_interval);
+    } else if setup.state_sync.enable {
+        match crate::statesync::run(&genesis, &storage, state_sync_net(), &setup.state_sync).await {
             crate::statesync::Outcome::Installed { height, accounts, chunks, bad_chunks, elapsed } => {
                 tracing::info!(%height, accounts, chunks, bad_chunks, elapsed_ms = elapsed.as_millis() as u64, "state synced from a snapshot")
             }
@@ -327,6 +344,64 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         housekeeping_task,
         _data_lock: data_lock,
     })
+}
+
+/// A start with a chain and `state_sync.enable = 1`: when every peer has pruned the block after this node's
+/// tip, state-sync into `data/db.incoming` and swap it in (`storage::replace`), keeping the old database
+/// beside it. Otherwise the database stays as it is and block sync goes on.
+async fn replace_if_pruned_past(
+    data_dir: &Path,
+    genesis: &Genesis,
+    storage: Storage,
+    opts: StorageOptions,
+    net: NetworkConfig,
+    state_sync: &crate::statesync::StateSyncOptions,
+) -> anyhow::Result<Storage> {
+    use crate::statesync::Behind;
+    let incoming_dir = data_dir.join(crate::storage::replace::INCOMING_DIR);
+    let incoming = Storage::open(&incoming_dir, opts.clone())
+        .with_context(|| format!("cannot create the database for a state sync in {}", incoming_dir.display()))?;
+    let outcome = crate::statesync::run_if_pruned_past(genesis, &storage, &incoming, net, state_sync).await;
+    drop(incoming);
+    let within = std::time::Duration::from_secs(30);
+    match outcome {
+        Behind::Installed { tip, height, accounts, elapsed } => {
+            drop(storage);
+            let db_dir = data_dir.join(crate::storage::replace::DB_DIR);
+            // Wait until sled has let go of both databases before renaming them.
+            crate::storage::replace::wait_released(&db_dir, within)?;
+            crate::storage::replace::wait_released(&incoming_dir, within)?;
+            let kept = crate::storage::replace::swap_in(data_dir, tip.0)
+                .with_context(|| format!("cannot swap the state-synced database into {}", db_dir.display()))?;
+            let kept_bytes = crate::storage::disk::dir_bytes(&kept).unwrap_or(0);
+            tracing::warn!(
+                %tip, snapshot = %height, accounts, elapsed_ms = elapsed.as_millis() as u64,
+                kept = %kept.display(), kept_bytes,
+                "this node was behind every peer's retention window: its database now starts from a verified snapshot; the old one is kept (it counts against storage.max_data_mb): delete it when its blocks are not wanted"
+            );
+            crate::storage::replace::open_released(&db_dir, opts, within)
+                .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the database in {}", db_dir.display())))
+        }
+        Behind::Failed { tip, why } => {
+            remove_incoming(&incoming_dir, within)?;
+            tracing::error!(
+                %tip, why = %why,
+                "every peer has pruned the blocks after this node's tip and no snapshot could be installed: block sync cannot catch up; add a peer that keeps every block (storage.retain_blocks = 0) or one with a snapshot"
+            );
+            Ok(storage)
+        }
+        Behind::No(why) => {
+            remove_incoming(&incoming_dir, within)?;
+            tracing::info!(why = %why, "state sync not needed: block sync goes on from the tip");
+            Ok(storage)
+        }
+    }
+}
+
+/// Delete the unused (empty) state-sync database once sled has let go of it.
+fn remove_incoming(dir: &Path, within: std::time::Duration) -> anyhow::Result<()> {
+    crate::storage::replace::wait_released(dir, within)?;
+    std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))
 }
 
 /// Compare the database with its high-water mark. Below it: an ERROR naming both heights; a validator

@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex, RwLock};
 pub mod addrindex;
 pub mod disk;
 pub mod prune;
+pub mod replace;
 pub mod snapshot;
 pub mod txindex;
 
