@@ -1285,13 +1285,24 @@ impl Driver {
                     "committed empty blocks"
                 );
             }
+        } else if synced {
+            // A catch-up commits hundreds of blocks a second; its progress line (every few seconds) says how
+            // it goes.
+            tracing::debug!(
+                height = height.0,
+                hash = short,
+                txs = ids.len(),
+                round = cert.round.0,
+                via = "sync",
+                "committed block"
+            );
         } else {
             tracing::info!(
                 height = height.0,
                 hash = short,
                 txs = ids.len(),
                 round = cert.round.0,
-                via = if synced { "sync" } else { "consensus" },
+                via = "consensus",
                 "committed block"
             );
         }
