@@ -166,7 +166,7 @@ fn a_node_behind_every_peers_window_state_syncs_at_start_and_keeps_its_old_datab
     // Without state sync it cannot catch up, and says why.
     net.start_once(full, &["--set".into(), "state_sync.enable=0".into()])?;
     let warned = wait_for("the node to say its peers pruned what it needs", STEP, || {
-        Ok(net.nodes[full].log_lines("has likely pruned it").into_iter().next())
+        Ok(net.nodes[full].log_lines("have likely pruned it").into_iter().next())
     })
     .with_context(|| net.nodes[full].log_tail(30))?;
     assert!(warned.contains("state_sync.enable = 1"), "{warned}");

@@ -500,6 +500,8 @@ pub struct Driver {
     resent_total: u64,
     /// When the last warning that a peer ahead served no block (pruned) was logged.
     pruned_warned: Option<Instant>,
+    /// Sync answers in a row with no block while peers said they were ahead.
+    empty_answers: usize,
     /// Connected peers (from the network's events).
     connected: BTreeSet<PeerId>,
     /// Since when the node has been behind its peers, if it is.
@@ -600,6 +602,7 @@ impl Driver {
             resend: (now_ms() / 1000) as u32,
             resent_total: 0,
             pruned_warned: None,
+            empty_answers: 0,
             connected: BTreeSet::new(),
             behind_since: None,
             catch_up: None,
@@ -948,15 +951,23 @@ impl Driver {
             let tip = self.shared.storage.latest_height()?;
             // Peers said they are ahead by more than the race with the fastest one, and this one has no block
             // after our tip: it pruned it. Block sync cannot help if every peer did.
-            if self.sync.target > tip.next() && self.pruned_warned.is_none_or(|t| t.elapsed() >= PRUNED_WARN_EVERY) {
+            // A peer that is merely behind answers empty too: only when every peer did, in a row.
+            if self.sync.target > tip.next() {
+                self.empty_answers = self.empty_answers.saturating_add(1);
+            }
+            if self.empty_answers >= self.sync.peers.len().max(1)
+                && self.pruned_warned.is_none_or(|t| t.elapsed() >= PRUNED_WARN_EVERY)
+            {
                 self.pruned_warned = Some(Instant::now());
                 tracing::warn!(
                     %peer, from = %tip.next(), peers_at = %self.sync.target,
-                    "a peer ahead of this node has no block after its tip: it has likely pruned it (storage.retain_blocks); if no peer serves it, restart with state_sync.enable = 1 (the node then installs a snapshot) or add a peer that keeps every block"
+                    "no peer serves the block after this node's tip although peers are ahead: they have likely pruned it (storage.retain_blocks); restart with state_sync.enable = 1 (the node then installs a snapshot) or add a peer that keeps every block"
                 );
             }
             // The peer has nothing above our tip: forget the hint it gave.
             self.sync.target = self.sync.target.min(tip);
+        } else {
+            self.empty_answers = 0;
         }
         for (block, cert) in blocks {
             let height = self.consensus.height();

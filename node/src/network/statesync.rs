@@ -77,14 +77,16 @@ pub enum Behind {
     Failed { tip: Height, why: String },
 }
 
-/// For a node whose database holds a chain: ask the peers for their snapshots and, from those holding one
-/// above the tip, for the block after the tip. When peers hold snapshots above the tip and none of those that
-/// answer serves that block (they pruned it), state-sync into `incoming` (an empty database); otherwise
-/// leave everything as it is. `storage` serves the peers meanwhile.
+/// For a node whose database holds a chain: ask every connected peer for the block after the tip. When none
+/// serves it and some peer holds a snapshot above the tip whose metadata verifies, every peer ahead has pruned
+/// that block: state-sync from a snapshot above the tip into a fresh database opened at `incoming_dir` (and
+/// closed again before this returns); otherwise leave everything as it is. `storage` serves the peers
+/// meanwhile.
 pub async fn run_if_pruned_past(
     genesis: &Genesis,
     storage: &Storage,
-    incoming: &Storage,
+    incoming_dir: &std::path::Path,
+    incoming_opts: crate::storage::StorageOptions,
     net: NetworkConfig,
     opts: &StateSyncOptions,
 ) -> Behind {
@@ -98,12 +100,22 @@ pub async fn run_if_pruned_past(
     };
     let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
     let outcome = match pruned_past(&handle, tip, opts).await {
-        Ok(None) => match sync(genesis, incoming, &handle, opts).await {
-            Ok(Outcome::Installed { height, accounts, elapsed, .. }) => {
-                Behind::Installed { tip, height, accounts, elapsed }
+        Ok(None) => match Storage::open(incoming_dir, incoming_opts) {
+            Ok(incoming) => {
+                let outcome = match sync(genesis, &incoming, &handle, opts, tip).await {
+                    Ok(Outcome::Installed { height, accounts, elapsed, .. }) if height > tip => {
+                        Behind::Installed { tip, height, accounts, elapsed }
+                    }
+                    Ok(Outcome::Installed { height, .. }) => {
+                        Behind::Failed { tip, why: format!("installed a snapshot at {height}, not above the tip") }
+                    }
+                    Ok(Outcome::NoSnapshot(why)) => Behind::Failed { tip, why },
+                    Err(e) => Behind::Failed { tip, why: format!("{e:#}") },
+                };
+                drop(incoming);
+                outcome
             }
-            Ok(Outcome::NoSnapshot(why)) => Behind::Failed { tip, why },
-            Err(e) => Behind::Failed { tip, why: format!("{e:#}") },
+            Err(e) => Behind::Failed { tip, why: format!("cannot create {}: {e}", incoming_dir.display()) },
         },
         Ok(Some(why)) => Behind::No(why),
         Err(e) => Behind::No(format!("{e:#}")),
@@ -114,34 +126,55 @@ pub async fn run_if_pruned_past(
     outcome
 }
 
-/// `None` when the peers holding snapshots above `tip` all refuse the block after it (pruned); otherwise why
-/// block sync can go on.
+/// `None` when no connected peer serves the block after `tip`, at least one answered that it has none, and
+/// some peer offers a snapshot above `tip` (its metadata is verified by [`sync`] before anything is
+/// installed); otherwise why block sync can go on.
 async fn pruned_past(net: &NetworkHandle, tip: Height, opts: &StateSyncOptions) -> anyhow::Result<Option<String>> {
-    let offers = offers(net, opts.discovery_timeout, &BTreeSet::new()).await?;
-    let above: Vec<PeerId> =
-        offers.iter().filter(|(_, heights)| heights.iter().any(|h| *h > tip)).map(|(p, _)| *p).collect();
-    if above.is_empty() {
-        return Ok(Some(format!("no peer holds a snapshot above height {tip}")));
+    let deadline = Instant::now() + opts.discovery_timeout;
+    let mut first: Option<Instant> = None;
+    let peers = loop {
+        let peers = net.connected_peers().await?;
+        let now = Instant::now();
+        if !peers.is_empty() {
+            first.get_or_insert(now);
+        }
+        if now >= deadline || first.is_some_and(|t| now >= t + OFFER_GRACE) {
+            break peers;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if peers.is_empty() {
+        return Ok(Some("no peer connected within the discovery timeout".into()));
     }
+    let request = SyncRequest { from_height: tip.next(), max_count: 1 };
+    // All at once, under one deadline: a peer that does not answer delays nothing beyond it.
+    let answers = futures::future::join_all(
+        peers.iter().map(|p| tokio::time::timeout(REQUEST_TIMEOUT, net.request_blocks(*p, request))),
+    )
+    .await;
     let mut refused = 0;
-    for peer in above {
-        let request = SyncRequest { from_height: tip.next(), max_count: 1 };
-        match tokio::time::timeout(REQUEST_TIMEOUT, net.request_blocks(peer, request)).await {
-            Ok(Ok(r)) if !r.blocks.is_empty() => {
+    for (peer, answer) in peers.iter().zip(answers) {
+        match answer {
+            Ok(Ok(r)) if r.blocks.first().is_some_and(|(b, _)| b.height() == tip.next()) => {
                 return Ok(Some(format!("peer {peer} serves block {}", tip.next())));
             }
-            // A peer whose snapshot is above our tip has that block unless it pruned it.
-            Ok(Ok(_)) => refused += 1,
+            Ok(Ok(r)) if r.blocks.is_empty() => refused += 1,
+            Ok(Ok(_)) => tracing::debug!(%peer, "peer answered for the block after the tip with another block"),
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "asking a peer for the block after the tip failed"),
             Err(_) => tracing::debug!(%peer, "asking a peer for the block after the tip timed out"),
         }
     }
     if refused == 0 {
-        return Ok(Some("no peer holding a snapshot above the tip answered for the block after it".into()));
+        return Ok(Some("no peer answered for the block after the tip".into()));
     }
-    tracing::warn!(
+    // Peers at our height have no block after it either: only a snapshot above the tip shows a peer ahead.
+    let offers = offers(net, opts.discovery_timeout, &BTreeSet::new()).await?;
+    if !offers.values().flatten().any(|h| *h > tip) {
+        return Ok(Some(format!("no peer serves a block or holds a snapshot above height {tip}")));
+    }
+    tracing::info!(
         %tip, peers = refused,
-        "every peer holding a snapshot above this node's tip has pruned the block after it: block sync cannot catch up; fetching a snapshot"
+        "no peer serves the block after this node's tip: looking for a snapshot above it (peers ahead of it have pruned that block)"
     );
     Ok(None)
 }
@@ -162,7 +195,7 @@ pub async fn run(genesis: &Genesis, storage: &Storage, net: NetworkConfig, opts:
         Err(e) => return Outcome::NoSnapshot(format!("cannot start the network for state sync: {e}")),
     };
     let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let outcome = match sync(genesis, storage, &handle, opts).await {
+    let outcome = match sync(genesis, storage, &handle, opts, Height::GENESIS).await {
         Ok(o) => o,
         Err(e) => Outcome::NoSnapshot(format!("{e:#}")),
     };
@@ -212,15 +245,17 @@ async fn offers(
     }
 }
 
+/// Fetch, verify and install the newest snapshot offered above height `above` (genesis for an empty node).
 async fn sync(
     genesis: &Genesis,
     storage: &Storage,
     net: &NetworkHandle,
     opts: &StateSyncOptions,
+    above: Height,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut peers = Standing::default();
-    let mut last_error = String::from("no peer offered a snapshot");
+    let mut last_error = format!("no peer offered a snapshot above height {above}");
     // A snapshot may be dropped by its holders while it is fetched (they keep the last two): then the
     // offers are asked for again, a bounded number of times.
     for attempt in 1..=ATTEMPTS {
@@ -231,7 +266,7 @@ async fn sync(
         );
         let offers = offers(net, opts.discovery_timeout, &peers.bad).await?;
         let mut heights: Vec<Height> =
-            offers.values().flatten().copied().collect::<BTreeSet<_>>().into_iter().collect();
+            offers.values().flatten().copied().filter(|h| *h > above).collect::<BTreeSet<_>>().into_iter().collect();
         heights.reverse();
         if heights.is_empty() {
             break;

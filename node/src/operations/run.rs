@@ -358,17 +358,21 @@ async fn replace_if_pruned_past(
     state_sync: &crate::statesync::StateSyncOptions,
 ) -> anyhow::Result<Storage> {
     use crate::statesync::Behind;
+    // Only a database of this chain, with no signer state left to migrate out of it, is ever set aside; the
+    // checks after this refuse the others with their own errors.
+    let ours = storage.stored_genesis()? == Some(genesis.hash());
+    if !ours || storage.legacy_signer_state()?.is_some() {
+        return Ok(storage);
+    }
     let incoming_dir = data_dir.join(crate::storage::replace::INCOMING_DIR);
-    let incoming = Storage::open(&incoming_dir, opts.clone())
-        .with_context(|| format!("cannot create the database for a state sync in {}", incoming_dir.display()))?;
-    let outcome = crate::statesync::run_if_pruned_past(genesis, &storage, &incoming, net, state_sync).await;
-    drop(incoming);
+    let outcome =
+        crate::statesync::run_if_pruned_past(genesis, &storage, &incoming_dir, opts.clone(), net, state_sync).await;
     let within = std::time::Duration::from_secs(30);
     match outcome {
         Behind::Installed { tip, height, accounts, elapsed } => {
             drop(storage);
             let db_dir = data_dir.join(crate::storage::replace::DB_DIR);
-            // Wait until sled has let go of both databases before renaming them.
+            // Wait until sled has let go of both databases (and their archives) before renaming them.
             crate::storage::replace::wait_released(&db_dir, within)?;
             crate::storage::replace::wait_released(&incoming_dir, within)?;
             let kept = crate::storage::replace::swap_in(data_dir, tip.0)
@@ -383,25 +387,31 @@ async fn replace_if_pruned_past(
                 .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the database in {}", db_dir.display())))
         }
         Behind::Failed { tip, why } => {
-            remove_incoming(&incoming_dir, within)?;
+            remove_incoming(&incoming_dir, within);
             tracing::error!(
                 %tip, why = %why,
-                "every peer has pruned the blocks after this node's tip and no snapshot could be installed: block sync cannot catch up; add a peer that keeps every block (storage.retain_blocks = 0) or one with a snapshot"
+                "no peer serves the blocks after this node's tip and no snapshot above it could be installed: block sync cannot catch up; add a peer that keeps every block (storage.retain_blocks = 0) or one with a snapshot"
             );
             Ok(storage)
         }
         Behind::No(why) => {
-            remove_incoming(&incoming_dir, within)?;
+            remove_incoming(&incoming_dir, within);
             tracing::info!(why = %why, "state sync not needed: block sync goes on from the tip");
             Ok(storage)
         }
     }
 }
 
-/// Delete the unused (empty) state-sync database once sled has let go of it.
-fn remove_incoming(dir: &Path, within: std::time::Duration) -> anyhow::Result<()> {
-    crate::storage::replace::wait_released(dir, within)?;
-    std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))
+/// Delete an unused state-sync database once sled has let go of it; best effort (the next start's
+/// `replace::recover` removes a leftover).
+fn remove_incoming(dir: &Path, within: std::time::Duration) {
+    if !dir.exists() {
+        return;
+    }
+    let removed = crate::storage::replace::wait_released(dir, within).and_then(|()| std::fs::remove_dir_all(dir));
+    if let Err(e) = removed {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the unused state-sync database; the next start will");
+    }
 }
 
 /// Compare the database with its high-water mark. Below it: an ERROR naming both heights; a validator

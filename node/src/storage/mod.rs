@@ -144,7 +144,7 @@ pub const MAIN_SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 /// The segment size to open the main database with: the one it was created with (sled refuses another, and
 /// records it in its `conf` file), or [`MAIN_SEGMENT_BYTES`] for a new database. A `conf` that cannot be read
 /// or parsed is left to sled, which refuses it with its own error.
-fn segment_size_of(dir: &Path) -> usize {
+pub fn segment_size_of(dir: &Path) -> usize {
     // `segment_size: N` lines, then a binary checksum (so not UTF-8 as a whole). sled's `conf` is ~60 bytes;
     // read at most 4 KiB of whatever is there.
     let mut conf = Vec::new();

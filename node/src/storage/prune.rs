@@ -127,18 +127,19 @@ impl Storage {
                 .map_err(|e| corrupt(&k, e.to_string()))?;
             let hk = height_key(prefix::HEADER, Height(h));
             archived.insert(&hk[..], seal(&hk, &encoding::encode(&header)));
+            // Written in the same batch as the body: missing beside it is damage, not something to prune.
             let ck = height_key(prefix::CERT, Height(h));
-            if let Some(cert) = self.chain.get(ck)? {
-                unseal(&ck, &cert)?;
-                archived.insert(&ck[..], cert);
-                batch.remove(&ck[..]);
-            }
+            let cert =
+                self.chain.get(ck)?.ok_or_else(|| corrupt(&ck, "the certificate of a stored block is missing"))?;
+            unseal(&ck, &cert)?;
+            archived.insert(&ck[..], cert);
+            batch.remove(&ck[..]);
             let ik = hash_key(prefix::HASH_TO_HEIGHT, &header.hash().0);
-            if let Some(index) = self.chain.get(ik)? {
-                unseal(&ik, &index)?;
-                archived.insert(&ik[..], index);
-                batch.remove(&ik[..]);
-            }
+            let index =
+                self.chain.get(ik)?.ok_or_else(|| corrupt(&ik, "the hash index of a stored block is missing"))?;
+            unseal(&ik, &index)?;
+            archived.insert(&ik[..], index);
+            batch.remove(&ik[..]);
             batch.remove(&k[..]);
             n += 1;
         }

@@ -68,9 +68,15 @@ pub fn open_released(dir: &Path, opts: StorageOptions, within: Duration) -> Resu
 /// lets go from a background thread shortly after the last handle is dropped; that thread may still write
 /// into the directory until then, so nothing renames or removes it before).
 pub fn wait_released(dir: &Path, within: Duration) -> std::io::Result<()> {
-    use fs2::FileExt;
     let deadline = Instant::now() + within;
-    let file = match std::fs::OpenOptions::new().read(true).write(true).open(dir.join("db")) {
+    wait_file_released(&dir.join("db"), deadline)?;
+    // The archive is a sled database of its own, with its own threads.
+    wait_file_released(&dir.join(super::ARCHIVE_DIR).join("db"), deadline)
+}
+
+fn wait_file_released(path: &Path, deadline: Instant) -> std::io::Result<()> {
+    use fs2::FileExt;
+    let file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
@@ -79,7 +85,7 @@ pub fn wait_released(dir: &Path, within: Duration) -> std::io::Result<()> {
         match file.try_lock_exclusive() {
             Ok(()) => return FileExt::unlock(&file),
             Err(e) if Instant::now() >= deadline => {
-                return Err(std::io::Error::other(format!("{} is still in use: {e}", dir.display())));
+                return Err(std::io::Error::other(format!("{} is still in use: {e}", path.display())));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }

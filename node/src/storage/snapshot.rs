@@ -85,6 +85,11 @@ impl Storage {
         Ok(self.get(META_GENESIS)?.is_some())
     }
 
+    /// The hash of the genesis this database was initialised with (`None`: empty).
+    pub fn stored_genesis(&self) -> Result<Option<ledger_core::Hash>, StorageError> {
+        self.get_decoded(META_GENESIS, 32)
+    }
+
     /// Heights of the snapshots held, oldest first.
     pub fn snapshot_heights(&self) -> Vec<Height> {
         self.snapshot_list().kept.iter().map(|s| s.height).collect()
