@@ -5,7 +5,8 @@
 use anyhow::Result;
 use ledger_core::state::{BlockTemplate, build_block};
 use ledger_core::{
-    Block, CommitCertificate, CommitSig, Genesis, Hash, Keypair, Parent, Round, SignedTransaction, Vote, VoteKind,
+    Address, Block, CommitCertificate, CommitSig, Genesis, Hash, Keypair, Parent, Round, SignedTransaction,
+    Transaction, Vote, VoteKind,
 };
 use node::storage::Storage;
 
@@ -21,6 +22,21 @@ impl DirectChain {
     pub fn new(genesis: Genesis, validator: Keypair) -> DirectChain {
         let parent = (genesis.hash(), genesis.genesis_time_ms, None);
         DirectChain { genesis, validator, parent }
+    }
+
+    /// A signed transfer of 1 on this chain, that never expires.
+    pub fn transfer(&self, from: &Keypair, to: Address, fee: u64, nonce: u64) -> SignedTransaction {
+        Transaction {
+            chain_id: self.genesis.chain_id.clone(),
+            sender: from.public(),
+            recipient: to,
+            amount: 1,
+            fee,
+            nonce,
+            expiry_height: u64::MAX,
+            memo: String::new(),
+        }
+        .sign(from)
     }
 
     /// Build the next block of `txs` on `store`'s tip, certify it and commit it. `signatures_checked`: treat

@@ -371,23 +371,21 @@ async fn replace_if_pruned_past(
     match outcome {
         Behind::Installed { tip, height, accounts, elapsed } => {
             drop(storage);
-            let db_dir = data_dir.join(crate::storage::replace::DB_DIR);
-            // Wait until sled has let go of both databases (and their archives) before renaming them.
-            crate::storage::replace::wait_released(&db_dir, within)?;
-            crate::storage::replace::wait_released(&incoming_dir, within)?;
-            let kept = crate::storage::replace::swap_in(data_dir, tip.0)
-                .with_context(|| format!("cannot swap the state-synced database into {}", db_dir.display()))?;
+            let (dir, db_dir) = (data_dir.to_path_buf(), data_dir.join(crate::storage::replace::DB_DIR));
+            // File-system work and waits for sled's threads: off the async runtime.
+            let (storage, kept) = tokio::task::spawn_blocking(move || swap_state_synced(&dir, tip, opts, within))
+                .await
+                .context("the database swap stopped")??;
             let kept_bytes = crate::storage::disk::dir_bytes(&kept).unwrap_or(0);
             tracing::warn!(
                 %tip, snapshot = %height, accounts, elapsed_ms = elapsed.as_millis() as u64,
-                kept = %kept.display(), kept_bytes,
+                kept = %kept.display(), kept_bytes, db = %db_dir.display(),
                 "this node was behind every peer's retention window: its database now starts from a verified snapshot; the old one is kept (it counts against storage.max_data_mb): delete it when its blocks are not wanted"
             );
-            crate::storage::replace::open_released(&db_dir, opts, within)
-                .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the database in {}", db_dir.display())))
+            Ok(storage)
         }
         Behind::Failed { tip, why } => {
-            remove_incoming(&incoming_dir, within);
+            tokio::task::spawn_blocking(move || remove_incoming(&incoming_dir, within)).await.ok();
             tracing::error!(
                 %tip, why = %why,
                 "no peer serves the blocks after this node's tip and no snapshot above it could be installed: block sync cannot catch up; add a peer that keeps every block (storage.retain_blocks = 0) or one with a snapshot"
@@ -395,11 +393,30 @@ async fn replace_if_pruned_past(
             Ok(storage)
         }
         Behind::No(why) => {
-            remove_incoming(&incoming_dir, within);
+            tokio::task::spawn_blocking(move || remove_incoming(&incoming_dir, within)).await.ok();
             tracing::info!(why = %why, "state sync not needed: block sync goes on from the tip");
             Ok(storage)
         }
     }
+}
+
+/// Once sled has let go of both databases (and their archives), rename the state-synced one in and the old
+/// one aside (`storage::replace::swap_in`), and open the new one. Returns it with where the old one is.
+fn swap_state_synced(
+    data_dir: &Path,
+    tip: ledger_core::Height,
+    opts: StorageOptions,
+    within: std::time::Duration,
+) -> anyhow::Result<(Storage, std::path::PathBuf)> {
+    use crate::storage::replace;
+    let (db_dir, incoming_dir) = (data_dir.join(replace::DB_DIR), data_dir.join(replace::INCOMING_DIR));
+    replace::wait_released(&db_dir, within)?;
+    replace::wait_released(&incoming_dir, within)?;
+    let kept = replace::swap_in(data_dir, tip.0)
+        .with_context(|| format!("cannot swap the state-synced database into {}", db_dir.display()))?;
+    let storage = replace::open_released(&db_dir, opts, within)
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot open the database in {}", db_dir.display())))?;
+    Ok((storage, kept))
 }
 
 /// Delete an unused state-sync database once sled has let go of it; best effort (the next start's

@@ -137,28 +137,40 @@ const ARCHIVE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// quarter of a segment, and a tree node holding such values (a leaf holds up to 16 keys), to a blob file of its
 /// own, and measured here it never deleted the blob of a leaf whose keys were all removed later (pruned
 /// bodies, merged index runs): with 512 KiB segments the blob files grew without bound under retention. With
-/// 8 MiB segments nodes stay in the log, whose segments sled does clean (`retention_bench`: flat at 71-78 MB
-/// over 6,000 blocks of 300 transactions with 256 kept, against 687 MB and growing).
+/// 8 MiB segments nodes stay in the log, whose segments sled does clean (`retention_bench`, 300 transactions
+/// a block, 256 kept, with the archive: 85-124 MB from block 2,000 to 15,000, against 687 MB at 6,000 and
+/// growing).
 pub const MAIN_SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 
-/// The segment size to open the main database with: the one it was created with (sled refuses another, and
-/// records it in its `conf` file), or [`MAIN_SEGMENT_BYTES`] for a new database. A `conf` that cannot be read
-/// or parsed is left to sled, which refuses it with its own error.
-pub fn segment_size_of(dir: &Path) -> usize {
+/// The segment size to open the main database in `dir` with: the one it was created with (sled records it
+/// in its `conf` file and refuses another), or [`MAIN_SEGMENT_BYTES`] for a new database (no `conf` and no
+/// log yet). A log whose `conf` is missing, unreadable or without a valid size is refused as corrupt: sled
+/// would take it as new and read the log with the wrong segment size.
+pub fn segment_size_of(dir: &Path) -> Result<usize, StorageError> {
+    let conf_path = dir.join("conf");
+    let log_is_empty = std::fs::metadata(dir.join("db")).map(|m| m.len() == 0).unwrap_or(true);
+    let damaged = |detail: &str| StorageError::Corrupt { what: conf_path.display().to_string(), detail: detail.into() };
     // `segment_size: N` lines, then a binary checksum (so not UTF-8 as a whole). sled's `conf` is ~60 bytes;
     // read at most 4 KiB of whatever is there.
     let mut conf = Vec::new();
-    let read = std::fs::File::open(dir.join("conf"))
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut conf));
-    if read.is_err() {
-        return MAIN_SEGMENT_BYTES;
+    match std::fs::File::open(&conf_path) {
+        Ok(f) => {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut conf)
+                .map_err(|e| damaged(&format!("cannot be read: {e}")))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && log_is_empty => return Ok(MAIN_SEGMENT_BYTES),
+        Err(e) => return Err(damaged(&format!("cannot be read beside a database log: {e}"))),
     }
-    String::from_utf8_lossy(&conf)
+    match String::from_utf8_lossy(&conf)
         .lines()
         .find_map(|l| l.strip_prefix("segment_size:"))
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|v| v.is_power_of_two() && (256..=1 << 24).contains(v))
-        .unwrap_or(MAIN_SEGMENT_BYTES)
+    {
+        Some(size) => Ok(size),
+        None if log_is_empty => Ok(MAIN_SEGMENT_BYTES),
+        None => Err(damaged("names no valid segment size, and the database log is not empty")),
+    }
 }
 
 /// Storage failure. `Corrupt` means the data on disk cannot be trusted.
@@ -330,6 +342,15 @@ fn unseal<'a>(key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StorageError> {
     Ok(payload)
 }
 
+/// Check a stored value's checksum and decode its payload (at most `max` bytes).
+fn decode_sealed<T: borsh::BorshSerialize + borsh::BorshDeserialize>(
+    key: &[u8],
+    raw: &[u8],
+    max: usize,
+) -> Result<T, StorageError> {
+    encoding::decode(unseal(key, raw)?, max).map_err(|e| corrupt(key, e.to_string()))
+}
+
 fn describe_key(key: &[u8]) -> String {
     match key.first() {
         Some(&prefix::BLOCK) if key.len() == 9 => format!("block {}", be_u64(&key[1..])),
@@ -407,7 +428,7 @@ impl Storage {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(opts.cache_capacity_bytes)
-            .segment_size(segment_size_of(dir))
+            .segment_size(segment_size_of(dir)?)
             .open()?;
         let chain = db.open_tree("chain")?;
         let archive_db = sled::Config::new().path(dir.join(ARCHIVE_DIR)).cache_capacity(ARCHIVE_CACHE_BYTES).open()?;
@@ -450,10 +471,7 @@ impl Storage {
         key: &[u8],
         max: usize,
     ) -> Result<Option<T>, StorageError> {
-        match self.get(key)? {
-            None => Ok(None),
-            Some(bytes) => encoding::decode(&bytes, max).map(Some).map_err(|e| corrupt(key, e.to_string())),
-        }
+        self.chain.get(key)?.map(|raw| decode_sealed(key, &raw, max)).transpose()
     }
 
     /// Write genesis state if the database is empty; otherwise check it belongs to this genesis.
@@ -701,13 +719,11 @@ impl Storage {
         key: &[u8],
         max: usize,
     ) -> Result<Option<T>, StorageError> {
-        if let Some(v) = self.get_decoded(key, max)? {
-            return Ok(Some(v));
-        }
-        let Some(raw) = self.archive.get(key)? else {
-            return Ok(None);
+        let raw = match self.chain.get(key)? {
+            Some(raw) => Some(raw),
+            None => self.archive.get(key)?,
         };
-        encoding::decode(unseal(key, &raw)?, max).map(Some).map_err(|e| corrupt(key, e.to_string()))
+        raw.map(|raw| decode_sealed(key, &raw, max)).transpose()
     }
 
     /// Where the committed transaction `id` is: one chunk read per index run, newest run first.
@@ -1326,22 +1342,12 @@ pub(crate) mod tests {
         open_when_released(dir, StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 4 << 20 })
     }
 
+    const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
     /// Open `dir` once the previous handle in this process has let go of it: sled releases its file lock
     /// from a background thread shortly after the last handle is dropped. Waits for that, with a deadline.
     pub(crate) fn open_when_released(dir: &Path, opts: StorageOptions) -> Storage {
-        try_open_when_released(dir, opts).unwrap_or_else(|e| panic!("opening {}: {e}", dir.display()))
-    }
-
-    fn try_open_when_released(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            match Storage::open(dir, opts.clone()) {
-                Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                other => return other,
-            }
-        }
+        super::replace::open_released(dir, opts, LOCK_WAIT).unwrap_or_else(|e| panic!("opening {}: {e}", dir.display()))
     }
 
     #[test]
@@ -1366,19 +1372,22 @@ pub(crate) mod tests {
             db.open_tree("chain").unwrap().insert(b"k", b"v").unwrap();
             db.flush().unwrap();
         }
-        assert_eq!(segment_size_of(old.path()), 512 * 1024);
+        assert_eq!(segment_size_of(old.path()).unwrap(), 512 * 1024);
         let chain = TestChain::new();
         let store = open(old.path());
         store.init_genesis(&chain.genesis).unwrap();
         chain.commit_next(&store, vec![chain.transfer(0, 1)]);
         drop(store);
         let fresh = tempfile::tempdir().unwrap();
-        assert_eq!(segment_size_of(fresh.path()), MAIN_SEGMENT_BYTES);
+        assert_eq!(segment_size_of(fresh.path()).unwrap(), MAIN_SEGMENT_BYTES);
         drop(open(fresh.path()));
-        assert_eq!(segment_size_of(fresh.path()), MAIN_SEGMENT_BYTES, "recorded in sled's conf");
-        // A damaged conf is left to sled (which refuses a segment size that is not its own).
-        std::fs::write(fresh.path().join("conf"), "segment_size: 12345\n").unwrap();
-        assert_eq!(segment_size_of(fresh.path()), MAIN_SEGMENT_BYTES);
+        assert_eq!(segment_size_of(fresh.path()).unwrap(), MAIN_SEGMENT_BYTES, "recorded in sled's conf");
+        // A log whose conf names no valid size, or has none, is refused: sled would read it as new.
+        std::fs::write(old.path().join("conf"), "segment_size: 12345\n").unwrap();
+        let err = Storage::open(old.path(), StorageOptions::default()).err().expect("opened with a damaged conf");
+        assert!(matches!(err, StorageError::Corrupt { .. }) && err.to_string().contains("segment size"), "{err}");
+        std::fs::remove_file(old.path().join("conf")).unwrap();
+        assert!(matches!(segment_size_of(old.path()), Err(StorageError::Corrupt { .. })));
     }
 
     #[test]
@@ -1617,7 +1626,9 @@ pub(crate) mod tests {
             store.flush().unwrap();
         }
         let opts = StorageOptions { cache_capacity_bytes: 1 << 20, block_bytes_max: 4 << 20 };
-        let err = try_open_when_released(dir.path(), opts).err().expect("opened with a damaged state height");
+        let err = super::replace::open_released(dir.path(), opts, LOCK_WAIT)
+            .err()
+            .expect("opened with a damaged state height");
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
     }
 

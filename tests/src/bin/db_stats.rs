@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: db_stats DB_DIR"))?;
     // sled refuses a segment size other than the one the database was made with.
-    let segment = node::storage::segment_size_of(std::path::Path::new(&path));
+    let segment = node::storage::segment_size_of(std::path::Path::new(&path))?;
     let db = sled::Config::new().path(&path).segment_size(segment).open()?;
     let chain = db.open_tree("chain")?;
     let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();

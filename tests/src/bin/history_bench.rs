@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ledger_core::{Genesis, GenesisAccount, Height, Keypair, Transaction, Validator};
+use ledger_core::{Genesis, GenesisAccount, Height, Keypair, Validator};
 use node::storage::{Storage, StorageOptions};
 
 #[derive(Parser)]
@@ -67,19 +67,7 @@ fn measure(dir: &std::path::Path, blocks: u64, every: u64, queries: usize) -> Re
     for h in 1..=blocks {
         let txs = if h % every == 0 {
             nonce += 1;
-            vec![
-                Transaction {
-                    chain_id: genesis.chain_id.clone(),
-                    sender: account.public(),
-                    recipient,
-                    amount: 1,
-                    fee: 1,
-                    nonce: nonce - 1,
-                    expiry_height: u64::MAX,
-                    memo: String::new(),
-                }
-                .sign(&account),
-            ]
+            vec![chain.transfer(&account, recipient, 1, nonce - 1)]
         } else {
             Vec::new()
         };

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ledger_core::{Genesis, GenesisAccount, Keypair, Transaction, Validator};
+use ledger_core::{Genesis, GenesisAccount, Keypair, Validator};
 use node::storage::{Storage, StorageOptions};
 
 #[derive(Parser)]
@@ -58,22 +58,7 @@ fn main() -> Result<()> {
     let mut samples = Vec::new();
     let mut committed_txs = 0u64;
     for h in 1..=args.blocks {
-        let txs: Vec<_> = senders
-            .iter()
-            .map(|k| {
-                Transaction {
-                    chain_id: genesis.chain_id.clone(),
-                    sender: k.public(),
-                    recipient,
-                    amount: 1,
-                    fee: 1,
-                    nonce: h - 1,
-                    expiry_height: u64::MAX,
-                    memo: String::new(),
-                }
-                .sign(k)
-            })
-            .collect();
+        let txs: Vec<_> = senders.iter().map(|k| chain.transfer(k, recipient, 1, h - 1)).collect();
         // Signatures count as checked (the mempool would have): this measures storage, not ed25519.
         let block = chain.commit_next(&store, txs, true)?;
         committed_txs += block.txs.len() as u64;

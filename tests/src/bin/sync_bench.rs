@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
-use ledger_core::{Keypair, PublicKey, Transaction};
+use ledger_core::{Keypair, PublicKey};
 use node::storage::{Storage, StorageOptions};
 use serde_json::{Value, json};
 use tests::direct_chain::DirectChain;
@@ -236,23 +236,7 @@ fn build_history(net: &Localnet, home: &Path, blocks: u64, txs: usize) -> Result
     let mut committed = 0u64;
     let mut last_print = Instant::now();
     for h in 1..=blocks {
-        let block_txs = senders
-            .iter()
-            .zip(&recipients)
-            .map(|(k, to)| {
-                Transaction {
-                    chain_id: genesis.chain_id.clone(),
-                    sender: k.public(),
-                    recipient: *to,
-                    amount: 1,
-                    fee,
-                    nonce: h - 1,
-                    expiry_height: u64::MAX,
-                    memo: String::new(),
-                }
-                .sign(k)
-            })
-            .collect();
+        let block_txs = senders.iter().zip(&recipients).map(|(k, to)| chain.transfer(k, *to, fee, h - 1)).collect();
         // The signatures are real (the syncing node checks them); the builder skips checking its own.
         let block = chain.commit_next(&store, block_txs, true)?;
         committed += block.txs.len() as u64;
