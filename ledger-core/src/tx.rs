@@ -38,11 +38,22 @@ impl Transaction {
 }
 
 /// A transaction with its signature, and its id computed once when built or decoded.
+///
+/// Shared, not copied: a clone is a reference count (the mempool, a block under construction and a
+/// proposal hold the same transaction), and the transaction's canonical bytes are encoded once, when it is
+/// built or decoded, for its id, its signing message and every later encoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedTransaction {
+    inner: std::sync::Arc<Inner>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Inner {
     tx: Transaction,
     signature: Signature,
     id: TxId,
+    /// `encoding::encode(&tx)`: what is signed (inside the signing message) and hashed into the id.
+    encoded: Box<[u8]>,
 }
 
 /// Why a transaction is refused, by the mempool or by the state transition. One variant per reason;
@@ -99,13 +110,14 @@ impl TxError {
 
 impl SignedTransaction {
     pub fn new(tx: Transaction, signature: Signature) -> SignedTransaction {
-        let id = Self::compute_id(&tx, &signature);
-        SignedTransaction { tx, signature, id }
+        let encoded = encoding::encode(&tx).into_boxed_slice();
+        let id = Self::compute_id(&encoded, &signature);
+        SignedTransaction { inner: std::sync::Arc::new(Inner { tx, signature, id, encoded }) }
     }
 
-    fn compute_id(tx: &Transaction, signature: &Signature) -> TxId {
+    fn compute_id(encoded_tx: &[u8], signature: &Signature) -> TxId {
         let mut h = Hash::hasher(Domain::TxId);
-        h.update(&encoding::encode(tx));
+        h.update(encoded_tx);
         h.update(&signature.0);
         Hash::from_hasher(&h)
     }
@@ -123,15 +135,20 @@ impl SignedTransaction {
     }
 
     pub fn tx(&self) -> &Transaction {
-        &self.tx
+        &self.inner.tx
     }
 
     pub fn signature(&self) -> &Signature {
-        &self.signature
+        &self.inner.signature
     }
 
     pub fn id(&self) -> TxId {
-        self.id
+        self.inner.id
+    }
+
+    /// The unsigned transaction's canonical bytes (what the signature covers, inside the signing message).
+    pub fn encoded_tx(&self) -> &[u8] {
+        &self.inner.encoded
     }
 
     /// Every check that needs no account state: size, chain id, amount, fee, memo, both keys (valid points,
@@ -150,8 +167,8 @@ impl SignedTransaction {
 
     /// [`SignedTransaction::check_keys_and_signature`] taking decompressed keys from `keys`.
     pub fn check_keys_and_signature_with(&self, keys: &dyn crate::crypto::KeyCache) -> Result<(), TxError> {
-        keys.verifying_key(&self.tx.recipient).map_err(|error| TxError::BadKey { role: "recipient", error })?;
-        let vk = keys.verifying_key(&self.tx.sender).map_err(|error| TxError::BadKey { role: "sender", error })?;
+        keys.verifying_key(&self.tx().recipient).map_err(|error| TxError::BadKey { role: "recipient", error })?;
+        let vk = keys.verifying_key(&self.tx().sender).map_err(|error| TxError::BadKey { role: "sender", error })?;
         self.verify_with_key(&vk)
     }
 
@@ -162,18 +179,18 @@ impl SignedTransaction {
         keys: &dyn crate::crypto::KeyCache,
     ) -> Vec<Result<(), TxError>> {
         let mut out: Vec<Result<(), TxError>> = Vec::with_capacity(txs.len());
-        let mut pending = Vec::with_capacity(txs.len()); // (index in out, key, encoded tx)
+        let mut pending = Vec::with_capacity(txs.len()); // (index in out, key)
         for (i, tx) in txs.iter().enumerate() {
-            let tx = tx.borrow();
+            let tx = tx.borrow().tx();
             let keys_ok = keys
-                .verifying_key(&tx.tx.recipient)
+                .verifying_key(&tx.recipient)
                 .map_err(|error| TxError::BadKey { role: "recipient", error })
                 .and_then(|_| {
-                    keys.verifying_key(&tx.tx.sender).map_err(|error| TxError::BadKey { role: "sender", error })
+                    keys.verifying_key(&tx.sender).map_err(|error| TxError::BadKey { role: "sender", error })
                 });
             match keys_ok {
                 Ok(vk) => {
-                    pending.push((i, vk, encoding::encode(&tx.tx)));
+                    pending.push((i, vk));
                     out.push(Ok(()));
                 }
                 Err(e) => out.push(Err(e)),
@@ -181,18 +198,18 @@ impl SignedTransaction {
         }
         let items: Vec<crate::crypto::BatchItem<'_>> = pending
             .iter()
-            .map(|(i, vk, payload)| {
+            .map(|(i, vk)| {
                 let tx = txs[*i].borrow();
                 crate::crypto::BatchItem {
                     key: vk,
                     domain: Domain::TxSignature,
-                    chain_id: &tx.tx.chain_id,
-                    payload,
-                    signature: &tx.signature,
+                    chain_id: &tx.tx().chain_id,
+                    payload: tx.encoded_tx(),
+                    signature: tx.signature(),
                 }
             })
             .collect();
-        for ((i, _, _), verdict) in pending.iter().zip(crate::crypto::verify_batch(&items)) {
+        for ((i, _), verdict) in pending.iter().zip(crate::crypto::verify_batch(&items)) {
             if verdict.is_err() {
                 out[*i] = Err(TxError::BadSignature);
             }
@@ -203,7 +220,7 @@ impl SignedTransaction {
     /// [`SignedTransaction::check_stateless`] minus the key and signature checks: only for a transaction
     /// already known to have passed them.
     pub fn check_without_signature(&self, chain_id: &str, params: &ConsensusParams) -> Result<(), TxError> {
-        let tx = &self.tx;
+        let tx = self.tx();
         if tx.chain_id != chain_id {
             return Err(TxError::WrongChain {
                 expected: chain_id.to_string(),
@@ -231,25 +248,19 @@ impl SignedTransaction {
 
     /// Verify the sender's signature by the chain's rule; a weak or invalid sender key fails here.
     pub fn verify_signature(&self) -> Result<(), TxError> {
-        let vk = self.tx.sender.verifying_key().map_err(|error| TxError::BadKey { role: "sender", error })?;
+        let vk = self.tx().sender.verifying_key().map_err(|error| TxError::BadKey { role: "sender", error })?;
         self.verify_with_key(&vk)
     }
 
     fn verify_with_key(&self, vk: &ed25519_dalek::VerifyingKey) -> Result<(), TxError> {
-        crate::crypto::verify_with(
-            vk,
-            Domain::TxSignature,
-            &self.tx.chain_id,
-            &encoding::encode(&self.tx),
-            &self.signature,
-        )
-        .map_err(|_| TxError::BadSignature)
+        crate::crypto::verify_with(vk, Domain::TxSignature, &self.tx().chain_id, self.encoded_tx(), self.signature())
+            .map_err(|_| TxError::BadSignature)
     }
 
     /// Size of the canonical encoding, computed without allocating it.
     pub fn encoded_len(&self) -> usize {
         // chain id (4 + n) + 2 keys + 4 u64s + memo (4 + n) + signature
-        4 + self.tx.chain_id.len() + 32 + 32 + 8 * 4 + 4 + self.tx.memo.len() + 64
+        self.inner.encoded.len() + 64
     }
 }
 
@@ -259,8 +270,8 @@ fn truncate(s: &str, max: usize) -> String {
 
 impl BorshSerialize for SignedTransaction {
     fn serialize<W: io::Write>(&self, writer: &mut W) -> io::Result<()> {
-        BorshSerialize::serialize(&self.tx, writer)?;
-        BorshSerialize::serialize(&self.signature, writer)
+        writer.write_all(&self.inner.encoded)?;
+        BorshSerialize::serialize(&self.inner.signature, writer)
     }
 }
 
@@ -277,9 +288,9 @@ impl Serialize for SignedTransaction {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut st = s.serialize_struct("SignedTransaction", 3)?;
-        st.serialize_field("id", &self.id)?;
-        st.serialize_field("tx", &self.tx)?;
-        st.serialize_field("signature", &self.signature)?;
+        st.serialize_field("id", &self.inner.id)?;
+        st.serialize_field("tx", &self.inner.tx)?;
+        st.serialize_field("signature", &self.inner.signature)?;
         st.end()
     }
 }

@@ -1409,11 +1409,13 @@ fn parent_of(shared: &Shared) -> Result<(Height, Hash, u64), DriverError> {
     if tip == Height::GENESIS {
         return Ok((tip, shared.genesis.hash(), shared.genesis.genesis_time_ms));
     }
-    let b = shared.storage.block(tip)?.ok_or_else(|| StorageError::Corrupt {
+    // The header alone: decoding the tip's transactions (and their ids) only to hash its header cost ~2.5 %
+    // of a validator's CPU under load.
+    let h = shared.storage.header(tip)?.ok_or_else(|| StorageError::Corrupt {
         what: format!("block {tip}"),
         detail: "the tip block is missing".into(),
     })?;
-    Ok((tip, b.hash(), b.header.timestamp_ms))
+    Ok((tip, h.hash(), h.timestamp_ms))
 }
 
 /// Execute `block` on committed state. Outer error: storage; inner: the block is invalid.

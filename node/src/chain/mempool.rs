@@ -151,8 +151,8 @@ pub struct Mempool {
     params: ConsensusParams,
     limits: MempoolLimits,
     by_id: HashMap<TxId, Entry>,
-    /// Pending ids per sender, by nonce.
-    by_sender: BTreeMap<Address, BTreeMap<u64, TxId>>,
+    /// Pending ids per sender, by nonce, with what they spend.
+    by_sender: BTreeMap<Address, Pending>,
     /// Pending ids by expiry height, so a commit finds the expired ones without scanning the pool.
     by_expiry: BTreeSet<(u64, TxId)>,
     bytes: usize,
@@ -287,7 +287,7 @@ impl Mempool {
 
     /// The nonces of `sender`'s pending transactions, ascending.
     pub fn pending_nonces(&self, sender: &Address) -> Vec<u64> {
-        self.by_sender.get(sender).map(|p| p.keys().copied().collect()).unwrap_or_default()
+        self.by_sender.get(sender).map(|p| p.nonces.keys().copied().collect()).unwrap_or_default()
     }
 
     /// The nonce `sender`'s next transaction should use: `committed_nonce` plus the number of consecutive
@@ -295,7 +295,7 @@ impl Mempool {
     pub fn next_nonce(&self, sender: &Address, committed_nonce: u64) -> u64 {
         let mut next = committed_nonce;
         if let Some(p) = self.by_sender.get(sender) {
-            for nonce in p.range(committed_nonce..).map(|(n, _)| *n) {
+            for nonce in p.nonces.range(committed_nonce..).map(|(n, _)| *n) {
                 if nonce != next {
                     break;
                 }
@@ -400,7 +400,9 @@ impl Mempool {
         }
         let t = tx.tx();
         let bytes = tx.encoded_len();
-        self.by_sender.entry(t.sender).or_default().insert(t.nonce, id);
+        let pending = self.by_sender.entry(t.sender).or_default();
+        pending.nonces.insert(t.nonce, id);
+        pending.spend += u128::from(t.amount) + u128::from(t.fee);
         self.by_expiry.insert((t.expiry_height, id));
         self.bytes += bytes;
         let seq = self.next_seq;
@@ -452,10 +454,10 @@ impl Mempool {
             });
         }
         let pending = self.by_sender.get(&t.sender);
-        if pending.is_some_and(|p| p.contains_key(&t.nonce)) {
+        if pending.is_some_and(|p| p.nonces.contains_key(&t.nonce)) {
             return Err(MempoolError::NonceTaken { nonce: t.nonce });
         }
-        let n_pending = pending.map_or(0, BTreeMap::len);
+        let n_pending = pending.map_or(0, |p| p.nonces.len());
         if n_pending >= self.limits.max_per_sender {
             return Err(MempoolError::SenderLimit { pending: n_pending, max: self.limits.max_per_sender });
         }
@@ -470,7 +472,7 @@ impl Mempool {
             return Err(MempoolError::Full { what: "bytes" });
         }
         if self.under_load() {
-            let next = pending.map_or(account.nonce, |p| ready_next(p, account.nonce));
+            let next = pending.map_or(account.nonce, |p| ready_next(&p.nonces, account.nonce));
             if t.nonce != next {
                 return Err(MempoolError::NonceGapUnderLoad { next, got: t.nonce });
             }
@@ -490,14 +492,10 @@ impl Mempool {
                 || self.bytes as u128 * 100 >= self.limits.max_bytes as u128 * pct)
     }
 
-    /// Amount plus fee of every pending transaction of `sender`.
+    /// Amount plus fee of every pending transaction of `sender` (kept up to date by `admit` and `remove`,
+    /// not summed per admission).
     fn pending_spend(&self, sender: &Address) -> u128 {
-        self.by_sender.get(sender).map_or(0, |p| {
-            p.values()
-                .filter_map(|id| self.by_id.get(id))
-                .map(|e| u128::from(e.tx.tx().amount) + u128::from(e.tx.tx().fee))
-                .sum()
-        })
+        self.by_sender.get(sender).map_or(0, |p| p.spend)
     }
 
     /// Up to `limit` candidates for the next block, oldest admission first, each sender's transactions in
@@ -517,7 +515,7 @@ impl Mempool {
             let in_order = match last.get(&t.sender) {
                 Some(&l) => l.checked_add(1) == Some(t.nonce),
                 // Its sender's lowest pending nonce (a lower one that arrived later comes first, then this).
-                None => pending.keys().next() == Some(&t.nonce),
+                None => pending.nonces.keys().next() == Some(&t.nonce),
             };
             if !in_order {
                 continue;
@@ -527,7 +525,7 @@ impl Mempool {
             // Successors that arrived before it were skipped above: they follow it now.
             while out.len() < limit
                 && let Some(next) = nonce.checked_add(1)
-                && let Some(e2) = pending.get(&next).and_then(|id2| self.by_id.get(id2))
+                && let Some(e2) = pending.nonces.get(&next).and_then(|id2| self.by_id.get(id2))
                 && e2.seq < seq
             {
                 out.push(e2.tx.clone());
@@ -545,8 +543,10 @@ impl Mempool {
         let t = entry.tx.tx();
         self.by_expiry.remove(&(t.expiry_height, *id));
         if let Some(p) = self.by_sender.get_mut(&t.sender) {
-            p.remove(&t.nonce);
-            if p.is_empty() {
+            if p.nonces.remove(&t.nonce).is_some() {
+                p.spend -= u128::from(t.amount) + u128::from(t.fee);
+            }
+            if p.nonces.is_empty() {
                 self.by_sender.remove(&t.sender);
             }
         }
@@ -603,7 +603,7 @@ impl Mempool {
         }
         for sender in senders {
             let Some(pending) = self.by_sender.get(&sender) else { continue };
-            let ids: Vec<TxId> = pending.values().copied().collect();
+            let ids: Vec<TxId> = pending.nonces.values().copied().collect();
             let account = match store.account(&sender) {
                 Ok(a) => a,
                 // Cannot re-check without state: keep them; building a block checks them against the state.
@@ -646,6 +646,15 @@ impl Mempool {
 
 /// The first nonce from `account_nonce` on that `pending` does not hold: the next one a block could take
 /// after the sender's pending transactions.
+/// A sender's pending transactions.
+#[derive(Default)]
+struct Pending {
+    /// Ids by nonce.
+    nonces: BTreeMap<u64, TxId>,
+    /// Amount plus fee of all of them.
+    spend: u128,
+}
+
 fn ready_next(pending: &BTreeMap<u64, TxId>, account_nonce: u64) -> u64 {
     let mut next = account_nonce;
     for &nonce in pending.range(account_nonce..).map(|(n, _)| n) {
