@@ -493,8 +493,7 @@ pub struct Driver {
     last_commit_at: Instant,
     /// Last re-gossip of our own messages.
     last_regossip_at: Instant,
-    /// `resend` number of the last re-gossip round (starts at a clock-derived value so a restarted node
-    /// does not repeat the numbers of its previous run).
+    /// `resend` number of the last re-gossip round (see [`resend_start`]).
     resend: u32,
     /// Re-sent consensus messages, for the debug log.
     resent_total: u64,
@@ -565,6 +564,7 @@ impl Driver {
             )
         });
         let watch_left = watch.then(|| Duration::from_millis(opts.double_sign_watch_ms));
+        let resend = resend_start(now_ms(), &network.local_peer_id());
         let mut status =
             Status { height: tip, consensus_height: tip.next(), last_commit_local_ms: now_ms(), ..Status::default() };
         if let Some(b) = shared.storage.block(tip)? {
@@ -599,7 +599,7 @@ impl Driver {
             queue: std::collections::VecDeque::new(),
             last_commit_at: Instant::now(),
             last_regossip_at: Instant::now(),
-            resend: (now_ms() / 1000) as u32,
+            resend,
             resent_total: 0,
             pruned_warned: None,
             empty_answers: 0,
@@ -1416,6 +1416,16 @@ fn parent_of(shared: &Shared) -> Result<(Height, Hash, u64), DriverError> {
         detail: "the tip block is missing".into(),
     })?;
     Ok((tip, h.hash(), h.timestamp_ms))
+}
+
+/// The first `resend` number of a run: the clock in seconds, so that a restarted node does not repeat the
+/// numbers of its previous run, with a byte of this node's peer id on top, so that validators restarted in
+/// the same second do not re-gossip in lockstep. With equal numbers, a vote one node relays and the copy its
+/// author re-sends are the same bytes, and a peer that ignored the first (its height was not there yet)
+/// drops every later one as a duplicate: four validators restarted at once once stalled that way.
+fn resend_start(now_ms: u64, peer: &PeerId) -> u32 {
+    let tag = peer.to_bytes().last().copied().unwrap_or(0);
+    (((now_ms / 1000) as u32) & 0x00FF_FFFF) | (u32::from(tag) << 24)
 }
 
 /// Execute `block` on committed state. Outer error: storage; inner: the block is invalid.
