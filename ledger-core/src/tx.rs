@@ -257,9 +257,8 @@ impl SignedTransaction {
             .map_err(|_| TxError::BadSignature)
     }
 
-    /// Size of the canonical encoding, computed without allocating it.
+    /// Size of the canonical encoding: the transaction's bytes (kept) and the signature.
     pub fn encoded_len(&self) -> usize {
-        // chain id (4 + n) + 2 keys + 4 u64s + memo (4 + n) + signature
         self.inner.encoded.len() + 64
     }
 }

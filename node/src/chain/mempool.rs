@@ -644,8 +644,6 @@ impl Mempool {
     }
 }
 
-/// The first nonce from `account_nonce` on that `pending` does not hold: the next one a block could take
-/// after the sender's pending transactions.
 /// A sender's pending transactions.
 #[derive(Default)]
 struct Pending {
@@ -655,6 +653,8 @@ struct Pending {
     spend: u128,
 }
 
+/// The first nonce from `account_nonce` on that `pending` does not hold: the next one a block could take
+/// after the sender's pending transactions.
 fn ready_next(pending: &BTreeMap<u64, TxId>, account_nonce: u64) -> u64 {
     let mut next = account_nonce;
     for &nonce in pending.range(account_nonce..).map(|(n, _)| n) {
@@ -818,6 +818,11 @@ mod tests {
         assert_eq!(code_of(m.add(tx(1, 1, 10), &s, Height(0))), "ok"); // 22
         assert_eq!(code_of(m.add(tx(1, 2, 10), &s, Height(0))), "insufficient_funds");
         assert_eq!(code_of(m.add(tx(1, 2, 2), &s, Height(0))), "ok"); // 25
+        // What a removed transaction spent is released: without it, 25 + 6 would be refused.
+        m.on_build_rejections(&[(tx(1, 1, 10).id(), TxError::ZeroAmount)]); // 14
+        assert_eq!(code_of(m.add(tx(1, 1, 5), &s, Height(0))), "ok"); // 20
+        assert_eq!(code_of(m.add(tx(1, 3, 4), &s, Height(0))), "ok"); // 25
+        assert_eq!(code_of(m.add(tx(1, 4, 1), &s, Height(0))), "insufficient_funds");
     }
 
     #[test]
