@@ -191,6 +191,11 @@ pub struct PreparedBatch {
 }
 
 impl PreparedBatch {
+    /// The indices, in the batch, of the transactions whose signatures are to be checked.
+    pub fn indices(&self) -> &[u32] {
+        &self.to_check
+    }
+
     pub fn len(&self) -> usize {
         self.to_check.len()
     }

@@ -47,7 +47,7 @@ use tokio::time::Instant;
 use crate::admission::{TxGate, build_from_pool, execute_with_pool};
 use crate::api::{BlockEvent, Metrics};
 use crate::mempool::Mempool;
-use crate::p2p::{GossipValidator, Judged, NetError, NetworkEvent, NetworkHandle, Validation};
+use crate::p2p::{DeferredCheck, GossipValidator, Judged, NetError, NetworkEvent, NetworkHandle, Validation};
 use crate::safety::SafetyError;
 use crate::safety::high_water::{self, HighWater};
 use crate::safety::signer::SignerFile;
@@ -254,6 +254,11 @@ impl GossipValidator for NodeGossipValidator {
         self.validate_metered(source, message, &mut |_, _| true)
     }
 
+    /// With the node's cache of decompressed keys.
+    fn check_signatures(&self, txs: &[&ledger_core::SignedTransaction]) -> Vec<Result<(), ledger_core::TxError>> {
+        self.shared.check_signatures(txs)
+    }
+
     /// A transaction batch's signatures are checked on the network's verification thread (a batch of 1,024
     /// takes tens of milliseconds, during which proposals and votes would wait behind it); everything
     /// else, and the budget for those checks, here.
@@ -273,13 +278,24 @@ impl GossipValidator for NodeGossipValidator {
             Ok(prepared) => {
                 let shared = Arc::clone(&self.shared);
                 let gate = Arc::clone(&self.txs);
-                Judged::Later(Box::new(move |message| {
-                    let GossipMessage::TxBatch(txs) = message else { return Validation::Drop(DropReason::Unavailable) };
-                    let s = &shared;
-                    let Ok(tip) = s.storage.latest_height() else { return Validation::Drop(DropReason::Unavailable) };
-                    let check = |txs: &[&ledger_core::SignedTransaction]| s.check_signatures(txs);
-                    validation_of(gate.finish_batch(&prepared, txs, &s.mempool, &s.storage, tip, &check))
-                }))
+                Judged::Later(DeferredCheck {
+                    signatures: prepared.indices().to_vec(),
+                    finish: Box::new(move |message, verdicts| {
+                        let GossipMessage::TxBatch(txs) = message else {
+                            return Validation::Drop(DropReason::Unavailable);
+                        };
+                        let s = &shared;
+                        let Ok(tip) = s.storage.latest_height() else {
+                            return Validation::Drop(DropReason::Unavailable);
+                        };
+                        // `finish_batch` asks for the prepared transactions, the ones `verdicts` are for; anything
+                        // else (never expected) is checked here.
+                        let check = |txs: &[&ledger_core::SignedTransaction]| {
+                            if txs.len() == verdicts.len() { verdicts.to_vec() } else { s.check_signatures(txs) }
+                        };
+                        validation_of(gate.finish_batch(&prepared, txs, &s.mempool, &s.storage, tip, &check))
+                    }),
+                })
             }
         }
     }
