@@ -224,8 +224,9 @@ pub fn build_from_pool<S: AccountStore + ?Sized>(
 }
 
 /// Execute `block` on `store`. Outer error: the store failed; inner: the block is invalid (why). Signature
-/// checks are skipped for transactions the pool verified, the others are checked as one batch, and the pool
-/// remembers them once the block has applied.
+/// checks are skipped for transactions the pool verified, the others are checked as one batch (keys from
+/// `keys`), and the pool remembers them once the block has applied.
+#[allow(clippy::too_many_arguments)]
 pub fn execute_with_pool<S: AccountStore + ?Sized>(
     pool: &Mutex<Mempool>,
     store: &S,
@@ -234,6 +235,7 @@ pub fn execute_with_pool<S: AccountStore + ?Sized>(
     block: &Block,
     parent: &Parent<'_>,
     params: &ConsensusParams,
+    keys: &dyn ledger_core::crypto::KeyCache,
 ) -> Result<Result<StateChanges, String>, StoreError> {
     // Asked in one go, so the lock (which admission needs) is not held while the block executes.
     let unchecked: Vec<&SignedTransaction> = {
@@ -242,7 +244,7 @@ pub fn execute_with_pool<S: AccountStore + ?Sized>(
     };
     // Those are checked as one batch; one that fails is left to the block's execution, which checks it
     // again alone and refuses the block naming it (same verdict: see ledger_core::zip215).
-    let verdicts = SignedTransaction::check_keys_and_signatures(&unchecked, &ledger_core::crypto::NoKeyCache);
+    let verdicts = SignedTransaction::check_keys_and_signatures(&unchecked, keys);
     let failed: BTreeSet<TxId> =
         unchecked.iter().zip(&verdicts).filter(|(_, v)| v.is_err()).map(|(tx, _)| tx.id()).collect();
     match apply_block(store, tree, gov, block, parent, params, &|id| !failed.contains(id)) {
@@ -259,6 +261,7 @@ pub fn execute_with_pool<S: AccountStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ledger_core::crypto::NoKeyCache;
     use ledger_core::{Account, Hash, Keypair, MemStore, Signature, Transaction, Validator};
 
     const CHAIN: &str = "admission-test";
@@ -380,16 +383,16 @@ mod tests {
         assert_eq!(built.block.txs.len(), 1001, "the careless proposer took every transaction");
 
         let pool = Mutex::new(Mempool::new(CHAIN, params.clone(), Default::default()));
-        let verdict =
-            execute_with_pool(&pool, &store, store.tree(), &gov, &built.block, &parent, &params).expect("store");
+        let verdict = execute_with_pool(&pool, &store, store.tree(), &gov, &built.block, &parent, &params, &NoKeyCache)
+            .expect("store");
         let why = verdict.expect_err("the block is refused");
         assert!(why.contains(&format!("transaction {bad}")), "names the transaction by its index: {why}");
         assert!(why.contains("signature"), "{why}");
         assert!(!pool.lock().expect("pool").known_good(&bad_id), "nothing of a refused block is remembered");
         // Control: the same 1,001 transfers with the good signature back make a block that executes.
         let fine = build_block(&store, store.tree(), &gov, template(), &params, good, &|_| true).expect("built");
-        let verdict =
-            execute_with_pool(&pool, &store, store.tree(), &gov, &fine.block, &parent, &params).expect("store");
+        let verdict = execute_with_pool(&pool, &store, store.tree(), &gov, &fine.block, &parent, &params, &NoKeyCache)
+            .expect("store");
         assert!(verdict.is_ok(), "{verdict:?}");
         assert!(pool.lock().expect("pool").known_good(&fine.block.txs[bad].id()), "its checks are remembered");
     }

@@ -254,9 +254,25 @@ impl GossipValidator for NodeGossipValidator {
         self.validate_metered(source, message, &mut |_, _| true)
     }
 
-    /// With the node's cache of decompressed keys.
+    /// With the node's cache of decompressed keys, and not again for transactions known good since their
+    /// batch was prepared (under load, proposed blocks often carry transactions whose gossip batch is still
+    /// waiting here: the block's validation checked them first).
     fn check_signatures(&self, txs: &[&ledger_core::SignedTransaction]) -> Vec<Result<(), ledger_core::TxError>> {
-        self.shared.check_signatures(txs)
+        let known: Vec<bool> = {
+            let mempool = self.shared.mempool();
+            txs.iter().map(|tx| mempool.known_good(&tx.id())).collect()
+        };
+        let unknown: Vec<&ledger_core::SignedTransaction> =
+            txs.iter().zip(&known).filter(|(_, known)| !**known).map(|(tx, _)| *tx).collect();
+        let mut verdicts = self.shared.check_signatures(&unknown).into_iter();
+        known
+            .iter()
+            .map(
+                |&known| {
+                    if known { Ok(()) } else { verdicts.next().unwrap_or(Err(ledger_core::TxError::BadSignature)) }
+                },
+            )
+            .collect()
     }
 
     /// A transaction batch's signatures are checked on the network's verification thread (a batch of 1,024
@@ -1451,7 +1467,7 @@ fn execute_on(shared: &Shared, block: &Block) -> Result<Result<StateChanges, Str
     let tree = shared.storage.tree()?;
     let gov = shared.storage.gov_state()?;
     let s = shared;
-    Ok(execute_with_pool(&s.mempool, &s.storage, &tree, &gov, block, &parent, s.params())?)
+    Ok(execute_with_pool(&s.mempool, &s.storage, &tree, &gov, block, &parent, s.params(), &s.keys)?)
 }
 
 /// A validated genesis always has a valid set; this is for the type checker only.

@@ -18,6 +18,7 @@ use ledger_core::{
     PROTOCOL_VERSION, Parent, Round, SignedProposal, SignedTransaction, SignedVote, Transaction, Validator,
 };
 
+use ledger_core::crypto::NoKeyCache;
 use node::admission::{TxGate, build_from_pool, execute_with_pool};
 use node::driver::CANDIDATE_BLOCKS_MAX;
 use node::mempool::{Mempool, MempoolLimits};
@@ -1162,7 +1163,7 @@ impl World {
         let params = &self.params;
         let verdict = candidates
             .validate(&hash, now_ms, |b| {
-                execute_with_pool(mempool, state, state.tree(), gov_of(state), b, &parent, params)
+                execute_with_pool(mempool, state, state.tree(), gov_of(state), b, &parent, params, &NoKeyCache)
             })
             .expect("the in-memory store cannot fail");
         let Some(verdict) = verdict else { return };
@@ -1181,7 +1182,7 @@ impl World {
         let params = &self.params;
         let taken = candidates
             .take_decided(&block_hash, |b| {
-                execute_with_pool(mempool, state, state.tree(), gov_of(state), b, &parent, params)
+                execute_with_pool(mempool, state, state.tree(), gov_of(state), b, &parent, params, &NoKeyCache)
             })
             .expect("the in-memory store cannot fail");
         let Some((block, changes)) = taken else { return false };
@@ -1358,6 +1359,7 @@ impl World {
                         &block,
                         &parent,
                         &self.params,
+                        &NoKeyCache,
                     ) else {
                         break;
                     };
