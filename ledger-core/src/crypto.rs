@@ -171,9 +171,33 @@ pub struct BatchItem<'a> {
 /// than half the cost of checking them one by one in batches of 64, under a third from 256 up); when the
 /// batch fails, each is checked alone so the verdicts say which. Same verdict per item as [`verify_with`].
 pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<Result<(), CryptoError>> {
+    with_zip215_items(items, |checks| {
+        let batch: Vec<crate::zip215::Item<'_>> = checks.iter().flatten().copied().collect();
+        let all_pass = crate::zip215::verify_batch(&batch);
+        checks
+            .iter()
+            .map(|c| match c {
+                Some(item) if all_pass || crate::zip215::verify(item) => Ok(()),
+                _ => Err(CryptoError::BadSignature),
+            })
+            .collect()
+    })
+}
+
+/// Whether [`verify_with`] passes for every item: one multi-scalar multiplication and, unlike
+/// [`verify_batch`], nothing more when it fails (for callers that then check smaller groups).
+pub fn verify_batch_all(items: &[BatchItem<'_>]) -> bool {
+    with_zip215_items(items, |checks| {
+        let batch: Option<Vec<crate::zip215::Item<'_>>> = checks.iter().copied().collect();
+        batch.is_some_and(|batch| crate::zip215::verify_batch(&batch))
+    })
+}
+
+/// `f` over the ZIP 215 items of `items`, `None` for a weak key (refused without a check, as [`verify_with`]
+/// does).
+fn with_zip215_items<R>(items: &[BatchItem<'_>], f: impl FnOnce(&[Option<crate::zip215::Item<'_>>]) -> R) -> R {
     let messages: Vec<Hash> = items.iter().map(|i| signing_message(i.domain, i.chain_id, i.payload)).collect();
     let points: Vec<_> = items.iter().map(|i| i.key.to_edwards()).collect();
-    // `None`: a weak key, refused without a check (as `verify_with` does).
     let checks: Vec<Option<crate::zip215::Item<'_>>> = items
         .iter()
         .zip(&messages)
@@ -187,15 +211,7 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<Result<(), CryptoError>> {
             })
         })
         .collect();
-    let batch: Vec<crate::zip215::Item<'_>> = checks.iter().flatten().copied().collect();
-    let all_pass = crate::zip215::verify_batch(&batch);
-    checks
-        .iter()
-        .map(|c| match c {
-            Some(item) if all_pass || crate::zip215::verify(item) => Ok(()),
-            _ => Err(CryptoError::BadSignature),
-        })
-        .collect()
+    f(&checks)
 }
 
 /// The 32 bytes that are actually signed: a domain-separated digest of the chain id and the payload.
@@ -381,7 +397,10 @@ mod tests {
                     signature: sig,
                 })
                 .collect();
-            verify_batch(&items)
+            let verdicts = verify_batch(&items);
+            // The batch alone, without the search: true exactly when every verdict is.
+            assert_eq!(verify_batch_all(&items), verdicts.iter().all(Result::is_ok));
+            verdicts
         };
         assert!(batch(&sigs).iter().all(Result::is_ok));
         // One bad signature: the batch names it, and only it.
@@ -401,7 +420,23 @@ mod tests {
             payload: b"x",
             signature: &Signature(raw),
         };
+        assert!(verify_batch_all(std::slice::from_ref(&item)));
         assert_eq!(verify_batch(&[item]), vec![Ok(())]);
+        // A weak key is refused without a check, by both.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak_vk = VerifyingKey::from_bytes(&identity).expect("the identity point decodes");
+        assert!(weak_vk.is_weak());
+        let weak = |sig| BatchItem {
+            key: &weak_vk,
+            domain: Domain::TxSignature,
+            chain_id: "c",
+            payload: b"x",
+            signature: sig,
+        };
+        let sig = Signature(raw);
+        assert_eq!(verify_batch(&[weak(&sig)]), vec![Err(CryptoError::BadSignature)]);
+        assert!(!verify_batch_all(&[weak(&sig)]));
     }
 
     #[test]

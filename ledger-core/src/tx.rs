@@ -108,6 +108,9 @@ impl TxError {
     }
 }
 
+/// Transactions whose keys passed (their index in a batch) with the sender's decompressed key.
+type Keyed = Vec<(usize, ed25519_dalek::VerifyingKey)>;
+
 impl SignedTransaction {
     pub fn new(tx: Transaction, signature: Signature) -> SignedTransaction {
         let encoded = encoding::encode(&tx).into_boxed_slice();
@@ -178,8 +181,34 @@ impl SignedTransaction {
         txs: &[T],
         keys: &dyn crate::crypto::KeyCache,
     ) -> Vec<Result<(), TxError>> {
+        let (mut out, keyed) = Self::keys_of(txs, keys);
+        let items = Self::batch_items(txs, &keyed);
+        for ((i, _), verdict) in keyed.iter().zip(crate::crypto::verify_batch(&items)) {
+            if verdict.is_err() {
+                out[*i] = Err(TxError::BadSignature);
+            }
+        }
+        out
+    }
+
+    /// Whether [`SignedTransaction::check_keys_and_signatures`] passes every one of `txs`, in one batch
+    /// and nothing more: when it is false, nothing says which transaction failed.
+    pub fn keys_and_signatures_all_valid<T: std::borrow::Borrow<SignedTransaction>>(
+        txs: &[T],
+        keys: &dyn crate::crypto::KeyCache,
+    ) -> bool {
+        let (out, keyed) = Self::keys_of(txs, keys);
+        out.iter().all(Result::is_ok) && crate::crypto::verify_batch_all(&Self::batch_items(txs, &keyed))
+    }
+
+    /// Both keys of each of `txs` checked: a verdict each, and the sender's key of those that passed (with
+    /// their index).
+    fn keys_of<T: std::borrow::Borrow<SignedTransaction>>(
+        txs: &[T],
+        keys: &dyn crate::crypto::KeyCache,
+    ) -> (Vec<Result<(), TxError>>, Keyed) {
         let mut out: Vec<Result<(), TxError>> = Vec::with_capacity(txs.len());
-        let mut pending = Vec::with_capacity(txs.len()); // (index in out, key)
+        let mut keyed = Vec::with_capacity(txs.len());
         for (i, tx) in txs.iter().enumerate() {
             let tx = tx.borrow().tx();
             let keys_ok = keys
@@ -190,13 +219,20 @@ impl SignedTransaction {
                 });
             match keys_ok {
                 Ok(vk) => {
-                    pending.push((i, vk));
+                    keyed.push((i, vk));
                     out.push(Ok(()));
                 }
                 Err(e) => out.push(Err(e)),
             }
         }
-        let items: Vec<crate::crypto::BatchItem<'_>> = pending
+        (out, keyed)
+    }
+
+    fn batch_items<'a, T: std::borrow::Borrow<SignedTransaction>>(
+        txs: &'a [T],
+        keyed: &'a [(usize, ed25519_dalek::VerifyingKey)],
+    ) -> Vec<crate::crypto::BatchItem<'a>> {
+        keyed
             .iter()
             .map(|(i, vk)| {
                 let tx = txs[*i].borrow();
@@ -208,13 +244,7 @@ impl SignedTransaction {
                     signature: tx.signature(),
                 }
             })
-            .collect();
-        for ((i, _), verdict) in pending.iter().zip(crate::crypto::verify_batch(&items)) {
-            if verdict.is_err() {
-                out[*i] = Err(TxError::BadSignature);
-            }
-        }
-        out
+            .collect()
     }
 
     /// [`SignedTransaction::check_stateless`] minus the key and signature checks: only for a transaction

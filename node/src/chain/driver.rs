@@ -239,6 +239,20 @@ impl NodeGossipValidator {
             txs: Arc::new(TxGate::default()),
         }
     }
+
+    /// For each of `txs`, whether the mempool knows it good (pooled, committed, or checked in a proposed
+    /// block); and those it does not.
+    fn split_known<'a>(
+        &self,
+        txs: &[&'a ledger_core::SignedTransaction],
+    ) -> (Vec<bool>, Vec<&'a ledger_core::SignedTransaction>) {
+        let known: Vec<bool> = {
+            let mempool = self.shared.mempool();
+            txs.iter().map(|tx| mempool.known_good(&tx.id())).collect()
+        };
+        let unknown = txs.iter().zip(&known).filter(|(_, known)| !**known).map(|(tx, _)| *tx).collect();
+        (known, unknown)
+    }
 }
 
 fn validation_of(verdict: Verdict) -> Validation {
@@ -258,12 +272,7 @@ impl GossipValidator for NodeGossipValidator {
     /// batch was prepared (under load, proposed blocks often carry transactions whose gossip batch is still
     /// waiting here: the block's validation checked them first).
     fn check_signatures(&self, txs: &[&ledger_core::SignedTransaction]) -> Vec<Result<(), ledger_core::TxError>> {
-        let known: Vec<bool> = {
-            let mempool = self.shared.mempool();
-            txs.iter().map(|tx| mempool.known_good(&tx.id())).collect()
-        };
-        let unknown: Vec<&ledger_core::SignedTransaction> =
-            txs.iter().zip(&known).filter(|(_, known)| !**known).map(|(tx, _)| *tx).collect();
+        let (known, unknown) = self.split_known(txs);
         let mut verdicts = self.shared.check_signatures(&unknown).into_iter();
         known
             .iter()
@@ -273,6 +282,12 @@ impl GossipValidator for NodeGossipValidator {
                 },
             )
             .collect()
+    }
+
+    /// As [`NodeGossipValidator::check_signatures`], in one batch and nothing more.
+    fn signatures_all_valid(&self, txs: &[&ledger_core::SignedTransaction]) -> bool {
+        let (_, unknown) = self.split_known(txs);
+        ledger_core::SignedTransaction::keys_and_signatures_all_valid(&unknown, &self.shared.keys)
     }
 
     /// A transaction batch's signatures are checked on the network's verification thread (a batch of 1,024
