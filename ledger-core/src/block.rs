@@ -143,7 +143,9 @@ impl Block {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        encoding::encode(self)
+        // The transactions are nearly all of it; the rest grows the buffer once at most.
+        let txs: usize = self.txs.iter().map(SignedTransaction::encoded_len).sum();
+        encoding::encode_sized(self, txs.saturating_add(4096))
     }
 
     pub fn tx_ids(&self) -> Vec<Hash> {

@@ -188,8 +188,12 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<Result<(), CryptoError>> {
 /// [`verify_batch`], nothing more when it fails (for callers that then check smaller groups).
 pub fn verify_batch_all(items: &[BatchItem<'_>]) -> bool {
     with_zip215_items(items, |checks| {
-        let batch: Option<Vec<crate::zip215::Item<'_>>> = checks.iter().copied().collect();
-        batch.is_some_and(|batch| crate::zip215::verify_batch(&batch))
+        let mut batch = Vec::with_capacity(checks.len());
+        for check in checks {
+            let Some(item) = check else { return false };
+            batch.push(*item);
+        }
+        crate::zip215::verify_batch(&batch)
     })
 }
 

@@ -113,7 +113,9 @@ type Keyed = Vec<(usize, ed25519_dalek::VerifyingKey)>;
 
 impl SignedTransaction {
     pub fn new(tx: Transaction, signature: Signature) -> SignedTransaction {
-        let encoded = encoding::encode(&tx).into_boxed_slice();
+        // Fixed fields (two keys, four u64) and two length-prefixed strings: the exact size.
+        let size = 2 * 32 + 4 * 8 + 2 * 4 + tx.chain_id.len() + tx.memo.len();
+        let encoded = encoding::encode_sized(&tx, size).into_boxed_slice();
         let id = Self::compute_id(&encoded, &signature);
         SignedTransaction { inner: std::sync::Arc::new(Inner { tx, signature, id, encoded }) }
     }

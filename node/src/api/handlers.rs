@@ -622,7 +622,13 @@ pub struct SubmitQuery {
 }
 
 fn decode_hex_tx(s: &str) -> Result<Vec<u8>, ErrorBody> {
-    hex::decode(s.trim()).map_err(|e| ErrorBody { code: "malformed".into(), message: format!("tx is not hex: {e}") })
+    // Into a buffer of the right size (`hex::decode` grows its output from empty); an odd length is refused
+    // by `decode_to_slice` before the size is compared, with the same error `hex::decode` gives.
+    let s = s.trim();
+    let mut out = vec![0u8; s.len() / 2];
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|e| ErrorBody { code: "malformed".into(), message: format!("tx is not hex: {e}") })?;
+    Ok(out)
 }
 
 /// `POST /governance/approvals`: a validator's signed approval of a validator-set change.

@@ -93,9 +93,20 @@ pub enum WireError {
 }
 
 fn frame<T: BorshSerialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![WIRE_VERSION];
-    out.extend_from_slice(&encoding::encode(value));
+    frame_sized(value, 256)
+}
+
+/// [`frame`] into a buffer of `capacity` bytes to start with (see [`encoding::encode_sized`]).
+fn frame_sized<T: BorshSerialize>(value: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity.max(1));
+    out.push(WIRE_VERSION);
+    // Writing into a Vec cannot fail; the io::Result is an artefact of borsh's writer trait.
+    let _ = value.serialize(&mut out);
     out
+}
+
+fn txs_len(txs: &[SignedTransaction]) -> usize {
+    txs.iter().map(SignedTransaction::encoded_len).sum()
 }
 
 fn unframe<T: BorshSerialize + BorshDeserialize>(bytes: &[u8], max: usize) -> Result<T, WireError> {
@@ -111,7 +122,14 @@ fn unframe<T: BorshSerialize + BorshDeserialize>(bytes: &[u8], max: usize) -> Re
 
 impl GossipMessage {
     pub fn encode(&self) -> Vec<u8> {
-        frame(self)
+        // Transactions are nearly all of a batch or a proposal; the rest is a few hundred bytes (a proposal's
+        // previous certificate, a few KiB, may grow the buffer once).
+        let capacity = match self {
+            GossipMessage::TxBatch(txs) => txs_len(txs).saturating_add(16),
+            GossipMessage::Proposal(p) => txs_len(&p.block.txs).saturating_add(8192),
+            GossipMessage::Vote { .. } => 256,
+        };
+        frame_sized(self, capacity)
     }
 
     /// Decode a message that arrived on `topic`, at most `max` bytes.
