@@ -13,8 +13,15 @@
 //! `mempool_*` codes below) in a bounded map of recent outcomes, for the API to report later.
 //!
 //! **Invariant:** nothing here iterates a hash map; all collections that decide order are `BTreeMap`s. The
-//! maps keyed by transaction id (`by_id`, `outcomes`, `checked_elsewhere`) are hash maps with std's keyed
-//! SipHash (ids are chosen by senders, who could otherwise grind collisions) and are only ever looked up.
+//! maps keyed by transaction id or sender (`by_id`, `by_sender`, `outcomes`, `checked_elsewhere`) are hash
+//! maps with std's keyed SipHash (ids and keys are chosen by senders, who could otherwise grind collisions)
+//! and are only ever looked up.
+//!
+//! Costs: every pooled transaction passes through here about ten times (admission, block validation,
+//! commit), so the structures are chosen for lookups that touch little memory: a pending transaction's
+//! outcome is its presence in `by_id` (not a second map entry), a sender's pending nonces carry what each
+//! spends (a commit re-checks a sender without looking up its transactions), and the expiry index is keyed
+//! by admission number, not by id.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -152,10 +159,13 @@ pub struct Mempool {
     limits: MempoolLimits,
     by_id: HashMap<TxId, Entry>,
     /// Pending ids per sender, by nonce, with what they spend.
-    by_sender: BTreeMap<Address, Pending>,
-    /// Pending ids by expiry height, so a commit finds the expired ones without scanning the pool.
-    by_expiry: BTreeSet<(u64, TxId)>,
+    by_sender: HashMap<Address, Pending>,
+    /// Pending admissions (`Entry::seq`) by expiry height, so a commit finds the expired ones without
+    /// scanning the pool.
+    by_expiry: BTreeSet<(u64, u64)>,
     bytes: usize,
+    /// Outcomes of transactions that left the pool or never entered it (a pooled one's is `Pending`, from
+    /// `by_id`).
     outcomes: HashMap<TxId, TxOutcome>,
     outcome_order: VecDeque<TxId>,
     /// See [`Mempool::note_checked`].
@@ -177,7 +187,7 @@ impl Mempool {
             params,
             limits,
             by_id: HashMap::new(),
-            by_sender: BTreeMap::new(),
+            by_sender: HashMap::new(),
             by_expiry: BTreeSet::new(),
             bytes: 0,
             outcomes: HashMap::new(),
@@ -277,7 +287,8 @@ impl Mempool {
     }
 
     pub fn outcome(&self, id: &TxId) -> Option<&TxOutcome> {
-        self.outcomes.get(id)
+        static PENDING: TxOutcome = TxOutcome::Pending;
+        if self.by_id.contains_key(id) { Some(&PENDING) } else { self.outcomes.get(id) }
     }
 
     /// When the pending transaction `id` was admitted here.
@@ -368,7 +379,8 @@ impl Mempool {
         }
         let result = self.admit(tx, precheck, store, committed_height, source);
         match &result {
-            Ok(()) => self.record(id, TxOutcome::Pending),
+            // Pending while it is pooled: `outcome` answers from `by_id`.
+            Ok(()) => {}
             // A duplicate says nothing new about the first copy: keep its outcome.
             Err(MempoolError::Duplicate) => {}
             Err(e) => self.record(id, TxOutcome::Rejected { code: e.code(), message: e.to_string() }),
@@ -400,13 +412,14 @@ impl Mempool {
         }
         let t = tx.tx();
         let bytes = tx.encoded_len();
-        let pending = self.by_sender.entry(t.sender).or_default();
-        pending.nonces.insert(t.nonce, id);
-        pending.spend += u128::from(t.amount) + u128::from(t.fee);
-        self.by_expiry.insert((t.expiry_height, id));
-        self.bytes += bytes;
         let seq = self.next_seq;
         self.next_seq += 1;
+        let cost = u128::from(t.amount) + u128::from(t.fee);
+        let pending = self.by_sender.entry(t.sender).or_default();
+        pending.nonces.insert(t.nonce, Slot { id, cost });
+        pending.spend += cost;
+        self.by_expiry.insert((t.expiry_height, seq));
+        self.bytes += bytes;
         self.by_arrival.insert(seq, id);
         self.by_id.insert(id, Entry { tx, bytes, admitted_at: std::time::Instant::now(), seq });
         Ok(())
@@ -525,7 +538,7 @@ impl Mempool {
             // Successors that arrived before it were skipped above: they follow it now.
             while out.len() < limit
                 && let Some(next) = nonce.checked_add(1)
-                && let Some(e2) = pending.nonces.get(&next).and_then(|id2| self.by_id.get(id2))
+                && let Some(e2) = pending.nonces.get(&next).and_then(|slot| self.by_id.get(&slot.id))
                 && e2.seq < seq
             {
                 out.push(e2.tx.clone());
@@ -541,10 +554,10 @@ impl Mempool {
         self.by_arrival.remove(&entry.seq);
         self.bytes -= entry.bytes;
         let t = entry.tx.tx();
-        self.by_expiry.remove(&(t.expiry_height, *id));
+        self.by_expiry.remove(&(t.expiry_height, entry.seq));
         if let Some(p) = self.by_sender.get_mut(&t.sender) {
-            if p.nonces.remove(&t.nonce).is_some() {
-                p.spend -= u128::from(t.amount) + u128::from(t.fee);
+            if let Some(slot) = p.nonces.remove(&t.nonce) {
+                p.spend -= slot.cost;
             }
             if p.nonces.is_empty() {
                 self.by_sender.remove(&t.sender);
@@ -584,57 +597,72 @@ impl Mempool {
         // Only the senders of committed transactions have a lower balance or a higher nonce now (recipients
         // and the proposer only gain), so only their pending transactions need a new look; expiry is by
         // height, found through the expiry index. Cost: O(block + evicted), not O(pool).
-        let mut senders = BTreeSet::new();
+        let mut senders = Vec::with_capacity(committed.len());
         for tx in committed {
             let id = tx.id();
             self.remove(&id);
             self.record(id, TxOutcome::Committed { height });
-            senders.insert(tx.tx().sender);
+            senders.push(tx.tx().sender);
         }
+        senders.sort_unstable();
+        senders.dedup();
         let next_height = height.next().0;
-        while let Some(&(expiry, id)) = self.by_expiry.first() {
+        while let Some(&(expiry, seq)) = self.by_expiry.first() {
             if expiry >= next_height {
                 break;
             }
-            let error: MempoolError = TxError::Expired { expiry_height: expiry, height: next_height }.into();
-            self.evict(&id, &error);
-            // `evict` removed it from the index; guard against a stale entry all the same.
-            self.by_expiry.remove(&(expiry, id));
+            // `evict` removes it from the index; a stale entry (no longer pooled) is dropped all the same.
+            self.by_expiry.remove(&(expiry, seq));
+            if let Some(&id) = self.by_arrival.get(&seq) {
+                let error: MempoolError = TxError::Expired { expiry_height: expiry, height: next_height }.into();
+                self.evict(&id, &error);
+            }
         }
+        let mut evictions: Vec<(TxId, MempoolError)> = Vec::new();
         for sender in senders {
             let Some(pending) = self.by_sender.get(&sender) else { continue };
-            let ids: Vec<TxId> = pending.nonces.values().copied().collect();
             let account = match store.account(&sender) {
                 Ok(a) => a,
                 // Cannot re-check without state: keep them; building a block checks them against the state.
                 Err(_) => continue,
             };
+            // Nothing to evict when no nonce is used and the balance covers every pending one (the common
+            // case: the sender's next transactions, funded).
+            let stale = pending.nonces.first_key_value().is_some_and(|(&n, _)| n < account.nonce);
+            if !stale && u128::from(account.balance) >= pending.spend {
+                continue;
+            }
             let mut spend: u128 = 0;
-            for id in ids {
-                let Some(e) = self.by_id.get(&id) else {
-                    continue;
-                };
-                let t = e.tx.tx();
-                let error: Option<MempoolError> = if t.nonce < account.nonce {
-                    Some(TxError::WrongNonce { expected: account.nonce, got: t.nonce }.into())
+            for (&nonce, slot) in &pending.nonces {
+                let error: Option<MempoolError> = if nonce < account.nonce {
+                    Some(TxError::WrongNonce { expected: account.nonce, got: nonce }.into())
                 } else {
-                    spend += u128::from(t.amount) + u128::from(t.fee);
+                    spend += slot.cost;
                     balance_short(&account, spend)
                 };
                 if let Some(error) = error {
-                    self.evict(&id, &error);
+                    evictions.push((slot.id, error));
                 }
+            }
+            for (id, error) in evictions.drain(..) {
+                self.evict(&id, &error);
             }
         }
     }
 
     fn record(&mut self, id: TxId, outcome: TxOutcome) {
-        // Committed is final: a copy arriving later is refused (its nonce is used), which must not hide it.
-        if matches!(self.outcomes.get(&id), Some(TxOutcome::Committed { .. })) {
-            return;
-        }
-        if self.outcomes.insert(id, outcome).is_none() {
-            self.outcome_order.push_back(id);
+        match self.outcomes.entry(id) {
+            // Committed is final: a copy arriving later is refused (its nonce is used), which must not hide it.
+            std::collections::hash_map::Entry::Occupied(e) if matches!(e.get(), TxOutcome::Committed { .. }) => {
+                return;
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                e.insert(outcome);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(outcome);
+                self.outcome_order.push_back(id);
+            }
         }
         while self.outcome_order.len() > self.limits.max_outcomes {
             if let Some(old) = self.outcome_order.pop_front() {
@@ -647,15 +675,22 @@ impl Mempool {
 /// A sender's pending transactions.
 #[derive(Default)]
 struct Pending {
-    /// Ids by nonce.
-    nonces: BTreeMap<u64, TxId>,
+    /// Ids by nonce, with what each spends.
+    nonces: BTreeMap<u64, Slot>,
     /// Amount plus fee of all of them.
     spend: u128,
 }
 
+/// One pending transaction of a sender.
+struct Slot {
+    id: TxId,
+    /// Amount plus fee.
+    cost: u128,
+}
+
 /// The first nonce from `account_nonce` on that `pending` does not hold: the next one a block could take
 /// after the sender's pending transactions.
-fn ready_next(pending: &BTreeMap<u64, TxId>, account_nonce: u64) -> u64 {
+fn ready_next(pending: &BTreeMap<u64, Slot>, account_nonce: u64) -> u64 {
     let mut next = account_nonce;
     for &nonce in pending.range(account_nonce..).map(|(n, _)| n) {
         if nonce != next {
@@ -1013,6 +1048,34 @@ mod tests {
         assert!(matches!(m.outcome(&expiring.id()), Some(TxOutcome::Evicted { code: "expired", .. })));
         assert!(matches!(m.outcome(&unpaid.id()), Some(TxOutcome::Evicted { code: "insufficient_funds", .. })));
         assert_eq!(m.bytes(), 0);
+    }
+
+    #[test]
+    fn a_committed_sender_keeps_its_funded_next_transactions_and_outcomes_follow_the_pool() {
+        let mut s = store(&[(1, 1000)]);
+        let mut m = pool(MempoolLimits::default());
+        let first = tx(1, 0, 10);
+        let next = tx(1, 1, 10);
+        let gap = tx(1, 3, 10);
+        m.add(first.clone(), &s, Height(0)).unwrap();
+        m.add(next.clone(), &s, Height(0)).unwrap();
+        // Refused while it cannot be paid for, then admitted once it can: its outcome is the pool's.
+        let late = tx(1, 2, 2000);
+        assert_eq!(code_of(m.add(late.clone(), &s, Height(0))), "insufficient_funds");
+        assert!(matches!(m.outcome(&late.id()), Some(TxOutcome::Rejected { code: "insufficient_funds", .. })));
+        m.add(gap.clone(), &s, Height(0)).unwrap();
+        assert_eq!(m.outcome(&gap.id()), Some(&TxOutcome::Pending));
+        s.set_account(key(1).public(), Account { balance: 989, nonce: 1 });
+        m.on_block_committed(Height(1), 0, std::slice::from_ref(&first), &s);
+        assert_eq!(m.outcome(&first.id()), Some(&TxOutcome::Committed { height: Height(1) }));
+        assert!(m.contains(&next.id()) && m.contains(&gap.id()), "funded, unused nonces stay");
+        assert_eq!(m.outcome(&next.id()), Some(&TxOutcome::Pending));
+        // The sender's balance drops below what its pending ones need: the ones past it go, in nonce order.
+        s.set_account(key(1).public(), Account { balance: 15, nonce: 1 });
+        m.on_block_committed(Height(2), 0, std::slice::from_ref(&first), &s);
+        assert!(m.contains(&next.id()), "11 of 15 is covered");
+        assert!(matches!(m.outcome(&gap.id()), Some(TxOutcome::Evicted { code: "insufficient_funds", .. })));
+        assert_eq!(m.outcome(&first.id()), Some(&TxOutcome::Committed { height: Height(1) }), "committed is final");
     }
 
     #[test]

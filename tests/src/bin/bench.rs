@@ -80,6 +80,9 @@ struct Args {
     perf_node: Option<usize>,
     #[arg(long, default_value = "perf.data")]
     perf_out: PathBuf,
+    /// Samples per second of `--perf-node` (higher resolves short per-block work at low rates)
+    #[arg(long, default_value_t = 499)]
+    perf_freq: u32,
     /// Latency curve: a run at full speed gives the maximum (`committed_tps`), then one run each at 25, 50, 75
     /// and 100 % of it (fresh localnet each); `--rate` is ignored.
     #[arg(long, conflicts_with_all = ["rates", "overload"])]
@@ -316,7 +319,7 @@ fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
             let perf = match args.perf_node {
                 Some(i) => Some(
                     Command::new("perf")
-                        .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
+                        .args(["record", "-F", &args.perf_freq.to_string(), "--call-graph", "dwarf,16384", "-o"])
                         .arg(&args.perf_out)
                         .args(["-p", &pids[i].to_string(), "--", "sleep", &args.duration.to_string()])
                         .stdout(std::process::Stdio::null())
