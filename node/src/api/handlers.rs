@@ -446,8 +446,8 @@ pub async fn blocks(State(s): State<ApiState>, q: Result<Query<BlocksQuery>, Que
             let mut blocks = Vec::new();
             let mut h = top;
             while h >= 1 && blocks.len() < limit {
-                match st.block(Height(h))? {
-                    Some(b) => blocks.push(block_summary(&b)),
+                match st.block_summary(Height(h))? {
+                    Some((header, tx_count)) => blocks.push(summary_of(&header, tx_count)),
                     None => break,
                 }
                 h -= 1;

@@ -492,14 +492,16 @@ pub fn block_view(block: &Block, cert: Option<&CommitCertificate>, set: &Validat
     }
 }
 
-pub fn block_summary(block: &Block) -> BlockSummaryView {
+/// A block in a list, from its header and transaction count ([`crate::storage::Storage::block_summary`]: the
+/// transactions are not decoded to count them).
+pub fn summary_of(header: &ledger_core::BlockHeader, tx_count: usize) -> BlockSummaryView {
     BlockSummaryView {
-        height: block.height().0,
-        hash: block.hash().to_hex(),
-        time_utc: rfc3339_ms(block.header.timestamp_ms),
-        header: to_value(&block.header),
-        header_hex: hex::encode(encoding::encode(&block.header)),
-        tx_count: block.txs.len(),
+        height: header.height.0,
+        hash: header.hash().to_hex(),
+        time_utc: rfc3339_ms(header.timestamp_ms),
+        header: to_value(header),
+        header_hex: hex::encode(encoding::encode(header)),
+        tx_count,
     }
 }
 
