@@ -656,8 +656,8 @@ impl Storage {
 
     /// The header and transaction count of the stored block at `height` (`None` when its body is not
     /// stored), read from the front of its bytes without decoding its transactions: a block list of 20
-    /// blocks of 4,096 transactions decoded 82,000 of them to count them, and a client polling `/blocks`
-    /// drove one node's memory 100 MiB above its peers'.
+    /// blocks of 4,096 transactions decoded 82,000 of them to count them, so a client polling `/blocks` made
+    /// a node decode every block it committed a second time.
     pub fn block_summary(&self, height: Height) -> Result<Option<(ledger_core::BlockHeader, usize)>, StorageError> {
         let k = height_key(prefix::BLOCK, height);
         let Some(raw) = self.chain.get(k)? else { return Ok(None) };
