@@ -144,8 +144,7 @@ impl Block {
 
     pub fn encode(&self) -> Vec<u8> {
         // The transactions are nearly all of it; the rest grows the buffer once at most.
-        let txs: usize = self.txs.iter().map(SignedTransaction::encoded_len).sum();
-        encoding::encode_sized(self, txs.saturating_add(4096))
+        encoding::encode_sized(self, SignedTransaction::total_encoded_len(&self.txs).saturating_add(4096))
     }
 
     pub fn tx_ids(&self) -> Vec<Hash> {

@@ -293,6 +293,12 @@ impl SignedTransaction {
     pub fn encoded_len(&self) -> usize {
         self.inner.encoded.len() + 64
     }
+
+    /// Sum of [`SignedTransaction::encoded_len`] over `txs`: nearly all of a block's or a batch's encoding, so
+    /// the size to start its buffer with.
+    pub fn total_encoded_len(txs: &[SignedTransaction]) -> usize {
+        txs.iter().map(SignedTransaction::encoded_len).sum()
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

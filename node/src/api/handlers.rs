@@ -1034,6 +1034,18 @@ mod tests {
         assert_eq!(share_bps(u64::MAX, u64::MAX), 10_000);
     }
 
+    /// Hex transaction bodies decode as `hex::decode` would, with the same errors.
+    #[test]
+    fn hex_transactions_decode_like_hex_decode() {
+        for s in ["", "00ff", " 0aB1 ", "abc", "zz", "0g", "a"] {
+            let ours = decode_hex_tx(s).map_err(|e| e.message);
+            let theirs = hex::decode(s.trim()).map_err(|e| format!("tx is not hex: {e}"));
+            assert_eq!(ours, theirs, "{s:?}");
+        }
+        assert_eq!(decode_hex_tx(" 0aB1 ").unwrap(), vec![0x0a, 0xb1]);
+        assert_eq!(decode_hex_tx("abc").unwrap_err().code, "malformed");
+    }
+
     /// The patterns in the `#[utoipa::path]` attributes (which must be literals) are the parsers' ones.
     #[test]
     fn openapi_patterns_are_the_parsers() {

@@ -105,10 +105,6 @@ fn frame_sized<T: BorshSerialize>(value: &T, capacity: usize) -> Vec<u8> {
     out
 }
 
-fn txs_len(txs: &[SignedTransaction]) -> usize {
-    txs.iter().map(SignedTransaction::encoded_len).sum()
-}
-
 fn unframe<T: BorshSerialize + BorshDeserialize>(bytes: &[u8], max: usize) -> Result<T, WireError> {
     if bytes.len() > max {
         return Err(DecodeError::TooLarge { len: bytes.len(), max }.into());
@@ -125,8 +121,8 @@ impl GossipMessage {
         // Transactions are nearly all of a batch or a proposal; the rest is a few hundred bytes (a proposal's
         // previous certificate, a few KiB, may grow the buffer once).
         let capacity = match self {
-            GossipMessage::TxBatch(txs) => txs_len(txs).saturating_add(16),
-            GossipMessage::Proposal(p) => txs_len(&p.block.txs).saturating_add(8192),
+            GossipMessage::TxBatch(txs) => SignedTransaction::total_encoded_len(txs).saturating_add(16),
+            GossipMessage::Proposal(p) => SignedTransaction::total_encoded_len(&p.block.txs).saturating_add(8192),
             GossipMessage::Vote { .. } => 256,
         };
         frame_sized(self, capacity)

@@ -347,6 +347,15 @@ fn unseal<'a>(key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StorageError> {
     Ok(payload)
 }
 
+/// The header of a stored block (its first field, so a prefix of its bytes) and the bytes after it, once the
+/// whole value's checksum is checked: what is needed of a block without decoding its transactions.
+fn block_front<'a>(key: &[u8], raw: &'a [u8]) -> Result<(ledger_core::BlockHeader, &'a [u8]), StorageError> {
+    let mut bytes = unseal(key, raw)?;
+    let header = <ledger_core::BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
+        .map_err(|e| corrupt(key, e.to_string()))?;
+    Ok((header, bytes))
+}
+
 /// Check a stored value's checksum and decode its payload (at most `max` bytes).
 fn decode_sealed<T: borsh::BorshSerialize + borsh::BorshDeserialize>(
     key: &[u8],
@@ -661,12 +670,9 @@ impl Storage {
     pub fn block_summary(&self, height: Height) -> Result<Option<(ledger_core::BlockHeader, usize)>, StorageError> {
         let k = height_key(prefix::BLOCK, height);
         let Some(raw) = self.chain.get(k)? else { return Ok(None) };
-        let mut bytes = unseal(&k, &raw)?;
-        let header = <ledger_core::BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
-            .map_err(|e| corrupt(&k, e.to_string()))?;
+        let (header, mut rest) = block_front(&k, &raw)?;
         // The block's encoding goes on with its transactions, a borsh vector: a u32 count first.
-        let count =
-            <u32 as borsh::BorshDeserialize>::deserialize(&mut bytes).map_err(|e| corrupt(&k, e.to_string()))?;
+        let count = <u32 as borsh::BorshDeserialize>::deserialize(&mut rest).map_err(|e| corrupt(&k, e.to_string()))?;
         Ok(Some((header, count as usize)))
     }
 
@@ -723,10 +729,7 @@ impl Storage {
         let Some(raw) = self.chain.get(k)? else {
             return self.get_kept(&height_key(prefix::HEADER, height), HEADER_BYTES_MAX);
         };
-        let mut bytes = unseal(&k, &raw)?;
-        <ledger_core::BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
-            .map(Some)
-            .map_err(|e| corrupt(&k, e.to_string()))
+        block_front(&k, &raw).map(|(header, _)| Some(header))
     }
 
     /// The certificate that committed the block at `height`.
