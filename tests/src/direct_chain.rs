@@ -39,14 +39,17 @@ impl DirectChain {
         .sign(from)
     }
 
-    /// Build the next block of `txs` on `store`'s tip, certify it and commit it. `signatures_checked`: treat
-    /// every signature as verified already (as the mempool would have), so that only storage is measured.
-    pub fn commit_next(
-        &mut self,
+    /// The next block of `txs` on `store`'s tip, built (signatures treated as verified) but not committed.
+    pub fn build_next(&self, store: &Storage, txs: Vec<SignedTransaction>) -> Result<Block> {
+        Ok(self.build(store, txs, true)?.block)
+    }
+
+    fn build(
+        &self,
         store: &Storage,
         txs: Vec<SignedTransaction>,
         signatures_checked: bool,
-    ) -> Result<Block> {
+    ) -> Result<ledger_core::state::BuiltBlock> {
         let tip = store.latest_height()?;
         let template = BlockTemplate {
             parent: Parent {
@@ -57,7 +60,7 @@ impl DirectChain {
             },
             proposer: self.validator.public(),
             timestamp_ms: self.parent.1 + 1,
-            last_commit: self.parent.2.take(),
+            last_commit: self.parent.2.clone(),
             approvals: Vec::new(),
             evidence: Vec::new(),
         };
@@ -66,6 +69,18 @@ impl DirectChain {
         let built = build_block(store, &tree, &gov, template, &self.genesis.params, txs, &|_| signatures_checked)
             .map_err(|e| anyhow::anyhow!("build block {}: {e:?}", tip.next()))?;
         anyhow::ensure!(built.rejected.is_empty(), "rejected at {}: {:?}", tip.next(), built.rejected);
+        Ok(built)
+    }
+
+    /// Build the next block of `txs` on `store`'s tip, certify it and commit it. `signatures_checked`: treat
+    /// every signature as verified already (as the mempool would have), so that only storage is measured.
+    pub fn commit_next(
+        &mut self,
+        store: &Storage,
+        txs: Vec<SignedTransaction>,
+        signatures_checked: bool,
+    ) -> Result<Block> {
+        let built = self.build(store, txs, signatures_checked)?;
         let block = built.block;
         let vote = Vote {
             kind: VoteKind::Precommit,

@@ -793,23 +793,29 @@ impl Storage {
     }
 
     /// Add a block's transactions to the index inside `batch`: one new run, merged with the newest stored runs
-    /// while [`txindex::should_merge`] says so. Returns the run list to install once `batch` is applied.
+    /// as [`txindex::runs_to_merge`] says. Returns the run list to install once `batch` is applied.
     fn index_block(&self, block: &Block, batch: &mut sled::Batch) -> Result<Option<RunList>, StorageError> {
         if block.txs.is_empty() {
             return Ok(None);
         }
         let mut list = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let mut run = txindex::block_entries(block.height(), block.txs.iter().map(|tx| tx.id()));
-        while let Some(&last) = list.runs.last() {
-            if !txindex::should_merge(last.len, run.len() as u64) {
+        // A merge can complete the tier above it: merge again until nothing is absorbed.
+        loop {
+            let lens: Vec<u64> = list.runs.iter().map(|r| r.len).collect();
+            let absorb = txindex::runs_to_merge(&lens, run.len() as u64);
+            if absorb == 0 {
                 break;
             }
-            let (older, keys) = self.read_run(last)?;
-            for k in keys {
-                batch.remove(k);
+            let mut merged = Vec::new();
+            for old in list.runs.drain(list.runs.len() - absorb..) {
+                let (older, keys) = self.read_run(old)?;
+                for k in keys {
+                    batch.remove(k);
+                }
+                merged = if merged.is_empty() { older } else { txindex::merge(&merged, &older) };
             }
-            run = txindex::merge(&older, &run);
-            list.runs.pop();
+            run = txindex::merge(&merged, &run);
         }
         let id = list.next_id;
         list.next_id = id.checked_add(1).ok_or_else(|| corrupt(META_TXINDEX, "index run ids exhausted"))?;
@@ -1523,13 +1529,13 @@ pub(crate) mod tests {
         {
             let store = open(dir.path());
             store.init_genesis(&chain.genesis).unwrap();
-            want = commit_many(&chain, &store, 120, 100);
+            want = commit_many(&chain, &store, 200, 100);
             for (id, loc) in &want {
                 assert_eq!(store.tx_location(id).unwrap(), Some(*loc));
             }
             let runs = store.tx_runs.read().unwrap().clone();
             assert_eq!(runs.runs.iter().map(|r| r.len).sum::<u64>(), want.len() as u64);
-            assert!(runs.runs.len() <= 12, "{} runs for 120 blocks", runs.runs.len());
+            assert!(runs.runs.len() < 3 * txindex::MERGE_FANOUT, "{} runs for 200 blocks", runs.runs.len());
             assert!(runs.runs.iter().any(|r| r.len > txindex::CHUNK_ENTRIES as u64), "no multi-chunk run: {runs:?}");
         }
         let store = open(dir.path());

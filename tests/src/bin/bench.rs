@@ -433,11 +433,14 @@ fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
     let mut nodes = Vec::new();
     let mut cpu_window_total = 0.0;
     let mut disk_total = 0u64;
+    let mut written_total = 0u64;
     for (i, n) in lnet.nodes.iter().enumerate() {
         let cpu_window = cpu1[i] - cpu0[i];
         cpu_window_total += cpu_window;
         let disk = dir_bytes(&n.home.join("data"))?;
         disk_total += disk;
+        let written = io_write_bytes(pids[i])?;
+        written_total += written;
         nodes.push(json!({
             "name": n.name,
             "pid": pids[i],
@@ -447,6 +450,7 @@ fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
             "peak_rss_mib": round3(hwm_load[i] as f64 / 1024.0),
             "peak_rss_mib_incl_readback": round3(vm_hwm_kib(pids[i])? as f64 / 1024.0),
             "disk_bytes": disk,
+            "disk_written_bytes": written,
         }));
     }
     let committed_all: u64 = observer.blocks.iter().map(|b| b.tx_count).sum();
@@ -497,6 +501,7 @@ fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
         "cpu_cores_nodes_window": round3(cpu_window_total / window_s),
         "cpu_cores_loadgen_window": round3((self1 - self0) / window_s),
         "disk_bytes_per_tx": round1(disk_total as f64 / committed_all.max(1) as f64),
+        "disk_written_bytes_per_tx": round1(written_total as f64 / committed_all.max(1) as f64),
         "committed_total": committed_all,
         "nodes": nodes,
         "perf_profile": if perf_ok { Value::from(args.perf_out.display().to_string()) } else { Value::Null },
@@ -514,6 +519,7 @@ fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
             "latency": "first observation of the block's height on node 0 (/status polled every poll_ms) minus the send time of the HTTP attempt that got the tx admitted (a request refused whole with 429 is repeated after a short pause, and the latency starts at the repeat; a tx refused as worth retrying, e.g. mempool_full or nonce_gap_under_load, is sent again at its sender's next turn); txs sent in the window",
             "cpu": "utime+stime from /proc/<pid>/stat over the window; cpu_us_per_tx = sum over nodes / txs committed in the window",
             "verify_ceiling": "keys-and-signature check of pre-signed txs on one core of this machine, measured by the bench before the nodes start: alone, and in batches of 64 and 1024 (ZIP 215 batch verification); ceiling_tps = cores x 1e6 / (validators x batch64_us_per_tx): what the machine could commit if every node did nothing but verify each transaction once in batches of 64",
+            "disk_written_bytes_per_tx": "bytes each node caused to be written to storage since it started (write_bytes of /proc/<pid>/io), summed over nodes / txs committed (all heights)",
             "disk_bytes_per_tx": "allocated bytes of every node's data dir at the end / txs committed (all heights), summed over nodes",
             "peak_rss_mib": "VmHWM of each node after warm-up, load and drain, before the latency read-back; peak_rss_mib_incl_readback: VmHWM at the very end, after the bench has read every block back through GET /blocks/{height}",
         },
@@ -627,6 +633,15 @@ fn vm_hwm_kib(pid: u32) -> Result<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("no VmHWM")
+}
+
+/// Bytes `pid` caused to be written to storage since it started (`write_bytes` of `/proc/<pid>/io`).
+fn io_write_bytes(pid: u32) -> Result<u64> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).with_context(|| format!("reading /proc/{pid}/io"))?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no write_bytes in /proc/<pid>/io")
 }
 
 /// Allocated bytes of every file under `dir`.

@@ -1,0 +1,154 @@
+//! What committing blocks costs the disk: bytes written (`write_bytes` of `/proc/self/io`) and bytes kept per
+//! committed transaction, and time and CPU per commit, for blocks committed straight into a `Storage` (real blocks,
+//! certificates and commits, one validator; no consensus, no network). Not part of the test run.
+//!
+//! `cargo run --release -p tests --bin storage_write_bench -- [--blocks 300] [--txs 1000] [--proposals 4]`
+//!
+//! Every block holds `--txs` transfers from `--accounts` senders in turn. With `--proposals N`, every N-th
+//! block is also kept as this validator's proposal first (`persist_proposed_block`), as one validator of N
+//! does. The chain is built in a temp dir on the real disk (`--dir` to choose), not in memory, and one JSON
+//! line is printed.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ledger_core::{Genesis, GenesisAccount, Keypair, SignedTransaction, Validator};
+use node::storage::{Storage, StorageOptions};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 300)]
+    blocks: u64,
+    /// Transactions per block.
+    #[arg(long, default_value_t = 1000)]
+    txs: usize,
+    #[arg(long, default_value_t = 2000)]
+    accounts: usize,
+    /// Every this many blocks, keep the block as a proposal before committing it (0: never).
+    #[arg(long, default_value_t = 4)]
+    proposals: u64,
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Write the JSON line here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.accounts > 0 && args.txs > 0, "--accounts and --txs must be positive");
+    let tmp = match &args.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let validator = Keypair::from_seed(&[1; 32]);
+    let senders: Vec<Keypair> = (0..args.accounts)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            Keypair::from_seed(&seed)
+        })
+        .collect();
+    let genesis = Genesis {
+        chain_id: "storage-write-bench".into(),
+        genesis_time_ms: 1_000,
+        protocol_version: ledger_core::PROTOCOL_VERSION,
+        validators: vec![Validator { public_key: validator.public(), power: 10, moniker: "v0".into() }],
+        accounts: senders
+            .iter()
+            .map(|k| GenesisAccount { address: k.public(), balance: u64::MAX / (4 * args.accounts as u64) })
+            .collect(),
+        params: ledger_core::ConsensusParams::default(),
+    };
+    genesis.validate().context("genesis")?;
+    let store = Storage::open(tmp.path(), StorageOptions::default())?;
+    store.init_genesis(&genesis)?;
+    let mut chain = tests::direct_chain::DirectChain::new(genesis.clone(), validator);
+
+    // Sign every block's transactions before anything is measured.
+    let mut nonces = vec![0u64; args.accounts];
+    let mut next_sender = 0usize;
+    let blocks: Vec<Vec<SignedTransaction>> = (0..args.blocks)
+        .map(|_| {
+            (0..args.txs)
+                .map(|_| {
+                    let s = next_sender;
+                    next_sender = (next_sender + 1) % args.accounts;
+                    let to = senders[(s + 1) % args.accounts].public();
+                    nonces[s] += 1;
+                    chain.transfer(&senders[s], to, 1, nonces[s] - 1)
+                })
+                .collect()
+        })
+        .collect();
+
+    let written0 = io_write_bytes()?;
+    let cpu0 = cpu_seconds()?;
+    let started = Instant::now();
+    let mut commit_us = Vec::with_capacity(blocks.len());
+    for (i, txs) in blocks.into_iter().enumerate() {
+        let t = Instant::now();
+        if args.proposals > 0 && (i as u64).is_multiple_of(args.proposals) {
+            // Keep what the commit will store: the same transactions in a block on the same tip.
+            let block = chain.build_next(&store, txs.clone())?;
+            store.persist_proposed_block(&block)?;
+        }
+        chain.commit_next(&store, txs, true)?;
+        commit_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let written = io_write_bytes()? - written0;
+    let cpu = cpu_seconds()? - cpu0;
+    drop(store);
+    let kept = dir_bytes(tmp.path())?;
+    let n_tx = args.blocks * args.txs as u64;
+    commit_us.sort_by(f64::total_cmp);
+    let report = serde_json::json!({
+        "blocks": args.blocks,
+        "txs_per_block": args.txs,
+        "accounts": args.accounts,
+        "proposal_every": args.proposals,
+        "written_bytes_per_tx": (written as f64 / n_tx as f64).round(),
+        "disk_bytes_per_tx": (kept as f64 / n_tx as f64).round(),
+        "commit_us_median": commit_us[commit_us.len() / 2].round(),
+        "commit_us_p99": commit_us[commit_us.len() * 99 / 100].round(),
+        "commit_us_per_tx": (elapsed * 1e6 / n_tx as f64 * 100.0).round() / 100.0,
+        "cpu_us_per_tx": (cpu * 1e6 / n_tx as f64 * 100.0).round() / 100.0,
+    });
+    println!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, format!("{report}\n"))?;
+    }
+    Ok(())
+}
+
+/// utime + stime of this process (every thread, sled's flusher included), in seconds.
+fn cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc/self/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> { Ok(fields.get(i).context("short /proc/self/stat")?.parse::<f64>()?) };
+    // Clock ticks are 100 per second on Linux.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+fn io_write_bytes() -> Result<u64> {
+    let io = std::fs::read_to_string("/proc/self/io")?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no write_bytes in /proc/self/io")
+}
+
+fn dir_bytes(dir: &std::path::Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() { dir_bytes(&entry.path())? } else { meta.blocks() * 512 };
+    }
+    Ok(total)
+}
