@@ -240,6 +240,8 @@ pub struct Storage {
     /// transactions) to decode 200 bytes, twice a height (building and validating), 2 % of a validator's
     /// CPU at full load. A committed block never changes, so a header cached by height stays right.
     tip_header: Arc<Mutex<Option<(Height, ledger_core::BlockHeader)>>>,
+    /// The account-history deltas not folded yet ([`addrindex::PendingDeltas`]).
+    addr_pending: Arc<RwLock<addrindex::PendingDeltas>>,
 }
 
 /// Committed accounts by address (absent ones as the default account), so that admission and block
@@ -460,6 +462,7 @@ impl Storage {
             writer: Arc::default(),
             prune: Arc::default(),
             tip_header: Arc::default(),
+            addr_pending: Arc::default(),
         };
         store.open_tx_index()?;
         store.load_sets()?;
@@ -933,7 +936,7 @@ impl Storage {
         }
         let _writer = self.writer();
         let tx_runs = self.index_block(block, &mut batch)?;
-        self.index_addresses(block, &mut batch)?;
+        let addr_change = self.index_addresses(block, &mut batch)?;
         // Evidence per block is bounded (EVIDENCE_PER_BLOCK_MAX), so the index fits a u16.
         for i in 0..block.evidence.len() {
             let k = evidence_key(height, u16::try_from(i).unwrap_or(u16::MAX));
@@ -967,6 +970,7 @@ impl Storage {
         // before either move cannot cache what it read, and one that cached an old value between the moves
         // has it overwritten below for every account the block changed (the others did not change).
         self.account_cache().bump();
+        self.stage_delta_change(&addr_change);
         let applied = {
             let mut runs = self.tx_runs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             let applied = self.chain.apply_batch(batch);
@@ -975,6 +979,7 @@ impl Storage {
             }
             applied
         };
+        self.follow_delta_change(&addr_change, applied.is_ok());
         let mut cache = self.account_cache();
         if applied.is_err() || cache.map.len().saturating_add(changes.accounts.len()) > ACCOUNT_CACHE_MAX {
             cache.reset();
