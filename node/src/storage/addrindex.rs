@@ -51,9 +51,11 @@ pub const DELTA_ENTRY_BYTES: usize = 36;
 /// open, or as the block's batch writes them), so that neither a history query nor a fold reads and
 /// checksums them again (a delta of a 4,096-transaction block is ~290 KB).
 ///
-/// **Invariant:** it holds exactly the deltas stored under `Y` keys, apart from the one of a commit in
-/// progress (added before its batch applies, dropped again if the batch fails: a query never looks above the
-/// tip it was given, so an entry above the stored tip is never answered).
+/// **Invariant:** it holds exactly the deltas stored under `Y` keys, apart from a commit in progress: its
+/// delta is added before its batch applies (dropped again if the batch fails; a query never looks above the
+/// tip it was given, so an entry above the stored tip is never answered), and the deltas a fold removes stay
+/// until its batch has applied (a query then meets their entries twice, in memory and in the chunks, and
+/// drops the repeat).
 pub(super) type PendingDeltas = BTreeMap<u64, std::sync::Arc<Vec<(Address, u32)>>>;
 
 /// What a block's batch does to the stored deltas, to follow in [`PendingDeltas`].
@@ -181,7 +183,7 @@ impl Storage {
     /// the pending deltas ([`Storage::follow_delta_change`]).
     pub(super) fn index_addresses(&self, block: &Block, batch: &mut sled::Batch) -> Result<DeltaChange, StorageError> {
         let height = block.height().0;
-        let entries = block_entries(block);
+        let mut entries = block_entries(block);
         let pending: usize = self.pending_deltas().values().map(|d| d.len()).sum();
         if !is_fold_height(height, pending, entries.len()) {
             if entries.is_empty() {
@@ -189,6 +191,8 @@ impl Storage {
             }
             let k = delta_key(height);
             batch.insert(&k[..], seal(&k, &encode_delta(&entries)));
+            // Sized for two entries a transaction; a self-transfer has one.
+            entries.shrink_to_fit();
             return Ok(DeltaChange::Added(height, std::sync::Arc::new(entries)));
         }
         let mut by_address: BTreeMap<Address, Vec<Pos>> = BTreeMap::new();

@@ -186,7 +186,8 @@ impl Storage {
         }
         let _writer = self.writer();
         let mut list = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        // A commit may have merged it away meanwhile (only when it was the newest run too): look again.
+        // A commit may have merged it away meanwhile (a tier merge takes the oldest run too while the runs are
+        // few): look again.
         if list.runs.first() != Some(&first) || list.runs.len() < 2 {
             return Ok(0);
         }

@@ -25,7 +25,7 @@ pub const ENTRY_BYTES: usize = 32 + 8 + 4;
 /// Most entries in one chunk (one sled value of ~44 KiB, well under sled's 128 KiB threshold for blob files).
 pub const CHUNK_ENTRIES: usize = 1024;
 /// Runs are not merged into one larger than this (~2.9 MB), so a commit never rewrites more; a chain of N
-/// transactions keeps about N / 2^16 runs of this size (a lookup reads one chunk of each).
+/// transactions keeps between N / 2^16 and N / 2^15 full runs (a lookup reads one chunk of each).
 pub const RUN_MERGE_MAX: u64 = 1 << 16;
 /// Key prefix of index chunks.
 pub const CHUNK_PREFIX: u8 = b'x';
@@ -112,8 +112,11 @@ fn tier(len: u64) -> u32 {
 
 /// How many of the newest stored runs (`lens`, oldest first) a new run of `new_len` entries should absorb: the
 /// newest runs of its tier or below, taken while the total stays within [`RUN_MERGE_MAX`], if they are at
-/// least `MERGE_FANOUT - 1` or make a full run (half the maximum or more) with it; otherwise none. So the runs below a full one number at most
-/// `MERGE_FANOUT - 1` per tier, and a lookup reads one chunk of each.
+/// least `MERGE_FANOUT - 1` or make a full run (half the maximum or more) with it; otherwise none. So the runs
+/// after the newest full one number at most `MERGE_FANOUT - 1` per tier, and a lookup reads one chunk of each.
+/// A run can still be left behind for good when the runs after it outgrow the maximum before they absorb it:
+/// with blocks of tens of thousands of transactions, about one such run per full run (merging two at a time,
+/// as before, had the same limit).
 pub fn runs_to_merge(lens: &[u64], new_len: u64) -> usize {
     let t = tier(new_len);
     let mut total = new_len;

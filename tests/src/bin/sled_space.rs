@@ -5,7 +5,7 @@
 //! Patterns (letters combine; each adds its keys to every block's batch):
 //! - `b`: a 55 kB body under an increasing key, removed `--keep` blocks later (retention);
 //! - `H`: a 300-byte header and a 140-byte certificate under increasing keys, kept for ever;
-//! - `Y`: a 13 kB delta under an increasing key, all removed every 16 blocks (the history index's deltas);
+//! - `Y`: a 13 kB delta under an increasing key, all removed every 16 blocks (the history index's deltas as they were folded then);
 //! - `R`: a 13 kB value rewritten in a ring of 16 fixed keys;
 //! - `a`: every 16 blocks, 300 100-byte accounts rewritten in place;
 //! - `S`: the `b` bodies go to a second database instead.
