@@ -8,5 +8,6 @@ pub mod direct_chain;
 pub mod fuzz;
 pub mod harness;
 pub mod load;
+pub mod procfs;
 pub mod sim;
 pub mod snapshot_liar;

@@ -460,8 +460,9 @@ mod tests {
         store.chain.insert(&k, bad).unwrap();
         store.flush().unwrap();
         drop(store);
-        let reopened =
-            Storage::open(dir.path(), StorageOptions { cache_capacity_bytes: 8 << 20, block_bytes_max: 4 << 20 });
+        // Waits for sled's threads to let go of the lock, so the error is the delta's, not the lock's.
+        let opts = StorageOptions { cache_capacity_bytes: 8 << 20, block_bytes_max: 4 << 20 };
+        let reopened = crate::storage::replace::open_released(dir.path(), opts, std::time::Duration::from_secs(20));
         assert!(matches!(reopened, Err(StorageError::Corrupt { .. })), "a damaged delta must stop the open");
     }
 

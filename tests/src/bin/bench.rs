@@ -25,7 +25,7 @@
 #![recursion_limit = "256"]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,6 +35,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 use tests::harness::Localnet;
 use tests::load::{self, ChainObserver, LoadConfig, SubmitStatus, TxTemplate};
+use tests::procfs::{allocated_bytes, clock_ticks, cpu_seconds, io_write_bytes};
 
 #[derive(Parser)]
 #[command(about = "Throughput and latency of a localnet of real ledgerd processes")]
@@ -437,7 +438,7 @@ fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
     for (i, n) in lnet.nodes.iter().enumerate() {
         let cpu_window = cpu1[i] - cpu0[i];
         cpu_window_total += cpu_window;
-        let disk = dir_bytes(&n.home.join("data"))?;
+        let disk = allocated_bytes(&n.home.join("data"))?;
         disk_total += disk;
         let written = io_write_bytes(pids[i])?;
         written_total += written;
@@ -598,22 +599,6 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn clock_ticks() -> Result<f64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output().context("running getconf CLK_TCK")?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().unwrap_or(100.0))
-}
-
-/// utime + stime of `pid` in seconds.
-fn cpu_seconds(pid: u32, ticks_per_s: f64) -> Result<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // Fields after the command name (which may contain spaces) start at field 3; utime is 14, stime 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
-    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
-    Ok((utime + stime) / ticks_per_s)
-}
-
 /// Busy CPU time of the whole machine (all CPUs, everything but idle and iowait) in seconds, from /proc/stat.
 fn machine_busy_seconds(ticks_per_s: f64) -> Result<f64> {
     let stat = fs::read_to_string("/proc/stat")?;
@@ -633,30 +618,6 @@ fn vm_hwm_kib(pid: u32) -> Result<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .context("no VmHWM")
-}
-
-/// Bytes `pid` caused to be written to storage since it started (`write_bytes` of `/proc/<pid>/io`).
-fn io_write_bytes(pid: u32) -> Result<u64> {
-    let io = fs::read_to_string(format!("/proc/{pid}/io")).with_context(|| format!("reading /proc/{pid}/io"))?;
-    io.lines()
-        .find_map(|l| l.strip_prefix("write_bytes:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("no write_bytes in /proc/<pid>/io")
-}
-
-/// Allocated bytes of every file under `dir`.
-fn dir_bytes(dir: &Path) -> Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    if !dir.exists() {
-        return Ok(0);
-    }
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() { dir_bytes(&entry.path())? } else { meta.blocks() * 512 };
-    }
-    Ok(total)
 }
 
 fn loadavg() -> String {

@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ledger_core::{Genesis, GenesisAccount, Keypair, SignedTransaction, Validator};
 use node::storage::{Storage, StorageOptions};
+use tests::procfs::{allocated_bytes, clock_ticks, cpu_seconds, io_write_bytes};
 
 #[derive(Parser)]
 struct Args {
@@ -84,8 +85,9 @@ fn main() -> Result<()> {
         })
         .collect();
 
-    let written0 = io_write_bytes()?;
-    let cpu0 = cpu_seconds()?;
+    let (me, ticks) = (std::process::id(), clock_ticks()?);
+    let written0 = io_write_bytes(me)?;
+    let cpu0 = cpu_seconds(me, ticks)?;
     let started = Instant::now();
     let mut commit_us = Vec::with_capacity(blocks.len());
     for (i, txs) in blocks.into_iter().enumerate() {
@@ -99,10 +101,10 @@ fn main() -> Result<()> {
         commit_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let written = io_write_bytes()? - written0;
-    let cpu = cpu_seconds()? - cpu0;
+    let written = io_write_bytes(me)? - written0;
+    let cpu = cpu_seconds(me, ticks)? - cpu0;
     drop(store);
-    let kept = dir_bytes(tmp.path())?;
+    let kept = allocated_bytes(tmp.path())?;
     let n_tx = args.blocks * args.txs as u64;
     commit_us.sort_by(f64::total_cmp);
     let report = serde_json::json!({
@@ -122,33 +124,4 @@ fn main() -> Result<()> {
         std::fs::write(out, format!("{report}\n"))?;
     }
     Ok(())
-}
-
-/// utime + stime of this process (every thread, sled's flusher included), in seconds.
-fn cpu_seconds() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc/self/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<f64> { Ok(fields.get(i).context("short /proc/self/stat")?.parse::<f64>()?) };
-    // Clock ticks are 100 per second on Linux.
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
-}
-
-fn io_write_bytes() -> Result<u64> {
-    let io = std::fs::read_to_string("/proc/self/io")?;
-    io.lines()
-        .find_map(|l| l.strip_prefix("write_bytes:"))
-        .and_then(|v| v.trim().parse().ok())
-        .context("no write_bytes in /proc/self/io")
-}
-
-fn dir_bytes(dir: &std::path::Path) -> Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() { dir_bytes(&entry.path())? } else { meta.blocks() * 512 };
-    }
-    Ok(total)
 }
