@@ -97,9 +97,12 @@ impl RunningNode {
             }
         }
         // The driver only awaits between actions; a commit is one synchronous step, so aborting never leaves
-        // half of one.
-        self.driver.abort();
-        let _ = self.driver.await;
+        // half of one. A driver that already stopped is not awaited again: `driver_stopped` may have taken its
+        // result, and polling a finished `JoinHandle` a second time panics.
+        if !self.driver.is_finished() {
+            self.driver.abort();
+            let _ = self.driver.await;
+        }
         self.gossip_task.abort();
         let _ = self.gossip_task.await;
         self.housekeeping_task.abort();
@@ -864,6 +867,20 @@ mod tests {
             dirs.push(dir);
         }
         Net { nodes, dirs, p2p, addrs, ports }
+    }
+
+    /// A node whose driver stopped (here: its network went away) still shuts down cleanly, as `ledgerd start`
+    /// and `localnet` do after `driver_stopped` answers (it used to poll the finished driver again and panic).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_whose_driver_stopped_shuts_down_without_panicking() {
+        let g = genesis(1);
+        let mut net = start_net(&g, 1).await;
+        let mut node = net.nodes.remove(0);
+        wait_height(&node, 2).await;
+        node.network.shutdown().await;
+        let e = tokio::time::timeout(DEADLINE, node.driver_stopped()).await.expect("the driver stops");
+        assert!(format!("{e:#}").contains("consensus driver stopped"), "{e:#}");
+        node.shutdown().await.expect("clean shutdown after the driver stopped");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
