@@ -135,7 +135,7 @@ impl NodeHandle for LocalNode {
     }
 
     fn tx_outcome(&self, id: TxId) -> BoxFuture<'_, Option<TxOutcome>> {
-        let outcome = lock(&self.pool).mempool.outcome(&id).cloned();
+        let outcome = lock(&self.pool).mempool.outcome(&id);
         futures::future::ready(outcome).boxed()
     }
 

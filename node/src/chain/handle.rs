@@ -204,7 +204,7 @@ impl NodeHandle for NodeApi {
     }
 
     fn tx_outcome(&self, id: TxId) -> BoxFuture<'_, Option<TxOutcome>> {
-        let outcome = self.shared.mempool().outcome(&id).cloned();
+        let outcome = self.shared.mempool().outcome(&id);
         futures::future::ready(outcome).boxed()
     }
 
