@@ -12,8 +12,8 @@
 //! Every rejection and eviction is recorded with a stable reason code (a [`TxError::code`] or one of the
 //! `mempool_*` codes below) in a bounded map of recent refusals, for the API to report later. Ids that left
 //! the pool in a block, or were checked in a proposed block, are remembered apart (without a message) so
-//! that their late gossip copies cost a lookup instead of a signature check; a committed transaction's
-//! status is answered from storage, not from here.
+//! that their late gossip copies cost a lookup instead of a signature check (the API asks storage first for a
+//! transaction's status; this pool answers `Committed` only for recent ones).
 //!
 //! **Invariant:** nothing here iterates a hash map; all collections that decide order are `BTreeMap`s. The
 //! maps keyed by transaction id or sender (`by_id`, `by_sender`, `refusals`, `recent`) are hash
@@ -53,7 +53,7 @@ pub struct MempoolLimits {
     pub max_per_sender: usize,
     pub max_nonce_gap: u64,
     /// How many recent refusals (rejections and evictions, with their reasons) are remembered: at least half
-    /// of this, at most all of it (the oldest half is forgotten at once).
+    /// of this, at most all of it (the oldest half is forgotten at once); at least 2 whatever it is.
     pub max_outcomes: usize,
     /// Above this fill (percent of what the pool takes from clients, [`Mempool::admit_max_txs`], or of
     /// `max_bytes`), only a transaction that can go into the next
@@ -171,7 +171,8 @@ pub struct Mempool {
     by_expiry: BTreeSet<(u64, u64)>,
     bytes: usize,
     /// Refusals (`Rejected`, `Evicted`) of transactions that left the pool or never entered it (a pooled
-    /// one's outcome is `Pending`, from `by_id`; a committed one's is in `recent`).
+    /// one's outcome is `Pending`, from `by_id`; a committed one's is in `recent`, and here too when it was
+    /// refused before).
     refusals: Generations<TxOutcome>,
     /// Ids known good without being pooled: committed here, or noted by [`Mempool::note_checked`].
     recent: Generations<Recent>,
@@ -186,7 +187,7 @@ pub struct Mempool {
 
 impl Mempool {
     pub fn new(chain_id: &str, params: ConsensusParams, limits: MempoolLimits) -> Mempool {
-        let refusal_generation = limits.max_outcomes.div_ceil(2).max(1);
+        let refusal_generation = (limits.max_outcomes / 2).max(1);
         Mempool {
             chain_id: chain_id.to_string(),
             params,
@@ -265,7 +266,8 @@ impl Mempool {
     }
 
     /// Whether `id`'s keys and signature are known good without checking: it is pooled (checked on
-    /// admission) or recently committed (checked before its block was accepted). The id covers the
+    /// admission), recently committed (checked before its block was accepted) or noted by
+    /// [`Mempool::note_checked`]. The id covers the
     /// signature, so the same id means the same bytes. Transactions that arrive again by gossip after
     /// their commit (common under load) then cost a lookup instead of a signature check.
     pub fn known_good(&self, id: &TxId) -> bool {
@@ -605,9 +607,13 @@ impl Mempool {
         for tx in committed {
             let id = tx.id();
             self.remove(&id);
-            // Committed is final: the first commit seen stays.
+            // Committed is final: the first commit seen stays. A refusal recorded before (refused, then sent
+            // again and admitted) is overwritten too, so it cannot come back once `recent` forgets the id.
             if !matches!(self.recent.get(&id), Some(Recent::Committed(_))) {
                 self.recent.insert(id, Recent::Committed(height));
+                if self.refusals.get(&id).is_some() {
+                    self.refusals.insert(id, TxOutcome::Committed { height });
+                }
             }
             senders.push(tx.tx().sender);
         }
@@ -660,7 +666,9 @@ impl Mempool {
     /// Record a refusal (`Rejected` or `Evicted`).
     fn record(&mut self, id: TxId, outcome: TxOutcome) {
         // Committed is final: a copy arriving later is refused (its nonce is used), which must not hide it.
-        if matches!(self.recent.get(&id), Some(Recent::Committed(_))) {
+        if matches!(self.recent.get(&id), Some(Recent::Committed(_)))
+            || matches!(self.refusals.get(&id), Some(TxOutcome::Committed { .. }))
+        {
             return;
         }
         self.refusals.insert(id, outcome);
@@ -678,8 +686,8 @@ enum Recent {
 
 /// A bounded map of the most recently inserted ids, in two generations: inserts go to the current one, and
 /// a full current generation becomes the previous one (the previous one is dropped whole). It remembers at
-/// least the last `generation` and at most the last `2 * generation` ids, each table is allocated once at its
-/// final size, and no id is ever removed from a table: a hash table that evicts one id per insert fills with
+/// least the last `generation` and at most the last `2 * generation` ids, every table after the first is
+/// allocated once at its final size, and no id is ever removed from a table: a hash table that evicts one id per insert fills with
 /// tombstones and doubles (measured: 262,144 buckets, 21 MB, for 100,000 outcomes).
 struct Generations<V> {
     current: HashMap<TxId, V>,
@@ -1143,6 +1151,29 @@ mod tests {
         let before = g.current.len();
         g.insert(id(9_999), 0);
         assert_eq!((g.current.len(), g.get(&id(9_999))), (before, Some(&0)));
+    }
+
+    /// A transaction refused, sent again, admitted and committed reports `Committed`, also once the recent
+    /// ids have forgotten it: the earlier refusal does not come back.
+    #[test]
+    fn a_refused_then_committed_transaction_stays_committed() {
+        let mut s = store(&[(1, 5)]);
+        let mut m = pool(MempoolLimits::default());
+        let t = tx(1, 0, 10);
+        assert_eq!(code_of(m.add(t.clone(), &s, Height(0))), "insufficient_funds");
+        s.set_account(key(1).public(), Account { balance: 1000, nonce: 0 });
+        m.add(t.clone(), &s, Height(0)).unwrap();
+        s.set_account(key(1).public(), Account { balance: 1000 - 11, nonce: 1 });
+        m.on_block_committed(Height(1), 0, std::slice::from_ref(&t), &s);
+        let template = tx(1, 5, 10).tx().clone();
+        m.note_checked((0..2 * RECENT_IDS_GENERATION as u64).map(|n| {
+            let other = Transaction { amount: n + 1, ..template.clone() };
+            SignedTransaction::new(other, Signature([0; 64])).id()
+        }));
+        assert!(!m.known_good(&t.id()), "the recent ids forgot it");
+        assert_eq!(m.outcome(&t.id()), Some(TxOutcome::Committed { height: Height(1) }));
+        assert!(m.add(t.clone(), &s, Height(1)).is_err(), "a late copy is refused");
+        assert_eq!(m.outcome(&t.id()), Some(TxOutcome::Committed { height: Height(1) }), "and does not hide it");
     }
 
     #[test]
