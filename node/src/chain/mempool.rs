@@ -52,8 +52,9 @@ pub struct MempoolLimits {
     pub max_bytes: usize,
     pub max_per_sender: usize,
     pub max_nonce_gap: u64,
-    /// How many recent refusals (rejections and evictions, with their reasons) are remembered: at least half
-    /// of this, at most all of it (the oldest half is forgotten at once); at least 2 whatever it is.
+    /// How many recent refusals (rejections and evictions, with their reasons) are remembered: between half of
+    /// this and all of it, as two generations of `max_outcomes / 2` (at least 1) of which the older is
+    /// forgotten at once.
     pub max_outcomes: usize,
     /// Above this fill (percent of what the pool takes from clients, [`Mempool::admit_max_txs`], or of
     /// `max_bytes`), only a transaction that can go into the next
@@ -687,8 +688,8 @@ enum Recent {
 /// A bounded map of the most recently inserted ids, in two generations: inserts go to the current one, and
 /// a full current generation becomes the previous one (the previous one is dropped whole). It remembers at
 /// least the last `generation` and at most the last `2 * generation` ids, every table after the first is
-/// allocated once at its final size, and no id is ever removed from a table: a hash table that evicts one id per insert fills with
-/// tombstones and doubles (measured: 262,144 buckets, 21 MB, for 100,000 outcomes).
+/// allocated once at its final size, and no id is ever removed from a table: a hash table that evicts one id
+/// per insert fills with tombstones and doubles (measured: 262,144 buckets, 21 MB, for 100,000 outcomes).
 struct Generations<V> {
     current: HashMap<TxId, V>,
     previous: HashMap<TxId, V>,
@@ -706,8 +707,7 @@ impl<V> Generations<V> {
 
     fn insert(&mut self, id: TxId, value: V) {
         if self.current.len() >= self.generation && !self.current.contains_key(&id) {
-            let full = std::mem::replace(&mut self.current, HashMap::with_capacity(self.generation));
-            self.previous = full;
+            self.previous = std::mem::replace(&mut self.current, HashMap::with_capacity(self.generation));
         }
         self.current.insert(id, value);
     }
