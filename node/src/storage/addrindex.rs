@@ -339,7 +339,7 @@ impl Storage {
         }
         for h in self.base_height()?.0..=tip.0 {
             let block = self.block(Height(h))?.ok_or_else(|| {
-                corrupt(&super::height_key(super::prefix::BLOCK, Height(h)), "block below the tip is missing")
+                corrupt(&super::height_key(super::prefix::BLOCK_REF, Height(h)), "block below the tip is missing")
             })?;
             let mut batch = sled::Batch::default();
             let change = self.index_addresses(&block, &mut batch)?;

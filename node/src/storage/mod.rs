@@ -36,6 +36,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 pub mod addrindex;
+pub mod blockfile;
 pub mod disk;
 pub mod prune;
 pub mod replace;
@@ -53,7 +54,10 @@ use ledger_core::{
 
 /// Key prefixes inside the `chain` tree.
 mod prefix {
+    /// Block bodies as databases from before [`super::blockfile`] kept them in sled; moved out at open.
     pub const BLOCK: u8 = b'b';
+    /// A block's [`super::BlockRef`]: where its body is in the block files, with its header.
+    pub const BLOCK_REF: u8 = b'r';
     pub const HASH_TO_HEIGHT: u8 = b'h';
     pub const CERT: u8 = b'c';
     /// Per-transaction index keys of databases from before [`crate::txindex`]; removed when it is built.
@@ -93,7 +97,10 @@ const META_HEIGHT: &[u8] = b"mheight";
 const META_LTHASH: &[u8] = b"mlthash";
 const META_SIGNER: &[u8] = b"msigner";
 const META_GENESIS: &[u8] = b"mgenesis";
+/// The last signed proposal's block, as databases from before [`blockfile`] kept it (moved out at open).
 const META_PROPOSED_BLOCK: &[u8] = b"mproposed";
+/// Where the last signed proposal's block is in the block files ([`ProposedRef`]).
+const META_PROPOSED_REF: &[u8] = b"mproposedref";
 const META_TXINDEX: &[u8] = b"mtxindex";
 /// Height of the state that the stored accounts hold (absent: the tip, as before
 /// checkpoints existed).
@@ -121,6 +128,8 @@ pub const SIGNER_STATE_BYTES_MAX: usize = 64 * 1024;
 pub const CERT_BYTES_MAX: usize = 64 * 1024;
 /// Largest header stored without its block.
 const HEADER_BYTES_MAX: usize = 64 * 1024;
+/// Largest [`BlockRef`] accepted on read: a header and a few numbers.
+const BLOCK_REF_BYTES_MAX: usize = HEADER_BYTES_MAX + 64;
 
 /// The archive: a second sled database, in this subdirectory of the database's directory, that holds what
 /// pruning keeps of a pruned height (its header under `H`, its certificate under `c`, its block-hash index
@@ -194,6 +203,26 @@ pub enum StorageError {
     NotInitialised,
     #[error("the state of the last {blocks} committed blocks is not recovered yet (run verify_tail)")]
     StateBehind { blocks: u64 },
+    #[error("block files: {0}")]
+    Files(#[from] std::io::Error),
+}
+
+/// What sled keeps of a block whose body is in the block files: where the body is, and what is read of a
+/// block without its transactions (its header and transaction count).
+#[derive(Clone, Debug, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct BlockRef {
+    pub location: blockfile::Location,
+    pub txs: u32,
+    pub header: ledger_core::BlockHeader,
+}
+
+/// Where this validator's last signed proposal's block is, and its height and hash (so that the commit of
+/// that block refers to the same record instead of writing the body again).
+#[derive(Clone, Debug, borsh::BorshSerialize, borsh::BorshDeserialize)]
+struct ProposedRef {
+    height: Height,
+    hash: Hash,
+    location: blockfile::Location,
 }
 
 /// Options for [`Storage::open`].
@@ -240,6 +269,8 @@ pub struct Storage {
     /// transactions) to decode 200 bytes, twice a height (building and validating), 2 % of a validator's
     /// CPU at full load. A committed block never changes, so a header cached by height stays right.
     tip_header: Arc<Mutex<Option<(Height, ledger_core::BlockHeader)>>>,
+    /// The block bodies ([`blockfile`]).
+    blocks: Arc<blockfile::BlockFiles>,
     /// The account-history deltas not folded yet ([`addrindex::PendingDeltas`]).
     addr_pending: Arc<RwLock<addrindex::PendingDeltas>>,
 }
@@ -369,7 +400,7 @@ fn decode_sealed<T: borsh::BorshSerialize + borsh::BorshDeserialize>(
 
 fn describe_key(key: &[u8]) -> String {
     match key.first() {
-        Some(&prefix::BLOCK) if key.len() == 9 => format!("block {}", be_u64(&key[1..])),
+        Some(&prefix::BLOCK | &prefix::BLOCK_REF) if key.len() == 9 => format!("block {}", be_u64(&key[1..])),
         Some(&prefix::CERT) if key.len() == 9 => format!("certificate {}", be_u64(&key[1..])),
         Some(&prefix::HEADER) if key.len() == 9 => format!("header {}", be_u64(&key[1..])),
         Some(&prefix::HASH_TO_HEIGHT) => format!("block index {}", hex::encode(&key[1..])),
@@ -449,6 +480,7 @@ impl Storage {
         let chain = db.open_tree("chain")?;
         let archive_db = sled::Config::new().path(dir.join(ARCHIVE_DIR)).cache_capacity(ARCHIVE_CACHE_BYTES).open()?;
         let archive = archive_db.open_tree("chain")?;
+        let blocks = Arc::new(blockfile::BlockFiles::open(&dir.join(blockfile::DIR))?);
         let store = Storage {
             db,
             chain,
@@ -463,7 +495,9 @@ impl Storage {
             prune: Arc::default(),
             tip_header: Arc::default(),
             addr_pending: Arc::default(),
+            blocks,
         };
+        store.open_block_files()?;
         store.open_tx_index()?;
         store.load_sets()?;
         store.open_addr_index()?;
@@ -663,7 +697,85 @@ impl Storage {
     }
 
     pub fn block(&self, height: Height) -> Result<Option<Block>, StorageError> {
-        self.get_decoded(&height_key(prefix::BLOCK, height), self.opts.block_bytes_max)
+        let Some(r) = self.block_ref(height)? else { return Ok(None) };
+        self.read_body(height, r.location)
+    }
+
+    /// What sled keeps of the block at `height` (`None` when its body is not stored).
+    fn block_ref(&self, height: Height) -> Result<Option<BlockRef>, StorageError> {
+        self.get_decoded(&height_key(prefix::BLOCK_REF, height), BLOCK_REF_BYTES_MAX)
+    }
+
+    /// The block of `height` from its record at `at`; `None` if its file was removed by pruning meanwhile.
+    fn read_body(&self, height: Height, at: blockfile::Location) -> Result<Option<Block>, StorageError> {
+        let k = height_key(prefix::BLOCK_REF, height);
+        match self.blocks.read(height.0, at, self.opts.block_bytes_max) {
+            Ok(bytes) => encoding::decode(&bytes, self.opts.block_bytes_max)
+                .map(Some)
+                .map_err(|e| corrupt(&k, format!("its body does not decode: {e}"))),
+            Err(blockfile::ReadError::FileMissing(_)) if height < self.base_height()? => Ok(None),
+            Err(blockfile::ReadError::Io { source, .. }) => Err(StorageError::Files(source)),
+            Err(e) => Err(corrupt(&k, e.to_string())),
+        }
+    }
+
+    /// Write the body of `block` to the block files (synced) and return what sled keeps of it. The commit of
+    /// a block this validator proposed refers to the record its proposal wrote.
+    fn write_body(&self, block: &Block) -> Result<BlockRef, StorageError> {
+        let (height, hash) = (block.height(), block.hash());
+        let proposed = self.get_decoded::<ProposedRef>(META_PROPOSED_REF, 128)?;
+        let location = match proposed {
+            Some(p) if p.height == height && p.hash == hash => p.location,
+            _ => self.blocks.append(height.0, &block.encode())?,
+        };
+        let txs = u32::try_from(block.txs.len())
+            .map_err(|_| corrupt(&height_key(prefix::BLOCK_REF, height), "more than 2^32 transactions"))?;
+        Ok(BlockRef { location, txs, header: block.header.clone() })
+    }
+
+    /// Set up the block files at open: delete those that start above the next height (nothing refers to
+    /// them), and move the bodies of a database from before the block files out of sled.
+    fn open_block_files(&self) -> Result<(), StorageError> {
+        let next = match self.latest_height() {
+            Ok(tip) => tip.next(),
+            // Nothing committed, so nothing referred to (a snapshot install that did not finish).
+            Err(StorageError::NotInitialised) => Height(0),
+            Err(e) => return Err(e),
+        };
+        let dropped = self.blocks.drop_above(next.0)?;
+        if dropped > 0 {
+            tracing::warn!(files = dropped, %next, "deleted block files that start above the next height");
+        }
+        let mut moved = 0u64;
+        loop {
+            let first = self.chain.scan_prefix([prefix::BLOCK]).next().transpose()?;
+            let Some((k, raw)) = first else { break };
+            let (header, mut rest) = block_front(&k, &raw)?;
+            let count =
+                <u32 as borsh::BorshDeserialize>::deserialize(&mut rest).map_err(|e| corrupt(&k, e.to_string()))?;
+            let payload = unseal(&k, &raw)?;
+            let height = header.height;
+            if k[..] != height_key(prefix::BLOCK, height)[..] {
+                return Err(corrupt(&k, format!("holds a block of height {height}")));
+            }
+            let location = self.blocks.append(height.0, payload)?;
+            let r = BlockRef { location, txs: count, header };
+            let rk = height_key(prefix::BLOCK_REF, height);
+            let mut batch = sled::Batch::default();
+            batch.insert(&rk[..], seal(&rk, &encoding::encode(&r)));
+            batch.remove(k);
+            self.chain.apply_batch(batch)?;
+            moved += 1;
+        }
+        if let Some(block) = self.get_decoded::<Block>(META_PROPOSED_BLOCK, self.opts.block_bytes_max)? {
+            self.persist_proposed_block(&block)?;
+            self.chain.remove(META_PROPOSED_BLOCK)?;
+        }
+        if moved > 0 {
+            self.db.flush()?;
+            tracing::info!(blocks = moved, "moved the stored block bodies to the block files");
+        }
+        Ok(())
     }
 
     /// The header and transaction count of the stored block at `height` (`None` when its body is not
@@ -671,12 +783,7 @@ impl Storage {
     /// blocks of 4,096 transactions decoded 82,000 of them to count them, so a client polling `/blocks` made
     /// a node decode every block it committed a second time.
     pub fn block_summary(&self, height: Height) -> Result<Option<(ledger_core::BlockHeader, usize)>, StorageError> {
-        let k = height_key(prefix::BLOCK, height);
-        let Some(raw) = self.chain.get(k)? else { return Ok(None) };
-        let (header, mut rest) = block_front(&k, &raw)?;
-        // The block's encoding goes on with its transactions, a borsh vector: a u32 count first.
-        let count = <u32 as borsh::BorshDeserialize>::deserialize(&mut rest).map_err(|e| corrupt(&k, e.to_string()))?;
-        Ok(Some((header, count as usize)))
+        Ok(self.block_ref(height)?.map(|r| (r.header, r.txs as usize)))
     }
 
     /// Committed evidence, newest first: at most `limit` entries strictly before `before` (height, index) when
@@ -728,11 +835,10 @@ impl Storage {
         {
             return Ok(Some(header.clone()));
         }
-        let k = height_key(prefix::BLOCK, height);
-        let Some(raw) = self.chain.get(k)? else {
-            return self.get_kept(&height_key(prefix::HEADER, height), HEADER_BYTES_MAX);
-        };
-        block_front(&k, &raw).map(|(header, _)| Some(header))
+        match self.block_ref(height)? {
+            Some(r) => Ok(Some(r.header)),
+            None => self.get_kept(&height_key(prefix::HEADER, height), HEADER_BYTES_MAX),
+        }
     }
 
     /// The certificate that committed the block at `height`.
@@ -851,7 +957,7 @@ impl Storage {
         for h in self.base_height()?.0..=tip.0 {
             let block = self
                 .block(Height(h))?
-                .ok_or_else(|| corrupt(&height_key(prefix::BLOCK, Height(h)), "block below the tip is missing"))?;
+                .ok_or_else(|| corrupt(&height_key(prefix::BLOCK_REF, Height(h)), "block below the tip is missing"))?;
             let mut batch = sled::Batch::default();
             if let Some(list) = self.index_block(&block, &mut batch)? {
                 self.chain.apply_batch(batch)?;
@@ -897,7 +1003,10 @@ impl Storage {
                     // Pruned while being read.
                     return Ok(Vec::new());
                 }
-                return Err(corrupt(&height_key(prefix::BLOCK, h), "block or certificate below the tip is missing"));
+                return Err(corrupt(
+                    &height_key(prefix::BLOCK_REF, h),
+                    "block or certificate below the tip is missing",
+                ));
             };
             let len = block.encode().len() + encoding::encode(&cert).len();
             if !out.is_empty() && bytes + len > max_bytes {
@@ -924,16 +1033,18 @@ impl Storage {
             return Err(StorageError::NotNextHeight { tip, got: height });
         }
         let hash = block.hash();
+        if let blocks @ 1.. = self.account_cache().behind {
+            return Err(StorageError::StateBehind { blocks });
+        }
         let mut batch = sled::Batch::default();
-        let k = height_key(prefix::BLOCK, height);
-        batch.insert(&k[..], seal(&k, &block.encode()));
+        // The body is durable in its file before the batch that refers to it is applied.
+        let body = self.write_body(block)?;
+        let k = height_key(prefix::BLOCK_REF, height);
+        batch.insert(&k[..], seal(&k, &encoding::encode(&body)));
         let k = height_key(prefix::CERT, height);
         batch.insert(&k[..], seal(&k, &encoding::encode(cert)));
         let k = hash_key(prefix::HASH_TO_HEIGHT, &hash.0);
         batch.insert(&k[..], seal(&k, &encoding::encode(&height)));
-        if let blocks @ 1.. = self.account_cache().behind {
-            return Err(StorageError::StateBehind { blocks });
-        }
         let _writer = self.writer();
         let tx_runs = self.index_block(block, &mut batch)?;
         let addr_change = self.index_addresses(block, &mut batch)?;
@@ -1017,14 +1128,22 @@ impl Storage {
     /// re-broadcast the proposal with its block. The signer state itself lives outside the database
     /// ([`crate::safety::signer`]).
     pub fn persist_proposed_block(&self, block: &Block) -> Result<(), StorageError> {
-        self.chain.insert(META_PROPOSED_BLOCK, seal(META_PROPOSED_BLOCK, &block.encode()))?;
+        let (height, hash) = (block.height(), block.hash());
+        let location = self.blocks.append(height.0, &block.encode())?;
+        let r = ProposedRef { height, hash, location };
+        self.chain.insert(META_PROPOSED_REF, seal(META_PROPOSED_REF, &encoding::encode(&r)))?;
         self.db.flush()?;
         Ok(())
     }
 
-    /// The block of the last proposal this validator signed, if it was kept.
+    /// The block of the last proposal this validator signed, if it was kept (and its height is not pruned).
     pub fn proposed_block(&self) -> Result<Option<Block>, StorageError> {
-        self.get_decoded(META_PROPOSED_BLOCK, self.opts.block_bytes_max)
+        let Some(r) = self.get_decoded::<ProposedRef>(META_PROPOSED_REF, 128)? else { return Ok(None) };
+        let block = self.read_body(r.height, r.location)?;
+        if block.as_ref().is_some_and(|b| b.hash() != r.hash) {
+            return Err(corrupt(META_PROPOSED_REF, "the proposal's record holds another block"));
+        }
+        Ok(block)
     }
 
     /// The signer state as databases from before `signer_state.json` kept it (for the migration).
@@ -1085,7 +1204,7 @@ impl Storage {
         }
         if let Some((k, _)) = self
             .chain
-            .range(height_key(prefix::BLOCK, tip.next())..height_key(prefix::BLOCK, Height(u64::MAX)))
+            .range(height_key(prefix::BLOCK_REF, tip.next())..height_key(prefix::BLOCK_REF, Height(u64::MAX)))
             .next()
             .transpose()?
         {
@@ -1103,7 +1222,7 @@ impl Storage {
         let mut child: Option<Block> = None;
         let mut h = tip;
         loop {
-            let bk = height_key(prefix::BLOCK, h);
+            let bk = height_key(prefix::BLOCK_REF, h);
             let block = self.block(h)?.ok_or_else(|| corrupt(&bk, "block below the tip is missing"))?;
             if block.height() != h {
                 return Err(corrupt(&bk, format!("holds a block of height {}", block.height())));
@@ -1186,12 +1305,12 @@ impl Storage {
         let (mut parent_hash, mut parent_ts) = if from == Height::GENESIS {
             (genesis.hash(), genesis.genesis_time_ms)
         } else {
-            let k = height_key(prefix::BLOCK, from);
+            let k = height_key(prefix::BLOCK_REF, from);
             let b = self.block(from)?.ok_or_else(|| corrupt(&k, "checkpoint block is missing"))?;
             (b.hash(), b.header.timestamp_ms)
         };
         for h in from.0.saturating_add(1)..=tip.0 {
-            let k = height_key(prefix::BLOCK, Height(h));
+            let k = height_key(prefix::BLOCK_REF, Height(h));
             let block = self.block(Height(h))?.ok_or_else(|| corrupt(&k, "block below the tip is missing"))?;
             let parent = Parent {
                 height: Height(h - 1),
@@ -1350,6 +1469,23 @@ pub(crate) mod tests {
 
         /// Build, certify and commit the next block with `txs`.
         pub(crate) fn commit_next(&self, store: &Storage, txs: Vec<ledger_core::SignedTransaction>) -> Block {
+            let built = self.build_next(store, txs);
+            self.commit_built(store, &built)
+        }
+
+        /// Commit a block built by [`TestChain::build_next`] on the current tip.
+        pub(crate) fn commit_built(&self, store: &Storage, built: &ledger_core::state::BuiltBlock) -> Block {
+            let cert = self.certify(&built.block);
+            store.commit_block(&built.block, &cert, &built.changes).unwrap();
+            built.block.clone()
+        }
+
+        /// The next block with `txs`, not committed.
+        pub(crate) fn build_next(
+            &self,
+            store: &Storage,
+            txs: Vec<ledger_core::SignedTransaction>,
+        ) -> ledger_core::state::BuiltBlock {
             let tip = store.latest_height().unwrap();
             let (parent_hash, parent_ts, last_commit) = if tip == Height::GENESIS {
                 (self.genesis.hash(), self.genesis.genesis_time_ms, None)
@@ -1375,9 +1511,7 @@ pub(crate) mod tests {
             let gov = store.gov_state().unwrap();
             let built = build_block(store, &tree, &gov, template, &self.genesis.params, txs, &|_| false).unwrap();
             assert!(built.rejected.is_empty(), "{:?}", built.rejected);
-            let cert = self.certify(&built.block);
-            store.commit_block(&built.block, &cert, &built.changes).unwrap();
-            built.block
+            built
         }
     }
 
@@ -1722,8 +1856,8 @@ pub(crate) mod tests {
             store.init_genesis(&chain.genesis).unwrap();
             chain.commit_next(&store, vec![chain.transfer(0, 5)]);
             chain.commit_next(&store, vec![]);
-            // Flip one bit of the stored block 1, underneath the checksum layer.
-            let k = height_key(prefix::BLOCK, Height(1));
+            // Flip one bit of what sled keeps of block 1, underneath the checksum layer.
+            let k = height_key(prefix::BLOCK_REF, Height(1));
             let mut raw = store.chain.get(k).unwrap().unwrap().to_vec();
             raw[10] ^= 0x01;
             store.chain.insert(k, raw).unwrap();
@@ -1738,6 +1872,89 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_flipped_bit_in_a_block_file_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        {
+            let store = open(dir.path());
+            store.init_genesis(&chain.genesis).unwrap();
+            chain.commit_next(&store, vec![chain.transfer(0, 5)]);
+        }
+        let files: Vec<_> = walk(&dir.path().join(blockfile::DIR));
+        assert_eq!(files.len(), 1, "{files:?}");
+        let mut raw = std::fs::read(&files[0]).unwrap();
+        raw[20] ^= 0x01;
+        std::fs::write(&files[0], raw).unwrap();
+        let store = open(dir.path());
+        let err = store.verify_tail(&chain.genesis, 10).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{msg}");
+        assert!(msg.contains("block 1") && msg.contains("checksum mismatch"), "{msg}");
+    }
+
+    #[test]
+    fn bodies_of_a_database_from_before_the_block_files_are_moved_out_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let blocks: Vec<Block> = {
+            let store = open(dir.path());
+            store.init_genesis(&chain.genesis).unwrap();
+            let blocks: Vec<Block> =
+                (0..3).map(|i| chain.commit_next(&store, vec![chain.transfer(i, 5 + i)])).collect();
+            let proposal = chain.commit_next(&store, vec![]);
+            // Put the bodies back as the old layout kept them: sealed under `b`, with the proposal's block.
+            for b in &blocks {
+                let (rk, k) = (height_key(prefix::BLOCK_REF, b.height()), height_key(prefix::BLOCK, b.height()));
+                store.chain.remove(rk).unwrap();
+                store.chain.insert(k, seal(&k, &b.encode())).unwrap();
+            }
+            store.chain.remove(height_key(prefix::BLOCK_REF, proposal.height())).unwrap();
+            let k = height_key(prefix::BLOCK, proposal.height());
+            store.chain.insert(k, seal(&k, &proposal.encode())).unwrap();
+            store.chain.insert(META_PROPOSED_BLOCK, seal(META_PROPOSED_BLOCK, &proposal.encode())).unwrap();
+            store.flush().unwrap();
+            blocks
+        };
+        std::fs::remove_dir_all(dir.path().join(blockfile::DIR)).unwrap();
+        let store = open(dir.path());
+        assert_eq!(store.verify_tail(&chain.genesis, 10).unwrap(), Height(4));
+        for b in &blocks {
+            assert_eq!(store.block(b.height()).unwrap().unwrap().hash(), b.hash());
+            assert_eq!(store.block_summary(b.height()).unwrap().unwrap().1, 1);
+        }
+        assert_eq!(store.proposed_block().unwrap().unwrap().height(), Height(4));
+        assert_eq!(store.chain.scan_prefix([prefix::BLOCK]).count(), 0);
+        assert!(store.get(META_PROPOSED_BLOCK).unwrap().is_none());
+        assert_eq!(walk(&dir.path().join(blockfile::DIR)).len(), 1);
+    }
+
+    #[test]
+    fn a_proposers_commit_refers_to_the_record_its_proposal_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let store = open(dir.path());
+        store.init_genesis(&chain.genesis).unwrap();
+        let file = || std::fs::metadata(&walk(&dir.path().join(blockfile::DIR))[0]).unwrap().len();
+        let block = chain.commit_next(&store, vec![chain.transfer(0, 5)]);
+        let one_block = file();
+        assert!(one_block as usize > block.encode().len());
+        // A proposal at the next height, then the commit of that same block: one record between them.
+        let next = chain.build_next(&store, vec![chain.transfer(1, 5)]);
+        store.persist_proposed_block(&next.block).unwrap();
+        let after_proposal = file();
+        let next = chain.commit_built(&store, &next);
+        assert_eq!(file(), after_proposal);
+        assert_eq!(store.block(next.height()).unwrap().unwrap().hash(), next.hash());
+        // A proposal that loses its round: the commit of another block writes that block.
+        let lost = chain.build_next(&store, vec![chain.transfer(2, 5)]).block;
+        store.persist_proposed_block(&lost).unwrap();
+        let other = chain.commit_next(&store, vec![chain.transfer(2, 6)]);
+        assert!(file() > after_proposal + 2 * lost.encode().len() as u64);
+        assert_eq!(store.block(other.height()).unwrap().unwrap().hash(), other.hash());
+        assert_eq!(store.proposed_block().unwrap().unwrap().hash(), lost.hash());
+    }
+
+    #[test]
     fn value_moved_to_another_key_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let chain = TestChain::new();
@@ -1745,8 +1962,8 @@ pub(crate) mod tests {
         store.init_genesis(&chain.genesis).unwrap();
         chain.commit_next(&store, vec![]);
         chain.commit_next(&store, vec![]);
-        let raw = store.chain.get(height_key(prefix::BLOCK, Height(1))).unwrap().unwrap();
-        store.chain.insert(height_key(prefix::BLOCK, Height(2)), raw).unwrap();
+        let raw = store.chain.get(height_key(prefix::BLOCK_REF, Height(1))).unwrap().unwrap();
+        store.chain.insert(height_key(prefix::BLOCK_REF, Height(2)), raw).unwrap();
         assert!(matches!(store.block(Height(2)), Err(StorageError::Corrupt { .. })));
         assert!(matches!(store.block_summary(Height(2)), Err(StorageError::Corrupt { .. })));
     }

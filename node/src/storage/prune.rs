@@ -24,7 +24,7 @@
 
 use std::sync::MutexGuard;
 
-use ledger_core::{BlockHeader, Height, encoding};
+use ledger_core::{Height, encoding};
 
 use super::snapshot::META_BASE;
 use super::{
@@ -120,11 +120,8 @@ impl Storage {
         let mut archived = sled::Batch::default();
         let mut n = 0;
         for h in from.0..to.0 {
-            let k = height_key(prefix::BLOCK, Height(h));
-            let Some(raw) = self.chain.get(k)? else { continue };
-            let mut bytes = unseal(&k, &raw)?;
-            let header = <BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
-                .map_err(|e| corrupt(&k, e.to_string()))?;
+            let k = height_key(prefix::BLOCK_REF, Height(h));
+            let Some(header) = self.block_ref(Height(h))?.map(|r| r.header) else { continue };
             let hk = height_key(prefix::HEADER, Height(h));
             archived.insert(&hk[..], seal(&hk, &encoding::encode(&header)));
             // Written in the same batch as the body: missing beside it is damage, not something to prune.
@@ -150,6 +147,11 @@ impl Storage {
         self.archive_db.flush()?;
         batch.insert(META_BASE, seal(META_BASE, &encoding::encode(&to)));
         self.chain.apply_batch(batch)?;
+        // A block file goes once the references into it are durably gone.
+        if self.blocks.any_below(to.0) {
+            self.db.flush()?;
+            self.blocks.remove_below(to.0)?;
+        }
         Ok(n)
     }
 

@@ -164,8 +164,10 @@ impl Storage {
         for (address, account) in &accounts {
             put_account(&mut batch, address, account);
         }
-        let k = height_key(prefix::BLOCK, height);
-        batch.insert(&k[..], seal(&k, &meta.block.encode()));
+        // The body is durable in its file before the batch that refers to it is applied.
+        let body = self.write_body(&meta.block)?;
+        let k = height_key(prefix::BLOCK_REF, height);
+        batch.insert(&k[..], seal(&k, &encoding::encode(&body)));
         let k = height_key(prefix::CERT, height);
         batch.insert(&k[..], seal(&k, &encoding::encode(&meta.certificate)));
         let k = hash_key(prefix::HASH_TO_HEIGHT, &meta.block.hash().0);
