@@ -7,13 +7,15 @@
 //!   entries of that address in increasing order, each `height (u64 LE) ‖ index (u32 LE)`. An address's
 //!   chunks cover increasing, disjoint ranges and a chunk's key holds its first entry, so the chunk holding
 //!   the newest entry before a cursor is the last key at most `y ‖ address ‖ cursor`: one seek.
-//! - **deltas**: `Y ‖ height (u64 BE)` → the entries of one block not folded into chunks yet, sorted by
-//!   address then index, each `address (32) ‖ index (u32 LE)`. A block with transactions writes one delta
-//!   (one sled value, like a tx-index run); every [`FOLD_BLOCKS`] blocks (or sooner, once the pending
-//!   entries would pass [`PENDING_ENTRIES_MAX`]) the block's batch folds the deltas into the chunks (read the
-//!   address's last chunk, append, rewrite) and removes them. An address that trades in every block is
-//!   rewritten once per fold, not once per block. The pending deltas are also kept decoded in memory
-//!   ([`PendingDeltas`]), bounded by [`FOLD_BLOCKS`] and [`PENDING_ENTRIES_MAX`] whatever the chain's length.
+//! - **deltas**: the entries of one block not folded into chunks yet, sorted by address then index, kept in
+//!   memory only ([`PendingDeltas`]): they are derived from the block, whose body is on disk, so they are
+//!   derived again from the blocks above the last fold at open (`maddrfolded` records that height). Every
+//!   [`FOLD_BLOCKS`] blocks (or sooner, once the pending entries would pass [`PENDING_ENTRIES_MAX`]) the
+//!   block's batch folds the deltas into the chunks (read the address's last chunk, append, rewrite) and
+//!   records the fold height. An address that trades in every block is rewritten once per fold, not once
+//!   per block. Databases from before kept each delta in sled under `Y ‖ height (u64 BE)` (~290 KB for a
+//!   block of 4,096 transactions, rewritten with its sled leaf); they are dropped at open. Pruning keeps
+//!   the bodies above the last fold.
 //! - `maddrindex`: present once the index covers every stored block (written with genesis, or after a
 //!   rebuild). The index is derived data: `Storage::open` rebuilds it from the blocks when it is absent.
 //!
@@ -33,6 +35,8 @@ pub const CHUNK_PREFIX: u8 = b'y';
 pub const DELTA_PREFIX: u8 = b'Y';
 /// Presence means the index is complete.
 pub const META_ADDRINDEX: &[u8] = b"maddrindex";
+/// The height of the last fold: the entries of every block at or below it are in the chunks.
+pub const META_ADDR_FOLDED: &[u8] = b"maddrfolded";
 /// Entries in a full chunk (3 KiB values).
 pub const CHUNK_ENTRIES: usize = 256;
 /// Deltas are folded into chunks at heights that are multiples of this, or sooner (see
@@ -47,15 +51,13 @@ pub const PENDING_ENTRIES_MAX: usize = 1 << 17;
 pub const ENTRY_BYTES: usize = 12;
 pub const DELTA_ENTRY_BYTES: usize = 36;
 
-/// The entries of the deltas not folded yet, by height: what the `Y` keys hold, checked and decoded once (at
-/// open, or as the block's batch writes them), so that neither a history query nor a fold reads and
-/// checksums them again (a delta of a 4,096-transaction block is ~290 KB).
+/// The entries of the blocks above the last fold, by height (blocks without transactions have none).
 ///
-/// **Invariant:** it holds exactly the deltas stored under `Y` keys, apart from a commit in progress: its
-/// delta is added before its batch applies (dropped again if the batch fails; a query never looks above the
-/// tip it was given, so an entry above the stored tip is never answered), and the deltas a fold removes stay
-/// until its batch has applied (a query then meets their entries twice, in memory and in the chunks, and
-/// drops the repeat).
+/// **Invariant:** it holds exactly the entries of the stored blocks above `maddrfolded`, apart from a commit
+/// in progress: its delta is added before its batch applies (dropped again if the batch fails; a query never
+/// looks above the tip it was given, so an entry above the stored tip is never answered), and the deltas a
+/// fold takes in stay until its batch has applied (a query then meets their entries twice, in memory and in
+/// the chunks, and drops the repeat).
 pub(super) type PendingDeltas = BTreeMap<u64, std::sync::Arc<Vec<(Address, u32)>>>;
 
 /// What a block's batch does to the stored deltas, to follow in [`PendingDeltas`].
@@ -113,38 +115,15 @@ pub fn block_entries(block: &Block) -> Vec<(Address, u32)> {
     v
 }
 
-pub fn encode_delta(entries: &[(Address, u32)]) -> Vec<u8> {
+/// A delta as databases from before `maddrfolded` stored it (tests of their conversion).
+#[cfg(test)]
+fn encode_delta(entries: &[(Address, u32)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * DELTA_ENTRY_BYTES);
     for (a, i) in entries {
         out.extend_from_slice(&a.0);
         out.extend_from_slice(&i.to_le_bytes());
     }
     out
-}
-
-fn delta_entries(bytes: &[u8]) -> Result<&[[u8; DELTA_ENTRY_BYTES]], String> {
-    let (entries, rest) = bytes.as_chunks::<DELTA_ENTRY_BYTES>();
-    if !rest.is_empty() || entries.is_empty() {
-        return Err(format!("address index delta of {} bytes is not whole entries", bytes.len()));
-    }
-    Ok(entries)
-}
-
-fn delta_entry(e: &[u8; DELTA_ENTRY_BYTES]) -> (Address, u32) {
-    let mut a = [0u8; 32];
-    a.copy_from_slice(&e[..32]);
-    let mut i = [0u8; 4];
-    i.copy_from_slice(&e[32..]);
-    (ledger_core::PublicKey(a), u32::from_le_bytes(i))
-}
-
-/// Every entry of a delta.
-pub fn decode_delta(bytes: &[u8]) -> Result<Vec<(Address, u32)>, String> {
-    let v: Vec<_> = delta_entries(bytes)?.iter().map(delta_entry).collect();
-    if v.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("address index delta is not sorted".into());
-    }
-    Ok(v)
 }
 
 pub fn encode_chunk(entries: &[Pos]) -> Vec<u8> {
@@ -189,8 +168,6 @@ impl Storage {
             if entries.is_empty() {
                 return Ok(DeltaChange::None);
             }
-            let k = delta_key(height);
-            batch.insert(&k[..], seal(&k, &encode_delta(&entries)));
             // Sized for two entries a transaction; a self-transfer has one.
             entries.shrink_to_fit();
             return Ok(DeltaChange::Added(height, std::sync::Arc::new(entries)));
@@ -200,8 +177,8 @@ impl Storage {
             for &(a, i) in delta.iter() {
                 by_address.entry(a).or_default().push((h, i));
             }
-            batch.remove(&delta_key(h)[..]);
         }
+        batch.insert(META_ADDR_FOLDED, seal(META_ADDR_FOLDED, &ledger_core::encoding::encode(&Height(height))));
         for (a, i) in entries {
             by_address.entry(a).or_default().push((height, i));
         }
@@ -248,19 +225,54 @@ impl Storage {
         }
     }
 
-    /// Load the stored deltas into the pending ones (at open).
+    /// The height of the last fold (`None` for a database from before it was recorded).
+    pub(super) fn folded_height(&self) -> Result<Option<Height>, StorageError> {
+        self.get_decoded::<Height>(META_ADDR_FOLDED, 8)
+    }
+
+    /// Derive the pending deltas from the blocks above the last fold (at open).
     fn load_pending_deltas(&self) -> Result<(), StorageError> {
+        let tip = self.latest_height()?;
+        let folded = match self.folded_height()? {
+            Some(h) => h,
+            None => self.drop_stored_deltas(tip)?,
+        };
         let mut loaded = PendingDeltas::new();
-        for item in self.chain.scan_prefix([DELTA_PREFIX]) {
-            let (k, raw) = item?;
-            if k.len() != 9 {
-                return Err(corrupt(&k, "account-history delta key is not 9 bytes"));
+        for h in folded.0.saturating_add(1)..=tip.0 {
+            let block = self.block(Height(h))?.ok_or_else(|| {
+                corrupt(
+                    &super::height_key(super::prefix::BLOCK_REF, Height(h)),
+                    "block above the account-history index's last fold is missing",
+                )
+            })?;
+            let entries = block_entries(&block);
+            if !entries.is_empty() {
+                loaded.insert(h, std::sync::Arc::new(entries));
             }
-            let entries = decode_delta(unseal(&k, &raw)?).map_err(|d| corrupt(&k, d))?;
-            loaded.insert(super::be_u64(&k[1..]), std::sync::Arc::new(entries));
         }
         *self.addr_pending.write().unwrap_or_else(std::sync::PoisonError::into_inner) = loaded;
         Ok(())
+    }
+
+    /// A database from before `maddrfolded` kept the deltas above the last fold under `Y` keys; the lowest
+    /// one is the first block with transactions above that fold. Drop them and record the height below it (or
+    /// the tip, without any) as the fold height: the same entries are derived from the blocks.
+    fn drop_stored_deltas(&self, tip: Height) -> Result<Height, StorageError> {
+        let mut batch = sled::Batch::default();
+        let mut lowest = None;
+        for k in self.chain.scan_prefix([DELTA_PREFIX]).keys() {
+            let k = k?;
+            if k.len() != 9 {
+                return Err(corrupt(&k, "account-history delta key is not 9 bytes"));
+            }
+            lowest.get_or_insert(super::be_u64(&k[1..]));
+            batch.remove(k);
+        }
+        let folded = lowest.map_or(tip, |h| Height(h.saturating_sub(1)));
+        batch.insert(META_ADDR_FOLDED, seal(META_ADDR_FOLDED, &ledger_core::encoding::encode(&folded)));
+        self.chain.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(folded)
     }
 
     /// Positions of the transactions `address` sent or received, strictly before `before`, at or below
@@ -337,7 +349,11 @@ impl Storage {
                 self.chain.apply_batch(batch)?;
             }
         }
-        for h in self.base_height()?.0..=tip.0 {
+        let base = self.base_height()?;
+        let folded = Height(base.0.saturating_sub(1));
+        self.chain.insert(META_ADDR_FOLDED, seal(META_ADDR_FOLDED, &ledger_core::encoding::encode(&folded)))?;
+        self.addr_pending.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        for h in base.0..=tip.0 {
             let block = self.block(Height(h))?.ok_or_else(|| {
                 corrupt(&super::height_key(super::prefix::BLOCK_REF, Height(h)), "block below the tip is missing")
             })?;
@@ -429,7 +445,7 @@ mod tests {
             assert_eq!(store.account_history(&sender, at, store.latest_height().unwrap(), 1).unwrap(), vec![(at.0, 0)]);
             assert!(store.account_history(&sender, (0, 0), Height(5_205), 10).unwrap().is_empty());
             // Deltas pending above the last fold are found too (5,205 is not a multiple of 64).
-            assert!(store.chain.scan_prefix([DELTA_PREFIX]).count() > 0);
+            assert!(!store.pending_deltas().is_empty());
             let other = ledger_core::Keypair::from_seed(&[3; 32]).public();
             assert!(store.account_history(&other, (u64::MAX, 0), Height(5_205), 10).unwrap().is_empty());
         }
@@ -453,17 +469,37 @@ mod tests {
         store.chain.insert(&k, bad).unwrap();
         let err = store.account_history(&sender, (1_000, 0), Height(5_205), 500);
         assert!(matches!(err, Err(StorageError::Corrupt { .. })), "{err:?}");
-        // Pending deltas are checked once, at open: a damaged one stops the open.
-        let (k, v) = store.chain.scan_prefix([DELTA_PREFIX]).next().unwrap().unwrap();
-        let mut bad = v.to_vec();
-        bad[0] ^= 1;
-        store.chain.insert(&k, bad).unwrap();
+        store.chain.insert(&k, v).unwrap();
+        // A database from before the fold height was recorded kept the pending deltas under `Y` keys: they
+        // are dropped at open and the same entries derived from the blocks.
+        let folded = store.folded_height().unwrap().unwrap();
+        assert!(folded < Height(5_205));
+        for (h, delta) in store.pending_deltas().iter() {
+            let k = delta_key(*h);
+            store.chain.insert(k, seal(&k, &encode_delta(delta))).unwrap();
+        }
+        store.chain.remove(META_ADDR_FOLDED).unwrap();
         store.flush().unwrap();
         drop(store);
-        // Waits for sled's threads to let go of the lock, so the error is the delta's, not the lock's.
         let opts = StorageOptions { cache_capacity_bytes: 8 << 20, block_bytes_max: 4 << 20 };
+        let store =
+            crate::storage::replace::open_released(dir.path(), opts.clone(), std::time::Duration::from_secs(20))
+                .unwrap();
+        assert_eq!(all_pages(&store, &sender, 100).0, want, "after dropping the stored deltas");
+        assert_eq!(store.chain.scan_prefix([DELTA_PREFIX]).count(), 0);
+        let dropped_at = store.folded_height().unwrap().unwrap();
+        assert!(dropped_at >= folded && dropped_at < Height(5_205), "{dropped_at}");
+        // The pending entries come from the blocks above the fold: a damaged one stops the open.
+        let files = std::fs::read_dir(dir.path().join(crate::storage::blockfile::DIR)).unwrap();
+        let last = files.map(|e| e.unwrap().path()).max().unwrap();
+        let mut raw = std::fs::read(&last).unwrap();
+        let at = raw.len() - 40;
+        raw[at] ^= 1;
+        std::fs::write(&last, raw).unwrap();
+        drop(store);
+        // Waits for sled's threads to let go of the lock, so the error is the block's, not the lock's.
         let reopened = crate::storage::replace::open_released(dir.path(), opts, std::time::Duration::from_secs(20));
-        assert!(matches!(reopened, Err(StorageError::Corrupt { .. })), "a damaged delta must stop the open");
+        assert!(matches!(reopened, Err(StorageError::Corrupt { .. })), "a damaged pending block must stop the open");
     }
 
     fn addr(n: u8) -> Address {
@@ -496,12 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn deltas_and_chunks_round_trip_and_damage_is_refused() {
-        let entries = vec![(addr(1), 0), (addr(1), 5), (addr(2), 1), (addr(3), 0)];
-        let bytes = encode_delta(&entries);
-        assert_eq!(decode_delta(&bytes).unwrap(), entries);
-        assert!(decode_delta(&bytes[1..]).is_err());
-        assert!(decode_delta(&encode_delta(&[(addr(2), 0), (addr(1), 0)])).is_err());
+    fn chunks_round_trip_and_damage_is_refused() {
         let chunk = vec![(1, 0), (1, 3), (7, 0)];
         assert_eq!(decode_chunk(&encode_chunk(&chunk)).unwrap(), chunk);
         assert!(decode_chunk(&[]).is_err());

@@ -89,6 +89,11 @@ impl Storage {
         if let Some(oldest) = self.snapshot_heights().first() {
             target = target.min(oldest.0.max(1));
         }
+        // The blocks above the account-history index's last fold are where its pending entries come from at
+        // open ([`super::addrindex`]).
+        if let Some(folded) = self.folded_height()? {
+            target = target.min(folded.0.saturating_add(1));
+        }
         Ok(Height(target))
     }
 

@@ -199,6 +199,7 @@ impl Storage {
         batch.insert(META_BASE, seal(META_BASE, &encoding::encode(&height)));
         // The account-history index covers every stored block (none yet below the next).
         batch.insert(addrindex::META_ADDRINDEX, seal(addrindex::META_ADDRINDEX, &[]));
+        batch.insert(addrindex::META_ADDR_FOLDED, seal(addrindex::META_ADDR_FOLDED, &encoding::encode(&height)));
         // Last, as in `init_genesis`: its presence means the installed state is complete.
         batch.insert(META_GENESIS, seal(META_GENESIS, &encoding::encode(&genesis.hash())));
         self.chain.apply_batch(batch)?;
