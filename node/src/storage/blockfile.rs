@@ -230,6 +230,11 @@ impl BlockFiles {
         self.files().keys().nth(1).is_some_and(|second| *second <= base)
     }
 
+    /// Whether the file that starts at `first` is there.
+    pub fn has_file(&self, first: u64) -> bool {
+        self.files().contains_key(&first)
+    }
+
     /// How many files there are.
     pub fn count(&self) -> usize {
         self.files().len()

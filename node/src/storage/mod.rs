@@ -1143,6 +1143,11 @@ impl Storage {
     /// The block of the last proposal this validator signed, if it was kept (and its height is not pruned).
     pub fn proposed_block(&self) -> Result<Option<Block>, StorageError> {
         let Some(r) = self.get_decoded::<ProposedRef>(META_PROPOSED_REF, 128)? else { return Ok(None) };
+        // A proposal that lost its round can sit in a file that pruning removed with the heights below it
+        // (the block of its height opened the next file); only a proposal at the next height is re-sent.
+        if !self.blocks.has_file(r.location.file) {
+            return Ok(None);
+        }
         let block = self.read_body(r.height, r.location)?;
         if block.as_ref().is_some_and(|b| b.hash() != r.hash) {
             return Err(corrupt(META_PROPOSED_REF, "the proposal's record holds another block"));
