@@ -59,10 +59,18 @@ pub struct BlockFiles {
     dir: PathBuf,
     /// Every file by its first height.
     files: RwLock<BTreeMap<u64, Arc<File>>>,
-    /// The file appended to, and its length (the offset of the next record).
-    writer: Mutex<Option<(u64, u64)>>,
+    /// The file appended to, its length (the offset of the next record), and the highest height it may hold
+    /// (a new file starts only above it, so every file holds heights below the next file's first).
+    writer: Mutex<Option<Writer>>,
     /// A new file starts once the current one holds this many bytes ([`FILE_BYTES`]).
     file_bytes: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Writer {
+    first: u64,
+    end: u64,
+    top: u64,
 }
 
 fn file_name(first: u64) -> String {
@@ -98,7 +106,7 @@ impl BlockFiles {
             let Some(first) = name
                 .to_str()
                 .and_then(|n| n.strip_suffix(SUFFIX))
-                .filter(|n| n.len() == 20)
+                .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|n| n.parse::<u64>().ok())
             else {
                 continue;
@@ -107,7 +115,7 @@ impl BlockFiles {
             files.insert(first, Arc::new(file));
         }
         let writer = match files.last_key_value() {
-            Some((first, file)) => Some((*first, file.metadata()?.len())),
+            Some((first, file)) => Some(Writer { first: *first, end: file.metadata()?.len(), top: *first }),
             None => None,
         };
         Ok(BlockFiles { dir: dir.to_path_buf(), files: RwLock::new(files), writer: Mutex::new(writer), file_bytes })
@@ -121,8 +129,9 @@ impl BlockFiles {
         self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Delete the files that start above `next` (the next height to commit): nothing refers to them. Returns
-    /// how many were deleted.
+    /// Delete the files that start above `next` (the next height to commit): nothing refers to them; and take
+    /// the newest file as holding heights up to `next` (a proposal of that height may be in it). Returns how
+    /// many were deleted.
     pub fn drop_above(&self, next: u64) -> std::io::Result<usize> {
         let mut writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut files = self.files_mut();
@@ -133,11 +142,11 @@ impl BlockFiles {
         }
         if !gone.is_empty() {
             sync_dir(&self.dir)?;
-            *writer = match files.last_key_value() {
-                Some((first, file)) => Some((*first, file.metadata()?.len())),
-                None => None,
-            };
         }
+        *writer = match files.last_key_value() {
+            Some((first, file)) => Some(Writer { first: *first, end: file.metadata()?.len(), top: next.max(*first) }),
+            None => None,
+        };
         Ok(gone.len())
     }
 
@@ -149,10 +158,10 @@ impl BlockFiles {
             .and_then(|l| u32::try_from(l).ok())
             .ok_or_else(|| std::io::Error::other("record larger than 4 GiB"))?;
         let mut writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (first, offset) = match *writer {
-            // Records go in height order: a height below the current file's first (never expected) starts
-            // no file and goes where it can be found.
-            Some((first, end)) if end < self.file_bytes || first >= height => (first, end),
+        let (first, offset, top) = match *writer {
+            // A height not above the current file's highest (a proposal, then the block of its height) starts
+            // no file: the next file's first height must be above every height in this one.
+            Some(w) if w.end < self.file_bytes || height <= w.top => (w.first, w.end, w.top.max(height)),
             _ => {
                 let file = OpenOptions::new()
                     .read(true)
@@ -163,7 +172,7 @@ impl BlockFiles {
                 let end = file.metadata()?.len();
                 sync_dir(&self.dir)?;
                 self.files_mut().insert(height, Arc::new(file));
-                (height, end)
+                (height, end, height)
             }
         };
         let file =
@@ -171,7 +180,7 @@ impl BlockFiles {
         file.write_all_at(payload, offset)?;
         file.write_all_at(&checksum(height, payload), offset + payload.len() as u64)?;
         file.sync_data()?;
-        *writer = Some((first, offset + u64::from(len)));
+        *writer = Some(Writer { first, end: offset + u64::from(len), top });
         Ok(Location { file: first, offset, len })
     }
 
@@ -210,7 +219,7 @@ impl BlockFiles {
     /// file appended to. Returns how many were deleted.
     pub fn remove_below(&self, base: u64) -> std::io::Result<usize> {
         let writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let current = writer.map(|(first, _)| first);
+        let current = writer.map(|w| w.first);
         let mut files = self.files_mut();
         let firsts: Vec<u64> = files.keys().copied().collect();
         let gone: Vec<u64> =
@@ -309,14 +318,22 @@ mod tests {
         assert_eq!(files.remove_below(100).unwrap(), 1);
         assert_eq!(files.count(), 1);
         assert_eq!(files.read(5, at[4], big.len()).unwrap().len(), big.len());
+        // Foreign names are left alone, and a sign is not a digit.
+        std::fs::write(dir.path().join("+0000000000000000042.blk"), b"not ours").unwrap();
+        // A height not above the current file's highest goes into it even when it is full: a file named by it
+        // would start below heights stored before it.
+        assert_eq!(files.append(5, &big).unwrap().file, 5);
+        assert_eq!(files.append(6, &big).unwrap().file, 6);
         // Files above the next height hold nothing referenced.
         files.append(9, b"nine").unwrap();
-        assert_eq!(files.count(), 1);
+        assert_eq!(files.count(), 2);
         drop(files);
         std::fs::write(dir.path().join(file_name(12)), b"stray").unwrap();
         let files = BlockFiles::open_with(dir.path(), 2000).unwrap();
+        assert_eq!(files.count(), 3);
         assert_eq!(files.drop_above(10).unwrap(), 1);
-        assert_eq!(files.count(), 1);
-        assert_eq!(files.append(10, b"ten").unwrap().file, 5);
+        assert_eq!(files.count(), 2);
+        assert_eq!(files.append(10, b"ten").unwrap().file, 6);
+        assert!(dir.path().join("+0000000000000000042.blk").exists());
     }
 }

@@ -771,9 +771,13 @@ impl Storage {
             self.chain.apply_batch(batch)?;
             moved += 1;
         }
+        // The kept proposal is moved only if it is for the next height (the only one ever re-sent).
         if let Some(block) = self.get_decoded::<Block>(META_PROPOSED_BLOCK, self.opts.block_bytes_max)? {
-            self.persist_proposed_block(&block)?;
+            if block.height() == next {
+                self.persist_proposed_block(&block)?;
+            }
             self.chain.remove(META_PROPOSED_BLOCK)?;
+            self.db.flush()?;
         }
         if moved > 0 {
             self.db.flush()?;
@@ -1133,6 +1137,14 @@ impl Storage {
     /// ([`crate::safety::signer`]).
     pub fn persist_proposed_block(&self, block: &Block) -> Result<(), StorageError> {
         let (height, hash) = (block.height(), block.hash());
+        // Only a proposal above the tip is ever re-sent, and one already kept needs no second copy. (Appending
+        // a height at or below the tip could also start a file below heights stored before it.)
+        if height <= self.latest_height()? {
+            return Ok(());
+        }
+        if self.get_decoded::<ProposedRef>(META_PROPOSED_REF, 128)?.is_some_and(|p| p.hash == hash) {
+            return Ok(());
+        }
         let location = self.blocks.append(height.0, &block.encode())?;
         let r = ProposedRef { height, hash, location };
         self.chain.insert(META_PROPOSED_REF, seal(META_PROPOSED_REF, &encoding::encode(&r)))?;
@@ -1586,7 +1598,7 @@ pub(crate) mod tests {
     fn write_read_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let chain = TestChain::new();
-        let (b1, b2, tx);
+        let (b1, b2, p3, tx);
         {
             let store = open(dir.path());
             store.init_genesis(&chain.genesis).unwrap();
@@ -1594,7 +1606,8 @@ pub(crate) mod tests {
             tx = chain.transfer(0, 500);
             b1 = chain.commit_next(&store, vec![tx.clone()]);
             b2 = chain.commit_next(&store, vec![chain.transfer(1, 7)]);
-            store.persist_proposed_block(&b1).unwrap();
+            p3 = chain.build_next(&store, vec![chain.transfer(2, 3)]).block;
+            store.persist_proposed_block(&p3).unwrap();
             store.write_legacy_signer_state_for_tests(b"signer").unwrap();
         }
         let store = open(dir.path());
@@ -1611,7 +1624,7 @@ pub(crate) mod tests {
         assert_eq!(store.legacy_signer_state().unwrap().as_deref(), Some(&b"signer"[..]));
         store.remove_legacy_signer_state().unwrap();
         assert_eq!(store.legacy_signer_state().unwrap(), None);
-        assert_eq!(store.proposed_block().unwrap(), Some(b1.clone()));
+        assert_eq!(store.proposed_block().unwrap(), Some(p3));
         let sender = store.account(&chain.account.public()).unwrap();
         assert_eq!(sender, Account { balance: 1_000_000 - 501 - 8, nonce: 2 });
         assert_eq!(store.tree().unwrap().root(), b2.header.state_root);
@@ -1916,6 +1929,7 @@ pub(crate) mod tests {
             let blocks: Vec<Block> =
                 (0..3).map(|i| chain.commit_next(&store, vec![chain.transfer(i, 5 + i)])).collect();
             let proposal = chain.commit_next(&store, vec![]);
+            let pending = chain.build_next(&store, vec![chain.transfer(3, 9)]).block;
             // Put the bodies back as the old layout kept them: sealed under `b`, with the proposal's block.
             for b in &blocks {
                 let (rk, k) = (height_key(prefix::BLOCK_REF, b.height()), height_key(prefix::BLOCK, b.height()));
@@ -1925,7 +1939,9 @@ pub(crate) mod tests {
             store.chain.remove(height_key(prefix::BLOCK_REF, proposal.height())).unwrap();
             let k = height_key(prefix::BLOCK, proposal.height());
             store.chain.insert(k, seal(&k, &proposal.encode())).unwrap();
-            store.chain.insert(META_PROPOSED_BLOCK, seal(META_PROPOSED_BLOCK, &proposal.encode())).unwrap();
+            // The kept proposal is for the next height (moved); one of a committed height would be dropped.
+            store.chain.insert(META_PROPOSED_BLOCK, seal(META_PROPOSED_BLOCK, &pending.encode())).unwrap();
+            store.chain.remove(META_PROPOSED_REF).unwrap();
             store.flush().unwrap();
             blocks
         };
@@ -1936,7 +1952,7 @@ pub(crate) mod tests {
             assert_eq!(store.block(b.height()).unwrap().unwrap().hash(), b.hash());
             assert_eq!(store.block_summary(b.height()).unwrap().unwrap().1, 1);
         }
-        assert_eq!(store.proposed_block().unwrap().unwrap().height(), Height(4));
+        assert_eq!(store.proposed_block().unwrap().unwrap().height(), Height(5));
         assert_eq!(store.chain.scan_prefix([prefix::BLOCK]).count(), 0);
         assert!(store.get(META_PROPOSED_BLOCK).unwrap().is_none());
         assert_eq!(walk(&dir.path().join(blockfile::DIR)).len(), 1);
@@ -1966,6 +1982,16 @@ pub(crate) mod tests {
         assert!(file() > after_proposal + 2 * lost.encode().len() as u64);
         assert_eq!(store.block(other.height()).unwrap().unwrap().hash(), other.hash());
         assert_eq!(store.proposed_block().unwrap().unwrap().hash(), lost.hash());
+        // Kept again (the signer state is persisted for every message), or at or below the tip: not written.
+        let before = file();
+        let again = chain.build_next(&store, vec![chain.transfer(3, 5)]).block;
+        store.persist_proposed_block(&again).unwrap();
+        let once = file();
+        assert!(once > before);
+        store.persist_proposed_block(&again).unwrap();
+        store.persist_proposed_block(&lost).unwrap();
+        assert_eq!(file(), once);
+        assert_eq!(store.proposed_block().unwrap().unwrap().hash(), again.hash());
     }
 
     #[test]
