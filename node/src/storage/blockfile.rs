@@ -10,10 +10,10 @@
 //! Files are named by the height of the first record written to them (`00000000000000000042.blk`), and a new
 //! file starts once the current one reaches [`FILE_BYTES`]. Records are appended in height order, so a file
 //! holds heights below the first height of the next file; pruning deletes a whole file once the next one
-//! starts at or below the base (one exception, harmless: a validator's own proposal is appended before the
-//! block of that height, which may then open the next file; that proposal is stale long before its file is
-//! deleted). A record is `payload || checksum`, the checksum a keyed blake3 of the height and the payload,
-//! so a flipped bit, a cut record or a record read for another height is refused.
+//! starts at or below the base. A new file starts only above the highest height already in the current one
+//! (a validator's own proposal and then the block of that height go to the same file). A record is
+//! `payload || checksum`, the checksum a keyed blake3 of the height and the payload, so a flipped bit, a cut
+//! record or a record read for another height is refused.
 //!
 //! Crash safety: a record is written and synced before the sled batch that refers to it is applied, so sled
 //! never durably points at bytes that are not on disk. A crash between the two leaves bytes no reference
