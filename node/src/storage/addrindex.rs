@@ -21,7 +21,8 @@
 //!
 //! A query searches the pending deltas newest first, then the address's chunks from the cursor backwards; a
 //! fold between the two reads can only repeat entries (dropped: the output is strictly decreasing), never
-//! lose one, as a fold removes deltas and writes chunks in one atomic batch.
+//! lose one, as a fold writes the chunks and the fold height in one atomic batch and the folded deltas leave
+//! memory only after it applied.
 
 use std::collections::BTreeMap;
 

@@ -43,6 +43,13 @@ pub struct Location {
     pub len: u32,
 }
 
+impl Location {
+    /// The length of the record's payload (the block's encoding), without its checksum.
+    pub fn payload_len(&self) -> usize {
+        (self.len as usize).saturating_sub(CHECKSUM_BYTES)
+    }
+}
+
 /// Why a record could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

@@ -130,6 +130,8 @@ pub const CERT_BYTES_MAX: usize = 64 * 1024;
 const HEADER_BYTES_MAX: usize = 64 * 1024;
 /// Largest [`BlockRef`] accepted on read: a header and a few numbers.
 const BLOCK_REF_BYTES_MAX: usize = HEADER_BYTES_MAX + 64;
+/// Largest [`ProposedRef`] accepted on read (it is 92 bytes).
+const PROPOSED_REF_BYTES_MAX: usize = 128;
 
 /// The archive: a second sled database, in this subdirectory of the database's directory, that holds what
 /// pruning keeps of a pruned height (its header under `H`, its certificate under `c`, its block-hash index
@@ -378,15 +380,6 @@ fn unseal<'a>(key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StorageError> {
         return Err(corrupt(key, "checksum mismatch"));
     }
     Ok(payload)
-}
-
-/// The header of a stored block (its first field, so a prefix of its bytes) and the bytes after it, once the
-/// whole value's checksum is checked: what is needed of a block without decoding its transactions.
-fn block_front<'a>(key: &[u8], raw: &'a [u8]) -> Result<(ledger_core::BlockHeader, &'a [u8]), StorageError> {
-    let mut bytes = unseal(key, raw)?;
-    let header = <ledger_core::BlockHeader as borsh::BorshDeserialize>::deserialize(&mut bytes)
-        .map_err(|e| corrupt(key, e.to_string()))?;
-    Ok((header, bytes))
 }
 
 /// Check a stored value's checksum and decode its payload (at most `max` bytes).
@@ -727,7 +720,7 @@ impl Storage {
     /// a block this validator proposed refers to the record its proposal wrote.
     fn write_body(&self, block: &Block) -> Result<BlockRef, StorageError> {
         let (height, hash) = (block.height(), block.hash());
-        let proposed = self.get_decoded::<ProposedRef>(META_PROPOSED_REF, 128)?;
+        let proposed = self.get_decoded::<ProposedRef>(META_PROPOSED_REF, PROPOSED_REF_BYTES_MAX)?;
         let location = match proposed {
             Some(p) if p.height == height && p.hash == hash => p.location,
             _ => self.blocks.append(height.0, &block.encode())?,
@@ -754,10 +747,13 @@ impl Storage {
         loop {
             let first = self.chain.scan_prefix([prefix::BLOCK]).next().transpose()?;
             let Some((k, raw)) = first else { break };
-            let (header, mut rest) = block_front(&k, &raw)?;
+            let payload = unseal(&k, &raw)?;
+            // A block's encoding starts with its header, then its transactions as a borsh vector (a u32 count).
+            let mut rest = payload;
+            let header = <ledger_core::BlockHeader as borsh::BorshDeserialize>::deserialize(&mut rest)
+                .map_err(|e| corrupt(&k, e.to_string()))?;
             let count =
                 <u32 as borsh::BorshDeserialize>::deserialize(&mut rest).map_err(|e| corrupt(&k, e.to_string()))?;
-            let payload = unseal(&k, &raw)?;
             let height = header.height;
             if k[..] != height_key(prefix::BLOCK, height)[..] {
                 return Err(corrupt(&k, format!("holds a block of height {height}")));
@@ -1006,7 +1002,7 @@ impl Storage {
             return Ok(out);
         }
         while h <= tip && out.len() < max_count {
-            let (Some(block), Some(cert)) = (self.block(h)?, self.certificate(h)?) else {
+            let (Some(r), Some(cert)) = (self.block_ref(h)?, self.certificate(h)?) else {
                 if h < self.base_height()? {
                     // Pruned while being read.
                     return Ok(Vec::new());
@@ -1016,10 +1012,15 @@ impl Storage {
                     "block or certificate below the tip is missing",
                 ));
             };
-            let len = block.encode().len() + encoding::encode(&cert).len();
+            // The body's size is known before it is read (and not encoded again to measure it).
+            let len = r.location.payload_len() + encoding::encode(&cert).len();
             if !out.is_empty() && bytes + len > max_bytes {
                 break;
             }
+            let Some(block) = self.read_body(h, r.location)? else {
+                // Its file was pruned while being read.
+                return Ok(Vec::new());
+            };
             bytes += len;
             out.push((block, cert));
             h = h.next();
@@ -1142,7 +1143,7 @@ impl Storage {
         if height <= self.latest_height()? {
             return Ok(());
         }
-        if self.get_decoded::<ProposedRef>(META_PROPOSED_REF, 128)?.is_some_and(|p| p.hash == hash) {
+        if self.get_decoded::<ProposedRef>(META_PROPOSED_REF, PROPOSED_REF_BYTES_MAX)?.is_some_and(|p| p.hash == hash) {
             return Ok(());
         }
         let location = self.blocks.append(height.0, &block.encode())?;
@@ -1154,7 +1155,9 @@ impl Storage {
 
     /// The block of the last proposal this validator signed, if it was kept (and its height is not pruned).
     pub fn proposed_block(&self) -> Result<Option<Block>, StorageError> {
-        let Some(r) = self.get_decoded::<ProposedRef>(META_PROPOSED_REF, 128)? else { return Ok(None) };
+        let Some(r) = self.get_decoded::<ProposedRef>(META_PROPOSED_REF, PROPOSED_REF_BYTES_MAX)? else {
+            return Ok(None);
+        };
         // A proposal that lost its round can sit in a file that pruning removed with the heights below it
         // (the block of its height opened the next file); only a proposal at the next height is re-sent.
         if !self.blocks.has_file(r.location.file) {
@@ -1633,6 +1636,11 @@ pub(crate) mod tests {
         assert_eq!(store.blocks_from(Height(1), 10, 1).unwrap().len(), 1);
         assert_eq!(store.blocks_from(Height(0), 10, usize::MAX).unwrap().len(), 2);
         assert!(store.blocks_from(Height(3), 10, usize::MAX).unwrap().is_empty());
+        // The byte bound counts each block's and certificate's encoding: both fit exactly, one byte less one.
+        let size = |b: &Block, h| b.encode().len() + encoding::encode(&store.certificate(h).unwrap().unwrap()).len();
+        let both = size(&b1, Height(1)) + size(&b2, Height(2));
+        assert_eq!(store.blocks_from(Height(1), 10, both).unwrap().len(), 2);
+        assert_eq!(store.blocks_from(Height(1), 10, both - 1).unwrap().len(), 1);
 
         let b3 = chain.commit_next(&store, vec![chain.transfer(2, 1), chain.transfer(3, 1)]);
         assert_eq!(store.block_summary(Height(3)).unwrap(), Some((b3.header.clone(), 2)));
