@@ -275,6 +275,8 @@ pub struct Storage {
     blocks: Arc<blockfile::BlockFiles>,
     /// The account-history deltas not folded yet ([`addrindex::PendingDeltas`]).
     addr_pending: Arc<RwLock<addrindex::PendingDeltas>>,
+    /// The account-history fold running in the background, if any ([`Storage::maybe_fold`]).
+    folder: Arc<addrindex::Folder>,
 }
 
 /// Committed accounts by address (absent ones as the default account), so that admission and block
@@ -488,6 +490,7 @@ impl Storage {
             prune: Arc::default(),
             tip_header: Arc::default(),
             addr_pending: Arc::default(),
+            folder: Arc::default(),
             blocks,
         };
         store.open_block_files()?;
@@ -1056,7 +1059,7 @@ impl Storage {
         batch.insert(&k[..], seal(&k, &encoding::encode(&height)));
         let _writer = self.writer();
         let tx_runs = self.index_block(block, &mut batch)?;
-        let addr_change = self.index_addresses(block, &mut batch)?;
+        let addr_change = self.index_addresses(block);
         // Evidence per block is bounded (EVIDENCE_PER_BLOCK_MAX), so the index fits a u16.
         for i in 0..block.evidence.len() {
             let k = evidence_key(height, u16::try_from(i).unwrap_or(u16::MAX));
@@ -1130,6 +1133,8 @@ impl Storage {
         self.db.flush()?;
         *self.tip_header.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((height, block.header.clone()));
+        // Only once the block is durable: a fold writes the entries of committed blocks only.
+        self.maybe_fold(height)?;
         Ok(())
     }
 
@@ -1196,8 +1201,9 @@ impl Storage {
         Ok(())
     }
 
-    /// Flush everything written so far.
+    /// Flush everything written so far (after the account-history fold in progress, if any, is done).
     pub fn flush(&self) -> Result<(), StorageError> {
+        self.join_fold();
         self.archive_db.flush()?;
         self.db.flush()?;
         Ok(())

@@ -215,6 +215,8 @@ impl Storage {
     /// Examine up to [`INDEX_SCAN_KEYS`] account-history chunks from the pass's cursor and remove those that
     /// only hold positions below `base`. Returns the chunks removed and whether the pass goes on.
     fn prune_history(&self, base: Height) -> Result<(u64, bool), StorageError> {
+        // A fold reads an address's last chunk and rewrites it: not while this removes chunks.
+        let _fold = self.fold_lock();
         let _writer = self.writer();
         let mut state = self.prune_state();
         // A pass examines every account-history chunk: start one only once the base has risen by
