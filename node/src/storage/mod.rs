@@ -277,6 +277,8 @@ pub struct Storage {
     addr_pending: Arc<RwLock<addrindex::PendingDeltas>>,
     /// The account-history fold running in the background, if any ([`Storage::maybe_fold`]).
     folder: Arc<addrindex::Folder>,
+    /// The transaction-index merger running in the background, if any ([`Storage::maybe_merge_runs`]).
+    merger: Arc<txindex::Merger>,
 }
 
 /// Committed accounts by address (absent ones as the default account), so that admission and block
@@ -491,6 +493,7 @@ impl Storage {
             tip_header: Arc::default(),
             addr_pending: Arc::default(),
             folder: Arc::default(),
+            merger: Arc::default(),
             blocks,
         };
         store.open_block_files()?;
@@ -908,31 +911,15 @@ impl Storage {
         Ok((entries, keys))
     }
 
-    /// Add a block's transactions to the index inside `batch`: one new run, merged with the newest stored runs
-    /// as [`txindex::runs_to_merge`] says. Returns the run list to install once `batch` is applied.
+    /// Add a block's transactions to the index inside `batch`: one new run. Returns the run list to install
+    /// once `batch` is applied.
     fn index_block(&self, block: &Block, batch: &mut sled::Batch) -> Result<Option<RunList>, StorageError> {
         if block.txs.is_empty() {
             return Ok(None);
         }
         let mut list = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let mut run = txindex::block_entries(block.height(), block.txs.iter().map(|tx| tx.id()));
-        // A merge can complete the tier above it: merge again until nothing is absorbed.
-        loop {
-            let lens: Vec<u64> = list.runs.iter().map(|r| r.len).collect();
-            let absorb = txindex::runs_to_merge(&lens, run.len() as u64);
-            if absorb == 0 {
-                break;
-            }
-            let mut merged = Vec::new();
-            for old in list.runs.drain(list.runs.len() - absorb..) {
-                let (older, keys) = self.read_run(old)?;
-                for k in keys {
-                    batch.remove(k);
-                }
-                merged = if merged.is_empty() { older } else { txindex::merge(&merged, &older) };
-            }
-            run = txindex::merge(&merged, &run);
-        }
+        // Merges follow on the merger thread ([`Storage::maybe_merge_runs`]).
+        let run = txindex::block_entries(block.height(), block.txs.iter().map(|tx| tx.id()));
         let id = list.next_id;
         list.next_id = id.checked_add(1).ok_or_else(|| corrupt(META_TXINDEX, "index run ids exhausted"))?;
         for chunk in run.chunks(txindex::CHUNK_ENTRIES) {
@@ -969,6 +956,7 @@ impl Storage {
             if let Some(list) = self.index_block(&block, &mut batch)? {
                 self.chain.apply_batch(batch)?;
                 *self.tx_runs.write().unwrap_or_else(std::sync::PoisonError::into_inner) = list;
+                self.merge_due_runs()?;
             }
         }
         loop {
@@ -1057,7 +1045,7 @@ impl Storage {
         batch.insert(&k[..], seal(&k, &encoding::encode(cert)));
         let k = hash_key(prefix::HASH_TO_HEIGHT, &hash.0);
         batch.insert(&k[..], seal(&k, &encoding::encode(&height)));
-        let _writer = self.writer();
+        let writer = self.writer();
         let tx_runs = self.index_block(block, &mut batch)?;
         let addr_change = self.index_addresses(block);
         // Evidence per block is bounded (EVIDENCE_PER_BLOCK_MAX), so the index fits a u16.
@@ -1133,8 +1121,11 @@ impl Storage {
         self.db.flush()?;
         *self.tip_header.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((height, block.header.clone()));
-        // Only once the block is durable: a fold writes the entries of committed blocks only.
+        // Only once the block is durable (a fold writes the entries of committed blocks only), and without the
+        // writer lock, which the merger and pruning take (this may wait for the merger or the fold).
+        drop(writer);
         self.maybe_fold(height)?;
+        self.maybe_merge_runs()?;
         Ok(())
     }
 
@@ -1201,9 +1192,11 @@ impl Storage {
         Ok(())
     }
 
-    /// Flush everything written so far (after the account-history fold in progress, if any, is done).
+    /// Flush everything written so far (after the account-history fold and the index merge in progress, if
+    /// any, are done).
     pub fn flush(&self) -> Result<(), StorageError> {
         self.join_fold();
+        self.join_merger();
         self.archive_db.flush()?;
         self.db.flush()?;
         Ok(())
@@ -1700,6 +1693,71 @@ pub(crate) mod tests {
             }
         }
         want
+    }
+
+    /// The merger runs beside the commits: lookups of every transaction committed so far keep finding it
+    /// while runs are merged away under them, and once the store is flushed no merge is due and the runs are
+    /// what merging at each commit would have left.
+    #[test]
+    fn tx_lookups_stay_right_while_the_merger_runs_beside_the_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let store = open(dir.path());
+        store.init_genesis(&chain.genesis).unwrap();
+        let committed: Arc<RwLock<Vec<(TxId, TxLocation)>>> = Arc::default();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (store, committed, done) = (store.clone(), committed.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut looked = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    let snapshot = committed.read().unwrap().clone();
+                    // Every 7th, so that a pass is short and passes overlap many merges.
+                    for (id, loc) in snapshot.iter().step_by(7) {
+                        assert_eq!(store.tx_location(id).unwrap(), Some(*loc));
+                        looked += 1;
+                    }
+                }
+                looked
+            })
+        };
+        let mut nonce = 0;
+        let mut lens = Vec::new();
+        for b in 0..300u64 {
+            let n = 1 + (b * 37 + 11) % 150;
+            let txs: Vec<_> = (0..n).map(|i| chain.transfer(nonce + i, 1)).collect();
+            nonce += n;
+            let block = chain.commit_next(&store, txs);
+            lens.push(n);
+            let mut c = committed.write().unwrap();
+            for (i, tx) in block.txs.iter().enumerate() {
+                c.push((tx.id(), TxLocation { height: block.height(), index: i as u32 }));
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        assert!(reader.join().unwrap() > 0, "the reader ran");
+        store.flush().unwrap();
+        let runs: Vec<u64> = store.tx_runs.read().unwrap().runs.iter().map(|r| r.len).collect();
+        assert_eq!(txindex::next_merge(&runs), None);
+        let mut want: Vec<u64> = Vec::new();
+        for mut new in lens {
+            loop {
+                let n = txindex::runs_to_merge(&want, new);
+                if n == 0 {
+                    break;
+                }
+                new += want.drain(want.len() - n..).sum::<u64>();
+            }
+            want.push(new);
+        }
+        assert_eq!(runs, want);
+        for (id, loc) in committed.read().unwrap().iter() {
+            assert_eq!(store.tx_location(id).unwrap(), Some(*loc));
+        }
+        drop(store);
+        let store = open(dir.path());
+        let reopened: Vec<u64> = store.tx_runs.read().unwrap().runs.iter().map(|r| r.len).collect();
+        assert_eq!(reopened, want, "the merged run list is what was stored");
     }
 
     #[test]

@@ -162,6 +162,8 @@ impl Storage {
 
     /// Remove the oldest transaction-index run if all of it is below `base`; the number removed (0 or 1).
     fn prune_tx_run(&self, base: Height) -> Result<u64, StorageError> {
+        // The merger removes runs too: one at a time.
+        let _merge = self.merge_lock();
         let Some(first) = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).runs.first().copied()
         else {
             return Ok(0);

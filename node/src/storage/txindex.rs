@@ -6,8 +6,10 @@
 //! fifth of a core and hundreds of MiB per minute. Here a committed block adds ONE sorted run (a chunk or
 //! a few, each one sled value), and runs are merged in tiers of [`MERGE_FANOUT`] so that few stay small,
 //! up to [`RUN_MERGE_MAX`] entries; beyond that they stay as they are, and a lookup reads one chunk per run.
+//! Merges run on a thread of their own behind the commits ([`next_merge`], `Storage::maybe_merge_runs`).
 //!
-//! Layout (inside the `chain` tree, written in the same atomic batch as the block that adds the entries):
+//! Layout (inside the `chain` tree; a block's run is written in the same atomic batch as the block, a merge
+//! replaces runs by one in a batch of its own):
 //! - `x ‖ run id (u64 BE) ‖ first tx id of the chunk` → up to [`CHUNK_ENTRIES`] entries sorted by id, each
 //!   `id (32) ‖ height (u64 LE) ‖ index (u32 LE)`, sealed with the storage checksum;
 //! - the run list (oldest first: id and entry count) under one meta key.
@@ -133,6 +135,27 @@ pub fn runs_to_merge(lens: &[u64], new_len: u64) -> usize {
     if n + 1 >= MERGE_FANOUT || (n > 0 && total >= RUN_MERGE_MAX / 2) { n } else { 0 }
 }
 
+/// The next merge a list of runs (`lens`, oldest first) is due, as the inclusive range of runs to make one:
+/// the oldest run that [`runs_to_merge`] would have merged with the runs before it had it just been added,
+/// and those. Commits add one run each and a merger thread applies this until it returns `None`, which
+/// leaves the runs as merging each at its commit would (the merge follows the commits instead of holding
+/// them up).
+pub fn next_merge(lens: &[u64]) -> Option<(usize, usize)> {
+    (1..lens.len()).find_map(|j| match runs_to_merge(&lens[..j], lens[j]) {
+        0 => None,
+        n => Some((j - n, j)),
+    })
+}
+
+/// Runs added since the newest full one (at least half of [`RUN_MERGE_MAX`]) beyond which a commit waits for
+/// the merger: lookups read a chunk of every run, so they must not pile up when commits outpace merges.
+pub const UNMERGED_RUNS_MAX: usize = 8 * MERGE_FANOUT;
+
+/// How many runs come after the newest full one.
+pub fn runs_after_full(lens: &[u64]) -> usize {
+    lens.iter().rev().take_while(|&&l| l < RUN_MERGE_MAX / 2).count()
+}
+
 /// Key of the chunk of run `run` that starts at `first`.
 pub fn chunk_key(run: u64, first: &[u8; 32]) -> [u8; 41] {
     let mut k = [0u8; 41];
@@ -194,6 +217,113 @@ pub fn find_raw(bytes: &[u8], id: &[u8; 32]) -> Result<Option<TxLocation>, Strin
     Ok(entries.binary_search_by(|e| e[..32].cmp(&id[..])).ok().map(|i| parse_entry(&entries[i]).loc))
 }
 
+/// The merger thread, if one runs, and the lock held by every writer that removes runs (the merger and
+/// pruning; commits only add runs).
+#[derive(Default)]
+pub(super) struct Merger {
+    lock: std::sync::Mutex<()>,
+    running: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl super::Storage {
+    fn run_lens(&self) -> Vec<u64> {
+        self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).runs.iter().map(|r| r.len).collect()
+    }
+
+    /// After a commit is durable (and the storage writer lock released): start the merger thread if a merge
+    /// is due and none runs. Merging a tier rewrites up to 2.9 MB (35-80 ms on the commit path when it was
+    /// done there). Past [`UNMERGED_RUNS_MAX`] runs after the newest full one the commit waits for the
+    /// running merger, so lookups never read more than that many small runs.
+    pub(super) fn maybe_merge_runs(&self) -> Result<(), super::StorageError> {
+        let lens = self.run_lens();
+        if next_merge(&lens).is_none() {
+            return Ok(());
+        }
+        let mut running = self.merger.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(handle) = running.take() {
+            if !handle.is_finished() && runs_after_full(&lens) <= UNMERGED_RUNS_MAX {
+                *running = Some(handle);
+                return Ok(());
+            }
+            if handle.join().is_err() {
+                tracing::error!("the transaction-index merger thread panicked");
+            }
+        }
+        let store = self.clone();
+        let spawned = std::thread::Builder::new().name("txindex-merge".into()).spawn(move || {
+            if let Err(e) = store.merge_due_runs() {
+                // The runs stay as they are (lookups stay right, only slower); the next commit tries again.
+                tracing::warn!(error = %e, "merging transaction-index runs failed");
+            }
+        });
+        match spawned {
+            Ok(handle) => *running = Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a merger thread; merging on the commit path");
+                drop(running);
+                self.merge_due_runs()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for the merger thread, if one runs.
+    pub(super) fn join_merger(&self) {
+        let handle = self.merger.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the transaction-index merger thread panicked");
+        }
+    }
+
+    /// The lock held by every writer that removes runs. Taken before the storage writer lock.
+    pub(super) fn merge_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.merger.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Merge runs as [`next_merge`] says until none is due. Each merge reads and merges its runs without the
+    /// storage writer lock (commits go on adding runs after them), then, under it, replaces them in the run
+    /// list by one run that keeps the newest one's id (ids grow along the list): old chunks out, new chunks
+    /// and the list in, one atomic batch.
+    pub(super) fn merge_due_runs(&self) -> Result<(), super::StorageError> {
+        use super::{META_TXINDEX, corrupt, seal};
+        let _merge = self.merge_lock();
+        loop {
+            let list = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let lens: Vec<u64> = list.runs.iter().map(|r| r.len).collect();
+            let Some((a, b)) = next_merge(&lens) else { return Ok(()) };
+            let absorbed = &list.runs[a..=b];
+            let mut merged: Vec<Entry> = Vec::new();
+            let mut batch = sled::Batch::default();
+            for run in absorbed {
+                let (entries, keys) = self.read_run(*run)?;
+                for k in keys {
+                    batch.remove(k);
+                }
+                merged = if merged.is_empty() { entries } else { merge(&merged, &entries) };
+            }
+            let id = list.runs[b].id;
+            // Later writes to a key win in a sled batch: a new chunk under an old chunk's key replaces it.
+            for chunk in merged.chunks(CHUNK_ENTRIES) {
+                let k = chunk_key(id, &chunk[0].id);
+                batch.insert(&k[..], seal(&k, &encode_chunk(chunk)));
+            }
+            let _writer = self.writer();
+            let mut runs = self.tx_runs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Commits only appended meanwhile, and pruning waits for this lock: the runs are where they were.
+            if runs.runs.get(a..=b) != Some(absorbed) {
+                return Err(corrupt(META_TXINDEX, "the index run list changed under a merge"));
+            }
+            let mut new = runs.clone();
+            new.runs.splice(a..=b, [RunMeta { id, len: merged.len() as u64 }]);
+            batch.insert(META_TXINDEX, seal(META_TXINDEX, &ledger_core::encoding::encode(&new)));
+            self.chain.apply_batch(batch)?;
+            *runs = new;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +383,37 @@ mod tests {
             runs.push(new);
         }
         (runs, written)
+    }
+
+    /// Merging after the fact (several commits' runs added, then [`next_merge`] until none is due) ends where
+    /// merging at each commit does, whatever the lag.
+    #[test]
+    fn merging_behind_the_commits_ends_where_merging_at_each_commit_does() {
+        let mut x = 7u64;
+        let sizes: Vec<u64> = (0..3_000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                1 + (x >> 33) % 5000
+            })
+            .collect();
+        let (want, _) = simulate(sizes.iter().copied());
+        for lag in [1usize, 2, 5, 17, 100] {
+            let mut runs: Vec<u64> = Vec::new();
+            for (i, &len) in sizes.iter().enumerate() {
+                runs.push(len);
+                if (i + 1) % lag == 0 || i + 1 == sizes.len() {
+                    while let Some((a, b)) = next_merge(&runs) {
+                        let merged: u64 = runs.drain(a..=b).sum();
+                        runs.insert(a, merged);
+                    }
+                }
+            }
+            assert_eq!(runs, want, "lag {lag}");
+        }
+        assert_eq!(next_merge(&[]), None);
+        assert_eq!(next_merge(&[5; 7]), None);
+        assert_eq!(next_merge(&[5; 8]), Some((0, 7)));
+        assert_eq!(runs_after_full(&[RUN_MERGE_MAX, 5, 6]), 2);
     }
 
     #[test]
