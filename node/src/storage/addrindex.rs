@@ -70,13 +70,6 @@ pub(super) enum DeltaChange {
     Added(u64, std::sync::Arc<Vec<(Address, u32)>>),
 }
 
-/// The fold in progress, if any, and the lock that serialises writers of chunks.
-#[derive(Default)]
-pub(super) struct Folder {
-    lock: std::sync::Mutex<()>,
-    running: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
 /// Whether the block at `height`, with `new` entries, folds the `pending` ones (and its own) into chunks.
 pub fn is_fold_height(height: u64, pending: usize, new: usize) -> bool {
     height.is_multiple_of(FOLD_BLOCKS) || pending.saturating_add(new) > PENDING_ENTRIES_MAX
@@ -192,43 +185,21 @@ impl Storage {
         if !is_fold_height(height.0, pending, 0) {
             return Ok(());
         }
-        let mut running = self.folder.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(handle) = running.take() {
-            if !handle.is_finished() && pending <= PENDING_ENTRIES_MAX.saturating_mul(2) {
-                *running = Some(handle);
-                return Ok(());
-            }
-            if handle.join().is_err() {
-                tracing::error!("the account-history fold thread panicked");
-            }
-        }
         let store = self.clone();
-        let spawned = std::thread::Builder::new().name("addr-fold".into()).spawn(move || {
-            if let Err(e) = store.fold_addresses(height) {
-                // The deltas stay pending: the next fold takes them in (a failing database also fails the
-                // next commit, which stops the node).
-                tracing::warn!(%height, error = %e, "folding the account-history deltas failed");
-            }
-        });
-        match spawned {
-            Ok(handle) => *running = Some(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start a fold thread; folding on the commit path");
-                drop(running);
-                self.fold_addresses(height)?;
-            }
-        }
-        Ok(())
+        let over_bound = pending > PENDING_ENTRIES_MAX.saturating_mul(2);
+        self.folder.start("addr-fold", over_bound, move || store.fold_addresses(height))
     }
 
-    /// Wait for a fold in progress (before a flush that must leave nothing running, and in tests).
-    pub(super) fn join_fold(&self) {
-        let handle = self.folder.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        if let Some(handle) = handle
-            && handle.join().is_err()
-        {
-            tracing::error!("the account-history fold thread panicked");
+    /// Wait for a fold in progress, then fold what is due and was left to it (a fold height met while a fold
+    /// ran): before a flush that must leave nothing due, and in tests.
+    pub(super) fn finish_folds(&self) -> Result<(), StorageError> {
+        self.folder.join("addr-fold")?;
+        let tip = self.latest_height()?.0;
+        let upto = if self.pending_entries() > PENDING_ENTRIES_MAX { tip } else { tip - tip % FOLD_BLOCKS };
+        if self.pending_deltas().range(..=upto).next().is_some() {
+            self.fold_addresses(Height(upto))?;
         }
+        Ok(())
     }
 
     /// Fold every pending delta at or below `upto` (all of committed blocks) into the addresses' chunks, in
@@ -266,6 +237,8 @@ impl Storage {
             }
         }
         self.chain.apply_batch(batch)?;
+        // Durable before the deltas go: pruning reads the fold height to know which history it may drop.
+        self.db.flush()?;
         self.addr_pending.write().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|&h, _| h > upto.0);
         Ok(())
     }
@@ -273,7 +246,7 @@ impl Storage {
     /// The lock every writer of account-history chunks holds (a fold, pruning, a rebuild). Taken before the
     /// storage writer lock, never after it.
     pub(super) fn fold_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.folder.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.folder.lock()
     }
 
     fn pending_deltas(&self) -> std::sync::RwLockReadGuard<'_, PendingDeltas> {
@@ -345,8 +318,9 @@ impl Storage {
     }
 
     /// Positions of the transactions `address` sent or received, strictly before `before`, at or below
-    /// `tip`, newest first, at most `limit`. Searches at most [`FOLD_BLOCKS`] pending deltas (in memory) and
-    /// reads the chunks that hold the answer: the time does not depend on the chain's length.
+    /// `tip`, newest first, at most `limit`. Searches the pending deltas (in memory: the blocks since the
+    /// last fold, [`FOLD_BLOCKS`] to twice that while a fold runs, at most twice [`PENDING_ENTRIES_MAX`] entries)
+    /// and reads the chunks that hold the answer: the time does not depend on the chain's length.
     pub fn account_history(
         &self,
         address: &Address,

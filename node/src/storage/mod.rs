@@ -36,6 +36,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 pub mod addrindex;
+mod background;
 pub mod blockfile;
 pub mod disk;
 pub mod prune;
@@ -207,6 +208,8 @@ pub enum StorageError {
     StateBehind { blocks: u64 },
     #[error("block files: {0}")]
     Files(#[from] std::io::Error),
+    #[error("the storage thread {thread} panicked")]
+    BackgroundPanicked { thread: &'static str },
 }
 
 /// What sled keeps of a block whose body is in the block files: where the body is, and what is read of a
@@ -276,9 +279,9 @@ pub struct Storage {
     /// The account-history deltas not folded yet ([`addrindex::PendingDeltas`]).
     addr_pending: Arc<RwLock<addrindex::PendingDeltas>>,
     /// The account-history fold running in the background, if any ([`Storage::maybe_fold`]).
-    folder: Arc<addrindex::Folder>,
+    folder: Arc<background::Background>,
     /// The transaction-index merger running in the background, if any ([`Storage::maybe_merge_runs`]).
-    merger: Arc<txindex::Merger>,
+    merger: Arc<background::Background>,
 }
 
 /// Committed accounts by address (absent ones as the default account), so that admission and block
@@ -1192,11 +1195,11 @@ impl Storage {
         Ok(())
     }
 
-    /// Flush everything written so far (after the account-history fold and the index merge in progress, if
-    /// any, are done).
+    /// Flush everything written so far, after the account-history folds and index merges in progress or due
+    /// are done (so a failure of theirs is this call's error).
     pub fn flush(&self) -> Result<(), StorageError> {
-        self.join_fold();
-        self.join_merger();
+        self.finish_folds()?;
+        self.finish_merges()?;
         self.archive_db.flush()?;
         self.db.flush()?;
         Ok(())

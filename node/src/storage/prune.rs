@@ -19,8 +19,9 @@
 //!
 //! Work is done in bounded steps ([`Storage::prune_step`]) by a background thread, never by the driver:
 //! a step removes at most [`PRUNE_BATCH_BLOCKS`] bodies, or one index run, or examines at most
-//! [`INDEX_SCAN_KEYS`] account-history keys. Index steps hold the storage's writer lock, which
-//! `commit_block` also holds, because both rewrite index keys; body steps do not need it.
+//! [`INDEX_SCAN_KEYS`] account-history keys. Index steps hold the lock of the background work that rewrites the
+//! same keys (the merge lock for index runs, the fold lock for account history), then the storage's writer
+//! lock, which `commit_block` also holds; body steps need neither.
 
 use std::sync::MutexGuard;
 
@@ -172,9 +173,9 @@ impl Storage {
         let max = match known {
             Some(max) => max,
             None => {
-                // Read without the writer lock (a run is up to 2.9 MB): a commit may merge this run away
-                // meanwhile (a merge cascade can reach the oldest run), which shows as a short read. Then
-                // there is nothing to prune here; it is not damage.
+                // Read without the writer lock (a run is up to 2.9 MB): commits only append runs, and the
+                // merger, the only other writer that removes them, waits for the merge lock held here. A run
+                // that is not first any more is not damage, only nothing to prune (kept as a defence).
                 let entries = match self.read_run(first) {
                     Ok((entries, _)) => entries,
                     Err(e) => {
@@ -195,8 +196,7 @@ impl Storage {
         }
         let _writer = self.writer();
         let mut list = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        // A commit may have merged it away meanwhile (a tier merge takes the oldest run too while the runs are
-        // few): look again.
+        // Look again under the writer lock (nothing should have removed it: see above).
         if list.runs.first() != Some(&first) || list.runs.len() < 2 {
             return Ok(0);
         }

@@ -102,7 +102,7 @@ pub fn merge(older: &[Entry], newer: &[Entry]) -> Vec<Entry> {
 /// Runs are merged in tiers of this many: a run's tier is `floor(log2(len) / 3)` (so a tier spans a factor of
 /// 8 = `MERGE_FANOUT` in size), and once the newest runs of the new run's tier or below number
 /// `MERGE_FANOUT - 1`, they and the new run become one run of the tier above (and that may complete the
-/// next tier: `index_block` repeats until nothing merges). An entry is rewritten about
+/// next tier: the merger repeats until nothing merges). An entry is rewritten about
 /// once per tier it climbs (2-3 times from a block's run to a full run), where merging two runs at a time
 /// (what this replaced) rewrote it 6-9 times: measured with `storage_write_bench` (300 blocks of 1,000
 /// transactions), the index alone made sled write 1,994 bytes per transaction that way.
@@ -217,14 +217,6 @@ pub fn find_raw(bytes: &[u8], id: &[u8; 32]) -> Result<Option<TxLocation>, Strin
     Ok(entries.binary_search_by(|e| e[..32].cmp(&id[..])).ok().map(|i| parse_entry(&entries[i]).loc))
 }
 
-/// The merger thread, if one runs, and the lock held by every writer that removes runs (the merger and
-/// pruning; commits only add runs).
-#[derive(Default)]
-pub(super) struct Merger {
-    lock: std::sync::Mutex<()>,
-    running: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
 impl super::Storage {
     fn run_lens(&self) -> Vec<u64> {
         self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner).runs.iter().map(|r| r.len).collect()
@@ -239,47 +231,22 @@ impl super::Storage {
         if next_merge(&lens).is_none() {
             return Ok(());
         }
-        let mut running = self.merger.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(handle) = running.take() {
-            if !handle.is_finished() && runs_after_full(&lens) <= UNMERGED_RUNS_MAX {
-                *running = Some(handle);
-                return Ok(());
-            }
-            if handle.join().is_err() {
-                tracing::error!("the transaction-index merger thread panicked");
-            }
-        }
         let store = self.clone();
-        let spawned = std::thread::Builder::new().name("txindex-merge".into()).spawn(move || {
-            if let Err(e) = store.merge_due_runs() {
-                // The runs stay as they are (lookups stay right, only slower); the next commit tries again.
-                tracing::warn!(error = %e, "merging transaction-index runs failed");
-            }
-        });
-        match spawned {
-            Ok(handle) => *running = Some(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start a merger thread; merging on the commit path");
-                drop(running);
-                self.merge_due_runs()?;
-            }
-        }
-        Ok(())
+        let over_bound = runs_after_full(&lens) > UNMERGED_RUNS_MAX;
+        self.merger.start("txindex-merge", over_bound, move || store.merge_due_runs())
     }
 
-    /// Wait for the merger thread, if one runs.
-    pub(super) fn join_merger(&self) {
-        let handle = self.merger.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        if let Some(handle) = handle
-            && handle.join().is_err()
-        {
-            tracing::error!("the transaction-index merger thread panicked");
-        }
+    /// Wait for the merger thread, if one runs, then merge what is still due (runs that became due while it
+    /// was finishing).
+    pub(super) fn finish_merges(&self) -> Result<(), super::StorageError> {
+        self.merger.join("txindex-merge")?;
+        self.merge_due_runs()
     }
 
-    /// The lock held by every writer that removes runs. Taken before the storage writer lock.
+    /// The lock held by every writer that removes runs (the merger and pruning; commits only add runs).
+    /// Taken before the storage writer lock.
     pub(super) fn merge_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.merger.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.merger.lock()
     }
 
     /// Merge runs as [`next_merge`] says until none is due. Each merge reads and merges its runs without the

@@ -5,7 +5,20 @@
 use std::collections::BTreeMap;
 
 fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: db_stats DB_DIR"))?;
+    const USAGE: &str = "usage: db_stats DB_DIR (a node's HOME/data/db, with the node stopped)";
+    let path = match std::env::args().nth(1) {
+        Some(p) if p == "-h" || p == "--help" => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Some(p) => p,
+        None => anyhow::bail!(USAGE),
+    };
+    // sled would create an empty database at any path it is given: read only an existing one.
+    anyhow::ensure!(
+        std::path::Path::new(&path).join("conf").is_file(),
+        "{path} is not a sled database (no conf file in it); {USAGE}"
+    );
     // sled refuses a segment size other than the one the database was made with.
     let segment = node::storage::segment_size_of(std::path::Path::new(&path))?;
     let db = sled::Config::new().path(&path).segment_size(segment).open()?;
