@@ -108,6 +108,16 @@ fn main() -> Result<()> {
     drop(store);
     let kept = allocated_bytes(tmp.path())?;
     let n_tx = args.blocks * args.txs as u64;
+    // Where the kept bytes are: each top-level part of the data directory (sled's database, the block files,
+    // the archive), per transaction.
+    let mut by_part = serde_json::Map::new();
+    for entry in std::fs::read_dir(tmp.path())? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        let bytes =
+            if meta.is_dir() { allocated_bytes(&entry.path())? } else { std::os::unix::fs::MetadataExt::blocks(&meta) * 512 };
+        by_part.insert(entry.file_name().to_string_lossy().into_owned(), (bytes as f64 / n_tx as f64).round().into());
+    }
     commit_us.sort_by(f64::total_cmp);
     let report = serde_json::json!({
         "blocks": args.blocks,
@@ -116,6 +126,7 @@ fn main() -> Result<()> {
         "proposal_every": args.proposals,
         "written_bytes_per_tx": (written as f64 / n_tx as f64).round(),
         "disk_bytes_per_tx": (kept as f64 / n_tx as f64).round(),
+        "disk_bytes_per_tx_by_part": by_part,
         "commit_us_median": commit_us[commit_us.len() / 2].round(),
         "commit_us_p99": commit_us[commit_us.len() * 99 / 100].round(),
         "commit_us_per_tx": (elapsed * 1e6 / n_tx as f64 * 100.0).round() / 100.0,
