@@ -93,7 +93,7 @@ impl Default for MempoolLimits {
             max_nonce_gap: 64,
             max_outcomes: 100_000,
             gapped_below_fill_percent: 50,
-            drain_target_ms: 1000,
+            drain_target_ms: 600,
             drain_floor_txs: 4096,
         }
     }

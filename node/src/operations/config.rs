@@ -591,7 +591,7 @@ fn read_config(home: &Path, path: PathBuf, layers: &Layers) -> Result<Config, Co
         mempool_max_nonce_gap: layers.u64_or("mempool.max_nonce_gap", 64)?,
         // Bounded to 1..=100 by the key's kind.
         mempool_gapped_below_fill_percent: layers.u64_or("mempool.gapped_below_fill_percent", 50)?.min(100) as u8,
-        mempool_drain_target_ms: layers.u64_or("mempool.drain_target_ms", 1000)?,
+        mempool_drain_target_ms: layers.u64_or("mempool.drain_target_ms", 600)?,
         mempool_drain_floor_txs: layers.u64_or("mempool.drain_floor_txs", 4096)? as usize,
         state_sync: crate::statesync::StateSyncOptions {
             enable: layers.u64_or("state_sync.enable", 0)? == 1,
@@ -769,7 +769,7 @@ max_nonce_gap = 64
 gapped_below_fill_percent = 50
 # Admit at most what the network committed in this many ms at the pace of its last 16 blocks (never fewer
 # than drain_floor_txs): admitted transactions wait about that long, the excess gets 429 mempool_full. 0: off.
-drain_target_ms = 1000
+drain_target_ms = 600
 drain_floor_txs = 4096
 "#
     )

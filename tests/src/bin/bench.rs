@@ -442,8 +442,20 @@ fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
         disk_total += disk;
         let written = io_write_bytes(pids[i])?;
         written_total += written;
+        // What the node dropped or refused on its own (gossip drops by reason): a hint of where transactions
+        // went that no proposer had.
+        let gossip_dropped: serde_json::Map<String, Value> = n
+            .api
+            .get_text("/metrics")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("ledger_gossip_dropped_total{reason=\""))
+            .filter_map(|l| l.split_once("\"} "))
+            .filter_map(|(reason, v)| Some((reason.to_string(), json!(v.trim().parse::<f64>().ok()? as u64))))
+            .collect();
         nodes.push(json!({
             "name": n.name,
+            "gossip_dropped": gossip_dropped,
             "pid": pids[i],
             "cpu_s_window": round3(cpu_window),
             "cpu_s_total": round3(cpu1[i]),
