@@ -550,11 +550,7 @@ fn pruned(h: Height, st: &crate::storage::Storage) -> Result<ApiError, crate::st
 pub(crate) async fn tx_status(s: &ApiState, id: TxId) -> Result<TxStatusView, ApiError> {
     let committed = s
         .read(move |st| {
-            let Some(loc) = st.tx_location(&id)? else { return Ok(None) };
-            let Some(block) = st.block(loc.height)? else {
-                return Ok((loc.height < st.base_height()?).then_some(Err(loc.height)));
-            };
-            Ok(Some(Ok((loc, block))))
+            Ok(st.committed_tx(&id)?.map(|(loc, block)| block.map(|b| (loc, b)).ok_or(loc.height)))
         })
         .await?;
     let committed = match committed {

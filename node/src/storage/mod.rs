@@ -102,7 +102,13 @@ const META_GENESIS: &[u8] = b"mgenesis";
 const META_PROPOSED_BLOCK: &[u8] = b"mproposed";
 /// Where the last signed proposal's block is in the block files ([`ProposedRef`]).
 const META_PROPOSED_REF: &[u8] = b"mproposedref";
-const META_TXINDEX: &[u8] = b"mtxindex";
+/// The transaction index's run list ([`txindex`]; entries keyed by 8 bytes of the id).
+const META_TXINDEX: &[u8] = b"mtxindex8";
+/// The run list of the index before its entries were shortened (full 32-byte ids): removed, with its chunks,
+/// when the index is rebuilt at open.
+const META_TXINDEX_FULL_IDS: &[u8] = b"mtxindex";
+/// Present while the transaction index is being rebuilt from the blocks: a rebuild cut short starts over.
+const META_TXINDEX_BUILDING: &[u8] = b"mtxindexbuilding";
 /// Height of the state that the stored accounts hold (absent: the tip, as before
 /// checkpoints existed).
 const META_STATE_HEIGHT: &[u8] = b"mstateheight";
@@ -404,7 +410,7 @@ fn describe_key(key: &[u8]) -> String {
         Some(&prefix::CERT) if key.len() == 9 => format!("certificate {}", be_u64(&key[1..])),
         Some(&prefix::HEADER) if key.len() == 9 => format!("header {}", be_u64(&key[1..])),
         Some(&prefix::HASH_TO_HEIGHT) => format!("block index {}", hex::encode(&key[1..])),
-        Some(&txindex::CHUNK_PREFIX) if key.len() == 41 => format!("tx index run {} chunk", be_u64(&key[1..9])),
+        Some(&txindex::CHUNK_PREFIX) if key.len() == txindex::CHUNK_KEY_BYTES => format!("tx index run {} chunk", be_u64(&key[1..9])),
         Some(&prefix::ACCOUNT) => format!("account {}", hex::encode(&key[1..])),
         Some(&prefix::VALSET) if key.len() == 9 => format!("validator set from height {}", be_u64(&key[1..])),
         Some(&addrindex::CHUNK_PREFIX) => format!("account-history chunk {}", hex::encode(&key[1..])),
@@ -878,20 +884,50 @@ impl Storage {
         raw.map(|raw| decode_sealed(key, &raw, max)).transpose()
     }
 
-    /// Where the committed transaction `id` is: one chunk read per index run, newest run first.
+    /// Where the committed transaction `id` is ([`Storage::committed_tx`] without the block).
     pub fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StorageError> {
-        let runs = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for run in runs.runs.iter().rev() {
-            let last_possible = txindex::chunk_key(run.id, &id.0);
-            let chunk = self.chain.range(&txindex::run_start(run.id)[..]..=&last_possible[..]).next_back();
-            if let Some((k, raw)) = chunk.transpose()? {
-                let payload = unseal(&k, &raw)?;
-                if let Some(loc) = txindex::find_raw(payload, &id.0).map_err(|d| corrupt(&k, d))? {
-                    return Ok(Some(loc));
+        Ok(self.committed_tx(id)?.map(|(loc, _)| loc))
+    }
+
+    /// The committed transaction `id`: where it is and the block that holds it (`None` for a block whose body
+    /// is pruned here). The index keeps 8 bytes of each id, so each entry with that key is checked against the
+    /// transaction at its position (newest run first); an entry at a pruned height cannot be checked and is
+    /// taken as it is (a false match needs a transaction whose id shares 8 bytes with this one: ~2^64
+    /// hashes to aim at a given id).
+    pub fn committed_tx(&self, id: &TxId) -> Result<Option<(TxLocation, Option<Block>)>, StorageError> {
+        for loc in self.tx_candidates(id)? {
+            match self.block(loc.height)? {
+                Some(block) => {
+                    if block.txs.get(loc.index as usize).is_some_and(|tx| tx.id() == *id) {
+                        return Ok(Some((loc, Some(block))));
+                    }
                 }
+                None if loc.height < self.base_height()? => return Ok(Some((loc, None))),
+                None => {}
             }
         }
         Ok(None)
+    }
+
+    /// The index's locations for `id`'s key, newest run first: per run, the last chunk that can hold the key
+    /// and, while a chunk starts with it, the chunk before.
+    fn tx_candidates(&self, id: &TxId) -> Result<Vec<TxLocation>, StorageError> {
+        let key = txindex::key_of(id);
+        let runs = self.tx_runs.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = Vec::new();
+        for run in runs.runs.iter().rev() {
+            let last_possible = txindex::chunk_key(run.id, &key, u32::MAX);
+            for chunk in self.chain.range(&txindex::run_start(run.id)[..]..=&last_possible[..]).rev() {
+                let (k, raw) = chunk?;
+                let payload = unseal(&k, &raw)?;
+                let (found, starts_with_key) = txindex::find_raw(payload, &key).map_err(|d| corrupt(&k, d))?;
+                out.extend(found);
+                if !starts_with_key {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every entry of a stored run, with the keys of its chunks.
@@ -925,9 +961,8 @@ impl Storage {
         let run = txindex::block_entries(block.height(), block.txs.iter().map(|tx| tx.id()));
         let id = list.next_id;
         list.next_id = id.checked_add(1).ok_or_else(|| corrupt(META_TXINDEX, "index run ids exhausted"))?;
-        for chunk in run.chunks(txindex::CHUNK_ENTRIES) {
-            let k = txindex::chunk_key(id, &chunk[0].id);
-            batch.insert(&k[..], seal(&k, &txindex::encode_chunk(chunk)));
+        for (k, chunk) in txindex::chunks_of(id, &run) {
+            batch.insert(&k[..], seal(&k, &chunk));
         }
         list.runs.push(RunMeta { id, len: run.len() as u64 });
         batch.insert(META_TXINDEX, seal(META_TXINDEX, &encoding::encode(&list)));
@@ -935,12 +970,20 @@ impl Storage {
     }
 
     /// Load the index's run list, or build it from the blocks for a database written before the index existed
-    /// (and drop that database's per-transaction keys).
+    /// (and drop that database's per-transaction keys) or before its entries were shortened (and drop that
+    /// index's chunks first: they share the chunk prefix).
     fn open_tx_index(&self) -> Result<(), StorageError> {
         let max = txindex::RUNS_MAX * 16 + 16;
-        if let Some(list) = self.get_decoded::<RunList>(META_TXINDEX, max)? {
+        let building = self.chain.contains_key(META_TXINDEX_BUILDING)?;
+        if !building && let Some(list) = self.get_decoded::<RunList>(META_TXINDEX, max)? {
             *self.tx_runs.write().unwrap_or_else(std::sync::PoisonError::into_inner) = list;
             return Ok(());
+        }
+        if building || self.chain.contains_key(META_TXINDEX_FULL_IDS)? {
+            tracing::info!(unfinished = building, "removing an older or unfinished transaction index");
+            self.remove_prefix(txindex::CHUNK_PREFIX)?;
+            self.chain.remove(META_TXINDEX_FULL_IDS)?;
+            self.chain.remove(META_TXINDEX)?;
         }
         let tip = match self.latest_height() {
             Ok(tip) => tip,
@@ -951,6 +994,8 @@ impl Storage {
             return Ok(());
         }
         tracing::info!(%tip, "building the transaction index from the stored blocks");
+        self.chain.insert(META_TXINDEX_BUILDING, &[][..])?;
+        self.db.flush()?;
         for h in self.base_height()?.0..=tip.0 {
             let block = self
                 .block(Height(h))?
@@ -962,21 +1007,28 @@ impl Storage {
                 self.merge_due_runs()?;
             }
         }
+        self.remove_prefix(prefix::OLD_TX)?;
+        self.db.flush()?;
+        self.chain.remove(META_TXINDEX_BUILDING)?;
+        self.db.flush()?;
+        tracing::info!(%tip, "transaction index built");
+        Ok(())
+    }
+
+    /// Remove every key of the chain tree that starts with `first`, in batches of 10,000.
+    fn remove_prefix(&self, first: u8) -> Result<(), StorageError> {
         loop {
             let mut batch = sled::Batch::default();
             let mut n = 0;
-            for item in self.chain.scan_prefix([prefix::OLD_TX]).keys().take(10_000) {
+            for item in self.chain.scan_prefix([first]).keys().take(10_000) {
                 batch.remove(item?);
                 n += 1;
             }
             if n == 0 {
-                break;
+                return Ok(());
             }
             self.chain.apply_batch(batch)?;
         }
-        self.db.flush()?;
-        tracing::info!(%tip, "transaction index built");
-        Ok(())
     }
 
     /// Blocks with their certificates from `from`, at most `max_count` of them and at most `max_bytes` of
@@ -1820,6 +1872,80 @@ pub(crate) mod tests {
             assert_eq!(store.tx_location(id).unwrap(), Some(*loc));
         }
         assert_eq!(store.chain.scan_prefix([prefix::OLD_TX]).count(), 0);
+    }
+
+    /// An index of full 32-byte ids (before entries were shortened), or a rebuild cut short, is removed at open
+    /// and built again from the blocks: every transaction found, nothing of the old index left.
+    #[test]
+    fn an_older_or_unfinished_tx_index_is_rebuilt() {
+        for unfinished in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let chain = TestChain::new();
+            let want;
+            {
+                let store = open(dir.path());
+                store.init_genesis(&chain.genesis).unwrap();
+                want = commit_many(&chain, &store, 12, 25);
+                // A chunk key of the old layout (41 bytes) with a payload that decodes as no entry of today's.
+                let mut old_key = vec![txindex::CHUNK_PREFIX];
+                old_key.extend_from_slice(&[7u8; 40]);
+                store.chain.insert(&old_key[..], seal(&old_key, &[1u8; 44])).unwrap();
+                if unfinished {
+                    store.chain.insert(META_TXINDEX_BUILDING, &[][..]).unwrap();
+                } else {
+                    store.chain.remove(META_TXINDEX).unwrap();
+                    store.chain.insert(META_TXINDEX_FULL_IDS, &b"old run list"[..]).unwrap();
+                }
+                store.flush().unwrap();
+            }
+            let store = open(dir.path());
+            for (id, loc) in &want {
+                assert_eq!(store.tx_location(id).unwrap(), Some(*loc), "unfinished: {unfinished}");
+            }
+            assert!(store.chain.scan_prefix([txindex::CHUNK_PREFIX]).keys().all(|k| k.unwrap().len() == txindex::CHUNK_KEY_BYTES));
+            assert!(!store.chain.contains_key(META_TXINDEX_FULL_IDS).unwrap());
+            assert!(!store.chain.contains_key(META_TXINDEX_BUILDING).unwrap());
+            let list = store.tx_runs.read().unwrap().clone();
+            assert_eq!(list.runs.iter().map(|r| r.len).sum::<u64>(), want.len() as u64);
+        }
+    }
+
+    /// Two committed transactions whose ids share the index key: each lookup finds its own (the block's
+    /// transaction at the entry's position is compared), and an id that only shares the key is not found.
+    #[test]
+    fn ids_sharing_an_index_key_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new();
+        let store = open(dir.path());
+        store.init_genesis(&chain.genesis).unwrap();
+        let want = commit_many(&chain, &store, 3, 10);
+        let (a, la) = want[4];
+        let (b, lb) = want[15];
+        // Rewrite the runs so that b's entry carries a's key, as a colliding pair would.
+        let list = store.tx_runs.read().unwrap().clone();
+        let mut batch = sled::Batch::default();
+        for run in &list.runs {
+            let (mut entries, keys) = store.read_run(*run).unwrap();
+            for k in keys {
+                batch.remove(k);
+            }
+            for e in &mut entries {
+                if e.loc == lb {
+                    e.key = txindex::key_of(&a);
+                }
+            }
+            entries.sort_unstable();
+            for (k, chunk) in txindex::chunks_of(run.id, &entries) {
+                batch.insert(&k[..], seal(&k, &chunk));
+            }
+        }
+        store.chain.apply_batch(batch).unwrap();
+        assert_eq!(store.tx_candidates(&a).unwrap().len(), 2);
+        assert_eq!(store.tx_location(&a).unwrap(), Some(la));
+        let mut twin = a;
+        twin.0[31] ^= 1;
+        assert_eq!(store.tx_location(&twin).unwrap(), None, "shares the key, is no committed transaction");
+        assert_eq!(store.tx_location(&b).unwrap(), None, "its entry now carries another key");
     }
 
     /// Random block sequences with the database dropped and reopened at random heights (as after kill -9

@@ -10,39 +10,57 @@
 //!
 //! Layout (inside the `chain` tree; a block's run is written in the same atomic batch as the block, a merge
 //! replaces runs by one in a batch of its own):
-//! - `x ‖ run id (u64 BE) ‖ first tx id of the chunk` → up to [`CHUNK_ENTRIES`] entries sorted by id, each
-//!   `id (32) ‖ height (u64 LE) ‖ index (u32 LE)`, sealed with the storage checksum;
+//! - `x ‖ run id (u64 BE) ‖ first key of the chunk (8 bytes) ‖ chunk ordinal (u32 BE)` → up to
+//!   [`CHUNK_ENTRIES`] entries sorted by key then location, each `key (8) ‖ height (u64 LE) ‖ index (u32 LE)`,
+//!   sealed with the storage checksum. An entry's key is the first [`KEY_BYTES`] bytes of the transaction id,
+//!   not all 32: 20 bytes an entry instead of 44, which with sled's rewrites of merged runs was a third of the
+//!   database's bytes per transaction. Two transactions can share a key (an attacker can make a pair in
+//!   ~2^32 hashes), so a lookup takes every entry with the key and `Storage::committed_tx` keeps the one whose
+//!   block holds the transaction at that position (its full id compared).
 //! - the run list (oldest first: id and entry count) under one meta key.
 //!
-//! The index is derived data: if its run list is absent (a database from before it existed), `Storage::open`
-//! rebuilds it from the blocks.
+//! The index is derived data: if its run list is absent (a database from before it existed, or from before
+//! entries were shortened), `Storage::open` removes what is left of an older index and rebuilds it from the
+//! blocks.
 //!
-//! **Invariant:** a run's chunks cover disjoint, increasing id ranges, and a chunk's key holds its first id,
-//! so the chunk that may hold an id is the last one whose key is at most `x ‖ run ‖ id`.
+//! **Invariant:** a run's chunks cover increasing key ranges (two neighbours may share their boundary key), and
+//! a chunk's storage key holds its first entry's key, so the entries with a key are in the last chunk whose
+//! storage key is at most `x ‖ run ‖ key ‖ u32::MAX` and, while a chunk starts with that key, the one before.
 
 use ledger_core::{Height, TxId};
 
-/// Bytes of one entry: id, height, index.
-pub const ENTRY_BYTES: usize = 32 + 8 + 4;
-/// Most entries in one chunk (one sled value of ~44 KiB, well under sled's 128 KiB threshold for blob files).
+/// Bytes of a transaction id an entry keeps.
+pub const KEY_BYTES: usize = 8;
+/// Bytes of one entry: key, height, index.
+pub const ENTRY_BYTES: usize = KEY_BYTES + 8 + 4;
+/// Most entries in one chunk (one sled value of ~20 KiB, well under sled's 128 KiB threshold for blob files).
 pub const CHUNK_ENTRIES: usize = 1024;
-/// Runs are not merged into one larger than this (~2.9 MB), so a commit never rewrites more; a chain of N
+/// Runs are not merged into one larger than this (~1.3 MB), so a commit never rewrites more; a chain of N
 /// transactions keeps between N / 2^16 and N / 2^15 full runs (a lookup reads one chunk of each).
 pub const RUN_MERGE_MAX: u64 = 1 << 16;
 /// Key prefix of index chunks.
 pub const CHUNK_PREFIX: u8 = b'x';
+/// Bytes of a chunk's storage key.
+pub const CHUNK_KEY_BYTES: usize = 1 + 8 + KEY_BYTES + 4;
+
+/// The index key of a transaction id: its first [`KEY_BYTES`] bytes.
+pub fn key_of(id: &TxId) -> [u8; KEY_BYTES] {
+    let mut k = [0u8; KEY_BYTES];
+    k.copy_from_slice(&id.0[..KEY_BYTES]);
+    k
+}
 
 /// Where a committed transaction is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct TxLocation {
     pub height: Height,
     pub index: u32,
 }
 
-/// One index entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One index entry. Entries order by key, then location (unique on a valid chain: one transaction a position).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
-    pub id: [u8; 32],
+    pub key: [u8; KEY_BYTES],
     pub loc: TxLocation,
 }
 
@@ -65,20 +83,23 @@ pub struct RunList {
 /// 2^25 runs; this only bounds what a damaged value can make us decode).
 pub const RUNS_MAX: usize = 1 << 25;
 
-/// The entries of one block's transactions, sorted by id.
+/// The entries of one block's transactions, sorted.
 pub fn block_entries(height: Height, ids: impl Iterator<Item = TxId>) -> Vec<Entry> {
-    let mut v: Vec<Entry> =
-        ids.enumerate().map(|(i, id)| Entry { id: id.0, loc: TxLocation { height, index: i as u32 } }).collect();
-    v.sort_unstable_by_key(|a| a.id);
+    let mut v: Vec<Entry> = ids
+        .enumerate()
+        .map(|(i, id)| Entry { key: key_of(&id), loc: TxLocation { height, index: i as u32 } })
+        .collect();
+    v.sort_unstable();
     v
 }
 
-/// Merge two sorted runs (`newer` wins a tie, which cannot happen on a valid chain: a transaction commits once).
+/// Merge two sorted runs (an entry in both is kept once, which cannot happen on a valid chain: a position
+/// holds one transaction and runs cover disjoint heights).
 pub fn merge(older: &[Entry], newer: &[Entry]) -> Vec<Entry> {
     let mut out = Vec::with_capacity(older.len() + newer.len());
     let (mut i, mut j) = (0, 0);
     while i < older.len() && j < newer.len() {
-        match older[i].id.cmp(&newer[j].id) {
+        match older[i].cmp(&newer[j]) {
             std::cmp::Ordering::Less => {
                 out.push(older[i]);
                 i += 1;
@@ -156,12 +177,13 @@ pub fn runs_after_full(lens: &[u64]) -> usize {
     lens.iter().rev().take_while(|&&l| l < RUN_MERGE_MAX / 2).count()
 }
 
-/// Key of the chunk of run `run` that starts at `first`.
-pub fn chunk_key(run: u64, first: &[u8; 32]) -> [u8; 41] {
-    let mut k = [0u8; 41];
+/// Key of the chunk number `ordinal` of run `run`, whose first entry has key `first`.
+pub fn chunk_key(run: u64, first: &[u8; KEY_BYTES], ordinal: u32) -> [u8; CHUNK_KEY_BYTES] {
+    let mut k = [0u8; CHUNK_KEY_BYTES];
     k[0] = CHUNK_PREFIX;
     k[1..9].copy_from_slice(&run.to_be_bytes());
-    k[9..].copy_from_slice(first);
+    k[9..9 + KEY_BYTES].copy_from_slice(first);
+    k[9 + KEY_BYTES..].copy_from_slice(&ordinal.to_be_bytes());
     k
 }
 
@@ -173,10 +195,19 @@ pub fn run_start(run: u64) -> [u8; 9] {
     k
 }
 
+/// The chunks of a sorted run, each with its storage key.
+pub fn chunks_of(run: u64, entries: &[Entry]) -> impl Iterator<Item = ([u8; CHUNK_KEY_BYTES], Vec<u8>)> + '_ {
+    entries.chunks(CHUNK_ENTRIES).enumerate().map(move |(n, chunk)| {
+        // A run holds at most RUN_MERGE_MAX entries (or one block's: < 2^32), so its chunks number < 2^32.
+        let ordinal = u32::try_from(n).unwrap_or(u32::MAX);
+        (chunk_key(run, &chunk[0].key, ordinal), encode_chunk(chunk))
+    })
+}
+
 pub fn encode_chunk(entries: &[Entry]) -> Vec<u8> {
     let mut v = Vec::with_capacity(entries.len() * ENTRY_BYTES);
     for e in entries {
-        v.extend_from_slice(&e.id);
+        v.extend_from_slice(&e.key);
         v.extend_from_slice(&e.loc.height.0.to_le_bytes());
         v.extend_from_slice(&e.loc.index.to_le_bytes());
     }
@@ -193,28 +224,33 @@ fn entries_of(bytes: &[u8]) -> Result<&[[u8; ENTRY_BYTES]], String> {
 }
 
 fn parse_entry(e: &[u8; ENTRY_BYTES]) -> Entry {
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&e[..32]);
+    let mut key = [0u8; KEY_BYTES];
+    key.copy_from_slice(&e[..KEY_BYTES]);
     let mut height = [0u8; 8];
-    height.copy_from_slice(&e[32..40]);
+    height.copy_from_slice(&e[KEY_BYTES..KEY_BYTES + 8]);
     let mut index = [0u8; 4];
-    index.copy_from_slice(&e[40..]);
-    Entry { id, loc: TxLocation { height: Height(u64::from_le_bytes(height)), index: u32::from_le_bytes(index) } }
+    index.copy_from_slice(&e[KEY_BYTES + 8..]);
+    Entry { key, loc: TxLocation { height: Height(u64::from_le_bytes(height)), index: u32::from_le_bytes(index) } }
 }
 
 /// Decode a chunk's payload; `Err` says what is wrong with it.
 pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     let out: Vec<Entry> = entries_of(bytes)?.iter().map(parse_entry).collect();
-    if out.windows(2).any(|w| w[0].id >= w[1].id) {
+    if out.windows(2).any(|w| w[0] >= w[1]) {
         return Err("index chunk entries are not sorted".into());
     }
     Ok(out)
 }
 
-/// Find `id` in a chunk's payload without decoding it (a binary search over the fixed-size entries).
-pub fn find_raw(bytes: &[u8], id: &[u8; 32]) -> Result<Option<TxLocation>, String> {
+/// The locations of the entries with `key` in a chunk's payload, without decoding the rest (a binary search
+/// over the fixed-size entries), and whether the chunk's first entry has that key (then the chunk before
+/// may hold more of them).
+pub fn find_raw(bytes: &[u8], key: &[u8; KEY_BYTES]) -> Result<(Vec<TxLocation>, bool), String> {
     let entries = entries_of(bytes)?;
-    Ok(entries.binary_search_by(|e| e[..32].cmp(&id[..])).ok().map(|i| parse_entry(&entries[i]).loc))
+    let from = entries.partition_point(|e| e[..KEY_BYTES] < key[..]);
+    let found: Vec<TxLocation> =
+        entries[from..].iter().take_while(|e| e[..KEY_BYTES] == key[..]).map(|e| parse_entry(e).loc).collect();
+    Ok((found, entries[0][..KEY_BYTES] == key[..]))
 }
 
 impl super::Storage {
@@ -272,9 +308,8 @@ impl super::Storage {
             }
             let id = list.runs[b].id;
             // Later writes to a key win in a sled batch: a new chunk under an old chunk's key replaces it.
-            for chunk in merged.chunks(CHUNK_ENTRIES) {
-                let k = chunk_key(id, &chunk[0].id);
-                batch.insert(&k[..], seal(&k, &encode_chunk(chunk)));
+            for (k, chunk) in chunks_of(id, &merged) {
+                batch.insert(&k[..], seal(&k, &chunk));
             }
             let _writer = self.writer();
             let mut runs = self.tx_runs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -304,18 +339,56 @@ mod tests {
     fn chunks_round_trip_and_damage_is_refused() {
         let e = block_entries(Height(7), (0..100).map(id));
         let bytes = encode_chunk(&e);
+        assert_eq!(bytes.len(), 100 * ENTRY_BYTES);
         assert_eq!(decode_chunk(&bytes).unwrap(), e);
         assert!(decode_chunk(&bytes[..bytes.len() - 1]).is_err());
         assert!(decode_chunk(&[]).is_err());
         let mut unsorted = e.clone();
         unsorted.swap(0, 1);
         assert!(decode_chunk(&encode_chunk(&unsorted)).is_err());
+        let mut twice = e.clone();
+        twice[1] = twice[0];
+        assert!(decode_chunk(&encode_chunk(&twice)).is_err(), "an entry twice");
         for (i, n) in (0..100).enumerate() {
             let want = TxLocation { height: Height(7), index: i as u32 };
-            assert_eq!(find_raw(&bytes, &id(n).0).unwrap(), Some(want));
+            let (found, _) = find_raw(&bytes, &key_of(&id(n))).unwrap();
+            assert_eq!(found, vec![want]);
         }
-        assert_eq!(find_raw(&bytes, &id(1000).0).unwrap(), None);
-        assert!(find_raw(&bytes[1..], &id(0).0).is_err());
+        assert_eq!(find_raw(&bytes, &key_of(&id(1000))).unwrap().0, vec![]);
+        assert!(find_raw(&bytes[1..], &key_of(&id(0))).is_err());
+    }
+
+    /// Ids that share their first [`KEY_BYTES`] bytes are all found, in one chunk or across a chunk boundary.
+    #[test]
+    fn entries_sharing_a_key_are_all_found() {
+        let shared = |n: u8| {
+            let mut h = id(u64::from(n));
+            h.0[..KEY_BYTES].copy_from_slice(&[0xAB; KEY_BYTES]);
+            h
+        };
+        let mut ids: Vec<TxId> = (0..3000).map(id).collect();
+        for n in 0..5u8 {
+            ids.insert(1500 + usize::from(n) * 7, shared(n));
+        }
+        let run = block_entries(Height(3), ids.iter().copied());
+        let chunks: Vec<_> = chunks_of(9, &run).collect();
+        assert_eq!(chunks.len(), 3);
+        // Force the shared key across the boundary of the first two chunks: cut where they start.
+        let at = run.iter().position(|e| e.key == [0xAB; KEY_BYTES]).unwrap();
+        let (a, b) = (&run[at - 100..at + 2], &run[at + 2..at + 200]);
+        let (found_a, first_a) = find_raw(&encode_chunk(a), &[0xAB; KEY_BYTES]).unwrap();
+        let (found_b, first_b) = find_raw(&encode_chunk(b), &[0xAB; KEY_BYTES]).unwrap();
+        assert_eq!((found_a.len(), found_b.len()), (2, 3));
+        assert!(first_b && !first_a, "the later chunk starts with the key, so the one before is read too");
+        let mut all: Vec<u32> = found_a.iter().chain(&found_b).map(|l| l.index).collect();
+        all.sort_unstable();
+        let want: Vec<u32> = ids.iter().enumerate().filter(|(_, i)| i.0[..KEY_BYTES] == [0xAB; KEY_BYTES]).map(|(n, _)| n as u32).collect();
+        assert_eq!(all, want);
+        // Chunk keys stay unique and ordered even when chunks start with the same key.
+        let k1 = chunk_key(9, &[0xAB; KEY_BYTES], 1);
+        let k2 = chunk_key(9, &[0xAB; KEY_BYTES], 2);
+        assert!(k1 < k2 && k2 < chunk_key(9, &[0xAB; KEY_BYTES], u32::MAX));
+        assert!(chunk_key(9, &[0xFF; KEY_BYTES], u32::MAX)[..] < run_start(10)[..], "a run's chunks sort before the next run");
     }
 
     #[test]
@@ -328,7 +401,7 @@ mod tests {
         assert_eq!(decode_chunk(&bytes).unwrap(), m, "sorted, or decoding would refuse it");
         for n in 0..80 {
             let want = if n < 50 { Height(1) } else { Height(2) };
-            assert_eq!(find_raw(&bytes, &id(n).0).unwrap().unwrap().height, want);
+            assert_eq!(find_raw(&bytes, &key_of(&id(n))).unwrap().0[0].height, want);
         }
     }
 
