@@ -4,7 +4,8 @@
 //!
 //! Layout (inside the `chain` tree):
 //! - **chunks**: `y ‖ address (32) ‖ first height (u64 BE) ‖ first index (u32 BE)` → up to [`CHUNK_ENTRIES`]
-//!   entries of that address in increasing order, each `height (u64 LE) ‖ index (u32 LE)`. An address's
+//!   positions of that address in increasing order, delta-coded ([`encode_chunk`]: ~3 bytes a position
+//!   where a fixed `height ‖ index` took 12, which sled rewrote with every fold of a partial chunk). An address's
 //!   chunks cover increasing, disjoint ranges and a chunk's key holds its first entry, so the chunk holding
 //!   the newest entry before a cursor is the last key at most `y ‖ address ‖ cursor`: one seek.
 //! - **deltas**: the entries of one block not folded into chunks yet, sorted by address then index, kept in
@@ -35,8 +36,10 @@ use super::{Storage, StorageError, corrupt, seal, unseal};
 pub const CHUNK_PREFIX: u8 = b'y';
 /// Key prefix of per-block deltas.
 pub const DELTA_PREFIX: u8 = b'Y';
-/// Presence means the index is complete.
-pub const META_ADDRINDEX: &[u8] = b"maddrindex";
+/// Presence means the index is complete (and its chunks delta-coded).
+pub const META_ADDRINDEX: &[u8] = b"maddrindex2";
+/// What marked a complete index when chunks held fixed 12-byte positions: such an index is rebuilt at open.
+pub const META_ADDRINDEX_FIXED: &[u8] = b"maddrindex";
 /// The height of the last fold: the entries of every block at or below it are in the chunks.
 pub const META_ADDR_FOLDED: &[u8] = b"maddrfolded";
 /// Entries in a full chunk (3 KiB values).
@@ -50,8 +53,9 @@ pub const FOLD_BLOCKS: u64 = 64;
 /// [`PendingDeltas`]) is a fold height too: blocks of 4,096 transfers fold every 17 blocks. While a fold
 /// runs the deltas may reach twice this; past that a commit waits for the fold.
 pub const PENDING_ENTRIES_MAX: usize = 1 << 17;
-/// Bytes of a chunk entry and of a delta entry.
-pub const ENTRY_BYTES: usize = 12;
+/// Most bytes of a delta-coded position in a chunk (two LEB128 numbers: a u64 and a u32), and bytes of a
+/// delta entry of old databases.
+pub const ENTRY_BYTES_MAX: usize = 10 + 5;
 pub const DELTA_ENTRY_BYTES: usize = 36;
 
 /// The entries of the blocks above the last fold, by height (blocks without transactions have none).
@@ -127,32 +131,93 @@ fn encode_delta(entries: &[(Address, u32)]) -> Vec<u8> {
     out
 }
 
+/// A chunk's positions, which must be strictly increasing, as LEB128 numbers: the first as `height, index`;
+/// each next one as `height − previous height` and then, in the same block (difference 0),
+/// `index − previous index − 1`, else its index. Positions of an active address are mostly a block or a few
+/// apart with indexes below 2^14: 3 bytes each.
 pub fn encode_chunk(entries: &[Pos]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * ENTRY_BYTES);
-    for (h, i) in entries {
-        out.extend_from_slice(&h.to_le_bytes());
-        out.extend_from_slice(&i.to_le_bytes());
+    debug_assert!(entries.windows(2).all(|w| w[0] < w[1]), "positions must increase");
+    let mut out = Vec::with_capacity(entries.len() * 4);
+    let mut prev: Option<Pos> = None;
+    for &(h, i) in entries {
+        match prev {
+            None => {
+                put_varint(&mut out, h);
+                put_varint(&mut out, u64::from(i));
+            }
+            Some((ph, pi)) if ph == h => {
+                put_varint(&mut out, 0);
+                put_varint(&mut out, u64::from(i.wrapping_sub(pi).wrapping_sub(1)));
+            }
+            Some((ph, _)) => {
+                put_varint(&mut out, h.wrapping_sub(ph));
+                put_varint(&mut out, u64::from(i));
+            }
+        }
+        prev = Some((h, i));
     }
     out
 }
 
-pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Pos>, String> {
-    let (entries, rest) = bytes.as_chunks::<ENTRY_BYTES>();
-    if !rest.is_empty() || entries.is_empty() || entries.len() > CHUNK_ENTRIES {
-        return Err(format!("address index chunk of {} bytes is not 1..={CHUNK_ENTRIES} entries", bytes.len()));
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
     }
-    let v: Vec<Pos> = entries
-        .iter()
-        .map(|e| {
-            let mut h = [0u8; 8];
-            h.copy_from_slice(&e[..8]);
-            let mut i = [0u8; 4];
-            i.copy_from_slice(&e[8..]);
-            (u64::from_le_bytes(h), u32::from_le_bytes(i))
-        })
-        .collect();
-    if v.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("address index chunk is not sorted".into());
+    out.push(v as u8);
+}
+
+/// One LEB128 number from the front of `bytes`: at most 10 bytes, no bits beyond 64, no needless trailing
+/// zero byte (one encoding per number).
+fn take_varint(bytes: &mut &[u8]) -> Result<u64, String> {
+    let mut v = 0u64;
+    for n in 0..10 {
+        let Some((&b, rest)) = bytes.split_first() else {
+            return Err("address index chunk ends inside a number".into());
+        };
+        *bytes = rest;
+        let bits = u64::from(b & 0x7f);
+        if n == 9 && b > 1 {
+            return Err("address index chunk holds a number beyond 64 bits".into());
+        }
+        v |= bits << (7 * n);
+        if b & 0x80 == 0 {
+            if b == 0 && n > 0 {
+                return Err("address index chunk holds an overlong number".into());
+            }
+            return Ok(v);
+        }
+    }
+    Err("address index chunk holds a number longer than 10 bytes".into())
+}
+
+/// Decode a chunk's payload (see [`encode_chunk`]): 1..=[`CHUNK_ENTRIES`] strictly increasing positions, every
+/// byte used; `Err` says what is wrong with it.
+pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Pos>, String> {
+    let mut rest = bytes;
+    let mut v: Vec<Pos> = Vec::with_capacity((bytes.len() / 2).min(CHUNK_ENTRIES));
+    while !rest.is_empty() {
+        if v.len() == CHUNK_ENTRIES {
+            return Err(format!("address index chunk of {} bytes holds more than {CHUNK_ENTRIES} positions", bytes.len()));
+        }
+        let a = take_varint(&mut rest)?;
+        let b = take_varint(&mut rest)?;
+        let index = |x: u64| u32::try_from(x).map_err(|_| "address index chunk holds an index beyond 32 bits".to_string());
+        let pos = match v.last() {
+            None => (a, index(b)?),
+            Some(&(ph, pi)) if a == 0 => {
+                let i = u64::from(pi) + 1 + b;
+                (ph, index(i)?)
+            }
+            Some(&(ph, _)) => {
+                let h = ph.checked_add(a).ok_or("address index chunk holds a height beyond 64 bits")?;
+                (h, index(b)?)
+            }
+        };
+        v.push(pos);
+    }
+    if v.is_empty() {
+        return Err("address index chunk is empty".into());
     }
     Ok(v)
 }
@@ -372,6 +437,8 @@ impl Storage {
         if self.chain.get(META_ADDRINDEX)?.is_some() {
             return self.load_pending_deltas();
         }
+        // An index of fixed-size positions (or none): rebuilt below, its chunks removed first.
+        self.chain.remove(META_ADDRINDEX_FIXED)?;
         let tip = match self.latest_height() {
             Ok(tip) => tip,
             Err(StorageError::NotInitialised) => return Ok(()),
@@ -495,17 +562,25 @@ mod tests {
         }
         let store = open(dir.path());
         assert_eq!(all_pages(&store, &sender, 100).0, want, "after a reopen");
-        // Drop the index (what a database from before it looks like): open rebuilds it from the blocks.
-        for p in [CHUNK_PREFIX, DELTA_PREFIX] {
-            for k in store.chain.scan_prefix([p]).keys() {
-                store.chain.remove(k.unwrap()).unwrap();
-            }
+        // An index of fixed 12-byte positions (before chunks were delta-coded), marked complete by the old
+        // key: open removes it and rebuilds the index from the blocks.
+        let chunks: Vec<_> = store.chain.scan_prefix([CHUNK_PREFIX]).map(|r| r.unwrap()).collect();
+        assert!(!chunks.is_empty());
+        for (k, raw) in chunks {
+            let fixed: Vec<u8> = decode_chunk(unseal(&k, &raw).unwrap())
+                .unwrap()
+                .iter()
+                .flat_map(|(h, i)| h.to_le_bytes().into_iter().chain(i.to_le_bytes()))
+                .collect();
+            store.chain.insert(&k, seal(&k, &fixed)).unwrap();
         }
         store.chain.remove(META_ADDRINDEX).unwrap();
+        store.chain.insert(META_ADDRINDEX_FIXED, seal(META_ADDRINDEX_FIXED, &[])).unwrap();
         store.flush().unwrap();
         drop(store);
         let store = open(dir.path());
         assert_eq!(all_pages(&store, &sender, 64).0, want, "after a rebuild");
+        assert!(!store.chain.contains_key(META_ADDRINDEX_FIXED).unwrap());
         // A damaged chunk is an error, not a wrong answer.
         let (k, v) = store.chain.scan_prefix([CHUNK_PREFIX]).next().unwrap().unwrap();
         let mut bad = v.to_vec();
@@ -629,12 +704,52 @@ mod tests {
 
     #[test]
     fn chunks_round_trip_and_damage_is_refused() {
-        let chunk = vec![(1, 0), (1, 3), (7, 0)];
+        let chunk = vec![(1, 0), (1, 3), (7, 0), (7, 1), (7, 4095), (300, 70_000), (u64::MAX - 1, u32::MAX), (u64::MAX, 0)];
         assert_eq!(decode_chunk(&encode_chunk(&chunk)).unwrap(), chunk);
+        // An active address: a few positions a block, indexes below 4,096: at most 3 bytes each.
+        let busy: Vec<Pos> = (0..CHUNK_ENTRIES as u64).map(|n| (1000 + n / 3, (n * 1237 % 4096) as u32 + (n % 3) as u32 * 4096)).collect();
+        let mut busy = busy;
+        busy.sort_unstable();
+        busy.dedup();
+        let bytes = encode_chunk(&busy);
+        assert_eq!(decode_chunk(&bytes).unwrap(), busy);
+        assert!(bytes.len() <= 3 * busy.len() + 4, "{} bytes for {} positions", bytes.len(), busy.len());
         assert!(decode_chunk(&[]).is_err());
-        assert!(decode_chunk(&encode_chunk(&[(2, 0), (1, 0)])).is_err());
+        assert!(decode_chunk(&bytes[..bytes.len() - 1]).is_err(), "cut inside a number or a position");
+        let full: Vec<Pos> = (0..CHUNK_ENTRIES as u64).map(|h| (h, 0)).collect();
+        assert_eq!(decode_chunk(&encode_chunk(&full)).unwrap().len(), CHUNK_ENTRIES);
         let too_many: Vec<Pos> = (0..=CHUNK_ENTRIES as u64).map(|h| (h, 0)).collect();
         assert!(decode_chunk(&encode_chunk(&too_many)).is_err());
+        // Numbers too long, beyond 64 bits, overlong; an index beyond 32 bits; a height that overflows.
+        assert!(decode_chunk(&[0xff; 11]).is_err());
+        assert!(decode_chunk(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0]).is_err());
+        assert!(decode_chunk(&[0x80, 0x00, 0]).is_err());
+        assert!(decode_chunk(&[1, 0x80, 0x80, 0x80, 0x80, 0x10]).is_err());
+        assert!(decode_chunk(&[1, 0xfe, 0xff, 0xff, 0xff, 0x0f, 0, 1]).is_err(), "index u32::MAX then one more in the block");
+        let mut at_top = encode_chunk(&[(u64::MAX, 0)]);
+        at_top.extend_from_slice(&[1, 0]);
+        assert!(decode_chunk(&at_top).is_err(), "height beyond u64::MAX");
+    }
+
+    /// Arbitrary bytes never panic the decoder, and whatever decodes is strictly increasing and re-encodes to
+    /// the same bytes (one encoding per chunk).
+    #[test]
+    fn any_bytes_decode_to_an_increasing_chunk_or_an_error() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = (x >> 58) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|n| {
+                    let y = x.rotate_left(n as u32 * 7) ^ (n as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+                    if y & 3 == 0 { 0 } else { (y >> 8) as u8 }
+                })
+                .collect();
+            if let Ok(v) = decode_chunk(&bytes) {
+                assert!(v.windows(2).all(|w| w[0] < w[1]), "{bytes:?}");
+                assert_eq!(encode_chunk(&v), bytes);
+            }
+        }
     }
 
     #[test]
