@@ -549,9 +549,7 @@ fn pruned(h: Height, st: &crate::storage::Storage) -> Result<ApiError, crate::st
 /// Status of `id` from storage (committed, with proof) or else from the mempool's outcomes.
 pub(crate) async fn tx_status(s: &ApiState, id: TxId) -> Result<TxStatusView, ApiError> {
     let committed = s
-        .read(move |st| {
-            Ok(st.committed_tx(&id)?.map(|(loc, block)| block.map(|b| (loc, b)).ok_or(loc.height)))
-        })
+        .read(move |st| Ok(st.committed_tx(&id)?.map(|(loc, block)| block.map(|b| (loc, b)).ok_or(loc.height))))
         .await?;
     let committed = match committed {
         Some(Err(h)) => {

@@ -53,9 +53,7 @@ pub const FOLD_BLOCKS: u64 = 64;
 /// [`PendingDeltas`]) is a fold height too: blocks of 4,096 transfers fold every 17 blocks. While a fold
 /// runs the deltas may reach twice this; past that a commit waits for the fold.
 pub const PENDING_ENTRIES_MAX: usize = 1 << 17;
-/// Most bytes of a delta-coded position in a chunk (two LEB128 numbers: a u64 and a u32), and bytes of a
-/// delta entry of old databases.
-pub const ENTRY_BYTES_MAX: usize = 10 + 5;
+/// Bytes of a delta entry as databases from before `maddrfolded` stored it.
 pub const DELTA_ENTRY_BYTES: usize = 36;
 
 /// The entries of the blocks above the last fold, by height (blocks without transactions have none).
@@ -198,15 +196,20 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Pos>, String> {
     let mut v: Vec<Pos> = Vec::with_capacity((bytes.len() / 2).min(CHUNK_ENTRIES));
     while !rest.is_empty() {
         if v.len() == CHUNK_ENTRIES {
-            return Err(format!("address index chunk of {} bytes holds more than {CHUNK_ENTRIES} positions", bytes.len()));
+            return Err(format!(
+                "address index chunk of {} bytes holds more than {CHUNK_ENTRIES} positions",
+                bytes.len()
+            ));
         }
         let a = take_varint(&mut rest)?;
         let b = take_varint(&mut rest)?;
-        let index = |x: u64| u32::try_from(x).map_err(|_| "address index chunk holds an index beyond 32 bits".to_string());
+        let index =
+            |x: u64| u32::try_from(x).map_err(|_| "address index chunk holds an index beyond 32 bits".to_string());
         let pos = match v.last() {
             None => (a, index(b)?),
             Some(&(ph, pi)) if a == 0 => {
-                let i = u64::from(pi) + 1 + b;
+                let i =
+                    (u64::from(pi) + 1).checked_add(b).ok_or("address index chunk holds an index beyond 64 bits")?;
                 (ph, index(i)?)
             }
             Some(&(ph, _)) => {
@@ -704,10 +707,13 @@ mod tests {
 
     #[test]
     fn chunks_round_trip_and_damage_is_refused() {
-        let chunk = vec![(1, 0), (1, 3), (7, 0), (7, 1), (7, 4095), (300, 70_000), (u64::MAX - 1, u32::MAX), (u64::MAX, 0)];
+        let chunk =
+            vec![(1, 0), (1, 3), (7, 0), (7, 1), (7, 4095), (300, 70_000), (u64::MAX - 1, u32::MAX), (u64::MAX, 0)];
         assert_eq!(decode_chunk(&encode_chunk(&chunk)).unwrap(), chunk);
         // An active address: a few positions a block, indexes below 4,096: at most 3 bytes each.
-        let busy: Vec<Pos> = (0..CHUNK_ENTRIES as u64).map(|n| (1000 + n / 3, (n * 1237 % 4096) as u32 + (n % 3) as u32 * 4096)).collect();
+        let busy: Vec<Pos> = (0..CHUNK_ENTRIES as u64)
+            .map(|n| (1000 + n / 3, (n * 1237 % 4096) as u32 + (n % 3) as u32 * 4096))
+            .collect();
         let mut busy = busy;
         busy.sort_unstable();
         busy.dedup();
@@ -725,7 +731,14 @@ mod tests {
         assert!(decode_chunk(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0]).is_err());
         assert!(decode_chunk(&[0x80, 0x00, 0]).is_err());
         assert!(decode_chunk(&[1, 0x80, 0x80, 0x80, 0x80, 0x10]).is_err());
-        assert!(decode_chunk(&[1, 0xfe, 0xff, 0xff, 0xff, 0x0f, 0, 1]).is_err(), "index u32::MAX then one more in the block");
+        assert!(
+            decode_chunk(&[1, 0xfe, 0xff, 0xff, 0xff, 0x0f, 0, 1]).is_err(),
+            "index u32::MAX then one more in the block"
+        );
+        // An index step in the block so large that adding it to the previous index passes 64 bits.
+        let mut huge_step = vec![1, 5, 0];
+        huge_step.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert!(decode_chunk(&huge_step).is_err(), "index 5 + 1 + (2^64 - 1)");
         let mut at_top = encode_chunk(&[(u64::MAX, 0)]);
         at_top.extend_from_slice(&[1, 0]);
         assert!(decode_chunk(&at_top).is_err(), "height beyond u64::MAX");

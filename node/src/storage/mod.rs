@@ -410,7 +410,9 @@ fn describe_key(key: &[u8]) -> String {
         Some(&prefix::CERT) if key.len() == 9 => format!("certificate {}", be_u64(&key[1..])),
         Some(&prefix::HEADER) if key.len() == 9 => format!("header {}", be_u64(&key[1..])),
         Some(&prefix::HASH_TO_HEIGHT) => format!("block index {}", hex::encode(&key[1..])),
-        Some(&txindex::CHUNK_PREFIX) if key.len() == txindex::CHUNK_KEY_BYTES => format!("tx index run {} chunk", be_u64(&key[1..9])),
+        Some(&txindex::CHUNK_PREFIX) if key.len() == txindex::CHUNK_KEY_BYTES => {
+            format!("tx index run {} chunk", be_u64(&key[1..9]))
+        }
         Some(&prefix::ACCOUNT) => format!("account {}", hex::encode(&key[1..])),
         Some(&prefix::VALSET) if key.len() == 9 => format!("validator set from height {}", be_u64(&key[1..])),
         Some(&addrindex::CHUNK_PREFIX) => format!("account-history chunk {}", hex::encode(&key[1..])),
@@ -897,13 +899,12 @@ impl Storage {
     pub fn committed_tx(&self, id: &TxId) -> Result<Option<(TxLocation, Option<Block>)>, StorageError> {
         for loc in self.tx_candidates(id)? {
             match self.block(loc.height)? {
-                Some(block) => {
-                    if block.txs.get(loc.index as usize).is_some_and(|tx| tx.id() == *id) {
-                        return Ok(Some((loc, Some(block))));
-                    }
+                Some(block) if block.txs.get(loc.index as usize).is_some_and(|tx| tx.id() == *id) => {
+                    return Ok(Some((loc, Some(block))));
                 }
                 None if loc.height < self.base_height()? => return Ok(Some((loc, None))),
-                None => {}
+                // Another transaction sharing the key, or a height whose body is not stored.
+                _ => {}
             }
         }
         Ok(None)
@@ -1902,7 +1903,13 @@ pub(crate) mod tests {
             for (id, loc) in &want {
                 assert_eq!(store.tx_location(id).unwrap(), Some(*loc), "unfinished: {unfinished}");
             }
-            assert!(store.chain.scan_prefix([txindex::CHUNK_PREFIX]).keys().all(|k| k.unwrap().len() == txindex::CHUNK_KEY_BYTES));
+            assert!(
+                store
+                    .chain
+                    .scan_prefix([txindex::CHUNK_PREFIX])
+                    .keys()
+                    .all(|k| k.unwrap().len() == txindex::CHUNK_KEY_BYTES)
+            );
             assert!(!store.chain.contains_key(META_TXINDEX_FULL_IDS).unwrap());
             assert!(!store.chain.contains_key(META_TXINDEX_BUILDING).unwrap());
             let list = store.tx_runs.read().unwrap().clone();

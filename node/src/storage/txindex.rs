@@ -382,13 +382,21 @@ mod tests {
         assert!(first_b && !first_a, "the later chunk starts with the key, so the one before is read too");
         let mut all: Vec<u32> = found_a.iter().chain(&found_b).map(|l| l.index).collect();
         all.sort_unstable();
-        let want: Vec<u32> = ids.iter().enumerate().filter(|(_, i)| i.0[..KEY_BYTES] == [0xAB; KEY_BYTES]).map(|(n, _)| n as u32).collect();
+        let want: Vec<u32> = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.0[..KEY_BYTES] == [0xAB; KEY_BYTES])
+            .map(|(n, _)| n as u32)
+            .collect();
         assert_eq!(all, want);
         // Chunk keys stay unique and ordered even when chunks start with the same key.
         let k1 = chunk_key(9, &[0xAB; KEY_BYTES], 1);
         let k2 = chunk_key(9, &[0xAB; KEY_BYTES], 2);
         assert!(k1 < k2 && k2 < chunk_key(9, &[0xAB; KEY_BYTES], u32::MAX));
-        assert!(chunk_key(9, &[0xFF; KEY_BYTES], u32::MAX)[..] < run_start(10)[..], "a run's chunks sort before the next run");
+        assert!(
+            chunk_key(9, &[0xFF; KEY_BYTES], u32::MAX)[..] < run_start(10)[..],
+            "a run's chunks sort before the next run"
+        );
     }
 
     #[test]

@@ -114,8 +114,11 @@ fn main() -> Result<()> {
     for entry in std::fs::read_dir(tmp.path())? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        let bytes =
-            if meta.is_dir() { allocated_bytes(&entry.path())? } else { std::os::unix::fs::MetadataExt::blocks(&meta) * 512 };
+        let bytes = if meta.is_dir() {
+            allocated_bytes(&entry.path())?
+        } else {
+            std::os::unix::fs::MetadataExt::blocks(&meta) * 512
+        };
         by_part.insert(entry.file_name().to_string_lossy().into_owned(), (bytes as f64 / n_tx as f64).round().into());
     }
     commit_us.sort_by(f64::total_cmp);
