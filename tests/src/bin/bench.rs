@@ -520,6 +520,7 @@ fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
         "perf_profile": if perf_ok { Value::from(args.perf_out.display().to_string()) } else { Value::Null },
         "machine": {
             "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "signature_backend": signature_backend(),
             "loadavg_before": load_before,
             "loadavg_after": load_after,
             "cpu_cores_busy_window": round3(machine_busy / window_s),
@@ -634,4 +635,19 @@ fn vm_hwm_kib(pid: u32) -> Result<u64> {
 
 fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string()
+}
+
+/// Which curve25519-dalek backend the signature checks run on here: the library picks at run time among those
+/// compiled in (`.cargo/config.toml` compiles AVX-512 IFMA and AVX2), by the CPU's features.
+fn signature_backend() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512ifma") && std::arch::is_x86_feature_detected!("avx512vl") {
+            return "avx512ifma";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "portable"
 }
