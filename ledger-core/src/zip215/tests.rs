@@ -3,6 +3,7 @@
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::VartimeMultiscalarMul;
 use proptest::prelude::*;
 use sha2::{Digest, Sha512};
 
@@ -334,5 +335,110 @@ proptest! {
         let cases: Vec<Case> = picks.iter().map(|p| pool[p % pool.len()].clone()).collect();
         let all_single = single(&cases).into_iter().all(|ok| ok);
         prop_assert_eq!(batch(&cases), all_single);
+    }
+}
+
+// The vector backends (AVX2, AVX-512 IFMA, picked at run time) against the portable arithmetic. Validators on
+// different CPUs run different code for the same equation (`.cargo/config.toml`); a backend that computed a
+// different point would split the chain. Point addition, doubling and decompression in curve25519-dalek are
+// portable code on every CPU, while scalar multiplication (`verify`'s double-base product, `verify_batch`'s
+// multi-scalar product) goes through the backend picked here. So a double-and-add built from additions is
+// an independent reference.
+
+/// `[scalar]point` by double-and-add over the scalar's bits: additions only, no backend dispatch.
+fn portable_mul(scalar: &Scalar, point: &EdwardsPoint) -> EdwardsPoint {
+    let bytes = scalar.to_bytes();
+    let mut acc = EdwardsPoint::default();
+    for bit in (0..256).rev() {
+        acc = acc + acc;
+        if (bytes[bit / 8] >> (bit % 8)) & 1 == 1 {
+            acc += point;
+        }
+    }
+    acc
+}
+
+/// The ZIP 215 verdict computed with [`portable_mul`] only.
+fn portable_verdict(c: &Case) -> bool {
+    let (Some(a), Some(r)) = (c.point(), CompressedEdwardsY(c.signature[..32].try_into().expect("32")).decompress())
+    else {
+        return false;
+    };
+    let s_bytes: [u8; 32] = c.signature[32..].try_into().expect("32");
+    let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else { return false };
+    let mut h = Sha512::new();
+    h.update(&c.signature[..32]);
+    h.update(c.key);
+    h.update(&c.message);
+    let mut wide = [0u8; 64];
+    wide.copy_from_slice(&h.finalize());
+    let k = Scalar::from_bytes_mod_order_wide(&wide);
+    let lhs = portable_mul(&s, &ED25519_BASEPOINT_POINT) - r - portable_mul(&k, &a);
+    lhs.mul_by_cofactor() == EdwardsPoint::default()
+}
+
+fn derived_scalar(what: &str, i: usize) -> Scalar {
+    Scalar::from_bytes_mod_order(*blake3::hash(format!("{what} {i}").as_bytes()).as_bytes())
+}
+
+#[test]
+fn verdicts_match_the_portable_arithmetic_on_every_edge_case() {
+    let mut cases = speccheck_cases();
+    cases.extend(pool());
+    let encodings = small_order_encodings();
+    for a in &encodings {
+        for r in &encodings {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(r);
+            cases.push(Case { key: *a, signature, message: b"Zcash".to_vec() });
+        }
+    }
+    for c in honest(4, 31) {
+        for bit in (0..512).step_by(37) {
+            let mut bad = c.clone();
+            bad.signature[bit / 8] ^= 1 << (bit % 8);
+            cases.push(bad);
+        }
+        cases.push(c);
+    }
+    let reference: Vec<bool> = cases.iter().map(portable_verdict).collect();
+    assert_eq!(single(&cases), reference);
+    assert!(reference.iter().any(|ok| *ok) && reference.iter().any(|ok| !*ok), "both verdicts are exercised");
+    assert_eq!(&reference[..SPECCHECK_ZIP215.len()], &SPECCHECK_ZIP215[..], "the reference itself is ZIP 215");
+}
+
+#[test]
+fn scalar_products_match_the_portable_arithmetic() {
+    // Points with torsion components, as crafted keys and R values can have.
+    let points: Vec<EdwardsPoint> = (0..300)
+        .map(|i| portable_mul(&derived_scalar("point", i), &ED25519_BASEPOINT_POINT) + EIGHT_TORSION[i % 8])
+        .collect();
+    // Full-width scalars and the 128-bit ones `verify_batch` draws as coefficients.
+    let scalars: Vec<Scalar> = (0..300)
+        .map(|i| {
+            let s = derived_scalar("scalar", i);
+            if i % 2 == 0 {
+                s
+            } else {
+                let mut half = s.to_bytes();
+                half[16..].fill(0);
+                Scalar::from_bytes_mod_order(half)
+            }
+        })
+        .collect();
+    for i in 0..8 {
+        let (a, b) = (&scalars[i], &scalars[i + 8]);
+        assert_eq!(points[i] * a, portable_mul(a, &points[i]), "variable base {i}");
+        assert_eq!(
+            EdwardsPoint::vartime_double_scalar_mul_basepoint(a, &points[i], b),
+            portable_mul(a, &points[i]) + portable_mul(b, &ED25519_BASEPOINT_POINT),
+            "double base {i}"
+        );
+    }
+    // Straus below 190 terms, Pippenger from 190: both sides of the switch.
+    for n in [1, 2, 16, 64, 189, 190, 300] {
+        let want =
+            scalars[..n].iter().zip(&points[..n]).fold(EdwardsPoint::default(), |acc, (s, p)| acc + portable_mul(s, p));
+        assert_eq!(EdwardsPoint::vartime_multiscalar_mul(&scalars[..n], &points[..n]), want, "{n} terms");
     }
 }

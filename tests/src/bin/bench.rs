@@ -637,12 +637,17 @@ fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string()
 }
 
-/// Which curve25519-dalek backend the signature checks run on here: the library picks at run time among those
-/// compiled in (`.cargo/config.toml` compiles AVX-512 IFMA and AVX2), by the CPU's features.
+/// Which curve25519-dalek backend the signature checks run on here. The library picks at run time, by the CPU's
+/// features, among the backends compiled in: AVX2 always on x86_64, AVX-512 IFMA only with the
+/// `curve25519_dalek_backend="avx512"` cfg that `.cargo/config.toml` passes to every crate (a `RUSTFLAGS`
+/// variable replaces it).
 fn signature_backend() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512ifma") && std::arch::is_x86_feature_detected!("avx512vl") {
+        if cfg!(curve25519_dalek_backend = "avx512")
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
             return "avx512ifma";
         }
         if std::arch::is_x86_feature_detected!("avx2") {
