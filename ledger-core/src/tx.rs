@@ -109,7 +109,7 @@ impl TxError {
 }
 
 /// Transactions whose keys passed (their index in a batch) with the sender's decompressed key.
-type Keyed = Vec<(usize, ed25519_dalek::VerifyingKey)>;
+type Keyed = Vec<(usize, crate::crypto::CheckedKey)>;
 
 impl SignedTransaction {
     pub fn new(tx: Transaction, signature: Signature) -> SignedTransaction {
@@ -232,7 +232,7 @@ impl SignedTransaction {
 
     fn batch_items<'a, T: std::borrow::Borrow<SignedTransaction>>(
         txs: &'a [T],
-        keyed: &'a [(usize, ed25519_dalek::VerifyingKey)],
+        keyed: &'a [(usize, crate::crypto::CheckedKey)],
     ) -> Vec<crate::crypto::BatchItem<'a>> {
         keyed
             .iter()
@@ -280,12 +280,12 @@ impl SignedTransaction {
 
     /// Verify the sender's signature by the chain's rule; a weak or invalid sender key fails here.
     pub fn verify_signature(&self) -> Result<(), TxError> {
-        let vk = self.tx().sender.verifying_key().map_err(|error| TxError::BadKey { role: "sender", error })?;
+        let vk = self.tx().sender.checked_key().map_err(|error| TxError::BadKey { role: "sender", error })?;
         self.verify_with_key(&vk)
     }
 
-    fn verify_with_key(&self, vk: &ed25519_dalek::VerifyingKey) -> Result<(), TxError> {
-        crate::crypto::verify_with(vk, Domain::TxSignature, &self.tx().chain_id, self.encoded_tx(), self.signature())
+    fn verify_with_key(&self, vk: &crate::crypto::CheckedKey) -> Result<(), TxError> {
+        crate::crypto::verify_checked(vk, Domain::TxSignature, &self.tx().chain_id, self.encoded_tx(), self.signature())
             .map_err(|_| TxError::BadSignature)
     }
 

@@ -5,24 +5,23 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use ed25519_dalek::VerifyingKey;
 use ledger_core::PublicKey;
-use ledger_core::crypto::{CryptoError, KeyCache};
+use ledger_core::crypto::{CheckedKey, CryptoError, KeyCache};
 
 /// Most keys kept (~200 bytes each); when full the cache starts over, which costs only decompressions.
 pub const KEY_CACHE_MAX: usize = 100_000;
 
 #[derive(Default)]
 pub struct SharedKeyCache {
-    keys: RwLock<HashMap<[u8; 32], VerifyingKey>>,
+    keys: RwLock<HashMap<[u8; 32], CheckedKey>>,
 }
 
 impl KeyCache for SharedKeyCache {
-    fn verifying_key(&self, key: &PublicKey) -> Result<VerifyingKey, CryptoError> {
+    fn verifying_key(&self, key: &PublicKey) -> Result<CheckedKey, CryptoError> {
         if let Some(vk) = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key.0) {
             return Ok(*vk);
         }
-        let vk = key.verifying_key()?;
+        let vk = key.checked_key()?;
         let mut keys = self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if keys.len() >= KEY_CACHE_MAX {
             keys.clear();
@@ -54,7 +53,7 @@ mod tests {
         let first = cache.verifying_key(&good).unwrap();
         let again = cache.verifying_key(&good).unwrap();
         assert_eq!(first, again);
-        assert_eq!(first, good.verifying_key().unwrap());
+        assert_eq!(first, good.checked_key().unwrap());
         // The identity point (small order) and a non-point are refused every time and not remembered.
         let mut identity = [0u8; 32];
         identity[0] = 1;
