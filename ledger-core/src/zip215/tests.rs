@@ -442,3 +442,47 @@ fn scalar_products_match_the_portable_arithmetic() {
         assert_eq!(EdwardsPoint::vartime_multiscalar_mul(&scalars[..n], &points[..n]), want, "{n} terms");
     }
 }
+
+/// Signatures by few keys, each key several times in a batch (a client's request, a gossip batch): honest ones
+/// pass, one bad signature among those of the same key fails the batch, and keys with a torsion component
+/// (whose terms only cancel under the cofactor) behave as alone.
+#[test]
+fn batches_with_repeated_keys_give_the_same_verdicts() {
+    let mut cases = Vec::new();
+    for (i, t) in EIGHT_TORSION.iter().enumerate().take(4) {
+        let secret = Scalar::from_bytes_mod_order([i as u8 + 11; 32]);
+        let public = ED25519_BASEPOINT_POINT * secret + t;
+        for j in 0..6u8 {
+            let nonce = Scalar::from_bytes_mod_order([i as u8 * 16 + j + 1; 32]);
+            let message = [i as u8, j, 7];
+            cases.push(sign_raw(&public, secret, nonce, &EIGHT_TORSION[(i + j as usize) % 8], &message));
+        }
+    }
+    assert!(single(&cases).into_iter().all(|ok| ok));
+    assert!(batch(&cases));
+    // Interleaved rather than grouped: the same.
+    let mut interleaved: Vec<Case> =
+        (0..6).flat_map(|j| (0..4).map(move |i| i * 6 + j)).map(|k| cases[k].clone()).collect();
+    assert!(batch(&interleaved));
+    // One bad signature of a repeated key, anywhere in the batch: refused, and found alone.
+    for bad_at in [0, 5, 13, 23] {
+        let mut broken = interleaved.clone();
+        broken[bad_at].message[2] ^= 1;
+        assert!(!batch(&broken), "bad at {bad_at}");
+        let bad: Vec<usize> = single(&broken).iter().enumerate().filter(|(_, ok)| !**ok).map(|(i, _)| i).collect();
+        assert_eq!(bad, vec![bad_at]);
+    }
+    // The same signature twice is two terms of one key: still valid.
+    interleaved.push(interleaved[0].clone());
+    assert!(batch(&interleaved));
+    // Two signatures whose errors would cancel if only their key's sum were checked without coefficients:
+    // s + d on one and s - d on the other, same key. Each is refused alone, so the batch must refuse too.
+    let mut pair = vec![cases[0].clone(), cases[1].clone()];
+    let d = Scalar::from_bytes_mod_order([3; 32]);
+    let s0 = Scalar::from_canonical_bytes(pair[0].signature[32..].try_into().unwrap()).unwrap() + d;
+    let s1 = Scalar::from_canonical_bytes(pair[1].signature[32..].try_into().unwrap()).unwrap() - d;
+    pair[0].signature[32..].copy_from_slice(s0.as_bytes());
+    pair[1].signature[32..].copy_from_slice(s1.as_bytes());
+    assert_eq!(single(&pair), vec![false, false]);
+    assert!(!batch(&pair));
+}
