@@ -164,7 +164,7 @@ pub struct Mempool {
     chain_id: String,
     params: ConsensusParams,
     limits: MempoolLimits,
-    by_id: HashMap<TxId, Entry>,
+    by_id: IdMap<Entry>,
     /// Pending ids per sender, by nonce, with what they spend.
     by_sender: HashMap<Address, Pending>,
     /// Pending admissions (`Entry::seq`) by expiry height, so a commit finds the expired ones without
@@ -193,7 +193,7 @@ impl Mempool {
             chain_id: chain_id.to_string(),
             params,
             limits,
-            by_id: HashMap::new(),
+            by_id: IdMap::default(),
             by_sender: HashMap::new(),
             by_expiry: BTreeSet::new(),
             bytes: 0,
@@ -676,6 +676,11 @@ impl Mempool {
     }
 }
 
+/// A map by transaction id, hashed with foldhash under a per-process random seed rather than SipHash: an id
+/// is a blake3 output, which a sender can only steer by grinding whole transactions, and the seed is unknown
+/// to it. Keys a client picks freely (addresses) stay on SipHash (`by_sender`, the key cache).
+type IdMap<V> = HashMap<TxId, V, foldhash::fast::RandomState>;
+
 /// What the pool remembers of a known-good id that is not pooled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Recent {
@@ -691,14 +696,14 @@ enum Recent {
 /// allocated once at its final size, and no id is ever removed from a table: a hash table that evicts one id
 /// per insert fills with tombstones and doubles (measured: 262,144 buckets, 21 MB, for 100,000 outcomes).
 struct Generations<V> {
-    current: HashMap<TxId, V>,
-    previous: HashMap<TxId, V>,
+    current: IdMap<V>,
+    previous: IdMap<V>,
     generation: usize,
 }
 
 impl<V> Generations<V> {
     fn new(generation: usize) -> Self {
-        Generations { current: HashMap::new(), previous: HashMap::new(), generation }
+        Generations { current: IdMap::default(), previous: IdMap::default(), generation }
     }
 
     fn get(&self, id: &TxId) -> Option<&V> {
@@ -707,7 +712,10 @@ impl<V> Generations<V> {
 
     fn insert(&mut self, id: TxId, value: V) {
         if self.current.len() >= self.generation && !self.current.contains_key(&id) {
-            self.previous = std::mem::replace(&mut self.current, HashMap::with_capacity(self.generation));
+            self.previous = std::mem::replace(
+                &mut self.current,
+                IdMap::with_capacity_and_hasher(self.generation, Default::default()),
+            );
         }
         self.current.insert(id, value);
     }
