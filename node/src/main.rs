@@ -33,8 +33,8 @@ Environment:
                              (flags win over the environment, the environment over config.toml)
   NO_COLOR                   no colours in log lines (they are off anyway when stderr is not a terminal)
   MALLOC_ARENA_MAX           glibc malloc arenas (default here: the number of cores)
-  MALLOC_MMAP_THRESHOLD_     glibc: allocations this large (bytes) are mapped (default here: 32 MiB)
-  MALLOC_TRIM_THRESHOLD_     glibc: free heap kept before it is returned (default here: 128 MiB)";
+  MALLOC_MMAP_THRESHOLD_     glibc: allocations of this many bytes and more are mapped (default here: 32 MiB)
+  MALLOC_TRIM_THRESHOLD_     glibc: free bytes the main heap keeps at its top (default here: 128 MiB)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
@@ -206,10 +206,13 @@ struct LocalnetCmd {
     block_time: Option<u64>,
 }
 
-/// Cap glibc's malloc arenas at the number of cores (its default is 8 per core) unless the operator set
-/// `MALLOC_ARENA_MAX`. Measured: a validator at 20,000 tx/s peaked at 321 MiB RSS with the default and
-/// 247 MiB with 2 arenas, at the same throughput; the rest was freed memory spread over idle arenas.
-fn limit_malloc_arenas() {
+/// glibc malloc settings, each unless the operator set it (`MALLOC_*` variables, or `GLIBC_TUNABLES` for the
+/// thresholds). Best effort: glibc refuses a value it cannot take and keeps its own.
+///
+/// Arenas are capped at the number of cores (glibc's default is 8 per core). Measured: a validator at 20,000
+/// tx/s peaked at 321 MiB RSS with the default and 247 MiB with 2 arenas, at the same throughput; the rest was
+/// freed memory spread over idle arenas.
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
@@ -220,24 +223,28 @@ fn limit_malloc_arenas() {
         }
     }
     // Fixed mmap and trim thresholds (setting either also stops glibc from moving them). A proposal of 4,096
-    // transactions is ~700 KiB, and libp2p copies each message it sends or receives a few times; mapped
-    // buffers (glibc's default for 128 KiB and more) make every such copy fault its pages in, zero them and
-    // unmap them again, ~5 % of a validator's CPU at full speed in the kernel (session 25's profile). From the
-    // heap, they reuse memory already resident. Measured, 4 validators at full speed, three runs each,
-    // alternated: 131-134 µs of CPU a transaction against 132-165 with a 256 KiB threshold, peak RSS 145-169
-    // MiB against 112-139.
+    // transactions is ~700 KiB, and libp2p copies each message it sends or receives a few times. With the
+    // 256 KiB mmap threshold set here before, each such buffer was a fresh mapping: every copy faulted its
+    // pages in, zeroed and unmapped them, ~5 % of a validator's CPU at full speed, in the kernel (session 25's
+    // profile). From the heap they reuse memory already resident. 32 MiB is the largest threshold glibc takes
+    // on 64-bit. The trim threshold, 128 MiB, is the free memory the main heap keeps at its top before giving
+    // it back; it exceeds a thread arena's whole heap (64 MiB at most), so those keep theirs. Measured, 4
+    // validators at full speed, three runs each, alternated: 131-134 µs of CPU a transaction against 132-165,
+    // peak RSS 145-169 MiB a node against 112-139.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-        // SAFETY: as above.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    {
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() && !tunables.contains("glibc.malloc.mmap_threshold") {
+            // SAFETY: as above.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+            }
         }
-    }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
-        // SAFETY: as above.
-        unsafe {
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024 * 1024);
+        if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() && !tunables.contains("glibc.malloc.trim_threshold") {
+            // SAFETY: as above.
+            unsafe {
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024 * 1024);
+            }
         }
     }
 }
@@ -255,7 +262,7 @@ fn main() -> std::process::ExitCode {
 
 /// The exit code on success is 0, except for `doctor`, whose code says which check failed.
 fn run_cli() -> anyhow::Result<std::process::ExitCode> {
-    limit_malloc_arenas();
+    tune_malloc();
     let cli = Cli::parse();
     let log_format = cli.log_format;
     match cli.command {

@@ -475,8 +475,8 @@ fn batches_with_repeated_keys_give_the_same_verdicts() {
     // The same signature twice is two terms of one key: still valid.
     interleaved.push(interleaved[0].clone());
     assert!(batch(&interleaved));
-    // Two signatures whose errors would cancel if only their key's sum were checked without coefficients:
-    // s + d on one and s - d on the other, same key. Each is refused alone, so the batch must refuse too.
+    // Two signatures by one key whose errors cancel in a plain sum: s + d on one and s - d on the other. Each
+    // is refused alone; the batch refuses too because each equation gets its own coefficient.
     let mut pair = vec![cases[0].clone(), cases[1].clone()];
     let d = Scalar::from_bytes_mod_order([3; 32]);
     let s0 = Scalar::from_canonical_bytes(pair[0].signature[32..].try_into().unwrap()).unwrap() + d;
@@ -485,4 +485,20 @@ fn batches_with_repeated_keys_give_the_same_verdicts() {
     pair[1].signature[32..].copy_from_slice(s1.as_bytes());
     assert_eq!(single(&pair), vec![false, false]);
     assert!(!batch(&pair));
+}
+
+/// No encoding of a small-order point, canonical or not, becomes a key that the checks without a weak-key
+/// test take (`crypto::CheckedKey`): each is refused as weak where it enters.
+#[test]
+fn every_small_order_encoding_is_refused_as_a_checked_key() {
+    let encodings = small_order_encodings();
+    assert_eq!(encodings.len(), 14);
+    for e in encodings {
+        let key = crate::PublicKey(e);
+        assert_eq!(key.checked_key(), Err(crate::crypto::CryptoError::WeakKey), "{}", hex::encode(e));
+        assert_eq!(
+            crate::crypto::KeyCache::verifying_key(&crate::crypto::NoKeyCache, &key),
+            Err(crate::crypto::CryptoError::WeakKey)
+        );
+    }
 }

@@ -16,9 +16,12 @@
 //! transaction's status; this pool answers `Committed` only for recent ones).
 //!
 //! **Invariant:** nothing here iterates a hash map; all collections that decide order are `BTreeMap`s. The
-//! maps keyed by transaction id or sender (`by_id`, `by_sender`, `refusals`, `recent`) are hash
-//! maps with std's keyed SipHash (ids and keys are chosen by senders, who could otherwise grind collisions)
-//! and are only ever looked up.
+//! maps keyed by transaction id or sender (`by_id`, `by_sender`, `refusals`, `recent`) are hash maps with a
+//! per-process random seed and are only ever looked up. Where any client can add keys for free (`by_sender`'s
+//! addresses, `refusals`' ids of refused transactions, whose bytes need not carry a valid signature) the
+//! hash is std's SipHash; where each key costs a transaction that passed its signature check (`by_id`, the
+//! pool; `recent`, committed or checked in a block) it is foldhash, which is faster and resists collisions
+//! only while its seed is unknown ([`IdMap`]).
 //!
 //! Costs: every pooled transaction passes through here about ten times (admission, block validation,
 //! commit), so the structures are chosen for lookups that touch little memory: a pending transaction's
@@ -174,9 +177,9 @@ pub struct Mempool {
     /// Refusals (`Rejected`, `Evicted`) of transactions that left the pool or never entered it (a pooled
     /// one's outcome is `Pending`, from `by_id`; a committed one's is in `recent`, and here too when it was
     /// refused before).
-    refusals: Generations<TxOutcome>,
+    refusals: Generations<TxOutcome, std::hash::RandomState>,
     /// Ids known good without being pooled: committed here, or noted by [`Mempool::note_checked`].
-    recent: Generations<Recent>,
+    recent: Generations<Recent, foldhash::fast::RandomState>,
     /// Pending ids in admission order (`Entry::seq`), oldest first: the order blocks take them in.
     by_arrival: BTreeMap<u64, TxId>,
     next_seq: u64,
@@ -676,9 +679,10 @@ impl Mempool {
     }
 }
 
-/// A map by transaction id, hashed with foldhash under a per-process random seed rather than SipHash: an id
-/// is a blake3 output, which a sender can only steer by grinding whole transactions, and the seed is unknown
-/// to it. Keys a client picks freely (addresses) stay on SipHash (`by_sender`, the key cache).
+/// A map by the id of a transaction that passed its signature check, hashed with foldhash under a
+/// per-process random seed rather than SipHash (~2 % of a validator's CPU went to SipHash at full speed). An
+/// id is a blake3 output, so a sender steers it only by signing transaction after transaction, and the seed
+/// is unknown to it. Maps any client fills for free stay on SipHash (`refusals`, `by_sender`, the key cache).
 type IdMap<V> = HashMap<TxId, V, foldhash::fast::RandomState>;
 
 /// What the pool remembers of a known-good id that is not pooled.
@@ -695,15 +699,15 @@ enum Recent {
 /// least the last `generation` and at most the last `2 * generation` ids, every table after the first is
 /// allocated once at its final size, and no id is ever removed from a table: a hash table that evicts one id
 /// per insert fills with tombstones and doubles (measured: 262,144 buckets, 21 MB, for 100,000 outcomes).
-struct Generations<V> {
-    current: IdMap<V>,
-    previous: IdMap<V>,
+struct Generations<V, S> {
+    current: HashMap<TxId, V, S>,
+    previous: HashMap<TxId, V, S>,
     generation: usize,
 }
 
-impl<V> Generations<V> {
+impl<V, S: std::hash::BuildHasher + Default> Generations<V, S> {
     fn new(generation: usize) -> Self {
-        Generations { current: IdMap::default(), previous: IdMap::default(), generation }
+        Generations { current: HashMap::default(), previous: HashMap::default(), generation }
     }
 
     fn get(&self, id: &TxId) -> Option<&V> {
@@ -712,10 +716,8 @@ impl<V> Generations<V> {
 
     fn insert(&mut self, id: TxId, value: V) {
         if self.current.len() >= self.generation && !self.current.contains_key(&id) {
-            self.previous = std::mem::replace(
-                &mut self.current,
-                IdMap::with_capacity_and_hasher(self.generation, Default::default()),
-            );
+            self.previous =
+                std::mem::replace(&mut self.current, HashMap::with_capacity_and_hasher(self.generation, S::default()));
         }
         self.current.insert(id, value);
     }
@@ -1148,7 +1150,7 @@ mod tests {
     #[test]
     fn generations_remember_the_latest_ids_in_tables_of_fixed_size() {
         let id = |n: u64| ledger_core::Hash(*blake3::hash(&n.to_be_bytes()).as_bytes());
-        let mut g = Generations::new(1000);
+        let mut g: Generations<u64, std::hash::RandomState> = Generations::new(1000);
         for n in 0..10_000u64 {
             g.insert(id(n), n);
             assert!(g.current.capacity() < 2 * 1000 && g.previous.capacity() < 2 * 1000, "at {n}");
