@@ -56,8 +56,10 @@ pub enum AddressError {
 
 /// Where checked verifying keys are found again. Decompressing a key (a field square root) costs about
 /// 3 µs, and a transaction check needs two (sender and recipient) on top of verifying the signature, so
-/// a node that sees the same accounts over and over keeps them. Implementations must only return keys
-/// that [`PublicKey::verifying_key`] returned for the same bytes. [`NoKeyCache`] decompresses every time.
+/// a node that sees the same accounts over and over keeps them. Implementations must only return the
+/// [`CheckedKey`] that [`PublicKey::checked_key`] returned for the same bytes (the type guarantees the key
+/// passed the check; that it is the key asked for is the implementation's duty). [`NoKeyCache`] decompresses
+/// every time.
 pub trait KeyCache {
     fn verifying_key(&self, key: &PublicKey) -> Result<CheckedKey, CryptoError>;
 }
