@@ -530,6 +530,9 @@ pub struct Driver {
     candidates: Candidates<Block>,
     /// A BuildBlock that waits for transactions or the empty-block interval.
     pending_build: Option<(Height, Round, Instant)>,
+    /// When the pending build may go ahead under `min_block_interval_ms`: the driver wakes then rather than
+    /// on the next tick, so the interval is not stretched by up to a tick.
+    build_wake: Option<Instant>,
     /// The round-0 propose timeout of the current height, held back while the chain is idle.
     idle: IdleHold,
     /// Empty blocks committed since the last summary line, and when that line was written.
@@ -641,6 +644,7 @@ impl Driver {
             status: status_tx,
             candidates,
             pending_build: None,
+            build_wake: None,
             idle: IdleHold::default(),
             empty_blocks: EmptyBlockLog::new(),
             queue: std::collections::VecDeque::new(),
@@ -669,6 +673,13 @@ impl Driver {
         self.drain().await?;
         let mut tick = tokio::time::interval(TICK);
         loop {
+            let build_wake = self.build_wake;
+            let build_due = async move {
+                match build_wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(ev) => self.on_network(ev).await?,
@@ -677,6 +688,11 @@ impl Driver {
                 Some(t) = self.timers_rx.recv() => self.on_timeout(t).await?,
                 Some((peer, resp)) = self.sync_rx.recv() => self.on_sync_response(peer, resp).await?,
                 _ = tick.tick() => self.on_tick().await?,
+                () = build_due => {
+                    self.build_wake = None;
+                    self.try_build()?;
+                    self.drain().await?;
+                }
             }
             self.report();
         }
@@ -1214,7 +1230,9 @@ impl Driver {
         } else {
             0
         });
-        if !waited_enough && now < self.last_commit_at + Duration::from_millis(min_interval) {
+        let interval_over = self.last_commit_at + Duration::from_millis(min_interval);
+        if !waited_enough && now < interval_over {
+            self.build_wake = Some(interval_over);
             return Ok(());
         }
         if !empty_due && self.shared.mempool().is_empty() {
