@@ -12,7 +12,8 @@
 //!   an empty mempool it waits for transactions or `empty_block_interval_ms` since the last commit; with
 //!   only transactions that cannot apply yet (nonce gaps), or in a later round, it waits at most half the
 //!   propose timeout. Under load it first waits `min_block_interval_ms` since the last commit (same cap), so
-//!   that blocks grow instead of multiplying.
+//!   that blocks grow instead of multiplying; the driver wakes when that interval ends, and re-checks the
+//!   other waits on its 20 ms tick.
 //! - The round-0 propose timeout is *idle-aware* so that validators do not time out on an idle proposer:
 //!   when it fires while this node has seen no transaction during the height, it is held back until
 //!   `timeout_propose + empty_block_interval_ms` after the height began, or `timeout_propose` after the
