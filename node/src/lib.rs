@@ -9,6 +9,7 @@
 //!   - [`admission`]: the mempool's doors (gossip batches, building and executing blocks with the pool),
 //!     shared with the simulator.
 //!   - [`keycache`]: decompressed ed25519 keys shared by every thread that checks transactions.
+//!   - [`chain::signer_writes`]: one durable signer-state write for the messages one batch of actions signs.
 //!   - [`handle`]: the API's [`api::NodeHandle`] over the driver's shared state; local txs gossiped in
 //!     batches.
 //! - [`network`]: peers.

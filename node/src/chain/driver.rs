@@ -7,7 +7,9 @@
 //! - `PersistSignerState` is written and flushed before the next action runs, so the vote or proposal it
 //!   guards is never sent unless it survives a crash. A failure to persist stops the driver: a validator
 //!   that cannot persist must not sign. A signed proposal's block is persisted in the same batch, so after a
-//!   restart the re-broadcast proposal comes with its block.
+//!   restart the re-broadcast proposal comes with its block. Several writes of one batch separated only by
+//!   broadcasts and timers become one write of the last state, in the place of the first
+//!   ([`signer_writes`]).
 //! - `BuildBlock` builds from the mempool with [`build_block`] as soon as transactions wait. In round 0 with
 //!   an empty mempool it waits for transactions or `empty_block_interval_ms` since the last commit; with
 //!   only transactions that cannot apply yet (nonce gaps), or in a later round, it waits at most half the
@@ -21,7 +23,8 @@
 //!   down therefore costs an idle chain one interval more; under load nothing changes.
 //! - `ValidateBlock` runs [`apply_block`] on the committed state, trusting signatures the mempool verified.
 //! - `Decide` commits the block with its certificate in one atomic, flushed write, then updates the
-//!   mempool, then reports the new height, then starts the next height.
+//!   mempool, then reports the new height, then starts the next height. The high-water mark of the commit
+//!   is written on its own thread meanwhile; the next commit waits for it first.
 //! - When a peer shows a higher height, or a decided block is missing, the driver syncs: it asks one peer
 //!   at a time for blocks, verifies each certificate against the validator set and executes each block
 //!   before committing it. No peer is trusted.
@@ -47,10 +50,11 @@ use tokio::time::Instant;
 
 use crate::admission::{TxGate, build_from_pool, execute_with_pool};
 use crate::api::{BlockEvent, Metrics};
+use crate::chain::signer_writes::{self, Step};
 use crate::mempool::Mempool;
 use crate::p2p::{DeferredCheck, GossipValidator, Judged, NetError, NetworkEvent, NetworkHandle, Validation};
 use crate::safety::SafetyError;
-use crate::safety::high_water::{self, HighWater};
+use crate::safety::high_water::{self, HighWater, MarkWriter};
 use crate::safety::signer::SignerFile;
 use crate::storage::{Storage, StorageError};
 use crate::wire::{GossipMessage, ProposalMessage, SYNC_BLOCKS_MAX, SyncRequest, SyncResponse};
@@ -513,7 +517,7 @@ pub struct Driver {
     consensus: Consensus,
     /// Where the signer state goes (validators only).
     signer_file: Option<SignerFile>,
-    high_water: HighWater,
+    high_water: MarkWriter,
     /// Watch time still to run (while connected and caught up) before `EndWatch`; `None` once over.
     watch_left: Option<Duration>,
     watch_last: Instant,
@@ -634,7 +638,7 @@ impl Driver {
             shared,
             consensus,
             signer_file,
-            high_water,
+            high_water: MarkWriter::start(high_water)?,
             watch_left,
             watch_last: Instant::now(),
             guard_detail,
@@ -1072,21 +1076,35 @@ impl Driver {
         execute_on(&self.shared, block)
     }
 
+    /// Durable before the broadcasts that follow; a failure stops the validator. The blocks of the signed
+    /// proposals it stands for are kept in the database, so a restart can re-broadcast them.
+    fn persist_signer(&mut self, state: &SignerState, proposed: &[Hash]) -> Result<(), DriverError> {
+        for hash in proposed {
+            if let Some(block) = self.candidates.get(hash) {
+                self.shared.storage.persist_proposed_block(block)?;
+            }
+        }
+        match &self.signer_file {
+            Some(file) => file.store(state)?,
+            None => tracing::error!("signer state to persist but no signer file: not a validator"),
+        }
+        Ok(())
+    }
+
     async fn execute(&mut self, actions: Vec<Action>) -> Result<(), DriverError> {
-        for action in actions {
+        // One write for each run of signed messages (`signer_writes`): each still leaves after its state.
+        for step in signer_writes::fold(actions) {
+            let action = match step {
+                Step::Persist { state, proposed } => {
+                    self.persist_signer(&state, &proposed)?;
+                    continue;
+                }
+                Step::Act(action) => action,
+            };
             match action {
                 Action::PersistSignerState(state) => {
-                    // Durable before the broadcast that follows; a failure stops the validator. A proposal's
-                    // block is kept in the database, so a restart can re-broadcast both.
-                    if let Some(SignedMessage::Proposal(p)) = state.last_signed()
-                        && let Some(block) = self.candidates.get(&p.proposal.block_hash)
-                    {
-                        self.shared.storage.persist_proposed_block(block)?;
-                    }
-                    match &self.signer_file {
-                        Some(file) => file.store(&state)?,
-                        None => tracing::error!("signer state to persist but no signer file: not a validator"),
-                    }
+                    let proposed: Vec<Hash> = signer_writes::proposed_block(&state).into_iter().collect();
+                    self.persist_signer(&state, &proposed)?;
                 }
                 Action::BroadcastProposal(proposal) => {
                     let hash = proposal.proposal.block_hash;
@@ -1327,6 +1345,8 @@ impl Driver {
         let height = block.height();
         let hash = block.hash();
         let started = std::time::Instant::now();
+        // The previous commit's mark is durable before this block is (the mark trails by one block at most).
+        self.high_water.settle()?;
         self.shared.storage.commit_block(block, cert, changes)?;
         tracing::debug!(height = height.0, elapsed_ms = started.elapsed().as_millis() as u64, "stored block");
         self.high_water.raise(high_water::Mark { height, block_hash: hash })?;

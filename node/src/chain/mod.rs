@@ -7,3 +7,4 @@ pub mod handle;
 pub mod keycache;
 pub mod mempool;
 pub mod ops;
+pub mod signer_writes;

@@ -86,6 +86,95 @@ impl HighWater {
     }
 }
 
+/// [`HighWater`] raised on a thread of its own, so that the commit path does not wait for the file's two
+/// fsyncs: the mark of one commit is written while the driver goes on to the next height.
+///
+/// The mark still trails the database by at most one block, as when it was written inline (a crash between
+/// a flushed commit and its mark leaves the mark one block behind): [`MarkWriter::settle`], called before
+/// each commit, waits until the previous commit's mark is durable, so the database never gets two blocks
+/// ahead of its mark. A failed write stops the driver at that next commit.
+#[derive(Debug)]
+pub struct MarkWriter {
+    marks: Option<std::sync::mpsc::SyncSender<Mark>>,
+    // In a mutex only so that the driver's future is `Send` (a receiver is not `Sync`); never contended.
+    written: std::sync::Mutex<std::sync::mpsc::Receiver<Result<(), SafetyError>>>,
+    in_flight: bool,
+    path: PathBuf,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MarkWriter {
+    /// Move `high_water` to a new thread named `high-water`.
+    pub fn start(mut high_water: HighWater) -> Result<MarkWriter, SafetyError> {
+        let path = high_water.path.clone();
+        let (marks, inbox) = std::sync::mpsc::sync_channel::<Mark>(1);
+        let (done, written) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("high-water".into())
+            .spawn(move || {
+                for mark in inbox {
+                    if done.send(high_water.raise(mark)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| SafetyError::Io { action: "start the writer thread of", path: path.clone(), source })?;
+        Ok(MarkWriter {
+            marks: Some(marks),
+            written: std::sync::Mutex::new(written),
+            in_flight: false,
+            path,
+            thread: Some(thread),
+        })
+    }
+
+    /// Wait until the last mark handed over is durable; its error if writing it failed.
+    pub fn settle(&mut self) -> Result<(), SafetyError> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        self.in_flight = false;
+        let written = self.written.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match written.recv() {
+            Ok(result) => result,
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    /// Hand `mark` over (after the previous one is durable); returns without waiting for the write.
+    pub fn raise(&mut self, mark: Mark) -> Result<(), SafetyError> {
+        self.settle()?;
+        match self.marks.as_ref().map(|m| m.send(mark)) {
+            Some(Ok(())) => {
+                self.in_flight = true;
+                Ok(())
+            }
+            _ => Err(self.stopped()),
+        }
+    }
+
+    fn stopped(&self) -> SafetyError {
+        SafetyError::Io {
+            action: "write",
+            path: self.path.clone(),
+            source: std::io::Error::other("the high-water writer thread stopped"),
+        }
+    }
+}
+
+impl Drop for MarkWriter {
+    /// The last mark is written before the writer goes (a stopping driver leaves its mark up to date).
+    fn drop(&mut self) {
+        if let Err(e) = self.settle() {
+            tracing::error!(error = %e, "the last high-water mark was not written");
+        }
+        self.marks = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn parse(text: &str, path: &Path, chain_id: &str) -> Result<Mark, SafetyError> {
     let damaged = |detail: String| SafetyError::Damaged { path: path.to_path_buf(), detail };
     let doc: Document = serde_json::from_str(text).map_err(|e| damaged(format!("not a high-water mark: {e}")))?;
@@ -146,6 +235,34 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap().replace("\"height\": 7", "\"height\": 8");
         std::fs::write(&path, text).unwrap();
         assert!(matches!(HighWater::open(dir.path(), "c"), Err(SafetyError::Damaged { .. })));
+    }
+
+    #[test]
+    fn the_writer_thread_keeps_the_mark_one_commit_behind_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = MarkWriter::start(HighWater::open(dir.path(), "c").unwrap()).unwrap();
+        for h in 1..=20u64 {
+            w.settle().unwrap();
+            // Before commit `h`, the mark of `h - 1` is on disk.
+            let on_disk = HighWater::open(dir.path(), "c").unwrap().mark().map(|m| m.height.0);
+            assert_eq!(on_disk, (h > 1).then_some(h - 1));
+            w.raise(Mark { height: Height(h), block_hash: Hash([h as u8; 32]) }).unwrap();
+        }
+        drop(w);
+        let last = HighWater::open(dir.path(), "c").unwrap().mark();
+        assert_eq!(last, Some(Mark { height: Height(20), block_hash: Hash([20; 32]) }));
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_at_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let mut w = MarkWriter::start(HighWater::open(&data, "c").unwrap()).unwrap();
+        // The directory goes away: the temp file cannot be created.
+        std::fs::remove_dir(&data).unwrap();
+        w.raise(Mark { height: Height(1), block_hash: Hash([1; 32]) }).unwrap();
+        assert!(matches!(w.settle(), Err(SafetyError::Io { .. })));
     }
 
     #[test]

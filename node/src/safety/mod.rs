@@ -10,8 +10,9 @@
 //!   floor) bound to the validator key and chain it was written for. A file for another key or chain is
 //!   refused, never replayed. Export and import move it between machines, import only raising it.
 //! - [`high_water`]: `high_water.json`, the last committed height and block hash, written after every
-//!   flushed commit. A database found below it at start was rewound: loud, and a validator stops there
-//!   until its operator decides (`--accept-rewind`).
+//!   flushed commit (on a thread of its own, [`high_water::MarkWriter`]: at most one block behind the
+//!   database). A database found below it at start was rewound: loud, and a validator stops there until its
+//!   operator decides (`--accept-rewind`).
 //!
 //! `ledgerd reset-data` deletes the database (`db/`) and keeps these files, so a resynced validator keeps
 //! its guard.

@@ -211,8 +211,8 @@ pub fn last_height(state: &SignerState) -> Option<Height> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ledger_core::consensus::{Action, Config, Consensus, Event};
-    use ledger_core::{ConsensusParams, Hash, Keypair, Validator, ValidatorSet};
+    use ledger_core::consensus::{Action, Event};
+    use ledger_core::{Hash, Keypair};
 
     fn key(i: u8) -> Keypair {
         Keypair::from_seed(&[i; 32])
@@ -220,19 +220,7 @@ mod tests {
 
     /// The state a lone validator persists at height 1 (it proposes, prevotes and precommits in one go).
     fn proposed_state(k: &Keypair) -> SignerState {
-        let set = ValidatorSet::new(vec![Validator { public_key: k.public(), power: 1, moniker: "v".into() }]).unwrap();
-        let mut c = Consensus::new(Config {
-            chain_id: "c".into(),
-            validators: set,
-            params: ConsensusParams::default(),
-            key: Some(k.clone()),
-            signer: SignerState::default(),
-            height: Height(1),
-            sign_floor: Height(0),
-            watch: false,
-        })
-        .unwrap();
-        c.handle(Event::Start).unwrap();
+        let mut c = crate::chain::signer_writes::tests::started(std::slice::from_ref(k), 0);
         let actions = c.handle(Event::ProposalValue {
             height: Height(1),
             round: ledger_core::Round(0),
