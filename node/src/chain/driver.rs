@@ -182,6 +182,9 @@ pub struct Shared {
     pub blocks: broadcast::Sender<BlockEvent>,
     /// Counters of the network's peer guard (penalties, bans, dropped gossip), for `/metrics`.
     pub peer_stats: Arc<crate::p2p::PeerStats>,
+    /// The mempool's disk refusal, also kept here for the API's door, which reads it without waiting for
+    /// the mempool lock. Set both with [`Shared::set_disk_refusal`].
+    pub disk_refusal: Mutex<Option<crate::storage::disk::DiskRefusal>>,
 }
 
 impl Shared {
@@ -206,6 +209,27 @@ impl Shared {
     /// The mempool, even if a thread panicked while holding it (its invariants hold between calls).
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
         self.mempool.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Refuse (or admit again) every transaction because of the disk: the mempool's refusal and the door's.
+    pub fn set_disk_refusal(&self, refusal: Option<crate::storage::disk::DiskRefusal>) {
+        *self.disk_refusal.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = refusal.clone();
+        self.mempool().set_disk_refusal(refusal);
+    }
+
+    /// The disk refusal in force, without the mempool lock: `(code, message)`.
+    pub fn disk_refusal(&self) -> Option<(&'static str, String)> {
+        let refusal = self.disk_refusal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        refusal.as_ref().map(|d| (d.code, d.message.clone()))
+    }
+
+    /// The mempool if no one holds it now (`None`: it is held; never waits).
+    pub fn try_mempool(&self) -> Option<MutexGuard<'_, Mempool>> {
+        match self.mempool.try_lock() {
+            Ok(m) => Some(m),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     pub fn chain_id(&self) -> &str {

@@ -39,6 +39,11 @@ pub struct NodeApi {
     /// Wall-clock ms when this handle was made: the floor of `last_commit_local_ms`, so a driver that has
     /// not reported a commit or its start yet (0) does not read as stalled since 1970.
     started_ms: u64,
+    /// The door's last answer to `admission_open`, given again while the mempool is held. The door only
+    /// refuses early and cheaply: admission checks the pool again under its lock, so an answer a moment old
+    /// is safe either way, and a request never waits on an async worker for the lock the driver holds while
+    /// it commits.
+    door_open: std::sync::atomic::AtomicBool,
 }
 
 impl NodeApi {
@@ -52,101 +57,41 @@ impl NodeApi {
     ) -> NodeApi {
         let node_id = network.local_peer_id().to_string();
         let started_ms = unix_time_ms();
-        NodeApi { shared, status, network, gossip, node_id, validator, validator_reason, started_ms }
+        let door_open = std::sync::atomic::AtomicBool::new(true);
+        NodeApi { shared, status, network, gossip, node_id, validator, validator_reason, started_ms, door_open }
     }
 
     /// Admit decoded transactions to the mempool and queue the admitted ones for gossip.
     pub async fn submit(&self, txs: Vec<SignedTransaction>) -> Vec<Result<TxId, MempoolError>> {
-        let checked = self.precheck(txs.into_iter().map(Ok).collect()).await;
-        let (results, admitted) = self.admit(checked);
+        let (results, admitted) = self.check_and_admit(txs.into_iter().map(Ok).collect()).await;
         self.queue_gossip(admitted).await;
         results
     }
 
-    /// The expensive part of admission (keys and signatures, verified as one batch) on a blocking thread and without
-    /// the mempool lock, so a large batch neither stalls the async runtime nor the driver, which needs the
-    /// lock to build blocks. Transactions the mempool already holds are not checked again, and neither are
-    /// those every other admission check refuses (full pool, nonce, funds...): under overload the excess
-    /// costs a lookup, not a verification.
-    async fn precheck(&self, txs: Vec<Result<SignedTransaction, MempoolError>>) -> Vec<Prechecked> {
+    /// Admission on a blocking thread: [`precheck`] (keys and signatures, as one batch, without the mempool
+    /// lock), then [`admit`] under the lock. Neither the verification nor a wait for the lock (which the
+    /// driver holds while it builds and commits) ties up one of the async runtime's workers, which serve
+    /// the API, the network and the driver.
+    async fn check_and_admit(
+        &self,
+        txs: Vec<Result<SignedTransaction, MempoolError>>,
+    ) -> (Vec<Result<TxId, MempoolError>>, Vec<SignedTransaction>) {
         let shared = self.shared.clone();
+        let n = txs.len();
         let work = move || {
-            let tip = shared.storage.latest_height().ok();
-            let plan: Vec<Plan> = {
-                let mempool = shared.mempool();
-                txs.iter()
-                    .map(|t| match (t, tip) {
-                        (Err(_), _) => Plan::Verify,
-                        (Ok(tx), _) if mempool.known_good(&tx.id()) => Plan::Known,
-                        (Ok(tx), Some(tip)) if mempool.precheck(tx, &shared.storage, tip).is_err() => Plan::Refused,
-                        _ => Plan::Verify,
-                    })
-                    .collect()
-            };
-            // The transactions to verify, as one batch (same verdicts as one by one, less than half the cost).
-            let to_verify: Vec<&SignedTransaction> = txs
-                .iter()
-                .zip(&plan)
-                .filter_map(|(t, plan)| match (t, plan) {
-                    (Ok(tx), Plan::Verify) => Some(tx),
-                    _ => None,
-                })
-                .collect();
-            let mut verdicts = SignedTransaction::check_keys_and_signatures(&to_verify, &shared.keys).into_iter();
-            txs.into_iter()
-                .zip(plan)
-                .map(|(t, plan)| {
-                    t.map(|tx| {
-                        let check = match plan {
-                            Plan::Known => Some(Ok(())),
-                            // Admission refuses it again and records why; if the state moved meanwhile and it
-                            // now passes, admission checks the signature itself.
-                            Plan::Refused => None,
-                            Plan::Verify => verdicts.next(),
-                        };
-                        (tx, check)
-                    })
-                })
-                .collect()
+            let checked = precheck(&shared, txs);
+            admit(&shared, checked)
         };
         match tokio::task::spawn_blocking(work).await {
-            Ok(checked) => checked,
+            Ok(done) => done,
             Err(e) => {
-                tracing::error!(error = %e, "admission precheck task failed");
-                Vec::new()
+                tracing::error!(error = %e, "admission task failed");
+                (
+                    (0..n).map(|_| Err(MempoolError::Storage(format!("admission task failed: {e}")))).collect(),
+                    Vec::new(),
+                )
             }
         }
-    }
-
-    /// Admit each prechecked input (a decoded transaction with its keys-and-signature result, or the error
-    /// that decoding it gave) in order.
-    fn admit(&self, txs: Vec<Prechecked>) -> (Vec<Result<TxId, MempoolError>>, Vec<SignedTransaction>) {
-        let s = &self.shared;
-        let height = match s.storage.latest_height() {
-            Ok(h) => h,
-            Err(e) => {
-                let n = txs.len();
-                return ((0..n).map(|_| Err(MempoolError::Storage(e.to_string()))).collect(), Vec::new());
-            }
-        };
-        let mut admitted = Vec::new();
-        let mut mempool = s.mempool();
-        let results = txs
-            .into_iter()
-            .map(|t| {
-                let (tx, check) = t?;
-                let r = match check {
-                    Some(check) => mempool.add_prechecked(tx.clone(), check, &s.storage, height),
-                    None => mempool.add(tx.clone(), &s.storage, height),
-                };
-                if r.is_ok() {
-                    admitted.push(tx);
-                }
-                r
-            })
-            .collect();
-        s.metrics.set_mempool(mempool.len(), mempool.bytes());
-        (results, admitted)
     }
 
     async fn queue_gossip(&self, admitted: Vec<SignedTransaction>) {
@@ -157,6 +102,80 @@ impl NodeApi {
             }
         }
     }
+}
+
+/// The expensive part of admission: keys and signatures, verified as one batch without the mempool lock, so
+/// a large batch does not stall the driver, which needs the lock to build blocks. Transactions the mempool
+/// already holds are not checked again, and neither are those every other admission check refuses (full
+/// pool, nonce, funds...): under overload the excess costs a lookup, not a verification.
+fn precheck(shared: &Shared, txs: Vec<Result<SignedTransaction, MempoolError>>) -> Vec<Prechecked> {
+    let tip = shared.storage.latest_height().ok();
+    let plan: Vec<Plan> = {
+        let mempool = shared.mempool();
+        txs.iter()
+            .map(|t| match (t, tip) {
+                (Err(_), _) => Plan::Verify,
+                (Ok(tx), _) if mempool.known_good(&tx.id()) => Plan::Known,
+                (Ok(tx), Some(tip)) if mempool.precheck(tx, &shared.storage, tip).is_err() => Plan::Refused,
+                _ => Plan::Verify,
+            })
+            .collect()
+    };
+    // The transactions to verify, as one batch (same verdicts as one by one, less than half the cost).
+    let to_verify: Vec<&SignedTransaction> = txs
+        .iter()
+        .zip(&plan)
+        .filter_map(|(t, plan)| match (t, plan) {
+            (Ok(tx), Plan::Verify) => Some(tx),
+            _ => None,
+        })
+        .collect();
+    let mut verdicts = SignedTransaction::check_keys_and_signatures(&to_verify, &shared.keys).into_iter();
+    txs.into_iter()
+        .zip(plan)
+        .map(|(t, plan)| {
+            t.map(|tx| {
+                let check = match plan {
+                    Plan::Known => Some(Ok(())),
+                    // Admission refuses it again and records why; if the state moved meanwhile and it
+                    // now passes, admission checks the signature itself.
+                    Plan::Refused => None,
+                    Plan::Verify => verdicts.next(),
+                };
+                (tx, check)
+            })
+        })
+        .collect()
+}
+
+/// Admit each prechecked input (a decoded transaction with its keys-and-signature result, or the error
+/// that decoding it gave) in order.
+fn admit(s: &Shared, txs: Vec<Prechecked>) -> (Vec<Result<TxId, MempoolError>>, Vec<SignedTransaction>) {
+    let height = match s.storage.latest_height() {
+        Ok(h) => h,
+        Err(e) => {
+            let n = txs.len();
+            return ((0..n).map(|_| Err(MempoolError::Storage(e.to_string()))).collect(), Vec::new());
+        }
+    };
+    let mut admitted = Vec::new();
+    let mut mempool = s.mempool();
+    let results = txs
+        .into_iter()
+        .map(|t| {
+            let (tx, check) = t?;
+            let r = match check {
+                Some(check) => mempool.add_prechecked(tx.clone(), check, &s.storage, height),
+                None => mempool.add(tx.clone(), &s.storage, height),
+            };
+            if r.is_ok() {
+                admitted.push(tx);
+            }
+            r
+        })
+        .collect();
+    s.metrics.set_mempool(mempool.len(), mempool.bytes());
+    (results, admitted)
 }
 
 /// A decoded transaction with the result of its keys-and-signature check (`None`: not checked, because the
@@ -195,8 +214,7 @@ impl NodeHandle for NodeApi {
             let max = self.shared.params().tx_bytes_max as usize;
             let decoded =
                 txs.iter().map(|bytes| SignedTransaction::decode(bytes, max).map_err(MempoolError::from)).collect();
-            let checked = self.precheck(decoded).await;
-            let (results, admitted) = self.admit(checked);
+            let (results, admitted) = self.check_and_admit(decoded).await;
             self.queue_gossip(admitted).await;
             results.into_iter().map(|r| r.map_err(|e| rejection(&e))).collect()
         }
@@ -262,11 +280,19 @@ impl NodeHandle for NodeApi {
     }
 
     fn admission_open(&self) -> bool {
-        self.shared.mempool().admission_open()
+        use std::sync::atomic::Ordering;
+        match self.shared.try_mempool() {
+            Some(m) => {
+                let open = m.admission_open();
+                self.door_open.store(open, Ordering::Relaxed);
+                open
+            }
+            None => self.door_open.load(Ordering::Relaxed),
+        }
     }
 
     fn disk_refusal(&self) -> Option<(&'static str, String)> {
-        self.shared.mempool().disk_refusal().map(|d| (d.code, d.message.clone()))
+        self.shared.disk_refusal()
     }
 }
 

@@ -70,7 +70,7 @@ async fn check_disk(shared: &Arc<Shared>, opts: &HousekeepingOptions, was_refusi
         ),
         _ => {}
     }
-    shared.mempool().set_disk_refusal(refusal);
+    shared.set_disk_refusal(refusal);
     if let Ok(base) = shared.storage.base_height() {
         shared.metrics.on_pruned(base.0, 0);
     }

@@ -272,6 +272,7 @@ async fn start_in(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         keys: Default::default(),
         blocks,
         peer_stats: Default::default(),
+        disk_refusal: Mutex::new(None),
     });
     let mut net = NetworkConfig::new(&chain_id, setup.p2p_key, setup.listen_addr, block_bytes_max);
     net.peer_stats = shared.peer_stats.clone();
@@ -1022,7 +1023,7 @@ mod tests {
         assert!(page["next"].is_null(), "the list ends at the base: {page}");
 
         // The disk floor: far above any real free space.
-        node.shared.mempool().set_disk_refusal(crate::storage::disk::judge(
+        node.shared.set_disk_refusal(crate::storage::disk::judge(
             crate::storage::disk::measure(net.dirs[0].path()).unwrap(),
             crate::storage::disk::DiskLimits { min_free_bytes: u64::MAX / 2, max_data_bytes: 0 },
         ));
