@@ -1126,6 +1126,7 @@ impl Driver {
                 Step::Act(action) => action,
             };
             match action {
+                // `fold` turns every write into a `Step::Persist`; kept so that the match stays total.
                 Action::PersistSignerState(state) => {
                     let proposed: Vec<Hash> = signer_writes::proposed_block(&state).into_iter().collect();
                     self.persist_signer(&state, &proposed)?;

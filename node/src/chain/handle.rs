@@ -86,10 +86,7 @@ impl NodeApi {
             Ok(done) => done,
             Err(e) => {
                 tracing::error!(error = %e, "admission task failed");
-                (
-                    (0..n).map(|_| Err(MempoolError::Storage(format!("admission task failed: {e}")))).collect(),
-                    Vec::new(),
-                )
+                refuse_all(n, format!("admission task failed: {e}"))
             }
         }
     }
@@ -153,10 +150,7 @@ fn precheck(shared: &Shared, txs: Vec<Result<SignedTransaction, MempoolError>>) 
 fn admit(s: &Shared, txs: Vec<Prechecked>) -> (Vec<Result<TxId, MempoolError>>, Vec<SignedTransaction>) {
     let height = match s.storage.latest_height() {
         Ok(h) => h,
-        Err(e) => {
-            let n = txs.len();
-            return ((0..n).map(|_| Err(MempoolError::Storage(e.to_string()))).collect(), Vec::new());
-        }
+        Err(e) => return refuse_all(txs.len(), e.to_string()),
     };
     let mut admitted = Vec::new();
     let mut mempool = s.mempool();
@@ -176,6 +170,11 @@ fn admit(s: &Shared, txs: Vec<Prechecked>) -> (Vec<Result<TxId, MempoolError>>, 
         .collect();
     s.metrics.set_mempool(mempool.len(), mempool.bytes());
     (results, admitted)
+}
+
+/// Every one of `n` inputs refused with one storage-side error; nothing admitted.
+fn refuse_all(n: usize, message: String) -> (Vec<Result<TxId, MempoolError>>, Vec<SignedTransaction>) {
+    ((0..n).map(|_| Err(MempoolError::Storage(message.clone()))).collect(), Vec::new())
 }
 
 /// A decoded transaction with the result of its keys-and-signature check (`None`: not checked, because the

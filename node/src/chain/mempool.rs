@@ -210,7 +210,8 @@ impl Mempool {
     }
 
     /// Refuse every admission with `refusal` while it is set (the housekeeper sets it from the disk's
-    /// measurements).
+    /// measurements). A running node sets it through `Shared::set_disk_refusal`, which also tells the API's
+    /// door.
     pub fn set_disk_refusal(&mut self, refusal: Option<crate::storage::disk::DiskRefusal>) {
         self.disk = refusal;
     }
