@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::api::{BlockEvent, MempoolStats, NodeHandle, NodeStatus, PeerInfo, Rejection, SignerInfo, unix_time_ms};
 use crate::driver::{Shared, Status};
-use crate::mempool::{MempoolError, TxOutcome};
+use crate::mempool::{MempoolError, Plan, TxOutcome};
 use crate::p2p::{NetError, NetworkHandle};
 use crate::wire::{GossipMessage, TX_BATCH_MAX};
 
@@ -103,21 +103,14 @@ impl NodeApi {
 
 /// The expensive part of admission: keys and signatures, verified as one batch without the mempool lock, so
 /// a large batch does not stall the driver, which needs the lock to build blocks. Transactions the mempool
-/// already holds are not checked again, and neither are those every other admission check refuses (full
-/// pool, nonce, funds...): under overload the excess costs a lookup, not a verification.
+/// already holds are not checked again, neither are those every other admission check refuses (full
+/// pool, nonce, funds...), nor more than the pool has room for ([`Mempool::plan_client_checks`]): under
+/// overload the excess costs a lookup, not a verification.
+///
+/// [`Mempool::plan_client_checks`]: crate::mempool::Mempool::plan_client_checks
 fn precheck(shared: &Shared, txs: Vec<Result<SignedTransaction, MempoolError>>) -> Vec<Prechecked> {
     let tip = shared.storage.latest_height().ok();
-    let plan: Vec<Plan> = {
-        let mempool = shared.mempool();
-        txs.iter()
-            .map(|t| match (t, tip) {
-                (Err(_), _) => Plan::Verify,
-                (Ok(tx), _) if mempool.known_good(&tx.id()) => Plan::Known,
-                (Ok(tx), Some(tip)) if mempool.precheck(tx, &shared.storage, tip).is_err() => Plan::Refused,
-                _ => Plan::Verify,
-            })
-            .collect()
-    };
+    let plan: Vec<Plan> = shared.mempool().plan_client_checks(&txs, &shared.storage, tip);
     // The transactions to verify, as one batch (same verdicts as one by one, less than half the cost).
     let to_verify: Vec<&SignedTransaction> = txs
         .iter()
@@ -180,13 +173,6 @@ fn refuse_all(n: usize, message: String) -> (Vec<Result<TxId, MempoolError>>, Ve
 /// A decoded transaction with the result of its keys-and-signature check (`None`: not checked, because the
 /// cheap checks refused it), or why it could not be decoded.
 type Prechecked = Result<(SignedTransaction, Option<Result<(), TxError>>), MempoolError>;
-
-/// What the precheck pass does with one input.
-enum Plan {
-    Known,
-    Refused,
-    Verify,
-}
 
 fn rejection(e: &MempoolError) -> Rejection {
     Rejection { code: e.code().to_string(), message: e.to_string() }

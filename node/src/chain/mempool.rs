@@ -76,6 +76,18 @@ pub struct MempoolLimits {
     pub drain_floor_txs: usize,
 }
 
+/// What a client batch's precheck does with one input ([`Mempool::plan_client_checks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Known good: no check.
+    Known,
+    /// Refused by a cheap check or beyond the pool's room: not verified; admission decides (and verifies it
+    /// itself if the pool changed meanwhile and it now passes).
+    Refused,
+    /// Verified (in one batch with the others).
+    Verify,
+}
+
 /// Where a transaction comes from: a client of this node (API), or a peer relaying one a client of
 /// another node was admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,6 +235,12 @@ impl Mempool {
     /// Room for a client's transaction: below [`Mempool::admit_max_txs`].
     pub fn admission_open(&self) -> bool {
         self.by_id.len() < self.admit_max_txs()
+    }
+
+    /// How many more client transactions the pool takes now (count only; the byte limit and the per-sender
+    /// checks still apply to each): what a batch's precheck spends signature checks on at most.
+    pub fn client_room(&self) -> usize {
+        self.admit_max_txs().saturating_sub(self.by_id.len())
     }
 
     /// Record a committed block's header timestamp and size: the pace [`Mempool::admit_max_txs`] follows.
@@ -506,6 +524,35 @@ impl Mempool {
             return Err(TxError::InsufficientFunds { balance: account.balance, needed }.into());
         }
         Ok(())
+    }
+
+    /// What a client batch's precheck does with each input (read only, the pool is not changed): inputs the
+    /// pool knows good (pooled, committed, checked in a proposal) need no check; those a cheap check refuses
+    /// need none either (admission refuses them again and records why); the others are verified, but no
+    /// more of them than the pool has room for
+    /// ([`Mempool::client_room`]). Under overload the door opens for a few transactions at a time, and
+    /// without that budget every batch that got through paid a signature check for each of its
+    /// transactions, most of which admission then refused as `mempool_full`. Inputs that could not be
+    /// decoded are `Verify` (they carry their error; nothing is checked).
+    pub fn plan_client_checks<S: AccountStore + ?Sized>(
+        &self,
+        txs: &[Result<SignedTransaction, MempoolError>],
+        store: &S,
+        tip: Option<Height>,
+    ) -> Vec<Plan> {
+        let mut room = self.client_room();
+        txs.iter()
+            .map(|t| match (t, tip) {
+                (Err(_), _) => Plan::Verify,
+                (Ok(tx), _) if self.known_good(&tx.id()) => Plan::Known,
+                (Ok(_), _) if room == 0 => Plan::Refused,
+                (Ok(tx), Some(tip)) if self.precheck(tx, store, tip).is_err() => Plan::Refused,
+                _ => {
+                    room -= 1;
+                    Plan::Verify
+                }
+            })
+            .collect()
     }
 
     /// Filled beyond `gapped_below_fill_percent` of its count or byte limit.
@@ -974,6 +1021,42 @@ mod tests {
             off.on_block_pace(500 * i, 1);
         }
         assert_eq!(off.admit_max_txs(), 100);
+    }
+
+    /// A client batch larger than the pool's room gets that many signature checks, not one per input; what
+    /// a cheap check refuses and what the pool knows good cost none, and admission's verdicts are the same
+    /// as without the budget.
+    #[test]
+    fn a_client_batch_is_verified_only_up_to_the_pools_room() {
+        let s = store(&[(1, 1_000_000), (2, 1_000_000), (3, 1_000_000), (4, 1_000_000), (5, 1_000_000)]);
+        let limits =
+            MempoolLimits { max_txs: 4, drain_target_ms: 0, gapped_below_fill_percent: 100, ..Default::default() };
+        let mut m = pool(limits);
+        m.add(tx(1, 0, 1), &s, Height(0)).unwrap();
+        assert_eq!(m.client_room(), 3);
+        let pooled = tx(1, 0, 1);
+        let batch: Vec<Result<SignedTransaction, MempoolError>> = vec![
+            Ok(tx(2, 0, 1)),
+            Err(MempoolError::Storage("could not be decoded".into())),
+            Ok(tx(6, 0, 1)),    // unfunded: refused by the cheap checks, takes no room
+            Ok(pooled.clone()), // already pooled: known good, no check (admission refuses the duplicate)
+            Ok(tx(3, 0, 1)),
+            Ok(tx(4, 0, 1)),
+            Ok(tx(5, 0, 1)), // beyond the room: not verified
+            Ok(tx(5, 1, 1)),
+        ];
+        let plan = m.plan_client_checks(&batch, &s, Some(Height(0)));
+        use Plan::*;
+        assert_eq!(plan, [Verify, Verify, Refused, Known, Verify, Verify, Refused, Refused]);
+        // A full pool verifies nothing.
+        let mut full = pool(MempoolLimits { max_txs: 1, drain_target_ms: 0, ..Default::default() });
+        full.add(tx(1, 0, 1), &s, Height(0)).unwrap();
+        assert_eq!(full.plan_client_checks(&batch[..1], &s, Some(Height(0))), [Refused]);
+        // Admission gives the same verdicts as without the budget: the three with room are taken, the rest
+        // is refused as full, the unfunded one for its funds.
+        let codes: Vec<&str> =
+            batch.iter().filter_map(|t| t.as_ref().ok()).map(|t| code_of(m.add(t.clone(), &s, Height(0)))).collect();
+        assert_eq!(codes, ["ok", "insufficient_funds", "duplicate", "ok", "ok", "mempool_full", "mempool_full"]);
     }
 
     #[test]

@@ -1030,6 +1030,16 @@ mod tests {
         let tx = transfer(&g, 0, 1, 1);
         let (code, body) = http_status(&app, "POST", "/txs", Some(serde_json::json!({ "tx": api::tx_hex(&tx) }))).await;
         assert_eq!((code, body["error"]["code"].as_str()), (503, Some("disk_full")), "{body}");
+        // A batch is refused whole at the door, before its body is parsed (an empty body is not JSON), but
+        // after the content type is checked.
+        let (code, body) = http_status(&app, "POST", "/txs/batch", None).await;
+        assert_eq!((code, body["error"]["code"].as_str()), (503, Some("disk_full")), "{body}");
+        let batch = serde_json::json!({ "txs": [api::tx_hex(&tx)] });
+        let (code, body) = http_status(&app, "POST", "/txs/batch", Some(batch.clone())).await;
+        assert_eq!((code, body["error"]["code"].as_str()), (503, Some("disk_full")), "{body}");
+        let no_type = axum::http::Request::post("/txs/batch").body(axum::body::Body::from(batch.to_string())).unwrap();
+        let res = tower::ServiceExt::oneshot(app.clone(), no_type).await.unwrap();
+        assert_eq!(res.status().as_u16(), 415);
         assert!(
             node.submit(vec![tx]).await[0].as_ref().is_err_and(|e| e.code() == "disk_full"),
             "gossip and local too"
