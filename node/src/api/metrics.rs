@@ -20,6 +20,7 @@
 //! | `ledger_base_height` | gauge | lowest height whose block body is stored (raised by pruning and state sync) |
 //! | `ledger_pruned_blocks_total` | counter | block bodies pruned by this process |
 //! | `ledger_consensus_messages_resent_total` | counter | consensus messages re-gossiped after a stall |
+//! | `ledger_driver_busy_seconds_total` | counter | time the consensus driver spent handling events (its own work and the writes it waits for), not waiting for one; a rate near 1 means the driver, which is serial, sets the pace |
 //! | `ledger_consensus_stall_rounds_total` | counter | re-gossip rounds run because no block committed (one every 2 s of a stall, after the first 3 s) |
 //! | `ledger_signer_halted` | gauge | 1 once this validator saw another process sign with its key and stopped signing |
 //! | `ledger_signer_active` | gauge | 1 while the double-sign guard lets this validator sign |
@@ -74,6 +75,7 @@ pub struct Metrics {
     pruned_blocks: Counter,
     consensus_resent: Counter,
     stall_rounds: Counter,
+    driver_busy: Counter<f64, std::sync::atomic::AtomicU64>,
     signer_halted: Gauge,
     signer_active: Gauge,
     sign_floor: Gauge,
@@ -138,6 +140,7 @@ impl Metrics {
             pruned_blocks: Counter::default(),
             consensus_resent: Counter::default(),
             stall_rounds: Counter::default(),
+            driver_busy: Counter::default(),
             signer_halted: Gauge::default(),
             signer_active: Gauge::default(),
             sign_floor: Gauge::default(),
@@ -195,6 +198,12 @@ impl Metrics {
             "consensus_messages_resent",
             "Consensus messages re-gossiped because a height stalled",
             m.consensus_resent.clone(),
+        );
+        registry.register_with_unit(
+            "driver_busy",
+            "Time the consensus driver spent handling events (its work and the writes it waits for), not waiting for one",
+            prometheus_client::registry::Unit::Seconds,
+            m.driver_busy.clone(),
         );
         registry.register(
             "consensus_stall_rounds",
@@ -337,6 +346,11 @@ impl Metrics {
     pub fn on_consensus_resent(&self, n: u64) {
         self.stall_rounds.inc();
         self.consensus_resent.inc_by(n);
+    }
+
+    /// The driver handled one event in `busy`.
+    pub fn add_driver_busy(&self, busy: Duration) {
+        self.driver_busy.inc_by(busy.as_secs_f64());
     }
 
     pub fn observe_commit_latency(&self, latency: Duration) {

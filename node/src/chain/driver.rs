@@ -284,6 +284,15 @@ impl NodeGossipValidator {
     }
 }
 
+/// What woke the driver's loop.
+enum Next {
+    Network(NetworkEvent),
+    Timeout(Timeout),
+    Sync(PeerId, Result<SyncResponse, NetError>),
+    Tick,
+    Build,
+}
+
 fn validation_of(verdict: Verdict) -> Validation {
     match verdict {
         Verdict::Accept => Validation::Accept,
@@ -709,21 +718,31 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let next = tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(ev) => self.on_network(ev).await?,
+                    Some(ev) => Next::Network(ev),
                     None => return Err(DriverError::NetworkStopped),
                 },
-                Some(t) = self.timers_rx.recv() => self.on_timeout(t).await?,
-                Some((peer, resp)) = self.sync_rx.recv() => self.on_sync_response(peer, resp).await?,
-                _ = tick.tick() => self.on_tick().await?,
-                () = build_due => {
+                Some(t) = self.timers_rx.recv() => Next::Timeout(t),
+                Some((peer, resp)) = self.sync_rx.recv() => Next::Sync(peer, resp),
+                _ = tick.tick() => Next::Tick,
+                () = build_due => Next::Build,
+            };
+            // From here to the next wait the driver is busy (`ledger_driver_busy_seconds_total`).
+            let started = Instant::now();
+            match next {
+                Next::Network(ev) => self.on_network(ev).await?,
+                Next::Timeout(t) => self.on_timeout(t).await?,
+                Next::Sync(peer, resp) => self.on_sync_response(peer, resp).await?,
+                Next::Tick => self.on_tick().await?,
+                Next::Build => {
                     self.build_wake = None;
                     self.try_build()?;
                     self.drain().await?;
                 }
             }
             self.report();
+            self.shared.metrics.add_driver_busy(started.elapsed());
         }
     }
 

@@ -887,6 +887,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn n1_commits_empty_blocks_and_transactions() {
         let g = genesis(1);
+        let began = Instant::now();
         let net = start_net(&g, 1).await;
         let node = &net.nodes[0];
         wait_height(node, 2).await;
@@ -901,6 +902,13 @@ mod tests {
         assert_eq!(acc.nonce, 5);
         assert!(node.shared.mempool().is_empty());
         assert!(net.dirs[0].path().join(crate::safety::signer::FILE_NAME).exists(), "signer state persisted");
+        // The driver's busy time: some, and never more than the time it has run.
+        let text = node.shared.metrics.encode_prometheus().unwrap();
+        let busy: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ledger_driver_busy_seconds_total ")?.trim().parse().ok())
+            .expect("ledger_driver_busy_seconds_total");
+        assert!(busy > 0.0 && busy <= began.elapsed().as_secs_f64(), "busy {busy} s in {:?}", began.elapsed());
     }
 
     async fn http(app: &axum::Router, method: &str, uri: &str, body: Option<serde_json::Value>) -> serde_json::Value {
