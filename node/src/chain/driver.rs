@@ -83,6 +83,8 @@ const CATCHING_UP_AFTER: Duration = Duration::from_millis(500);
 const SYNC_PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 /// How long to wait for a sync response before asking another peer.
 const SYNC_RETRY: Duration = Duration::from_secs(2);
+/// Inside a long drain, the driver's busy time is added to its metric at least this often.
+const BUSY_COUNT_EVERY: Duration = Duration::from_millis(100);
 /// At most one warning this often that peers ahead serve no block after the tip (they pruned it).
 const PRUNED_WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -578,6 +580,8 @@ pub struct Driver {
     /// Events the driver itself produced (built block, verdict, new height), fed after the current batch of
     /// actions has run, in order.
     queue: std::collections::VecDeque<Event>,
+    /// Start of the busy time not yet added to `ledger_driver_busy_seconds_total` (see [`Driver::count_busy`]).
+    busy_since: Instant,
     last_commit_at: Instant,
     /// Last re-gossip of our own messages.
     last_regossip_at: Instant,
@@ -686,6 +690,7 @@ impl Driver {
             idle: IdleHold::default(),
             empty_blocks: EmptyBlockLog::new(),
             queue: std::collections::VecDeque::new(),
+            busy_since: Instant::now(),
             last_commit_at: Instant::now(),
             last_regossip_at: Instant::now(),
             resend,
@@ -729,7 +734,7 @@ impl Driver {
                 () = build_due => Next::Build,
             };
             // From here to the next wait the driver is busy (`ledger_driver_busy_seconds_total`).
-            let started = Instant::now();
+            self.busy_since = Instant::now();
             match next {
                 Next::Network(ev) => self.on_network(ev).await?,
                 Next::Timeout(t) => self.on_timeout(t).await?,
@@ -742,7 +747,7 @@ impl Driver {
                 }
             }
             self.report();
-            self.shared.metrics.add_driver_busy(started.elapsed());
+            self.count_busy(Duration::ZERO);
         }
     }
 
@@ -846,8 +851,21 @@ impl Driver {
                 Ok(actions) => self.execute(actions).await?,
                 Err(e) => tracing::debug!(error = %e, "consensus refused an event"),
             }
+            // A lone validator under load goes from height to height in one drain, for seconds at a time:
+            // its busy time is counted as it goes, not only when the drain ends.
+            self.count_busy(BUSY_COUNT_EVERY);
         }
         Ok(())
+    }
+
+    /// Add the busy time since `busy_since` to `ledger_driver_busy_seconds_total` if it is at least `min`.
+    fn count_busy(&mut self, min: Duration) {
+        let now = Instant::now();
+        let busy = now.saturating_duration_since(self.busy_since);
+        if busy >= min {
+            self.shared.metrics.add_driver_busy(busy);
+            self.busy_since = now;
+        }
     }
 
     async fn on_network(&mut self, ev: NetworkEvent) -> Result<(), DriverError> {
