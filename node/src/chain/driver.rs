@@ -711,6 +711,8 @@ impl Driver {
 
     /// Run until the network stops or a fatal error.
     pub async fn run(mut self, mut events: mpsc::Receiver<NetworkEvent>) -> Result<(), DriverError> {
+        // Busy from here, not from construction (the time before `run` is the node's start-up, not the driver's).
+        self.busy_since = Instant::now();
         let actions = self.consensus.handle(Event::Start)?;
         self.execute(actions).await?;
         self.drain().await?;
