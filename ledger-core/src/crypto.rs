@@ -131,8 +131,8 @@ impl PublicKey {
     pub fn to_address_string(&self) -> String {
         let mut s = String::with_capacity(ADDRESS_TEXT_LEN);
         s.push_str(ADDRESS_PREFIX);
-        s.push_str(&hex::encode(self.0));
-        s.push_str(&hex::encode(self.checksum()));
+        s.push_str(&crate::base16::encode(self.0));
+        s.push_str(&crate::base16::encode(self.checksum()));
         s
     }
 
@@ -147,7 +147,7 @@ impl PublicKey {
             return Err(AddressError::BadPrefix);
         };
         let mut raw = [0u8; 32 + ADDRESS_CHECKSUM_BYTES];
-        hex::decode_to_slice(body, &mut raw).map_err(|_| AddressError::BadHex)?;
+        crate::base16::decode_to_slice(body, &mut raw).map_err(|_| AddressError::BadHex)?;
         let mut key = [0u8; 32];
         key.copy_from_slice(&raw[..32]);
         let pk = PublicKey(key);
@@ -330,7 +330,7 @@ impl<'de> serde::Deserialize<'de> for PublicKey {
 
 impl Signature {
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        crate::base16::encode(self.0)
     }
 }
 
@@ -350,7 +350,7 @@ impl<'de> serde::Deserialize<'de> for Signature {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <String as serde::Deserialize>::deserialize(d)?;
         let mut out = [0u8; 64];
-        hex::decode_to_slice(s.as_bytes(), &mut out)
+        crate::base16::decode_to_slice(s.as_bytes(), &mut out)
             .map_err(|_| serde::de::Error::custom("signature must be 128 hex characters"))?;
         Ok(Signature(out))
     }

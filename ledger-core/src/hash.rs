@@ -39,6 +39,30 @@ pub enum Domain {
 }
 
 impl Domain {
+    /// Every domain, in declaration order (`Domain::X as usize` is its index).
+    pub const ALL: [Domain; 20] = [
+        Domain::TxId,
+        Domain::BlockHeader,
+        Domain::Commit,
+        Domain::MerkleLeaf,
+        Domain::MerkleNode,
+        Domain::StateLeaf,
+        Domain::StateRoot,
+        Domain::Genesis,
+        Domain::ValidatorSet,
+        Domain::AddressChecksum,
+        Domain::TxSignature,
+        Domain::VoteSignature,
+        Domain::ProposalSignature,
+        Domain::ValidatorChange,
+        Domain::ApprovalSignature,
+        Domain::ApprovalId,
+        Domain::KeyPossession,
+        Domain::EvidenceId,
+        Domain::GovState,
+        Domain::BlockOps,
+    ];
+
     /// The blake3 `derive_key` context string of this domain.
     pub const fn context(self) -> &'static str {
         match self {
@@ -86,8 +110,18 @@ impl Hash {
     }
 
     /// An incremental hasher for `domain`, for inputs made of several parts.
+    ///
+    /// A copy of the domain's hasher as `new_derive_key` leaves it, made once per process: deriving the key
+    /// from the context string again is one more blake3 compression per hash (a transaction's id, its signing
+    /// message, each state-tree and Merkle node), the same output either way.
     pub fn hasher(domain: Domain) -> blake3::Hasher {
-        blake3::Hasher::new_derive_key(domain.context())
+        static HASHERS: std::sync::LazyLock<Vec<blake3::Hasher>> = std::sync::LazyLock::new(|| {
+            Domain::ALL.iter().map(|d| blake3::Hasher::new_derive_key(d.context())).collect()
+        });
+        match HASHERS.get(domain as usize) {
+            Some(h) => h.clone(),
+            None => blake3::Hasher::new_derive_key(domain.context()),
+        }
     }
 
     pub fn from_hasher(h: &blake3::Hasher) -> Hash {
@@ -99,7 +133,7 @@ impl Hash {
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        crate::base16::encode(self.0)
     }
 
     pub fn from_hex(s: &str) -> Result<Hash, HashParseError> {
@@ -107,7 +141,7 @@ impl Hash {
             return Err(HashParseError::BadLength { got: s.len() });
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| HashParseError::BadHex)?;
+        crate::base16::decode_to_slice(s, &mut out).map_err(|_| HashParseError::BadHex)?;
         Ok(Hash(out))
     }
 }
@@ -148,6 +182,18 @@ impl<'de> serde::Deserialize<'de> for Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kept_hashers_hash_as_a_fresh_derive_key() {
+        for (i, d) in Domain::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i, "{d:?} out of place in Domain::ALL");
+            for input in [&b""[..], b"x", &[7u8; 200], &[9u8; 5000]] {
+                let mut fresh = blake3::Hasher::new_derive_key(d.context());
+                fresh.update(input);
+                assert_eq!(Hash::digest(*d, input).0, *fresh.finalize().as_bytes(), "{d:?}");
+            }
+        }
+    }
 
     #[test]
     fn domains_separate_equal_bytes() {

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod base16;
 pub mod block;
 pub mod cert;
 pub mod consensus;

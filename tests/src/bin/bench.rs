@@ -76,7 +76,7 @@ struct Args {
     /// Keep the localnet here instead of a temp dir.
     #[arg(long)]
     keep: Option<PathBuf>,
-    /// Record a `perf` profile of node N over the window (`--perf-out`).
+    /// Record a `perf` profile of node N (from 0) over the window (`--perf-out`).
     #[arg(long)]
     perf_node: Option<usize>,
     #[arg(long, default_value = "perf.data")]
@@ -117,6 +117,15 @@ fn main() -> Result<()> {
     }
     if args.validators == 0 || args.duration == 0 {
         bail!("--validators and --duration must be positive");
+    }
+    if let Some(n) = args.perf_node
+        && n >= args.validators
+    {
+        bail!(
+            "--perf-node {n}: nodes are numbered from 0, so with {} validators it is at most {}",
+            args.validators,
+            args.validators - 1
+        );
     }
     // Resolve the binary now, while the process is single-threaded, then drop LEDGERD_BIN from the environment:
     // `ledgerd` refuses unknown `LEDGERD_*` variables, and the nodes inherit this environment.

@@ -106,6 +106,16 @@ fn main() -> anyhow::Result<()> {
     r.time("encode signed tx", n * 10, "per tx", |_| tx.encode());
     r.time("decode signed tx (canonical, with id)", n * 10, "per tx", |_| SignedTransaction::decode(&bytes, 1024));
     r.time("blake3 tx id of encoded tx", n * 10, "per tx", |_| Hash::digest(Domain::TxId, &bytes));
+    r.time("  same, deriving the domain key each time", n * 10, "per tx", |_| {
+        let mut h = blake3::Hasher::new_derive_key(Domain::TxId.context());
+        h.update(&bytes);
+        *h.finalize().as_bytes()
+    });
+    let text = ledger_core::base16::encode(&bytes);
+    r.time("hex decode of a signed tx (base16)", n * 10, "per tx", |_| ledger_core::base16::decode(&text));
+    r.time("  same with the hex crate", n * 10, "per tx", |_| hex::decode(&text));
+    r.time("hex encode of a tx id (base16)", n * 10, "per id", |_| tx.id().to_hex());
+    r.time("  same with the hex crate", n * 10, "per id", |_| hex::encode(tx.id().0));
 
     // State transition: 1000 transfers among 2000 accounts, signatures pre-verified (as the node does).
     let senders: Vec<Keypair> = (0..1000u32)
