@@ -233,6 +233,10 @@ pub fn run(
                 let senders = work.senders.max(1);
                 let accounts: Vec<usize> = (0..senders.min(n)).filter(|a| a % threads == t).collect();
                 let mut cursor: Vec<usize> = accounts.clone();
+                // A batch takes one transaction per sender, so it holds at most this thread's senders: the
+                // pace is set by what a batch holds, not by what was asked (with 500 asked of 250 senders,
+                // a paced thread offered half its rate until session 29).
+                let batch = batch.min(accounts.len()).max(1);
                 let mut turn = 0usize;
                 let per_thread_rate = cfg.rate_tps.map(|r| r / threads as f64);
                 let mut body = String::with_capacity(batch * 400 + 16);
