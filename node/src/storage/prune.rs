@@ -39,8 +39,10 @@ pub const INDEX_SCAN_KEYS: usize = 2048;
 /// Heights the base rises between two passes over the account-history index.
 pub const HISTORY_PASS_EVERY: u64 = 256;
 /// Smallest `retain_blocks` accepted: the start-up check reads the last 100 blocks, and blocks above the
-/// state checkpoint (at most 16) are re-executed at start.
+/// state checkpoint (fewer than [`super::CHECKPOINT_BLOCKS`]) are re-executed at start.
 pub const RETAIN_BLOCKS_MIN: u64 = 256;
+// Pruning must never take a body that a restart re-executes.
+const _: () = assert!(RETAIN_BLOCKS_MIN > super::CHECKPOINT_BLOCKS);
 
 /// What the pruner remembers between steps (in memory; a restart starts over, which is only repeated reads).
 #[derive(Default)]
