@@ -156,13 +156,36 @@ pub const ARCHIVE_DIR: &str = "archive";
 const ARCHIVE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// sled's segment size for a new main database (its default is 512 KiB). sled writes a value larger than a
-/// quarter of a segment, and a tree node holding such values (a leaf holds up to 16 keys), to a blob file of its
-/// own, and measured here it never deleted the blob of a leaf whose keys were all removed later (pruned
-/// bodies, merged index runs): with 512 KiB segments the blob files grew without bound under retention. With
-/// 8 MiB segments nodes stay in the log, whose segments sled does clean (`retention_bench`, 300 transactions
-/// a block, 256 kept, with the archive: 85-124 MB from block 2,000 to 15,000, against 687 MB at 6,000 and
-/// growing).
-pub const MAIN_SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+/// quarter of a segment, and a tree node holding such values (a leaf holds up to [`SLED_LEAF_KEYS`] keys), to
+/// a blob file of its own, and measured here it never deleted the blob of a leaf whose keys were all removed
+/// later (pruned bodies, merged index runs): with 512 KiB segments the blob files grew without bound under
+/// retention. Block bodies have since moved to [`blockfile`], and the largest leaves left are those of
+/// transaction-index chunks (~330 KB) and of certificates of a full validator set (~270 KB), both under a
+/// quarter of 2 MiB (asserted below). Larger segments cost disk and memory for nothing: sled allocates its log
+/// a segment at a time and holds about five from the start, and keeps a write buffer of a whole segment per
+/// segment it writes. Measured with 4 validators at 3,000 tx/s for 60 s (session 30): 1,575 bytes a
+/// transaction on disk with 8 MiB segments, 1,248 with 4 MiB, 1,103 with 2 MiB (1 MiB: 1,024, but index
+/// leaves went to blob files); peak RSS at full speed 183-226 MiB against 134-157; throughput unchanged.
+/// `retention_bench --blocks 15000 --txs 300 --retain 256` stays bounded (63-122 MB, 65-125 with 8 MiB).
+pub const MAIN_SEGMENT_BYTES: usize = 2 * 1024 * 1024;
+
+/// Most keys sled 0.34 keeps in one leaf before it splits it.
+const SLED_LEAF_KEYS: usize = 16;
+/// Bytes of a sealed value with a storage key of `key` bytes and a payload of `payload` bytes, with room for
+/// sled's per-key framing.
+const fn leaf_entry_bytes(key: usize, payload: usize) -> usize {
+    key + payload + CHECKSUM_BYTES + 64
+}
+// No leaf of index chunks or certificates may reach a blob file (see `MAIN_SEGMENT_BYTES`).
+const _: () = assert!(
+    SLED_LEAF_KEYS * leaf_entry_bytes(txindex::CHUNK_KEY_BYTES, txindex::CHUNK_ENTRIES * txindex::ENTRY_BYTES)
+        <= MAIN_SEGMENT_BYTES / 4
+);
+// A certificate: height, round, block hash, signature count, then an index and a signature per validator.
+const _: () = assert!(
+    SLED_LEAF_KEYS * leaf_entry_bytes(9, 8 + 4 + 32 + 4 + ledger_core::params::VALIDATORS_MAX * (2 + 64))
+        <= MAIN_SEGMENT_BYTES / 4
+);
 
 /// The segment size to open the main database in `dir` with: the one it was created with (sled records it
 /// in its `conf` file and refuses another), or [`MAIN_SEGMENT_BYTES`] for a new database (no `conf` and no
