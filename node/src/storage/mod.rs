@@ -160,17 +160,17 @@ const ARCHIVE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// a blob file of its own, and measured here it never deleted the blob of a leaf whose keys were all removed
 /// later (pruned bodies, merged index runs): with 512 KiB segments the blob files grew without bound under
 /// retention. Block bodies have since moved to [`blockfile`], and the largest leaves left are those of
-/// transaction-index chunks (~330 KB) and of certificates of a full validator set (~270 KB), both under a
+/// transaction-index chunks (~350 KB) and of certificates of a full validator set (~290 KB), both under a
 /// quarter of 2 MiB (asserted below). Larger segments cost disk and memory for nothing: sled allocates its log
 /// a segment at a time and holds about five from the start, and keeps a write buffer of a whole segment per
 /// segment it writes. Measured with 4 validators at 3,000 tx/s for 60 s (session 30): 1,575 bytes a
 /// transaction on disk with 8 MiB segments, 1,248 with 4 MiB, 1,103 with 2 MiB (1 MiB: 1,024, but index
 /// leaves went to blob files); peak RSS at full speed 183-226 MiB against 134-157; throughput unchanged.
-/// `retention_bench --blocks 15000 --txs 300 --retain 256` stays bounded (63-122 MB, 65-125 with 8 MiB).
+/// `retention_bench --blocks 15000 --txs 300 --retain 256` stays bounded (63-122 MB, 67-125 with 8 MiB).
 pub const MAIN_SEGMENT_BYTES: usize = 2 * 1024 * 1024;
 
-/// Most keys sled 0.34 keeps in one leaf before it splits it.
-const SLED_LEAF_KEYS: usize = 16;
+/// Most keys in a leaf sled 0.34 writes: it splits a leaf once it holds more than 16 (`Node::should_split`).
+const SLED_LEAF_KEYS: usize = 17;
 /// Bytes of a sealed value with a storage key of `key` bytes and a payload of `payload` bytes, with room for
 /// sled's per-key framing.
 const fn leaf_entry_bytes(key: usize, payload: usize) -> usize {
