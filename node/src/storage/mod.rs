@@ -160,12 +160,14 @@ const ARCHIVE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// a blob file of its own, and measured here it never deleted the blob of a leaf whose keys were all removed
 /// later (pruned bodies, merged index runs): with 512 KiB segments the blob files grew without bound under
 /// retention. Block bodies have since moved to [`blockfile`], and the largest leaves left are those of
-/// transaction-index chunks (~350 KB) and of certificates of a full validator set (~290 KB), both under a
-/// quarter of 2 MiB (asserted below). Larger segments cost disk and memory for nothing: sled allocates its log
-/// a segment at a time and holds about five from the start, and keeps a write buffer of a whole segment per
-/// segment it writes. Measured with 4 validators at 3,000 tx/s for 60 s (session 30): 1,575 bytes a
-/// transaction on disk with 8 MiB segments, 1,248 with 4 MiB, 1,103 with 2 MiB (1 MiB: 1,024, but index
-/// leaves went to blob files); peak RSS at full speed 183-226 MiB against 134-157; throughput unchanged.
+/// validator sets of 256 validators with the longest monikers (~470 KB), of transaction-index chunks
+/// (~350 KB) and of certificates of 256 validators (~290 KB), all under a quarter of 2 MiB (asserted below).
+/// Larger segments cost disk and memory for nothing: sled allocates its log a whole segment at a time and
+/// keeps several even when little is live (node 0 after 60 s at 3,000 tx/s: 41.9 MB in five 8 MiB segments,
+/// 18.9 MB with 2 MiB segments, ~5.7 MB of it live), and it keeps a write buffer of a whole segment per
+/// segment it writes. Measured with 4 validators at 3,000 tx/s for 60 s (session 30): 1,575 bytes a transaction on
+/// disk with 8 MiB segments, 1,248 with 4 MiB, 1,103 with 2 MiB (1 MiB: 1,024, but index leaves went to blob
+/// files); peak RSS at full speed 183-226 MiB against 134-157; throughput unchanged.
 /// `retention_bench --blocks 15000 --txs 300 --retain 256` stays bounded (63-122 MB, 67-125 with 8 MiB).
 pub const MAIN_SEGMENT_BYTES: usize = 2 * 1024 * 1024;
 
@@ -176,7 +178,7 @@ const SLED_LEAF_KEYS: usize = 17;
 const fn leaf_entry_bytes(key: usize, payload: usize) -> usize {
     key + payload + CHECKSUM_BYTES + 64
 }
-// No leaf of index chunks or certificates may reach a blob file (see `MAIN_SEGMENT_BYTES`).
+// No leaf of index chunks, certificates or validator sets may reach a blob file (see `MAIN_SEGMENT_BYTES`).
 const _: () = assert!(
     SLED_LEAF_KEYS * leaf_entry_bytes(txindex::CHUNK_KEY_BYTES, txindex::CHUNK_ENTRIES * txindex::ENTRY_BYTES)
         <= MAIN_SEGMENT_BYTES / 4
@@ -184,6 +186,15 @@ const _: () = assert!(
 // A certificate: height, round, block hash, signature count, then an index and a signature per validator.
 const _: () = assert!(
     SLED_LEAF_KEYS * leaf_entry_bytes(9, 8 + 4 + 32 + 4 + ledger_core::params::VALIDATORS_MAX * (2 + 64))
+        <= MAIN_SEGMENT_BYTES / 4
+);
+// A validator set: a count, then per validator a key, a power and a length-prefixed moniker.
+const _: () = assert!(
+    SLED_LEAF_KEYS
+        * leaf_entry_bytes(
+            9,
+            4 + ledger_core::params::VALIDATORS_MAX * (32 + 8 + 4 + ledger_core::params::MONIKER_BYTES_MAX)
+        )
         <= MAIN_SEGMENT_BYTES / 4
 );
 
