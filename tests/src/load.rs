@@ -23,6 +23,11 @@ use serde::Deserialize;
 
 /// Most transactions `POST /txs/batch` accepts in one request (docs/api.md).
 pub const BATCH_TXS_MAX: usize = 1000;
+/// Transactions a sender thread's batch holds when `asked` are asked of a thread owning `senders`: a batch
+/// takes one transaction per sender, so at most `senders`.
+pub fn batch_held(asked: usize, senders: usize) -> usize {
+    asked.min(senders).max(1)
+}
 /// Attempts of one batch request when the node answers 429/503 or the connection fails.
 pub const BATCH_ATTEMPTS_MAX: u32 = 20;
 
@@ -233,10 +238,9 @@ pub fn run(
                 let senders = work.senders.max(1);
                 let accounts: Vec<usize> = (0..senders.min(n)).filter(|a| a % threads == t).collect();
                 let mut cursor: Vec<usize> = accounts.clone();
-                // A batch takes one transaction per sender, so it holds at most this thread's senders: the
-                // pace is set by what a batch holds, not by what was asked (with 500 asked of 250 senders,
-                // a paced thread offered half its rate until session 29).
-                let batch = batch.min(accounts.len()).max(1);
+                // The pace is set by what a batch holds, not by what was asked (with 500 asked of 250
+                // senders, a paced thread offered half its rate until session 29).
+                let batch = batch_held(batch, accounts.len());
                 let mut turn = 0usize;
                 let per_thread_rate = cfg.rate_tps.map(|r| r / threads as f64);
                 let mut body = String::with_capacity(batch * 400 + 16);

@@ -240,11 +240,11 @@ fn print_curve(curve: &[Value]) {
     }
 }
 
-/// One run on a fresh localnet at `rate` (None: full speed); returns its report.
 /// Transactions asked per `POST /txs/batch` at full speed (a batch takes one transaction per sender, so with
 /// 2,000 senders over 8 threads a batch holds 250).
 const FULL_SPEED_BATCH: usize = 500;
 
+/// One run on a fresh localnet at `rate` (None: full speed); returns its report.
 fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
     eprintln!("--- run {index}: rate {}", rate.map_or("full speed".to_string(), |r| format!("{r} tx/s")));
     let load_before = loadavg();
@@ -495,8 +495,8 @@ fn run_once(args: &Args, rate: Option<f64>, index: usize) -> Result<Value> {
         "accounts": args.accounts,
         "threads": threads,
         "batch": batch,
-        // A request holds one transaction per sender of its thread at most.
-        "batch_per_request_max": batch.min(args.accounts.div_ceil(threads)),
+        // The thread with the most senders (threads own senders round-robin).
+        "batch_per_request_max": load::batch_held(batch, args.accounts.div_ceil(threads)),
         "overrides": args.set,
         "committed_tps": round1(committed_tps),
         "committed_tps_observed": round1(committed_observed as f64 / window_s),
